@@ -1,0 +1,73 @@
+--- moreau.core — the one module that talks to C.
+--
+-- It reads the declarations of engine/include/moreau.h (the block between
+-- MR_CDEF_BEGIN and MR_CDEF_END) into ffi.cdef, so there is no second,
+-- hand-kept copy of the API, and loads libmoreau. Everything else in the Lua
+-- face goes through `core.C` and `core.check`.
+--
+-- Where things are found, first hit wins:
+--   library: $MOREAU_LIB; the installed path (moreau/_install.lua); build/ next to bindings/
+--   header:  $MOREAU_HEADER; the installed path; engine/include/ next to bindings/
+local ffi = require 'ffi'
+
+local core = {}
+
+local function module_dir()
+  local src = debug.getinfo(1, 'S').source
+  return (src:sub(1, 1) == '@' and src:sub(2) or src):match('^(.*)/[^/]*$') or '.'
+end
+
+local function exists(path)
+  local f = path and io.open(path, 'rb')
+  if f then f:close() return true end
+  return false
+end
+
+local here = module_dir()                  -- .../bindings/moreau
+local root = here .. '/../..'              -- the source tree, when run from it
+local ok_inst, install = pcall(require, 'moreau._install')
+if not ok_inst then install = {} end
+
+local function first_existing(...)
+  for i = 1, select('#', ...) do
+    local p = select(i, ...)
+    if exists(p) then return p end
+  end
+end
+
+core.header_path = first_existing(os.getenv('MOREAU_HEADER'), install.header,
+                                  root .. '/engine/include/moreau.h')
+core.lib_path = first_existing(os.getenv('MOREAU_LIB'), install.lib, root .. '/build/libmoreau.so')
+core.root = root
+if not core.header_path then
+  error('moreau: cannot find moreau.h (set MOREAU_HEADER or build from the source tree)', 0)
+end
+if not core.lib_path then
+  error('moreau: cannot find libmoreau.so (build it with scripts/setup, or set MOREAU_LIB)', 0)
+end
+
+do
+  local f = assert(io.open(core.header_path, 'rb'))
+  local text = f:read('*a')
+  f:close()
+  local decls = text:match('/%* MR_CDEF_BEGIN %*/(.-)/%* MR_CDEF_END %*/')
+  if not decls then error('moreau: ' .. core.header_path .. ' has no MR_CDEF block', 0) end
+  ffi.cdef(decls)
+end
+
+core.C = ffi.load(core.lib_path)
+local C = core.C
+
+--- Raises the engine's last error message if rc is negative; returns rc otherwise.
+-- ARGS: rc (number from a C call), level (error level, default 2 = the caller's caller)
+function core.check(rc, level)
+  if rc < 0 then
+    error(ffi.string(C.mr_last_error()), (level or 2) + 1)
+  end
+  return rc
+end
+
+--- The engine's version string.
+function core.version() return ffi.string(C.mr_version()) end
+
+return core

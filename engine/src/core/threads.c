@@ -1,0 +1,28 @@
+/* One thread count for the engine's OpenMP loops and for OpenBLAS. Engine
+ * loops never call BLAS from inside a parallel region, so the two pools take
+ * turns instead of fighting. */
+#include "../internal.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+
+static int num_threads = 0; /* 0: not set yet, use all cores */
+
+int mr_threads(void) { return num_threads > 0 ? num_threads : omp_get_num_procs(); }
+
+int mr_set_num_threads(int n)
+{
+    num_threads = n > 0 ? n : omp_get_num_procs();
+    openblas_set_num_threads(num_threads);
+    return MR_OK;
+}
+
+int mr_get_num_threads(void) { return mr_threads(); }
+
+const char *mr_backend_info(void)
+{
+    static char info[256];
+    snprintf(info, sizeof info, "cpu: %s", openblas_get_config());
+    return info;
+}

@@ -1,0 +1,687 @@
+/*
+ * graph.c — a network: a DAG of ops over one input, its named parameters, and
+ * the workspace its passes run in.
+ *
+ * Nodes are numbered in creation order (a topological order); node 0 is the
+ * input. Every node keeps four batch buffers in the workspace, allocated only
+ * when a pass needs them and only when the batch grows:
+ *
+ *   y    activation            (forward)
+ *   dy   forward tangent       (jvp)
+ *   gy   reverse gradient      (backward)
+ *   dgy  tangent of gy         (hvp_backward)
+ *
+ * Reverse passes run nodes from the output down. Ops overwrite their input
+ * gradients; when a node feeds several consumers the first writes into the
+ * node's own buffer and later ones into a scratch buffer that is then added
+ * (gy[i] = sum over consumers). A node that no gradient reached is skipped.
+ */
+#include "graph.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ building */
+
+int mr_net_new(mr_net **out)
+{
+    if (!out)
+        return mr_error(MR_EINVAL, "mr_net_new: out is NULL");
+    *out = mr_calloc(sizeof **out);
+    if (!*out)
+        return MR_ENOMEM;
+    (*out)->output = -1;
+    return MR_OK;
+}
+
+static void free_workspace(mr_net *net)
+{
+    for (int i = 0; i < net->nnodes; i++) {
+        mr_node *n = &net->nodes[i];
+        for (int b = 0; b < MR_NBUF; b++) {
+            mr_free(n->buf_data[b]);
+            n->buf_data[b] = NULL;
+        }
+        mr_free(n->state);
+        n->state = NULL;
+    }
+    for (int k = 0; k < 4; k++) {
+        mr_free(net->fanout_scratch[k]);
+        net->fanout_scratch[k] = NULL;
+    }
+    mr_free(net->scratch);
+    net->scratch = NULL;
+    net->capacity = 0;
+    net->bufs_have = 0;
+    net->workspace_bytes = 0;
+}
+
+void mr_net_free(mr_net *net)
+{
+    if (!net)
+        return;
+    free_workspace(net);
+    for (int i = 0; i < net->nparams; i++) {
+        mr_tensor_free(net->params[i].value);
+        mr_tensor_free(net->params[i].grad);
+        mr_free(net->params[i].name);
+    }
+    mr_free(net->params);
+    mr_free(net->nodes);
+    mr_free(net->written);
+    mr_free(net);
+}
+
+static int grow(void **arr, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return MR_OK;
+    int ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = mr_calloc((size_t)ncap * elem);
+    if (!p)
+        return MR_ENOMEM;
+    if (*arr)
+        memcpy(p, *arr, (size_t)*cap * elem);
+    mr_free(*arr);
+    *arr = p;
+    *cap = ncap;
+    return MR_OK;
+}
+
+static int check_building(mr_net *net, const char *what)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "%s: net is NULL", what);
+    if (net->capacity > 0)
+        return mr_error(MR_ESTATE, "%s: the network has already run; build it fully first", what);
+    return MR_OK;
+}
+
+int mr_net_input(mr_net *net, int ndim, const int64_t *sample_shape)
+{
+    MR_TRY(check_building(net, "mr_net_input"));
+    if (net->nnodes > 0)
+        return mr_error(MR_ESTATE, "mr_net_input: the network already has an input");
+    if (ndim < 1 || ndim > 3 || !sample_shape)
+        return mr_error(MR_ESHAPE, "mr_net_input: a sample has 1..3 dims, got %d", ndim);
+    for (int i = 0; i < ndim; i++)
+        if (sample_shape[i] < 1)
+            return mr_error(MR_ESHAPE, "mr_net_input: dim %d is %lld", i, (long long)sample_shape[i]);
+    MR_TRY(grow((void **)&net->nodes, &net->node_cap, 1, sizeof(mr_node)));
+    mr_node *n = &net->nodes[0];
+    memset(n, 0, sizeof *n);
+    n->def = NULL;
+    n->shape.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        n->shape.d[i] = sample_shape[i];
+    snprintf(n->label, sizeof n->label, "input");
+    net->nnodes = 1;
+    return 0;
+}
+
+int mr_net_param(mr_net *net, const char *name, int ndim, const int64_t *shape, int kind)
+{
+    MR_TRY(check_building(net, "mr_net_param"));
+    if (!name || !*name)
+        return mr_error(MR_EINVAL, "mr_net_param: a parameter needs a name");
+    if (kind != MR_PARAM_WEIGHT && kind != MR_PARAM_BUFFER)
+        return mr_error(MR_EINVAL, "mr_net_param: '%s': unknown kind %d", name, kind);
+    if (mr_net_param_find(net, name) >= 0)
+        return mr_error(MR_EINVAL, "mr_net_param: duplicate parameter name '%s'", name);
+    MR_TRY(grow((void **)&net->params, &net->param_cap, net->nparams + 1, sizeof(mr_param)));
+    mr_param *p = &net->params[net->nparams];
+    memset(p, 0, sizeof *p);
+    int rc = mr_tensor_new(&p->value, ndim, shape);
+    if (rc < 0)
+        return mr_error(rc, "mr_net_param: '%s': %s", name, mr_last_error());
+    if (kind == MR_PARAM_WEIGHT && (rc = mr_tensor_new(&p->grad, ndim, shape)) < 0) {
+        mr_tensor_free(p->value);
+        return rc;
+    }
+    size_t len = strlen(name);
+    p->name = mr_alloc(len + 1);
+    if (!p->name) {
+        mr_tensor_free(p->value);
+        mr_tensor_free(p->grad);
+        return MR_ENOMEM;
+    }
+    memcpy(p->name, name, len + 1);
+    p->kind = kind;
+    return net->nparams++;
+}
+
+int mr_net_node(mr_net *net, const char *op_name, const int *inputs, int ninputs, const int *params,
+                int nparams, const mr_op_attrs *attrs, const char *label)
+{
+    MR_TRY(check_building(net, "mr_net_node"));
+    const char *lab = label && *label ? label : (op_name ? op_name : "?");
+    if (net->nnodes == 0)
+        return mr_error(MR_ESTATE, "%s: declare the network input before adding nodes", lab);
+    const mr_op_def *def = mr_op_find(op_name);
+    if (!def)
+        return mr_error(MR_ENOTFOUND, "%s: unknown op '%s'", lab, op_name ? op_name : "(null)");
+    if (ninputs != def->ninputs || (ninputs > 0 && !inputs))
+        return mr_error(MR_EINVAL, "%s: %s takes %d input(s), got %d", lab, def->name, def->ninputs,
+                        ninputs);
+    if (nparams < def->min_params || nparams > def->max_params || (nparams > 0 && !params))
+        return mr_error(MR_EINVAL, "%s: %s takes %d..%d parameters, got %d", lab, def->name,
+                        def->min_params, def->max_params, nparams);
+    mr_shape in[MR_MAX_INPUTS];
+    for (int k = 0; k < ninputs; k++) {
+        if (inputs[k] < 0 || inputs[k] >= net->nnodes)
+            return mr_error(MR_EINVAL, "%s: input %d refers to node %d, which does not exist", lab, k,
+                            inputs[k]);
+        in[k] = net->nodes[inputs[k]].shape;
+    }
+    mr_tensor *ptens[MR_MAX_PARAMS];
+    for (int k = 0; k < nparams; k++) {
+        if (params[k] < 0 || params[k] >= net->nparams)
+            return mr_error(MR_EINVAL, "%s: parameter %d refers to id %d, which does not exist", lab,
+                            k, params[k]);
+        ptens[k] = net->params[params[k]].value;
+    }
+    mr_op_attrs a;
+    if (attrs)
+        a = *attrs;
+    else
+        memset(&a, 0, sizeof a);
+    mr_shape out;
+    memset(&out, 0, sizeof out);
+    int rc = def->infer(&a, in, ptens, nparams, &out);
+    if (rc < 0)
+        return mr_error(rc, "%s: %s", lab, mr_last_error());
+    MR_TRY(grow((void **)&net->nodes, &net->node_cap, net->nnodes + 1, sizeof(mr_node)));
+    mr_node *n = &net->nodes[net->nnodes];
+    memset(n, 0, sizeof *n);
+    n->def = def;
+    n->nin = ninputs;
+    for (int k = 0; k < ninputs; k++) {
+        n->in[k] = inputs[k];
+        net->nodes[inputs[k]].nconsumers++;
+    }
+    n->nparams = nparams;
+    for (int k = 0; k < nparams; k++)
+        n->params[k] = params[k];
+    n->attrs = a;
+    n->shape = out;
+    snprintf(n->label, sizeof n->label, "%s", lab);
+    return net->nnodes++;
+}
+
+int mr_net_set_output(mr_net *net, int node)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "mr_net_set_output: net is NULL");
+    if (node < 0 || node >= net->nnodes)
+        return mr_error(MR_EINVAL, "mr_net_set_output: node %d does not exist", node);
+    net->output = node;
+    return MR_OK;
+}
+
+/* -------------------------------------------------------- introspection */
+
+int mr_net_node_count(const mr_net *net) { return net ? net->nnodes : 0; }
+
+const char *mr_net_node_op(const mr_net *net, int node)
+{
+    if (!net || node < 0 || node >= net->nnodes)
+        return NULL;
+    return net->nodes[node].def ? net->nodes[node].def->name : "input";
+}
+
+const char *mr_net_node_label(const mr_net *net, int node)
+{
+    if (!net || node < 0 || node >= net->nnodes)
+        return NULL;
+    return net->nodes[node].label;
+}
+
+int mr_net_node_shape(const mr_net *net, int node, int *ndim, int64_t *shape)
+{
+    if (!net || node < 0 || node >= net->nnodes || !ndim || !shape)
+        return mr_error(MR_EINVAL, "mr_net_node_shape: no node %d", node);
+    const mr_shape *s = &net->nodes[node].shape;
+    *ndim = s->ndim;
+    for (int i = 0; i < s->ndim; i++)
+        shape[i] = s->d[i];
+    return MR_OK;
+}
+
+int mr_net_param_count(const mr_net *net) { return net ? net->nparams : 0; }
+
+const char *mr_net_param_name(const mr_net *net, int p)
+{
+    return net && p >= 0 && p < net->nparams ? net->params[p].name : NULL;
+}
+
+int mr_net_param_kind(const mr_net *net, int p)
+{
+    if (!net || p < 0 || p >= net->nparams)
+        return mr_error(MR_EINVAL, "mr_net_param_kind: no parameter %d", p);
+    return net->params[p].kind;
+}
+
+int mr_net_param_find(const mr_net *net, const char *name)
+{
+    if (net && name)
+        for (int i = 0; i < net->nparams; i++)
+            if (strcmp(net->params[i].name, name) == 0)
+                return i;
+    return mr_error(MR_ENOTFOUND, "no parameter named '%s'", name ? name : "(null)");
+}
+
+mr_tensor *mr_net_param_get(mr_net *net, int p)
+{
+    return net && p >= 0 && p < net->nparams ? net->params[p].value : NULL;
+}
+
+mr_tensor *mr_net_param_grad_get(mr_net *net, int p)
+{
+    return net && p >= 0 && p < net->nparams ? net->params[p].grad : NULL;
+}
+
+int mr_net_zero_grad(mr_net *net)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "mr_net_zero_grad: net is NULL");
+    for (int i = 0; i < net->nparams; i++)
+        if (net->params[i].grad)
+            memset(net->params[i].grad->data, 0, (size_t)net->params[i].grad->numel * sizeof(float));
+    return MR_OK;
+}
+
+int mr_net_set_training(mr_net *net, int training)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "mr_net_set_training: net is NULL");
+    net->training = training != 0;
+    return MR_OK;
+}
+
+int mr_net_set_seed(mr_net *net, uint64_t seed)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "mr_net_set_seed: net is NULL");
+    net->seed = seed;
+    net->calls = 0;
+    return MR_OK;
+}
+
+int64_t mr_net_workspace_bytes(const mr_net *net) { return net ? net->workspace_bytes : 0; }
+
+/* ------------------------------------------------------------ workspace */
+
+static int output_node(const mr_net *net) { return net->output >= 0 ? net->output : net->nnodes - 1; }
+
+/* Makes sure buffers `need` (MR_BUF_* bits) exist for a batch of N. Allocates
+ * only when the batch grows past the capacity or a new kind of buffer is needed. */
+static int reserve(mr_net *net, int64_t N, unsigned need)
+{
+    if (N <= net->capacity && (need & ~net->bufs_have) == 0)
+        return MR_OK;
+    int64_t cap = MR_MAX(N, net->capacity);
+    unsigned have = net->bufs_have | need;
+    free_workspace(net);
+    int64_t bytes = 0, max_numel = 0;
+    size_t max_scratch = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        mr_node *n = &net->nodes[i];
+        int64_t numel = cap * mr_shape_numel(&n->shape);
+        max_numel = MR_MAX(max_numel, numel);
+        for (int b = 0; b < MR_NBUF; b++) {
+            if (!(have & (1u << b)) || (i == 0 && b == MR_BUF_Y))
+                continue; /* the input's activation is the caller's x */
+            n->buf_data[b] = mr_alloc((size_t)numel * sizeof(float));
+            if (!n->buf_data[b])
+                goto oom;
+            bytes += numel * (int64_t)sizeof(float);
+        }
+        if (n->def) {
+            const mr_shape *in = &net->nodes[n->in[0]].shape;
+            mr_shape ins[MR_MAX_INPUTS];
+            for (int k = 0; k < n->nin; k++)
+                ins[k] = net->nodes[n->in[k]].shape;
+            (void)in;
+            if (n->def->scratch_floats)
+                max_scratch = MR_MAX(max_scratch, n->def->scratch_floats(&n->attrs, ins, &n->shape, cap));
+            size_t st = n->def->state_floats ? n->def->state_floats(&n->attrs, ins, &n->shape, cap) : 0;
+            if (st) {
+                n->state = mr_calloc(st * sizeof(float));
+                if (!n->state)
+                    goto oom;
+                bytes += (int64_t)(st * sizeof(float));
+            }
+        }
+    }
+    if (have & ((1u << MR_BUF_GY) | (1u << MR_BUF_DGY))) {
+        for (int k = 0; k < 4; k++) {
+            net->fanout_scratch[k] = mr_alloc((size_t)max_numel * sizeof(float));
+            if (!net->fanout_scratch[k])
+                goto oom;
+            bytes += max_numel * (int64_t)sizeof(float);
+        }
+    }
+    if (max_scratch) {
+        net->scratch = mr_alloc(max_scratch * sizeof(float));
+        if (!net->scratch)
+            goto oom;
+        bytes += (int64_t)(max_scratch * sizeof(float));
+    }
+    net->capacity = cap;
+    net->bufs_have = have;
+    net->workspace_bytes = bytes;
+    return MR_OK;
+oom:
+    free_workspace(net);
+    return mr_error(MR_ENOMEM, "network workspace: out of memory for a batch of %lld", (long long)cap);
+}
+
+/* Points the node's tensor views at its buffers for a batch of N. */
+static void set_views(mr_net *net, int64_t N)
+{
+    for (int i = 0; i < net->nnodes; i++) {
+        mr_node *n = &net->nodes[i];
+        for (int b = 0; b < MR_NBUF; b++) {
+            mr_tensor *t = &n->view[b];
+            memset(t, 0, sizeof *t);
+            t->data = n->buf_data[b];
+            t->ndim = 1 + n->shape.ndim;
+            t->shape[0] = N;
+            for (int d = 0; d < 3; d++)
+                t->shape[1 + d] = d < n->shape.ndim ? n->shape.d[d] : 1;
+            t->numel = N * mr_shape_numel(&n->shape);
+            t->device = MR_DEVICE_CPU;
+        }
+    }
+}
+
+static int check_batch(const mr_net *net, const mr_tensor *x, const char *what)
+{
+    if (!net)
+        return mr_error(MR_EINVAL, "%s: net is NULL", what);
+    if (net->nnodes < 2)
+        return mr_error(MR_ESTATE, "%s: the network has no layers", what);
+    if (!x || !x->data)
+        return mr_error(MR_EINVAL, "%s: input tensor is NULL", what);
+    const mr_shape *s = &net->nodes[0].shape;
+    int ok = x->ndim == 1 + s->ndim;
+    for (int d = 0; ok && d < s->ndim; d++)
+        ok = x->shape[1 + d] == s->d[d];
+    if (!ok) {
+        char a[64], b[64];
+        return mr_error(MR_ESHAPE, "%s: input has shape %s, the network expects Nx%s", what,
+                        mr_tensor_shape_str(x, a, sizeof a), mr_shape_str(s, b, sizeof b));
+    }
+    return MR_OK;
+}
+
+static int check_like(const mr_tensor *t, const mr_tensor *ref, const char *what, const char *name)
+{
+    if (!t)
+        return MR_OK;
+    int ok = t->numel == ref->numel && t->shape[0] == ref->shape[0];
+    if (!ok) {
+        char a[64], b[64];
+        return mr_error(MR_ESHAPE, "%s: %s has shape %s, expected %s", what, name,
+                        mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(ref, b, sizeof b));
+    }
+    return MR_OK;
+}
+
+static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, mr_op_ctx *c,
+                     mr_tensor **pv, mr_tensor **pg)
+{
+    for (int k = 0; k < n->nparams; k++) {
+        pv[k] = net->params[n->params[k]].value;
+        pg[k] = net->params[n->params[k]].grad;
+    }
+    c->attrs = &n->attrs;
+    c->params = pv;
+    c->param_grads = param_grads ? pg : NULL;
+    c->nparams = n->nparams;
+    c->scratch = net->scratch;
+    c->state = n->state;
+    c->training = net->training;
+    c->seed = net->seed;
+    c->stream = (uint64_t)node_id;
+    c->counter = net->calls;
+}
+
+/* -------------------------------------------------------------- passes */
+
+/* Runs the forward pass (and, with tangent, the JVP) over all nodes. */
+static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, const char *what)
+{
+    int64_t N = x->shape[0];
+    unsigned need = 1u << MR_BUF_Y;
+    if (v)
+        need |= 1u << MR_BUF_DY;
+    MR_TRY(reserve(net, N, need));
+    set_views(net, N);
+    net->nodes[0].view[MR_BUF_Y].data = x->data; /* read only */
+    if (v)
+        memcpy(net->nodes[0].view[MR_BUF_DY].data, v->data, (size_t)v->numel * sizeof(float));
+    net->calls++;
+    int last = output_node(net);
+    for (int i = 1; i <= last; i++) {
+        mr_node *n = &net->nodes[i];
+        mr_op_ctx c;
+        mr_tensor *pv[MR_MAX_PARAMS], *pg[MR_MAX_PARAMS];
+        make_ctx(net, n, i, 0, &c, pv, pg);
+        const mr_tensor *xs[MR_MAX_INPUTS], *dxs[MR_MAX_INPUTS];
+        for (int k = 0; k < n->nin; k++) {
+            xs[k] = &net->nodes[n->in[k]].view[MR_BUF_Y];
+            dxs[k] = &net->nodes[n->in[k]].view[MR_BUF_DY];
+        }
+        n->def->forward(&c, xs, &n->view[MR_BUF_Y]);
+        if (v)
+            n->def->jvp(&c, xs, dxs, &n->view[MR_BUF_Y], &n->view[MR_BUF_DY]);
+    }
+    net->ran_N = N;
+    net->ran_tangent = v != NULL;
+    net->ran_x = x->data;
+    return MR_OK;
+}
+
+static void add_into(float *dst, const float *src, int64_t n)
+{
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (n > 32768)
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* The reverse pass. With tangent, also the tangent of the reverse pass (for
+ * HVPs). gx/dgx: the caller's outputs for the input node (may be NULL). */
+static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, mr_tensor *gx,
+                        mr_tensor *dgx, int param_grads, int tangent)
+{
+    int64_t N = net->ran_N;
+    unsigned need = (1u << MR_BUF_GY) | (tangent ? 1u << MR_BUF_DGY : 0);
+    if ((need & ~net->bufs_have) != 0) {
+        /* Reserving new buffers reallocates; the forward activations would be lost. */
+        return mr_error(MR_ESTATE, "backward: internal: workspace lacks gradient buffers");
+    }
+    set_views(net, N);
+    net->nodes[0].view[MR_BUF_Y].data = net->ran_x;
+    int last = output_node(net);
+    /* written[i]: node i's gradient buffer holds a value this pass. */
+    unsigned char *written = net->written;
+    memset(written, 0, (size_t)net->nnodes);
+    mr_node *out = &net->nodes[last];
+    memmove(out->view[MR_BUF_GY].data, gy->data, (size_t)gy->numel * sizeof(float));
+    if (tangent) {
+        if (dgy)
+            memmove(out->view[MR_BUF_DGY].data, dgy->data, (size_t)dgy->numel * sizeof(float));
+        else
+            memset(out->view[MR_BUF_DGY].data, 0, (size_t)gy->numel * sizeof(float));
+    }
+    written[last] = 1;
+    /* The input node's gradient goes straight to the caller's gx / dgx. */
+    mr_node *in0 = &net->nodes[0];
+    in0->view[MR_BUF_GY].data = gx ? gx->data : NULL;
+    in0->view[MR_BUF_DGY].data = dgx ? dgx->data : NULL;
+
+    for (int i = last; i >= 1; i--) {
+        mr_node *n = &net->nodes[i];
+        if (!written[i])
+            continue;
+        mr_op_ctx c;
+        mr_tensor *pv[MR_MAX_PARAMS], *pg[MR_MAX_PARAMS];
+        make_ctx(net, n, i, param_grads, &c, pv, pg);
+        const mr_tensor *xs[MR_MAX_INPUTS], *dxs[MR_MAX_INPUTS];
+        mr_tensor *gxs[MR_MAX_INPUTS], *dgxs[MR_MAX_INPUTS];
+        mr_tensor tmp_g[MR_MAX_INPUTS], tmp_dg[MR_MAX_INPUTS];
+        int via_scratch[MR_MAX_INPUTS];
+        unsigned char will_write[MR_MAX_INPUTS] = {0};
+        for (int k = 0; k < n->nin; k++) {
+            int j = n->in[k];
+            mr_node *src = &net->nodes[j];
+            xs[k] = &src->view[MR_BUF_Y];
+            dxs[k] = &src->view[MR_BUF_DY];
+            int already = written[j] || (k == 1 && n->in[0] == j);
+            via_scratch[k] = 0;
+            if (j == 0 && !gx && !dgx) {
+                gxs[k] = dgxs[k] = NULL; /* nobody wants the input gradient */
+                continue;
+            }
+            if (!already) {
+                gxs[k] = src->view[MR_BUF_GY].data ? &src->view[MR_BUF_GY] : NULL;
+                dgxs[k] = tangent && src->view[MR_BUF_DGY].data ? &src->view[MR_BUF_DGY] : NULL;
+            } else {
+                via_scratch[k] = 1;
+                tmp_g[k] = src->view[MR_BUF_GY];
+                tmp_g[k].data = net->fanout_scratch[2 * k];
+                tmp_dg[k] = src->view[MR_BUF_DGY];
+                tmp_dg[k].data = net->fanout_scratch[2 * k + 1];
+                gxs[k] = src->view[MR_BUF_GY].data ? &tmp_g[k] : NULL;
+                dgxs[k] = tangent && src->view[MR_BUF_DGY].data ? &tmp_dg[k] : NULL;
+            }
+            will_write[k] = 1;
+        }
+        n->def->vjp(&c, xs, &n->view[MR_BUF_Y], &n->view[MR_BUF_GY], gxs);
+        if (tangent)
+            n->def->vjp_tangent(&c, xs, dxs, &n->view[MR_BUF_Y], &n->view[MR_BUF_DY],
+                                &n->view[MR_BUF_GY], &n->view[MR_BUF_DGY], dgxs);
+        for (int k = 0; k < n->nin; k++) {
+            if (!will_write[k])
+                continue;
+            mr_node *src = &net->nodes[n->in[k]];
+            if (via_scratch[k]) {
+                if (gxs[k])
+                    add_into(src->view[MR_BUF_GY].data, gxs[k]->data, gxs[k]->numel);
+                if (dgxs[k])
+                    add_into(src->view[MR_BUF_DGY].data, dgxs[k]->data, dgxs[k]->numel);
+            }
+            written[n->in[k]] = 1;
+        }
+    }
+    if (!written[0]) { /* the output does not depend on the input */
+        if (gx)
+            memset(gx->data, 0, (size_t)gx->numel * sizeof(float));
+        if (dgx)
+            memset(dgx->data, 0, (size_t)dgx->numel * sizeof(float));
+    }
+    return MR_OK;
+}
+
+/* Sizes the written[] flags once per network build (not per call). */
+static int ensure_flags(mr_net *net)
+{
+    if (net->written_cap >= net->nnodes)
+        return MR_OK;
+    mr_free(net->written);
+    net->written = mr_calloc((size_t)net->nnodes);
+    if (!net->written)
+        return MR_ENOMEM;
+    net->written_cap = net->nnodes;
+    return MR_OK;
+}
+
+int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y)
+{
+    MR_TRY(check_batch(net, x, "forward"));
+    MR_TRY(mr_tensor_check_finite(x, "forward: input"));
+    /* Keep gradient buffers reserved alongside if a reverse pass may follow. */
+    MR_TRY(reserve(net, x->shape[0], (1u << MR_BUF_Y) | (1u << MR_BUF_GY)));
+    MR_TRY(run_forward(net, x, NULL, "forward"));
+    mr_tensor *o = &net->nodes[output_node(net)].view[MR_BUF_Y];
+    if (y) {
+        MR_TRY(check_like(y, o, "forward", "output tensor"));
+        memcpy(y->data, o->data, (size_t)o->numel * sizeof(float));
+    }
+    return MR_OK;
+}
+
+mr_tensor *mr_net_output_get(mr_net *net)
+{
+    if (!net || net->ran_N == 0)
+        return NULL;
+    return &net->nodes[output_node(net)].view[MR_BUF_Y];
+}
+
+int mr_net_backward(mr_net *net, const mr_tensor *gy, mr_tensor *gx, int param_grads)
+{
+    if (!net || !gy)
+        return mr_error(MR_EINVAL, "backward: net or gy is NULL");
+    if (net->ran_N == 0 || net->ran_tangent)
+        return mr_error(MR_ESTATE, "backward: run forward first");
+    MR_TRY(ensure_flags(net));
+    set_views(net, net->ran_N);
+    MR_TRY(check_like(gy, &net->nodes[output_node(net)].view[MR_BUF_Y], "backward", "gy"));
+    mr_tensor xref = net->nodes[0].view[MR_BUF_GY];
+    MR_TRY(check_like(gx, &xref, "backward", "gx"));
+    if (param_grads && net->training == 0) {
+        /* allowed: parameter gradients at inference statistics */
+    }
+    return run_backward(net, gy, NULL, gx, NULL, param_grads, 0);
+}
+
+int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy)
+{
+    MR_TRY(check_batch(net, x, "jvp"));
+    if (!v)
+        return mr_error(MR_EINVAL, "jvp: tangent v is NULL");
+    MR_TRY(check_like(v, x, "jvp", "tangent v"));
+    MR_TRY(mr_tensor_check_finite(x, "jvp: input"));
+    MR_TRY(mr_tensor_check_finite(v, "jvp: tangent"));
+    if (net->training)
+        return mr_error(MR_ESTATE, "jvp: tangents are defined in inference mode only");
+    MR_TRY(reserve(net, x->shape[0],
+                   (1u << MR_BUF_Y) | (1u << MR_BUF_DY) | (1u << MR_BUF_GY) | (1u << MR_BUF_DGY)));
+    MR_TRY(run_forward(net, x, v, "jvp"));
+    mr_node *o = &net->nodes[output_node(net)];
+    MR_TRY(check_like(y, &o->view[MR_BUF_Y], "jvp", "output y"));
+    MR_TRY(check_like(dy, &o->view[MR_BUF_DY], "jvp", "output dy"));
+    if (y)
+        memcpy(y->data, o->view[MR_BUF_Y].data, (size_t)o->view[MR_BUF_Y].numel * sizeof(float));
+    if (dy)
+        memcpy(dy->data, o->view[MR_BUF_DY].data, (size_t)o->view[MR_BUF_DY].numel * sizeof(float));
+    return MR_OK;
+}
+
+int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, mr_tensor *gx,
+                        mr_tensor *dgx)
+{
+    if (!net || !gy)
+        return mr_error(MR_EINVAL, "hvp_backward: net or gy is NULL");
+    if (net->ran_N == 0 || !net->ran_tangent)
+        return mr_error(MR_ESTATE, "hvp_backward: run jvp first");
+    MR_TRY(ensure_flags(net));
+    set_views(net, net->ran_N);
+    mr_tensor *o = &net->nodes[output_node(net)].view[MR_BUF_Y];
+    MR_TRY(check_like(gy, o, "hvp_backward", "gy"));
+    MR_TRY(check_like(dgy, o, "hvp_backward", "dgy"));
+    mr_tensor xref = net->nodes[0].view[MR_BUF_GY];
+    MR_TRY(check_like(gx, &xref, "hvp_backward", "gx"));
+    MR_TRY(check_like(dgx, &xref, "hvp_backward", "dgx"));
+    return run_backward(net, gy, dgy, gx, dgx, 0, 1);
+}
+
+/* Internal: the output view of the last forward (the oracle reads logits here). */
+mr_tensor *mr_net_output_view(mr_net *net, int buf)
+{
+    return &net->nodes[output_node(net)].view[buf];
+}

@@ -1,0 +1,58 @@
+/* graph.h — the network's internal layout (see graph.c). */
+#ifndef MR_GRAPH_H
+#define MR_GRAPH_H
+
+#include "ops/op.h"
+
+enum { MR_MAX_INPUTS = 2, MR_MAX_PARAMS = 4 };
+
+/* Workspace buffers of a node. */
+enum { MR_BUF_Y, MR_BUF_DY, MR_BUF_GY, MR_BUF_DGY, MR_NBUF };
+
+typedef struct mr_node {
+    const mr_op_def *def; /* NULL for the input node */
+    int in[MR_MAX_INPUTS];
+    int nin;
+    int params[MR_MAX_PARAMS];
+    int nparams;
+    mr_op_attrs attrs;
+    mr_shape shape; /* per-sample output shape */
+    int nconsumers;
+    char label[96];
+    float *buf_data[MR_NBUF]; /* owned workspace, capacity x sample numel */
+    mr_tensor view[MR_NBUF];  /* views of the buffers at the current batch size */
+    float *state;             /* op state kept from forward to reverse */
+} mr_node;
+
+typedef struct mr_param {
+    char *name;
+    int kind;
+    mr_tensor *value;
+    mr_tensor *grad; /* NULL for buffers */
+} mr_param;
+
+struct mr_net {
+    mr_node *nodes;
+    int nnodes, node_cap;
+    mr_param *params;
+    int nparams, param_cap;
+    int output; /* -1: the last node */
+    int training;
+    uint64_t seed, calls;
+    /* workspace */
+    int64_t capacity;  /* largest batch the buffers hold */
+    unsigned bufs_have; /* MR_BUF_* bits allocated */
+    float *fanout_scratch[4];
+    float *scratch;
+    int64_t workspace_bytes;
+    unsigned char *written;
+    int written_cap;
+    /* the last forward */
+    int64_t ran_N;
+    int ran_tangent;
+    float *ran_x; /* the caller's input: it must outlive the reverse pass */
+};
+
+mr_tensor *mr_net_output_view(mr_net *net, int buf);
+
+#endif

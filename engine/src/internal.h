@@ -1,0 +1,44 @@
+/*
+ * internal.h — what engine files share and users never see: error setting,
+ * aligned allocation with a counter, and small helpers.
+ */
+#ifndef MR_INTERNAL_H
+#define MR_INTERNAL_H
+
+#include "moreau.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define MR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MR_PRINTF(a, b)
+#endif
+
+/* Sets the thread-local message and returns code, so a failure reads
+ *   return mr_error(MR_ESHAPE, "conv2d: expected %d channels, got %d", c, x);  */
+int mr_error(int code, const char *fmt, ...) MR_PRINTF(2, 3);
+
+/* 64-byte aligned allocation, counted by mr_alloc_count(). mr_alloc sets the
+ * error message on failure and returns NULL. */
+void *mr_alloc(size_t bytes);
+void *mr_calloc(size_t bytes);
+void mr_free(void *p);
+
+/* Number of threads the engine's own parallel loops use. */
+int mr_threads(void);
+
+#define MR_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Propagates a negative status. */
+#define MR_TRY(expr)                 \
+    do {                             \
+        int mr_try_rc_ = (expr);     \
+        if (mr_try_rc_ < 0)          \
+            return mr_try_rc_;       \
+    } while (0)
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * op.h — the interface every op family implements (one family per file).
+ *
+ * An op sees whole batches: x[i] is (N, sample shape of input i...), y is
+ * (N, sample shape of the output...). Each op gives four functions with the
+ * same argument order:
+ *
+ *   forward      y   = F(x)
+ *   vjp          gx  = J(x)^T gy                       input gradients OVERWRITE (=)
+ *                dW += dF/dW^T gy                      parameter gradients ACCUMULATE (+=)
+ *   jvp          dy  = J(x) dx                         (parameters held constant)
+ *   vjp_tangent  dgx = d/de [ J(x + e dx)^T (gy + e dgy) ] at e = 0
+ *                    = J(x)^T dgy + (d J(x)^T/dx [dx]) gy
+ *
+ * so that forward-over-reverse gives exact Hessian-vector products. gx[i] or
+ * dgx[i] may be NULL: that input needs no gradient, skip it. The graph handles
+ * fan-out (it sums when a node feeds several consumers), so an op never reads
+ * what gx held before.
+ *
+ * Shape checks live once, in infer; the compute functions trust their shapes.
+ * Parallel loops use `#pragma omp parallel for num_threads(mr_threads())` over
+ * independent outputs only (never a reduction split across threads), and BLAS
+ * is never called from inside a parallel region: results must be bit-identical
+ * for every thread count.
+ */
+#ifndef MR_OP_H
+#define MR_OP_H
+
+#include "../internal.h"
+
+/* The per-sample shape of a node's output (the batch dim N is not included). */
+typedef struct mr_shape {
+    int ndim; /* 1..3 */
+    int64_t d[3];
+} mr_shape;
+
+static inline int64_t mr_shape_numel(const mr_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->d[i];
+    return n;
+}
+
+/* Formats "3x32x32" into buf; returns buf. */
+const char *mr_shape_str(const mr_shape *s, char *buf, size_t len);
+
+typedef struct mr_op_ctx {
+    const mr_op_attrs *attrs;
+    mr_tensor *const *params;      /* the node's parameters, in the op's documented order */
+    mr_tensor *const *param_grads; /* same order; NULL when parameter gradients are not wanted;
+                                      an entry is NULL for buffers (running statistics) */
+    int nparams;
+    float *scratch;  /* scratch_floats(N) floats; contents not kept between calls */
+    float *state;    /* state_floats(N) floats kept from forward to the reverse passes */
+    int training;    /* 1 in training mode (batchnorm batch statistics, dropout) */
+    uint64_t seed;   /* randomness of this call (dropout): stream = node id, */
+    uint64_t stream; /* counter = forward call number */
+    uint64_t counter;
+} mr_op_ctx;
+
+typedef struct mr_op_def {
+    const char *name;
+    int ninputs;    /* exact number of inputs */
+    int min_params; /* parameters in the documented order; trailing optional ones */
+    int max_params;
+    /* Checks the inputs' per-sample shapes and the parameters' shapes, computes
+     * the output's per-sample shape. On a mismatch returns MR_ESHAPE with a
+     * message naming the op and the shapes (the graph prefixes the node label). */
+    int (*infer)(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params, int nparams,
+                 mr_shape *out);
+    /* Floats of scratch / state needed for a batch of N (NULL: none). */
+    size_t (*scratch_floats)(const mr_op_attrs *a, const mr_shape *in, const mr_shape *out, int64_t N);
+    size_t (*state_floats)(const mr_op_attrs *a, const mr_shape *in, const mr_shape *out, int64_t N);
+
+    void (*forward)(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y);
+    void (*vjp)(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,
+                const mr_tensor *gy, mr_tensor *const *gx);
+    void (*jvp)(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
+                const mr_tensor *y, mr_tensor *dy);
+    void (*vjp_tangent)(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
+                        const mr_tensor *y, const mr_tensor *dy, const mr_tensor *gy,
+                        const mr_tensor *dgy, mr_tensor *const *dgx);
+} mr_op_def;
+
+/* The op table (registry.c). Adding an op: its file under ops/, its extern line
+ * and entry below and in registry.c (a static assert checks the count), its
+ * finite-difference spec in tests/ops_spec.lua, its PyTorch fixture. */
+enum {
+    MR_OP_CONV2D,
+    MR_OP_LINEAR,
+    MR_OP_BATCHNORM2D,
+    MR_OP_RELU,
+    MR_OP_SOFTPLUS,
+    MR_OP_SILU,
+    MR_OP_SIGMOID,
+    MR_OP_TANH,
+    MR_OP_MAXPOOL2D,
+    MR_OP_AVGPOOL2D,
+    MR_OP_ADAPTIVE_AVGPOOL2D,
+    MR_OP_ADD,
+    MR_OP_MUL,
+    MR_OP_FLATTEN,
+    MR_OP_DROPOUT,
+    MR_OP_SOFTMAX,
+    MR_OP_LOG_SOFTMAX,
+    MR_OP_COUNT
+};
+
+extern const mr_op_def mr_op_conv2d, mr_op_linear, mr_op_batchnorm2d, mr_op_relu, mr_op_softplus,
+    mr_op_silu, mr_op_sigmoid, mr_op_tanh, mr_op_maxpool2d, mr_op_avgpool2d,
+    mr_op_adaptive_avgpool2d, mr_op_add, mr_op_mul, mr_op_flatten, mr_op_dropout, mr_op_softmax,
+    mr_op_log_softmax;
+
+extern const mr_op_def *const mr_op_table[MR_OP_COUNT];
+
+/* The op named `name`, or NULL. */
+const mr_op_def *mr_op_find(const char *name);
+
+#endif
