@@ -235,6 +235,130 @@ int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int s
 int mr_oracle_hvp(mr_net *net, const mr_tensor *x, const int32_t *labels, int score_kind,
                   const mr_tensor *v, float *scores, mr_tensor *grad, mr_tensor *hv);
 
+/* ------------------------------------------------- prox operators */
+
+/* Group maps for the group soft-threshold: entry j of a sample (j < d, the
+ * sample's C*H*W entries in row-major order) belongs to group map[j] in
+ * [0, ngroups). Each group also holds a scratch vector for its norms, so one
+ * group map must not be used by two threads at once. */
+typedef struct mr_groups mr_groups;
+
+/* Non-overlapping gh x gw spatial blocks spanning all C channels of a
+ * (C, H, W) sample, numbered row-major over the block grid; when H or W is not
+ * a multiple of the block, the last partial blocks are groups too. */
+int mr_groups_new_blocks(mr_groups **out, int64_t C, int64_t H, int64_t W, int64_t gh, int64_t gw);
+/* Any map: map[j] in [0, ngroups) for j < d (copied). */
+int mr_groups_new(mr_groups **out, int64_t d, const int32_t *map, int32_t ngroups);
+void mr_groups_free(mr_groups *g);
+int32_t mr_groups_count(const mr_groups *g);
+int64_t mr_groups_dim(const mr_groups *g);
+/* Borrowed: the map, d entries. */
+const int32_t *mr_groups_map(const mr_groups *g);
+
+/* Soft-threshold in place: v_i = sign(v_i) max(|v_i| - a, 0), a >= 0. */
+int mr_prox_soft_threshold(mr_tensor *v, float a);
+/* Group soft-threshold in place, each batch item separately (the map covers
+ * one item: numel / N == mr_groups_dim(g)): v_S = max(1 - a / ||v_S||_2, 0) v_S. */
+int mr_prox_group_soft_threshold(mr_tensor *v, mr_groups *g, float a);
+/* Projection of each batch item of x onto the L2 ball of radius r around the
+ * matching item of center (x and center of the same shape). */
+int mr_proj_l2_ball(mr_tensor *x, const mr_tensor *center, float radius);
+/* Projection onto the box [lo, hi] (entrywise clamp). */
+int mr_proj_box(mr_tensor *x, float lo, float hi);
+
+/* ---------------------------------------------- noisy gradients, SmoothGrad */
+
+/* Noise of sample i of item n at round t: z ~ N(0, s_n^2 I) with
+ * s_n = sigma * (max x_n - min x_n), drawn from the counter-based RNG with
+ * (seed, stream = n, offset = (t * samples + i) * d): the same on every thread
+ * count and for every chunk size. */
+
+enum { MR_SG_MEAN = 0, MR_SG_SQUARE = 1, MR_SG_VAR = 2, MR_SG_SPARSIFIED = 3 };
+
+typedef struct mr_smoothgrad_opts {
+    int32_t samples;    /* t, noise samples per item (>= 1) */
+    int32_t chunk;      /* most items x samples per forward pass (0: all at once) */
+    int32_t mode;       /* MR_SG_*: mean of g, of g^2, variance of g, Sparsified SmoothGrad */
+    int32_t score_kind; /* MR_SCORE_* */
+    float sigma;        /* noise level relative to the item's value range */
+    float clip_frac;    /* sparsified: clip |g| at its (clip_frac*d)-th largest value tau, divide by tau */
+    float keep_frac;    /* sparsified: keep the (keep_frac*d) largest entries, zero the rest */
+    uint64_t seed;
+} mr_smoothgrad_opts;
+
+/* out (like x) = the SmoothGrad map of each item, averaged over opts->samples
+ * noisy copies, all items' samples batched through the network together. */
+int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t *labels,
+                  const mr_smoothgrad_opts *opts);
+
+/* ---------------------------------------------------- the Moreau solver */
+
+/* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (DESIGN §4):
+ *   g_t     = (1/m) sum_i grad f_c(x + d_t + z_i)   (m > 0, fresh z every iteration)
+ *           = grad f_c(x + d_t)                      (m = 0)
+ *   d_{t+1} = prox_{gamma eta R}(d_t - gamma (g_t + d_t / rho))
+ * with R = 0 (vanilla), ||.||_1 (soft-threshold) or ||.||_{2,1} (group).
+ * The map is -mean(d_{T-K+1..T}) / rho (output gradient) or that mean itself
+ * (output delta, the authors' code). FISTA with gradient restart and a
+ * stopping tolerance are options, off by default. */
+
+enum { MR_REG_NONE = 0, MR_REG_L1 = 1, MR_REG_GROUP = 2 };
+enum { MR_MG_GRADIENT = 0, MR_MG_DELTA = 1 };
+
+typedef struct mr_moreau_opts {
+    float rho;          /* > 0 */
+    float eta;          /* >= 0; the threshold applied is gamma * eta */
+    float gamma;        /* step size > 0 */
+    float sigma;        /* noise level relative to the item's value range (m > 0) */
+    float tol;          /* stop when ||d_{t+1} - d_t|| <= tol * max(1, ||d_t||) for every item (0: run T) */
+    int32_t T;          /* iterations */
+    int32_t m;          /* noise samples per iteration (0: unregularized) */
+    int32_t K;          /* tail average over the last K iterates (1: the last) */
+    int32_t reg;        /* MR_REG_* */
+    int32_t output;     /* MR_MG_* */
+    int32_t score_kind; /* MR_SCORE_* */
+    int32_t chunk;      /* most items x samples per forward pass (0: all at once) */
+    int32_t accelerated;/* 1: FISTA with gradient restart */
+    uint64_t seed;
+} mr_moreau_opts;
+
+/* Per-item state after the last iteration. */
+typedef struct mr_moreau_stats {
+    int32_t iter;      /* iterations done */
+    int32_t converged; /* 1 if the tolerance was met */
+    float score;       /* f_c(x + d_t) (mean over the noise samples when m > 0) */
+    float objective;   /* score + ||d_t||^2 / (2 rho) + eta R(d_t) */
+    float grad_norm;   /* ||g_t + d_t / rho||_2, the smooth part's gradient */
+    float delta_norm;  /* ||d_t||_2 */
+    float step_norm;   /* ||d_t - d_{t-1}||_2 */
+    float sparsity;    /* fraction of entries of d_t that are exactly 0 */
+} mr_moreau_stats;
+
+typedef struct mr_moreau mr_moreau;
+
+/* A solver for the batch x (N, ...) with one class per item. groups is
+ * required for MR_REG_GROUP (borrowed: it must outlive the solver). net, x
+ * and labels are borrowed too. All buffers are allocated here: steps allocate
+ * nothing. */
+int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_t *labels,
+                  const mr_moreau_opts *opts, mr_groups *groups);
+void mr_moreau_free(mr_moreau *s);
+/* One iteration (returns 1 when all items have converged or T is reached, else 0). */
+int mr_moreau_step(mr_moreau *s);
+/* Iterates until T or convergence. */
+int mr_moreau_run(mr_moreau *s);
+/* out (like x) = the map from the tail average (the current iterate when no
+ * tail iterate has been reached yet). */
+int mr_moreau_result(mr_moreau *s, mr_tensor *out);
+/* Borrowed views of the current iterate d_t and the last gradient g_t. */
+mr_tensor *mr_moreau_delta_get(mr_moreau *s);
+mr_tensor *mr_moreau_grad_get(mr_moreau *s);
+int mr_moreau_stats_get(const mr_moreau *s, int item, mr_moreau_stats *out);
+/* Changes rho, eta or gamma between iterations (the REPL's knobs). */
+int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma);
+/* The options in force. */
+int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out);
+
 /* ----------------------------------------------------------- safetensors */
 
 /* A safetensors file held in memory: the header is parsed and every entry's
@@ -268,6 +392,123 @@ int mr_safetensors_save(const char *path, int n, const char *const *names,
 int mr_net_load(mr_net *net, const char *path, int strict);
 /* Saves every parameter (weights and buffers) of net by name. */
 int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
+
+/* ------------------------------------------------------------ data I/O */
+
+/* Readers check every size in a file against the bytes actually present
+ * before using them; failures name the file and the expected and found
+ * counts. Pixels come out as float32 in [0, 1] (byte / 255, as torchvision's
+ * ToTensor); labels as 0-based int32 class ids. */
+
+/* Images of an IDX file (MNIST / Fashion-MNIST; magic 0x00000803: unsigned
+ * bytes, 3 dims N, rows, cols), plain or gzip-compressed (read through zlib,
+ * so "x.gz" and "x" both work). out: a new (N, 1, rows, cols) tensor in
+ * [0, 1]; caller frees with mr_tensor_free.
+ * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open / read the file),
+ * MR_EFORMAT (empty file, wrong magic, data type other than unsigned byte,
+ * wrong number of dims, a zero or absurd size, data shorter or longer than the
+ * header says, corrupt gzip stream). */
+int mr_idx_load_images(mr_tensor **out, const char *path);
+
+/* Labels of an IDX file (magic 0x00000801: unsigned bytes, 1 dim N), plain or
+ * gzip. out: a new array of *n int32 labels (0..255 as stored); caller frees
+ * it with mr_labels_free. Errors as mr_idx_load_images. */
+int mr_idx_load_labels(int32_t **out, int64_t *n, const char *path);
+
+/* Frees a label array from mr_idx_load_labels or mr_cifar_load. NULL: no-op. */
+void mr_labels_free(int32_t *labels);
+
+/* A CIFAR-10 binary batch (data_batch_*.bin, test_batch.bin): records of one
+ * label byte then 3072 pixel bytes (R, G, B planes of 32x32). images: a new
+ * (N, 3, 32, 32) tensor in [0, 1] (free with mr_tensor_free); labels: a new
+ * array of N int32 in 0..9 (free with mr_labels_free); n: N. On failure all
+ * three are NULL / 0.
+ * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open or read; not a
+ * regular file), MR_EFORMAT (empty; size not a multiple of 3073; a label
+ * outside 0..9, naming the record and its byte offset). */
+int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *path);
+
+/* An image file in any format stb_image reads (PNG, JPEG, BMP, GIF first frame,
+ * TGA, PSD, PNM, HDR). out: a new (1, C, H, W) tensor in [0, 1] (8-bit samples
+ * / 255, 16-bit PNG samples / 65535); caller frees with mr_tensor_free.
+ * channels: 1 (grey), 3 (RGB), 2 / 4 (with alpha), or 0 to keep the file's
+ * count; conversions are stb_image's (grey = BT.601 luma).
+ * height, width: both 0 to keep the file's size, or both in 1..32768 to resize
+ * (bilinear, antialiased when shrinking, clamped to [0, 1]).
+ * Errors: MR_EINVAL (NULL, bad channels or size), MR_EIO (cannot open),
+ * MR_EFORMAT (unknown or corrupt image, with stb_image's reason). */
+int mr_image_load(mr_tensor **out, const char *path, int channels, int height, int width);
+
+/* Writes img, (C, H, W) or (1, C, H, W) with C in {1, 3, 4} (grey, RGB, RGBA;
+ * 2 = grey + alpha also works), as an 8-bit PNG: each value v becomes
+ * round(255 * clamp(v, 0, 1)); NaN becomes 0. img must be on the CPU.
+ * Errors: MR_EINVAL (NULL, not on the CPU), MR_ESHAPE (other shapes, a side
+ * over 32768), MR_EIO (cannot create or write the file). */
+int mr_image_write_png(const char *path, const mr_tensor *img);
+
+/* Writes 8-bit pixels as a PNG: pixels holds height rows of width pixels of
+ * `channels` interleaved bytes (HWC; 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA),
+ * no row padding. Borrowed; not kept.
+ * Errors: MR_EINVAL (NULL, channels outside 1..4, a side outside 1..32768),
+ * MR_EIO (cannot create or write the file). */
+int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int height,
+                      int channels);
+
+/* -------------------------------------------------------------- training */
+
+/* Cross-entropy of class scores, as PyTorch's nn.CrossEntropyLoss with mean
+ * reduction and label_smoothing e in [0, 1]: with p = softmax(z_n) and the
+ * target q_n = (1 - e) onehot(labels[n]) + e / K,
+ *   loss = (1/N) sum_n sum_k q_nk (logsumexp(z_n) - z_nk)
+ *   grad_logits = (p - q) / N
+ * logits: (N, K) on the CPU; labels: N class ids in [0, K); loss (may be NULL)
+ * receives the mean; grad_logits (may be NULL) is overwritten, same numel as
+ * logits. Log-sum-exp is stabilized by the row maximum; sums run in double.
+ * Errors: MR_EINVAL (NULL logits or labels, a label outside 0..K-1 naming the
+ * item, e outside [0, 1], "loss is NaN" when a logit is NaN or infinite),
+ * MR_ESHAPE (logits not 2-D, grad_logits of another size). */
+int mr_cross_entropy(float *loss, mr_tensor *grad_logits, const mr_tensor *logits,
+                     const int32_t *labels, float label_smoothing);
+
+/* Number of items whose top-1 class (the first of tied maxima, as torch.argmax)
+ * equals its label. logits (N, K), labels N ids in [0, K). Errors as
+ * mr_cross_entropy. */
+int mr_accuracy_count(int64_t *correct, const mr_tensor *logits, const int32_t *labels);
+
+/* An optimizer over the trained weights (MR_PARAM_WEIGHT parameters; buffers
+ * are never touched) of a network, as torch.optim, reading the gradients of
+ * mr_net_param_grad_get:
+ *   MR_OPTIM_SGD   momentum mu in [0, 1), dampening 0, L2 weight decay wd:
+ *                  d = g + wd w;  b = d (first step) or mu b + d;
+ *                  w -= lr (d + mu b) with nesterov, lr b without (lr d if mu = 0)
+ *   MR_OPTIM_ADAM  beta1, beta2 in [0, 1), eps 1e-8, L2 weight decay wd:
+ *                  d = g + wd w;  m = b1 m + (1 - b1) d;  v = b2 v + (1 - b2) d^2;
+ *                  w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ * The state (momentum buffers, moments) is allocated by mr_optim_new, zeroed;
+ * steps allocate nothing. The optimizer borrows net, which must outlive it.
+ * Gradients are not zeroed by a step: call mr_net_zero_grad before each backward. */
+typedef struct mr_optim mr_optim;
+enum { MR_OPTIM_SGD = 0, MR_OPTIM_ADAM = 1 };
+
+/* momentum_or_beta1: SGD momentum or Adam beta1; beta2: Adam only (ignored by
+ * SGD); nesterov: SGD only. Caller frees with mr_optim_free.
+ * Errors: MR_EINVAL (NULL, unknown kind, lr or weight_decay negative or not
+ * finite, momentum / betas outside [0, 1), nesterov without momentum or with
+ * Adam, a network without weights), MR_ENOMEM. */
+int mr_optim_new(mr_optim **out, mr_net *net, int kind, float lr, float momentum_or_beta1,
+                 float beta2, float weight_decay, int nesterov);
+/* One update of every weight from its gradient. Refuses the whole step, changing
+ * nothing, if any gradient entry is NaN or infinite (MR_EINVAL naming the
+ * parameter and entry); MR_ESTATE if parameters were added to the net since. */
+int mr_optim_step(mr_optim *o);
+/* Sets the learning rate of the next steps (schedules call it before each step).
+ * Errors: MR_EINVAL (NULL, negative or not finite). */
+int mr_optim_set_lr(mr_optim *o, float lr);
+/* The current learning rate; 0 for NULL. */
+float mr_optim_get_lr(const mr_optim *o);
+/* Number of steps taken so far; 0 for NULL. */
+int64_t mr_optim_steps(const mr_optim *o);
+void mr_optim_free(mr_optim *o);
 
 /* MR_CDEF_END */
 

@@ -191,8 +191,8 @@ int mr_net_node(mr_net *net, const char *op_name, const int *inputs, int ninputs
     mr_shape out;
     memset(&out, 0, sizeof out);
     int rc = def->infer(&a, in, ptens, nparams, &out);
-    if (rc < 0)
-        return mr_error(rc, "%s: %s", lab, mr_last_error());
+    if (rc < 0) /* the op's message starts with its name; prefix the label when it says more */
+        return strcmp(lab, def->name) == 0 ? rc : mr_error(rc, "%s: %s", lab, mr_last_error());
     MR_TRY(grow((void **)&net->nodes, &net->node_cap, net->nnodes + 1, sizeof(mr_node)));
     mr_node *n = &net->nodes[net->nnodes];
     memset(n, 0, sizeof *n);

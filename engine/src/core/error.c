@@ -2,15 +2,20 @@
 #include "../internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
 int mr_error(int code, const char *fmt, ...)
 {
+    /* Format into a local buffer first: callers often pass mr_last_error()
+     * itself as an argument, to prefix context to a message. */
+    char buf[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(last_error, buf, sizeof buf);
     return code;
 }
 

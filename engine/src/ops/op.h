@@ -65,7 +65,7 @@ typedef struct mr_op_def {
     int min_params; /* parameters in the documented order; trailing optional ones */
     int max_params;
     /* Checks the inputs' per-sample shapes and the parameters' shapes, computes
-     * the output's per-sample shape. On a mismatch returns MR_ESHAPE with a
+     * the output's per-sample shape. On a mismatch returns MR_ESHAPE (MR_EINVAL for a bad attribute) with a
      * message naming the op and the shapes (the graph prefixes the node label). */
     int (*infer)(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params, int nparams,
                  mr_shape *out);
@@ -85,7 +85,7 @@ typedef struct mr_op_def {
 
 /* The op table (registry.c). Adding an op: its file under ops/, its extern line
  * and entry below and in registry.c (a static assert checks the count), its
- * finite-difference spec in tests/ops_spec.lua, its PyTorch fixture. */
+ * finite-difference spec in tests/ops_*_spec.lua, its PyTorch fixture. */
 enum {
     MR_OP_CONV2D,
     MR_OP_LINEAR,

@@ -1,0 +1,34 @@
+--- moreau — explain image classifiers with MoreauGrad and its baselines.
+--
+--   local moreau = require 'moreau'
+--   local net = moreau.models.resnet18_cifar{ num_classes = 10, activation = 'softplus' }
+--   local scores, grad = moreau.oracle.grad(net, x, labels)
+--
+-- Submodules load on first use (moreau.tensor, moreau.nn, moreau.models,
+-- moreau.data, moreau.oracle, moreau.prox, moreau.methods, moreau.attacks,
+-- moreau.metrics, moreau.viz, moreau.report). No globals are set.
+local core = require 'moreau.core'
+
+local moreau = {
+  version = core.version(),
+}
+
+--- Threads used by the engine and by BLAS (results do not depend on it).
+function moreau.set_num_threads(n) core.check(core.C.mr_set_num_threads(n or 0)) end
+function moreau.get_num_threads() return core.C.mr_get_num_threads() end
+--- One line naming the backend and BLAS.
+function moreau.backend_info() return require('ffi').string(core.C.mr_backend_info()) end
+
+return setmetatable(moreau, {
+  __index = function(t, name)
+    local ok, mod = pcall(require, 'moreau.' .. name)
+    if not ok then
+      if tostring(mod):find("module 'moreau." .. name .. "' not found", 1, true) then
+        error("moreau: no module '" .. tostring(name) .. "'", 2)
+      end
+      error(mod, 2)
+    end
+    rawset(t, name, mod)
+    return mod
+  end,
+})

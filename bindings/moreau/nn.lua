@@ -1,0 +1,423 @@
+--- moreau.nn — build networks in Lua; run them through the engine.
+--
+-- Two levels:
+--
+-- 1. Modules, as in PyTorch, composed into containers; parameter names follow
+--    PyTorch's state_dict (a child's name, a dot, the parameter name):
+--
+--      local nn = require 'moreau.nn'
+--      local model = nn.Sequential {
+--        nn.Conv2d(1, 8, 3, { padding = 1 }), nn.Softplus { beta = 10 },
+--        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+--      }
+--      local net = nn.build(model, { 1, 28, 28 }, { seed = 0 })   -- names 0.weight, 4.bias, ...
+--
+--    A module is any table with `build(self, b, x, prefix) -> node`; write your
+--    own for blocks with skips (see moreau.models). nn.Named{{'conv1', m}, ...}
+--    names children explicitly.
+--
+-- 2. The builder underneath, one engine node per call:
+--
+--      local b = nn.builder { 3, 32, 32 }
+--      local h = b:conv2d('conv1', b.input, 3, 16, 3, { padding = 1, bias = false })
+--      h = b:relu(h)
+--      local net = b:build(h)
+--
+-- Parameters are initialized as PyTorch does (weights and biases uniform in
+-- ±1/sqrt(fan_in), batchnorm weight 1, bias 0, running var 1), from the
+-- counter-based RNG with (seed, stream = parameter index): the same seed gives
+-- the same network everywhere.
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local C, check = core.C, core.check
+
+local nn = {}
+
+-- ------------------------------------------------------------- the Net
+
+local Net = {}
+Net.__index = Net
+nn.Net = Net
+
+local out_tensor = ffi.new('mr_tensor*[1]')
+
+local function new_like_output(self, N)
+  local s = self:output_shape()
+  table.insert(s, 1, N)
+  return T.zeros(s)
+end
+
+local function check_input(self, x, what)
+  if not T.is(x) then error(what .. ': expected a tensor, got ' .. type(x), 3) end
+end
+
+--- y = net(x). ARGS: x (N, input shape...). RETURN: a new tensor (N, output shape...).
+function Net:forward(x)
+  check_input(self, x, 'forward')
+  self._x = x -- the reverse pass reads x: keep it alive
+  check(C.mr_net_forward(self.ptr, x.ptr, nil))
+  local o = C.mr_net_output_get(self.ptr)
+  local s = {}
+  for i = 0, o.ndim - 1 do s[i + 1] = tonumber(o.shape[i]) end
+  local y = T.zeros(s)
+  ffi.copy(y.ptr.data, o.data, o.numel * 4)
+  return y
+end
+
+--- Reverse pass after forward: gx = J^T gy. With opts.params, parameter
+-- gradients are accumulated into net:grad(name). RETURN: gx (like x).
+function Net:backward(gy, opts)
+  check_input(self, gy, 'backward')
+  if not self._x then error('backward: run forward first', 2) end
+  local gx = T.zeros(self._x:shape())
+  check(C.mr_net_backward(self.ptr, gy.ptr, gx.ptr, (opts and opts.params) and 1 or 0))
+  return gx
+end
+
+--- Forward pass with a tangent. RETURN: y, dy = J(x) v.
+function Net:jvp(x, v)
+  check_input(self, x, 'jvp')
+  check_input(self, v, 'jvp')
+  self._x = x
+  local N = x:size(1)
+  local y, dy = new_like_output(self, N), new_like_output(self, N)
+  check(C.mr_net_jvp(self.ptr, x.ptr, v.ptr, y.ptr, dy.ptr))
+  return y, dy
+end
+
+--- Reverse pass after jvp (forward-over-reverse). dgy may be nil (zero).
+-- RETURN: gx = J^T gy, dgx = d/de [J(x+e v)^T (gy + e dgy)].
+function Net:hvp_backward(gy, dgy)
+  check_input(self, gy, 'hvp_backward')
+  if not self._x then error('hvp_backward: run jvp first', 2) end
+  local gx, dgx = T.zeros(self._x:shape()), T.zeros(self._x:shape())
+  check(C.mr_net_hvp_backward(self.ptr, gy.ptr, dgy and dgy.ptr or nil, gx.ptr, dgx.ptr))
+  return gx, dgx
+end
+
+function Net:__call(x) return self:forward(x) end
+
+function Net:train(on)
+  check(C.mr_net_set_training(self.ptr, on == false and 0 or 1))
+  return self
+end
+function Net:eval() return self:train(false) end
+function Net:seed(s) check(C.mr_net_set_seed(self.ptr, s)) return self end
+function Net:zero_grad() check(C.mr_net_zero_grad(self.ptr)) return self end
+
+--- Parameter `name` as a tensor that shares the network's memory.
+function Net:param(name)
+  local id = C.mr_net_param_find(self.ptr, name)
+  if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
+  return T.borrow(C.mr_net_param_get(self.ptr, id), self)
+end
+
+--- Gradient of parameter `name` (nil for buffers such as running statistics).
+function Net:grad(name)
+  local id = C.mr_net_param_find(self.ptr, name)
+  if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
+  local g = C.mr_net_param_grad_get(self.ptr, id)
+  return g ~= nil and T.borrow(g, self) or nil
+end
+
+--- All parameters in creation order: a list of {name=, kind='weight'|'buffer', tensor=}.
+function Net:params()
+  local list = {}
+  for i = 0, C.mr_net_param_count(self.ptr) - 1 do
+    list[#list + 1] = {
+      name = ffi.string(C.mr_net_param_name(self.ptr, i)),
+      kind = C.mr_net_param_kind(self.ptr, i) == C.MR_PARAM_WEIGHT and 'weight' or 'buffer',
+      tensor = T.borrow(C.mr_net_param_get(self.ptr, i), self),
+    }
+  end
+  return list
+end
+
+--- Number of trained parameters (weights, not buffers).
+function Net:num_params()
+  local n = 0
+  for _, p in ipairs(self:params()) do
+    if p.kind == 'weight' then n = n + p.tensor:numel() end
+  end
+  return n
+end
+
+local function node_shape(self, node)
+  local nd, s = ffi.new('int[1]'), ffi.new('int64_t[3]')
+  check(C.mr_net_node_shape(self.ptr, node, nd, s))
+  local t = {}
+  for i = 0, nd[0] - 1 do t[i + 1] = tonumber(s[i]) end
+  return t
+end
+
+function Net:input_shape() return node_shape(self, 0) end
+function Net:output_shape() return node_shape(self, self.output) end
+function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(self.ptr)) end
+
+--- The nodes: a list of {op=, label=, shape=}.
+function Net:nodes()
+  local list = {}
+  for i = 0, C.mr_net_node_count(self.ptr) - 1 do
+    list[#list + 1] = {
+      op = ffi.string(C.mr_net_node_op(self.ptr, i)),
+      label = ffi.string(C.mr_net_node_label(self.ptr, i)),
+      shape = node_shape(self, i),
+    }
+  end
+  return list
+end
+
+function Net:__tostring()
+  return ('net %s -> %s, %d nodes, %d parameters'):format(table.concat(self:input_shape(), 'x'),
+    table.concat(self:output_shape(), 'x'), C.mr_net_node_count(self.ptr), self:num_params())
+end
+
+--- Loads weights by name from a safetensors file (see moreau.safetensors).
+function Net:load(path, opts)
+  check(C.mr_net_load(self.ptr, path, (opts and opts.strict == false) and 0 or 1))
+  return self
+end
+
+--- Saves every parameter to a safetensors file; metadata: a table of strings.
+function Net:save(path, metadata)
+  local json
+  if metadata then
+    local parts = {}
+    local keys = {}
+    for k in pairs(metadata) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = ('%q:%q'):format(tostring(k), tostring(metadata[k]))
+    end
+    json = '{' .. table.concat(parts, ',') .. '}'
+  end
+  check(C.mr_net_save(self.ptr, path, json))
+  return self
+end
+
+-- --------------------------------------------------------- the builder
+
+local Builder = {}
+Builder.__index = Builder
+
+--- A builder for a network whose samples have `input_shape` (e.g. {3, 32, 32}).
+-- opts: {seed = 0} for the parameter initialization.
+function nn.builder(input_shape, opts)
+  local ptr = ffi.new('mr_net*[1]')
+  check(C.mr_net_new(ptr))
+  local net = setmetatable({ ptr = ffi.gc(ptr[0], C.mr_net_free) }, Net)
+  local s = ffi.new('int64_t[3]')
+  if type(input_shape) ~= 'table' or #input_shape < 1 or #input_shape > 3 then
+    error('nn.builder: the input shape is a table of 1..3 dims, e.g. {3, 32, 32}', 2)
+  end
+  for i, d in ipairs(input_shape) do s[i - 1] = d end
+  local input = check(C.mr_net_input(net.ptr, #input_shape, s))
+  return setmetatable({ net = net, input = input, seed = (opts and opts.seed) or 0 }, Builder)
+end
+
+local attr_fields = {
+  kernel = 2, stride = 2, padding = 2, dilation = 2, out_size = 2,
+  groups = 1, ceil_mode = 1, count_include_pad = 1,
+  beta = 1, threshold = 1, eps = 1, momentum = 1, p = 1,
+}
+
+local function to_attrs(t)
+  local a = ffi.new('mr_op_attrs')
+  for k, v in pairs(t or {}) do
+    local n = attr_fields[k]
+    if not n then error("nn: unknown op attribute '" .. tostring(k) .. "'", 4) end
+    if n == 2 then
+      if type(v) == 'number' then v = { v, v } end
+      a[k][0], a[k][1] = v[1], v[2]
+    elseif type(v) == 'boolean' then
+      a[k] = v and 1 or 0
+    else
+      a[k] = v
+    end
+  end
+  return a
+end
+
+--- Adds a parameter. ARGS: name (state_dict name), shape, kind ('weight' or
+-- 'buffer'), init: 'zeros' | 'ones' | {uniform = bound} | function(tensor).
+-- RETURN: its id.
+function Builder:param(name, shape, kind, init)
+  local s = ffi.new('int64_t[4]')
+  for i, d in ipairs(shape) do s[i - 1] = d end
+  local id = check(C.mr_net_param(self.net.ptr, name, #shape,
+    s, kind == 'buffer' and C.MR_PARAM_BUFFER or C.MR_PARAM_WEIGHT))
+  local t = C.mr_net_param_get(self.net.ptr, id)
+  if init == 'ones' then
+    for i = 0, tonumber(t.numel) - 1 do t.data[i] = 1 end
+  elseif type(init) == 'table' and init.uniform then
+    local b = init.uniform
+    check(C.mr_rng_uniform(t.data, t.numel, self.seed, id, 0))
+    for i = 0, tonumber(t.numel) - 1 do t.data[i] = (2 * t.data[i] - 1) * b end
+  elseif type(init) == 'function' then
+    init(T.borrow(t, self.net))
+  end
+  return id
+end
+
+--- Adds a node. ARGS: op name, inputs (list of node ids), params (list of
+-- ids), attrs (table of mr_op_attrs fields), label. RETURN: the node id.
+function Builder:op(op, inputs, params, attrs, label)
+  local ni, np = #inputs, #(params or {})
+  local iv = ffi.new('int[?]', math.max(ni, 1), inputs)
+  local pv = ffi.new('int[?]', math.max(np, 1), params or {})
+  return check(C.mr_net_node(self.net.ptr, op, iv, ni, pv, np, to_attrs(attrs), label or op), 2)
+end
+
+--- Per-sample output shape of a node.
+function Builder:shape(node) return node_shape(self.net, node) end
+
+--- Finishes: the output is `node` (default: the last one). RETURN: the Net.
+function Builder:build(node)
+  if node then check(C.mr_net_set_output(self.net.ptr, node)) end
+  self.net.output = node or (C.mr_net_node_count(self.net.ptr) - 1)
+  return self.net
+end
+
+local function join(prefix, name)
+  if prefix == nil or prefix == '' then return name end
+  return prefix .. '.' .. name
+end
+nn.join = join
+
+--- conv2d. ARGS: name (prefix of .weight/.bias), x, cin, cout, kernel (n or
+-- {kh, kw}), opts {stride, padding, dilation, groups, bias = true}.
+function Builder:conv2d(name, x, cin, cout, k, opts)
+  opts = opts or {}
+  local kh, kw = type(k) == 'table' and k[1] or k, type(k) == 'table' and k[2] or k
+  local groups = opts.groups or 1
+  local fan_in = (cin / groups) * kh * kw
+  local bound = 1 / math.sqrt(fan_in)
+  local params = { self:param(join(name, 'weight'), { cout, cin / groups, kh, kw }, 'weight', { uniform = bound }) }
+  if opts.bias ~= false then
+    params[2] = self:param(join(name, 'bias'), { cout }, 'weight', { uniform = bound })
+  end
+  return self:op('conv2d', { x }, params, {
+    kernel = { kh, kw }, stride = opts.stride or 1, padding = opts.padding or 0,
+    dilation = opts.dilation or 1, groups = groups,
+  }, name)
+end
+
+--- linear. ARGS: name, x (1-dim samples), fin, fout, opts {bias = true}.
+function Builder:linear(name, x, fin, fout, opts)
+  local bound = 1 / math.sqrt(fin)
+  local params = { self:param(join(name, 'weight'), { fout, fin }, 'weight', { uniform = bound }) }
+  if not opts or opts.bias ~= false then
+    params[2] = self:param(join(name, 'bias'), { fout }, 'weight', { uniform = bound })
+  end
+  return self:op('linear', { x }, params, nil, name)
+end
+
+--- batchnorm2d. ARGS: name, x, channels, opts {eps = 1e-5, momentum = 0.1}.
+function Builder:batchnorm2d(name, x, c, opts)
+  opts = opts or {}
+  local params = {
+    self:param(join(name, 'weight'), { c }, 'weight', 'ones'),
+    self:param(join(name, 'bias'), { c }, 'weight', 'zeros'),
+    self:param(join(name, 'running_mean'), { c }, 'buffer', 'zeros'),
+    self:param(join(name, 'running_var'), { c }, 'buffer', 'ones'),
+  }
+  return self:op('batchnorm2d', { x }, params, { eps = opts.eps or 1e-5, momentum = opts.momentum or 0.1 }, name)
+end
+
+for _, op in ipairs { 'relu', 'silu', 'sigmoid', 'tanh', 'flatten', 'softmax', 'log_softmax' } do
+  Builder[op] = function(self, x, label) return self:op(op, { x }, nil, nil, label) end
+end
+
+--- softplus. opts {beta = 1, threshold = 20} as PyTorch.
+function Builder:softplus(x, opts, label)
+  opts = opts or {}
+  return self:op('softplus', { x }, nil, { beta = opts.beta or 1, threshold = opts.threshold or 20 }, label)
+end
+
+--- maxpool2d. ARGS: x, kernel, opts {stride = kernel, padding = 0, ceil_mode = false}.
+function Builder:maxpool2d(x, k, opts, label)
+  opts = opts or {}
+  return self:op('maxpool2d', { x }, nil, { kernel = k, stride = opts.stride or k,
+    padding = opts.padding or 0, ceil_mode = opts.ceil_mode or false }, label)
+end
+
+--- avgpool2d, PyTorch defaults (count_include_pad = true).
+function Builder:avgpool2d(x, k, opts, label)
+  opts = opts or {}
+  return self:op('avgpool2d', { x }, nil, { kernel = k, stride = opts.stride or k,
+    padding = opts.padding or 0, ceil_mode = opts.ceil_mode or false,
+    count_include_pad = opts.count_include_pad ~= false }, label)
+end
+
+--- adaptive average pooling to size (n or {oh, ow}).
+function Builder:adaptive_avgpool2d(x, size, label)
+  return self:op('adaptive_avgpool2d', { x }, nil, { out_size = size }, label)
+end
+
+function Builder:add(a, b, label) return self:op('add', { a, b }, nil, nil, label) end
+--- Broadcast multiply: a (N,C,H,W) times b (N,C,1,1) or same shape.
+function Builder:mul(a, b, label) return self:op('mul', { a, b }, nil, nil, label) end
+function Builder:dropout(x, p, label) return self:op('dropout', { x }, nil, { p = p or 0.5 }, label) end
+
+-- ------------------------------------------------------------- modules
+
+--- A module from a function(b, x, prefix) -> node.
+function nn.module(build)
+  return { build = function(_, b, x, prefix) return build(b, x, prefix) end }
+end
+
+local function leaf(fn) return setmetatable({}, { __index = { build = fn } }) end
+
+function nn.Conv2d(cin, cout, k, opts)
+  return leaf(function(_, b, x, prefix) return b:conv2d(prefix, x, cin, cout, k, opts) end)
+end
+function nn.Linear(fin, fout, opts)
+  return leaf(function(_, b, x, prefix) return b:linear(prefix, x, fin, fout, opts) end)
+end
+function nn.BatchNorm2d(c, opts)
+  return leaf(function(_, b, x, prefix) return b:batchnorm2d(prefix, x, c, opts) end)
+end
+function nn.Softplus(opts)
+  return leaf(function(_, b, x, prefix) return b:softplus(x, opts, prefix) end)
+end
+function nn.MaxPool2d(k, opts)
+  return leaf(function(_, b, x, prefix) return b:maxpool2d(x, k, opts, prefix) end)
+end
+function nn.AvgPool2d(k, opts)
+  return leaf(function(_, b, x, prefix) return b:avgpool2d(x, k, opts, prefix) end)
+end
+function nn.AdaptiveAvgPool2d(size)
+  return leaf(function(_, b, x, prefix) return b:adaptive_avgpool2d(x, size, prefix) end)
+end
+function nn.Dropout(p)
+  return leaf(function(_, b, x, prefix) return b:dropout(x, p, prefix) end)
+end
+function nn.Identity() return leaf(function(_, _, x) return x end) end
+for name, op in pairs { ReLU = 'relu', SiLU = 'silu', Sigmoid = 'sigmoid', Tanh = 'tanh',
+  Flatten = 'flatten', Softmax = 'softmax', LogSoftmax = 'log_softmax' } do
+  nn[name] = function() return leaf(function(_, b, x, prefix) return b[op](b, x, prefix) end) end
+end
+
+--- A chain of modules. Children are named '0', '1', ... as in PyTorch, or
+-- explicitly: nn.Sequential{ {'conv1', m1}, {'bn1', m2} }.
+function nn.Sequential(children)
+  return leaf(function(_, b, x, prefix)
+    for i, child in ipairs(children) do
+      local name, m = tostring(i - 1), child
+      if type(child) == 'table' and type(child[1]) == 'string' then name, m = child[1], child[2] end
+      x = m:build(b, x, join(prefix, name))
+    end
+    return x
+  end)
+end
+nn.Named = nn.Sequential
+
+--- Builds a module into a Net. ARGS: module, input shape, opts {seed = 0}.
+function nn.build(module, input_shape, opts)
+  local b = nn.builder(input_shape, opts)
+  local out = module:build(b, b.input, '')
+  return b:build(out)
+end
+
+return nn

@@ -1,0 +1,87 @@
+--- moreau.oracle — class scores, input gradients and exact Hessian-vector
+-- products of a network on whole batches (C underneath: engine/src/oracle.c).
+--
+--   local scores, grad = oracle.grad(net, x, labels)        -- f_c(x) per item, ∇x f_c(x)
+--   local hv = oracle.hvp(net, x, labels, v)                -- ∇²x f_c(x)·v, exact
+--
+-- labels: a Lua array of 0-based class ids, one per batch item (or a number,
+-- used for every item). opts.score: 'logit' (default, as the paper's code),
+-- 'log_softmax' or 'softmax'.
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local C, check = core.C, core.check
+
+local oracle = {}
+
+local score_kinds = { logit = C.MR_SCORE_LOGIT, log_softmax = C.MR_SCORE_LOG_SOFTMAX,
+  softmax = C.MR_SCORE_SOFTMAX }
+
+--- The score kind constant for a name; raises on unknown names.
+function oracle.score_kind(name)
+  local k = score_kinds[name or 'logit']
+  if not k then
+    error("oracle: unknown score '" .. tostring(name) .. "' (logit, log_softmax or softmax)", 3)
+  end
+  return k
+end
+
+--- labels (Lua array, int32 cdata or number) -> int32_t[N]
+function oracle.labels(labels, N)
+  local out = ffi.new('int32_t[?]', N)
+  if type(labels) == 'number' then
+    for i = 0, N - 1 do out[i] = labels end
+  elseif type(labels) == 'table' then
+    if #labels ~= N then
+      error(('oracle: %d labels for a batch of %d'):format(#labels, N), 3)
+    end
+    for i = 0, N - 1 do
+      local c = labels[i + 1]
+      if type(c) ~= 'number' or c ~= math.floor(c) then
+        error('oracle: label ' .. i + 1 .. ' is not an integer class id', 3)
+      end
+      out[i] = c
+    end
+  elseif type(labels) == 'cdata' then
+    for i = 0, N - 1 do out[i] = labels[i] end
+  else
+    error('oracle: labels must be a table of class ids, got ' .. type(labels), 3)
+  end
+  return out
+end
+
+local function scores_table(buf, N)
+  local s = {}
+  for i = 0, N - 1 do s[i + 1] = tonumber(buf[i]) end
+  return s
+end
+
+--- Scores and input gradients in one forward + reverse pass.
+-- ARGS: net, x (N, ...), labels, opts {score = 'logit'}
+-- RETURN: scores (Lua array of N numbers), grad (tensor shaped like x)
+function oracle.grad(net, x, labels, opts)
+  if not T.is(x) then error('oracle.grad: x must be a tensor', 2) end
+  local N = x:size(1)
+  local kind = oracle.score_kind(opts and opts.score)
+  local lab = oracle.labels(labels, N)
+  local scores = ffi.new('float[?]', N)
+  local grad = T.zeros(x:shape())
+  check(C.mr_oracle_grad(net.ptr, x.ptr, lab, kind, scores, grad.ptr))
+  return scores_table(scores, N), grad
+end
+
+--- Exact Hessian-vector product by forward-over-reverse.
+-- ARGS: net, x (N, ...), labels, v (like x), opts {score = 'logit'}
+-- RETURN: hv (like x), scores, grad
+function oracle.hvp(net, x, labels, v, opts)
+  if not T.is(x) or not T.is(v) then error('oracle.hvp: x and v must be tensors', 2) end
+  local N = x:size(1)
+  local kind = oracle.score_kind(opts and opts.score)
+  local lab = oracle.labels(labels, N)
+  local scores = ffi.new('float[?]', N)
+  local grad, hv = T.zeros(x:shape()), T.zeros(x:shape())
+  check(C.mr_oracle_hvp(net.ptr, x.ptr, lab, kind, v.ptr, scores, grad.ptr, hv.ptr))
+  return hv, scores_table(scores, N), grad
+end
+
+return oracle

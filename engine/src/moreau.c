@@ -1,0 +1,322 @@
+/*
+ * moreau.c — the Moreau-envelope solver behind MoreauGrad (DESIGN §4; paper
+ * Algorithm 1, Definitions 2 and 5, Theorems 1 and 2).
+ *
+ * Minimizes over d, for every item n of the batch independently,
+ *
+ *     F(d) = f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)
+ *
+ * by proximal gradient with step gamma:
+ *
+ *     g_t     = (1/m) sum_i grad f_c(x + d_t + z_i)      z_i ~ N(0, s^2 I) fresh each t   (m > 0)
+ *             = grad f_c(x + d_t)                                                        (m = 0)
+ *     d_{t+½} = d_t - gamma (g_t + d_t / rho)
+ *     d_{t+1} = ST_{gamma eta}(d_{t+½})   or   GST_{gamma eta}(d_{t+½})   or   d_{t+½}
+ *
+ * and returns MG = -mean(d_{T-K+1..T}) / rho (output gradient: by Theorem 1
+ * part 2, grad g^rho(x) = -(x~* - x) / rho, so rho -> 0 gives the gradient and
+ * a linear score w.x gives w, ST_eta(w), GST_eta(w) exactly) or that mean
+ * itself (output delta, as the authors' code).
+ *
+ * Accelerated (FISTA, Beck & Teboulle 2009, with the gradient restart of
+ * O'Donoghue & Candès 2015): the gradient step is taken at the extrapolated
+ * point y_t = d_t + ((k_t - 1) / k_{t+1}) (d_t - d_{t-1}); momentum restarts
+ * when <y_t - d_{t+1}, d_{t+1} - d_t> > 0.
+ */
+#include "graph.h"
+#include "prox.h"
+#include "sampling.h"
+
+#include <math.h>
+#include <string.h>
+
+struct mr_moreau {
+    mr_moreau_opts o;
+    mr_net *net;
+    mr_groups *groups;
+    mr_sampler sampler;
+    int64_t N, d;
+    int32_t iter;
+    float *delta, *prev, *point; /* d_t, d_{t-1}, the point where g is taken (FISTA: y_t) */
+    float *g;                    /* g_t (N*d) */
+    float *tail;                 /* sum of tail iterates (N*d) */
+    int32_t tail_count;
+    float *score;                /* N: score at the point (mean over samples) */
+    double *momentum;            /* N: FISTA k_t per item */
+    unsigned char *converged;    /* N */
+    mr_moreau_stats *stats;      /* N */
+    mr_tensor delta_view, grad_view;
+};
+
+static int check_opts(const mr_moreau_opts *o, const mr_groups *groups, int64_t d)
+{
+    if (!(o->rho > 0) || !isfinite(o->rho))
+        return mr_error(MR_EINVAL, "moreau: rho must be > 0, got %g", (double)o->rho);
+    if (!(o->eta >= 0) || !isfinite(o->eta))
+        return mr_error(MR_EINVAL, "moreau: eta must be >= 0, got %g", (double)o->eta);
+    if (!(o->gamma > 0) || !isfinite(o->gamma))
+        return mr_error(MR_EINVAL, "moreau: gamma must be > 0, got %g", (double)o->gamma);
+    if (!(o->sigma >= 0) || !isfinite(o->sigma))
+        return mr_error(MR_EINVAL, "moreau: sigma must be >= 0, got %g", (double)o->sigma);
+    if (!(o->tol >= 0))
+        return mr_error(MR_EINVAL, "moreau: tol must be >= 0, got %g", (double)o->tol);
+    if (o->T < 1)
+        return mr_error(MR_EINVAL, "moreau: T must be >= 1, got %d", o->T);
+    if (o->m < 0)
+        return mr_error(MR_EINVAL, "moreau: m must be >= 0, got %d", o->m);
+    if (o->K < 1 || o->K > o->T)
+        return mr_error(MR_EINVAL, "moreau: K must be in 1..T (%d), got %d", o->T, o->K);
+    if (o->reg < MR_REG_NONE || o->reg > MR_REG_GROUP)
+        return mr_error(MR_EINVAL, "moreau: unknown regularizer %d", o->reg);
+    if (o->output != MR_MG_GRADIENT && o->output != MR_MG_DELTA)
+        return mr_error(MR_EINVAL, "moreau: unknown output convention %d", o->output);
+    if (o->reg == MR_REG_GROUP && !groups)
+        return mr_error(MR_EINVAL, "moreau: group-sparse MoreauGrad needs a group map");
+    if (o->reg == MR_REG_GROUP && mr_groups_dim(groups) != d)
+        return mr_error(MR_ESHAPE, "moreau: the group map covers %lld entries, an item has %lld",
+                        (long long)mr_groups_dim(groups), (long long)d);
+    return MR_OK;
+}
+
+void mr_moreau_free(mr_moreau *s)
+{
+    if (!s)
+        return;
+    mr_sampler_release(&s->sampler);
+    mr_free(s->delta);
+    mr_free(s->prev);
+    mr_free(s->point);
+    mr_free(s->g);
+    mr_free(s->tail);
+    mr_free(s->score);
+    mr_free(s->momentum);
+    mr_free(s->converged);
+    mr_free(s->stats);
+    mr_free(s);
+}
+
+int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_t *labels,
+                  const mr_moreau_opts *opts, mr_groups *groups)
+{
+    if (!out || !net || !x || !labels || !opts)
+        return mr_error(MR_EINVAL, "moreau: out, net, x, labels and opts are required");
+    *out = NULL;
+    int64_t N = x->shape[0], d = x->numel / N;
+    MR_TRY(check_opts(opts, groups, d));
+    mr_moreau *s = mr_calloc(sizeof *s);
+    if (!s)
+        return MR_ENOMEM;
+    s->o = *opts;
+    s->net = net;
+    s->groups = groups;
+    s->N = N;
+    s->d = d;
+    int rc = mr_sampler_init(&s->sampler, net, x, labels, opts->m, opts->chunk, opts->sigma,
+                             opts->score_kind, opts->seed);
+    if (rc < 0) {
+        mr_free(s);
+        return rc;
+    }
+    size_t bytes = (size_t)(N * d) * sizeof(float);
+    s->delta = mr_calloc(bytes);
+    s->prev = mr_calloc(bytes);
+    s->point = mr_calloc(bytes);
+    s->g = mr_calloc(bytes);
+    s->tail = mr_calloc(bytes);
+    s->score = mr_calloc((size_t)N * sizeof(float));
+    s->momentum = mr_calloc((size_t)N * sizeof(double));
+    s->converged = mr_calloc((size_t)N);
+    s->stats = mr_calloc((size_t)N * sizeof(mr_moreau_stats));
+    if (!s->delta || !s->prev || !s->point || !s->g || !s->tail || !s->score || !s->momentum ||
+        !s->converged || !s->stats) {
+        mr_moreau_free(s);
+        return MR_ENOMEM;
+    }
+    for (int64_t n = 0; n < N; n++)
+        s->momentum[n] = 1.0;
+    s->delta_view = *x;
+    s->delta_view.data = s->delta;
+    s->delta_view.owns_data = 0;
+    s->grad_view = s->delta_view;
+    s->grad_view.data = s->g;
+    *out = s;
+    return MR_OK;
+}
+
+/* Accumulates the mean gradient and score over the noise samples. */
+typedef struct grad_ctx {
+    mr_moreau *s;
+    float inv;
+} grad_ctx;
+
+static void grad_visit(void *vctx, int64_t n, int32_t i, const float *g, float score)
+{
+    grad_ctx *c = vctx;
+    float *dst = c->s->g + n * c->s->d;
+    if (i == 0) {
+        for (int64_t j = 0; j < c->s->d; j++)
+            dst[j] = g[j] * c->inv;
+        c->s->score[n] = score * c->inv;
+    } else {
+        for (int64_t j = 0; j < c->s->d; j++)
+            dst[j] += g[j] * c->inv;
+        c->s->score[n] += score * c->inv;
+    }
+}
+
+static double norm2(const float *v, int64_t n)
+{
+    double s = 0;
+    for (int64_t j = 0; j < n; j++)
+        s += (double)v[j] * v[j];
+    return sqrt(s);
+}
+
+static double regularizer(mr_moreau *s, const float *dn)
+{
+    if (s->o.reg == MR_REG_L1) {
+        double r = 0;
+        for (int64_t j = 0; j < s->d; j++)
+            r += fabs(dn[j]);
+        return r;
+    }
+    if (s->o.reg == MR_REG_GROUP)
+        return mr_group_norm_sum(dn, s->groups);
+    return 0;
+}
+
+int mr_moreau_step(mr_moreau *s)
+{
+    if (!s)
+        return mr_error(MR_EINVAL, "moreau_step: solver is NULL");
+    const mr_moreau_opts *o = &s->o;
+    if (s->iter >= o->T)
+        return 1;
+    int64_t N = s->N, d = s->d, nd = N * d;
+    int accel = o->accelerated != 0;
+
+    /* The point where the gradient is taken: d_t, or FISTA's extrapolation. */
+    if (accel) {
+        for (int64_t n = 0; n < N; n++) {
+            double k = s->momentum[n], k1 = (1 + sqrt(1 + 4 * k * k)) / 2;
+            float beta = (float)((k - 1) / k1);
+            for (int64_t j = n * d; j < (n + 1) * d; j++)
+                s->point[j] = s->delta[j] + beta * (s->delta[j] - s->prev[j]);
+        }
+    } else {
+        memcpy(s->point, s->delta, (size_t)nd * sizeof(float));
+    }
+    grad_ctx c = {s, o->m > 0 ? 1.f / (float)o->m : 1.f};
+    MR_TRY(mr_sampler_round(&s->sampler, s->point, (uint64_t)s->iter, grad_visit, &c));
+
+    /* Proximal gradient step from the point; keep d_t in prev. */
+    memcpy(s->prev, s->delta, (size_t)nd * sizeof(float));
+    float inv_rho = 1.f / o->rho, thr = o->gamma * o->eta;
+    for (int64_t j = 0; j < nd; j++)
+        s->delta[j] = s->point[j] - o->gamma * (s->g[j] + s->point[j] * inv_rho);
+    for (int64_t n = 0; n < N; n++) {
+        float *dn = s->delta + n * d;
+        if (o->reg == MR_REG_L1)
+            mr_soft_threshold(dn, d, thr);
+        else if (o->reg == MR_REG_GROUP)
+            mr_group_soft_threshold(dn, s->groups, thr);
+    }
+    s->iter++;
+
+    /* Restart, statistics, convergence, tail average. */
+    int all_done = 1;
+    for (int64_t n = 0; n < N; n++) {
+        float *dn = s->delta + n * d, *pn = s->prev + n * d, *yn = s->point + n * d, *gn = s->g + n * d;
+        if (accel) {
+            double dot = 0;
+            for (int64_t j = 0; j < d; j++)
+                dot += (double)(yn[j] - dn[j]) * (dn[j] - pn[j]);
+            double k = s->momentum[n];
+            s->momentum[n] = dot > 0 ? 1.0 : (1 + sqrt(1 + 4 * k * k)) / 2;
+        }
+        double step = 0, gsm = 0;
+        int64_t zeros = 0;
+        for (int64_t j = 0; j < d; j++) {
+            step += (double)(dn[j] - pn[j]) * (dn[j] - pn[j]);
+            double gj = gn[j] + yn[j] * inv_rho;
+            gsm += gj * gj;
+            zeros += dn[j] == 0.f;
+        }
+        mr_moreau_stats *st = &s->stats[n];
+        double pnorm = norm2(pn, d), dnorm = norm2(dn, d);
+        st->iter = s->iter;
+        st->score = s->score[n];
+        st->delta_norm = (float)dnorm;
+        st->step_norm = (float)sqrt(step);
+        st->grad_norm = (float)sqrt(gsm);
+        st->sparsity = (float)zeros / (float)d;
+        double ynorm = norm2(yn, d);
+        st->objective = (float)(s->score[n] + ynorm * ynorm / (2 * o->rho) + o->eta * regularizer(s, yn));
+        if (o->tol > 0 && st->step_norm <= o->tol * (pnorm > 1 ? pnorm : 1))
+            s->converged[n] = 1;
+        st->converged = s->converged[n];
+        all_done &= s->converged[n];
+    }
+    if (s->iter > o->T - o->K) {
+        for (int64_t j = 0; j < nd; j++)
+            s->tail[j] += s->delta[j];
+        s->tail_count++;
+    }
+    return (s->iter >= o->T || (o->tol > 0 && all_done)) ? 1 : 0;
+}
+
+int mr_moreau_run(mr_moreau *s)
+{
+    int rc;
+    while ((rc = mr_moreau_step(s)) == 0)
+        ;
+    return rc < 0 ? rc : MR_OK;
+}
+
+int mr_moreau_result(mr_moreau *s, mr_tensor *out)
+{
+    if (!s || !out)
+        return mr_error(MR_EINVAL, "moreau_result: solver or out is NULL");
+    int64_t nd = s->N * s->d;
+    if (out->numel != nd)
+        return mr_error(MR_ESHAPE, "moreau_result: out has %lld entries, the batch has %lld",
+                        (long long)out->numel, (long long)nd);
+    /* The tail mean when the tail was reached, else (stopped early) the current iterate. */
+    const float *src = s->tail_count > 0 ? s->tail : s->delta;
+    float scale = s->tail_count > 0 ? 1.f / (float)s->tail_count : 1.f;
+    if (s->o.output == MR_MG_GRADIENT)
+        scale *= -1.f / s->o.rho;
+    for (int64_t j = 0; j < nd; j++)
+        out->data[j] = src[j] * scale;
+    return MR_OK;
+}
+
+mr_tensor *mr_moreau_delta_get(mr_moreau *s) { return s ? &s->delta_view : NULL; }
+mr_tensor *mr_moreau_grad_get(mr_moreau *s) { return s ? &s->grad_view : NULL; }
+
+int mr_moreau_stats_get(const mr_moreau *s, int item, mr_moreau_stats *out)
+{
+    if (!s || !out || item < 0 || item >= s->N)
+        return mr_error(MR_EINVAL, "moreau_stats: no item %d", item);
+    *out = s->stats[item];
+    return MR_OK;
+}
+
+int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma)
+{
+    if (!s)
+        return mr_error(MR_EINVAL, "moreau_set: solver is NULL");
+    mr_moreau_opts o = s->o;
+    o.rho = rho, o.eta = eta, o.gamma = gamma;
+    MR_TRY(check_opts(&o, s->groups, s->d));
+    s->o = o;
+    return MR_OK;
+}
+
+int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out)
+{
+    if (!s || !out)
+        return mr_error(MR_EINVAL, "moreau_opts: solver or out is NULL");
+    *out = s->o;
+    return MR_OK;
+}

@@ -1,0 +1,230 @@
+/*
+ * activation.c — elementwise activations: relu, softplus, silu, sigmoid, tanh.
+ *
+ * Each op is a scalar function f applied to every entry; with s(z) = 1/(1+e^-z):
+ *
+ *   relu      f = max(x, 0)        f' = [x > 0]          f'' = 0
+ *   softplus  z = beta x (beta 0 means 1, threshold t 0 means 20), as PyTorch:
+ *               z > t:  f = x                   f' = 1          f'' = 0
+ *               else:   f = log(1 + e^z)/beta   f' = s(z)       f'' = beta s(z)(1 - s(z))
+ *   silu      f = x s(x)           f' = s (1 + x (1 - s))
+ *                                  f'' = s (1 - s) (2 + x (1 - 2 s))
+ *   sigmoid   f = s(x)             f' = s (1 - s)        f'' = s (1 - s)(1 - 2 s)
+ *   tanh      f = tanh(x)          f' = 1 - f^2          f'' = -2 f (1 - f^2)
+ *             (1 - f^2 evaluated as 4e/(1 + e)^2, e = e^{-2|x|}, not by cancellation)
+ *
+ * and the four passes are the same for all of them:
+ *
+ *   forward      y   = f(x)
+ *   vjp          gx  = f'(x) gy
+ *   jvp          dy  = f'(x) dx
+ *   vjp_tangent  dgx = f'(x) dgy + f''(x) dx gy
+ *
+ * One driver (act_run) holds those loops; the ops differ only in act_eval.
+ * Values are computed in double from the float input with stable forms
+ * (s(z) through e^-|z|, so neither s nor 1 - s cancels; softplus as
+ * max(z, 0) + log1p(e^-|z|)), then rounded once. The relu derivative at 0 is 0,
+ * as in PyTorch. Every output entry is independent, so the parallel loop is
+ * bit-identical for any thread count.
+ */
+#include "op.h"
+
+#include <math.h>
+
+typedef enum { ACT_RELU, ACT_SOFTPLUS, ACT_SILU, ACT_SIGMOID, ACT_TANH } act_kind;
+
+typedef struct act_params {
+    act_kind kind;
+    float beta;      /* softplus only, defaults resolved */
+    float threshold; /* softplus only, defaults resolved */
+} act_params;
+
+/* s(z) and 1 - s(z), both without cancellation, given e = e^{-|z|} in (0, 1]. */
+static inline void sigmoid_pair_e(double z, double e, double *s, double *one_minus_s)
+{
+    double a = 1.0 / (1.0 + e), b = e / (1.0 + e);
+    if (z >= 0) {
+        *s = a;
+        *one_minus_s = b;
+    } else {
+        *s = b;
+        *one_minus_s = a;
+    }
+}
+
+static inline void sigmoid_pair(double z, double *s, double *one_minus_s)
+{
+    sigmoid_pair_e(z, exp(-fabs(z)), s, one_minus_s);
+}
+
+/* f, f', f'' at x (any pointer may be NULL if that value is not wanted). */
+static inline void act_eval(const act_params *p, float x, double *f, double *d1, double *d2)
+{
+    double xd = x, v = 0, g = 0, h = 0;
+    switch (p->kind) {
+    case ACT_RELU:
+        v = x > 0 ? xd : 0.0;
+        g = x > 0 ? 1.0 : 0.0;
+        break;
+    case ACT_SOFTPLUS: {
+        /* The branch test is done in float, as PyTorch does, so both engines
+         * switch to the linear branch on exactly the same inputs. */
+        float zf = p->beta * x;
+        if (zf > p->threshold) {
+            v = xd;
+            g = 1.0;
+        } else {
+            double z = (double)p->beta * xd, e = exp(-fabs(z)), s, t;
+            sigmoid_pair_e(z, e, &s, &t);
+            v = (fmax(z, 0.0) + log1p(e)) / p->beta;
+            g = s;
+            h = p->beta * s * t;
+        }
+        break;
+    }
+    case ACT_SILU: {
+        double s, t;
+        sigmoid_pair(xd, &s, &t);
+        v = xd * s;
+        g = s * (1.0 + xd * t);
+        h = s * t * (2.0 + xd * (t - s));
+        break;
+    }
+    case ACT_SIGMOID: {
+        double s, t;
+        sigmoid_pair(xd, &s, &t);
+        v = s;
+        g = s * t;
+        h = s * t * (t - s);
+        break;
+    }
+    case ACT_TANH: {
+        /* With e = e^{-2|x|}: tanh = sign(x)(1 - e)/(1 + e), 1 - tanh^2 = 4e/(1 + e)^2,
+         * so f' keeps its relative accuracy in the tails instead of cancelling to 0. */
+        double e = exp(-2.0 * fabs(xd)), th = copysign((1.0 - e) / (1.0 + e), xd);
+        double sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+        v = th;
+        g = sech2;
+        h = -2.0 * th * sech2;
+        break;
+    }
+    }
+    if (f)
+        *f = v;
+    if (d1)
+        *d1 = g;
+    if (d2)
+        *d2 = h;
+}
+
+typedef enum { PASS_FORWARD, PASS_VJP, PASS_JVP, PASS_VJP_TANGENT } act_pass;
+
+/* The one loop of every pass:
+ *   PASS_FORWARD      out = f(x)
+ *   PASS_VJP          out = f'(x) a                   (a = gy)
+ *   PASS_JVP          out = f'(x) a                   (a = dx)
+ *   PASS_VJP_TANGENT  out = f'(x) a + f''(x) b c      (a = dgy, b = dx, c = gy)
+ * x, a, b, c, out: n floats each (the whole batch). */
+static void act_run(const act_params *p, act_pass pass, int64_t n, const float *x, const float *a,
+                    const float *b, const float *c, float *out)
+{
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        double f, d1, d2;
+        switch (pass) {
+        case PASS_FORWARD:
+            act_eval(p, x[i], &f, NULL, NULL);
+            out[i] = (float)f;
+            break;
+        case PASS_VJP:
+        case PASS_JVP:
+            act_eval(p, x[i], NULL, &d1, NULL);
+            out[i] = (float)(d1 * a[i]);
+            break;
+        case PASS_VJP_TANGENT:
+            act_eval(p, x[i], NULL, &d1, &d2);
+            out[i] = (float)(d1 * a[i] + d2 * (double)b[i] * c[i]);
+            break;
+        }
+    }
+}
+
+static act_params params_of(act_kind kind, const mr_op_attrs *a)
+{
+    act_params p;
+    p.kind = kind;
+    p.beta = a->beta != 0.0f ? a->beta : 1.0f;
+    p.threshold = a->threshold != 0.0f ? a->threshold : 20.0f;
+    return p;
+}
+
+/* The five ops share everything but their kind; this macro writes the thin
+ * wrappers the op table needs. */
+#define MR_ACTIVATION(op, KIND, INFER)                                                          \
+    static void op##_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)       \
+    {                                                                                           \
+        act_params p = params_of(KIND, c->attrs);                                               \
+        act_run(&p, PASS_FORWARD, x[0]->numel, x[0]->data, NULL, NULL, NULL, y->data);          \
+    }                                                                                           \
+    static void op##_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,     \
+                         const mr_tensor *gy, mr_tensor *const *gx)                             \
+    {                                                                                           \
+        if (!gx[0])                                                                             \
+            return;                                                                             \
+        act_params p = params_of(KIND, c->attrs);                                               \
+        act_run(&p, PASS_VJP, x[0]->numel, x[0]->data, gy->data, NULL, NULL, gx[0]->data);      \
+    }                                                                                           \
+    static void op##_jvp(const mr_op_ctx *c, const mr_tensor *const *x,                         \
+                         const mr_tensor *const *dx, const mr_tensor *y, mr_tensor *dy)         \
+    {                                                                                           \
+        act_params p = params_of(KIND, c->attrs);                                               \
+        act_run(&p, PASS_JVP, x[0]->numel, x[0]->data, dx[0]->data, NULL, NULL, dy->data);      \
+    }                                                                                           \
+    static void op##_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,                 \
+                                 const mr_tensor *const *dx, const mr_tensor *y,                \
+                                 const mr_tensor *dy, const mr_tensor *gy,                      \
+                                 const mr_tensor *dgy, mr_tensor *const *dgx)                   \
+    {                                                                                           \
+        if (!dgx[0])                                                                            \
+            return;                                                                             \
+        act_params p = params_of(KIND, c->attrs);                                               \
+        act_run(&p, PASS_VJP_TANGENT, x[0]->numel, x[0]->data, dgy->data, dx[0]->data,          \
+                gy->data, dgx[0]->data);                                                        \
+    }                                                                                           \
+    const mr_op_def mr_op_##op = {                                                              \
+        .name = #op,                                                                            \
+        .ninputs = 1,                                                                           \
+        .min_params = 0,                                                                        \
+        .max_params = 0,                                                                        \
+        .infer = INFER,                                                                         \
+        .forward = op##_forward,                                                                \
+        .vjp = op##_vjp,                                                                        \
+        .jvp = op##_jvp,                                                                        \
+        .vjp_tangent = op##_vjp_tangent,                                                        \
+    };
+
+/* Elementwise: any per-sample shape, the output shaped like the input. */
+static int plain_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
+                       int nparams, mr_shape *out)
+{
+    *out = in[0];
+    return MR_OK;
+}
+
+/* softplus also checks its attributes: beta finite (0 means 1), threshold not NaN. */
+static int softplus_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
+                          int nparams, mr_shape *out)
+{
+    if (!isfinite(a->beta))
+        return mr_error(MR_EINVAL, "softplus: beta must be finite, got %g", (double)a->beta);
+    if (isnan(a->threshold))
+        return mr_error(MR_EINVAL, "softplus: threshold is NaN");
+    *out = in[0];
+    return MR_OK;
+}
+
+MR_ACTIVATION(relu, ACT_RELU, plain_infer)
+MR_ACTIVATION(softplus, ACT_SOFTPLUS, softplus_infer)
+MR_ACTIVATION(silu, ACT_SILU, plain_infer)
+MR_ACTIVATION(sigmoid, ACT_SIGMOID, plain_infer)
+MR_ACTIVATION(tanh, ACT_TANH, plain_infer)

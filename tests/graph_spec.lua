@@ -1,0 +1,189 @@
+-- The network graph and the gradient oracle: fan-out, workspace reuse,
+-- determinism across thread counts, score kinds, exact HVPs, error paths.
+local ffi = require 'ffi'
+local moreau = require 'moreau'
+local T = require 'moreau.tensor'
+local nn = require 'moreau.nn'
+local oracle = require 'moreau.oracle'
+local gc = require 'helpers.gradcheck'
+local C = require('moreau.core').C
+
+-- A small softplus net with a skip connection and a node feeding three
+-- consumers: conv -> softplus -> (conv, add, mul) -> ... -> linear.
+local function small_net(seed)
+  local b = nn.builder({ 2, 6, 6 }, { seed = seed or 3 })
+  local h = b:conv2d('c1', b.input, 2, 4, 3, { padding = 1 })
+  h = b:softplus(h, { beta = 2 })
+  local k = b:conv2d('c2', h, 4, 4, 3, { padding = 1 })
+  k = b:tanh(k)
+  local s = b:add(h, k)
+  s = b:mul(s, h)
+  s = b:adaptive_avgpool2d(s, 2)
+  s = b:flatten(s)
+  return b:build(b:linear('fc', s, 16, 5)), b
+end
+
+local function bits_equal(a, b)
+  local pa, pb = ffi.cast('uint32_t*', a:data()), ffi.cast('uint32_t*', b:data())
+  for i = 0, a:numel() - 1 do
+    if pa[i] ~= pb[i] then return false end
+  end
+  return true
+end
+
+describe('a network', function()
+  it('passes finite-difference checks through fan-out and skips (seed 5)', function()
+    local r = gc.check { net = small_net(5), seed = 5, batch = 2 }
+    gc.assert_ok(r, 2e-3)
+  end)
+
+  it('reports its shapes, nodes and parameters', function()
+    local net = small_net()
+    assert.are.same({ 2, 6, 6 }, net:input_shape())
+    assert.are.same({ 5 }, net:output_shape())
+    assert.are.equal(2 * 4 * 9 + 4 + 4 * 4 * 9 + 4 + 16 * 5 + 5, net:num_params())
+    assert.are.equal('input', net:nodes()[1].op)
+    assert.are.same({ 4, 6, 6 }, net:nodes()[2].shape)
+    assert.truthy(tostring(net):find('net 2x6x6 -> 5', 1, true))
+  end)
+
+  it('allocates nothing once its workspace has grown to the batch', function()
+    local net = small_net()
+    local x = T.randn({ 4, 2, 6, 6 }, { seed = 1 })
+    local v = T.randn({ 4, 2, 6, 6 }, { seed = 2 })
+    local labels = ffi.new('int32_t[4]', { 0, 1, 2, 3 })
+    local scores = ffi.new('float[4]')
+    local g, hv = T.zeros(x:shape()), T.zeros(x:shape())
+    assert.are.equal(0, C.mr_oracle_hvp(net.ptr, x.ptr, labels, 0, v.ptr, scores, g.ptr, hv.ptr))
+    local before = C.mr_alloc_count()
+    for _ = 1, 5 do
+      assert.are.equal(0, C.mr_oracle_grad(net.ptr, x.ptr, labels, 0, scores, g.ptr))
+      assert.are.equal(0, C.mr_oracle_hvp(net.ptr, x.ptr, labels, 0, v.ptr, scores, g.ptr, hv.ptr))
+    end
+    assert.are.equal(before, C.mr_alloc_count())
+    -- a smaller batch reuses the same workspace
+    local x2 = x:narrow(1, 2)
+    local g2 = T.zeros(x2:shape())
+    local before2 = C.mr_alloc_count()
+    assert.are.equal(0, C.mr_oracle_grad(net.ptr, x2.ptr, labels, 0, scores, g2.ptr))
+    assert.are.equal(before2, C.mr_alloc_count())
+    assert.is_true(net:workspace_bytes() > 0)
+  end)
+
+  it('gives bit-identical gradients and HVPs on 1 and 2 threads', function()
+    local net = small_net()
+    local x = T.randn({ 8, 2, 6, 6 }, { seed = 11 })
+    local v = T.randn({ 8, 2, 6, 6 }, { seed = 12 })
+    local labels = { 0, 1, 2, 3, 4, 0, 1, 2 }
+    moreau.set_num_threads(1)
+    local _, g1 = oracle.grad(net, x, labels)
+    local h1 = oracle.hvp(net, x, labels, v)
+    moreau.set_num_threads(2)
+    local _, g2 = oracle.grad(net, x, labels)
+    local h2 = oracle.hvp(net, x, labels, v)
+    moreau.set_num_threads(0)
+    assert.is_true(bits_equal(g1, g2))
+    assert.is_true(bits_equal(h1, h2))
+  end)
+
+  it('rejects a wrong input shape with a message naming both shapes', function()
+    local net = small_net()
+    assert.has_error(function() net:forward(T.zeros { 1, 3, 6, 6 }) end,
+      'forward: input has shape 1x3x6x6, the network expects Nx2x6x6')
+  end)
+
+  it('rejects NaN input', function()
+    local net = small_net()
+    local x = T.zeros { 1, 2, 6, 6 }
+    x:data()[5] = 0 / 0
+    assert.has_error(function() net:forward(x) end, 'forward: input: entry 5 is NaN')
+  end)
+
+  it('rejects an unknown op and misshaped layers at build time', function()
+    local b = nn.builder { 2, 6, 6 }
+    assert.has_error(function() b:op('nosuchop', { b.input }, {}, {}, 'layer7') end,
+      "layer7: unknown op 'nosuchop'")
+    assert.has_error(function() b:linear('fc', b.input, 72, 3) end)
+    assert.has_error(function() b:op('relu', { 99 }, {}, {}, 'r') end,
+      'r: input 0 refers to node 99, which does not exist')
+    assert.has_error(function() b:param('w', { 2 }) ; b:param('w', { 2 }) end,
+      "mr_net_param: duplicate parameter name 'w'")
+  end)
+
+  it('errors on backward before forward', function()
+    local net = small_net()
+    assert.has_error(function() net:backward(T.zeros { 1, 5 }) end, 'backward: run forward first')
+  end)
+
+  it('names a missing parameter', function()
+    local net = small_net()
+    assert.has_error(function() net:param('c9.weight') end, "net: no parameter named 'c9.weight'")
+  end)
+end)
+
+describe('the gradient oracle', function()
+  -- For a linear layer z = W x + b, every score has a closed form.
+  local function linear_net()
+    local b = nn.builder { 3 }
+    local net = b:build(b:linear('fc', b.input, 3, 4))
+    local W = net:param('fc.weight')
+    for i = 0, 11 do W:data()[i] = (i % 5) * 0.25 - 0.5 end
+    return net
+  end
+
+  it('returns the logit and its gradient (a row of W)', function()
+    local net = linear_net()
+    local x = T.from({ 0.5, -1, 2 }, { 1, 3 })
+    local scores, g = oracle.grad(net, x, { 2 })
+    local W, bias = net:param('fc.weight'), net:param('fc.bias')
+    local z2 = bias:get(3)
+    for j = 1, 3 do z2 = z2 + W:get(3, j) * x:get(1, j) end
+    assert.is_true(math.abs(scores[1] - z2) < 1e-6)
+    for j = 1, 3 do assert.are.equal(W:get(3, j), g:get(1, j)) end
+    -- a linear score has no curvature
+    local hv = oracle.hvp(net, x, { 2 }, T.ones { 1, 3 })
+    assert.are.equal(0, hv:norm())
+  end)
+
+  it('computes log-softmax and softmax scores with exact gradients and HVPs (seed 21)', function()
+    local net = small_net(21)
+    local x = T.randn({ 3, 2, 6, 6 }, { seed = 21 })
+    local v = T.randn({ 3, 2, 6, 6 }, { seed = 22 })
+    local labels = { 1, 4, 0 }
+    for _, score in ipairs { 'logit', 'log_softmax', 'softmax' } do
+      local opts = { score = score }
+      local s, g = oracle.grad(net, x, labels, opts)
+      local hv = oracle.hvp(net, x, labels, v, opts)
+      -- gradient: directional finite difference of the scores
+      local h = 1e-2
+      local sp = oracle.grad(net, x:clone():add_(v, h), labels, opts)
+      local sm = oracle.grad(net, x:clone():add_(v, -h), labels, opts)
+      for n = 1, 3 do
+        local gv = g:narrow(n):dot(v:narrow(n))
+        local fd = (sp[n] - sm[n]) / (2 * h)
+        assert.is_true(math.abs(gv - fd) <= 2e-3 * (math.abs(gv) + math.abs(fd)) + 1e-6,
+          ('%s grad item %d: %g vs %g'):format(score, n, gv, fd))
+      end
+      -- HVP: finite difference of the gradient
+      local _, gp = oracle.grad(net, x:clone():add_(v, h), labels, opts)
+      local _, gm = oracle.grad(net, x:clone():add_(v, -h), labels, opts)
+      local fd = gp:add_(gm, -1):mul_(1 / (2 * h))
+      assert.is_true(gc.rel(hv, fd) < 3e-3, score .. ' hvp rel ' .. gc.rel(hv, fd))
+      if score == 'softmax' then
+        for n = 1, 3 do assert.is_true(s[n] > 0 and s[n] < 1) end
+      elseif score == 'log_softmax' then
+        for n = 1, 3 do assert.is_true(s[n] < 0) end
+      end
+    end
+  end)
+
+  it('rejects labels out of range, wrong label counts and unknown scores', function()
+    local net = linear_net()
+    local x = T.zeros { 2, 3 }
+    assert.has_error(function() oracle.grad(net, x, { 0, 4 }) end,
+      'oracle.grad: label 4 of item 1 is outside 0..3')
+    assert.has_error(function() oracle.grad(net, x, { 0 }) end, 'oracle: 1 labels for a batch of 2')
+    assert.has_error(function() oracle.grad(net, x, { 0, 1 }, { score = 'prob' }) end,
+      "oracle: unknown score 'prob' (logit, log_softmax or softmax)")
+  end)
+end)
