@@ -291,6 +291,15 @@ typedef struct mr_smoothgrad_opts {
 int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t *labels,
                   const mr_smoothgrad_opts *opts);
 
+/* --------------------------------------------------------------- DeepLIFT */
+
+/* out (like x) = DeepLIFT attributions of the class logit, rescale rule
+ * (secant multipliers (f(x) - f(x0)) / (x - x0) for elementwise
+ * nonlinearities, gradients elsewhere), times (x - x0). baseline: like x, or
+ * NULL for zeros. */
+int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor *baseline,
+                const int32_t *labels);
+
 /* ---------------------------------------------------- the Moreau solver */
 
 /* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (DESIGN §4):
@@ -361,36 +370,58 @@ int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out);
 
 /* ----------------------------------------------------------- safetensors */
 
-/* A safetensors file held in memory: the header is parsed and every entry's
- * dtype, shape and offsets are checked against the file size before any data
- * is touched. Only F32 (and F64/F16/BF16, converted to float32 on read) are
- * accepted as tensors. */
+/* A safetensors file (HuggingFace format) held in memory. Loading reads the
+ * whole file and checks, before any data is touched: the header length against
+ * the file size (and a 100 MB cap); the header as UTF-8 JSON (an object); each
+ * entry's dtype (known), shape (integers >= 0, no overflow) and data_offsets
+ * (begin <= end, end - begin == numel x dtype size); and that the entries tile
+ * the data section exactly (no overlap, hole, truncation or leftover bytes);
+ * "__metadata__", if present, must map strings to strings. Every message names
+ * the file and the tensor. Entries are listed sorted by name. F32 tensors load
+ * as they are; F64, F16 and BF16 are converted to float32; other dtypes (I64,
+ * U8, ...) are listed but mr_safetensors_get refuses them.
+ * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open / read), MR_ENOMEM,
+ * MR_EFORMAT (anything wrong in the file). Caller frees with mr_safetensors_free. */
 typedef struct mr_safetensors mr_safetensors;
 
 int mr_safetensors_load(mr_safetensors **out, const char *path);
 void mr_safetensors_free(mr_safetensors *st);
 int mr_safetensors_count(const mr_safetensors *st);
-const char *mr_safetensors_name(const mr_safetensors *st, int i);    /* borrowed */
+/* Name of tensor i (0 <= i < count; names are sorted). Borrowed; NULL if out of range. */
+const char *mr_safetensors_name(const mr_safetensors *st, int i);
 /* Index of the tensor named `name`, or MR_ENOTFOUND. */
 int mr_safetensors_find(const mr_safetensors *st, const char *name);
-/* Shape of tensor i: writes ndim (0..4; a scalar has ndim 0) and shape. */
+/* Shape of tensor i: writes ndim (0..4; a scalar has ndim 0) and shape[0..ndim).
+ * MR_ESHAPE for a tensor of more than 4 dims (listed, not usable). */
 int mr_safetensors_shape(const mr_safetensors *st, int i, int *ndim, int64_t *shape);
-/* A new float32 tensor with a copy of tensor i (a scalar becomes shape {1}). */
+/* A new float32 tensor with a copy of tensor i (a scalar becomes shape {1}).
+ * Fails (MR_EFORMAT) on dtypes that do not convert to float32 and (MR_ESHAPE)
+ * on tensors with a zero dim or more than 4 dims. Caller frees. */
 int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i);
 /* The "__metadata__" object of the header as JSON text ("{}" if none). Borrowed. */
 const char *mr_safetensors_metadata(const mr_safetensors *st);
 
-/* Writes n float32 tensors with the given names (sorted by name in the file,
- * as the reference writer does) and an optional metadata JSON object of string
- * values (may be NULL). */
+/* Writes n float32 CPU tensors with the given unique names (sorted by name in
+ * the file, header padded with spaces to a multiple of 8 bytes, as the
+ * reference writer does) and an optional metadata JSON object of string values
+ * (may be NULL). The file is written beside path as "<path>.tmp~" and renamed
+ * over path only when complete, so a failed save leaves an old file intact.
+ * Errors: MR_EINVAL (NULL/duplicate/empty name, a name "__metadata__", bad
+ * metadata, tensor not on the CPU), MR_EIO, MR_ENOMEM. */
 int mr_safetensors_save(const char *path, int n, const char *const *names,
                         const mr_tensor *const *tensors, const char *metadata_json);
 
-/* Loads every parameter of net from a safetensors file by name. Every parameter
- * must be present with the same shape; with strict != 0 the file may not hold
- * tensors the net lacks (PyTorch's num_batches_tracked is always ignored). */
+/* Loads every parameter of net (weights and buffers) from a safetensors file by
+ * name. Every parameter must be present (MR_ENOTFOUND "missing parameter 'x' in
+ * FILE") with the same shape (MR_ESHAPE naming both shapes; a scalar in the file
+ * matches shape {1}) and a dtype that converts to float32; with strict != 0 the
+ * file may not hold tensors the net lacks (MR_ENOTFOUND), except names ending
+ * in num_batches_tracked (PyTorch's counters), which are always ignored. All or
+ * nothing: everything is checked before any parameter is written, so on error
+ * the net is unchanged. */
 int mr_net_load(mr_net *net, const char *path, int strict);
-/* Saves every parameter (weights and buffers) of net by name. */
+/* Saves every parameter (weights and buffers) of net by name, with optional
+ * metadata as mr_safetensors_save. */
 int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
 
 /* ------------------------------------------------------------ data I/O */

@@ -496,7 +496,7 @@ static void add_into(float *dst, const float *src, int64_t n)
 /* The reverse pass. With tangent, also the tangent of the reverse pass (for
  * HVPs). gx/dgx: the caller's outputs for the input node (may be NULL). */
 static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, mr_tensor *gx,
-                        mr_tensor *dgx, int param_grads, int tangent)
+                        mr_tensor *dgx, int param_grads, int tangent, const mr_vjp_hook *hook)
 {
     int64_t N = net->ran_N;
     unsigned need = (1u << MR_BUF_GY) | (tangent ? 1u << MR_BUF_DGY : 0);
@@ -562,6 +562,8 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
             will_write[k] = 1;
         }
         n->def->vjp(&c, xs, &n->view[MR_BUF_Y], &n->view[MR_BUF_GY], gxs);
+        if (hook)
+            hook->fn(hook->ctx, net, i, xs, &n->view[MR_BUF_GY], gxs);
         if (tangent)
             n->def->vjp_tangent(&c, xs, dxs, &n->view[MR_BUF_Y], &n->view[MR_BUF_DY],
                                 &n->view[MR_BUF_GY], &n->view[MR_BUF_DGY], dgxs);
@@ -636,7 +638,7 @@ int mr_net_backward(mr_net *net, const mr_tensor *gy, mr_tensor *gx, int param_g
     if (param_grads && net->training == 0) {
         /* allowed: parameter gradients at inference statistics */
     }
-    return run_backward(net, gy, NULL, gx, NULL, param_grads, 0);
+    return run_backward(net, gy, NULL, gx, NULL, param_grads, 0, NULL);
 }
 
 int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy)
@@ -677,11 +679,21 @@ int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
     mr_tensor xref = net->nodes[0].view[MR_BUF_GY];
     MR_TRY(check_like(gx, &xref, "hvp_backward", "gx"));
     MR_TRY(check_like(dgx, &xref, "hvp_backward", "dgx"));
-    return run_backward(net, gy, dgy, gx, dgx, 0, 1);
+    return run_backward(net, gy, dgy, gx, dgx, 0, 1, NULL);
 }
 
 /* Internal: the output view of the last forward (the oracle reads logits here). */
 mr_tensor *mr_net_output_view(mr_net *net, int buf)
 {
     return &net->nodes[output_node(net)].view[buf];
+}
+
+int mr_net_backward_hooked(mr_net *net, const mr_tensor *gy, mr_tensor *gx, const mr_vjp_hook *hook)
+{
+    if (!net || !gy)
+        return mr_error(MR_EINVAL, "backward: net or gy is NULL");
+    if (net->ran_N == 0 || net->ran_tangent)
+        return mr_error(MR_ESTATE, "backward: run forward first");
+    MR_TRY(ensure_flags(net));
+    return run_backward(net, gy, NULL, gx, NULL, 0, 0, hook);
 }

@@ -55,4 +55,16 @@ struct mr_net {
 
 mr_tensor *mr_net_output_view(mr_net *net, int buf);
 
+/* A reverse pass whose input gradients a method may rewrite node by node
+ * (DeepLIFT's rescale rule): fn runs right after each node's vjp, with the
+ * node's inputs xs, its output gradient gy and the input gradients gxs it
+ * just wrote (entries may be NULL). */
+typedef struct mr_vjp_hook {
+    void (*fn)(void *ctx, mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
+               mr_tensor *const *gxs);
+    void *ctx;
+} mr_vjp_hook;
+
+int mr_net_backward_hooked(mr_net *net, const mr_tensor *gy, mr_tensor *gx, const mr_vjp_hook *hook);
+
 #endif

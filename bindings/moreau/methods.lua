@@ -1,0 +1,226 @@
+--- moreau.methods — interpretation methods, one calling convention:
+--
+--   local m = methods.moreaugrad { rho = 1, eta = 5e-3, reg = 'l1' }
+--   local maps = m:explain(net, x, labels)      -- a tensor shaped like x
+--   print(m.name, m.opts.seed)                  -- every option in force, defaults included
+--
+-- Methods (DESIGN §4 pins the math):
+--   gradient               ∇f_c(x)
+--   input_x_gradient       x ⊙ ∇f_c(x)
+--   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid
+--   smoothgrad             (1/t) Σ ∇f_c(x + z_i), z ~ N(0, (σ·range)²); variant: mean | square | vargrad
+--   sparsified_smoothgrad  Levine et al. 2019: clip |g| at its 1%-largest τ, /τ, keep the top 10%, average
+--   deeplift               rescale rule, zero baseline
+--   moreaugrad             −mean(tail δ)/ρ of the Moreau solver; reg: none | l1 | group; m = 0: unregularized
+--
+-- Each constructor takes a table of options; unknown names raise. Sampling
+-- methods take `chunk` (most noisy copies per forward pass) and `seed`.
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local oracle = require 'moreau.oracle'
+local prox = require 'moreau.prox'
+local C, check = core.C, core.check
+
+local methods = {}
+
+local Method = {}
+Method.__index = Method
+
+--- Declares a method: name, defaults, and explain(self, net, x, labels, lab).
+local function define(name, defaults, explain, doc)
+  methods[name] = function(opts)
+    local o = {}
+    for k, v in pairs(defaults) do o[k] = v end
+    for k, v in pairs(opts or {}) do
+      if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) then
+        error(("methods.%s: unknown option '%s'"):format(name, tostring(k)), 2)
+      end
+      o[k] = v
+    end
+    o._extra = nil
+    oracle.score_kind(o.score) -- raises on unknown scores
+    return setmetatable({ name = name, opts = o, doc = doc, _explain = explain }, Method)
+  end
+end
+
+--- The maps of every item of x. ARGS: net, x (N, ...), labels (0-based ids).
+-- RETURN: a tensor shaped like x.
+function Method:explain(net, x, labels)
+  if not T.is(x) then error(self.name .. ':explain: x must be a tensor', 2) end
+  if not x:isfinite() then error(self.name .. ':explain: x contains NaN or infinite values', 2) end
+  local lab = oracle.labels(labels, x:size(1))
+  return self:_explain(net, x, lab)
+end
+
+function Method:__tostring()
+  local keys = {}
+  for k in pairs(self.opts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. '=' .. tostring(self.opts[k]) end
+  return self.name .. '{' .. table.concat(parts, ', ') .. '}'
+end
+
+local function grad(net, x, lab, score)
+  local g = T.zeros(x:shape())
+  check(C.mr_oracle_grad(net.ptr, x.ptr, lab, oracle.score_kind(score), nil, g.ptr))
+  return g
+end
+
+-- ------------------------------------------------------------- gradient
+
+define('gradient', { score = 'logit' }, function(self, net, x, lab)
+  return grad(net, x, lab, self.opts.score)
+end, 'simple gradient ∇f_c(x) (Simonyan et al. 2014)')
+
+define('input_x_gradient', { score = 'logit' }, function(self, net, x, lab)
+  return grad(net, x, lab, self.opts.score):mul_(x)
+end, 'input times gradient x ⊙ ∇f_c(x)')
+
+-- ------------------------------------------------- integrated gradients
+
+--- Nodes and weights of the path integral over [0, 1].
+-- riemann_right: α_k = k/n, w = 1/n (the paper's eq. 3); trapezoid: α_k =
+-- k/(n−1), half weights at the ends; gauss_legendre: Legendre roots mapped to [0, 1].
+function methods.ig_rule(rule, n)
+  local a, w = {}, {}
+  if rule == 'riemann_right' then
+    for k = 1, n do a[k], w[k] = k / n, 1 / n end
+  elseif rule == 'trapezoid' then
+    if n < 2 then error('integrated_gradients: trapezoid needs steps >= 2', 3) end
+    for k = 1, n do
+      a[k] = (k - 1) / (n - 1)
+      w[k] = (k == 1 or k == n) and 0.5 / (n - 1) or 1 / (n - 1)
+    end
+  elseif rule == 'gauss_legendre' then
+    -- Newton's iteration on P_n from the Chebyshev guesses; P_n by the three-term recurrence.
+    for k = 1, n do
+      local t = math.cos(math.pi * (k - 0.25) / (n + 0.5))
+      local dp
+      for _ = 1, 100 do
+        local p0, p1 = 1, t
+        for j = 2, n do p0, p1 = p1, ((2 * j - 1) * t * p1 - (j - 1) * p0) / j end
+        dp = n * (t * p1 - p0) / (t * t - 1)
+        local dt = p1 / dp
+        t = t - dt
+        if math.abs(dt) < 1e-15 then break end
+      end
+      a[k] = (1 - t) / 2 -- t descends with k: nodes ascend in [0, 1]
+      w[k] = 1 / ((1 - t * t) * dp * dp)
+    end
+  else
+    error("integrated_gradients: unknown rule '" .. tostring(rule) ..
+      "' (riemann_right, gauss_legendre or trapezoid)", 3)
+  end
+  return a, w
+end
+
+define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 0, chunk = 0,
+  score = 'logit' }, function(self, net, x, lab)
+  local o = self.opts
+  local alphas, weights = methods.ig_rule(o.rule, o.steps)
+  local N, d = x:size(1), x:numel() / x:size(1)
+  local x0 = T.is(o.baseline) and o.baseline or T.full(x:shape(), o.baseline)
+  local diff = x - x0
+  local total = T.zeros(x:shape())
+  local chunk = o.chunk > 0 and o.chunk or N * o.steps
+  -- All (item, step) points in order, `chunk` per forward pass.
+  local P = N * o.steps
+  for p0 = 0, P - 1, chunk do
+    local k = math.min(chunk, P - p0)
+    local s = x:shape()
+    s[1] = k
+    local xb = T.zeros(s)
+    local lb = ffi.new('int32_t[?]', k)
+    for q = 0, k - 1 do
+      local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
+      local dst, a = xb:data() + q * d, alphas[step]
+      local px0, pd = x0:data() + n * d, diff:data() + n * d
+      for j = 0, d - 1 do dst[j] = px0[j] + a * pd[j] end
+      lb[q] = lab[n]
+    end
+    local g = grad(net, xb, lb, o.score)
+    for q = 0, k - 1 do
+      local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
+      local dst, src, w = total:data() + n * d, g:data() + q * d, weights[step]
+      for j = 0, d - 1 do dst[j] = dst[j] + w * src[j] end
+    end
+  end
+  return total:mul_(diff)
+end, 'integrated gradients (Sundararajan et al. 2017), zero baseline')
+
+-- ------------------------------------------------------------ SmoothGrad
+
+local sg_modes = { mean = C.MR_SG_MEAN, square = C.MR_SG_SQUARE, vargrad = C.MR_SG_VAR }
+
+local function smoothgrad(net, x, lab, o, mode)
+  local so = ffi.new('mr_smoothgrad_opts')
+  so.samples, so.chunk, so.mode = o.samples, o.chunk, mode
+  so.score_kind, so.sigma, so.seed = oracle.score_kind(o.score), o.sigma, o.seed
+  so.clip_frac, so.keep_frac = o.clip or 0, o.keep or 0
+  local out = T.zeros(x:shape())
+  check(C.mr_smoothgrad(out.ptr, net.ptr, x.ptr, lab, so))
+  return out
+end
+
+define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, seed = 0,
+  score = 'logit' }, function(self, net, x, lab)
+  local mode = sg_modes[self.opts.variant]
+  if not mode then
+    error("smoothgrad: unknown variant '" .. tostring(self.opts.variant) .. "' (mean, square or vargrad)", 3)
+  end
+  return smoothgrad(net, x, lab, self.opts, mode)
+end, 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x)')
+
+define('sparsified_smoothgrad', { samples = 256, sigma = 0.1, clip = 0.01, keep = 0.1, chunk = 0,
+  seed = 0, score = 'logit' }, function(self, net, x, lab)
+  return smoothgrad(net, x, lab, self.opts, C.MR_SG_SPARSIFIED)
+end, 'Sparsified SmoothGrad (Levine et al. 2019)')
+
+-- -------------------------------------------------------------- DeepLIFT
+
+define('deeplift', { baseline = 0, score = 'logit' }, function(self, net, x, lab)
+  if self.opts.score ~= 'logit' then error('deeplift: only the logit score is supported', 3) end
+  local out = T.zeros(x:shape())
+  local base = nil
+  if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
+    base = T.is(self.opts.baseline) and self.opts.baseline or T.full(x:shape(), self.opts.baseline)
+  end
+  check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
+  return out
+end, 'DeepLIFT, rescale rule (Shrikumar et al. 2017)')
+
+-- ------------------------------------------------------------ MoreauGrad
+
+local mg_defaults = {}
+for k, v in pairs(prox.defaults) do mg_defaults[k] = v end
+mg_defaults._extra = { eta = true, group_size = true, groups = true }
+
+define('moreaugrad', mg_defaults, function(self, net, x, lab)
+  local s = prox.solver(net, x, lab, self.opts)
+  s:run()
+  self.last_solver = s
+  return s:result()
+end, 'MoreauGrad (Zhang & Farnia 2023): gradient of the Moreau envelope; sparse with reg = l1, group-sparse with reg = group')
+
+--- The names of all methods, sorted.
+function methods.list()
+  local names = {}
+  for k, v in pairs(methods) do
+    if type(v) == 'function' and k ~= 'list' and k ~= 'ig_rule' and k ~= 'create' then names[#names + 1] = k end
+  end
+  table.sort(names)
+  return names
+end
+
+--- A method by name (for recipes and the command line). Unknown names raise.
+function methods.create(name, opts)
+  local ctor = methods[name]
+  if type(ctor) ~= 'function' or name == 'list' or name == 'ig_rule' or name == 'create' then
+    error("methods: unknown method '" .. tostring(name) .. "' (" .. table.concat(methods.list(), ', ') .. ')', 2)
+  end
+  return ctor(opts)
+end
+
+return methods

@@ -1,0 +1,240 @@
+--- moreau.prox — proximal operators, projections, and the Moreau solver.
+--
+--   ST_a(v)_i  = sign(v_i) max(|v_i| − a, 0)
+--   GST_a(v)_S = max(1 − a/‖v_S‖₂, 0) v_S          (groups S: a group map)
+--
+-- The solver minimizes f_c(x + δ) + ‖δ‖²/(2ρ) + η R(δ) by proximal gradient
+-- (DESIGN §4) and can be driven whole from C or stepped from Lua:
+--
+--   local s = prox.solver(net, x, labels, { rho = 1, eta = 5e-3, reg = 'l1', T = 300, m = 32 })
+--   s:step()                       -- one iteration
+--   print(s:stats(1))              -- iter, score, objective, grad_norm, delta_norm, sparsity
+--   local d = s:delta()            -- a copy of δ_t
+--   s:set { eta = 1e-2 }           -- change a knob between iterations
+--   s:run { callback = function(s, t) ... end }
+--   local map = s:result()         -- −mean(tail δ)/ρ, or the tail mean (output = 'delta')
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local oracle = require 'moreau.oracle'
+local C, check = core.C, core.check
+
+local prox = {}
+
+-- ------------------------------------------------------------ operators
+
+--- ST_a(v) as a new tensor. ARGS: v (tensor), a (>= 0).
+function prox.soft_threshold(v, a)
+  local out = v:clone()
+  check(C.mr_prox_soft_threshold(out.ptr, a))
+  return out
+end
+
+--- GST_a(v) per batch item, as a new tensor. ARGS: v (N, ...), groups (prox.groups), a (>= 0).
+function prox.group_soft_threshold(v, groups, a)
+  local out = v:clone()
+  check(C.mr_prox_group_soft_threshold(out.ptr, groups.ptr, a))
+  return out
+end
+
+--- Projection of each item of x onto the L2 ball of radius r around the matching item of center.
+function prox.project_l2_ball(x, center, r)
+  local out = x:clone()
+  check(C.mr_proj_l2_ball(out.ptr, center.ptr, r))
+  return out
+end
+
+--- Projection onto the box [lo, hi].
+function prox.project_box(x, lo, hi)
+  local out = x:clone()
+  check(C.mr_proj_box(out.ptr, lo, hi))
+  return out
+end
+
+-- --------------------------------------------------------------- groups
+
+local Groups = {}
+Groups.__index = Groups
+
+local function wrap_groups(ptr)
+  return setmetatable({ ptr = ffi.gc(ptr, C.mr_groups_free) }, Groups)
+end
+
+--- The default block size for an H-row image: about 16 blocks per side, as
+-- g = 14 on 224×224 in the authors' code (28×28 → 2, 32×32 → 2).
+function prox.default_group_size(H)
+  return math.max(1, math.floor(H / 16 + 0.5))
+end
+
+--- Non-overlapping g×g spatial blocks spanning all channels of a (C, H, W)
+-- item; partial blocks at the border are groups too.
+-- ARGS: C, H, W, g (or {gh, gw}). RETURN: a Groups object.
+function prox.blocks(Cn, H, W, g)
+  local gh, gw = type(g) == 'table' and g[1] or g, type(g) == 'table' and g[2] or g
+  local out = ffi.new('mr_groups*[1]')
+  check(C.mr_groups_new_blocks(out, Cn, H, W, gh, gw))
+  return wrap_groups(out[0])
+end
+
+--- Any group map: a Lua array of d group ids in [0, ngroups).
+function prox.group_map(map, ngroups)
+  local d = #map
+  local m = ffi.new('int32_t[?]', math.max(d, 1), map)
+  local out = ffi.new('mr_groups*[1]')
+  check(C.mr_groups_new(out, d, m, ngroups))
+  return wrap_groups(out[0])
+end
+
+function Groups:count() return C.mr_groups_count(self.ptr) end
+function Groups:dim() return tonumber(C.mr_groups_dim(self.ptr)) end
+
+-- --------------------------------------------------------------- solver
+
+--- The solver's defaults: the authors' code (DESIGN §4).
+prox.defaults = {
+  rho = 1, gamma = 0.1, T = 300, m = 32, sigma = 0.1, K = 101,
+  reg = 'none', eta = nil, -- eta: 5e-3 for 'l1', 5e-2 for 'group', 0 for 'none'
+  group_size = nil,        -- nil: prox.default_group_size(H)
+  output = 'gradient', score = 'logit', chunk = 0,
+  accelerated = false, tol = 0, seed = 0,
+}
+
+local regs = { none = C.MR_REG_NONE, l1 = C.MR_REG_L1, group = C.MR_REG_GROUP }
+local outputs = { gradient = C.MR_MG_GRADIENT, delta = C.MR_MG_DELTA }
+
+--- Fills in the defaults and checks names. RETURN: a new table of options.
+function prox.solver_options(opts, level)
+  level = (level or 1) + 1
+  local o = {}
+  for k, v in pairs(prox.defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do
+    if prox.defaults[k] == nil and k ~= 'eta' and k ~= 'group_size' and k ~= 'groups' then
+      error("moreau solver: unknown option '" .. tostring(k) .. "'", level)
+    end
+    o[k] = v
+  end
+  if not regs[o.reg] then
+    error("moreau solver: unknown regularizer '" .. tostring(o.reg) .. "' (none, l1 or group)", level)
+  end
+  if not outputs[o.output] then
+    error("moreau solver: unknown output '" .. tostring(o.output) .. "' (gradient or delta)", level)
+  end
+  if o.eta == nil then o.eta = (o.reg == 'l1' and 5e-3) or (o.reg == 'group' and 5e-2) or 0 end
+  if opts == nil or opts.K == nil then o.K = math.min(o.K, o.T) end
+  return o
+end
+
+local Solver = {}
+Solver.__index = Solver
+prox.Solver = Solver
+
+--- A Moreau solver for the batch x with one class per item.
+-- ARGS: net, x (N, C, H, W), labels, opts (see prox.defaults)
+-- RETURN: a Solver; nothing runs until step or run.
+function prox.solver(net, x, labels, opts)
+  local o = prox.solver_options(opts, 2)
+  if not T.is(x) then error('moreau solver: x must be a tensor', 2) end
+  local N = x:size(1)
+  local co = ffi.new('mr_moreau_opts')
+  co.rho, co.eta, co.gamma, co.sigma, co.tol = o.rho, o.eta, o.gamma, o.sigma, o.tol
+  co.T, co.m, co.K = o.T, o.m, o.K
+  co.reg, co.output = regs[o.reg], outputs[o.output]
+  co.score_kind = oracle.score_kind(o.score)
+  co.chunk, co.accelerated, co.seed = o.chunk, o.accelerated and 1 or 0, o.seed
+  local groups = o.groups
+  if o.reg == 'group' and not groups then
+    local s = x:shape()
+    if #s ~= 4 then error('moreau solver: group-sparse needs (N, C, H, W) inputs or opts.groups', 2) end
+    o.group_size = o.group_size or prox.default_group_size(s[3])
+    groups = prox.blocks(s[2], s[3], s[4], o.group_size)
+  end
+  local lab = oracle.labels(labels, N)
+  local out = ffi.new('mr_moreau*[1]')
+  check(C.mr_moreau_new(out, net.ptr, x.ptr, lab, co, groups and groups.ptr or nil))
+  -- The C solver borrows net, x, labels and groups: the Lua object keeps them alive.
+  return setmetatable({
+    ptr = ffi.gc(out[0], C.mr_moreau_free), net = net, x = x, labels = lab, groups = groups,
+    opts = o, N = N, done = false,
+  }, Solver)
+end
+
+--- One iteration. RETURN: true when T is reached or every item converged.
+function Solver:step()
+  local rc = check(C.mr_moreau_step(self.ptr))
+  self.done = rc == 1
+  return self.done
+end
+
+--- Iterates to the end. opts.callback(solver, t) runs after every iteration
+-- (the loop then runs in Lua); return false from it to stop early.
+function Solver:run(opts)
+  local cb = opts and opts.callback
+  if not cb then
+    check(C.mr_moreau_run(self.ptr))
+    self.done = true
+    return self
+  end
+  while not self.done do
+    self:step()
+    if cb(self, self:stats(1).iter) == false then break end
+  end
+  return self
+end
+
+local function view_copy(ptr)
+  local t = T.zeros((function()
+    local s = {}
+    for i = 0, ptr.ndim - 1 do s[i + 1] = tonumber(ptr.shape[i]) end
+    return s
+  end)())
+  ffi.copy(t:data(), ptr.data, ptr.numel * 4)
+  return t
+end
+
+--- A copy of the current iterate δ_t.
+function Solver:delta() return view_copy(C.mr_moreau_delta_get(self.ptr)) end
+--- A copy of the last gradient g_t.
+function Solver:grad() return view_copy(C.mr_moreau_grad_get(self.ptr)) end
+
+--- Statistics of item n (1-based): iter, converged, score, objective,
+-- grad_norm, delta_norm, step_norm, sparsity.
+function Solver:stats(n)
+  local st = ffi.new('mr_moreau_stats')
+  check(C.mr_moreau_stats_get(self.ptr, (n or 1) - 1, st))
+  return {
+    iter = st.iter, converged = st.converged == 1, score = st.score, objective = st.objective,
+    grad_norm = st.grad_norm, delta_norm = st.delta_norm, step_norm = st.step_norm,
+    sparsity = st.sparsity,
+  }
+end
+
+--- Changes rho, eta or gamma between iterations.
+function Solver:set(knobs)
+  for k in pairs(knobs) do
+    if k ~= 'rho' and k ~= 'eta' and k ~= 'gamma' then
+      error("solver:set: only rho, eta and gamma can change, not '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local o = self.opts
+  local rho, eta, gamma = knobs.rho or o.rho, knobs.eta or o.eta, knobs.gamma or o.gamma
+  check(C.mr_moreau_set(self.ptr, rho, eta, gamma))
+  o.rho, o.eta, o.gamma = rho, eta, gamma
+  return self
+end
+
+--- The map: −mean(tail δ)/ρ (output 'gradient') or the tail mean ('delta').
+function Solver:result()
+  local out = T.zeros(self.x:shape())
+  check(C.mr_moreau_result(self.ptr, out.ptr))
+  return out
+end
+
+function Solver:__tostring()
+  local s = self:stats(1)
+  return ('moreau solver: %d items, iteration %d/%d, reg %s, rho %g, eta %g, gamma %g\n' ..
+    '  item 1: objective %.6g  score %.6g  |grad| %.4g  |delta| %.4g  sparsity %.3f'):format(
+    self.N, s.iter, self.opts.T, self.opts.reg, self.opts.rho, self.opts.eta, self.opts.gamma,
+    s.objective, s.score, s.grad_norm, s.delta_norm, s.sparsity)
+end
+
+return prox
