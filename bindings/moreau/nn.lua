@@ -174,25 +174,15 @@ function Net:__tostring()
 end
 
 --- Loads weights by name from a safetensors file (see moreau.safetensors).
+-- opts {strict = true}: the file may hold nothing the network lacks.
 function Net:load(path, opts)
-  check(C.mr_net_load(self.ptr, path, (opts and opts.strict == false) and 0 or 1))
+  require('moreau.safetensors').load_net(self, path, opts)
   return self
 end
 
 --- Saves every parameter to a safetensors file; metadata: a table of strings.
 function Net:save(path, metadata)
-  local json
-  if metadata then
-    local parts = {}
-    local keys = {}
-    for k in pairs(metadata) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
-      parts[#parts + 1] = ('%q:%q'):format(tostring(k), tostring(metadata[k]))
-    end
-    json = '{' .. table.concat(parts, ',') .. '}'
-  end
-  check(C.mr_net_save(self.ptr, path, json))
+  require('moreau.safetensors').save_net(self, path, metadata)
   return self
 end
 

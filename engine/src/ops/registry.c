@@ -4,25 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* TEMPORARY while the op files are being written in parallel: weak references
- * let the library load with some ops missing. Removed once every op exists. */
-#pragma weak mr_op_conv2d
-#pragma weak mr_op_linear
-#pragma weak mr_op_batchnorm2d
-#pragma weak mr_op_relu
-#pragma weak mr_op_softplus
-#pragma weak mr_op_silu
-#pragma weak mr_op_sigmoid
-#pragma weak mr_op_tanh
-#pragma weak mr_op_maxpool2d
-#pragma weak mr_op_avgpool2d
-#pragma weak mr_op_adaptive_avgpool2d
-#pragma weak mr_op_add
-#pragma weak mr_op_mul
-#pragma weak mr_op_flatten
-#pragma weak mr_op_dropout
-#pragma weak mr_op_softmax
-#pragma weak mr_op_log_softmax
 
 const mr_op_def *const mr_op_table[] = {
     [MR_OP_CONV2D] = &mr_op_conv2d,
@@ -50,11 +31,9 @@ static const char *op_names[MR_OP_COUNT + 1];
 
 const char *const *mr_op_names(void)
 {
-    int k = 0;
     for (int i = 0; i < MR_OP_COUNT; i++)
-        if (mr_op_table[i])
-            op_names[k++] = mr_op_table[i]->name;
-    op_names[k] = NULL;
+        op_names[i] = mr_op_table[i]->name;
+    op_names[MR_OP_COUNT] = NULL;
     return op_names;
 }
 
@@ -63,7 +42,7 @@ const mr_op_def *mr_op_find(const char *name)
     if (!name)
         return NULL;
     for (int i = 0; i < MR_OP_COUNT; i++)
-        if (mr_op_table[i] && strcmp(mr_op_table[i]->name, name) == 0)
+        if (strcmp(mr_op_table[i]->name, name) == 0)
             return mr_op_table[i];
     return NULL;
 }

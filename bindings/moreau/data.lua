@@ -1,0 +1,481 @@
+--- moreau.data — data sets, normalization and batches.
+--
+--   local data = require 'moreau.data'
+--   local ds = data.fashion_mnist{ split = 'test' }        -- Debian's dataset-fashion-mnist
+--   local x, c = data.get(ds, 1)                           -- (1, 1, 28, 28), class id
+--   local xn = data.normalize(ds.images, ds.mean, ds.std)  -- per channel, a new tensor
+--   for xb, yb, idx in data.batches(ds, 64, { shuffle = true, seed = 1 }) do ... end
+--
+-- A data set is a plain table:
+--   images   tensor (N, C, H, W), float32 in [0, 1]
+--   labels   Lua array of N class ids, 0-based as in the data sets (labels[i]
+--            is the class of item i; items are 1-based). nil for an image folder
+--            without class subfolders.
+--   n        N
+--   classes  Lua array of class names; classes[c + 1] names class id c
+--   mean, std  per-channel normalization constants (tables of C numbers) when
+--            the data set has standard ones (Fashion-MNIST, CIFAR-10)
+--   name, split, files (image folders: the path of each item)
+--
+-- Items are 1-based (ds.labels[i], data.get(ds, i)); class ids are 0-based.
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local C, check = core.C, core.check
+
+local data = {}
+
+-- ------------------------------------------------------------- constants
+
+--- The ten Fashion-MNIST classes, in class-id order (id 0 = 'T-shirt/top').
+data.fashion_mnist_classes = { 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+  'Shirt', 'Sneaker', 'Bag', 'Ankle boot' }
+--- The ten CIFAR-10 classes, in class-id order.
+data.cifar10_classes = { 'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+  'ship', 'truck' }
+
+--- Per-channel statistics of the training sets (pixels in [0, 1]), the
+-- constants recipes normalize with.
+data.FASHION_MNIST_MEAN = { 0.2860 }
+data.FASHION_MNIST_STD = { 0.3530 }
+data.CIFAR10_MEAN = { 0.4914, 0.4822, 0.4465 }
+data.CIFAR10_STD = { 0.2470, 0.2435, 0.2616 }
+
+--- Where Debian's dataset-fashion-mnist package puts its files.
+data.FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+
+local function copy(t)
+  local r = {}
+  for i, v in ipairs(t) do r[i] = v end
+  return r
+end
+
+local function exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() return true end
+  return false
+end
+
+local function int32_to_table(p, n)
+  local t = {}
+  for i = 0, n - 1 do t[i + 1] = p[i] end
+  return t
+end
+
+local img_out = ffi.new('mr_tensor*[1]')
+local lab_out = ffi.new('int32_t*[1]')
+local n_out = ffi.new('int64_t[1]')
+
+-- ------------------------------------------------------------- raw files
+
+-- The loaders below raise the engine's message at `level` (1 = their caller),
+-- so a failure inside data.fashion_mnist points at the recipe's line.
+local function idx_images(path, level)
+  check(C.mr_idx_load_images(img_out, path), level + 1)
+  return T.wrap(img_out[0])
+end
+
+local function idx_labels(path, level)
+  check(C.mr_idx_load_labels(lab_out, n_out, path), level + 1)
+  local p, n = lab_out[0], tonumber(n_out[0])
+  local t = int32_to_table(p, n)
+  C.mr_labels_free(p)
+  return t
+end
+
+local function cifar_batch(path, level)
+  check(C.mr_cifar_load(img_out, lab_out, n_out, path), level + 1)
+  local x = T.wrap(img_out[0])
+  local p, n = lab_out[0], tonumber(n_out[0])
+  local t = int32_to_table(p, n)
+  C.mr_labels_free(p)
+  return x, t
+end
+
+local function image(path, opts, level)
+  opts = opts or {}
+  local h, w = 0, 0
+  if opts.size then h, w = opts.size[1], opts.size[2] end
+  check(C.mr_image_load(img_out, path, opts.channels or 0, h, w), level + 1)
+  return T.wrap(img_out[0])
+end
+
+--- Images of an IDX file (plain or .gz) as a tensor (N, 1, rows, cols) in [0, 1].
+function data.load_idx_images(path) return idx_images(path, 2) end
+
+--- Labels of an IDX file (plain or .gz) as a Lua array of 0-based class ids.
+function data.load_idx_labels(path) return idx_labels(path, 2) end
+
+--- One CIFAR-10 binary batch: images (N, 3, 32, 32) in [0, 1], labels (Lua array).
+function data.load_cifar_batch(path) return cifar_batch(path, 2) end
+
+--- One image file as a (1, C, H, W) tensor in [0, 1].
+-- ARGS: path; opts {channels = 0 (as in the file) | 1 | 3 | 4, size = {H, W} (nil: keep)}
+function data.load_image(path, opts) return image(path, opts, 2) end
+
+--- Writes an image tensor (C, H, W) or (1, C, H, W), C in {1, 3, 4}, values in
+-- [0, 1] (clamped), as an 8-bit PNG.
+function data.save_png(path, img)
+  if not T.is(img) then error('data.save_png: img must be a tensor, got ' .. type(img), 2) end
+  check(C.mr_image_write_png(path, img.ptr))
+end
+
+-- ------------------------------------------------------------ data sets
+
+--- Fashion-MNIST from its gzipped (or plain) IDX files.
+-- ARGS: opts {split = 'train' (60000 items) | 'test' (10000),
+--             dir = nil (else $MOREAU_FMNIST_DIR, else data.FASHION_MNIST_DIR)}
+-- RETURN: a data set: images (N, 1, 28, 28), labels, n, classes, mean, std
+function data.fashion_mnist(opts)
+  opts = opts or {}
+  local split = opts.split or 'train'
+  local prefix = ({ train = 'train', test = 't10k' })[split]
+  if not prefix then
+    error("data.fashion_mnist: split must be 'train' or 'test', got " .. tostring(split), 2)
+  end
+  local dir = opts.dir or os.getenv('MOREAU_FMNIST_DIR') or data.FASHION_MNIST_DIR
+  local function find(stem)
+    for _, name in ipairs { stem .. '.gz', stem } do
+      local p = dir .. '/' .. name
+      if exists(p) then return p end
+    end
+    error(('data.fashion_mnist: no %s(.gz) in %s (install Debian\'s dataset-fashion-mnist, '
+      .. 'or pass dir= / set MOREAU_FMNIST_DIR)'):format(stem, dir), 3)
+  end
+  local ipath = find(prefix .. '-images-idx3-ubyte')
+  local lpath = find(prefix .. '-labels-idx1-ubyte')
+  local images = idx_images(ipath, 2)
+  local labels = idx_labels(lpath, 2)
+  if #labels ~= images:size(1) then
+    error(('data.fashion_mnist: %s holds %d images but %s holds %d labels'):format(ipath,
+      images:size(1), lpath, #labels), 2)
+  end
+  for i, c in ipairs(labels) do
+    if c > 9 then
+      error(('data.fashion_mnist: %s: label %d of item %d is outside 0..9'):format(lpath, c, i), 2)
+    end
+  end
+  return {
+    images = images, labels = labels, n = #labels,
+    classes = copy(data.fashion_mnist_classes),
+    mean = copy(data.FASHION_MNIST_MEAN), std = copy(data.FASHION_MNIST_STD),
+    name = 'fashion-mnist', split = split, files = { images = ipath, labels = lpath },
+  }
+end
+
+--- CIFAR-10 from binary batches the user brings.
+-- ARGS: opts {files = {'data_batch_1.bin', ...}}  (in this order)
+--   or  opts {dir = 'cifar-10-batches-bin', split = 'train' (data_batch_1..5) | 'test' (test_batch)}
+-- RETURN: a data set: images (N, 3, 32, 32), labels, n, classes, mean, std
+function data.cifar10(opts)
+  opts = opts or {}
+  local files = opts.files
+  local split = opts.split
+  if not files then
+    if not opts.dir then error('data.cifar10: give files = {...} or dir = ...', 2) end
+    split = split or 'train'
+    if split == 'train' then
+      files = {}
+      for i = 1, 5 do files[i] = ('%s/data_batch_%d.bin'):format(opts.dir, i) end
+    elseif split == 'test' then
+      files = { opts.dir .. '/test_batch.bin' }
+    else
+      error("data.cifar10: split must be 'train' or 'test', got " .. tostring(split), 2)
+    end
+  end
+  if type(files) == 'string' then files = { files } end
+  if #files == 0 then error('data.cifar10: files is empty', 2) end
+  local parts, labels, n = {}, {}, 0
+  for i, f in ipairs(files) do
+    local x, y = cifar_batch(f, 2)
+    parts[i] = x
+    for _, c in ipairs(y) do labels[#labels + 1] = c end
+    n = n + x:size(1)
+  end
+  local images
+  if #parts == 1 then
+    images = parts[1]
+  else
+    -- One allocation for the whole set; each part is freed as soon as it is copied.
+    images = T.zeros { n, 3, 32, 32 }
+    local off = 0
+    for i, x in ipairs(parts) do
+      ffi.copy(images:data() + off, x:data(), x:numel() * 4)
+      off = off + x:numel()
+      x:free()
+      parts[i] = nil
+    end
+  end
+  return {
+    images = images, labels = labels, n = n,
+    classes = copy(data.cifar10_classes),
+    mean = copy(data.CIFAR10_MEAN), std = copy(data.CIFAR10_STD),
+    name = 'cifar10', split = split, files = copy(files),
+  }
+end
+
+local image_ext = { png = true, jpg = true, jpeg = true, bmp = true, gif = true, tga = true,
+  ppm = true, pgm = true, pnm = true, psd = true, hdr = true }
+
+-- Entries of a directory (names, sorted bytewise) and whether each is a directory.
+local function list_dir(dir)
+  local ok, lfs = pcall(require, 'lfs')
+  local names, isdir = {}, {}
+  if ok then
+    local okd, iter, state = pcall(lfs.dir, dir)
+    if not okd then error(('cannot read directory %s: %s'):format(dir, tostring(iter)), 0) end
+    for name in iter, state do
+      if name ~= '.' and name ~= '..' then
+        names[#names + 1] = name
+        isdir[name] = lfs.attributes(dir .. '/' .. name, 'mode') == 'directory'
+      end
+    end
+  else
+    -- Without LuaFileSystem: ls, one name a line (names with newlines are not supported).
+    local q = "'" .. dir:gsub("'", "'\\''") .. "'"
+    local p = io.popen('ls -1A ' .. q .. ' 2>/dev/null && echo /ok')
+    local okl = false
+    for line in p:lines() do
+      if line == '/ok' then okl = true else names[#names + 1] = line end
+    end
+    p:close()
+    if not okl then error(('cannot read directory %s'):format(dir), 0) end
+    for _, name in ipairs(names) do
+      local t = io.popen('test -d ' .. q .. "/'" .. name:gsub("'", "'\\''") .. "' && echo d")
+      isdir[name] = t:read('*l') == 'd'
+      t:close()
+    end
+  end
+  table.sort(names)
+  return names, isdir
+end
+
+local function is_image(name)
+  local ext = name:match('%.([^.]+)$')
+  return ext ~= nil and image_ext[ext:lower()] == true and name:sub(1, 1) ~= '.'
+end
+
+--- A folder of images. With subfolders, each subfolder is a class (class ids in
+-- sorted order of the subfolder names, as torchvision's ImageFolder; files
+-- directly in dir are ignored); without, every image in dir is an item and
+-- labels is nil. Files are taken in sorted order of their names.
+-- ARGS: opts {dir, size = {H, W} (nil: every image must have the first one's
+--             size), channels = 3 (1, 3 or 4)}
+-- RETURN: a data set: images (N, C, H, W), labels (or nil), n, classes, files
+function data.image_folder(opts)
+  opts = opts or {}
+  local dir = opts.dir
+  if type(dir) ~= 'string' then error('data.image_folder: dir must be a path', 2) end
+  local channels = opts.channels or 3
+  local ok, names, isdir = pcall(list_dir, dir)
+  if not ok then error('data.image_folder: ' .. tostring(names), 2) end
+  local classes, files, labels = {}, {}, {}
+  for _, name in ipairs(names) do
+    if isdir[name] and name:sub(1, 1) ~= '.' then classes[#classes + 1] = name end
+  end
+  if #classes > 0 then
+    for c, cname in ipairs(classes) do
+      local okc, sub, subdir = pcall(list_dir, dir .. '/' .. cname)
+      if not okc then error('data.image_folder: ' .. tostring(sub), 2) end
+      for _, name in ipairs(sub) do
+        if not subdir[name] and is_image(name) then
+          files[#files + 1] = dir .. '/' .. cname .. '/' .. name
+          labels[#labels + 1] = c - 1
+        end
+      end
+    end
+  else
+    labels = nil
+    for _, name in ipairs(names) do
+      if not isdir[name] and is_image(name) then files[#files + 1] = dir .. '/' .. name end
+    end
+  end
+  if #files == 0 then error('data.image_folder: no image files in ' .. dir, 2) end
+  local images, per
+  for i, f in ipairs(files) do
+    local x = image(f, { channels = channels, size = opts.size }, 2)
+    if i == 1 then
+      local s = x:shape()
+      s[1] = #files
+      images = T.zeros(s)
+      per = x:numel()
+    elseif x:numel() ~= per or x:size(3) ~= images:size(3) then
+      error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
+        f, table.concat(x:shape(), 'x', 2), files[1], table.concat(images:shape(), 'x', 2)), 2)
+    end
+    ffi.copy(images:data() + (i - 1) * per, x:data(), per * 4)
+    x:free()
+  end
+  return {
+    images = images, labels = labels, n = #files, classes = classes, files = files,
+    name = 'image_folder', dir = dir,
+  }
+end
+
+-- --------------------------------------------------------- normalization
+
+local function channel_stats(x, mean, std, what)
+  local nd = x:dim()
+  if nd ~= 4 and nd ~= 3 then
+    error(('%s: expected (N, C, H, W) or (C, H, W), got %s'):format(what,
+      table.concat(x:shape(), 'x')), 3)
+  end
+  local nc = x:size(nd - 2)
+  local function per_channel(v, name)
+    if type(v) == 'number' then v = { v } end
+    if type(v) ~= 'table' or (#v ~= 1 and #v ~= nc) then
+      error(('%s: %s must be a number or a table of 1 or %d numbers'):format(what, name, nc), 4)
+    end
+    local r = {}
+    for c = 1, nc do
+      r[c] = v[#v == 1 and 1 or c]
+      if type(r[c]) ~= 'number' then error(('%s: %s[%d] is not a number'):format(what, name, c), 4) end
+    end
+    return r
+  end
+  local m, s = per_channel(mean, 'mean'), per_channel(std, 'std')
+  for c = 1, nc do
+    if not (s[c] > 0) then error(('%s: std[%d] = %s must be > 0'):format(what, c, tostring(s[c])), 3) end
+  end
+  local plane = x:size(nd - 1) * x:size(nd)
+  local items = nd == 4 and x:size(1) or 1
+  return m, s, nc, plane, items
+end
+
+-- y = a[c] * x + b[c] per channel, into a new tensor.
+local function affine(x, a, b, nc, plane, items)
+  local y = x:clone()
+  local p = y:data()
+  local off = 0
+  for _ = 1, items do
+    for c = 1, nc do
+      local ac, bc = a[c], b[c]
+      for k = off, off + plane - 1 do p[k] = ac * p[k] + bc end
+      off = off + plane
+    end
+  end
+  return y
+end
+
+--- (x - mean[c]) / std[c] per channel, as a new tensor.
+-- ARGS: x (N, C, H, W) or (C, H, W); mean, std: numbers or tables of C numbers
+function data.normalize(x, mean, std)
+  local m, s, nc, plane, items = channel_stats(x, mean, std, 'data.normalize')
+  local a, b = {}, {}
+  for c = 1, nc do a[c], b[c] = 1 / s[c], -m[c] / s[c] end
+  return affine(x, a, b, nc, plane, items)
+end
+
+--- x * std[c] + mean[c] per channel (the inverse of normalize), as a new tensor.
+function data.denormalize(x, mean, std)
+  local m, s, nc, plane, items = channel_stats(x, mean, std, 'data.denormalize')
+  return affine(x, s, m, nc, plane, items)
+end
+
+-- ------------------------------------------------------- items and batches
+
+local function check_ds(ds, what)
+  if type(ds) ~= 'table' or not T.is(ds.images) or type(ds.n) ~= 'number' then
+    error(what .. ': expected a data set (a table with images and n)', 3)
+  end
+end
+
+--- Item i (1-based) as a (1, C, H, W) tensor and its class id (nil without labels).
+function data.get(ds, i)
+  check_ds(ds, 'data.get')
+  if type(i) ~= 'number' or i < 1 or i > ds.n or i ~= math.floor(i) then
+    error(('data.get: item %s outside 1..%d'):format(tostring(i), ds.n), 2)
+  end
+  return ds.images:select(i), ds.labels and ds.labels[i]
+end
+
+--- Items i..j (1-based, inclusive) as a new data set (images copied).
+function data.subset(ds, i, j)
+  check_ds(ds, 'data.subset')
+  j = j or ds.n
+  if type(i) ~= 'number' or type(j) ~= 'number' or i < 1 or j > ds.n or i > j
+    or i ~= math.floor(i) or j ~= math.floor(j) then
+    error(('data.subset: items %s..%s outside 1..%d'):format(tostring(i), tostring(j), ds.n), 2)
+  end
+  local sub = {}
+  for k, v in pairs(ds) do sub[k] = v end
+  sub.images = ds.images:narrow(i, j)
+  sub.n = j - i + 1
+  if ds.labels then
+    sub.labels = {}
+    for k = i, j do sub.labels[k - i + 1] = ds.labels[k] end
+  end
+  if ds.name == 'image_folder' and ds.files then
+    sub.files = {}
+    for k = i, j do sub.files[k - i + 1] = ds.files[k] end
+  end
+  return sub
+end
+
+--- A permutation of 1..n: Fisher-Yates driven by the engine's counter-based RNG
+-- (uniforms of stream (seed, stream)), so a seed gives the same order on every
+-- machine. j = floor(u * i) + 1 with u a float32 uniform, so the bias is below
+-- n / 2^24.
+function data.permutation(n, seed, stream)
+  local perm = {}
+  for i = 1, n do perm[i] = i end
+  if n < 2 then return perm end
+  local u = ffi.new('float[?]', n - 1)
+  check(C.mr_rng_uniform(u, n - 1, seed or 0, stream or 0, 0))
+  for i = n, 2, -1 do
+    local j = math.floor(u[n - i] * i) + 1
+    if j > i then j = i end
+    perm[i], perm[j] = perm[j], perm[i]
+  end
+  return perm
+end
+
+--- Iterates over a data set in batches of batch_size items.
+-- ARGS: ds; batch_size; opts {shuffle = false, seed = 0, epoch = 0 (the RNG
+--       stream: pass the epoch number for a fresh order each epoch),
+--       drop_last = false (skip a final short batch)}
+-- RETURN: an iterator yielding x (B, C, H, W) (a new tensor), labels (Lua array
+--         of B class ids, or nil), idx (Lua array of the B item numbers)
+--   for x, y, idx in data.batches(ds, 64, { shuffle = true, seed = 1 }) do ... end
+function data.batches(ds, batch_size, opts)
+  check_ds(ds, 'data.batches')
+  opts = opts or {}
+  if type(batch_size) ~= 'number' or batch_size < 1 or batch_size ~= math.floor(batch_size) then
+    error('data.batches: batch_size must be a positive integer, got ' .. tostring(batch_size), 2)
+  end
+  local n = ds.n
+  local order
+  if opts.shuffle then
+    order = data.permutation(n, opts.seed or 0, opts.epoch or 0)
+  else
+    order = {}
+    for i = 1, n do order[i] = i end
+  end
+  local shape = ds.images:shape()
+  local per = ds.images:numel() / n
+  local src = ds.images:data()
+  local pos = 1
+  return function()
+    if pos > n then return nil end
+    local b = math.min(batch_size, n - pos + 1)
+    if b < batch_size and opts.drop_last then
+      pos = n + 1
+      return nil
+    end
+    shape[1] = b
+    local x = T.zeros(shape)
+    local dst = x:data()
+    local y = ds.labels and {} or nil
+    local idx = {}
+    for k = 1, b do
+      local i = order[pos + k - 1]
+      ffi.copy(dst + (k - 1) * per, src + (i - 1) * per, per * 4)
+      idx[k] = i
+      if y then y[k] = ds.labels[i] end
+    end
+    pos = pos + b
+    return x, y, idx
+  end
+end
+
+return data

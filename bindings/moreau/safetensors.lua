@@ -1,0 +1,269 @@
+--- moreau.safetensors — read and write HuggingFace safetensors files.
+--
+-- The engine parses and validates the whole header (dtypes, shapes, offsets
+-- against the file size) before any data is read; every error names the file
+-- and what is wrong. F32 tensors load as they are; F64, F16 and BF16 are
+-- converted to float32; integer tensors are listed but cannot be loaded,
+-- except that PyTorch's `num_batches_tracked` counters are skipped.
+--
+--   local st = require 'moreau.safetensors'
+--   st.save('w.safetensors', { ['fc.weight'] = W, ['fc.bias'] = b }, { epoch = '3' })
+--   local tensors, meta = st.load('w.safetensors')   -- name -> tensor, key -> string
+--   st.load_net(net, 'w.safetensors', { strict = true })
+--   st.save_net(net, 'w.safetensors', { trained_by = 'recipes/train_fmnist.lua' })
+--
+--   local f = st.open('w.safetensors')  -- lazy: names and shapes, one tensor at a time
+--   for _, name in ipairs(f:names()) do print(name, table.concat(f:shape(name), 'x')) end
+--   local W = f:get('fc.weight')
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local C, check = core.C, core.check
+
+local st = {}
+
+-- ------------------------------------------------------ JSON of strings
+
+-- Metadata is a JSON object whose values are strings. These two functions
+-- handle exactly that (the engine validates it again on both sides).
+
+local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or (c:byte() < 0x20 and ('\\u%04x'):format(c:byte())) or c
+  end) .. '"'
+end
+
+--- A metadata table (string keys, values converted with tostring) as JSON text,
+-- keys sorted. nil gives nil.
+function st.encode_metadata(meta, level)
+  if meta == nil then return nil end
+  if type(meta) ~= 'table' then
+    error('safetensors: metadata must be a table of strings, got ' .. type(meta), (level or 1) + 1)
+  end
+  local keys = {}
+  for k, v in pairs(meta) do
+    if type(k) ~= 'string' then
+      error('safetensors: metadata keys must be strings, got ' .. type(k), (level or 1) + 1)
+    end
+    if type(v) ~= 'string' and type(v) ~= 'number' and type(v) ~= 'boolean' then
+      error(("safetensors: metadata value of '%s' is a %s; give a string"):format(k, type(v)),
+        (level or 1) + 1)
+    end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = json_string(k) .. ':' .. json_string(tostring(meta[k])) end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+local function utf8_char(cp)
+  if cp < 0x80 then return string.char(cp) end
+  if cp < 0x800 then return string.char(0xC0 + math.floor(cp / 0x40), 0x80 + cp % 0x40) end
+  if cp < 0x10000 then
+    return string.char(0xE0 + math.floor(cp / 0x1000), 0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+  end
+  return string.char(0xF0 + math.floor(cp / 0x40000), 0x80 + math.floor(cp / 0x1000) % 0x40,
+    0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+end
+
+local unescapes = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
+
+-- Decodes the engine's JSON text of an object of strings into a Lua table.
+local function decode_metadata(text)
+  local out, pos = {}, 1
+  local function skip() pos = text:find('[^ \t\r\n]', pos) or #text + 1 end
+  local function fail() error('safetensors: cannot decode metadata JSON near byte ' .. pos, 0) end
+  local function str()
+    if text:sub(pos, pos) ~= '"' then fail() end
+    pos = pos + 1
+    local buf = {}
+    while true do
+      local a, b = text:find('^[^"\\]+', pos)
+      if a then buf[#buf + 1] = text:sub(a, b); pos = b + 1 end
+      local c = text:sub(pos, pos)
+      if c == '"' then pos = pos + 1; return table.concat(buf) end
+      if c ~= '\\' then fail() end
+      local e = text:sub(pos + 1, pos + 1)
+      if e == 'u' then
+        local cp = tonumber(text:sub(pos + 2, pos + 5), 16) or fail()
+        pos = pos + 6
+        if cp >= 0xD800 and cp < 0xDC00 and text:sub(pos, pos + 1) == '\\u' then
+          local lo = tonumber(text:sub(pos + 2, pos + 5), 16)
+          if lo and lo >= 0xDC00 and lo < 0xE000 then
+            cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+            pos = pos + 6
+          end
+        end
+        buf[#buf + 1] = utf8_char(cp)
+      else
+        buf[#buf + 1] = unescapes[e] or fail()
+        pos = pos + 2
+      end
+    end
+  end
+  skip()
+  if text:sub(pos, pos) ~= '{' then fail() end
+  pos = pos + 1
+  skip()
+  if text:sub(pos, pos) == '}' then return out end
+  while true do
+    skip()
+    local k = str()
+    skip()
+    if text:sub(pos, pos) ~= ':' then fail() end
+    pos = pos + 1
+    skip()
+    out[k] = str()
+    skip()
+    local c = text:sub(pos, pos)
+    pos = pos + 1
+    if c == '}' then return out end
+    if c ~= ',' then fail() end
+  end
+end
+st.decode_metadata = decode_metadata
+
+-- --------------------------------------------------------- files, lazily
+
+local File = {}
+File.__index = File
+st.File = File
+
+local handle_buf = ffi.new('mr_safetensors*[1]')
+local tensor_buf = ffi.new('mr_tensor*[1]')
+local ndim_buf = ffi.new('int[1]')
+local shape_buf = ffi.new('int64_t[4]')
+
+--- Opens and validates a safetensors file. RETURN: a File with :names(),
+-- :has(name), :shape(name), :get(name), :metadata(), :close().
+local function open(path, level)
+  if type(path) ~= 'string' then
+    error('safetensors: path must be a string, got ' .. type(path), level + 1)
+  end
+  check(C.mr_safetensors_load(handle_buf, path), level + 1)
+  return setmetatable({ ptr = ffi.gc(handle_buf[0], C.mr_safetensors_free), path = path }, File)
+end
+
+function st.open(path) return open(path, 2) end
+
+local function live(self, level)
+  if self.ptr == nil then error('safetensors: ' .. self.path .. ' is closed', level + 1) end
+  return self.ptr
+end
+
+--- Tensor names, sorted.
+function File:names()
+  local p = live(self, 2)
+  local names = {}
+  for i = 0, C.mr_safetensors_count(p) - 1 do names[i + 1] = ffi.string(C.mr_safetensors_name(p, i)) end
+  return names
+end
+
+local function index(self, name, level)
+  local p = live(self, level + 1)
+  if type(name) ~= 'string' then
+    error('safetensors: tensor name must be a string, got ' .. type(name), level + 1)
+  end
+  local i = C.mr_safetensors_find(p, name)
+  if i < 0 then error(ffi.string(C.mr_last_error()), level + 1) end
+  return p, i
+end
+
+function File:has(name) return C.mr_safetensors_find(live(self, 2), name) >= 0 end
+
+--- Shape of a tensor as a table ({} for a scalar).
+function File:shape(name)
+  local p, i = index(self, name, 2)
+  check(C.mr_safetensors_shape(p, i, ndim_buf, shape_buf))
+  local s = {}
+  for k = 0, ndim_buf[0] - 1 do s[k + 1] = tonumber(shape_buf[k]) end
+  return s
+end
+
+--- A new float32 tensor holding the named tensor (a scalar becomes shape {1}).
+function File:get(name)
+  local p, i = index(self, name, 2)
+  check(C.mr_safetensors_get(tensor_buf, p, i))
+  return T.wrap(tensor_buf[0])
+end
+
+--- The "__metadata__" object as a table of strings ({} if none).
+function File:metadata()
+  return decode_metadata(ffi.string(C.mr_safetensors_metadata(live(self, 2))))
+end
+
+--- Frees the file's memory now (otherwise when collected).
+function File:close()
+  if self.ptr ~= nil then C.mr_safetensors_free(ffi.gc(self.ptr, nil)) end
+  self.ptr = nil
+end
+
+-- ------------------------------------------------------------- whole files
+
+--- Loads every tensor of a file.
+-- ARGS: path; opts {skip = function(name) -> bool} (default: skip names ending
+-- in num_batches_tracked, PyTorch's integer counters).
+-- RETURN: tensors (name -> tensor), metadata (key -> string).
+function st.load(path, opts)
+  local f = open(path, 2)
+  local skip = opts and opts.skip or function(name) return name:sub(-19) == 'num_batches_tracked' end
+  local tensors = {}
+  for _, name in ipairs(f:names()) do
+    if not skip(name) then
+      local p, i = index(f, name, 2)
+      check(C.mr_safetensors_get(tensor_buf, p, i), 2)
+      tensors[name] = T.wrap(tensor_buf[0])
+    end
+  end
+  local meta = f:metadata()
+  f:close()
+  return tensors, meta
+end
+
+--- Writes tensors (name -> tensor) and optional metadata (key -> string) to
+-- path; names are sorted in the file. The file is replaced only once the
+-- whole new one is written.
+function st.save(path, tensors, metadata)
+  if type(path) ~= 'string' then error('safetensors.save: path must be a string, got ' .. type(path), 2) end
+  if type(tensors) ~= 'table' then error('safetensors.save: tensors must be a table name -> tensor', 2) end
+  local names = {}
+  for name, t in pairs(tensors) do
+    if type(name) ~= 'string' then error('safetensors.save: tensor names must be strings', 2) end
+    if not T.is(t) then error(("safetensors.save: '%s' is a %s, not a tensor"):format(name, type(t)), 2) end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  local n = #names
+  local cnames = ffi.new('const char*[?]', math.max(n, 1))
+  local ctensors = ffi.new('const mr_tensor*[?]', math.max(n, 1))
+  for i, name in ipairs(names) do
+    cnames[i - 1] = name -- the strings stay alive in `names`
+    ctensors[i - 1] = tensors[name].ptr
+  end
+  check(C.mr_safetensors_save(path, n, cnames, ctensors, st.encode_metadata(metadata, 2)), 2)
+end
+
+--- Loads a network's parameters (weights and buffers) by name. Every parameter
+-- must be in the file with its exact shape; with strict (the default) the file
+-- may hold no other tensors, except num_batches_tracked. All or nothing: on
+-- error the network is unchanged. ARGS: net (moreau.nn Net), path, opts {strict = true}.
+function st.load_net(net, path, opts)
+  if type(path) ~= 'string' then error('safetensors.load_net: path must be a string, got ' .. type(path), 2) end
+  local strict = not (opts and opts.strict == false)
+  check(C.mr_net_load(net.ptr, path, strict and 1 or 0))
+  return net
+end
+
+--- Saves every parameter of a network (weights and buffers) by name, with
+-- optional metadata (key -> string).
+function st.save_net(net, path, metadata)
+  if type(path) ~= 'string' then error('safetensors.save_net: path must be a string, got ' .. type(path), 2) end
+  check(C.mr_net_save(net.ptr, path, st.encode_metadata(metadata, 2)))
+  return net
+end
+
+return st
