@@ -336,4 +336,57 @@ function models.save(net, path, metadata)
   return net
 end
 
+-- ----------------------------------------------------- shipped weights
+
+--- The folder of the weights shipped with moreau (models/ in the source tree).
+function models.dir() return require('moreau.core').root .. '/models' end
+
+--- Names of the shipped models (those with a weights file and a card).
+function models.shipped()
+  local names = {}
+  local ok, lfs = pcall(require, 'lfs')
+  if ok and lfs.attributes(models.dir()) then
+    for f in lfs.dir(models.dir()) do
+      local name = f:match('^(.+)%.json$')
+      if name and lfs.attributes(models.dir() .. '/' .. name .. '.safetensors') then names[#names + 1] = name end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+--- The card (JSON) of a shipped model: architecture, options, data, training, results.
+function models.card(name)
+  local path = models.dir() .. '/' .. tostring(name) .. '.json'
+  local f = io.open(path, 'r')
+  if not f then
+    error(("models: no shipped model '%s' (shipped: %s)"):format(tostring(name),
+      table.concat(models.shipped(), ', ')), 2)
+  end
+  local text = f:read('*a')
+  f:close()
+  local ok, card = pcall(require('cjson').decode, text)
+  if not ok or type(card) ~= 'table' or type(card.model) ~= 'table' then
+    error('models: ' .. path .. ' is not a model card', 2)
+  end
+  return card
+end
+
+--- A shipped model with its trained weights, in inference mode.
+-- ARGS: name (e.g. 'resnet_fmnist'). RETURN: net, card
+function models.pretrained(name)
+  local card = models.card(name)
+  local arch = card.model.architecture
+  local build = models[arch]
+  if type(build) ~= 'function' then error('models: card of ' .. name .. ' names unknown architecture ' .. tostring(arch), 2) end
+  local opts = {}
+  for k, v in pairs(card.model.options or {}) do
+    if k ~= 'activation' or arch == 'resnet18_cifar' then opts[k] = v end
+  end
+  local net = build(opts)
+  models.load(net, models.dir() .. '/' .. name .. '.safetensors')
+  net:eval()
+  return net, card
+end
+
 return models

@@ -1,0 +1,143 @@
+--- moreau.cli — the `moreau` command.
+--
+--   moreau explain [--index=N | --image=PATH] [--key=value ...]   the main job (recipes/explain.lua)
+--   moreau run RECIPE.lua [--key=value ...] [--help]               run a recipe into a results folder
+--   moreau run --from results/NAME-.../results.json                re-run with the same parameters
+--   moreau run --sandbox RECIPE.lua ...                            run someone else's recipe with only the moreau API
+--   moreau train [--key=value ...]                                 recipes/train_fmnist.lua
+--   moreau bench [--key=value ...]                                 scripts/bench.lua
+--   moreau repl                                                    LuaJIT with moreau loaded
+--   moreau info | --version | --help
+local core = require 'moreau.core'
+
+local cli = {}
+
+local function usage()
+  return [[
+usage: moreau COMMAND [ARGS]
+
+commands:
+  explain [--index=N | --image=PATH] [--key=value ...]
+                        explain one image with every method (the shipped model by default)
+  run RECIPE [--key=value ...]   run a recipe; --help lists its parameters
+  run --from results.json        re-run a recorded run with its parameters
+  run --sandbox RECIPE ...       run a shared recipe with only the moreau API available
+  train [--key=value ...]        train the Fashion-MNIST model (recipes/train_fmnist.lua)
+  bench [--key=value ...]        benchmarks, engine next to PyTorch when installed
+  repl                           an interactive LuaJIT session with moreau loaded
+  info                           version, backend, BLAS, threads, models shipped
+  --version, --help]]
+end
+
+local function recipes_dir() return core.root .. '/recipes' end
+
+--- Resolves a recipe argument: a path, or a name under recipes/.
+local function find_recipe(name)
+  local candidates = { name, recipes_dir() .. '/' .. name, recipes_dir() .. '/' .. name .. '.lua' }
+  for _, p in ipairs(candidates) do
+    local f = io.open(p, 'r')
+    if f then f:close() return p end
+  end
+  error(("moreau: no recipe '%s' (looked in the current folder and %s)"):format(name, recipes_dir()), 0)
+end
+
+function cli.run_recipe(path, args, opts)
+  local recipe = require 'moreau.recipe'
+  local given, rest = recipe.parse_args(args)
+  if #rest > 0 then error('moreau run: unexpected argument ' .. rest[1] .. ' (parameters are --key=value)', 0) end
+  local r
+  if opts and opts.sandbox then
+    r = require('moreau.sandbox').load(path)
+  else
+    r = recipe.load(path)
+  end
+  if given.help then
+    print(recipe.help(r))
+    return
+  end
+  -- --out names the results folder of any recipe; recipes do not declare it.
+  local out = given.out
+  given.out = nil
+  local p = recipe.params(r, given)
+  local rep = recipe.run(r, p, { out = out })
+  io.stderr:write('results: ', rep.dir, '/index.html\n')
+  return rep
+end
+
+local commands = {}
+
+function commands.run(args)
+  local first = table.remove(args, 1)
+  local sandbox = false
+  if first == '--sandbox' then
+    sandbox = true
+    first = table.remove(args, 1)
+  end
+  if first == nil then error('moreau run: give a recipe (a file, or a name under recipes/)', 0) end
+  if first:match('^%-%-from=') or first == '--from' then
+    local path = first:match('^%-%-from=(.*)$') or table.remove(args, 1)
+    local results = require('moreau.report').read(path)
+    local rargs = {}
+    for k, v in pairs(results.params or {}) do
+      if type(v) == 'table' then v = table.concat(v, ',') end
+      rargs[#rargs + 1] = ('--%s=%s'):format(k, tostring(v))
+    end
+    for _, a in ipairs(args) do rargs[#rargs + 1] = a end
+    return cli.run_recipe(find_recipe(results.recipe_file or results.recipe), rargs, { sandbox = sandbox })
+  end
+  return cli.run_recipe(find_recipe(first), args, { sandbox = sandbox })
+end
+
+function commands.explain(args) return cli.run_recipe(find_recipe('explain'), args) end
+function commands.train(args) return cli.run_recipe(find_recipe('train_fmnist'), args) end
+
+function commands.bench(args)
+  local path = core.root .. '/scripts/bench.lua'
+  local f = loadfile(path)
+  if not f then error('moreau bench: ' .. path .. ' is missing', 0) end
+  return f(unpack(args))
+end
+
+function commands.repl() return require('moreau.repl').start() end
+
+function commands.info()
+  local moreau = require 'moreau'
+  print('moreau ' .. moreau.version)
+  print('backend: ' .. moreau.backend_info())
+  print('threads: ' .. moreau.get_num_threads())
+  print('cuda: not available in this build')
+  print('library: ' .. core.lib_path)
+  local ok, models = pcall(require, 'moreau.models')
+  if ok and models.shipped then
+    for _, name in ipairs(models.shipped()) do print('model shipped: ' .. name) end
+  end
+end
+
+--- Entry point. ARGS: the command line arguments (a Lua array).
+function cli.main(args)
+  local cmd = table.remove(args, 1)
+  if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
+    print(usage())
+    return 0
+  end
+  if cmd == '--version' then
+    print('moreau ' .. core.version())
+    return 0
+  end
+  local fn = commands[cmd]
+  if not fn then
+    io.stderr:write(("moreau: unknown command '%s'\n%s\n"):format(cmd, usage()))
+    return 2
+  end
+  local ok, err = xpcall(function() return fn(args) end, function(e)
+    if os.getenv('MOREAU_TRACEBACK') then return debug.traceback(e) end
+    return e
+  end)
+  if not ok then
+    io.stderr:write('moreau ', cmd, ': ', tostring(err), '\n')
+    return 1
+  end
+  return 0
+end
+
+return cli

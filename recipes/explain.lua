@@ -1,0 +1,133 @@
+-- The main job: explain one image with every method on the shipped model.
+--
+--   moreau explain                          Fashion-MNIST test image 0
+--   moreau explain --index=17 --fast        fewer solver iterations and samples
+--   moreau explain --image=shirt.png        any image file, resized to the model's input
+--
+-- Writes grid.png (the input, then one heatmap per method, as the paper shows
+-- them: sum of |map| over channels, clipped at the 99th percentile), one PNG per
+-- method, and results.json with the model's prediction, every method's options
+-- and seed, the map's sparsity and the seconds it took.
+local moreau = require 'moreau'
+local T, data, methods, viz = moreau.tensor, moreau.data, moreau.methods, moreau.viz
+
+-- The columns of the grid: a name shown on the picture and the method built with its defaults.
+local function method_table(p)
+  local fast = p.fast
+  local mg = { T = fast and 100 or 300, m = fast and 8 or 32, K = fast and 30 or 101, seed = p.seed }
+  local function with(t, extra)
+    local o = {}
+    for k, v in pairs(t) do o[k] = v end
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+  return {
+    { key = 'gradient', title = 'Gradient', make = function() return methods.gradient() end },
+    { key = 'input_x_gradient', title = 'Input x Grad', make = function() return methods.input_x_gradient() end },
+    { key = 'integrated_gradients', title = 'Integ. Grad',
+      make = function() return methods.integrated_gradients { steps = 50 } end },
+    { key = 'deeplift', title = 'DeepLIFT', make = function() return methods.deeplift() end },
+    { key = 'smoothgrad', title = 'SmoothGrad',
+      make = function() return methods.smoothgrad { samples = fast and 16 or 50, seed = p.seed } end },
+    { key = 'sparsified_smoothgrad', title = 'Sparsified SG',
+      make = function() return methods.sparsified_smoothgrad { samples = fast and 32 or 256, seed = p.seed } end },
+    { key = 'moreaugrad', title = 'MoreauGrad', make = function() return methods.moreaugrad(with(mg)) end },
+    { key = 'sparse_moreaugrad', title = 'Sparse MG',
+      make = function() return methods.moreaugrad(with(mg, { reg = 'l1' })) end },
+    { key = 'group_moreaugrad', title = 'Group-Sparse MG',
+      make = function() return methods.moreaugrad(with(mg, { reg = 'group' })) end },
+  }
+end
+
+local function softmax(logits)
+  local m, s, p = -math.huge, 0, {}
+  for _, z in ipairs(logits) do m = math.max(m, z) end
+  for i, z in ipairs(logits) do p[i] = math.exp(z - m); s = s + p[i] end
+  for i = 1, #p do p[i] = p[i] / s end
+  return p
+end
+
+return {
+  name = 'explain',
+  description = 'explain one image with every method on a shipped model (the main job)',
+  params = {
+    index = { type = 'int', default = 0, help = 'Fashion-MNIST test image (0-based)' },
+    image = { type = 'string', default = '', help = 'an image file instead of a test image' },
+    label = { type = 'int', default = -1, help = 'class to explain (-1: the predicted class)' },
+    model = { type = 'string', default = 'resnet_fmnist', help = 'shipped model' },
+    methods = { type = 'list', default = {}, help = 'methods to run (default: all)' },
+    fast = { type = 'bool', default = false, help = 'T = 100, m = 8 and fewer samples' },
+    seed = { type = 'int', default = 0, help = 'seed of every noise draw' },
+    scale = { type = 'int', default = 4, help = 'pixels per input pixel in the pictures' },
+  },
+  writes = { 'grid.png', 'METHOD.png', 'results.json', 'index.html' },
+  run = function(p, rep)
+    local net, card = moreau.models.pretrained(p.model)
+    local norm = card.data.normalization
+    local shape = net:input_shape()
+    local x, source, true_label
+    if p.image ~= '' then
+      local img = data.load_image(p.image, { channels = shape[1], size = { shape[2], shape[3] } })
+      x = data.normalize(img, norm.mean, norm.std)
+      source = p.image
+    else
+      local test = data.fashion_mnist { split = 'test' }
+      if p.index < 0 or p.index >= test.n then
+        error(('explain: --index=%d is outside the test set (0..%d)'):format(p.index, test.n - 1), 0)
+      end
+      local img
+      img, true_label = data.get(test, p.index + 1)
+      x = data.normalize(img, norm.mean, norm.std)
+      source = ('fashion-mnist test image %d'):format(p.index)
+    end
+    local classes = card.data.classes or data.fashion_mnist_classes
+    local logits = net:forward(x):totable()
+    local probs = softmax(logits)
+    local pred = 0
+    for i = 2, #logits do if logits[i] > logits[pred + 1] then pred = i - 1 end end
+    local label = p.label >= 0 and p.label or pred
+    local function class_name(c) return classes and classes[c + 1] or tostring(c) end
+    io.stderr:write(('explain: %s, true %s, predicted %s (p = %.3f), explaining %s\n'):format(source,
+      true_label and class_name(true_label) or '?', class_name(pred), probs[pred + 1], class_name(label)))
+
+    local wanted = {}
+    for _, m in ipairs(p.methods) do wanted[m] = true end
+    local row = { viz.upscale(viz.image(x, { mean = norm.mean, std = norm.std }), p.scale) }
+    local titles = { 'Input' }
+    local per_method = {}
+    for _, entry in ipairs(method_table(p)) do
+      if #p.methods == 0 or wanted[entry.key] then
+        local m = entry.make()
+        local t0 = os.clock()
+        local map = m:explain(net, x, { label })
+        local seconds = os.clock() - t0
+        local zeros = 0
+        for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
+        local heat = viz.upscale(viz.heatmap(map), p.scale)
+        rep:image(entry.key .. '.png', heat, entry.title)
+        row[#row + 1] = heat
+        titles[#titles + 1] = entry.title
+        per_method[entry.key] = { method = m.name, options = m.opts, seconds = seconds,
+          sparsity = zeros / map:numel(), l2 = map:norm() }
+        io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, zeros / map:numel()))
+      end
+    end
+    for k in pairs(wanted) do
+      if not per_method[k] then error("explain: unknown method '" .. k .. "'", 0) end
+    end
+    local grid = viz.grid { rows = { row }, col_titles = titles,
+      title = ('%s: %s -> %s'):format(p.model, true_label and class_name(true_label) or source, class_name(label)) }
+    rep:image('grid.png', grid, 'every method on ' .. source)
+    rep.results.input = { source = source, true_label = true_label, true_class = true_label and class_name(true_label) }
+    rep.results.prediction = { label = pred, class = class_name(pred), probabilities = probs, logits = logits }
+    rep.results.explained_label = label
+    rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
+    rep.results.methods = per_method
+    local rows = {}
+    for _, entry in ipairs(method_table(p)) do
+      local r = per_method[entry.key]
+      if r then rows[#rows + 1] = { entry.key, r.seconds, r.sparsity, r.l2 } end
+    end
+    rep:table('methods.csv', { 'method', 'seconds', 'sparsity', 'l2 norm' }, rows, 'time and sparsity of each map')
+  end,
+}
