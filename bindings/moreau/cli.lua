@@ -59,7 +59,13 @@ function cli.run_recipe(path, args, opts)
   local out = given.out
   given.out = nil
   local p = recipe.params(r, given)
-  local rep = recipe.run(r, p, { out = out })
+  local on_start
+  if opts and opts.sandbox then
+    on_start = function(rep) require('moreau.sandbox').confine(rep.dir) end
+  end
+  local ok, rep = pcall(recipe.run, r, p, { out = out, on_start = on_start })
+  if opts and opts.sandbox then require('moreau.sandbox').release() end
+  if not ok then error(rep, 0) end
   io.stderr:write('results: ', rep.dir, '/index.html\n')
   return rep
 end

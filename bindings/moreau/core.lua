@@ -67,6 +67,14 @@ function core.check(rc, level)
   return rc
 end
 
+--- Every Lua function that writes a file calls this first. It allows
+-- everything, except inside a sandboxed recipe run (moreau.sandbox), which
+-- confines writes to the run's results folder.
+function core.check_write(path, level)
+  if core.write_guard then core.write_guard(path, (level or 2) + 1) end
+  return path
+end
+
 --- The engine's version string.
 function core.version() return ffi.string(C.mr_version()) end
 

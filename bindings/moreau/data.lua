@@ -117,6 +117,7 @@ function data.load_image(path, opts) return image(path, opts, 2) end
 -- [0, 1] (clamped), as an 8-bit PNG.
 function data.save_png(path, img)
   if not T.is(img) then error('data.save_png: img must be a tensor, got ' .. type(img), 2) end
+  core.check_write(path, 2)
   check(C.mr_image_write_png(path, img.ptr))
 end
 

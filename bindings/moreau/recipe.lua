@@ -122,14 +122,18 @@ function recipe.parse_args(args)
 end
 
 --- Runs a recipe: creates its results folder, runs it, writes results.json.
--- ARGS: r (from recipe.load), p (from recipe.params), opts {out = folder, quiet}
+-- ARGS: r (from recipe.load), p (from recipe.params), opts {out = folder,
+--   on_start = function(report) run before the recipe}
 -- RETURN: the report (moreau.report), whose .dir is the results folder.
 function recipe.run(r, p, opts)
   local report = require 'moreau.report'
   local rep = report.new(r.name, { dir = opts and opts.out, recipe = r.path, params = p })
+  if opts and opts.on_start then opts.on_start(rep) end
   local t0 = os.clock()
   local wall0 = os.time()
-  local ok, err = xpcall(function() return r.run(p, rep) end, debug.traceback)
+  local ok, err = xpcall(function() return r.run(p, rep) end, function(e)
+    return os.getenv('MOREAU_TRACEBACK') and debug.traceback(e) or e
+  end)
   rep.results.seconds_cpu = os.clock() - t0
   rep.results.seconds_wall = os.time() - wall0
   if not ok then

@@ -71,7 +71,12 @@ function report.new(name, opts)
 end
 
 --- The path of a file inside the folder.
-function Report:path(file) return self.dir .. '/' .. file end
+function Report:path(file)
+  if type(file) ~= 'string' or file == '' or file:find('/', 1, true) or file:find('..', 1, true) then
+    error("report: '" .. tostring(file) .. "' must be a plain file name inside the results folder", 3)
+  end
+  return core.check_write(self.dir .. '/' .. file, 3)
+end
 
 --- Saves a canvas (moreau.viz) as PNG and lists it on the page.
 function Report:image(file, canvas, caption)
@@ -152,6 +157,10 @@ function Report:html()
       out[#out + 1] = '<p>' .. html_escape(it.text) .. '</p>'
     end
   end
+  -- Marks the page once loaded: data-images="loaded/total" (the results-page test reads it).
+  out[#out + 1] = '<script>window.addEventListener("load",function(){var i=document.images,n=0;' ..
+    'for(var k=0;k<i.length;k++)if(i[k].complete&&i[k].naturalWidth>0)n++;' ..
+    'document.body.setAttribute("data-images",n+"/"+i.length);});</script>'
   out[#out + 1] = '</body></html>\n'
   return table.concat(out)
 end

@@ -244,6 +244,7 @@ function st.save(path, tensors, metadata)
     cnames[i - 1] = name -- the strings stay alive in `names`
     ctensors[i - 1] = tensors[name].ptr
   end
+  core.check_write(path, 2)
   check(C.mr_safetensors_save(path, n, cnames, ctensors, st.encode_metadata(metadata, 2)), 2)
 end
 
@@ -262,6 +263,7 @@ end
 -- optional metadata (key -> string).
 function st.save_net(net, path, metadata)
   if type(path) ~= 'string' then error('safetensors.save_net: path must be a string, got ' .. type(path), 2) end
+  core.check_write(path, 2)
   check(C.mr_net_save(net.ptr, path, st.encode_metadata(metadata, 2)))
   return net
 end

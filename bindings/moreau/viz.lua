@@ -221,6 +221,7 @@ end
 -- message when the file cannot be written.
 function Canvas:save_png(path)
   if type(path) ~= 'string' then error('canvas:save_png: path must be a string, got ' .. type(path), 2) end
+  core.check_write(path, 2)
   check(C.mr_png_write_rgb8(path, self.pix, self.width, self.height, 3))
   return self
 end

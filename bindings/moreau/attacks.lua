@@ -1,0 +1,474 @@
+--- moreau.attacks — perturbations of the input that change an explanation
+-- (interpretation attacks) or a prediction (PGD), one calling convention:
+--
+--   local atk = attacks.topk { eps = 10, iters = 10 }
+--   local x2, info = atk:run(net, method, x, labels)   -- x2 like x; info per item
+--   print(atk.name, atk.opts.alpha)                    -- every option in force
+--
+-- Attacks (DESIGN §4 pins the top-k attack):
+--   topk         Ghorbani et al. 2019, top-k, L2-bounded: minimize the share of the
+--                explanation's mass that stays on the clean map's top-k entries
+--   mass_center  Ghorbani et al. 2019, center of mass: maximize how far the saliency
+--                map's center of mass moves from the clean one
+--   gaussian     x + s·N(0, I), seeded; redraws an item whose predicted label changes
+--   pgd          classification PGD (Madry et al. 2018) on the cross-entropy of the
+--                true label, L∞ or L2
+--
+-- The two interpretation attacks differentiate the explanation through
+-- method:explain_abs_vjp (moreau.explain_vjp): exact Hessian-vector products
+-- for gradient maps, the authors' surrogate for MoreauGrad and Sparsified
+-- SmoothGrad. They need a smooth network (softplus): ReLU has no curvature.
+-- Stochastic methods (smoothgrad, sparsified_smoothgrad, moreaugrad with m > 0)
+-- explain every iterate with fresh noise, as the authors do: the map of step t
+-- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
+-- exactly method:explain's), recorded in info.seeds.
+--
+-- The box [lo, hi] (default: none) is applied after the L2-ball projection;
+-- when x itself lies in the box the result stays in both.
+local ffi = require 'ffi'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local oracle = require 'moreau.oracle'
+local methods = require 'moreau.methods'
+local C, check = core.C, core.check
+
+require('moreau.explain_vjp').install(methods)
+
+local attacks = {}
+
+local Attack = {}
+Attack.__index = Attack
+attacks.Attack = Attack
+
+local INF = math.huge
+
+--- Declares an attack: name, defaults, run(self, net, method, x, lab, labels),
+-- finish(o) (derived defaults), doc.
+local names = {}
+local function define(name, defaults, run, finish, doc)
+  names[#names + 1] = name
+  attacks[name] = function(opts)
+    local o = {}
+    for k, v in pairs(defaults) do o[k] = v end
+    for k, v in pairs(opts or {}) do
+      if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) then
+        error(("attacks.%s: unknown option '%s'"):format(name, tostring(k)), 2)
+      end
+      o[k] = v
+    end
+    o._extra = nil
+    if finish then finish(o, 2) end
+    return setmetatable({ name = name, opts = o, doc = doc, _run = run }, Attack)
+  end
+end
+
+--- The perturbed batch. ARGS: net, method (a moreau.methods method; unused by
+-- gaussian and pgd), x (N, ...), labels (0-based class ids).
+-- RETURN: x' (a new tensor like x), info (a Lua array, one table per item, and
+-- fields shared by the batch).
+function Attack:run(net, method, x, labels)
+  if not T.is(x) then error(self.name .. ':run: x must be a tensor', 2) end
+  if not x:isfinite() then error(self.name .. ':run: x contains NaN or infinite values', 2) end
+  local lab = oracle.labels(labels, x:size(1))
+  return self:_run(net, method, x, lab, labels)
+end
+
+function Attack:__tostring()
+  local keys = {}
+  for k in pairs(self.opts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. '=' .. tostring(self.opts[k]) end
+  return self.name .. '{' .. table.concat(parts, ', ') .. '}'
+end
+
+-- --------------------------------------------------------------- helpers
+
+--- Predicted class (0-based) of every item: argmax of the network's output.
+function attacks.predict(net, x)
+  local y = net:forward(x)
+  local N = y:size(1)
+  local K, p = y:numel() / N, y:data()
+  local out = {}
+  for n = 0, N - 1 do
+    local best, arg = -INF, 0
+    for c = 0, K - 1 do
+      if p[n * K + c] > best then best, arg = p[n * K + c], c end
+    end
+    out[n + 1] = arg
+  end
+  return out
+end
+
+local function sign(v) return (v > 0 and 1) or (v < 0 and -1) or 0 end
+
+local function project(xp, x, o)
+  check(C.mr_proj_l2_ball(xp.ptr, x.ptr, o.eps))
+  if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
+end
+
+local function check_box(o, level)
+  if not (o.lo <= o.hi) then error(('attack: box lo %g > hi %g'):format(o.lo, o.hi), level + 1) end
+end
+
+local function copy_item(dst, src, n, d) ffi.copy(dst:data() + n * d, src:data() + n * d, d * 4) end
+
+--- True for methods whose map depends on a noise seed.
+function attacks.is_stochastic(method)
+  local n = method.name
+  return n == 'smoothgrad' or n == 'sparsified_smoothgrad' or (n == 'moreaugrad' and method.opts.m > 0)
+end
+
+--- The method that explains step t: the same options, seed + t for stochastic methods.
+local function method_at(method, t, fresh)
+  if not (fresh and attacks.is_stochastic(method)) or t == 0 then return method, method.opts.seed end
+  local o = {}
+  for k, v in pairs(method.opts) do o[k] = v end
+  o.seed = method.opts.seed + t
+  return methods.create(method.name, o), o.seed
+end
+
+-- ----------------------------------------------- interpretation attacks
+
+--- The common loop of the top-k and mass-center attacks (Ghorbani et al.):
+-- for t = 0..iters, explain x_t, evaluate J per item, keep x_t as the item's
+-- best if its predicted label equals the clean prediction and J is the lowest
+-- so far (x_0 = x is a candidate), then x_{t+1} = P(x_t − alpha·sign(∇J)).
+-- obj.init(E0) -> state; obj.eval(E, state) -> J (Lua array), W (∂J/∂|E|).
+local function interpretation_attack(self, net, method, x, lab, labels, obj)
+  local o = self.opts
+  if type(method) ~= 'table' or not method.explain_abs_vjp then
+    error(self.name .. ':run: needs a method from moreau.methods', 3)
+  end
+  local N, d = x:size(1), x:numel() / x:size(1)
+  local clean = attacks.predict(net, x)
+  local info = { seeds = {}, J = {} }
+  local state
+  local best, bestJ, kept, lastkept = x:clone(), {}, {}, {}
+  local xp = x:clone()
+  local iters = o.eps > 0 and o.iters or 0
+  for t = 0, iters do
+    local m, seed = method_at(method, t, o.fresh_noise)
+    info.seeds[t] = seed
+    local J, vjp
+    if t < iters then
+      vjp = m:explain_abs_vjp(net, xp, labels, function(E)
+        state = state or obj.init(E)
+        local W
+        J, W = obj.eval(E, state)
+        return W
+      end)
+    else
+      local E = m:explain(net, xp, labels)
+      state = state or obj.init(E)
+      J = obj.eval(E, state)
+    end
+    local pred = t == 0 and clean or attacks.predict(net, xp)
+    for n = 1, N do
+      info.J[n] = info.J[n] or {}
+      info.J[n][t] = J[n]
+      lastkept[n] = pred[n] == clean[n]
+      if t == 0 then
+        bestJ[n], kept[n] = J[n], 0
+      elseif lastkept[n] and J[n] < bestJ[n] then
+        bestJ[n], kept[n] = J[n], t
+        copy_item(best, xp, n - 1, d)
+      end
+    end
+    if t < iters then
+      local p, g = xp:data(), vjp:data()
+      for j = 0, xp:numel() - 1 do p[j] = p[j] - o.alpha * sign(g[j]) end
+      project(xp, x, o)
+    end
+  end
+  for n = 1, N do
+    info[n] = {
+      kept = kept[n],              -- iterate index of x' (0: the clean x)
+      J = bestJ[n],                -- objective at x'
+      J_clean = info.J[n][0],      -- objective at x
+      label = clean[n],            -- predicted label of x and of x'
+      label_kept = true,           -- x' keeps the clean prediction by construction
+      last_label_kept = lastkept[n], -- whether the last iterate kept it
+    }
+  end
+  info.state = state
+  return best, info
+end
+
+local function finish_ball(o, level)
+  if type(o.eps) ~= 'number' or o.eps < 0 then error('attack: eps must be a number >= 0', level + 1) end
+  o.alpha = o.alpha or o.eps / 100
+  check_box(o, level + 1)
+end
+
+-- top-k: J = A/B, A = Σ M ⊙ |E|, B = Σ |E|; ∂J/∂|E| = (M·B − A)/B².
+-- An all-zero map has J = 1 and no gradient (nothing can move off the top-k).
+
+--- The default k: Ghorbani et al. use k = 1000 of the 224·224 = 50176 pixels
+-- of ImageNet maps, about 2%; here 2% of the C·H·W entries, at least 1.
+function attacks.topk_k(o, d)
+  local k = o.k > 0 and o.k or math.floor(o.k_frac * d + 0.5)
+  return math.max(1, math.min(d, k))
+end
+
+--- Indices (0-based) of the k largest |values| of item n (ties: lower index first).
+local function topk_indices(E, n, d, k)
+  local p, idx = E:data() + n * d, {}
+  for j = 0, d - 1 do idx[j + 1] = j end
+  table.sort(idx, function(a, b)
+    local va, vb = math.abs(p[a]), math.abs(p[b])
+    if va ~= vb then return va > vb end
+    return a < b
+  end)
+  local set = {}
+  for i = 1, k do set[idx[i]] = true end
+  return set
+end
+
+local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, hi = INF,
+  fresh_noise = true, _extra = { alpha = true } }
+
+define('topk', topk_defaults, function(self, net, method, x, lab, labels)
+  local N, d = x:size(1), x:numel() / x:size(1)
+  local k = attacks.topk_k(self.opts, d)
+  local xp, info = interpretation_attack(self, net, method, x, lab, labels, {
+    init = function(E0)
+      local masks = {}
+      for n = 0, N - 1 do masks[n] = topk_indices(E0, n, d, k) end
+      return masks
+    end,
+    eval = function(E, masks)
+      local J, W = {}, T.zeros(E:shape())
+      local pe, pw = E:data(), W:data()
+      for n = 0, N - 1 do
+        local A, B, M = 0, 0, masks[n]
+        for j = 0, d - 1 do
+          local a = math.abs(pe[n * d + j])
+          B = B + a
+          if M[j] then A = A + a end
+        end
+        if B > 0 then
+          J[n + 1] = A / B
+          for j = 0, d - 1 do pw[n * d + j] = ((M[j] and B or 0) - A) / (B * B) end
+        else
+          J[n + 1] = 1
+        end
+      end
+      return J, W
+    end,
+  })
+  info.k = k
+  info.state = nil
+  return xp, info
+end, finish_ball, 'top-k interpretation attack (Ghorbani et al. 2019), L2 ball')
+
+-- mass center: s(h, w) = Σ_c |E(c, h, w)|, S = Σ s, C(E) = Σ s·(h, w) / S (0-based
+-- row and column). Maximizes D = ‖C(E(x')) − C(E(x))‖₂, i.e. minimizes J = −D:
+--   ∂J/∂|E(c, h, w)| = −⟨(h, w) − C', e⟩ / S,  e = (C' − C0)/D.
+-- At D = 0 (the first step) the direction is undefined; e is then the unit
+-- vector from the image center to C0 (pushing the mass outwards), or a seeded
+-- random direction if C0 is the center.
+define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
+  fresh_noise = true, _extra = { alpha = true } }, function(self, net, method, x, lab, labels)
+  if x:dim() ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end
+  local N, Cn, Hh, Ww = x:size(1), x:size(2), x:size(3), x:size(4)
+  local d, hw = Cn * Hh * Ww, Hh * Ww
+  local function center(E, n)
+    local p, S, ch, cw = E:data() + n * d, 0, 0, 0
+    for c = 0, Cn - 1 do
+      for h = 0, Hh - 1 do
+        for w = 0, Ww - 1 do
+          local a = math.abs(p[c * hw + h * Ww + w])
+          S, ch, cw = S + a, ch + a * h, cw + a * w
+        end
+      end
+    end
+    if S == 0 then return nil, nil, 0 end
+    return ch / S, cw / S, S
+  end
+  local o = self.opts
+  local xp, info = interpretation_attack(self, net, method, x, lab, labels, {
+    init = function(E0)
+      local st = {}
+      for n = 0, N - 1 do
+        local h0, w0 = center(E0, n)
+        h0, w0 = h0 or (Hh - 1) / 2, w0 or (Ww - 1) / 2
+        local eh, ew = h0 - (Hh - 1) / 2, w0 - (Ww - 1) / 2
+        local r = math.sqrt(eh * eh + ew * ew)
+        if r < 1e-9 then
+          local z = T.randn({ 2 }, { seed = o.seed, stream = n })
+          eh, ew = z:data()[0], z:data()[1]
+          r = math.sqrt(eh * eh + ew * ew)
+        end
+        st[n] = { h0 = h0, w0 = w0, eh = eh / r, ew = ew / r }
+      end
+      return st
+    end,
+    eval = function(E, st)
+      local J, W = {}, T.zeros(E:shape())
+      local pw = W:data()
+      for n = 0, N - 1 do
+        local ch, cw, S = center(E, n)
+        local s = st[n]
+        if S == 0 then
+          J[n + 1] = 0
+        else
+          local dh, dw = ch - s.h0, cw - s.w0
+          local D = math.sqrt(dh * dh + dw * dw)
+          J[n + 1] = -D
+          local eh, ew = s.eh, s.ew
+          if D > 1e-12 then eh, ew = dh / D, dw / D end
+          for c = 0, Cn - 1 do
+            for h = 0, Hh - 1 do
+              for w = 0, Ww - 1 do
+                pw[n * d + c * hw + h * Ww + w] = -((h - ch) * eh + (w - cw) * ew) / S
+              end
+            end
+          end
+        end
+      end
+      return J, W
+    end,
+  })
+  for n = 1, N do
+    info[n].displacement = -info[n].J
+  end
+  info.state = nil
+  return xp, info
+end, finish_ball, 'center-of-mass interpretation attack (Ghorbani et al. 2019), L2 ball')
+
+-- ------------------------------------------------------------- gaussian
+
+--- x + s·z, z ~ N(0, I) from (seed, stream = item, offset = try·d), clipped to
+-- the box. With keep_label, an item whose predicted label changes is redrawn,
+-- up to `tries` draws; if none keeps it, the last draw is returned and
+-- info[n].label_kept is false.
+define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF, hi = INF },
+  function(self, net, _, x, lab)
+    local o = self.opts
+    local N, d = x:size(1), x:numel() / x:size(1)
+    local clean = o.keep_label and attacks.predict(net, x) or nil
+    local xp = x:clone()
+    local info = {}
+    local todo = {}
+    for n = 0, N - 1 do todo[#todo + 1] = n end
+    for r = 0, o.tries - 1 do
+      for _, n in ipairs(todo) do
+        local z = T.randn({ d }, { seed = o.seed, stream = n, offset = r * d, std = o.s })
+        local p, q, pz = xp:data() + n * d, x:data() + n * d, z:data()
+        for j = 0, d - 1 do p[j] = math.min(o.hi, math.max(o.lo, q[j] + pz[j])) end
+        info[n + 1] = { tries = r + 1, label_kept = true }
+      end
+      if not o.keep_label then break end
+      local pred = attacks.predict(net, xp)
+      local again = {}
+      for _, n in ipairs(todo) do
+        if pred[n + 1] ~= clean[n + 1] then
+          again[#again + 1] = n
+          info[n + 1].label_kept = false
+        end
+      end
+      todo = again
+      if #todo == 0 then break end
+    end
+    return xp, info
+  end, function(o, level)
+    if type(o.s) ~= 'number' or o.s < 0 then error('gaussian: s must be a number >= 0', level + 1) end
+    if o.tries < 1 then error('gaussian: tries must be >= 1', level + 1) end
+    check_box(o, level + 1)
+  end, 'Gaussian random perturbation x + s·N(0, I)')
+
+-- ------------------------------------------------------------------ PGD
+
+--- Projected gradient ascent on CE(x') = −log softmax_c(f(x')), c the true label:
+--   linf: x' ← clip_{[x−eps, x+eps] ∩ box}(x' + alpha·sign(∇CE))
+--   l2:   x' ← P_{ball ∩ box}(x' + alpha·∇CE/‖∇CE‖₂)   (per item)
+-- random_start: x' starts uniform in the L∞ box, or uniform in the L2 ball
+-- (direction N(0, I) normalized, radius eps·U^{1/d}), seeded (seed, stream = item).
+-- Defaults: eps 8/255 (linf) or 0.5 (l2), alpha = 2.5·eps/steps (Madry et al.).
+-- Returns the last iterate.
+define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
+  lo = -INF, hi = INF, _extra = { eps = true, alpha = true } }, function(self, net, _, x, lab)
+  local o = self.opts
+  local N, d = x:size(1), x:numel() / x:size(1)
+  local xp = x:clone()
+  local px, p = x:data(), xp:data()
+  local function proj()
+    if o.norm == 'linf' then
+      for j = 0, x:numel() - 1 do p[j] = math.min(px[j] + o.eps, math.max(px[j] - o.eps, p[j])) end
+      if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
+    else
+      project(xp, x, o)
+    end
+  end
+  if o.random_start and o.eps > 0 then
+    for n = 0, N - 1 do
+      local q = p + n * d
+      if o.norm == 'linf' then
+        local r = T.rand({ d }, { seed = o.seed, stream = n, lo = -o.eps, hi = o.eps })
+        for j = 0, d - 1 do q[j] = q[j] + r:data()[j] end
+      else
+        local z = T.randn({ d }, { seed = o.seed, stream = n })
+        local u = T.rand({ 1 }, { seed = o.seed, stream = n, offset = 2 * d + 1 }):data()[0]
+        local s = o.eps * u ^ (1 / d) / math.max(z:norm(), 1e-30)
+        for j = 0, d - 1 do q[j] = q[j] + s * z:data()[j] end
+      end
+    end
+    proj()
+  end
+  local function loss(xx)
+    local lp, g = oracle.grad(net, xx, lab, { score = 'log_softmax' })
+    for n = 1, N do lp[n] = -lp[n] end
+    return lp, g -- g = ∇ log p_c = −∇CE
+  end
+  local clean_loss = loss(x)
+  for _ = 1, o.steps do
+    local _, g = loss(xp)
+    local pg = g:data()
+    if o.norm == 'linf' then
+      for j = 0, x:numel() - 1 do p[j] = p[j] - o.alpha * sign(pg[j]) end
+    else
+      for n = 0, N - 1 do
+        local s = 0
+        for j = n * d, n * d + d - 1 do s = s + pg[j] * pg[j] end
+        s = s > 0 and o.alpha / math.sqrt(s) or 0
+        for j = n * d, n * d + d - 1 do p[j] = p[j] - s * pg[j] end
+      end
+    end
+    proj()
+  end
+  local final = loss(xp)
+  local pred0, pred = attacks.predict(net, x), attacks.predict(net, xp)
+  local info = {}
+  for n = 1, N do
+    info[n] = { loss_clean = clean_loss[n], loss = final[n], label_clean = pred0[n], label = pred[n],
+      fooled = pred[n] ~= lab[n - 1] }
+  end
+  return xp, info
+end, function(o, level)
+  if o.norm ~= 'linf' and o.norm ~= 'l2' then
+    error("pgd: unknown norm '" .. tostring(o.norm) .. "' (linf or l2)", level + 1)
+  end
+  o.eps = o.eps or (o.norm == 'linf' and 8 / 255 or 0.5)
+  if type(o.eps) ~= 'number' or o.eps < 0 then error('pgd: eps must be a number >= 0', level + 1) end
+  o.alpha = o.alpha or 2.5 * o.eps / math.max(o.steps, 1)
+  check_box(o, level + 1)
+end, 'projected gradient descent on the cross-entropy (Madry et al. 2018)')
+
+--- The names of all attacks, sorted.
+function attacks.list()
+  local out = {}
+  for i, n in ipairs(names) do out[i] = n end
+  table.sort(out)
+  return out
+end
+
+--- An attack by name (for recipes and the command line). Unknown names raise.
+function attacks.create(name, opts)
+  for _, n in ipairs(attacks.list()) do
+    if n == name then return attacks[name](opts) end
+  end
+  error("attacks: unknown attack '" .. tostring(name) .. "' (" .. table.concat(attacks.list(), ', ') .. ')', 2)
+end
+
+return attacks

@@ -1,0 +1,209 @@
+-- The researcher's workbench: the moreau command, recipe parameters, results
+-- folders, re-runs, the sandbox for shared recipes, the REPL, the results page.
+local lfs = require 'lfs'
+local cjson = require 'cjson'
+local recipe = require 'moreau.recipe'
+local sandbox = require 'moreau.sandbox'
+local repl = require 'moreau.repl'
+local core = require 'moreau.core'
+
+local root = core.root
+local tmp = os.tmpname()
+os.remove(tmp)
+lfs.mkdir(tmp)
+
+local function write(path, text)
+  local f = assert(io.open(path, 'w'))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, 'r')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+--- Runs the moreau command; returns its output (stdout and stderr) and exit code.
+local function moreau(args)
+  local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, root, args))
+  local out = p:read('*a')
+  p:close()
+  local rc = tonumber(out:match('rc=(%d+)%s*$'))
+  return out:gsub('rc=%d+%s*$', ''), rc
+end
+
+-- A small recipe with typed parameters that writes a picture and a table.
+local demo = tmp .. '/demo.lua'
+write(demo, [[
+local moreau = require 'moreau'
+return {
+  name = 'demo',
+  description = 'a tiny recipe for the tests',
+  params = {
+    n = { type = 'int', default = 3, help = 'how many' },
+    scale = { type = 'number', default = 0.5, help = 'a factor' },
+    tag = { type = 'string', default = 'x', help = 'a label' },
+    flag = { type = 'bool', default = false, help = 'a switch' },
+    values = { type = 'list', default = { 1, 2 }, help = 'some numbers' },
+  },
+  writes = { 'pic.png', 'table.csv' },
+  run = function(p, rep)
+    local viz = moreau.viz
+    local x = moreau.tensor.randn({ 1, 1, 8, 8 }, { seed = p.n })
+    rep:image('pic.png', viz.upscale(viz.heatmap(x), 4), 'a heatmap')
+    rep:table('table.csv', { 'i', 'value' }, { { 1, p.scale }, { 2, p.n } }, 'numbers')
+    rep.results.sum = x:sum()
+  end,
+}
+]])
+
+describe('recipes', function()
+  it('declare typed parameters with defaults and help', function()
+    local r = recipe.load(demo)
+    local p = recipe.params(r, { n = '7', scale = '2.5', flag = 'true', values = '3,4,5' })
+    assert.are.same({ n = 7, scale = 2.5, tag = 'x', flag = true, values = { 3, 4, 5 } }, p)
+    assert.has_error(function() recipe.params(r, { n = '2.5' }) end, "demo: parameter 'n' expects int, got '2.5'")
+    assert.has_error(function() recipe.params(r, { bogus = '1' }) end,
+      "demo: unknown parameter 'bogus' (parameters: flag, n, scale, tag, values)")
+    local help = recipe.help(r)
+    assert.truthy(help:find('--scale', 1, true) and help:find('a factor (default 0.5)', 1, true))
+  end)
+
+  it('run into a results folder with results.json, and re-run from it with the same numbers', function()
+    local out, rc = moreau(('run %q --n=5 --out=%q'):format(demo, tmp .. '/r1'))
+    assert.are.equal(0, rc, out)
+    local res = cjson.decode(read(tmp .. '/r1/results.json'))
+    assert.are.equal('demo', res.recipe)
+    assert.are.equal(5, res.params.n)
+    assert.truthy(res.versions.moreau and res.versions.backend and res.date)
+    assert.truthy(read(tmp .. '/r1/pic.png') and read(tmp .. '/r1/table.csv'):find('i,value', 1, true))
+    out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/r1/results.json', tmp .. '/r2'))
+    assert.are.equal(0, rc, out)
+    local res2 = cjson.decode(read(tmp .. '/r2/results.json'))
+    assert.are.equal(res.sum, res2.sum)
+    assert.are.equal(5, res2.params.n)
+  end)
+
+  it('list their parameters with --help and report errors with file and line', function()
+    local out, rc = moreau(('run %q --help'):format(demo))
+    assert.are.equal(0, rc)
+    assert.truthy(out:find('demo — a tiny recipe for the tests', 1, true))
+    local bad = tmp .. '/bad.lua'
+    write(bad, "return { name = 'bad', run = function(p, rep)\n  local x = nil\n  return x.field\nend }\n")
+    out, rc = moreau(('run %q --out=%q'):format(bad, tmp .. '/r3'))
+    assert.are.equal(1, rc)
+    assert.truthy(out:find('bad.lua:3:', 1, true), out)
+  end)
+end)
+
+describe('the moreau command', function()
+  it('prints its version, info and help; rejects unknown commands', function()
+    local out, rc = moreau('--version')
+    assert.are.equal(0, rc)
+    assert.truthy(out:find('moreau ' .. core.version(), 1, true))
+    out = moreau('info')
+    assert.truthy(out:find('backend: cpu', 1, true) and out:find('threads:', 1, true))
+    out, rc = moreau('frobnicate')
+    assert.are.equal(2, rc)
+    assert.truthy(out:find("unknown command 'frobnicate'", 1, true))
+    out, rc = moreau('run no_such_recipe')
+    assert.are.equal(1, rc)
+    assert.truthy(out:find("no recipe 'no_such_recipe'", 1, true))
+  end)
+end)
+
+describe('the sandbox', function()
+  local escapes = {
+    { "require 'ffi'", "sandbox: require 'ffi' is not allowed in a sandboxed recipe" },
+    { "require 'moreau.core'", "sandbox: require 'moreau.core' is not allowed" },
+    { "return moreau.core", 'sandbox: moreau.core is not available in a sandboxed recipe' },
+    { "os.execute('true')", 'sandbox: os.execute is not available in a sandboxed recipe' },
+    { "os.remove('x')", 'sandbox: os.remove is not available in a sandboxed recipe' },
+    { "io.popen('ls')", 'sandbox: io.popen is not available in a sandboxed recipe' },
+    { "io.open('/etc/passwd')", 'sandbox: io.open is not available in a sandboxed recipe' },
+    { "debug.getinfo(1)", 'sandbox: debug.getinfo is not available in a sandboxed recipe' },
+    { "load(('').dump(function() end))", 'sandbox: loading bytecode is not allowed in a sandboxed recipe' },
+    { "dofile('/etc/passwd')", 'sandbox: dofile is not allowed in a sandboxed recipe' },
+    { "loadfile('/etc/passwd')", 'sandbox: loadfile is not allowed in a sandboxed recipe' },
+    { "assert(getfenv == nil and setfenv == nil); error('ok: no fenv')", 'ok: no fenv' },
+    { "moreau.viz.canvas(2, 2):save_png('/tmp/escape.png')", "sandbox: writing '/tmp/escape.png' is not allowed" },
+    { "moreau.nn.builder{2}:build():save('/tmp/escape.safetensors')", "sandbox: writing '/tmp/escape.safetensors'" },
+    { "rep:image('../escape.png', moreau.viz.canvas(2, 2))", "report: '../escape.png' must be a plain file name" },
+  }
+  for i, case in ipairs(escapes) do
+    it('refuses ' .. case[1], function()
+      local path = ('%s/escape%d.lua'):format(tmp, i)
+      write(path, ("return { name = 'escape', run = function(p, rep) %s end }"):format(case[1]))
+      local out, rc = moreau(('run --sandbox %q --out=%q'):format(path, ('%s/sb%d'):format(tmp, i)))
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find(case[2], 1, true), out)
+    end)
+  end
+
+  it('runs a well-behaved recipe and confines nothing afterwards', function()
+    local out, rc = moreau(('run --sandbox %q --out=%q'):format(demo, tmp .. '/sbok'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(read(tmp .. '/sbok/pic.png'))
+    assert.is_nil(core.write_guard)
+    sandbox.confine(tmp .. '/only')
+    assert.has_error(function() core.check_write('/tmp/elsewhere') end)
+    assert.are.equal(tmp .. '/only/x', core.check_write(tmp .. '/only/x'))
+    sandbox.release()
+  end)
+
+  it('refuses a bytecode recipe file', function()
+    local path = tmp .. '/bc.lua'
+    write(path, string.dump(function() return {} end))
+    assert.has_error(function() sandbox.load(path) end)
+  end)
+end)
+
+describe('the REPL', function()
+  it('evaluates expressions and statements, waits for unfinished chunks, prints tensors', function()
+    local env = repl.env()
+    local ok, res = repl.eval('1 + 2', env)
+    assert.is_true(ok)
+    assert.are.equal(3, res[1])
+    ok = repl.eval('y = T.ones{2, 2}', env)
+    assert.is_true(ok)
+    local text = repl.pretty(env.y)
+    assert.truthy(text:find('tensor 2x2 float32 cpu', 1, true) and text:find('mean 1', 1, true))
+    local _, _, incomplete = repl.eval('for i = 1, 2 do', env)
+    assert.is_true(incomplete)
+    assert.truthy(repl.help(env.methods.moreaugrad {}):find('moreaugrad', 1, true))
+    assert.truthy(repl.help(demo):find('--values', 1, true))
+  end)
+end)
+
+describe('the results page', function()
+  local chromium
+  for _, c in ipairs { '/usr/bin/chromium', '/usr/bin/chromium-browser' } do
+    if lfs.attributes(c) then chromium = c break end
+  end
+
+  it('shows every image and table in headless Chromium', function()
+    if not chromium then
+      print('\nSKIPPED: results page test: Chromium is not installed (scripts/test installs it under CI)')
+      return
+    end
+    local dir = tmp .. '/page'
+    local out, rc = moreau(('run %q --out=%q'):format(demo, dir))
+    assert.are.equal(0, rc, out)
+    local flags = '--headless --no-sandbox --disable-gpu --disable-quic --no-first-run ' ..
+      '--disable-background-networking --disable-component-update --disable-sync ' ..
+      '--user-data-dir=' .. tmp .. '/chrome-profile'
+    local url = 'file://' .. (dir:sub(1, 1) == '/' and dir or (lfs.currentdir() .. '/' .. dir)) .. '/index.html'
+    local p = io.popen(('%s %s --virtual-time-budget=3000 --dump-dom %q 2>/dev/null'):format(chromium, flags, url))
+    local dom = p:read('*a')
+    p:close()
+    assert.truthy(dom:find('data-images="1/1"', 1, true), 'images loaded: ' .. tostring(dom:match('data%-images="[^"]*"')))
+    assert.truthy(dom:find('<table class="results">', 1, true))
+    assert.truthy(dom:find('<table id="params">', 1, true))
+    local shot = root .. '/build/results-page.png'
+    os.execute(('%s %s --window-size=1100,900 --screenshot=%q %q >/dev/null 2>&1'):format(chromium, flags, shot, url))
+    assert.truthy(lfs.attributes(shot), 'screenshot saved')
+  end)
+end)
