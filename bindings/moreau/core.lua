@@ -24,9 +24,11 @@ local function exists(path)
 end
 
 local here = module_dir()                  -- .../bindings/moreau
-local root = here .. '/../..'              -- the source tree, when run from it
 local ok_inst, install = pcall(require, 'moreau._install')
 if not ok_inst then install = {} end
+-- The source tree when run from it (bindings/moreau/../..), else the installed data folder.
+local root = here .. '/../..'
+if not exists(root .. '/engine/include/moreau.h') and install.root then root = install.root end
 
 local function first_existing(...)
   for i = 1, select('#', ...) do
