@@ -9,35 +9,8 @@
 -- method, and results.json with the model's prediction, every method's options
 -- and seed, the map's sparsity and the seconds it took.
 local moreau = require 'moreau'
-local T, data, methods, viz = moreau.tensor, moreau.data, moreau.methods, moreau.viz
-
--- The columns of the grid: a name shown on the picture and the method built with its defaults.
-local function method_table(p)
-  local fast = p.fast
-  local mg = { T = fast and 100 or 300, m = fast and 8 or 32, K = fast and 30 or 101, seed = p.seed }
-  local function with(t, extra)
-    local o = {}
-    for k, v in pairs(t) do o[k] = v end
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return o
-  end
-  return {
-    { key = 'gradient', title = 'Gradient', make = function() return methods.gradient() end },
-    { key = 'input_x_gradient', title = 'Input x Grad', make = function() return methods.input_x_gradient() end },
-    { key = 'integrated_gradients', title = 'Integ. Grad',
-      make = function() return methods.integrated_gradients { steps = 50 } end },
-    { key = 'deeplift', title = 'DeepLIFT', make = function() return methods.deeplift() end },
-    { key = 'smoothgrad', title = 'SmoothGrad',
-      make = function() return methods.smoothgrad { samples = fast and 16 or 50, seed = p.seed } end },
-    { key = 'sparsified_smoothgrad', title = 'Sparsified SG',
-      make = function() return methods.sparsified_smoothgrad { samples = fast and 32 or 256, seed = p.seed } end },
-    { key = 'moreaugrad', title = 'MoreauGrad', make = function() return methods.moreaugrad(with(mg)) end },
-    { key = 'sparse_moreaugrad', title = 'Sparse MG',
-      make = function() return methods.moreaugrad(with(mg, { reg = 'l1' })) end },
-    { key = 'group_moreaugrad', title = 'Group-Sparse MG',
-      make = function() return methods.moreaugrad(with(mg, { reg = 'group' })) end },
-  }
-end
+local data, viz = moreau.data, moreau.viz
+local experiment = require 'moreau.experiment'
 
 local function softmax(logits)
   local m, s, p = -math.huge, 0, {}
@@ -95,7 +68,8 @@ return {
     local row = { viz.upscale(viz.image(x, { mean = norm.mean, std = norm.std }), p.scale) }
     local titles = { 'Input' }
     local per_method = {}
-    for _, entry in ipairs(method_table(p)) do
+    local table_of_methods = experiment.methods { preset = p.fast and 'fast' or 'paper', seed = p.seed }
+    for _, entry in ipairs(table_of_methods) do
       if #p.methods == 0 or wanted[entry.key] then
         local m = entry.make()
         local t0 = os.clock()
@@ -124,7 +98,7 @@ return {
     rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
     rep.results.methods = per_method
     local rows = {}
-    for _, entry in ipairs(method_table(p)) do
+    for _, entry in ipairs(table_of_methods) do
       local r = per_method[entry.key]
       if r then rows[#rows + 1] = { entry.key, r.seconds, r.sparsity, r.l2 } end
     end

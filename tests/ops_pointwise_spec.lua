@@ -183,9 +183,10 @@ describe('activations', function()
       end
       local y = net:forward(x)
       assert.is_true(y:isfinite(), name .. ': non-finite output')
-      assert_close(y, want_f, 2e-7, 1e-30, name .. ' forward')
+      -- a few float ulps: the exponentials are float (expf/log1pf, as PyTorch's CPU kernels)
+      assert_close(y, want_f, 1e-6, 1e-30, name .. ' forward')
       local g = net:backward(ones)
-      assert_close(g, want_d, 2e-7, 1e-30, name .. ' derivative')
+      assert_close(g, want_d, 1e-6, 1e-30, name .. ' derivative')
     end
   end)
 

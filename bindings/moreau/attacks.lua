@@ -23,6 +23,10 @@
 -- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
 -- exactly method:explain's), recorded in info.seeds.
 --
+-- "Label kept" means the network's predicted class (argmax of its output) at
+-- x' equals its prediction at the clean x, whatever `labels` says; `labels`
+-- are the classes explained (interpretation attacks) or the true classes (PGD).
+--
 -- The box [lo, hi] (default: none) is applied after the L2-ball projection;
 -- when x itself lies in the box the result stays in both.
 local ffi = require 'ffi'

@@ -230,10 +230,10 @@ end
 -- sampling.c: τ = the clip_k-th largest |g|, keep = the keep_k-th largest;
 -- kept entries are |g| >= keep and > 0. RETURN: tau, keep threshold.
 local function sparsify_thresholds(g, d, clip_k, keep_k, tmp)
-  for j = 0, d - 1 do tmp[j + 1] = math.abs(g[j]) end
+  for j = 0, d - 1 do tmp[j + 1] = -math.abs(g[j]) end -- ascending -|g| = descending |g|
   for j = d + 1, #tmp do tmp[j] = nil end
-  table.sort(tmp, function(a, b) return a > b end)
-  return tmp[clip_k], tmp[keep_k]
+  table.sort(tmp)
+  return -tmp[clip_k], -tmp[keep_k]
 end
 
 local function sg_vjp(self, net, x, lab, u, mode)
@@ -250,8 +250,9 @@ local function sg_vjp(self, net, x, lab, u, mode)
     clip_k = math.max(1, math.floor(f32(f32(o.clip) * d)))
     keep_k = math.max(1, math.floor(f32(f32(o.keep) * d)))
   end
-  local tmp = {}
-  -- Pass 1: the map E (and the mean m for VarGrad).
+  local tmp, taus, keeps = {}, {}, {}
+  -- Pass 1: the map E (and the mean m for VarGrad; the selection of each copy
+  -- for Sparsified SmoothGrad, reused in pass 2).
   local sum, sq = T.zeros(x:shape()), T.zeros(x:shape())
   s.chunks(function(xb, lb, _, k, p0)
     local g = grad(net, xb, lb, kind)
@@ -260,6 +261,7 @@ local function sg_vjp(self, net, x, lab, u, mode)
       local gs, ps, pq = g:data() + q * d, sum:data() + n * d, sq:data() + n * d
       if mode == 'sparsified' then
         local tau, keep = sparsify_thresholds(gs, d, clip_k, keep_k, tmp)
+        taus[p0 + q], keeps[p0 + q] = tau, keep
         if tau > 0 then
           for j = 0, d - 1 do
             local a = math.abs(gs[j])
@@ -304,7 +306,7 @@ local function sg_vjp(self, net, x, lab, u, mode)
           local pm = mean:data() + n * d
           for j = 0, d - 1 do pv[j] = 2 * (gs[j] - pm[j]) * pu[j] end
         else
-          local tau, keep = sparsify_thresholds(gs, d, clip_k, keep_k, tmp)
+          local tau, keep = taus[p0 + q], keeps[p0 + q]
           if tau > 0 then
             for j = 0, d - 1 do
               local a = math.abs(gs[j])

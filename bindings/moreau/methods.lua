@@ -195,7 +195,8 @@ end, 'DeepLIFT, rescale rule (Shrikumar et al. 2017)')
 
 local mg_defaults = {}
 for k, v in pairs(prox.defaults) do mg_defaults[k] = v end
-mg_defaults._extra = { eta = true, group_size = true, groups = true }
+mg_defaults.K = nil -- derived: min(101, T) unless given
+mg_defaults._extra = { eta = true, group_size = true, groups = true, K = true }
 
 define('moreaugrad', mg_defaults, function(self, net, x, lab)
   local s = prox.solver(net, x, lab, self.opts)
@@ -203,6 +204,18 @@ define('moreaugrad', mg_defaults, function(self, net, x, lab)
   self.last_solver = s
   return s:result()
 end, 'MoreauGrad (Zhang & Farnia 2023): gradient of the Moreau envelope; sparse with reg = l1, group-sparse with reg = group')
+
+-- Record the derived defaults too: K = min(101, T), eta by regularizer.
+do
+  local make = methods.moreaugrad
+  methods.moreaugrad = function(opts)
+    local m = make(opts)
+    local o = m.opts
+    if o.K == nil then o.K = math.min(101, o.T) end
+    if o.eta == nil then o.eta = (o.reg == 'l1' and 5e-3) or (o.reg == 'group' and 5e-2) or 0 end
+    return m
+  end
+end
 
 --- The names of all methods, sorted.
 function methods.list()
@@ -222,5 +235,7 @@ function methods.create(name, opts)
   end
   return ctor(opts)
 end
+
+require('moreau.explain_vjp').install(methods)
 
 return methods

@@ -24,6 +24,7 @@ local sandbox = {}
 --- The moreau modules a sandboxed recipe may require.
 sandbox.modules = {
   'tensor', 'nn', 'models', 'data', 'oracle', 'prox', 'methods', 'viz', 'metrics', 'attacks', 'train',
+  'experiment',
 }
 
 --- A table whose every field access raises a clear refusal.

@@ -21,7 +21,8 @@
  *   vjp_tangent  dgx = f'(x) dgy + f''(x) dx gy
  *
  * One driver (act_run) holds those loops; the ops differ only in act_eval.
- * Values are computed in double from the float input with stable forms
+ * Values are computed in double from the float input (the exponentials in
+ * float: expf, log1pf) with stable forms
  * (s(z) through e^-|z|, so neither s nor 1 - s cancels; softplus as
  * max(z, 0) + log1p(e^-|z|)), then rounded once. The relu derivative at 0 is 0,
  * as in PyTorch. Every output entry is independent, so the parallel loop is
@@ -54,7 +55,7 @@ static inline void sigmoid_pair_e(double z, double e, double *s, double *one_min
 
 static inline void sigmoid_pair(double z, double *s, double *one_minus_s)
 {
-    sigmoid_pair_e(z, exp(-fabs(z)), s, one_minus_s);
+    sigmoid_pair_e(z, (double)expf(-fabsf((float)z)), s, one_minus_s);
 }
 
 /* f, f', f'' at x (any pointer may be NULL if that value is not wanted). */
@@ -74,9 +75,12 @@ static inline void act_eval(const act_params *p, float x, double *f, double *d1,
             v = xd;
             g = 1.0;
         } else {
-            double z = (double)p->beta * xd, e = exp(-fabs(z)), s, t;
+            /* expf/log1pf (within an ulp or two of float) and the rest in
+             * double: the transcendental calls dominate this op's cost. */
+            float ef = expf(-fabsf(zf));
+            double z = zf, e = ef, s, t;
             sigmoid_pair_e(z, e, &s, &t);
-            v = (fmax(z, 0.0) + log1p(e)) / p->beta;
+            v = (fmax(z, 0.0) + (double)log1pf(ef)) / p->beta;
             g = s;
             h = p->beta * s * t;
         }

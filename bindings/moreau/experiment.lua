@@ -1,0 +1,133 @@
+--- moreau.experiment — what the paper's recipes share: the shipped model and
+-- its test images, the table of methods as the figures name them, progress
+-- lines, and summary statistics.
+--
+--   local ex = require 'moreau.experiment'
+--   local net, card, test = ex.model(p.model)
+--   local x, labels, idx = ex.images(net, card, test, { n = 8, start = 0 })
+--   for _, m in ipairs(ex.methods { preset = 'paper', seed = 0 }) do ... m.make() ... end
+local moreau = require 'moreau'
+
+local experiment = {}
+
+--- The shipped model, its card and its test set (normalized as the card says).
+-- ARGS: name ('resnet_fmnist'). RETURN: net, card, test data set.
+function experiment.model(name)
+  local net, card = moreau.models.pretrained(name or 'resnet_fmnist')
+  local test = moreau.data.fashion_mnist { split = 'test' }
+  return net, card, test
+end
+
+--- A batch of test images, normalized. opts: n, start (0-based index of the
+-- first), which = 'all' | 'correct' | 'misclassified' (by the model's prediction).
+-- RETURN: x (n, C, H, W), labels (true 0-based ids), indices (0-based), predictions.
+function experiment.images(net, card, test, opts)
+  local data = moreau.data
+  local norm = card.data.normalization
+  local want, start, which = opts.n, opts.start or 0, opts.which or 'all'
+  local picked, preds, labels = {}, {}, {}
+  local batch = 256
+  local i = start
+  while #picked < want and i < test.n do
+    local j = math.min(test.n - 1, i + batch - 1)
+    local xb = data.normalize(test.images:narrow(i + 1, j + 1), norm.mean, norm.std)
+    local pred = moreau.attacks.predict(net, xb)
+    for k = i, j do
+      local ok = pred[k - i + 1] == test.labels[k + 1]
+      if which == 'all' or (which == 'correct' and ok) or (which == 'misclassified' and not ok) then
+        if #picked < want then
+          picked[#picked + 1] = k
+          preds[#preds + 1] = pred[k - i + 1]
+          labels[#labels + 1] = test.labels[k + 1]
+        end
+      end
+    end
+    i = j + 1
+  end
+  if #picked == 0 then error('experiment.images: no ' .. which .. ' test images from index ' .. start, 2) end
+  local items = {}
+  for k, idx in ipairs(picked) do items[k] = test.images:select(idx + 1) end
+  local x = data.normalize(moreau.tensor.cat(items), norm.mean, norm.std)
+  return x, labels, picked, preds
+end
+
+--- The methods of the paper's figures, in their order, with their titles.
+-- opts: seed; preset = 'paper' (the authors' settings: T 300, m 32, 256
+-- Sparsified SmoothGrad samples) or 'fast' (T 100, m 8, fewer samples), or a
+-- table overriding MoreauGrad's options; only = list of keys.
+-- RETURN: a list of {key, title, make = function() -> method}.
+function experiment.methods(opts)
+  opts = opts or {}
+  local M = moreau.methods
+  local fast = opts.preset == 'fast'
+  local seed = opts.seed or 0
+  local mg = { T = fast and 100 or 300, m = fast and 8 or 32, K = fast and 30 or 101, seed = seed }
+  for k, v in pairs(opts.moreau or {}) do mg[k] = v end
+  local function with(extra)
+    local o = {}
+    for k, v in pairs(mg) do o[k] = v end
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+  local sg = opts.samples or (fast and 16 or 50)
+  local list = {
+    { key = 'gradient', title = 'Gradient', make = function() return M.gradient() end },
+    { key = 'input_x_gradient', title = 'Input x Grad', make = function() return M.input_x_gradient() end },
+    { key = 'integrated_gradients', title = 'Integ. Grad',
+      make = function() return M.integrated_gradients { steps = opts.ig_steps or (fast and 16 or 50) } end },
+    { key = 'deeplift', title = 'DeepLIFT', make = function() return M.deeplift() end },
+    { key = 'smoothgrad', title = 'SmoothGrad', make = function() return M.smoothgrad { samples = sg, seed = seed } end },
+    { key = 'sparsified_smoothgrad', title = 'Sparsified SG',
+      make = function() return M.sparsified_smoothgrad { samples = opts.ssg_samples or (fast and 32 or 256), seed = seed } end },
+    { key = 'moreaugrad', title = 'MoreauGrad', make = function() return M.moreaugrad(with()) end },
+    { key = 'sparse_moreaugrad', title = 'Sparse MG', make = function() return M.moreaugrad(with { reg = 'l1' }) end },
+    { key = 'group_moreaugrad', title = 'Group-Sparse MG',
+      make = function() return M.moreaugrad(with { reg = 'group' }) end },
+  }
+  if opts.only and #opts.only > 0 then
+    local keep, out = {}, {}
+    for _, k in ipairs(opts.only) do keep[k] = true end
+    for _, m in ipairs(list) do if keep[m.key] then out[#out + 1] = m; keep[m.key] = nil end end
+    local unknown = next(keep)
+    if unknown then error("experiment.methods: unknown method '" .. unknown .. "'", 2) end
+    list = out
+  end
+  return list
+end
+
+--- Wall-clock seconds (os.clock counts CPU time of every thread).
+local ffi = require 'ffi'
+pcall(ffi.cdef, 'struct mr_timespec_ { long tv_sec; long tv_nsec; }; int clock_gettime(int, struct mr_timespec_ *);')
+local ts = ffi.new('struct mr_timespec_')
+function experiment.now()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+--- A progress line on stderr: "label  i/n  elapsed  left".
+function experiment.progress(label, i, n, t0)
+  local el = experiment.now() - t0
+  local left = i > 0 and el / i * (n - i) or 0
+  io.stderr:write(('\r%-40s %4d/%-4d  %6.0f s elapsed  %6.0f s left'):format(label, i, n, el, left))
+  if i == n then io.stderr:write('\n') end
+  io.stderr:flush()
+end
+
+--- Mean and (population) standard deviation of a list, skipping nil/NaN.
+function experiment.mean_std(list)
+  local s, n = 0, 0
+  for _, v in ipairs(list) do if v == v then s, n = s + v, n + 1 end end
+  if n == 0 then return 0 / 0, 0 / 0 end
+  local m = s / n
+  local q = 0
+  for _, v in ipairs(list) do if v == v then q = q + (v - m) ^ 2 end end
+  return m, math.sqrt(q / n)
+end
+
+--- The class name of a 0-based id.
+function experiment.class_name(card, c)
+  local classes = (card and card.data and card.data.classes) or moreau.data.fashion_mnist_classes
+  return classes[c + 1] or tostring(c)
+end
+
+return experiment

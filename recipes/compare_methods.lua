@@ -1,0 +1,58 @@
+-- Figure 4: every method on a set of Fashion-MNIST test images.
+--
+--   moreau run recipes/compare_methods.lua --images=6 [--preset=fast]
+local moreau = require 'moreau'
+local ex = require 'moreau.experiment'
+local viz = moreau.viz
+
+return {
+  name = 'compare_methods',
+  description = 'Figure 4: a grid of all methods (columns) on test images (rows)',
+  params = {
+    images = { type = 'int', default = 6, help = 'test images (rows)' },
+    start = { type = 'int', default = 0, help = 'index of the first test image' },
+    model = { type = 'string', default = 'resnet_fmnist', help = 'shipped model' },
+    preset = { type = 'string', default = 'paper', help = "method settings: 'paper' or 'fast'" },
+    methods = { type = 'list', default = {}, help = 'methods (default: all)' },
+    seed = { type = 'int', default = 0, help = 'seed of every noise draw' },
+    scale = { type = 'int', default = 3, help = 'pixels per input pixel' },
+  },
+  writes = { 'grid.png', 'methods.csv', 'results.json' },
+  run = function(p, rep)
+    local net, card, test = ex.model(p.model)
+    local norm = card.data.normalization
+    local x, labels, idx, preds = ex.images(net, card, test, { n = p.images, start = p.start })
+    local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods }
+    local rows, row_titles = {}, {}
+    for n = 1, #idx do
+      rows[n] = { viz.upscale(viz.image(x, { item = n, mean = norm.mean, std = norm.std }), p.scale) }
+      row_titles[n] = ('#%d %s'):format(idx[n], ex.class_name(card, labels[n]))
+    end
+    local titles, table_rows, per = { 'Input' }, {}, {}
+    local t0 = ex.now()
+    for k, m in ipairs(list) do
+      ex.progress('compare_methods: ' .. m.key, k - 1, #list, t0)
+      local method = m.make()
+      local t1 = ex.now()
+      local maps = method:explain(net, x, preds)       -- explain the predicted class, as the paper
+      local seconds = ex.now() - t1
+      local sp = moreau.metrics.sparsity(maps)
+      local g = moreau.metrics.gini(maps)
+      for n = 1, #idx do rows[n][#rows[n] + 1] = viz.upscale(viz.heatmap(maps, { item = n }), p.scale) end
+      titles[#titles + 1] = m.title
+      local msp, _ = ex.mean_std(sp)
+      local mg, _ = ex.mean_std(g)
+      table_rows[#table_rows + 1] = { m.key, seconds / #idx, msp, mg }
+      per[m.key] = { options = method.opts, seconds = seconds, sparsity = sp, gini = g }
+    end
+    ex.progress('compare_methods', #list, #list, t0)
+    rep:image('grid.png', viz.grid { rows = rows, col_titles = titles, row_titles = row_titles,
+      title = 'Interpretation maps of ' .. p.model }, 'All methods on test images ' .. table.concat(idx, ', '))
+    rep:table('methods.csv', { 'method', 'seconds per image', 'sparsity', 'gini' }, table_rows,
+      'Cost and sparsity of each method (mean over the images)')
+    rep.results.images = idx
+    rep.results.labels = labels
+    rep.results.predictions = preds
+    rep.results.methods = per
+  end,
+}
