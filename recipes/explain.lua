@@ -72,9 +72,9 @@ return {
     for _, entry in ipairs(table_of_methods) do
       if #p.methods == 0 or wanted[entry.key] then
         local m = entry.make()
-        local t0 = os.clock()
+        local t0 = experiment.now()
         local map = m:explain(net, x, { label })
-        local seconds = os.clock() - t0
+        local seconds = experiment.now() - t0
         local zeros = 0
         for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
         local heat = viz.upscale(viz.heatmap(map), p.scale)

@@ -338,8 +338,9 @@ end
 
 -- ----------------------------------------------------- shipped weights
 
---- The folder of the weights shipped with moreau (models/ in the source tree).
-function models.dir() return require('moreau.core').root .. '/models' end
+--- The folder of the shipped weights: $MOREAU_MODELS, else models/ of the
+-- source tree (share/moreau/models when installed).
+function models.dir() return os.getenv('MOREAU_MODELS') or (require('moreau.core').root .. '/models') end
 
 --- Names of the shipped models (those with a weights file and a card).
 function models.shipped()
