@@ -77,6 +77,25 @@ function core.check_write(path, level)
   return path
 end
 
+--- GNU readline for the REPL (declared here, the one module that calls
+-- ffi.cdef), or nil when the library is absent.
+function core.readline()
+  if core._readline ~= nil then return core._readline or nil end
+  ffi.cdef [[
+    char *readline(const char *prompt);
+    void add_history(const char *line);
+    int read_history(const char *filename);
+    int write_history(const char *filename);
+    void free(void *p);
+  ]]
+  core._readline = false
+  for _, name in ipairs { 'readline', 'libreadline.so.8', 'libreadline.so' } do
+    local ok, lib = pcall(ffi.load, name)
+    if ok then core._readline = lib break end
+  end
+  return core._readline or nil
+end
+
 --- The engine's version string.
 function core.version() return ffi.string(C.mr_version()) end
 

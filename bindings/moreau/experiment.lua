@@ -96,20 +96,15 @@ function experiment.methods(opts)
 end
 
 --- Wall-clock seconds (os.clock counts CPU time of every thread).
-local ffi = require 'ffi'
-pcall(ffi.cdef, 'struct mr_timespec_ { long tv_sec; long tv_nsec; }; int clock_gettime(int, struct mr_timespec_ *);')
-local ts = ffi.new('struct mr_timespec_')
-function experiment.now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+function experiment.now() return require('moreau.core').C.mr_wall_seconds() end
 
 --- A progress line on stderr: "label  i/n  elapsed  left".
 function experiment.progress(label, i, n, t0)
   local el = experiment.now() - t0
   local left = i > 0 and el / i * (n - i) or 0
-  io.stderr:write(('\r%-40s %4d/%-4d  %6.0f s elapsed  %6.0f s left'):format(label, i, n, el, left))
-  if i == n then io.stderr:write('\n') end
+  local tty = require('moreau.core').C.mr_stderr_is_terminal() == 1
+  io.stderr:write(tty and '\r' or '', ('%-40s %4d/%-4d  %6.0f s elapsed  %6.0f s left'):format(label, i, n, el, left))
+  if i == n or not tty then io.stderr:write('\n') end
   io.stderr:flush()
 end
 

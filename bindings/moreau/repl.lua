@@ -14,20 +14,7 @@ local ffi = require 'ffi'
 
 local repl = {}
 
-local rl
-do
-  -- one declaration at a time: another module may have declared one already
-  for _, decl in ipairs { 'char *readline(const char *prompt);', 'void add_history(const char *line);',
-    'int read_history(const char *filename);', 'int write_history(const char *filename);',
-    'void free(void *p);' } do
-    pcall(ffi.cdef, decl)
-  end
-  local libs = { 'readline', 'libreadline.so.8', 'libreadline.so' }
-  for _, name in ipairs(libs) do
-    local lok, lib = pcall(ffi.load, name)
-    if lok then rl = lib break end
-  end
-end
+local rl = require('moreau.core').readline() -- nil without libreadline: plain io.read
 
 local function read_line(prompt)
   if rl then

@@ -89,22 +89,10 @@ function train.labels(labels, N, into)
 end
 
 -- A wall clock in seconds (os.clock is CPU time, summed over threads).
--- (libc declarations, each on its own: another module may have declared one.)
-pcall(ffi.cdef, 'struct mr_train_timespec { long tv_sec; long tv_nsec; };')
-pcall(ffi.cdef, 'int clock_gettime(int clk_id, struct mr_train_timespec *tp);')
-pcall(ffi.cdef, 'int isatty(int fd);')
-local ts = ffi.new('struct mr_train_timespec')
-local function now()
-  local ok = pcall(ffi.C.clock_gettime, 1, ts) -- CLOCK_MONOTONIC
-  if not ok then return os.time() end
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local function now() return C.mr_wall_seconds() end
 train.now = now
 
-local function stderr_is_tty()
-  local ok, r = pcall(ffi.C.isatty, 2)
-  return ok and r == 1
-end
+local function stderr_is_tty() return C.mr_stderr_is_terminal() == 1 end
 
 -- ------------------------------------------------------------------ loss
 

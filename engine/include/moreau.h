@@ -68,6 +68,10 @@ int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
 /* A one-line description of the backend and BLAS ("cpu: OpenBLAS 0.3.21 ..."). Static. */
 const char *mr_backend_info(void);
+/* Seconds on a monotonic wall clock (for timings: os.clock sums CPU time over threads). */
+double mr_wall_seconds(void);
+/* 1 if standard error is a terminal (progress bars redraw in place), else 0. */
+int mr_stderr_is_terminal(void);
 
 /* ---------------------------------------------------------------- tensors */
 

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static int num_threads = 0; /* 0: not set yet, use all cores */
 
@@ -19,6 +20,10 @@ int mr_set_num_threads(int n)
 }
 
 int mr_get_num_threads(void) { return mr_threads(); }
+
+double mr_wall_seconds(void) { return omp_get_wtime(); }
+
+int mr_stderr_is_terminal(void) { return isatty(2) == 1; }
 
 const char *mr_backend_info(void)
 {
