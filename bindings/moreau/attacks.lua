@@ -52,15 +52,7 @@ local names = {}
 local function define(name, defaults, run, finish, doc)
   names[#names + 1] = name
   attacks[name] = function(opts)
-    local o = {}
-    for k, v in pairs(defaults) do o[k] = v end
-    for k, v in pairs(opts or {}) do
-      if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) then
-        error(("attacks.%s: unknown option '%s'"):format(name, tostring(k)), 2)
-      end
-      o[k] = v
-    end
-    o._extra = nil
+    local o = require('moreau.options').fill('attacks.' .. name, defaults, opts, 2)
     if finish then finish(o, 2) end
     return setmetatable({ name = name, opts = o, doc = doc, _run = run }, Attack)
   end

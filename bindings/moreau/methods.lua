@@ -30,15 +30,7 @@ Method.__index = Method
 --- Declares a method: name, defaults, and explain(self, net, x, labels, lab).
 local function define(name, defaults, explain, doc)
   methods[name] = function(opts)
-    local o = {}
-    for k, v in pairs(defaults) do o[k] = v end
-    for k, v in pairs(opts or {}) do
-      if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) then
-        error(("methods.%s: unknown option '%s'"):format(name, tostring(k)), 2)
-      end
-      o[k] = v
-    end
-    o._extra = nil
+    local o = require('moreau.options').fill('methods.' .. name, defaults, opts, 2)
     oracle.score_kind(o.score) -- raises on unknown scores
     return setmetatable({ name = name, opts = o, doc = doc, _explain = explain }, Method)
   end
