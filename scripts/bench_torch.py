@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""bench_torch.py — the PyTorch CPU half of scripts/bench.lua.
+
+scripts/bench.lua runs it with Debian's /usr/bin/python3 (python3-torch,
+python3-torchvision) through io.popen and reads one JSON object from the last
+line of stdout. Each call is a fresh process, so ru_maxrss is the peak of that
+one measurement. Progress and warnings go to stderr.
+
+    bench_torch.py probe
+        {"torch": version, "torchvision": version}
+    bench_torch.py forward --threads=2 --repeats=5 --batches=1,16,32
+                   [--weights=W.safetensors] [--check-input=X.f32 --check-n=2]
+        resnet18_cifar (softplus beta 1): median seconds of the forward pass
+        (torch.no_grad) and of forward + input gradient (logit of a class,
+        parameters frozen so no weight gradient is computed) per batch, and
+        the logits of the check input (to compare with the engine).
+    bench_torch.py moreau --model=resnet18_cifar|resnet_fmnist --input=X.f32
+                   --label=C --T=300 --m=32 --threads=2 [--weights=W.safetensors]
+                   [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
+        one Sparse MoreauGrad explanation of one image (DESIGN §4), seconds,
+        resident set before it and ru_maxrss after it.
+
+The models are torchvision's names and layout, as moreau.models builds them:
+resnet18_cifar is torchvision's resnet18 with the CIFAR stem (conv1 3x3
+stride 1 padding 1, no max-pool) and every ReLU replaced by Softplus(beta);
+resnet_fmnist is conv1 3x3 1->32 + bn1 + softplus, layer1..3 of one
+BasicBlock each (32, 64 stride 2, 128 stride 2), average pool, fc. Weights
+come from a safetensors file read here by hand (8-byte little-endian header
+length, JSON header, raw little-endian data) or stay PyTorch's random init.
+Input files are raw little-endian float32, batch first.
+"""
+import json
+import math
+import os
+import resource
+import struct
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torchvision
+
+
+def parse_args(argv):
+    opts = {}
+    for a in argv:
+        if not a.startswith('--') or '=' not in a:
+            raise SystemExit('bench_torch.py: arguments are --key=value, got ' + a)
+        k, v = a[2:].split('=', 1)
+        opts[k.replace('-', '_')] = v
+    return opts
+
+
+# ------------------------------------------------------------ safetensors
+
+_DTYPES = {'F32': (torch.float32, 4), 'F64': (torch.float64, 8), 'F16': (torch.float16, 2),
+           'I64': (torch.int64, 8), 'I32': (torch.int32, 4), 'U8': (torch.uint8, 1)}
+
+
+def load_safetensors(path):
+    """{name: tensor} from a safetensors file, every offset checked against the file."""
+    with open(path, 'rb') as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError(f'{path}: {len(blob)} bytes, too short for a safetensors header')
+    (hlen,) = struct.unpack('<Q', blob[:8])
+    if 8 + hlen > len(blob):
+        raise ValueError(f'{path}: header of {hlen} bytes runs past the end ({len(blob)} bytes)')
+    header = json.loads(blob[8:8 + hlen].decode('utf-8'))
+    base = 8 + hlen
+    out = {}
+    for name, info in header.items():
+        if name == '__metadata__':
+            continue
+        dtype, size = _DTYPES[info['dtype']]
+        begin, end = info['data_offsets']
+        shape = info['shape']
+        n = math.prod(shape)
+        if not (0 <= begin <= end and base + end <= len(blob) and end - begin == n * size):
+            raise ValueError(f'{path}: tensor {name} has offsets {begin}..{end} that do not fit '
+                             f'its shape {shape} or the file')
+        raw = bytearray(blob[base + begin:base + end])
+        t = torch.frombuffer(raw, dtype=dtype) if n > 0 else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(shape).clone()
+    return out
+
+
+def load_weights(model, path):
+    sd = load_safetensors(path)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    if missing or unexpected:
+        raise ValueError(f'{path}: missing {missing[:5]}, unexpected {unexpected[:5]}')
+
+
+def read_f32(path, shape):
+    with open(path, 'rb') as f:
+        raw = bytearray(f.read())
+    n = math.prod(shape)
+    if len(raw) != 4 * n:
+        raise ValueError(f'{path}: {len(raw)} bytes, expected {4 * n} for shape {shape}')
+    return torch.frombuffer(raw, dtype=torch.float32).reshape(shape).clone()
+
+
+def write_f32(path, t):
+    with open(path, 'wb') as f:
+        f.write(t.detach().contiguous().to(torch.float32).numpy().tobytes())
+
+
+# ------------------------------------------------------------ models
+
+def softplus_everywhere(module, beta):
+    """Replaces every nn.ReLU below module by nn.Softplus(beta)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(module, name, nn.Softplus(beta=beta))
+        else:
+            softplus_everywhere(child, beta)
+    return module
+
+
+def resnet18_cifar(num_classes=10, beta=1.0):
+    m = torchvision.models.resnet18(num_classes=num_classes)
+    m.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    m.maxpool = nn.Identity()
+    return softplus_everywhere(m, beta)
+
+
+class ResNetFMNIST(nn.Module):
+    """moreau.models.resnet_fmnist: the same names, so the same state_dict."""
+
+    def __init__(self, num_classes=10, beta=10.0, width=1.0):
+        super().__init__()
+
+        def scale(c):
+            return max(1, int(math.floor(c * width + 0.5)))
+
+        BasicBlock = torchvision.models.resnet.BasicBlock
+        c0 = scale(32)
+        self.conv1 = nn.Conv2d(1, c0, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c0)
+        self.act = nn.Softplus(beta=beta)
+        cin = c0
+        for i, (ch, stride) in enumerate([(32, 1), (64, 2), (128, 2)], start=1):
+            cout = scale(ch)
+            ds = None
+            if stride != 1 or cin != cout:
+                ds = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            setattr(self, f'layer{i}', nn.Sequential(BasicBlock(cin, cout, stride, ds)))
+            cin = cout
+        softplus_everywhere(self, beta)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build(opts):
+    name = opts.get('model', 'resnet18_cifar')
+    k = int(opts.get('num_classes', 10))
+    if name == 'resnet18_cifar':
+        model, shape = resnet18_cifar(k, float(opts.get('beta', 1))), (3, 32, 32)
+    elif name == 'resnet_fmnist':
+        model = ResNetFMNIST(k, float(opts.get('beta', 10)), float(opts.get('width', 1)))
+        shape = (1, 28, 28)
+    else:
+        raise SystemExit('bench_torch.py: unknown model ' + name)
+    if opts.get('weights'):
+        load_weights(model, opts['weights'])
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # input gradients only, as the engine's oracle
+    return model, shape
+
+
+# ------------------------------------------------------------ measurements
+
+def rss_bytes(field='VmRSS'):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def input_grad(model, x, labels):
+    """Scores f_c(x) and ∇x f_c(x) of the class logits, one forward + backward."""
+    x = x.detach().requires_grad_(True)
+    out = model(x)
+    score = out.gather(1, labels[:, None]).sum()
+    (g,) = torch.autograd.grad(score, x)
+    return g
+
+
+def median_seconds(fn, repeats):
+    fn()  # warm-up: allocator, oneDNN primitives
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def task_forward(opts):
+    model, shape = build(opts)
+    repeats = int(opts.get('repeats', 5))
+    result = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'batches': []}
+    gen = torch.Generator().manual_seed(0)
+    for n in [int(b) for b in opts.get('batches', '1,16,32').split(',')]:
+        x = torch.randn((n,) + shape, generator=gen)
+        labels = torch.arange(n) % 10
+
+        def fwd():
+            with torch.no_grad():
+                model(x)
+
+        tf = median_seconds(fwd, repeats)
+        tg = median_seconds(lambda: input_grad(model, x, labels), repeats)
+        print(f'bench_torch: batch {n}: forward {tf * 1e3:.1f} ms, forward+grad {tg * 1e3:.1f} ms',
+              file=sys.stderr)
+        result['batches'].append({'batch': n, 'forward_s': tf, 'grad_s': tg})
+    if opts.get('check_input'):
+        n = int(opts.get('check_n', 1))
+        x = read_f32(opts['check_input'], (n,) + shape)
+        with torch.no_grad():
+            result['check_logits'] = model(x).reshape(-1).tolist()
+    return result
+
+
+def sparse_moreaugrad(model, x, c, T, m, rho, gamma, eta, sigma, K, gen):
+    """DESIGN §4, reg = L1, for one image x (1, C, H, W) and class c:
+         δ_0 = 0,  s = sigma·(max x − min x)
+         g_t = (1/m) Σ_i ∇f_c(x + δ_t + z_i), z_i ~ N(0, s² I) fresh each iteration (m noisy
+               copies through the network as one batch); m = 0: g_t = ∇f_c(x + δ_t)
+         δ_{t+1} = ST_{gamma·eta}(δ_t − gamma·(g_t + δ_t/rho))
+         map = −mean(δ_{T−K+1..T}) / rho
+    """
+    s = sigma * float(x.max() - x.min())
+    delta = torch.zeros_like(x)
+    tail = torch.zeros_like(x)
+    thr = gamma * eta
+    labels = torch.full((max(m, 1),), c, dtype=torch.long)
+    for t in range(1, T + 1):
+        if m > 0:
+            z = torch.randn((m,) + tuple(x.shape[1:]), generator=gen) * s
+            g = input_grad(model, x + delta + z, labels).mean(0, keepdim=True)
+        else:
+            g = input_grad(model, x + delta, labels)
+        v = delta - gamma * (g + delta / rho)
+        delta = torch.sign(v) * torch.clamp(v.abs() - thr, min=0.0)
+        if t > T - K:
+            tail += delta
+    return -(tail / K) / rho
+
+
+def task_moreau(opts):
+    model, shape = build(opts)
+    x = read_f32(opts['input'], (1,) + shape)
+    c = int(opts['label'])
+    T, m = int(opts.get('T', 300)), int(opts.get('m', 32))
+    K = int(opts.get('K', min(101, T)))
+    gen = torch.Generator().manual_seed(int(opts.get('seed', 0)))
+    with torch.no_grad():
+        logits = model(x).reshape(-1).tolist()  # to compare with the engine's: same net?
+    rss_before = rss_bytes()
+    t0 = time.perf_counter()
+    out = sparse_moreaugrad(model, x, c, T, m, rho=float(opts.get('rho', 1)),
+                            gamma=float(opts.get('gamma', 0.1)), eta=float(opts.get('eta', 5e-3)),
+                            sigma=float(opts.get('sigma', 0.1)), K=K, gen=gen)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if opts.get('out'):
+        write_f32(opts['out'], out)
+    return {'seconds': seconds, 'peak_rss': peak, 'rss_before': rss_before, 'T': T, 'm': m, 'K': K,
+            'threads': torch.get_num_threads(), 'sparsity': float((out == 0).float().mean()),
+            'torch': torch.__version__, 'logits': logits}
+
+
+def main(argv):
+    if not argv:
+        raise SystemExit(__doc__)
+    task, opts = argv[0], parse_args(argv[1:])
+    torch.set_num_threads(int(opts.get('threads', 1)))
+    torch.manual_seed(0)
+    if task == 'probe':
+        result = {'torch': torch.__version__, 'torchvision': torchvision.__version__}
+    elif task == 'forward':
+        result = task_forward(opts)
+    elif task == 'moreau':
+        result = task_moreau(opts)
+    else:
+        raise SystemExit('bench_torch.py: unknown task ' + task)
+    sys.stdout.write(json.dumps(result) + '\n')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
