@@ -30,7 +30,7 @@ return {
     iters = { type = 'int', default = 10, help = 'attack iterations' },
     methods = { type = 'list', default = { 'gradient', 'integrated_gradients', 'smoothgrad', 'sparsified_smoothgrad',
       'moreaugrad', 'sparse_moreaugrad' }, help = 'methods attacked' },
-    T = { type = 'int', default = 50, help = 'MoreauGrad iterations inside the attack' },
+    T = { type = 'int', default = 30, help = 'MoreauGrad iterations inside the attack' },
     m = { type = 'int', default = 4, help = 'MoreauGrad noise samples per iteration inside the attack' },
     samples = { type = 'int', default = 16, help = 'SmoothGrad samples (Sparsified SmoothGrad: 2x)' },
     ig_steps = { type = 'int', default = 16, help = 'integrated-gradients steps' },

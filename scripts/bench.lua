@@ -4,7 +4,9 @@
 --   scripts/moreau bench [--key=value ...]
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
--- Sections (--only=forward,moreau,peak, all by default), one table each:
+-- Sections (--only=forward,moreau,peak,train, all by default), one table each:
+--   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
+--            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
 --            with `cc -O2 -march=native -fopenmp` into a temp folder,
 --            independent FMA chains on AVX-512 / AVX2 registers, 1 and
@@ -58,7 +60,7 @@ local here = script_dir()
 local root = here .. '/..'
 
 local defaults = {
-  only = 'forward,moreau,peak', threads = 2, repeats = 5, batches = '1,16,32',
+  only = 'forward,moreau,peak,train', threads = 2, repeats = 5, batches = '1,16,32',
   T = 300, m = 32, models = 'resnet18_cifar,resnet_fmnist', torch = 'auto', seed = 0,
   python = '', keep = false, help = false,
   -- the child process of one explanation (set by this script, not by users)
@@ -306,8 +308,8 @@ end
 
 local sections = {}
 for _, s in ipairs(list(opts.only)) do
-  if s ~= 'forward' and s ~= 'moreau' and s ~= 'peak' then
-    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak)", 0)
+  if s ~= 'forward' and s ~= 'moreau' and s ~= 'peak' and s ~= 'train' then
+    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train)", 0)
   end
   sections[s] = true
 end
@@ -696,6 +698,40 @@ local function moreau_section()
   print()
 end
 
+-- ------------------------------------------------------------ train
+
+--- Training throughput of resnet_fmnist as recipes/train_fmnist.lua trains it
+-- (batch 128, batchnorm batch statistics, cross-entropy, SGD with Nesterov
+-- momentum and weight decay): median seconds per step, images per second.
+local function train_section()
+  local train = moreau.train
+  local net = build_model('resnet_fmnist', { beta = 10, width = 1, num_classes = 10 })
+  local n = 128
+  local x = moreau.tensor.randn({ n, 1, 28, 28 }, { seed = opts.seed })
+  local labels = {}
+  for i = 1, n do labels[i] = (i - 1) % 10 end
+  local opt = train.sgd { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 5e-4 }:build(net)
+  net:train()
+  progress('train: engine, %d steps of batch %d', opts.repeats + 1, n)
+  local te = time_median(function() train.step(net, opt, x, labels) end, opts.repeats)
+  local tt
+  if torch_info then
+    progress('train: torch')
+    tt = torch_run('train', { { 'threads', opts.threads }, { 'repeats', opts.repeats }, { 'batch', n } }).step_s
+  end
+  print(('== train: resnet_fmnist training step, batch %d, %d threads (median of %d)'):format(n, opts.threads,
+    opts.repeats))
+  local rows = { { 'side', 'seconds per step', 'images/s' }, { 'engine', fmt_s(te), ('%.0f'):format(n / te) } }
+  if tt then
+    rows[#rows + 1] = { 'torch', fmt_s(tt), ('%.0f'):format(n / tt) }
+    rows[#rows + 1] = { 'engine/torch', ('%.2fx'):format(te / tt), '' }
+  else
+    rows[#rows + 1] = { 'torch', 'not run: ' .. tostring(torch_why), '' }
+  end
+  print_table(rows)
+  print()
+end
+
 -- ------------------------------------------------------------ main
 
 local ok, err = pcall(function()
@@ -705,6 +741,7 @@ local ok, err = pcall(function()
   if sections.peak then print_peak(peak) end
   if sections.forward then forward_section(peak) end
   if sections.moreau then moreau_section() end
+  if sections.train then train_section() end
   local load = (read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('load average %s at the end (a busy machine makes every figure slower and noisier)'):format(load))
 end)

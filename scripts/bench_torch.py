@@ -19,6 +19,9 @@ one measurement. Progress and warnings go to stderr.
                    [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
         one Sparse MoreauGrad explanation of one image (DESIGN §4), seconds,
         resident set before it and ru_maxrss after it.
+    bench_torch.py train --threads=2 --repeats=5 --batch=128
+        resnet_fmnist training steps (batchnorm in training mode, cross-entropy,
+        SGD with Nesterov momentum and weight decay): median seconds per step.
 
 The models are torchvision's names and layout, as moreau.models builds them:
 resnet18_cifar is torchvision's resnet18 with the CIFAR stem (conv1 3x3
@@ -282,6 +285,33 @@ def task_moreau(opts):
             'torch': torch.__version__, 'logits': logits}
 
 
+def task_train(opts):
+    """Training steps of resnet_fmnist as recipes/train_fmnist.lua takes them:
+    batch statistics in batchnorm, cross-entropy, SGD (lr 0.1, Nesterov
+    momentum 0.9, weight decay 5e-4); median seconds per step."""
+    opts = dict(opts, model='resnet_fmnist')
+    model, shape = build(opts)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    n = int(opts.get('batch', 128))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((n,) + shape, generator=gen)
+    labels = torch.arange(n) % 10
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), labels)
+        loss.backward()
+        opt.step()
+
+    t = median_seconds(step, int(opts.get('repeats', 5)))
+    return {'step_s': t, 'batch': n, 'images_per_s': n / t, 'threads': torch.get_num_threads(),
+            'torch': torch.__version__}
+
+
 def main(argv):
     if not argv:
         raise SystemExit(__doc__)
@@ -294,6 +324,8 @@ def main(argv):
         result = task_forward(opts)
     elif task == 'moreau':
         result = task_moreau(opts)
+    elif task == 'train':
+        result = task_train(opts)
     else:
         raise SystemExit('bench_torch.py: unknown task ' + task)
     sys.stdout.write(json.dumps(result) + '\n')
