@@ -340,11 +340,9 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
             bytes += numel * (int64_t)sizeof(float);
         }
         if (n->def) {
-            const mr_shape *in = &net->nodes[n->in[0]].shape;
             mr_shape ins[MR_MAX_INPUTS];
             for (int k = 0; k < n->nin; k++)
                 ins[k] = net->nodes[n->in[k]].shape;
-            (void)in;
             if (n->def->scratch_floats)
                 max_scratch = MR_MAX(max_scratch, n->def->scratch_floats(&n->attrs, ins, &n->shape, cap));
             size_t st = n->def->state_floats ? n->def->state_floats(&n->attrs, ins, &n->shape, cap) : 0;
@@ -453,7 +451,7 @@ static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, mr_o
 /* -------------------------------------------------------------- passes */
 
 /* Runs the forward pass (and, with tangent, the JVP) over all nodes. */
-static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, const char *what)
+static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v)
 {
     int64_t N = x->shape[0];
     unsigned need = 1u << MR_BUF_Y;
@@ -608,7 +606,7 @@ int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y)
     MR_TRY(mr_tensor_check_finite(x, "forward: input"));
     /* Keep gradient buffers reserved alongside if a reverse pass may follow. */
     MR_TRY(reserve(net, x->shape[0], (1u << MR_BUF_Y) | (1u << MR_BUF_GY)));
-    MR_TRY(run_forward(net, x, NULL, "forward"));
+    MR_TRY(run_forward(net, x, NULL));
     mr_tensor *o = &net->nodes[output_node(net)].view[MR_BUF_Y];
     if (y) {
         MR_TRY(check_like(y, o, "forward", "output tensor"));
@@ -635,9 +633,6 @@ int mr_net_backward(mr_net *net, const mr_tensor *gy, mr_tensor *gx, int param_g
     MR_TRY(check_like(gy, &net->nodes[output_node(net)].view[MR_BUF_Y], "backward", "gy"));
     mr_tensor xref = net->nodes[0].view[MR_BUF_GY];
     MR_TRY(check_like(gx, &xref, "backward", "gx"));
-    if (param_grads && net->training == 0) {
-        /* allowed: parameter gradients at inference statistics */
-    }
     return run_backward(net, gy, NULL, gx, NULL, param_grads, 0, NULL);
 }
 
@@ -653,7 +648,7 @@ int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y
         return mr_error(MR_ESTATE, "jvp: tangents are defined in inference mode only");
     MR_TRY(reserve(net, x->shape[0],
                    (1u << MR_BUF_Y) | (1u << MR_BUF_DY) | (1u << MR_BUF_GY) | (1u << MR_BUF_DGY)));
-    MR_TRY(run_forward(net, x, v, "jvp"));
+    MR_TRY(run_forward(net, x, v));
     mr_node *o = &net->nodes[output_node(net)];
     MR_TRY(check_like(y, &o->view[MR_BUF_Y], "jvp", "output y"));
     MR_TRY(check_like(dy, &o->view[MR_BUF_DY], "jvp", "output dy"));
