@@ -112,7 +112,9 @@ return {
       summary[metric.key] = rows
       rep:table(metric.key .. '.csv', header, rows,
         ('%s: mean over %d images, then the standard deviation'):format(metric.title, #idx))
-      rep:image(metric.key .. '.png', viz.line_plot { series = series, logx = true, title = metric.title,
+      local logx = true
+      for _, eps in ipairs(p.eps) do logx = logx and eps > 0 end
+      rep:image(metric.key .. '.png', viz.line_plot { series = series, logx = logx, title = metric.title,
         xlabel = 'eps (L2 radius)', ylabel = metric.key }, metric.title .. ' versus eps')
     end
     rep.results.images = idx
