@@ -323,57 +323,36 @@ static void avg_transpose(const mr_op_attrs *a, int kind, const mr_tensor *g, mr
     }
 }
 
-static void avgpool_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)
-{
-    avg_apply(c->attrs, POOL_AVG, x[0], y);
-}
+/* Average pools are linear in x: the JVP is the pool of dx and the VJP
+ * tangent the transpose applied to dgy. The two kinds share these four
+ * wrappers, written once by this macro. */
+#define MR_AVG_POOL_PASSES(prefix, KIND)                                                         \
+    static void prefix##_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)    \
+    {                                                                                            \
+        avg_apply(c->attrs, KIND, x[0], y);                                                      \
+    }                                                                                            \
+    static void prefix##_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,  \
+                             const mr_tensor *gy, mr_tensor *const *gx)                          \
+    {                                                                                            \
+        if (gx[0])                                                                               \
+            avg_transpose(c->attrs, KIND, gy, gx[0]);                                            \
+    }                                                                                            \
+    static void prefix##_jvp(const mr_op_ctx *c, const mr_tensor *const *x,                      \
+                             const mr_tensor *const *dx, const mr_tensor *y, mr_tensor *dy)      \
+    {                                                                                            \
+        avg_apply(c->attrs, KIND, dx[0], dy);                                                    \
+    }                                                                                            \
+    static void prefix##_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,              \
+                                     const mr_tensor *const *dx, const mr_tensor *y,             \
+                                     const mr_tensor *dy, const mr_tensor *gy,                   \
+                                     const mr_tensor *dgy, mr_tensor *const *dgx)                \
+    {                                                                                            \
+        if (dgx[0])                                                                              \
+            avg_transpose(c->attrs, KIND, dgy, dgx[0]);                                          \
+    }
 
-static void avgpool_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,
-                        const mr_tensor *gy, mr_tensor *const *gx)
-{
-    if (gx[0])
-        avg_transpose(c->attrs, POOL_AVG, gy, gx[0]);
-}
-
-static void avgpool_jvp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
-                        const mr_tensor *y, mr_tensor *dy)
-{
-    avg_apply(c->attrs, POOL_AVG, dx[0], dy);
-}
-
-static void avgpool_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
-                                const mr_tensor *const *dx, const mr_tensor *y, const mr_tensor *dy,
-                                const mr_tensor *gy, const mr_tensor *dgy, mr_tensor *const *dgx)
-{
-    if (dgx[0])
-        avg_transpose(c->attrs, POOL_AVG, dgy, dgx[0]);
-}
-
-static void adaptive_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)
-{
-    avg_apply(c->attrs, POOL_ADAPTIVE, x[0], y);
-}
-
-static void adaptive_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,
-                         const mr_tensor *gy, mr_tensor *const *gx)
-{
-    if (gx[0])
-        avg_transpose(c->attrs, POOL_ADAPTIVE, gy, gx[0]);
-}
-
-static void adaptive_jvp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
-                         const mr_tensor *y, mr_tensor *dy)
-{
-    avg_apply(c->attrs, POOL_ADAPTIVE, dx[0], dy);
-}
-
-static void adaptive_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
-                                 const mr_tensor *const *dx, const mr_tensor *y, const mr_tensor *dy,
-                                 const mr_tensor *gy, const mr_tensor *dgy, mr_tensor *const *dgx)
-{
-    if (dgx[0])
-        avg_transpose(c->attrs, POOL_ADAPTIVE, dgy, dgx[0]);
-}
+MR_AVG_POOL_PASSES(avgpool, POOL_AVG)
+MR_AVG_POOL_PASSES(adaptive, POOL_ADAPTIVE)
 
 const mr_op_def mr_op_maxpool2d = {
     .name = "maxpool2d",
