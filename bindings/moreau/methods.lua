@@ -188,7 +188,7 @@ end, 'DeepLIFT, rescale rule (Shrikumar et al. 2017)')
 local mg_defaults = {}
 for k, v in pairs(prox.defaults) do mg_defaults[k] = v end
 mg_defaults.K = nil -- derived: min(101, T) unless given
-mg_defaults._extra = { eta = true, group_size = true, groups = true, K = true }
+mg_defaults._extra = { eta = true, reg = true, group_size = true, groups = true, K = true }
 
 define('moreaugrad', mg_defaults, function(self, net, x, lab)
   local s = prox.solver(net, x, lab, self.opts)
@@ -204,7 +204,8 @@ do
     local m = make(opts)
     local o = m.opts
     if o.K == nil then o.K = math.min(101, o.T) end
-    if o.eta == nil then o.eta = (o.reg == 'l1' and 5e-3) or (o.reg == 'group' and 5e-2) or 0 end
+    local derived = prox.solver_options(o, 2)
+    o.reg, o.eta = derived.reg, derived.eta
     return m
   end
 end

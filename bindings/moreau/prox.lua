@@ -90,10 +90,13 @@ function Groups:dim() return tonumber(C.mr_groups_dim(self.ptr)) end
 
 -- --------------------------------------------------------------- solver
 
---- The solver's defaults: the authors' code (DESIGN §4).
+--- The solver's defaults: the authors' code (DESIGN §4). reg and eta are
+-- derived when not given: eta > 0 alone means sparse (L1), eta > 0 with
+-- groups or group_size means group-sparse, no eta means vanilla; reg = 'l1'
+-- or 'group' alone takes the authors' eta (5e-3 / 5e-2).
 prox.defaults = {
   rho = 1, gamma = 0.1, T = 300, m = 32, sigma = 0.1, K = 101,
-  reg = 'none', eta = nil, -- eta: 5e-3 for 'l1', 5e-2 for 'group', 0 for 'none'
+  reg = nil, eta = nil,    -- derived, see above
   group_size = nil,        -- nil: prox.default_group_size(H)
   output = 'gradient', score = 'logit', chunk = 0,
   accelerated = false, tol = 0, seed = 0,
@@ -108,10 +111,14 @@ function prox.solver_options(opts, level)
   local o = {}
   for k, v in pairs(prox.defaults) do o[k] = v end
   for k, v in pairs(opts or {}) do
-    if prox.defaults[k] == nil and k ~= 'eta' and k ~= 'group_size' and k ~= 'groups' then
+    if prox.defaults[k] == nil and k ~= 'eta' and k ~= 'reg' and k ~= 'group_size' and k ~= 'groups' then
       error("moreau solver: unknown option '" .. tostring(k) .. "'", level)
     end
     o[k] = v
+  end
+  if o.reg == nil then
+    local grouped = o.groups ~= nil or o.group_size ~= nil
+    o.reg = (o.eta == nil or o.eta > 0) and grouped and 'group' or ((o.eta or 0) > 0 and 'l1' or 'none')
   end
   if not regs[o.reg] then
     error("moreau solver: unknown regularizer '" .. tostring(o.reg) .. "' (none, l1 or group)", level)
