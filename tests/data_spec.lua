@@ -60,17 +60,7 @@ teardown(function()
   if tmp then os.execute('rm -rf ' .. shell_quote(tmp)) end
 end)
 
--- asserts that f raises an error whose message contains every given piece (plain text)
-local function assert_error_with(f, ...)
-  local ok, err = pcall(f)
-  assert.is_false(ok, 'expected an error')
-  err = tostring(err)
-  for i = 1, select('#', ...) do
-    local piece = select(i, ...)
-    assert(err:find(piece, 1, true), ('error message %q lacks %q'):format(err, piece))
-  end
-  return err
-end
+local assert_error_with = require('helpers.asserts').error_with
 
 describe('Fashion-MNIST from dataset-fashion-mnist', function()
   local test_ds
