@@ -32,7 +32,7 @@ local models = require 'moreau.models'
 local train = require 'moreau.train'
 
 local params = {
-  epochs = { type = 'int', default = 10, help = 'passes over the training set' },
+  epochs = { type = 'int', default = 8, help = 'passes over the training set' },
   weights = { type = 'string', default = 'models/resnet_fmnist.safetensors',
     help = 'weights (safetensors, checkpointed every epoch); the card goes next to it as .json' },
   seed = { type = 'int', default = 0, help = 'initialization, shuffling and augmentation' },
