@@ -224,3 +224,13 @@ describe('cmake --install', function()
     end
   end)
 end)
+
+describe('the REPL on "statements; expression"', function()
+  it('prints the value of the last part', function()
+    local env = repl.env()
+    repl.eval('z = T.ones{3}', env)
+    local ok, res = repl.eval('for i = 1, 2 do z:add_(1) end; z:sum()', env)
+    assert.is_true(ok)
+    assert.are.equal(9, res[1])
+  end)
+end)

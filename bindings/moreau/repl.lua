@@ -107,7 +107,12 @@ end
 --- Evaluates one chunk in env. RETURN: ok, results (packed) or error message,
 -- incomplete (true when the chunk needs more lines).
 function repl.eval(src, env)
+  -- An expression prints its value; so does the last part of "statements; expression".
   local f, err = loadstring('return ' .. src, '=repl')
+  if not f then
+    local head, tail = src:match('^(.*);%s*([^;]-)%s*$')
+    if head and tail ~= '' then f = loadstring(head .. '; return ' .. tail, '=repl') end
+  end
   if not f then f, err = loadstring(src, '=repl') end
   if not f then
     return false, err, err:find("'<eof>'", 1, true) ~= nil
