@@ -366,6 +366,26 @@ function Tensor:__tostring()
   return s .. '\n  [' .. table.concat(corner, ', ') .. (n > 6 and ', ...]' or ']')
 end
 
+-- ---------------------------------------------------------- load / save
+
+--- Saves tensors to a safetensors file. ARGS: path, x (a tensor, saved under
+-- the name 'tensor', or a table name -> tensor), metadata (table of strings).
+function T.save(path, x, metadata)
+  local tensors = T.is(x) and { tensor = x } or x
+  require('moreau.safetensors').save(path, tensors, metadata)
+end
+
+--- Loads a safetensors file: the tensor `name`, or (no name) a table name ->
+-- tensor and the metadata.
+function T.load(path, name)
+  local tensors, metadata = require('moreau.safetensors').load(path)
+  if name == nil then return tensors, metadata end
+  if tensors[name] == nil then
+    error(("tensor.load: %s holds no tensor named '%s'"):format(path, tostring(name)), 2)
+  end
+  return tensors[name]
+end
+
 --- Moves to a device. Only 'cpu' exists in this build.
 function Tensor:to(device)
   if device == 'cpu' then return self end
