@@ -75,15 +75,14 @@ return {
         local t0 = experiment.now()
         local map = m:explain(net, x, { label })
         local seconds = experiment.now() - t0
-        local zeros = 0
-        for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
+        local sparsity = moreau.metrics.sparsity(map)[1]
         local heat = viz.upscale(viz.heatmap(map), p.scale)
         rep:image(entry.key .. '.png', heat, entry.title)
         row[#row + 1] = heat
         titles[#titles + 1] = entry.title
         per_method[entry.key] = { method = m.name, options = m.opts, seconds = seconds,
-          sparsity = zeros / map:numel(), l2 = map:norm() }
-        io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, zeros / map:numel()))
+          sparsity = sparsity, l2 = map:norm() }
+        io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, sparsity))
       end
     end
     for k in pairs(wanted) do
