@@ -150,7 +150,19 @@ local conv_cases = {
     o = { padding = 1 }, path = 'gemm' },
 }
 
-describe('conv2d', function()
+-- Every conv2d spec runs once per backend this build has: oneDNN's kernels
+-- (the default when built with libdnnl) and the engine's im2col + OpenBLAS.
+local moreau = require 'moreau'
+local backends = { 'blas' }
+if core.C.mr_set_conv_backend('onednn') == 0 then table.insert(backends, 1, 'onednn') end
+local default_backend = backends[1]
+assert(core.C.mr_set_conv_backend(default_backend) == 0)
+
+for _, backend in ipairs(backends) do
+describe('conv2d [' .. backend .. ' backend]', function()
+  before_each(function() moreau.set_conv_backend(backend) end)
+  after_each(function() moreau.set_conv_backend(default_backend) end)
+
   for ci, case in ipairs(conv_cases) do
     local seed = 1000 + ci
     local function build_net(batch_seed)
@@ -260,6 +272,7 @@ describe('conv2d', function()
       { input = { 16, 64, 64 }, cout = 16, k = 3, o = { padding = 1 } },          -- im2col, 2 chunks of 6, 3
       { input = { 8, 24, 24 }, cout = 8, k = 3, o = { groups = 8, padding = 1 } }, -- depthwise
       { input = { 8, 24, 24 }, cout = 12, k = 1, o = {} },                        -- 1x1
+      { input = { 64, 10, 10 }, cout = 128, k = 3, o = { stride = 2, padding = 1 } }, -- blocked (oneDNN)
     }
     local before = C.mr_get_num_threads()
     finally(function() C.mr_set_num_threads(before) end)
@@ -370,6 +383,61 @@ describe('conv2d', function()
       assert.is_false(ok)
       assert.are.equal('c: conv2d: bias has shape 5, expected 4 (Cout)', bare(err))
     end)
+  end)
+end)
+end
+
+describe('conv2d backends', function()
+  after_each(function() moreau.set_conv_backend(default_backend) end)
+
+  it('names the backend in use and refuses unknown ones', function()
+    assert.are.equal(default_backend, moreau.get_conv_backend())
+    assert.truthy(moreau.backend_info():find('conv2d: ' .. default_backend, 1, true))
+    local ok, err = pcall(moreau.set_conv_backend, 'cudnn')
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("unknown conv backend 'cudnn' (expected 'onednn' or 'blas')", 1, true))
+    assert.are.equal(default_backend, moreau.get_conv_backend())
+  end)
+
+  -- oneDNN and the engine's path sum in different orders: they agree to
+  -- float32 rounding, on layer shapes where oneDNN picks its blocked kernels
+  -- (channels a multiple of 16) and where it does not.
+  it('agree to float32 rounding on forward, input gradient, JVP and HVP', function()
+    if #backends < 2 then
+      pending('built without oneDNN')
+      return
+    end
+    local seed = 2024
+    local cases = {
+      { input = { 64, 16, 16 }, cout = 64, k = 3, o = { padding = 1 } },
+      { input = { 64, 16, 16 }, cout = 128, k = 3, o = { stride = 2, padding = 1 } },
+      { input = { 64, 9, 9 }, cout = 32, k = 1, o = { stride = 2, bias = false } },
+      { input = { 3, 32, 32 }, cout = 16, k = 3, o = { padding = 1 } },
+      { input = { 32, 12, 12 }, cout = 32, k = 3, o = { groups = 32, padding = 1 } },
+      { input = { 16, 11, 11 }, cout = 16, k = 3, o = { dilation = 2, padding = 1, groups = 2 } },
+    }
+    local function run(case, which)
+      moreau.set_conv_backend(which)
+      local net = gc.net { input = case.input, seed = seed,
+        build = function(b, x) return conv(b, 'c', x, case.input[1], case.cout, case.k, case.k, case.o) end }
+      local x = T.randn({ 5, unpack(case.input) }, { seed = seed, stream = 1 })
+      local y = net:forward(x)
+      local u = T.randn(y:shape(), { seed = seed, stream = 2 })
+      local gx = net:backward(u)
+      local _, dy = net:jvp(x, x)
+      local _, dgx = net:hvp_backward(u, u)
+      return { y:clone(), gx:clone(), dy:clone(), dgx:clone() }
+    end
+    for i, case in ipairs(cases) do
+      local a, b = run(case, 'onednn'), run(case, 'blas')
+      if i == 1 then -- proof that two different kernels ran: the last bits differ
+        assert(a[1]:max_abs_diff(b[1]) > 0, 'onednn and blas gave identical bits: was oneDNN used?')
+      end
+      for k = 1, #a do
+        local e = gc.rel(a[k], b[k])
+        assert(e < 1e-6, with_seed(seed, ('case %d, result %d: relative error %.3g'):format(i, k, e)))
+      end
+    end
   end)
 end)
 

@@ -16,8 +16,12 @@ local moreau = {
 --- Threads used by the engine and by BLAS (results do not depend on it).
 function moreau.set_num_threads(n) core.check(core.C.mr_set_num_threads(n or 0)) end
 function moreau.get_num_threads() return core.C.mr_get_num_threads() end
---- One line naming the backend and BLAS.
+--- One line naming the backends: BLAS and conv2d's kernels.
 function moreau.backend_info() return require('ffi').string(core.C.mr_backend_info()) end
+--- conv2d's kernels, process-wide: 'onednn' (the default when built with
+-- libdnnl) or 'blas' (im2col + OpenBLAS). They agree to float32 rounding.
+function moreau.set_conv_backend(name) core.check(core.C.mr_set_conv_backend(name)) end
+function moreau.get_conv_backend() return require('ffi').string(core.C.mr_get_conv_backend()) end
 
 return setmetatable(moreau, {
   __index = function(t, name)

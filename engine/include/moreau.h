@@ -66,8 +66,17 @@ int64_t mr_alloc_count(void);
  * n <= 0 means "all cores". Results are bit-identical for every n. */
 int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
-/* A one-line description of the backend and BLAS ("cpu: OpenBLAS 0.3.21 ..."). Static. */
+/* A one-line description of the backends ("cpu: OpenBLAS 0.3.21 ...; conv2d:
+ * onednn (oneDNN 2.6.3, avx512_core)"). Static. */
 const char *mr_backend_info(void);
+/* Selects conv2d's forward and input-gradient kernels: "onednn" (oneDNN's JIT
+ * kernels; the default when the engine was built with libdnnl) or "blas"
+ * (im2col + OpenBLAS sgemm; the weight gradient always takes this path). The
+ * two agree to float32 rounding, not bit for bit. Process-wide. MR_ENOTFOUND
+ * for an unknown name, MR_EINVAL for "onednn" in a build without it. */
+int mr_set_conv_backend(const char *name);
+/* "onednn" or "blas". Static string. */
+const char *mr_get_conv_backend(void);
 /* Seconds on a monotonic wall clock (for timings: os.clock sums CPU time over threads). */
 double mr_wall_seconds(void);
 /* 1 if standard error is a terminal (progress bars redraw in place), else 0. */

@@ -30,6 +30,9 @@ void mr_free(void *p);
 /* Number of threads the engine's own parallel loops use. */
 int mr_threads(void);
 
+/* conv2d's backend, one line (conv2d_dnnl.c), for mr_backend_info. */
+const char *mr_conv_backend_info(void);
+
 #define MR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MR_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -1,6 +1,7 @@
-/* One thread count for the engine's OpenMP loops and for OpenBLAS. Engine
- * loops never call BLAS from inside a parallel region, so the two pools take
- * turns instead of fighting. */
+/* One thread count for the engine's OpenMP loops, OpenBLAS and oneDNN (whose
+ * regions take it from the OpenMP runtime). Engine loops never call BLAS or
+ * oneDNN from inside a parallel region, so they all take turns in one pool
+ * instead of fighting. */
 #include "../internal.h"
 
 #include <cblas.h>
@@ -16,6 +17,7 @@ int mr_set_num_threads(int n)
 {
     num_threads = n > 0 ? n : omp_get_num_procs();
     openblas_set_num_threads(num_threads);
+    omp_set_num_threads(num_threads);
     return MR_OK;
 }
 
@@ -28,6 +30,6 @@ int mr_stderr_is_terminal(void) { return isatty(2) == 1; }
 const char *mr_backend_info(void)
 {
     static char info[256];
-    snprintf(info, sizeof info, "cpu: %s", openblas_get_config());
+    snprintf(info, sizeof info, "cpu: %s; %s", openblas_get_config(), mr_conv_backend_info());
     return info;
 }

@@ -15,7 +15,10 @@
  *   jvp          dy  = conv(dx) without bias          (y is affine in x)
  *   vjp_tangent  dgx = conv_transpose(dgy)            (J does not depend on x: no 2nd-order term)
  *
- * Three ways to compute, chosen from the shapes only:
+ * The forward and input-gradient passes go to oneDNN's kernels when the engine
+ * was built with it (conv2d_dnnl.c, the default backend; mr_set_conv_backend
+ * ("blas") turns it off). Otherwise, and always for the weight gradient,
+ * three ways to compute, chosen from the shapes only:
  *   - grouped with few channels per group (depthwise): a direct loop.
  *   - 1x1, stride 1, no padding: per sample and group, y = W x is one sgemm on x itself.
  *   - otherwise im2col + one sgemm per group over a chunk of the batch:
@@ -28,7 +31,7 @@
  * planes, rows of col, output channels of a parameter gradient); every sum is
  * taken in a fixed order; BLAS is called only outside parallel regions.
  */
-#include "op.h"
+#include "conv2d.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -41,13 +44,6 @@
 /* Grouped convs with at most this many input channels per group use the direct loop. */
 #define CONV_DIRECT_MAX_CG 4
 
-typedef struct conv_geom {
-    int64_t C, H, W;   /* input channels and size */
-    int64_t K, kh, kw; /* output channels, kernel */
-    int64_t sh, sw, ph, pw, dh, dw;
-    int64_t G, cg, kg; /* groups, input and output channels per group */
-    int64_t Ho, Wo;
-} conv_geom;
 
 enum { PATH_GEMM, PATH_1X1, PATH_DIRECT };
 
@@ -350,6 +346,8 @@ static void conv_apply(const conv_geom *g, const float *w, const float *bias, co
 {
     const int64_t P = g->Ho * g->Wo, HW = g->H * g->W, kk = g->kh * g->kw;
     const int64_t xs = g->C * HW, ys = g->K * P;
+    if (mr_conv_dnnl_forward(g, N, x, w, bias, y))
+        return;
     switch (conv_path(g)) {
     case PATH_1X1:
         for (int64_t n = 0; n < N; n++)
@@ -421,6 +419,10 @@ static void conv_adjoint(const conv_geom *g, const float *w, const float *x, con
 {
     const int64_t P = g->Ho * g->Wo, HW = g->H * g->W, kk = g->kh * g->kw;
     const int64_t xs = g->C * HW, ys = g->K * P;
+    if (gx && mr_conv_dnnl_backward_data(g, N, gy, w, gx))
+        gx = NULL; /* done; what is left is the weight gradient */
+    if (!gx && !dw)
+        return;
     switch (conv_path(g)) {
     case PATH_1X1:
         /* dW_g += sum_n GY_{n,g} X_{n,g}^T, accumulated sample by sample in order. */
