@@ -30,12 +30,21 @@
 --            the net's workspace bytes. Each explanation runs in a fresh
 --            process (this script re-run with --child=moreau) so the peak is
 --            that explanation's own.
+--   batch    the shipped resnet_fmnist, Sparse MoreauGrad of --images test
+--            images (--batch_T iterations of --batch_m noisy copies): the
+--            engine explains them all at once (items x copies batched,
+--            --batch_chunk per forward pass), PyTorch in the batch-1 loop a
+--            researcher would write (one image's m copies per pass): images/s.
+--   methods  resnet18_cifar, one image: SmoothGrad (--samples noisy copies,
+--            sigma 0.15) and Integrated Gradients (--steps points, right
+--            Riemann sum), each in one batch: median seconds.
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
 -- process), and the time ratio engine / torch (> 1: the engine is slower).
 --
 -- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32
+--   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=512 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
 -- A quick run: --T=5 --m=4 --repeats=3.
@@ -60,8 +69,9 @@ local here = script_dir()
 local root = here .. '/..'
 
 local defaults = {
-  only = 'forward,moreau,peak,train', threads = 2, repeats = 5, batches = '1,16,32',
+  only = 'forward,moreau,peak,train,batch,methods', threads = 2, repeats = 5, batches = '1,16,32',
   T = 300, m = 32, models = 'resnet18_cifar,resnet_fmnist', torch = 'auto', seed = 0,
+  images = 64, batch_T = 20, batch_m = 16, batch_chunk = 512, samples = 50, steps = 50,
   python = '', keep = false, help = false,
   -- the child process of one explanation (set by this script, not by users)
   child = '', model = '', weights = '', input = '', label = 0, out = '',
@@ -308,8 +318,8 @@ end
 
 local sections = {}
 for _, s in ipairs(list(opts.only)) do
-  if s ~= 'forward' and s ~= 'moreau' and s ~= 'peak' and s ~= 'train' then
-    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train)", 0)
+  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1 })[s] then
+    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods)", 0)
   end
   sections[s] = true
 end
@@ -732,6 +742,115 @@ local function train_section()
   print()
 end
 
+-- ------------------------------------------------------------ batch
+
+--- Issue 7's target 2: many images explained at once in the engine against
+-- PyTorch's batch-1 loop, images per second.
+local function batch_section()
+  local p = prepare('resnet_fmnist')
+  local net = build_model('resnet_fmnist', { beta = p.arch.beta or 10, width = p.arch.width or 1,
+    num_classes = p.arch.num_classes or 10 }, p.weights)
+  local n = opts.images
+  local ok, test = pcall(moreau.data.fashion_mnist, { split = 'test' })
+  local x, note
+  if ok then
+    local card_ok, card = pcall(models.card, 'resnet_fmnist')
+    local norm = card_ok and card.data and card.data.normalization or
+      { mean = moreau.data.FASHION_MNIST_MEAN, std = moreau.data.FASHION_MNIST_STD }
+    x = moreau.data.normalize(moreau.data.subset(test, 1, n).images, norm.mean, norm.std)
+    note = ('the first %d Fashion-MNIST test images'):format(n)
+  else
+    x = T.randn({ n, 1, 28, 28 }, { seed = opts.seed, stream = 8 })
+    note = ('%d random N(0, 1) images (Fashion-MNIST not installed)'):format(n)
+  end
+  local logits = net:forward(x)
+  local labels, k = {}, logits:size(2)
+  for i = 1, n do
+    local best, arg = -math.huge, 0
+    for c = 0, k - 1 do
+      local v = logits:data()[(i - 1) * k + c]
+      if v > best then best, arg = v, c end
+    end
+    labels[i] = arg
+  end
+  local method = moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
+    T = opts.batch_T, m = opts.batch_m, K = math.min(101, opts.batch_T), seed = opts.seed,
+    chunk = opts.batch_chunk }
+  progress('batch: engine, %d images at once, T = %d, m = %d ...', n, opts.batch_T, opts.batch_m)
+  local t0 = now()
+  method:explain(net, x, labels)
+  local te = now() - t0
+  progress('batch: engine %.2f s', te)
+  local tt
+  if torch_info then
+    local input, lab = tmp .. '/batch_x.f32', tmp .. '/batch_labels.json'
+    write_f32(input, x)
+    local f = assert(io.open(lab, 'w'))
+    f:write(cjson.encode(labels))
+    f:close()
+    progress('batch: torch, the batch-1 loop over %d images ...', n)
+    tt = torch_run('batch', { { 'weights', p.weights }, { 'input', input }, { 'labels', lab },
+      { 'images', n }, { 'T', opts.batch_T }, { 'm', opts.batch_m }, { 'threads', opts.threads },
+      { 'beta', p.arch.beta or 10 }, { 'width', p.arch.width or 1 },
+      { 'num-classes', p.arch.num_classes or 10 } }).seconds
+    progress('batch: torch %.2f s', tt)
+  end
+  print(('== batch: Sparse MoreauGrad of %s on resnet_fmnist (%s), T = %d, m = %d, %d threads')
+    :format(note, p.note, opts.batch_T, opts.batch_m, opts.threads))
+  print(('  engine: all %d images at once, items x copies batched, %d per forward pass;'):format(n,
+    opts.batch_chunk))
+  print('  torch: one image at a time, its m copies in one batch (the batch-1 loop)')
+  local rows = { { 'side', 'seconds', 'images/s' }, { 'engine', ('%.2f'):format(te), ('%.2f'):format(n / te) } }
+  if tt then
+    rows[#rows + 1] = { 'torch', ('%.2f'):format(tt), ('%.2f'):format(n / tt) }
+    rows[#rows + 1] = { 'engine images/s / torch images/s', '', ('%.2fx'):format(tt / te) }
+  else
+    rows[#rows + 1] = { 'torch', 'not run: ' .. tostring(torch_why), '' }
+  end
+  print_table(rows)
+  print()
+end
+
+-- ------------------------------------------------------------ methods
+
+--- SmoothGrad and Integrated Gradients on resnet18_cifar, one image, each
+-- method's samples in one batch: median seconds per explanation.
+local function methods_section()
+  local p = prepare('resnet18_cifar')
+  local net = build_model('resnet18_cifar', { beta = 1, width = 1, num_classes = 10 }, p.weights)
+  local sg = moreau.methods.smoothgrad { samples = opts.samples, sigma = 0.15, seed = opts.seed }
+  local ig = moreau.methods.integrated_gradients { steps = opts.steps }
+  local reps = math.max(1, math.min(opts.repeats, 3))
+  progress('methods: engine, SmoothGrad %d samples and IG %d steps ...', opts.samples, opts.steps)
+  local e = {
+    sg = time_median(function() sg:explain(net, p.x, { p.label }) end, reps),
+    ig = time_median(function() ig:explain(net, p.x, { p.label }) end, reps),
+  }
+  local t
+  if torch_info then
+    progress('methods: torch ...')
+    local r = torch_run('methods', { { 'weights', p.weights }, { 'input', p.input }, { 'label', p.label },
+      { 'samples', opts.samples }, { 'steps', opts.steps }, { 'threads', opts.threads }, { 'repeats', reps } })
+    t = { sg = r.smoothgrad_s, ig = r.ig_s }
+  end
+  print(('== methods: resnet18_cifar (%s), one image, %d threads (median of %d)'):format(p.note,
+    opts.threads, reps))
+  local rows = { { 'method', 'passes', 'engine', 'GFLOP/s' } }
+  if t then for _, h in ipairs { 'torch', 'GFLOP/s', 'engine/torch' } do rows[1][#rows[1] + 1] = h end end
+  for _, m in ipairs { { 'smoothgrad', 'sg', opts.samples }, { 'integrated_gradients', 'ig', opts.steps } } do
+    local f = m[3] * GRAD_FACTOR * p.flops
+    local line = { m[1], tostring(m[3]), fmt_s(e[m[2]]), ('%.1f'):format(f / e[m[2]] / 1e9) }
+    if t then
+      line[#line + 1] = fmt_s(t[m[2]])
+      line[#line + 1] = ('%.1f'):format(f / t[m[2]] / 1e9)
+      line[#line + 1] = ('%.2fx'):format(e[m[2]] / t[m[2]])
+    end
+    rows[#rows + 1] = line
+  end
+  print_table(rows)
+  print()
+end
+
 -- ------------------------------------------------------------ main
 
 local ok, err = pcall(function()
@@ -742,6 +861,8 @@ local ok, err = pcall(function()
   if sections.forward then forward_section(peak) end
   if sections.moreau then moreau_section() end
   if sections.train then train_section() end
+  if sections.batch then batch_section() end
+  if sections.methods then methods_section() end
   local load = (read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('load average %s at the end (a busy machine makes every figure slower and noisier)'):format(load))
 end)

@@ -19,6 +19,16 @@ one measurement. Progress and warnings go to stderr.
                    [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
         one Sparse MoreauGrad explanation of one image (DESIGN §4), seconds,
         resident set before it and ru_maxrss after it.
+    bench_torch.py batch --input=X.f32 --labels=L.json --images=64 --T=20 --m=16
+                   --threads=2 --weights=W.safetensors [--beta=B --width=W --num-classes=K]
+        resnet_fmnist: Sparse MoreauGrad of each of the images in turn (the
+        batch-1 loop: one image's m noisy copies per forward pass), seconds.
+    bench_torch.py methods --input=X.f32 --label=C --samples=50 --steps=50
+                   --threads=2 --repeats=3 [--weights=W.safetensors]
+        resnet18_cifar, one image: SmoothGrad (samples noisy copies, sigma
+        0.15 of the value range, one batch) and Integrated Gradients (steps
+        points of the zero-baseline path, right Riemann sum, one batch),
+        median seconds of each.
     bench_torch.py train --threads=2 --repeats=5 --batch=128
         resnet_fmnist training steps (batchnorm in training mode, cross-entropy,
         SGD with Nesterov momentum and weight decay): median seconds per step.
@@ -285,6 +295,47 @@ def task_moreau(opts):
             'torch': torch.__version__, 'logits': logits}
 
 
+def task_batch(opts):
+    model, shape = build(dict(opts, model='resnet_fmnist'))
+    n = int(opts.get('images', 64))
+    x = read_f32(opts['input'], (n,) + shape)
+    with open(opts['labels']) as f:
+        labels = json.load(f)
+    T, m = int(opts.get('T', 20)), int(opts.get('m', 16))
+    K = min(101, T)
+    gen = torch.Generator().manual_seed(int(opts.get('seed', 0)))
+    t0 = time.perf_counter()
+    for i in range(n):
+        sparse_moreaugrad(model, x[i:i + 1], int(labels[i]), T, m, rho=1.0, gamma=0.1, eta=5e-3,
+                          sigma=0.1, K=K, gen=gen)
+    seconds = time.perf_counter() - t0
+    return {'seconds': seconds, 'images': n, 'images_per_s': n / seconds, 'T': T, 'm': m,
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
+def task_methods(opts):
+    model, shape = build(dict(opts, model='resnet18_cifar'))
+    x = read_f32(opts['input'], (1,) + shape)
+    c = int(opts['label'])
+    samples, steps = int(opts.get('samples', 50)), int(opts.get('steps', 50))
+    repeats = int(opts.get('repeats', 3))
+    gen = torch.Generator().manual_seed(0)
+    s = 0.15 * float(x.max() - x.min())
+
+    def smoothgrad():
+        z = torch.randn((samples,) + shape, generator=gen) * s
+        return input_grad(model, x + z, torch.full((samples,), c, dtype=torch.long)).mean(0)
+
+    def integrated_gradients():
+        alphas = torch.arange(1, steps + 1, dtype=torch.float32).reshape(-1, 1, 1, 1) / steps
+        g = input_grad(model, alphas * x, torch.full((steps,), c, dtype=torch.long))
+        return x[0] * g.mean(0)
+
+    return {'smoothgrad_s': median_seconds(smoothgrad, repeats),
+            'ig_s': median_seconds(integrated_gradients, repeats),
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
 def task_train(opts):
     """Training steps of resnet_fmnist as recipes/train_fmnist.lua takes them:
     batch statistics in batchnorm, cross-entropy, SGD (lr 0.1, Nesterov
@@ -326,6 +377,10 @@ def main(argv):
         result = task_moreau(opts)
     elif task == 'train':
         result = task_train(opts)
+    elif task == 'batch':
+        result = task_batch(opts)
+    elif task == 'methods':
+        result = task_methods(opts)
     else:
         raise SystemExit('bench_torch.py: unknown task ' + task)
     sys.stdout.write(json.dumps(result) + '\n')
