@@ -1,10 +1,12 @@
 -- The network graph and the gradient oracle: fan-out, workspace reuse,
--- determinism across thread counts, score kinds, exact HVPs, error paths.
+-- shared gradient slots, determinism across thread counts, score kinds, exact
+-- HVPs, error paths.
 local ffi = require 'ffi'
 local moreau = require 'moreau'
 local T = require 'moreau.tensor'
 local nn = require 'moreau.nn'
 local oracle = require 'moreau.oracle'
+local models = require 'moreau.models'
 local gc = require 'helpers.gradcheck'
 local C = require('moreau.core').C
 
@@ -118,6 +120,150 @@ describe('a network', function()
   it('names a missing parameter', function()
     local net = small_net()
     assert.has_error(function() net:param('c9.weight') end, "net: no parameter named 'c9.weight'")
+  end)
+end)
+
+local function numel(shape)
+  local n = 1
+  for _, d in ipairs(shape) do n = n * d end
+  return n
+end
+
+-- D (linear, softplus) pairs on `width` features: 2D nodes after the input.
+local function chain_net(depth, width)
+  local b = nn.builder({ width }, { seed = 4 })
+  local h = b.input
+  for i = 1, depth do h = b:softplus(b:linear('l' .. i, h, width, width), { beta = 2 }) end
+  return b:build(h)
+end
+
+-- Fan-out into three consumers, a skip, a node whose two inputs are one node
+-- (mul(s, s)), and an output that is not the last node: the nodes after it
+-- (one of them reading the skip) get no gradient buffer.
+local function fanout_net(seed)
+  local b = nn.builder({ 2, 6, 6 }, { seed = seed or 3 })
+  local h = b:conv2d('c1', b.input, 2, 4, 3, { padding = 1 })
+  h = b:softplus(h, { beta = 2 })
+  local k = b:tanh(b:conv2d('c2', h, 4, 4, 3, { padding = 1 }))
+  local s = b:add(h, k)
+  s = b:mul(s, s)
+  s = b:mul(s, h)
+  s = b:flatten(b:adaptive_avgpool2d(s, 2))
+  local out = b:linear('fc', s, 16, 5)
+  b:softplus(b:add(out, b:linear('fc2', s, 16, 5)))
+  b:tanh(k)
+  return b:build(out)
+end
+
+describe('the workspace', function()
+  it('holds a chain in its activations plus four gradient-sized buffers, at any depth', function()
+    -- In the reverse pass gy_i is live over steps [i, i+1] only, so on a chain
+    -- two gradient slots alternate; the fan-out scratch adds two more (gy of
+    -- input 0 and 1). Linear and softplus keep no state or scratch, so with
+    -- F = 16 features and batch N the workspace is exactly, in floats,
+    --   forward + backward   N F (2D + 2 + 2)         (y of the 2D nodes after the input)
+    --   jvp + hvp_backward   N F (2D + (2D + 1) + 4 + 4)  (dy also of the input; dgy in its own slots)
+    -- where one gradient buffer per node took N F (2D + (2D + 1) + 4) for the first.
+    local N, F = 4, 16
+    for _, D in ipairs { 8, 32 } do
+      local net = chain_net(D, F)
+      local x = T.randn({ N, F }, { seed = 1 })
+      local y = net:forward(x)
+      net:backward(T.randn(y:shape(), { seed = 2 }))
+      assert.are.equal(4 * N * F * (2 * D + 4), net:workspace_bytes())
+      net:jvp(x, T.randn({ N, F }, { seed = 3 }))
+      net:hvp_backward(T.randn(y:shape(), { seed = 2 }))
+      assert.are.equal(4 * N * F * (4 * D + 1 + 8), net:workspace_bytes())
+    end
+  end)
+
+  it('holds resnet18_cifar in its activations plus a few gradient slots', function()
+    -- Inside a BasicBlock the block input (its skip) stays live across the
+    -- block while gradients alternate along the branch: 3 slots. With the two
+    -- fan-out buffers that is 5 buffers of the largest node. The rest is op
+    -- scratch and state: a GEMM conv takes (cin kh kw + cout) Ho Wo floats per
+    -- sample, at most 10 x its output here (3x3 or 1x1 kernels, cin <= cout),
+    -- and batchnorm keeps 2C + 1 floats. One gradient buffer per node needed
+    -- activations + gradients = 2 x the activations before any scratch.
+    local net = models.resnet18_cifar { width = 0.125 }
+    local N = 2
+    local nodes = net:nodes()
+    local act, max, state = 0, 0, 0
+    for i = 2, #nodes do
+      local n = numel(nodes[i].shape)
+      act, max = act + n, math.max(max, n)
+      if nodes[i].op == 'batchnorm2d' then state = state + 2 * nodes[i].shape[1] + 1 end
+    end
+    local y = net:forward(T.randn({ N, 3, 32, 32 }, { seed = 1 }))
+    net:backward(T.randn(y:shape(), { seed = 2 }))
+    local bytes = net:workspace_bytes()
+    local bound = 4 * (N * act + N * max * (3 + 2 + 10) + state)
+    assert.is_true(bytes <= bound, ('%d bytes, bound %d'):format(bytes, bound))
+    assert.is_true(bytes < 4 * N * 2 * act, ('%d bytes vs %d'):format(bytes, 4 * N * 2 * act))
+  end)
+
+  it('gives the same bits on a second reverse pass through shared slots', function()
+    -- The slots hold other nodes' gradients from the pass before; every
+    -- input gradient is overwritten before it is read.
+    local net = fanout_net(7)
+    local x = T.randn({ 3, 2, 6, 6 }, { seed = 7 })
+    local v = T.randn({ 3, 2, 6, 6 }, { seed = 8 })
+    local u = T.randn({ 3, 5 }, { seed = 9 })
+    local w = T.randn({ 3, 5 }, { seed = 10 })
+    net:forward(x)
+    local g1 = net:backward(u)
+    local g2 = net:backward(u)
+    net:jvp(x, v)
+    local a1, h1 = net:hvp_backward(u, w)
+    net:jvp(v, x) -- another pass in between
+    net:hvp_backward(w, u)
+    net:jvp(x, v)
+    local a2, h2 = net:hvp_backward(u, w)
+    net:forward(x)
+    local g3 = net:backward(u)
+    assert.is_true(bits_equal(g1, g2))
+    assert.is_true(bits_equal(g1, g3))
+    assert.is_true(bits_equal(g1, a1))
+    assert.is_true(bits_equal(a1, a2))
+    assert.is_true(bits_equal(h1, h2))
+  end)
+
+  it('passes finite-difference checks with an input used twice and nodes past the output (seed 6)', function()
+    local r = gc.check { net = fanout_net(6), seed = 6, batch = 2 }
+    gc.assert_ok(r, 2e-3)
+  end)
+
+  it('passes the seed straight through when the output is the input', function()
+    -- no node has a gradient slot: gy lands in the caller's gx (and dgy in dgx)
+    local b = nn.builder({ 5 }, { seed = 1 })
+    b:linear('fc', b.input, 5, 5)
+    local net = b:build(0)
+    local x, u, w = T.randn({ 2, 5 }, { seed = 1 }), T.randn({ 2, 5 }, { seed = 2 }), T.randn({ 2, 5 }, { seed = 3 })
+    net:forward(x)
+    assert.is_true(bits_equal(u, net:backward(u)))
+    net:jvp(x, w)
+    local g, dg = net:hvp_backward(u, w)
+    assert.is_true(bits_equal(u, g))
+    assert.is_true(bits_equal(w, dg))
+  end)
+
+  it('refuses a reverse pass after the output node moved, until the next forward', function()
+    local net = chain_net(3, 4)
+    local x = T.randn({ 2, 4 }, { seed = 1 })
+    local u = T.randn({ 2, 4 }, { seed = 2 })
+    net:forward(x)
+    assert.are.equal(0, C.mr_net_set_output(net.ptr, 4))
+    assert.has_error(function() net:backward(u) end,
+      'backward: the output node moved to 4 after the forward pass; run it again')
+    -- after a forward the slot map is for node 4: the gradient of the first two pairs
+    net:forward(x)
+    local g = net:backward(u)
+    local b = nn.builder({ 4 }, { seed = 4 })
+    local h = b.input
+    for i = 1, 2 do h = b:softplus(b:linear('l' .. i, h, 4, 4), { beta = 2 }) end
+    local short = b:build(h)
+    short:forward(x)
+    assert.is_true(bits_equal(g, short:backward(u)))
   end)
 end)
 

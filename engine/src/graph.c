@@ -3,18 +3,45 @@
  * the workspace its passes run in.
  *
  * Nodes are numbered in creation order (a topological order); node 0 is the
- * input. Every node keeps four batch buffers in the workspace, allocated only
- * when a pass needs them and only when the batch grows:
+ * input. The workspace gives every node two batch buffers of its own,
  *
  *   y    activation            (forward)
  *   dy   forward tangent       (jvp)
+ *
+ * read by the reverse pass at every node, and two that live in a gradient
+ * slot shared between nodes,
+ *
  *   gy   reverse gradient      (backward)
  *   dgy  tangent of gy         (hvp_backward)
  *
- * Reverse passes run nodes from the output down. Ops overwrite their input
- * gradients; when a node feeds several consumers the first writes into the
- * node's own buffer and later ones into a scratch buffer that is then added
- * (gy[i] = sum over consumers). A node that no gradient reached is skipped.
+ * all allocated only when a pass needs them and only when the batch grows.
+ *
+ * Reverse passes run steps i = out, out-1, ..., 1 (out: the output node). Step
+ * i reads gy_i (and dgy_i) and writes gy_j (and dgy_j) for the inputs j of i.
+ * Ops overwrite their input gradients; when a node feeds several consumers
+ * the first to run writes into the node's own buffer and later ones into a
+ * scratch buffer that is then added (gy_j = sum over consumers). A node that
+ * no gradient reached is skipped.
+ *
+ * Lifetimes. Let R(j) be the highest-numbered consumer of j that the reverse
+ * pass reaches. gy_j is first written at step R(j) and last read at step j,
+ * so it is live over the closed interval of steps [j, R(j)]; the seed gy_out
+ * is written before step out and read there: [out, out]. Nodes after the
+ * output or with no path to it have no gradient and get no buffer; the input's
+ * gradient is the caller's gx. At step i = R(j) both gy_i and gy_j are in use,
+ * hence closed intervals; nodes whose intervals are disjoint share a slot.
+ * dgy_j is written and read at the same steps as gy_j, so it follows the same
+ * slot map in a second set of buffers.
+ *
+ * The slot map replays the reverse pass once (plan_slots): at step i every
+ * input j of i without a slot takes a free one (the smallest that fits, else
+ * the largest, grown; a new one only when none is free), then i's slot is
+ * freed. That is the greedy partition of the intervals in order of decreasing
+ * right end, which uses as few slots as the most gradients ever live at one
+ * step: 2 on a chain (gy_i and gy_{i-1} alternate), one more for each skip
+ * input held across a residual block. A slot holds capacity x the largest
+ * sample numel assigned to it. The map is recomputed only when the output
+ * node moves (mr_net_set_output) or a node is added.
  */
 #include "graph.h"
 
@@ -32,6 +59,7 @@ int mr_net_new(mr_net **out)
     if (!*out)
         return MR_ENOMEM;
     (*out)->output = -1;
+    (*out)->gslots_output = -1;
     return MR_OK;
 }
 
@@ -39,12 +67,17 @@ static void free_workspace(mr_net *net)
 {
     for (int i = 0; i < net->nnodes; i++) {
         mr_node *n = &net->nodes[i];
-        for (int b = 0; b < MR_NBUF; b++) {
+        for (int b = 0; b < MR_BUF_GY; b++) {
             mr_free(n->buf_data[b]);
             n->buf_data[b] = NULL;
         }
         mr_free(n->state);
         n->state = NULL;
+    }
+    for (int s = 0; s < net->ngslots; s++) { /* the slot map itself stays */
+        mr_free(net->gslots[s].gy);
+        mr_free(net->gslots[s].dgy);
+        net->gslots[s].gy = net->gslots[s].dgy = NULL;
     }
     for (int k = 0; k < 4; k++) {
         mr_free(net->fanout_scratch[k]);
@@ -68,6 +101,7 @@ void mr_net_free(mr_net *net)
         mr_free(net->params[i].name);
     }
     mr_free(net->params);
+    mr_free(net->gslots);
     mr_free(net->nodes);
     mr_free(net->written);
     mr_free(net);
@@ -114,6 +148,7 @@ int mr_net_input(mr_net *net, int ndim, const int64_t *sample_shape)
     mr_node *n = &net->nodes[0];
     memset(n, 0, sizeof *n);
     n->def = NULL;
+    n->gslot = -1; /* the input's gradient is the caller's gx */
     n->shape.ndim = ndim;
     for (int i = 0; i < ndim; i++)
         n->shape.d[i] = sample_shape[i];
@@ -207,7 +242,9 @@ int mr_net_node(mr_net *net, const char *op_name, const int *inputs, int ninputs
         n->params[k] = params[k];
     n->attrs = a;
     n->shape = out;
+    n->gslot = -1;
     snprintf(n->label, sizeof n->label, "%s", lab);
+    net->gslots_output = -1; /* the slot map is computed again at the next reserve */
     return net->nnodes++;
 }
 
@@ -316,22 +353,94 @@ int64_t mr_net_workspace_bytes(const mr_net *net) { return net ? net->workspace_
 
 static int output_node(const mr_net *net) { return net->output >= 0 ? net->output : net->nnodes - 1; }
 
+/* A free slot for a gradient of `numel` floats per sample: the smallest free
+ * slot that holds it, else the largest free one (grown), else a new one. */
+static int take_slot(mr_gslot *slots, int *nslots, const int *owner, int64_t numel)
+{
+    int fit = -1, big = -1;
+    for (int s = 0; s < *nslots; s++) {
+        if (owner[s] >= 0)
+            continue;
+        int64_t have = slots[s].sample_numel;
+        if (have >= numel && (fit < 0 || have < slots[fit].sample_numel))
+            fit = s;
+        if (big < 0 || have > slots[big].sample_numel)
+            big = s;
+    }
+    int s = fit >= 0 ? fit : big >= 0 ? big : (*nslots)++;
+    slots[s].sample_numel = MR_MAX(slots[s].sample_numel, numel);
+    return s;
+}
+
+/* Computes the slot map (node -> gslot) by replaying the reverse pass; see the
+ * header. Allocates only here, once per output node. */
+static int plan_slots(mr_net *net)
+{
+    int out = output_node(net);
+    mr_free(net->gslots);
+    net->gslots = NULL;
+    net->ngslots = 0;
+    net->gslots_output = -1;
+    for (int i = 0; i < net->nnodes; i++)
+        net->nodes[i].gslot = -1;
+    if (out == 0) { /* the output is the input: its gradient is the caller's gx */
+        net->gslots_output = out;
+        return MR_OK;
+    }
+    /* at most one slot per node; owner[s]: the node whose gradient slot s holds now */
+    mr_gslot *slots = mr_calloc((size_t)out * sizeof *slots);
+    int *owner = mr_alloc((size_t)out * sizeof *owner);
+    if (!slots || !owner) {
+        mr_free(slots);
+        mr_free(owner);
+        return MR_ENOMEM;
+    }
+    int nslots = 0;
+    mr_node *o = &net->nodes[out];
+    o->gslot = take_slot(slots, &nslots, owner, mr_shape_numel(&o->shape));
+    owner[o->gslot] = out;
+    for (int i = out; i >= 1; i--) {
+        mr_node *n = &net->nodes[i];
+        if (n->gslot < 0)
+            continue; /* no gradient reaches i */
+        for (int k = 0; k < n->nin; k++) {
+            mr_node *src = &net->nodes[n->in[k]];
+            if (n->in[k] == 0 || src->gslot >= 0)
+                continue; /* the caller's gx, or live already (fan-out, or in[0] == in[1]) */
+            src->gslot = take_slot(slots, &nslots, owner, mr_shape_numel(&src->shape));
+            owner[src->gslot] = n->in[k];
+        }
+        owner[n->gslot] = -1; /* step i is gy_i's last read */
+    }
+    mr_free(owner);
+    net->gslots = slots; /* out entries, nslots used */
+    net->ngslots = nslots;
+    net->gslots_output = out;
+    return MR_OK;
+}
+
 /* Makes sure buffers `need` (MR_BUF_* bits) exist for a batch of N. Allocates
- * only when the batch grows past the capacity or a new kind of buffer is needed. */
+ * only when the batch grows past the capacity, a new kind of buffer is needed,
+ * or the slot map is stale. */
 static int reserve(mr_net *net, int64_t N, unsigned need)
 {
-    if (N <= net->capacity && (need & ~net->bufs_have) == 0)
+    int replan = net->gslots_output != output_node(net);
+    if (!replan && N <= net->capacity && (need & ~net->bufs_have) == 0)
         return MR_OK;
     int64_t cap = MR_MAX(N, net->capacity);
     unsigned have = net->bufs_have | need;
-    free_workspace(net);
+    int grads = (have & (1u << MR_BUF_GY)) != 0, tangents = (have & (1u << MR_BUF_DGY)) != 0;
     int64_t bytes = 0, max_numel = 0;
     size_t max_scratch = 0;
+    free_workspace(net);
+    if (replan && plan_slots(net) < 0)
+        goto oom;
     for (int i = 0; i < net->nnodes; i++) {
         mr_node *n = &net->nodes[i];
         int64_t numel = cap * mr_shape_numel(&n->shape);
-        max_numel = MR_MAX(max_numel, numel);
-        for (int b = 0; b < MR_NBUF; b++) {
+        if (i == 0 || n->gslot >= 0) /* a gradient, hence possibly a fan-out sum, reaches it */
+            max_numel = MR_MAX(max_numel, numel);
+        for (int b = 0; b < MR_BUF_GY; b++) {
             if (!(have & (1u << b)) || (i == 0 && b == MR_BUF_Y))
                 continue; /* the input's activation is the caller's x */
             n->buf_data[b] = mr_alloc((size_t)numel * sizeof(float));
@@ -354,13 +463,23 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
             }
         }
     }
-    if (have & ((1u << MR_BUF_GY) | (1u << MR_BUF_DGY))) {
-        for (int k = 0; k < 4; k++) {
-            net->fanout_scratch[k] = mr_alloc((size_t)max_numel * sizeof(float));
-            if (!net->fanout_scratch[k])
-                goto oom;
-            bytes += max_numel * (int64_t)sizeof(float);
-        }
+    for (int s = 0; s < net->ngslots && grads; s++) {
+        mr_gslot *g = &net->gslots[s];
+        int64_t numel = cap * g->sample_numel;
+        g->gy = mr_alloc((size_t)numel * sizeof(float));
+        g->dgy = tangents ? mr_alloc((size_t)numel * sizeof(float)) : NULL;
+        if (!g->gy || (tangents && !g->dgy))
+            goto oom;
+        bytes += (tangents ? 2 : 1) * numel * (int64_t)sizeof(float);
+    }
+    /* fanout_scratch[2k], [2k+1]: gy and dgy of input k going through the scratch */
+    for (int k = 0; k < 4 && grads; k++) {
+        if (k % 2 == 1 && !tangents)
+            continue;
+        net->fanout_scratch[k] = mr_alloc((size_t)max_numel * sizeof(float));
+        if (!net->fanout_scratch[k])
+            goto oom;
+        bytes += max_numel * (int64_t)sizeof(float);
     }
     if (max_scratch) {
         net->scratch = mr_alloc(max_scratch * sizeof(float));
@@ -374,18 +493,21 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
     return MR_OK;
 oom:
     free_workspace(net);
+    net->gslots_output = -1; /* plan again next time */
     return mr_error(MR_ENOMEM, "network workspace: out of memory for a batch of %lld", (long long)cap);
 }
 
-/* Points the node's tensor views at its buffers for a batch of N. */
+/* Points the node's tensor views at its buffers for a batch of N: y and dy at
+ * its own, gy and dgy at its gradient slot's (NULL without one). */
 static void set_views(mr_net *net, int64_t N)
 {
     for (int i = 0; i < net->nnodes; i++) {
         mr_node *n = &net->nodes[i];
+        mr_gslot *g = n->gslot >= 0 ? &net->gslots[n->gslot] : NULL;
         for (int b = 0; b < MR_NBUF; b++) {
             mr_tensor *t = &n->view[b];
             memset(t, 0, sizeof *t);
-            t->data = n->buf_data[b];
+            t->data = b < MR_BUF_GY ? n->buf_data[b] : !g ? NULL : b == MR_BUF_GY ? g->gy : g->dgy;
             t->ndim = 1 + n->shape.ndim;
             t->shape[0] = N;
             for (int d = 0; d < 3; d++)
@@ -497,30 +619,38 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
                         mr_tensor *dgx, int param_grads, int tangent, const mr_vjp_hook *hook)
 {
     int64_t N = net->ran_N;
+    int last = output_node(net);
+    const char *what = tangent ? "hvp_backward" : "backward";
     unsigned need = (1u << MR_BUF_GY) | (tangent ? 1u << MR_BUF_DGY : 0);
     if ((need & ~net->bufs_have) != 0) {
         /* Reserving new buffers reallocates; the forward activations would be lost. */
-        return mr_error(MR_ESTATE, "backward: internal: workspace lacks gradient buffers");
+        return mr_error(MR_ESTATE, "%s: internal: workspace lacks gradient buffers", what);
     }
+    if (net->gslots_output != last) /* the slot map (and the forward) are for another output */
+        return mr_error(MR_ESTATE, "%s: the output node moved to %d after the forward pass; run it again",
+                        what, last);
     set_views(net, N);
     net->nodes[0].view[MR_BUF_Y].data = net->ran_x;
-    int last = output_node(net);
     /* written[i]: node i's gradient buffer holds a value this pass. */
     unsigned char *written = net->written;
     memset(written, 0, (size_t)net->nnodes);
+    /* The input node's gradient goes straight to the caller's gx / dgx (set
+     * first: when the output is the input, the seed lands there). */
+    mr_node *in0 = &net->nodes[0];
+    in0->view[MR_BUF_GY].data = gx ? gx->data : NULL;
+    in0->view[MR_BUF_DGY].data = dgx ? dgx->data : NULL;
+    /* The seed: gy_out's slot is free before step out (see the header), and
+     * gy may be that very buffer (the oracle seeds it in place). */
     mr_node *out = &net->nodes[last];
-    memmove(out->view[MR_BUF_GY].data, gy->data, (size_t)gy->numel * sizeof(float));
-    if (tangent) {
+    if (out->view[MR_BUF_GY].data)
+        memmove(out->view[MR_BUF_GY].data, gy->data, (size_t)gy->numel * sizeof(float));
+    if (tangent && out->view[MR_BUF_DGY].data) {
         if (dgy)
             memmove(out->view[MR_BUF_DGY].data, dgy->data, (size_t)dgy->numel * sizeof(float));
         else
             memset(out->view[MR_BUF_DGY].data, 0, (size_t)gy->numel * sizeof(float));
     }
     written[last] = 1;
-    /* The input node's gradient goes straight to the caller's gx / dgx. */
-    mr_node *in0 = &net->nodes[0];
-    in0->view[MR_BUF_GY].data = gx ? gx->data : NULL;
-    in0->view[MR_BUF_DGY].data = dgx ? dgx->data : NULL;
 
     for (int i = last; i >= 1; i--) {
         mr_node *n = &net->nodes[i];
@@ -677,7 +807,10 @@ int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
     return run_backward(net, gy, dgy, gx, dgx, 0, 1, NULL);
 }
 
-/* Internal: the output view of the last forward (the oracle reads logits here). */
+/* Internal: the output node's views after the last forward (the oracle reads
+ * logits here). GY and DGY are the output's gradient slot: what is written
+ * there before a reverse pass is a valid seed (gy_out is live from before step
+ * out), but the pass reuses the slot for other nodes' gradients afterwards. */
 mr_tensor *mr_net_output_view(mr_net *net, int buf)
 {
     return &net->nodes[output_node(net)].view[buf];

@@ -6,7 +6,9 @@
 
 enum { MR_MAX_INPUTS = 2, MR_MAX_PARAMS = 4 };
 
-/* Workspace buffers of a node. */
+/* Workspace buffers of a node: y and dy are the node's own, gy and dgy live in
+ * a gradient slot shared with nodes whose gradients are never live together
+ * (see graph.c). */
 enum { MR_BUF_Y, MR_BUF_DY, MR_BUF_GY, MR_BUF_DGY, MR_NBUF };
 
 typedef struct mr_node {
@@ -19,10 +21,17 @@ typedef struct mr_node {
     mr_shape shape; /* per-sample output shape */
     int nconsumers;
     char label[96];
-    float *buf_data[MR_NBUF]; /* owned workspace, capacity x sample numel */
-    mr_tensor view[MR_NBUF];  /* views of the buffers at the current batch size */
+    float *buf_data[MR_BUF_GY]; /* owned y and dy, capacity x sample numel */
+    int gslot;                  /* gradient slot of gy and dgy; -1: no gradient reaches the node */
+    mr_tensor view[MR_NBUF];    /* views of the buffers at the current batch size */
     float *state;             /* op state kept from forward to reverse */
 } mr_node;
+
+/* A gradient slot: one gy and one dgy buffer, each capacity x sample_numel. */
+typedef struct mr_gslot {
+    int64_t sample_numel; /* the largest per-sample numel among the nodes assigned */
+    float *gy, *dgy;      /* dgy: NULL until a tangent pass needs it */
+} mr_gslot;
 
 typedef struct mr_param {
     char *name;
@@ -42,6 +51,9 @@ struct mr_net {
     /* workspace */
     int64_t capacity;  /* largest batch the buffers hold */
     unsigned bufs_have; /* MR_BUF_* bits allocated */
+    mr_gslot *gslots;   /* the slot map, computed once per output node */
+    int ngslots;
+    int gslots_output;  /* the output node the slot map is for; -1: none yet */
     float *fanout_scratch[4];
     float *scratch;
     int64_t workspace_bytes;
