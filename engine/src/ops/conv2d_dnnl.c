@@ -411,6 +411,12 @@ int mr_conv_dnnl_forward(const conv_geom *g, int64_t N, const float *x, const fl
 int mr_conv_dnnl_backward_data(const conv_geom *g, int64_t N, const float *gy, const float *w,
                                float *gx)
 {
+    /* A first layer (the image's 1 or 3 channels): oneDNN pads the input
+     * gradient to 16 channels, 16/C times the work, and the engine's col2im
+     * path is faster (a 3x3 conv to 32 channels on 32 images of 28x28: 1.35
+     * vs 0.59 ms for 1 channel, 1.59 vs 0.99 for 3; at 8 oneDNN is ahead). */
+    if (g->G == 1 && g->C < 8)
+        return 0;
     return run(g, N, PLAN_BACKWARD_DATA, gy, w, NULL, gx);
 }
 
