@@ -44,7 +44,7 @@
 -- process), and the time ratio engine / torch (> 1: the engine is slower).
 --
 -- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32
---   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=512 --samples=50 --steps=50
+--   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=64 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
 -- A quick run: --T=5 --m=4 --repeats=3.
@@ -71,7 +71,7 @@ local root = here .. '/..'
 local defaults = {
   only = 'forward,moreau,peak,train,batch,methods', threads = 2, repeats = 5, batches = '1,16,32',
   T = 300, m = 32, models = 'resnet18_cifar,resnet_fmnist', torch = 'auto', seed = 0,
-  images = 64, batch_T = 20, batch_m = 16, batch_chunk = 512, samples = 50, steps = 50,
+  images = 64, batch_T = 20, batch_m = 16, batch_chunk = 64, samples = 50, steps = 50,
   python = '', keep = false, help = false,
   -- the child process of one explanation (set by this script, not by users)
   child = '', model = '', weights = '', input = '', label = 0, out = '',
@@ -271,6 +271,19 @@ end
 -- the forward convolutions; at 3× PyTorch would run above the FMA peak.
 local GRAD_FACTOR = 2
 
+--- Bytes of one batch of n samples' activations (every node's output, the
+-- input included) and of the parameters: the yardstick of issue 7's memory
+-- target (peak within 1.5x of their sum).
+local function activation_weight_bytes(net, n)
+  local act = 0
+  for _, nd in ipairs(net:nodes()) do
+    local e = 1
+    for _, d in ipairs(nd.shape) do e = e * d end
+    act = act + 4 * n * e
+  end
+  return act, 4 * net:num_params()
+end
+
 local function argmax(y)
   local best, bi = -math.huge, 0
   for i = 0, y:numel() - 1 do
@@ -300,8 +313,9 @@ local function child_moreau(o)
   if o.out ~= '' then write_f32(o.out, map) end
   local zeros = 0
   for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
+  local act, wts = activation_weight_bytes(net, math.max(o.m, 1))
   io.stdout:write('BENCH_JSON ', cjson.encode {
-    seconds = seconds, peak_rss = peak, rss_before = rss_before,
+    seconds = seconds, peak_rss = peak, rss_before = rss_before, activations = act, weights = wts,
     workspace = net:workspace_bytes(), sparsity = zeros / map:numel(),
     T = o.T, m = o.m, K = method.opts.K, threads = moreau.get_num_threads(),
   }, '\n')
@@ -669,12 +683,16 @@ local function moreau_section()
   end
   print_table(out)
   print()
-  local mem = { { 'model', 'engine peak', 'before', 'workspace' } }
+  local mem = { { 'model', 'engine peak', 'before', 'workspace', 'act + wts', 'used / (act + wts)' } }
   if torch_info then
     for _, h in ipairs { 'torch peak', 'before', 'peak engine/torch' } do mem[1][#mem[1] + 1] = h end
   end
   for _, r in ipairs(results) do
-    local line = { r.p.name, mib(r.e.peak_rss), mib(r.e.rss_before), mib(r.e.workspace) }
+    -- used: what the explanation added to the process, plus the weights it
+    -- reads (loaded before it starts)
+    local used = r.e.peak_rss - r.e.rss_before + r.e.weights
+    local line = { r.p.name, mib(r.e.peak_rss), mib(r.e.rss_before), mib(r.e.workspace),
+      mib(r.e.activations + r.e.weights), ('%.2f'):format(used / (r.e.activations + r.e.weights)) }
     if r.t then
       line[#line + 1] = mib(r.t.peak_rss)
       line[#line + 1] = mib(r.t.rss_before)
@@ -683,6 +701,8 @@ local function moreau_section()
     mem[#mem + 1] = line
   end
   print_table(mem)
+  print('  act + wts: one batch of m samples\' activations (every node\'s output) plus the parameters;')
+  print('  used = peak - before + weights (the weights are loaded before the explanation starts)')
   if torch_info then
     print('  engine/torch > 1: the engine takes longer / holds more')
     for _, r in ipairs(results) do

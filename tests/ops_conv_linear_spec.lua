@@ -232,8 +232,9 @@ describe('conv2d [' .. backend .. ' backend]', function()
   end)
 
   -- Big enough that the im2col path splits the batch into chunks (the scratch
-  -- is capped at 2^22 floats; here one sample needs (16*9 + 16) * 48*48 =
-  -- 368640, so 11 samples per chunk and a batch of 13 is two chunks).
+  -- is capped at 2^20 floats; here one sample needs (16*9 + 16) * 48*48 =
+  -- 368640, so 2 samples per chunk and a batch of 13 is seven chunks; on the
+  -- oneDNN backend the chunks carry the weight gradient).
   describe('a batch split into im2col chunks', function()
     local seed = 4242
     local function make()
@@ -269,7 +270,7 @@ describe('conv2d [' .. backend .. ' backend]', function()
   it('gives the same bits for every thread count', function()
     local seed = 99
     local cases = {
-      { input = { 16, 64, 64 }, cout = 16, k = 3, o = { padding = 1 } },          -- im2col, 2 chunks of 6, 3
+      { input = { 16, 64, 64 }, cout = 16, k = 3, o = { padding = 1 } },          -- im2col, one sample per chunk
       { input = { 8, 24, 24 }, cout = 8, k = 3, o = { groups = 8, padding = 1 } }, -- depthwise
       { input = { 8, 24, 24 }, cout = 12, k = 1, o = {} },                        -- 1x1
       { input = { 64, 10, 10 }, cout = 128, k = 3, o = { stride = 2, padding = 1 } }, -- blocked (oneDNN)

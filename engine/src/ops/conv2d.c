@@ -37,9 +37,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Upper bound (floats) of the im2col scratch: 16 MiB. One sample may exceed
+/* Upper bound (floats) of the im2col scratch: 4 MiB (with oneDNN this path
+ * mostly computes weight gradients, whose GEMMs stay efficient on a few
+ * samples per chunk; the cap keeps the workspace near the activations' size).
+ * One sample may exceed
  * it (then the chunk is one sample). */
-#define CONV_SCRATCH_CAP ((int64_t)1 << 22)
+#define CONV_SCRATCH_CAP ((int64_t)1 << 20)
 
 /* Grouped convs with at most this many input channels per group use the direct loop. */
 #define CONV_DIRECT_MAX_CG 4
