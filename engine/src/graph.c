@@ -20,8 +20,10 @@
  * i reads gy_i (and dgy_i) and writes gy_j (and dgy_j) for the inputs j of i.
  * Ops overwrite their input gradients; when a node feeds several consumers
  * the first to run writes into the node's own buffer and later ones into a
- * scratch buffer that is then added (gy_j = sum over consumers). A node that
- * no gradient reached is skipped.
+ * fan-out temporary t that is then added (gy_j += t, so gy_j = the sum over
+ * consumers, in decreasing consumer order). Input k of step i goes through a
+ * temporary when j = in[k] already holds a gradient: a later step wrote it, or
+ * k = 1 and in[0] = j. A node that no gradient reached is skipped.
  *
  * Lifetimes. Let R(j) be the highest-numbered consumer of j that the reverse
  * pass reaches. gy_j is first written at step R(j) and last read at step j,
@@ -29,19 +31,36 @@
  * is written before step out and read there: [out, out]. Nodes after the
  * output or with no path to it have no gradient and get no buffer; the input's
  * gradient is the caller's gx. At step i = R(j) both gy_i and gy_j are in use,
- * hence closed intervals; nodes whose intervals are disjoint share a slot.
- * dgy_j is written and read at the same steps as gy_j, so it follows the same
- * slot map in a second set of buffers.
+ * hence closed intervals. A fan-out temporary of step i is written by i's vjp
+ * and read by the add that ends the step: it is live over [i, i], together
+ * with gy_i, the gy_j step i writes and every gradient held across step i.
+ * Gradients and temporaries whose intervals are disjoint share a slot. dgy_j
+ * and the temporaries' tangents are written and read at the same steps as
+ * their gy, so they follow the same slot map in a second set of buffers.
  *
- * The slot map replays the reverse pass once (plan_slots): at step i every
- * input j of i without a slot takes a free one (the smallest that fits, else
- * the largest, grown; a new one only when none is free), then i's slot is
- * freed. That is the greedy partition of the intervals in order of decreasing
- * right end, which uses as few slots as the most gradients ever live at one
- * step: 2 on a chain (gy_i and gy_{i-1} alternate), one more for each skip
- * input held across a residual block. A slot holds capacity x the largest
- * sample numel assigned to it. The map is recomputed only when the output
- * node moves (mr_net_set_output) or a node is added.
+ * The slot map replays the reverse pass (plan_pass): at step i every input j
+ * of i without a slot takes a free one, then every temporary of step i takes
+ * a free one (the smallest that fits, else the largest, grown; a new one only
+ * when none is free), then the temporaries' slots and i's slot are freed. That
+ * is the greedy partition of the intervals in order of decreasing right end,
+ * which uses as few slots as the most intervals ever live at one step: 2 on a
+ * chain (gy_i and gy_{i-1} alternate; no temporaries), 3 across a residual
+ * block (its input's gradient is held while the branch's alternate, and the
+ * temporary at the block's first layer takes the slot the branch is done
+ * with). A slot holds capacity x the largest sample numel assigned to it.
+ *
+ * Fewest slots is not fewest bytes: best fit does not look at lifetimes, and a
+ * temporary that grows a slot or takes one early can steer later gradients
+ * into larger slots. plan_slots therefore also replays with the temporaries of
+ * input position k in one slot of their own, never freed (sized to the largest
+ * node they carry; the node slots then come out as without temporaries), and
+ * keeps whichever map sums fewer floats per sample. So the gradient part of the
+ * workspace is at most S + T0 + T1, with S the slots without temporaries and
+ * Tk the largest node whose gradient goes through a temporary at position k
+ * (per sample and per set of buffers), below the S + 2 M of two dedicated
+ * buffers of the largest gradient M (input included) that a chain would pay
+ * too. The map is recomputed only when the output node moves
+ * (mr_net_set_output) or a node is added.
  */
 #include "graph.h"
 
@@ -78,10 +97,6 @@ static void free_workspace(mr_net *net)
         mr_free(net->gslots[s].gy);
         mr_free(net->gslots[s].dgy);
         net->gslots[s].gy = net->gslots[s].dgy = NULL;
-    }
-    for (int k = 0; k < 4; k++) {
-        mr_free(net->fanout_scratch[k]);
-        net->fanout_scratch[k] = NULL;
     }
     mr_free(net->scratch);
     net->scratch = NULL;
@@ -372,30 +387,38 @@ static int take_slot(mr_gslot *slots, int *nslots, const int *owner, int64_t num
     return s;
 }
 
-/* Computes the slot map (node -> gslot) by replaying the reverse pass; see the
- * header. Allocates only here, once per output node. */
-static int plan_slots(mr_net *net)
+/* One replay of the reverse pass (see the header) into net->gslots and the
+ * nodes' gslot and tslot. fold: a fan-out temporary takes a slot free at its
+ * step and gives it back after; otherwise the temporaries of input position k
+ * share one slot of their own that is never given back. *floats: the slots'
+ * per-sample floats in all. */
+static int plan_pass(mr_net *net, int fold, int64_t *floats)
 {
     int out = output_node(net);
     mr_free(net->gslots);
     net->gslots = NULL;
     net->ngslots = 0;
-    net->gslots_output = -1;
-    for (int i = 0; i < net->nnodes; i++)
+    for (int i = 0; i < net->nnodes; i++) {
         net->nodes[i].gslot = -1;
-    if (out == 0) { /* the output is the input: its gradient is the caller's gx */
-        net->gslots_output = out;
-        return MR_OK;
+        for (int k = 0; k < MR_MAX_INPUTS; k++)
+            net->nodes[i].tslot[k] = -1;
     }
-    /* at most one slot per node; owner[s]: the node whose gradient slot s holds now */
-    mr_gslot *slots = mr_calloc((size_t)out * sizeof *slots);
-    int *owner = mr_alloc((size_t)out * sizeof *owner);
+    *floats = 0;
+    if (out == 0) /* the output is the input: its gradient is the caller's gx */
+        return MR_OK;
+    /* A slot is taken only when none is free, so there are at most as many as
+     * are ever owned at once: the gradients of nodes 1..out and, at one step,
+     * a temporary per input position. owner[s]: the node whose gradient (or
+     * whose step's temporary) slot s holds now; -1: free. */
+    int max_slots = out + MR_MAX_INPUTS;
+    mr_gslot *slots = mr_calloc((size_t)max_slots * sizeof *slots);
+    int *owner = mr_alloc((size_t)max_slots * sizeof *owner);
     if (!slots || !owner) {
         mr_free(slots);
         mr_free(owner);
         return MR_ENOMEM;
     }
-    int nslots = 0;
+    int nslots = 0, input_reached = 0, own_slot[MR_MAX_INPUTS] = {-1, -1};
     mr_node *o = &net->nodes[out];
     o->gslot = take_slot(slots, &nslots, owner, mr_shape_numel(&o->shape));
     owner[o->gslot] = out;
@@ -403,19 +426,66 @@ static int plan_slots(mr_net *net)
         mr_node *n = &net->nodes[i];
         if (n->gslot < 0)
             continue; /* no gradient reaches i */
+        /* run_backward's test: input k holds a gradient from a later step
+         * (written[j]), or from input 0 of this one (in[0] == in[1]) */
+        int already[MR_MAX_INPUTS];
         for (int k = 0; k < n->nin; k++) {
-            mr_node *src = &net->nodes[n->in[k]];
-            if (n->in[k] == 0 || src->gslot >= 0)
-                continue; /* the caller's gx, or live already (fan-out, or in[0] == in[1]) */
-            src->gslot = take_slot(slots, &nslots, owner, mr_shape_numel(&src->shape));
-            owner[src->gslot] = n->in[k];
+            int j = n->in[k];
+            already[k] = (j == 0 ? input_reached : net->nodes[j].gslot >= 0) ||
+                         (k == 1 && n->in[0] == j);
         }
-        owner[n->gslot] = -1; /* step i is gy_i's last read */
+        for (int k = 0; k < n->nin; k++) {
+            int j = n->in[k];
+            mr_node *src = &net->nodes[j];
+            if (j == 0)
+                input_reached = 1; /* the caller's gx: no slot */
+            else if (!already[k]) {
+                src->gslot = take_slot(slots, &nslots, owner, mr_shape_numel(&src->shape));
+                owner[src->gslot] = j;
+            }
+        }
+        for (int k = 0; k < n->nin; k++) {
+            if (!already[k])
+                continue;
+            int64_t numel = mr_shape_numel(&net->nodes[n->in[k]].shape);
+            if (fold) {
+                n->tslot[k] = take_slot(slots, &nslots, owner, numel);
+                owner[n->tslot[k]] = i;
+            } else {
+                if (own_slot[k] < 0) {
+                    own_slot[k] = nslots++;
+                    owner[own_slot[k]] = i; /* for good */
+                }
+                slots[own_slot[k]].sample_numel = MR_MAX(slots[own_slot[k]].sample_numel, numel);
+                n->tslot[k] = own_slot[k];
+            }
+        }
+        for (int k = 0; k < n->nin && fold; k++)
+            if (n->tslot[k] >= 0)
+                owner[n->tslot[k]] = -1; /* read by the add at the end of step i */
+        owner[n->gslot] = -1;            /* step i is gy_i's last read */
     }
     mr_free(owner);
-    net->gslots = slots; /* out entries, nslots used */
+    for (int s = 0; s < nslots; s++)
+        *floats += slots[s].sample_numel;
+    net->gslots = slots; /* max_slots entries, nslots used */
     net->ngslots = nslots;
-    net->gslots_output = out;
+    return MR_OK;
+}
+
+/* Computes the slot map: the folded replay, unless the one with dedicated
+ * temporaries sums fewer floats (best fit can lose more than folding saves:
+ * rare, see the header), so the workspace never exceeds the layout with
+ * dedicated fan-out buffers. Allocates only here, once per output node. */
+static int plan_slots(mr_net *net)
+{
+    int64_t folded, dedicated;
+    net->gslots_output = -1;
+    MR_TRY(plan_pass(net, 0, &dedicated));
+    MR_TRY(plan_pass(net, 1, &folded));
+    if (folded > dedicated)
+        MR_TRY(plan_pass(net, 0, &dedicated));
+    net->gslots_output = output_node(net);
     return MR_OK;
 }
 
@@ -430,7 +500,7 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
     int64_t cap = MR_MAX(N, net->capacity);
     unsigned have = net->bufs_have | need;
     int grads = (have & (1u << MR_BUF_GY)) != 0, tangents = (have & (1u << MR_BUF_DGY)) != 0;
-    int64_t bytes = 0, max_numel = 0;
+    int64_t bytes = 0;
     size_t max_scratch = 0;
     free_workspace(net);
     if (replan && plan_slots(net) < 0)
@@ -438,8 +508,6 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
     for (int i = 0; i < net->nnodes; i++) {
         mr_node *n = &net->nodes[i];
         int64_t numel = cap * mr_shape_numel(&n->shape);
-        if (i == 0 || n->gslot >= 0) /* a gradient, hence possibly a fan-out sum, reaches it */
-            max_numel = MR_MAX(max_numel, numel);
         for (int b = 0; b < MR_BUF_GY; b++) {
             if (!(have & (1u << b)) || (i == 0 && b == MR_BUF_Y))
                 continue; /* the input's activation is the caller's x */
@@ -471,15 +539,6 @@ static int reserve(mr_net *net, int64_t N, unsigned need)
         if (!g->gy || (tangents && !g->dgy))
             goto oom;
         bytes += (tangents ? 2 : 1) * numel * (int64_t)sizeof(float);
-    }
-    /* fanout_scratch[2k], [2k+1]: gy and dgy of input k going through the scratch */
-    for (int k = 0; k < 4 && grads; k++) {
-        if (k % 2 == 1 && !tangents)
-            continue;
-        net->fanout_scratch[k] = mr_alloc((size_t)max_numel * sizeof(float));
-        if (!net->fanout_scratch[k])
-            goto oom;
-        bytes += max_numel * (int64_t)sizeof(float);
     }
     if (max_scratch) {
         net->scratch = mr_alloc(max_scratch * sizeof(float));
@@ -662,7 +721,7 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
         const mr_tensor *xs[MR_MAX_INPUTS], *dxs[MR_MAX_INPUTS];
         mr_tensor *gxs[MR_MAX_INPUTS], *dgxs[MR_MAX_INPUTS];
         mr_tensor tmp_g[MR_MAX_INPUTS], tmp_dg[MR_MAX_INPUTS];
-        int via_scratch[MR_MAX_INPUTS];
+        int via_temp[MR_MAX_INPUTS];
         unsigned char will_write[MR_MAX_INPUTS] = {0};
         for (int k = 0; k < n->nin; k++) {
             int j = n->in[k];
@@ -670,7 +729,7 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
             xs[k] = &src->view[MR_BUF_Y];
             dxs[k] = &src->view[MR_BUF_DY];
             int already = written[j] || (k == 1 && n->in[0] == j);
-            via_scratch[k] = 0;
+            via_temp[k] = 0;
             if (j == 0 && !gx && !dgx) {
                 gxs[k] = dgxs[k] = NULL; /* nobody wants the input gradient */
                 continue;
@@ -679,11 +738,16 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
                 gxs[k] = src->view[MR_BUF_GY].data ? &src->view[MR_BUF_GY] : NULL;
                 dgxs[k] = tangent && src->view[MR_BUF_DGY].data ? &src->view[MR_BUF_DGY] : NULL;
             } else {
-                via_scratch[k] = 1;
+                /* the temporary's slot is free during step i (plan_pass) */
+                if (n->tslot[k] < 0)
+                    return mr_error(MR_ESTATE, "%s: internal: node %d has no slot for the gradient of "
+                                    "input %d", what, i, k);
+                mr_gslot *t = &net->gslots[n->tslot[k]];
+                via_temp[k] = 1;
                 tmp_g[k] = src->view[MR_BUF_GY];
-                tmp_g[k].data = net->fanout_scratch[2 * k];
+                tmp_g[k].data = t->gy;
                 tmp_dg[k] = src->view[MR_BUF_DGY];
-                tmp_dg[k].data = net->fanout_scratch[2 * k + 1];
+                tmp_dg[k].data = t->dgy;
                 gxs[k] = src->view[MR_BUF_GY].data ? &tmp_g[k] : NULL;
                 dgxs[k] = tangent && src->view[MR_BUF_DGY].data ? &tmp_dg[k] : NULL;
             }
@@ -699,7 +763,7 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
             if (!will_write[k])
                 continue;
             mr_node *src = &net->nodes[n->in[k]];
-            if (via_scratch[k]) {
+            if (via_temp[k]) {
                 if (gxs[k])
                     add_into(src->view[MR_BUF_GY].data, gxs[k]->data, gxs[k]->numel);
                 if (dgxs[k])
@@ -810,7 +874,8 @@ int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
 /* Internal: the output node's views after the last forward (the oracle reads
  * logits here). GY and DGY are the output's gradient slot: what is written
  * there before a reverse pass is a valid seed (gy_out is live from before step
- * out), but the pass reuses the slot for other nodes' gradients afterwards. */
+ * out), but the pass reuses the slot for other nodes' gradients and fan-out
+ * temporaries afterwards. */
 mr_tensor *mr_net_output_view(mr_net *net, int buf)
 {
     return &net->nodes[output_node(net)].view[buf];

@@ -23,11 +23,14 @@ typedef struct mr_node {
     char label[96];
     float *buf_data[MR_BUF_GY]; /* owned y and dy, capacity x sample numel */
     int gslot;                  /* gradient slot of gy and dgy; -1: no gradient reaches the node */
+    int tslot[MR_MAX_INPUTS];   /* slot of the fan-out temporary of input k at this node's reverse
+                                   step; -1: input k's gradient is written in place */
     mr_tensor view[MR_NBUF];    /* views of the buffers at the current batch size */
     float *state;             /* op state kept from forward to reverse */
 } mr_node;
 
-/* A gradient slot: one gy and one dgy buffer, each capacity x sample_numel. */
+/* A gradient slot: one gy and one dgy buffer, each capacity x sample_numel. It
+ * holds node gradients and fan-out temporaries in turn (see graph.c). */
 typedef struct mr_gslot {
     int64_t sample_numel; /* the largest per-sample numel among the nodes assigned */
     float *gy, *dgy;      /* dgy: NULL until a tangent pass needs it */
@@ -54,7 +57,6 @@ struct mr_net {
     mr_gslot *gslots;   /* the slot map, computed once per output node */
     int ngslots;
     int gslots_output;  /* the output node the slot map is for; -1: none yet */
-    float *fanout_scratch[4];
     float *scratch;
     int64_t workspace_bytes;
     unsigned char *written;
