@@ -113,6 +113,20 @@ describe('the moreau command', function()
     assert.are.equal(1, rc)
     assert.truthy(out:find("no recipe 'no_such_recipe'", 1, true))
   end)
+
+  -- The benchmark (issue 7's figures) on tiny settings, engine side only: it
+  -- must keep running end to end, every section printing its table.
+  it('runs the benchmark sections end to end (tiny settings, no PyTorch)', function()
+    local out, rc = moreau('bench --torch=off --only=moreau,train,batch,methods --models=resnet_fmnist'
+      .. ' --T=2 --m=2 --repeats=1 --images=3 --batch_T=1 --batch_m=2 --batch_chunk=4 --samples=2 --steps=2')
+    assert.are.equal(0, rc, out)
+    for _, heading in ipairs { '== moreau:', '== train:', '== batch:', '== methods:', 'used / (act + wts)' } do
+      assert.truthy(out:find(heading, 1, true), heading .. ' missing from:\n' .. out)
+    end
+    out, rc = moreau('bench --only=nonsense')
+    assert.are_not.equal(0, rc)
+    assert.truthy(out:find("unknown section 'nonsense'", 1, true), out)
+  end)
 end)
 
 describe('the sandbox', function()
