@@ -20,9 +20,10 @@
  * batch size, direction and thread count, and kept in a per-thread cache; the
  * blocked copies and oneDNN's scratchpad live in one per-thread arena that
  * only grows. So after the first pass over a network nothing is allocated or
- * compiled. Plans and the arena live until the thread exits (the process, for
- * the Lua thread); a geometry oneDNN rejects is remembered as unsupported and
- * takes conv2d.c's own path.
+ * compiled. Plans and the arena are kept for the life of the process (a thread
+ * that exits leaves its own behind; the engine is driven from one thread, the
+ * Lua one). A geometry oneDNN rejects is remembered as unsupported and takes
+ * conv2d.c's own path.
  *
  * Determinism: the forward and backward-data kernels sum each output over
  * (input channel, kernel tap) inside one thread, in an order fixed by the
