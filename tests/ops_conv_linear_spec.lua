@@ -162,6 +162,8 @@ for _, backend in ipairs(backends) do
 describe('conv2d [' .. backend .. ' backend]', function()
   before_each(function() moreau.set_conv_backend(backend) end)
   after_each(function() moreau.set_conv_backend(default_backend) end)
+  local onednn_before, fallbacks_before
+  setup(function() onednn_before, fallbacks_before = moreau.conv_backend_counts() end)
 
   for ci, case in ipairs(conv_cases) do
     local seed = 1000 + ci
@@ -385,6 +387,19 @@ describe('conv2d [' .. backend .. ' backend]', function()
       assert.are.equal('c: conv2d: bias has shape 5, expected 4 (Cout)', bare(err))
     end)
   end)
+
+  -- Last in the block: every pass above ran where this block says it ran.
+  -- (oneDNN takes every geometry of the suite: strided, dilated, grouped,
+  -- depthwise, negative right padding; a silent fallback would hide a bug.)
+  it('ran every pass on this backend, with no fallback', function()
+    local onednn, fallbacks = moreau.conv_backend_counts()
+    assert.are.equal(fallbacks_before, fallbacks)
+    if backend == 'onednn' then
+      assert(onednn > onednn_before + 100, ('only %d oneDNN passes'):format(onednn - onednn_before))
+    else
+      assert.are.equal(onednn_before, onednn)
+    end
+  end)
 end)
 end
 
@@ -432,7 +447,8 @@ describe('conv2d backends', function()
     for i, case in ipairs(cases) do
       local a, b = run(case, 'onednn'), run(case, 'blas')
       if i == 1 then -- proof that two different kernels ran: the last bits differ
-        assert(a[1]:max_abs_diff(b[1]) > 0, 'onednn and blas gave identical bits: was oneDNN used?')
+        assert(a[1]:max_abs_diff(b[1]) > 0, 'forward: identical bits: was oneDNN used?')
+        assert(a[2]:max_abs_diff(b[2]) > 0, 'input gradient: identical bits: was oneDNN used?')
       end
       for k = 1, #a do
         local e = gc.rel(a[k], b[k])

@@ -22,6 +22,14 @@ function moreau.backend_info() return require('ffi').string(core.C.mr_backend_in
 -- libdnnl) or 'blas' (im2col + OpenBLAS). They agree to float32 rounding.
 function moreau.set_conv_backend(name) core.check(core.C.mr_set_conv_backend(name)) end
 function moreau.get_conv_backend() return require('ffi').string(core.C.mr_get_conv_backend()) end
+--- Diagnostics: conv2d passes oneDNN computed, and passes it handed back to
+-- im2col + OpenBLAS while it was the backend (process-wide counts).
+function moreau.conv_backend_counts()
+  local ffi = require 'ffi'
+  local n = ffi.new('int64_t[2]')
+  core.C.mr_conv_backend_counts(n, n + 1)
+  return tonumber(n[0]), tonumber(n[1])
+end
 
 return setmetatable(moreau, {
   __index = function(t, name)

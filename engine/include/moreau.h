@@ -77,6 +77,10 @@ const char *mr_backend_info(void);
 int mr_set_conv_backend(const char *name);
 /* "onednn" or "blas". Static string. */
 const char *mr_get_conv_backend(void);
+/* Diagnostics, process-wide: conv2d passes (forward or input gradient) that
+ * oneDNN computed, and passes it handed back to im2col + OpenBLAS while it was
+ * the backend (a geometry it rejects, a failure). Either pointer may be NULL. */
+void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks);
 /* Seconds on a monotonic wall clock (for timings: os.clock sums CPU time over threads). */
 double mr_wall_seconds(void);
 /* 1 if standard error is a terminal (progress bars redraw in place), else 0. */

@@ -42,6 +42,10 @@
 
 static int backend_blas; /* 1: mr_set_conv_backend("blas") */
 
+/* Diagnostics (mr_conv_backend_counts): passes oneDNN computed, and passes it
+ * handed back to conv2d.c's path while it was the backend. */
+static _Atomic int64_t count_onednn, count_fallback;
+
 #ifdef MR_HAVE_DNNL
 
 #include <omp.h>
@@ -338,12 +342,16 @@ static int arena_reserve(dnnl_state *s, size_t bytes)
     return 1;
 }
 
+/* Points the operand's memories at this call's buffers; returns the memory
+ * the primitive reads or writes, NULL if oneDNN refused a handle. */
 static dnnl_memory_t operand_bind(dnnl_state *s, operand *o, void *user)
 {
-    dnnl_memory_set_data_handle(o->user, user);
+    if (dnnl_memory_set_data_handle(o->user, user) != dnnl_success)
+        return NULL;
     if (!o->inner)
         return o->user;
-    dnnl_memory_set_data_handle(o->inner, s->arena + o->offset);
+    if (dnnl_memory_set_data_handle(o->inner, s->arena + o->offset) != dnnl_success)
+        return NULL;
     return o->inner;
 }
 
@@ -353,18 +361,16 @@ static int reorder(dnnl_state *s, dnnl_primitive_t r, dnnl_memory_t from, dnnl_m
     return dnnl_primitive_execute(r, s->stream, 2, args) == dnnl_success;
 }
 
-/* Runs plan p: inputs a (x or gy) and w, optional bias, result into out. */
+/* Runs plan p (its arena reserved): inputs a (x or gy) and w, optional bias,
+ * result into out. */
 static int plan_run(dnnl_state *s, plan *p, const float *a, const float *w, const float *bias,
                     float *out)
 {
-    if (!arena_reserve(s, p->arena_bytes))
-        return 0;
-    /* oneDNN's OpenMP regions take the thread count from the OpenMP runtime. */
-    if (omp_get_max_threads() != mr_threads())
-        omp_set_num_threads(mr_threads());
     dnnl_memory_t in0 = operand_bind(s, &p->in[0], (void *)a);
     dnnl_memory_t in1 = operand_bind(s, &p->in[1], (void *)w);
     dnnl_memory_t res = operand_bind(s, &p->out, out);
+    if (!in0 || !in1 || !res)
+        return 0;
     int ok = (!p->in[0].reorder || reorder(s, p->in[0].reorder, p->in[0].user, in0)) &&
              (!p->in[1].reorder || reorder(s, p->in[1].reorder, p->in[1].user, in1));
     dnnl_exec_arg_t args[5];
@@ -373,11 +379,12 @@ static int plan_run(dnnl_state *s, plan *p, const float *a, const float *w, cons
     args[n++] = (dnnl_exec_arg_t){p->in[1].arg, in1};
     args[n++] = (dnnl_exec_arg_t){p->out.arg, res};
     if (p->bias) {
-        dnnl_memory_set_data_handle(p->bias, (void *)bias);
+        ok = ok && dnnl_memory_set_data_handle(p->bias, (void *)bias) == dnnl_success;
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
     }
     if (p->scratchpad) {
-        dnnl_memory_set_data_handle(p->scratchpad, s->arena + p->scratch_offset);
+        ok = ok && dnnl_memory_set_data_handle(p->scratchpad, s->arena + p->scratch_offset) ==
+                       dnnl_success;
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratchpad};
     }
     ok = ok && dnnl_primitive_execute(p->prim, s->stream, n, args) == dnnl_success;
@@ -390,16 +397,22 @@ static int run(const conv_geom *g, int64_t N, int direction, const float *a, con
 {
     if (backend_blas || N <= 0)
         return 0;
+    /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
+     * and runs its regions with that count: set it before a plan is built. */
+    if (omp_get_max_threads() != mr_threads())
+        omp_set_num_threads(mr_threads());
     dnnl_state *s = state();
-    if (!s)
-        return 0;
-    plan *p = plan_get(s, g, N, direction, bias != NULL);
-    if (!p || !p->supported)
-        return 0;
-    if (!plan_run(s, p, a, w, bias, out)) {
-        p->supported = 0; /* do not retry a failing plan; the caller recomputes */
+    plan *p = s ? plan_get(s, g, N, direction, bias != NULL) : NULL;
+    if (!p || !p->supported || !arena_reserve(s, p->arena_bytes)) {
+        count_fallback++; /* out of memory is not remembered: a later call may succeed */
         return 0;
     }
+    if (!plan_run(s, p, a, w, bias, out)) {
+        p->supported = 0; /* do not retry a failing plan; the caller recomputes */
+        count_fallback++;
+        return 0;
+    }
+    count_onednn++;
     return 1;
 }
 
@@ -430,6 +443,8 @@ static const char *dnnl_isa_name(void)
     case dnnl_cpu_isa_avx512_core: return "avx512_core";
     case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
     default: return "other";
     }
 }
@@ -485,3 +500,11 @@ int mr_set_conv_backend(const char *name)
 }
 
 const char *mr_get_conv_backend(void) { return have_dnnl && !backend_blas ? "onednn" : "blas"; }
+
+void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks)
+{
+    if (onednn)
+        *onednn = count_onednn;
+    if (fallbacks)
+        *fallbacks = count_fallback;
+}
