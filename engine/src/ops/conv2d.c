@@ -40,9 +40,13 @@
 /* Upper bound (floats) of the im2col scratch: 4 MiB (with oneDNN this path
  * mostly computes weight gradients, whose GEMMs stay efficient on a few
  * samples per chunk; the cap keeps the workspace near the activations' size).
- * One sample may exceed
- * it (then the chunk is one sample). */
+ * One sample may exceed it (then the chunk is one sample). A pass that only
+ * wants the input gradient (an explanation's backward through a first layer
+ * oneDNN does not take) chunks under a quarter of it: the scratch pages it
+ * touches are resident memory, and its col2im gains nothing from longer
+ * chunks. */
 #define CONV_SCRATCH_CAP ((int64_t)1 << 20)
+#define CONV_SCRATCH_CAP_INPUT_GRAD ((int64_t)1 << 18)
 
 /* Grouped convs with at most this many input channels per group use the direct loop. */
 #define CONV_DIRECT_MAX_CG 4
@@ -139,11 +143,12 @@ static int64_t gemm_per_sample(const conv_geom *g)
     return (g->cg * g->kh * g->kw + g->kg) * g->Ho * g->Wo;
 }
 
-/* Samples per chunk for a batch of N: monotone in N, so a scratch sized for
- * the workspace capacity fits every smaller batch. */
-static int64_t gemm_chunk(const conv_geom *g, int64_t N)
+/* Samples per chunk for a batch of N under a cap <= CONV_SCRATCH_CAP:
+ * monotone in N, so a scratch sized for the workspace capacity fits every
+ * smaller batch. */
+static int64_t gemm_chunk(const conv_geom *g, int64_t N, int64_t cap)
 {
-    int64_t nb = CONV_SCRATCH_CAP / gemm_per_sample(g);
+    int64_t nb = cap / gemm_per_sample(g);
     return MR_MAX(1, MR_MIN(N, nb));
 }
 
@@ -397,7 +402,7 @@ static void conv_apply(const conv_geom *g, const float *w, const float *bias, co
             }
         return;
     case PATH_GEMM: {
-        const int64_t kgr = g->cg * kk, chunk = gemm_chunk(g, N);
+        const int64_t kgr = g->cg * kk, chunk = gemm_chunk(g, N, CONV_SCRATCH_CAP);
         for (int64_t n0 = 0; n0 < N; n0 += chunk) {
             int64_t nb = MR_MIN(chunk, N - n0);
             float *col = scratch, *tmp = scratch + kgr * nb * P;
@@ -497,7 +502,8 @@ static void conv_adjoint(const conv_geom *g, const float *w, const float *x, con
         }
         return;
     case PATH_GEMM: {
-        const int64_t kgr = g->cg * kk, chunk = gemm_chunk(g, N);
+        const int64_t kgr = g->cg * kk,
+                      chunk = gemm_chunk(g, N, dw ? CONV_SCRATCH_CAP : CONV_SCRATCH_CAP_INPUT_GRAD);
         for (int64_t n0 = 0; n0 < N; n0 += chunk) {
             int64_t nb = MR_MIN(chunk, N - n0), ld = nb * P;
             float *col = scratch, *tmp = scratch + kgr * ld;
