@@ -784,15 +784,8 @@ local function batch_section()
     note = ('%d random N(0, 1) images (Fashion-MNIST not installed)'):format(n)
   end
   local logits = net:forward(x)
-  local labels, k = {}, logits:size(2)
-  for i = 1, n do
-    local best, arg = -math.huge, 0
-    for c = 0, k - 1 do
-      local v = logits:data()[(i - 1) * k + c]
-      if v > best then best, arg = v, c end
-    end
-    labels[i] = arg
-  end
+  local labels = {}
+  for i = 1, n do labels[i] = argmax(logits:select(i)) end
   local method = moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
     T = opts.batch_T, m = opts.batch_m, K = math.min(101, opts.batch_T), seed = opts.seed,
     chunk = opts.batch_chunk }
