@@ -23,6 +23,8 @@ References:
                 mode='constant'), C1 = 0.01^2, C2 = 0.03^2, mean over C, H, W
   spearman      scipy.stats.spearmanr (average ranks for ties)
   the rest      numpy, following the definitions in bindings/moreau/metrics.lua
+                (top-k: fuzzy memberships of the block tied at the k-th place,
+                zero entries never members; c has such ties)
 """
 import numpy as np
 from scipy import ndimage, stats
@@ -77,15 +79,30 @@ def normalized_distance(x, y):
     return float(np.linalg.norm(x / nx - y / ny))
 
 
+def topk_members(x, k, signed):
+    """Top-k memberships: features are the entries with key > 0 (key |x|, or x
+    when signed); when more than k, the block tied at the k-th largest key shares
+    the places left equally."""
+    key = x if signed else np.abs(x)
+    feat = key > 0
+    m = np.zeros(x.size)
+    if np.count_nonzero(feat) <= k:
+        m[feat] = 1.0
+        return m
+    vk = np.sort(key[feat])[::-1][k - 1]
+    above, tied = key > vk, key == vk
+    m[above] = 1.0
+    m[tied] = (k - np.count_nonzero(above)) / np.count_nonzero(tied)
+    return m
+
+
 def topk(x, y, signed=False, frac=0.4):
     x, y = x.ravel(), y.ravel()
-    k = max(1, int(np.floor(frac * np.count_nonzero(x))))
-    kx = x if signed else np.abs(x)
-    ky = y if signed else np.abs(y)
-    # stable sort on -key: ties broken by the lower index
-    tx = set(np.argsort(-kx, kind='stable')[:k].tolist())
-    ty = set(np.argsort(-ky, kind='stable')[:k].tolist())
-    return len(tx & ty) / k
+    nfeat = np.count_nonzero((x if signed else np.abs(x)) > 0)
+    k = max(1, int(np.floor(frac * nfeat)))
+    mx, my = topk_members(x, k, signed), topk_members(y, k, signed)
+    # fuzzy intersection over the size of the original's top-k set
+    return float(np.minimum(mx, my).sum() / min(k, nfeat))
 
 
 def gini(x):
@@ -114,6 +131,9 @@ def main():
         'normalized_distance': [normalized_distance(a[n], b[n]) for n in range(N)],
         'topk_abs': [topk(a[n], b[n]) for n in range(N)],
         'topk_signed': [topk(a[n], b[n], signed=True) for n in range(N)],
+        'topk_ac': [topk(a[n], c[n]) for n in range(N)],
+        'topk_ca': [topk(c[n], a[n]) for n in range(N)],
+        'topk_ca_signed': [topk(c[n], a[n], signed=True) for n in range(N)],
         'gini_a': [gini(a[n]) for n in range(N)],
         'gini_c': [gini(c[n]) for n in range(N)],
         'sparsity_a': [float(np.mean(a[n] == 0)) for n in range(N)],

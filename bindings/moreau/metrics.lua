@@ -1,20 +1,42 @@
 --- moreau.metrics — how much an explanation changes, and how sparse it is.
 --
 -- Every metric works per batch item and returns a Lua array of numbers, one
--- per item. Maps are tensors (N, ...) — (N, C, H, W) for the image metrics
--- (ssim) — and a pair of maps must have the same shape.
+-- per item. Maps are batch first: (N, C, H, W), or (N, d) for flat maps; ssim
+-- needs (N, C, H, W). A pair of maps must have the same shape.
 --
 --   local d   = metrics.normalized_distance(E, E2)        -- {0.31, 0.12, ...}
 --   local top = metrics.topk_intersection(E, E2)          -- share of the top-k kept
 --   local s   = metrics.ssim(E, E2)                       -- display preset
 --   local L   = metrics.local_lipschitz(net, method, x, labels, { samples = 20 })
 --
+-- Rules that hold for every metric here:
+--   Shapes   a map is (N, C, H, W) or (N, d), batch first; a 3-D tensor is refused
+--            (is (3, H, W) one RGB map or three gray ones?) with a message saying to
+--            add the batch dim, x:reshape{1, C, H, W}. Maps compared with each other
+--            must have the same shape, not just the same number of entries.
+--   NaN/Inf  every map (and the input x of the robustness estimates, and every map
+--            they compute) goes through one check, metrics.check_map, which raises
+--            "METRIC: item n of MAP has NaN at position j of d (c=.., h=.., w=..)"
+--            for the first non-finite entry; items and positions are 1-based, j is
+--            the flat position within the item. No metric returns a number for a
+--            map it cannot read.
+--   Zeros    a zero entry carries no attribution: it is never a top-k feature
+--            (topk_intersection, the top-k attack). Spearman ranks every entry, so
+--            the zeros of a map form one tie block; gini and sparsity count them as
+--            entries of the map.
+--   Ties     no score depends on where the object sits in the image (it is the same
+--            for any permutation of the positions applied to both maps): the
+--            entries tied at the k-th largest key share the places left in the
+--            top-k equally (topk_intersection), tied entries share their average
+--            rank (spearman), and sums run over sorted values (gini).
+--
 -- Pair metrics (a: the original map, b: the attacked one):
 --   normalized_distance  ‖a/‖a‖ − b/‖b‖‖₂ (a zero map stays the zero vector)
---   topk_intersection    |top_k(a) ∩ top_k(b)| / k, k = max(1, floor(frac · nnz(a))),
---                        frac = 0.4, nnz over all C·H·W entries; ranks |a| (signed = true:
---                        a itself, as the authors); ties broken by the lower index; NaN
---                        when a has no nonzero entry
+--   topk_intersection    share of the top-k features of a that are top-k features of
+--                        b, k = max(1, floor(frac · n(a))), frac = 0.4; the features
+--                        are the entries with |a| > 0 (signed = true: a > 0, as the
+--                        authors rank a itself); ties and too few features: see below;
+--                        NaN when a has no feature
 --   ssim                 Wang et al. 2004 (see metrics.ssim)
 --   spearman             Pearson correlation of the ranks, ties given their average rank;
 --                        NaN when a map is constant
@@ -33,11 +55,57 @@ local NAN = 0 / 0
 
 local metrics = {}
 
---- N, d and the data pointer of a map; with b, checks that b matches.
+local function shape_str(t) return table.concat(t:shape(), 'x') end
+
+--- The shape convention: t must be a tensor (N, d) or (N, C, H, W).
+-- `name` says which argument t is ('a', 'x', ...).
+local function check_batched(t, what, name, level)
+  if not T.is(t) then error(('%s: %s must be a tensor, got %s'):format(what, name, type(t)), level + 1) end
+  local nd = t:dim()
+  if nd == 3 then
+    local s = t:shape()
+    error(('%s: %s is %s, a 3-D tensor; maps are batch first, (N, C, H, W) or (N, d): add a batch dim, '
+      .. 'x:reshape{1, %d, %d, %d}'):format(what, name, shape_str(t), s[1], s[2], s[3]), level + 1)
+  elseif nd ~= 2 and nd ~= 4 then
+    error(('%s: %s is %s; maps are batch first, (N, C, H, W) or (N, d)'):format(what, name, shape_str(t)),
+      level + 1)
+  end
+end
+
+--- The one NaN/Inf check of every metric (and of the top-k attack's clean map):
+-- raises "WHAT: item n of NAME has NaN at position j of d (c=.., h=.., w=..)"
+-- for the first non-finite entry in memory order; n and j are 1-based, j is the
+-- flat position within the item (row-major over C·H·W), and (c, h, w), also
+-- 1-based, is given for (N, C, H, W) maps.
+-- ARGS: t (N, d) or (N, C, H, W); what (the metric); name (which map);
+--   level (error level, default 1: the caller). RETURN: t.
+function metrics.check_map(t, what, name, level)
+  level = (level or 1) + 1
+  check_batched(t, what, name, level)
+  local p, N = t:data(), t:size(1)
+  local d = t:numel() / N
+  for i = 0, N * d - 1 do
+    local v = p[i]
+    if v ~= v or v == math.huge or v == -math.huge then
+      local n, j = floor(i / d), i % d
+      local where = ''
+      if t:dim() == 4 then
+        local H, W = t:size(3), t:size(4)
+        where = (' (c=%d, h=%d, w=%d)'):format(floor(j / (H * W)) + 1, floor(j / W) % H + 1, j % W + 1)
+      end
+      error(('%s: item %d of %s has %s at position %d of %d%s'):format(what, n + 1, name,
+        v ~= v and 'NaN' or (v > 0 and 'Inf' or '-Inf'), j + 1, d, where), level)
+    end
+  end
+  return t
+end
+
+--- N and d of a map a (and b, which must have the same shape), after the
+-- shape convention and the NaN/Inf check.
 local function items(a, b, what)
-  if not T.is(a) then error(what .. ': expected a tensor, got ' .. type(a), 3) end
+  check_batched(a, what, 'a', 3)
   if b ~= nil then
-    if not T.is(b) then error(what .. ': expected a tensor, got ' .. type(b), 3) end
+    check_batched(b, what, 'b', 3)
     local sa, sb = a:shape(), b:shape()
     local same = #sa == #sb
     for i = 1, #sa do same = same and sa[i] == sb[i] end
@@ -45,13 +113,16 @@ local function items(a, b, what)
       error(('%s: maps of shapes %s and %s differ'):format(what, table.concat(sa, 'x'), table.concat(sb, 'x')), 3)
     end
   end
+  metrics.check_map(a, what, 'a', 3)
+  if b ~= nil then metrics.check_map(b, what, 'b', 3) end
   local N = a:size(1)
   return N, a:numel() / N
 end
 
 -- ------------------------------------------------------------ distances
 
---- ‖a/‖a‖ − b/‖b‖‖₂ per item. ARGS: a, b (N, ...). RETURN: Lua array.
+--- ‖a/‖a‖ − b/‖b‖‖₂ per item. ARGS: a, b (N, d) or (N, C, H, W), the same
+-- shape, finite. RETURN: Lua array.
 function metrics.normalized_distance(a, b)
   local N, d = items(a, b, 'normalized_distance')
   local pa, pb = a:data(), b:data()
@@ -72,48 +143,103 @@ end
 
 -- --------------------------------------------------------------- top-k
 
---- The 0-based indices of the k largest keys of item n (ties: lower index first).
-local function top_indices(p, n, d, k, signed)
-  local idx = {}
-  for j = 0, d - 1 do idx[j + 1] = j end
-  local base = n * d
-  local key = signed and function(j) return p[base + j] end or function(j) return abs(p[base + j]) end
-  table.sort(idx, function(x, y)
-    local kx, ky = key(x), key(y)
-    if kx ~= ky then return kx > ky end
-    return x < y
-  end)
-  local out = {}
-  for i = 1, k do out[i] = idx[i] end
-  return out
+--- The key of an entry v: |v|, or v when signed. The features of a map are its
+-- entries with key > 0.
+local function topk_key(v, signed) if signed then return v end return abs(v) end
+
+--- The top-k features of one item of a map, as memberships in [0, 1].
+-- The features are the entries with key > 0 (key = |v|; signed: v), so a zero
+-- entry (signed: a zero or negative one) is never a top-k feature. With F
+-- features:
+--   F <= k  each feature has membership 1: the set has F members, fewer than k
+--           when F < k;
+--   F > k   with v_k the k-th largest key, the g entries with key > v_k have
+--           membership 1 and each of the t entries with key = v_k has (k − g)/t,
+--           the probability that it is picked when the tie is broken uniformly at
+--           random; memberships sum to k.
+-- Ties are never broken by position, so the set moves with its entries under
+-- any permutation of the positions. The map must be finite (metrics.check_map).
+-- ARGS: t (N, d) or (N, C, H, W); n (item, 1-based); k (integer >= 1);
+--   signed (boolean, default false).
+-- RETURN: m (table: 0-based position within the item -> membership; members
+--   only), size (the sum of memberships, min(k, F)), f (the membership of the
+--   tied block, 1 when no block is split).
+function metrics.topk_members(t, n, k, signed)
+  local d = t:numel() / t:size(1)
+  local p = t:data() + (n - 1) * d
+  local keys = {}
+  for j = 0, d - 1 do
+    local v = topk_key(p[j], signed)
+    if v > 0 then keys[#keys + 1] = v end
+  end
+  local m = {}
+  local F = #keys
+  if F <= k then
+    for j = 0, d - 1 do if topk_key(p[j], signed) > 0 then m[j] = 1 end end
+    return m, F, 1
+  end
+  table.sort(keys, function(x, y) return x > y end)
+  local vk = keys[k]
+  local g, tied = 0, 0
+  for i = 1, F do
+    if keys[i] > vk then g = g + 1 elseif keys[i] == vk then tied = tied + 1 end
+  end
+  local f = (k - g) / tied
+  for j = 0, d - 1 do
+    local v = topk_key(p[j], signed)
+    if v > vk then m[j] = 1 elseif v == vk then m[j] = f end
+  end
+  return m, k, f
 end
 
---- Share of the original's top-k entries that stay in the attacked map's top-k.
--- ARGS: a (original), b (attacked), opts {frac = 0.4, k (absolute, overrides
--- frac), signed = false}. RETURN: Lua array (NaN for an all-zero a).
+--- Share of the original's top-k features that are top-k features of the
+-- attacked map (Ghorbani et al. 2019's top-k intersection), with the top-k sets
+-- of metrics.topk_members: |T_k(a) ∩ T_k(b)| / |T_k(a)| where a membership
+-- shared by a tied block counts as a fuzzy set, |A ∩ B| = Σ_j min(m_A(j), m_B(j))
+-- (the ordinary count when no tie straddles the k-th place). Hence:
+--   * zero entries are never top-k features: an all-zero b scores 0;
+--   * the score is the same for any permutation of the positions applied to a
+--     and b (bit for bit: the sum is taken over counts of membership pairs);
+--   * b = a scores 1, ties or not;
+--   * when a has F < k features (only with opts.k), T_k(a) is all F of them and
+--     the score is the share of those that b keeps among its own top-k;
+--   * NaN when a has no feature (an all-zero map; signed: no positive entry).
+-- ARGS: a (original), b (attacked): (N, d) or (N, C, H, W), the same shape,
+--   finite; opts {frac = 0.4 (k = max(1, floor(frac · F)), F the features of
+--   a, counted over all C·H·W entries), k (absolute, overrides frac),
+--   signed = false (rank a itself: features are the positive entries)}.
+-- RETURN: Lua array, one score in [0, 1] (or NaN) per item.
 function metrics.topk_intersection(a, b, opts)
   opts = opts or {}
   local N, d = items(a, b, 'topk_intersection')
   local frac, signed = opts.frac or 0.4, opts.signed or false
-  local pa, pb = a:data(), b:data()
+  local pa = a:data()
   local out = {}
   for n = 0, N - 1 do
     local k = opts.k
     if not k then
-      local nnz = 0
-      for j = n * d, n * d + d - 1 do if pa[j] ~= 0 then nnz = nnz + 1 end end
-      k = nnz > 0 and max(1, floor(frac * nnz)) or 0
+      local F = 0
+      for j = n * d, n * d + d - 1 do if topk_key(pa[j], signed) > 0 then F = F + 1 end end
+      k = max(1, floor(frac * F))
     end
-    k = min(k, d)
-    if k == 0 then
+    local ma, size, fa = metrics.topk_members(a, n + 1, k, signed)
+    if size == 0 then
       out[n + 1] = NAN
     else
-      local ta, tb = top_indices(pa, n, d, k, signed), top_indices(pb, n, d, k, signed)
-      local inb = {}
-      for _, j in ipairs(tb) do inb[j] = true end
-      local c = 0
-      for _, j in ipairs(ta) do if inb[j] then c = c + 1 end end
-      out[n + 1] = c / k
+      local mb, _, fb = metrics.topk_members(b, n + 1, k, signed)
+      -- Σ_j min(m_a(j), m_b(j)), grouped by the pair of memberships (1 or the
+      -- tied share of each map), so the order of the positions cannot matter.
+      local c11, c1f, cf1, cff = 0, 0, 0, 0
+      for j, x in pairs(ma) do
+        local y = mb[j]
+        if y then
+          if x == 1 and y == 1 then c11 = c11 + 1
+          elseif x == 1 then c1f = c1f + 1
+          elseif y == 1 then cf1 = cf1 + 1
+          else cff = cff + 1 end
+        end
+      end
+      out[n + 1] = (c11 + c1f * fb + cf1 * fa + cff * min(fa, fb)) / size
     end
   end
   return out
@@ -187,7 +313,7 @@ end
 
 --- Structural similarity (Wang et al. 2004): 11×11 Gaussian window, sigma 1.5,
 -- population (biased) local statistics, C1 = (0.01 L)², C2 = (0.03 L)².
--- ARGS: a, b (N, C, H, W), or (N, H, W) / (H, W)-like 3-D maps;
+-- ARGS: a, b (N, C, H, W), the same shape, finite;
 --   opts {preset = 'display' | 'pytorch_ssim', window = 11, sigma = 1.5,
 --         percentile = 99 (display)}.
 -- Presets:
@@ -208,9 +334,8 @@ function metrics.ssim(a, b, opts)
   local size, sigma = opts.window or 11, opts.sigma or 1.5
   local s = a:shape()
   local Cn, H, W
-  if #s == 4 then Cn, H, W = s[2], s[3], s[4]
-  elseif #s == 3 then Cn, H, W = 1, s[2], s[3]
-  else error('ssim: maps must be (N, C, H, W) or (N, H, W), got ' .. table.concat(s, 'x'), 2) end
+  if #s ~= 4 then error('ssim: maps must be (N, C, H, W), got ' .. table.concat(s, 'x'), 2) end
+  Cn, H, W = s[2], s[3], s[4]
   local w = gauss1d(size, sigma)
   local out = {}
   if preset == 'display' then
@@ -218,11 +343,9 @@ function metrics.ssim(a, b, opts)
       error(('ssim: display preset needs H and W >= %d (the window), got %dx%d'):format(size, H, W), 2)
     end
     local viz = require 'moreau.viz'
-    local a4, b4 = a, b
-    if #s == 3 then a4, b4 = a:reshape { N, 1, H, W }, b:reshape { N, 1, H, W } end
     for n = 1, N do
-      local ta = viz.normalize(a4, { item = n, percentile = opts.percentile })
-      local tb = viz.normalize(b4, { item = n, percentile = opts.percentile })
+      local ta = viz.normalize(a, { item = n, percentile = opts.percentile })
+      local tb = viz.normalize(b, { item = n, percentile = opts.percentile })
       local X, Y = {}, {}
       for i = 0, H * W - 1 do X[i], Y[i] = ta[i + 1], tb[i + 1] end
       out[n] = ssim_plane(X, Y, H, W, w, size, 'valid', 0.01 ^ 2, 0.03 ^ 2)
@@ -269,8 +392,14 @@ local function ranks(p, base, d)
   return r
 end
 
---- Spearman rank correlation per item (average ranks for ties).
--- ARGS: a, b (N, ...). RETURN: Lua array (NaN when a map is constant).
+--- Spearman rank correlation per item: the Pearson correlation of the ranks of
+-- the entries of a and of b (their signed values, over all C·H·W entries), as
+-- scipy.stats.spearmanr. Tied entries, the zeros of a sparse map included,
+-- share their average rank, so the score is the same for any permutation of the
+-- positions applied to both maps (bit for bit while d³ < 2^51: the centered
+-- ranks are multiples of ½ and their products sum exactly).
+-- ARGS: a, b (N, d) or (N, C, H, W), the same shape, finite.
+-- RETURN: Lua array (NaN when a map is constant).
 function metrics.spearman(a, b)
   local N, d = items(a, b, 'spearman')
   local out = {}
@@ -289,21 +418,22 @@ end
 
 -- ------------------------------------------------------------ sparseness
 
---- Gini index of |a| per item (Hurley & Rickard 2009). RETURN: Lua array.
+--- Gini index of |a| per item (Hurley & Rickard 2009). Zeros count as entries
+-- (more zeros: sparser); both sums run over the sorted |a|, so the index does
+-- not depend on the order of the entries, bit for bit.
+-- ARGS: a (N, d) or (N, C, H, W), finite. RETURN: Lua array (0 for a zero map).
 function metrics.gini(a)
   local N, d = items(a, nil, 'gini')
   local p = a:data()
   local out = {}
   for n = 0, N - 1 do
     local c, l1 = {}, 0
-    for j = 0, d - 1 do
-      c[j + 1] = abs(p[n * d + j])
-      l1 = l1 + c[j + 1]
-    end
+    for j = 0, d - 1 do c[j + 1] = abs(p[n * d + j]) end
+    table.sort(c)
+    for j = 1, d do l1 = l1 + c[j] end
     if l1 == 0 then
       out[n + 1] = 0
     else
-      table.sort(c)
       local s = 0
       for k = 1, d do s = s + (c[k] / l1) * ((d - k + 0.5) / d) end
       out[n + 1] = 1 - 2 * s
@@ -312,7 +442,8 @@ function metrics.gini(a)
   return out
 end
 
---- Fraction of entries exactly 0 per item. RETURN: Lua array.
+--- Fraction of entries exactly 0 per item.
+-- ARGS: a (N, d) or (N, C, H, W), finite. RETURN: Lua array.
 function metrics.sparsity(a)
   local N, d = items(a, nil, 'sparsity')
   local p = a:data()
@@ -329,8 +460,9 @@ end
 
 --- Quantus's normalise_by_negative, per item, in place: a / max a when a >= 0,
 -- a / |min a| when a <= 0, else positives / max and negatives / |min|; a zero
--- map stays zero.
+-- map stays zero. ARGS: E (N, d) or (N, C, H, W), finite. RETURN: E.
 function metrics.normalise_by_negative(E)
+  metrics.check_map(E, 'metrics.normalise_by_negative', 'E', 2)
   local N = E:size(1)
   local d, p = E:numel() / N, E:data()
   for n = 0, N - 1 do
@@ -358,8 +490,12 @@ end
 -- (noise of item n from the counter-based RNG: seed, stream = n, offset = j·d),
 -- explains x_j with the same method (its own seed: common random numbers for
 -- stochastic methods), and keeps the max over j of ratio(a, a_j, x, x_j) per item.
+-- x and every map go through metrics.check_map: a non-finite map would make the
+-- ratio NaN, which the max would silently skip.
 local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   if not T.is(x) then error('metrics.' .. what .. ': x must be a tensor', 3) end
+  what = 'metrics.' .. what
+  metrics.check_map(x, what, 'x', 3)
   local N = x:size(1)
   local d = x:numel() / N
   oracle.labels(labels, N) -- checks them
@@ -368,7 +504,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     if o.abs then E:apply_(abs) end
     return E
   end
-  local a = prep(method:explain(net, x, labels))
+  local a = prep(metrics.check_map(method:explain(net, x, labels), what, 'the map of x', 3))
   local best = {}
   for n = 1, N do best[n] = 0 end
   for j = 0, o.samples - 1 do
@@ -379,7 +515,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
       local pz = z:data()
       for i = 0, d - 1 do px[n * d + i] = px[n * d + i] + pz[i] end
     end
-    local aj = prep(method:explain(net, xj, labels))
+    local aj = method:explain(net, xj, labels)
+    aj = prep(metrics.check_map(aj, what, ('the map of sample %d'):format(j + 1), 3))
     local pa, pj, p0 = a:data(), aj:data(), x:data()
     for n = 0, N - 1 do
       local r = ratio(pa, pj, p0, px, n * d, d)
