@@ -25,6 +25,10 @@ local x = T.rand({ 3, 1, 8, 8 }, { seed = SEED, stream = 1 })
 local labels = attacks.predict(net, x)
 local N, d = 3, 64
 
+local function close_rel(a, b, tol)
+  assert(math.abs(a - b) <= tol * math.abs(b), ('%.17g vs %.17g (rel tol %g)'):format(a, b, tol))
+end
+
 local function item_dist(a, b, n)
   local s = 0
   for j = n * d, n * d + d - 1 do s = s + (a:data()[j] - b:data()[j]) ^ 2 end
@@ -147,6 +151,72 @@ describe('attacks: top-k', function()
     assert.is_true(c:max_abs_diff(a) > 0, 'another seed, another path')
     local _, inf = attacks.topk { eps = 1, iters = 3, fresh_noise = false }:run(net, m, x, labels)
     assert.are.same({ [0] = 40, 40, 40, 40 }, inf.seeds)
+  end)
+end)
+
+describe('attacks: top-k mask follows the metrics\' zero and tie rule', function()
+  -- A map equal to the input (E = x, x >= 0 in the box [0, 1], so ∂|E|/∂x = 1) and
+  -- a network with zero weights (the prediction never changes): the objective's
+  -- trajectory is a closed form of the clean map's top-k mask M.
+  local identity = {
+    name = 'identity', opts = { seed = 0 },
+    explain = function(_, _, x) return x:clone() end,
+    explain_abs_vjp = function(_, _, x, _, w) local E = x:clone() return w(E), E end,
+  }
+  local b = nn.builder({ 1, 4, 4 }, { seed = 1 })
+  local flat = b:build(b:linear('fc', b:flatten(b.input), 16, 3))
+  flat:param('fc.weight'):fill(0)
+  local alpha = 0.01
+  local function run(x0, k, iters)
+    local _, info = attacks.topk { eps = 10, iters = iters or 1, k = k, alpha = alpha, lo = 0, hi = 1 }
+      :run(flat, identity, x0, attacks.predict(flat, x0))
+    return info
+  end
+  --- 16 pixels: value v at the given 1-based positions, `rest` elsewhere; perm moves pixel j to perm[j].
+  local function image(spots, rest, perm)
+    local x = T.full({ 1, 1, 4, 4 }, rest)
+    for j, v in pairs(spots) do x:data()[(perm and perm[j] or j) - 1] = v end
+    return x
+  end
+  local reversed = {}
+  for j = 1, 16 do reversed[j] = 17 - j end
+
+  it('a zero entry is never in the mask (3 nonzero entries, k = 6)', function()
+    -- M = the 3 nonzero pixels: J0 = 1, ∂J = 0 on them, < 0 elsewhere, so the 13
+    -- others rise by alpha: J1 = 1.2 / (1.2 + 13 alpha). Zero pixels in M (the old
+    -- lower-index fill) would not rise: 1.2 / (1.2 + 10 alpha).
+    for _, perm in ipairs { false, reversed } do
+      local info = run(image({ [5] = 0.5, [8] = 0.4, [11] = 0.3 }, 0, perm or nil), 6)
+      assert.are.equal(1, info.J[1][0])
+      close_rel(info.J[1][1], 1.2 / (1.2 + 13 * alpha), 1e-6)
+    end
+  end)
+
+  it('a tie at the k-th place is shared, whatever the positions', function()
+    -- three pixels 0.5 tied for k = 2 places (M = 2/3 each), 13 pixels 0.1:
+    -- A = 1, B = 2.8; the tied pixels fall and the others rise by alpha:
+    -- J1 = 2 (0.5 − alpha) / (2.8 + 10 alpha). Breaking the tie by position would
+    -- let the third pixel rise: 2 (0.5 − alpha) / (2.8 + 12 alpha).
+    local spots = { [2] = 0.5, [7] = 0.5, [16] = 0.5 }
+    local J = {}
+    for i, perm in ipairs { false, reversed } do
+      local info = run(image(spots, 0.1, perm or nil), 2, 3)
+      close_rel(info.J[1][0], 1 / 2.8, 1e-6)
+      close_rel(info.J[1][1], 2 * (0.5 - alpha) / (2.8 + 10 * alpha), 1e-6)
+      J[i] = info.J[1]
+    end
+    for t = 0, 3 do close_rel(J[2][t], J[1][t], 1e-6) end
+  end)
+
+  it('refuses a clean map with NaN, naming the item and position', function()
+    local nan = { name = 'nan', opts = { seed = 0 }, explain_abs_vjp = function(_, _, x, _, w)
+      local E = x:clone()
+      E:data()[16 + 4] = 0 / 0
+      return w(E), E
+    end }
+    local x0 = T.full({ 2, 1, 4, 4 }, 0.5)
+    assert.has_error(function() attacks.topk { k = 2 }:run(flat, nan, x0, { 0, 0 }) end,
+      'topk:run: item 2 of the clean map has NaN at position 5 of 16 (c=1, h=2, w=1)')
   end)
 end)
 

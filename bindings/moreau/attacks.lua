@@ -197,7 +197,8 @@ local function finish_ball(o, level)
   check_box(o, level + 1)
 end
 
--- top-k: J = A/B, A = Σ M ⊙ |E|, B = Σ |E|; ∂J/∂|E| = (M·B − A)/B².
+-- top-k: J = A/B, A = Σ M ⊙ |E|, B = Σ |E|; ∂J/∂|E| = (M·B − A)/B², M ∈ [0, 1]
+-- the clean map's top-k memberships (moreau.metrics.topk_members).
 -- An all-zero map has J = 1 and no gradient (nothing can move off the top-k).
 
 --- The default k: Ghorbani et al. use k = 1000 of the 224·224 = 50176 pixels
@@ -207,18 +208,12 @@ function attacks.topk_k(o, d)
   return math.max(1, math.min(d, k))
 end
 
---- Indices (0-based) of the k largest |values| of item n (ties: lower index first).
-local function topk_indices(E, n, d, k)
-  local p, idx = E:data() + n * d, {}
-  for j = 0, d - 1 do idx[j + 1] = j end
-  table.sort(idx, function(a, b)
-    local va, vb = math.abs(p[a]), math.abs(p[b])
-    if va ~= vb then return va > vb end
-    return a < b
-  end)
-  local set = {}
-  for i = 1, k do set[idx[i]] = true end
-  return set
+--- The top-k mask M of the clean map: moreau.metrics's top-k rule, so a zero
+-- entry is never in it (a clean map with fewer than k nonzero entries gives a
+-- mask of those entries) and a tie at the k-th place is shared, M(j) = (k − g)/t
+-- for each of the t tied entries, instead of being broken by position.
+local function topk_mask(E, n, k)
+  return (require('moreau.metrics').topk_members(E, n + 1, k, false))
 end
 
 local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, hi = INF,
@@ -229,8 +224,9 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   local k = attacks.topk_k(self.opts, d)
   local xp, info = interpretation_attack(self, net, method, x, lab, labels, {
     init = function(E0)
+      require('moreau.metrics').check_map(E0, 'topk:run', 'the clean map', 4)
       local masks = {}
-      for n = 0, N - 1 do masks[n] = topk_indices(E0, n, d, k) end
+      for n = 0, N - 1 do masks[n] = topk_mask(E0, n, k) end
       return masks
     end,
     eval = function(E, masks)
@@ -241,11 +237,11 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
         for j = 0, d - 1 do
           local a = math.abs(pe[n * d + j])
           B = B + a
-          if M[j] then A = A + a end
+          if M[j] then A = A + M[j] * a end
         end
         if B > 0 then
           J[n + 1] = A / B
-          for j = 0, d - 1 do pw[n * d + j] = ((M[j] and B or 0) - A) / (B * B) end
+          for j = 0, d - 1 do pw[n * d + j] = ((M[j] or 0) * B - A) / (B * B) end
         else
           J[n + 1] = 1
         end
