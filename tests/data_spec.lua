@@ -337,8 +337,8 @@ describe('images', function()
         assert.are.equal(tonumber(ffi.new('float', k / 255)), tonumber(p[i]))
       end
     end
-    -- (C, H, W) works too; values outside [0, 1] and NaN are clamped
-    local z = T.from({ -1, 0.5, 2, 0 / 0 }, { 1, 2, 2 })
+    -- values outside [0, 1] and NaN are clamped
+    local z = T.from({ -1, 0.5, 2, 0 / 0 }, { 1, 1, 2, 2 })
     data.save_png(path('clamp.png'), z)
     local v = data.load_image(path('clamp.png')):totable()
     assert.are.same({ 0, tonumber(ffi.new('float', 128 / 255)), 1, 0 }, v)
@@ -381,7 +381,7 @@ describe('images', function()
   end)
 
   it('reject corrupt, unknown and missing images with stb_image\'s reason', function()
-    data.save_png(path('good.png'), rand_image({ 3, 16, 16 }, 9))
+    data.save_png(path('good.png'), rand_image({ 1, 3, 16, 16 }, 9))
     local png = read(path('good.png'))
     local cut = write('cut.png', png:sub(1, 60))
     assert_error_with(function() data.load_image(cut) end,
@@ -399,11 +399,15 @@ describe('images', function()
       'channels must be 1 (grey), 3 (RGB), 2 or 4 (with alpha) or 0 (as in the file), got 5')
     assert_error_with(function() data.load_image(path('good.png'), { size = { 0, 10 } }) end,
       'size must be 0x0 (keep) or both sides in 1..32768, got 0x10')
-    assert_error_with(function() data.save_png(path('x.png'), T.zeros { 5, 4, 4 }) end,
-      'mr_image_write_png: 5x4x4 has 5 channels')
+    assert_error_with(function() data.save_png(path('x.png'), T.zeros { 1, 5, 4, 4 }) end,
+      'mr_image_write_png: 1x5x4x4 has 5 channels')
     assert_error_with(function() data.save_png(path('x.png'), T.zeros { 2, 3, 4, 4 }) end,
-      'expected an image (C, H, W) or (1, C, H, W), got 2x3x4x4')
-    assert_error_with(function() data.save_png(path('no/such/dir/x.png'), T.zeros { 1, 4, 4 }) end,
+      'data.save_png: expected an image (1, C, H, W), got 2x3x4x4')
+    -- images are batch first everywhere: a 3-D tensor is refused, not read as one image
+    assert_error_with(function() data.save_png(path('x.png'), T.zeros { 3, 4, 4 }) end,
+      'data.save_png: expected an image (1, C, H, W), got 3x4x4, a 3-D tensor; images are batch first: '
+      .. 'add a batch dim, x:reshape{1, 3, 4, 4}')
+    assert_error_with(function() data.save_png(path('no/such/dir/x.png'), T.zeros { 1, 1, 4, 4 }) end,
       "cannot create '" .. path('no/such/dir/x.png') .. "': No such file or directory")
   end)
 end)
@@ -411,9 +415,9 @@ end)
 describe('image folders', function()
   it('take classes from sorted subfolders and files in sorted order', function()
     os.execute('mkdir -p ' .. shell_quote(path('folder/dog')) .. ' ' .. shell_quote(path('folder/cat')))
-    data.save_png(path('folder/dog/b.png'), T.full({ 3, 6, 6 }, 0.2))
-    data.save_png(path('folder/dog/a.png'), T.full({ 3, 6, 6 }, 0.4))
-    data.save_png(path('folder/cat/z.png'), T.full({ 3, 6, 6 }, 0.6))
+    data.save_png(path('folder/dog/b.png'), T.full({ 1, 3, 6, 6 }, 0.2))
+    data.save_png(path('folder/dog/a.png'), T.full({ 1, 3, 6, 6 }, 0.4))
+    data.save_png(path('folder/cat/z.png'), T.full({ 1, 3, 6, 6 }, 0.6))
     write('folder/cat/notes.txt', 'not an image')
     local ds = data.image_folder { dir = path('folder') }
     assert.are.same({ 'cat', 'dog' }, ds.classes)
@@ -428,8 +432,8 @@ describe('image folders', function()
 
   it('without subfolders have no labels; sizes must agree unless size is given', function()
     os.execute('mkdir -p ' .. shell_quote(path('flat')))
-    data.save_png(path('flat/1.png'), T.full({ 1, 4, 4 }, 1))
-    data.save_png(path('flat/2.png'), T.full({ 1, 5, 4 }, 0))
+    data.save_png(path('flat/1.png'), T.full({ 1, 1, 4, 4 }, 1))
+    data.save_png(path('flat/2.png'), T.full({ 1, 1, 5, 4 }, 0))
     assert_error_with(function() data.image_folder { dir = path('flat') } end,
       path('flat/2.png') .. ' is 3x5x4, but ' .. path('flat/1.png') .. ' is 3x4x4; give size = {H, W}')
     local ds = data.image_folder { dir = path('flat'), size = { 4, 4 } }
@@ -460,8 +464,8 @@ describe('normalization', function()
     assert.is_true(data.denormalize(z, m, s):max_abs_diff(x) < 1e-6)
     -- x itself is untouched
     assert.is_true(x:min() > 0 and x:max() < 1)
-    -- one number for all channels; (C, H, W) tensors
-    local g = T.full({ 1, 28, 28 }, data.FASHION_MNIST_MEAN[1])
+    -- one number for all channels
+    local g = T.full({ 1, 1, 28, 28 }, data.FASHION_MNIST_MEAN[1])
     assert.is_true(data.normalize(g, data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD):norm() < 1e-5)
     assert.is_true(math.abs(data.normalize(T.ones { 1, 1, 2, 2 }, 0.5, 0.25):mean() - 2) < 1e-6)
   end)
@@ -471,7 +475,12 @@ describe('normalization', function()
     assert_error_with(function() data.normalize(x, { 0.1, 0.2 }, 1) end,
       'data.normalize: mean must be a number or a table of 1 or 3 numbers')
     assert_error_with(function() data.denormalize(x, 0, { 1, 0, 1 }) end, 'std[2] = 0 must be > 0')
-    assert_error_with(function() data.normalize(T.zeros { 4 }, 0, 1) end, 'expected (N, C, H, W) or (C, H, W), got 4')
+    assert_error_with(function() data.normalize(T.zeros { 4 }, 0, 1) end, 'data.normalize: expected (N, C, H, W), got 4')
+    -- batch first, as everywhere: a 3-D tensor is refused, not read as one image
+    for _, f in ipairs { 'normalize', 'denormalize' } do
+      assert_error_with(function() data[f](T.zeros { 3, 4, 4 }, 0, 1) end, 'data.' .. f .. ': expected (N, C, H, W), '
+        .. 'got 3x4x4, a 3-D tensor; images are batch first: add a batch dim, x:reshape{1, 3, 4, 4}')
+    end
   end)
 end)
 

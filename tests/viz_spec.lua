@@ -91,7 +91,7 @@ describe('viz.heatmap (sum |map| over channels, clip at the 99th percentile, sca
     -- 99 > q is clipped to 255; 1 -> round(2.6018) = 3.
     local v = {}
     for i = 0, 99 do v[i + 1] = i end
-    local cv, q = viz.heatmap(T.from(v, { 10, 10 }))
+    local cv, q = viz.heatmap(T.from(v, { 1, 1, 10, 10 }))
     assert.is_true(math.abs(q - 98.01) < 1e-4)
     local g = grays(cv)
     assert.are.equal(0, g[1])
@@ -132,26 +132,37 @@ describe('viz.heatmap (sum |map| over channels, clip at the 99th percentile, sca
     local cv, q = viz.heatmap(T.zeros { 2, 3, 4, 5 }, { item = 2 })
     assert.are.equal(0, q)
     for _, v in ipairs(grays(cv)) do assert.are.equal(0, v) end
-    local t = viz.normalize(T.zeros { 3, 4, 5 })
+    local t = viz.normalize(T.zeros { 1, 3, 4, 5 })
     for _, v in ipairs(t) do assert.are.equal(0, v) end
   end)
 
-  it('takes the item it is asked for, from (N,C,H,W), (C,H,W) or (H,W)', function()
+  it('takes the item it is asked for from (N, C, H, W)', function()
     local m = T.zeros { 2, 1, 1, 2 }
     m:set(1, 1, 1, 1, 1)
     m:set(1, 2, 1, 1, 2)
     assert.are.same({ 255, 0 }, grays(viz.heatmap(m)))
     assert.are.same({ 0, 255 }, grays(viz.heatmap(m, { item = 2 })))
-    assert.are.same({ 0, 255 }, grays(viz.heatmap(T.from({ 0, -3 }, { 1, 1, 2 }))))
-    assert.are.same({ 0, 255 }, grays(viz.heatmap(T.from({ 0, -3 }, { 1, 2 }))))
+    assert.are.same({ 0, 255 }, grays(viz.heatmap(T.from({ 0, -3 }, { 1, 1, 1, 2 }))))
+  end)
+
+  it('refuses 3-D and 2-D tensors: maps are batch first, as metrics read them', function()
+    -- a (3, H, W) tensor is three gray maps to moreau.metrics; viz used to draw it as one RGB map
+    for _, f in ipairs { 'heatmap', 'signed', 'normalize', 'image' } do
+      assert_error_with(function() viz[f](T.ones { 3, 4, 5 }) end, 'viz.' .. f .. ': expected (N, C, H, W), got '
+        .. '3x4x5, a 3-D tensor; maps and images are batch first: add a batch dim, x:reshape{1, 3, 4, 5}')
+      assert_error_with(function() viz[f](T.ones { 4, 5 }) end,
+        'viz.' .. f .. ': expected (N, C, H, W), got 4x5; maps and images are batch first')
+    end
+    assert_error_with(function() viz.overlay(viz.canvas(5, 4), T.ones { 1, 4, 5 }) end,
+      'viz.heatmap: expected (N, C, H, W), got 1x4x5, a 3-D tensor')
   end)
 
   it('uses the viridis anchors at the ends and honours opts.percentile', function()
-    local cv = viz.heatmap(T.from({ 0, 1 }, { 1, 2 }), { cmap = 'viridis' })
+    local cv = viz.heatmap(T.from({ 0, 1 }, { 1, 1, 1, 2 }), { cmap = 'viridis' })
     assert.are.same({ 0x44, 0x01, 0x54 }, { cv:get(1, 1) })
     assert.are.same({ 0xFD, 0xE7, 0x25 }, { cv:get(2, 1) })
     -- percentile 50 of {0, 2, 4}: 2, so 2 -> 255, 4 clipped to 255
-    assert.are.same({ 0, 255, 255 }, grays(viz.heatmap(T.from({ 0, 2, 4 }, { 1, 3 }), { percentile = 50 })))
+    assert.are.same({ 0, 255, 255 }, grays(viz.heatmap(T.from({ 0, 2, 4 }, { 1, 1, 1, 3 }), { percentile = 50 })))
   end)
 
   it('rejects NaN, inf, bad shapes, items, percentiles and color maps clearly', function()
@@ -161,13 +172,13 @@ describe('viz.heatmap (sum |map| over channels, clip at the 99th percentile, sca
     m:set(math.huge, 1, 2, 3, 1)
     assert_error_with(function() viz.signed(m) end, 'viz.signed: the map has inf')
     assert_error_with(function() viz.heatmap(T.zeros { 784 }) end,
-      'viz.heatmap: expected a map of shape (N, C, H, W), (C, H, W) or (H, W), got 784')
+      'viz.heatmap: expected (N, C, H, W), got 784; maps and images are batch first')
     assert_error_with(function() viz.heatmap({ 1, 2 }) end, 'viz.heatmap: expected a moreau tensor, got table')
     assert_error_with(function() viz.heatmap(T.zeros { 2, 1, 2, 2 }, { item = 3 }) end,
       'viz.heatmap: item 3 outside 1..2')
-    assert_error_with(function() viz.heatmap(T.zeros { 2, 2 }, { percentile = 0 }) end,
+    assert_error_with(function() viz.heatmap(T.zeros { 1, 1, 2, 2 }, { percentile = 0 }) end,
       'viz.heatmap: opts.percentile must be in (0, 100], got 0')
-    assert_error_with(function() viz.heatmap(T.zeros { 2, 2 }, { cmap = 'jet' }) end,
+    assert_error_with(function() viz.heatmap(T.zeros { 1, 1, 2, 2 }, { cmap = 'jet' }) end,
       "viz: unknown color map 'jet' (known: bwr, diverging, gray, grey, viridis)")
   end)
 end)
@@ -189,16 +200,16 @@ describe('viz.signed (diverging, symmetric scaling by the percentile of |sum|)',
       end
     end
     assert.is_true(reds > 0 and blues > 0)
-    local cv = viz.signed(T.from({ 0, 2, -2, 1 }, { 1, 1, 4 }), { percentile = 100 })
+    local cv = viz.signed(T.from({ 0, 2, -2, 1 }, { 1, 1, 1, 4 }), { percentile = 100 })
     assert.are.same({ 255, 255, 255 }, { cv:get(1, 1) })
     assert.are.same({ 165, 15, 21 }, { cv:get(2, 1) })
     assert.are.same({ 21, 15, 165 }, { cv:get(3, 1) })
     assert.are.same({ viz.diverging(0.5) }, { cv:get(4, 1) })
     -- sums over channels before taking the sign: +1 and -1 cancel to white
-    local c2 = viz.signed(T.from({ 1, 5, -1, 0 }, { 2, 1, 2 }))
+    local c2 = viz.signed(T.from({ 1, 5, -1, 0 }, { 1, 2, 1, 2 }))
     assert.are.same({ 255, 255, 255 }, { c2:get(1, 1) })
     -- all zero: white, no NaN
-    local z, q = viz.signed(T.zeros { 4, 4 })
+    local z, q = viz.signed(T.zeros { 1, 1, 4, 4 })
     assert.are.equal(0, q)
     assert.are.equal(16, count_color(z, { 255, 255, 255 }))
   end)
@@ -209,12 +220,12 @@ describe('viz.image, viz.overlay and viz.upscale', function()
     -- (img - 0.5) / 0.25: 0 -> 0.5 -> 128; -2 -> 0 -> 0; 1 -> 0.75 -> 191; 3 -> clamped 255
     local x = T.from({ 0, -2, 1, 3 }, { 1, 1, 2, 2 })
     assert.are.same({ 128, 0, 191, 255 }, grays(viz.image(x, { mean = 0.5, std = 0.25 })))
-    local rgb = viz.image(T.from({ 1, 0, 0.5 }, { 3, 1, 1 }))
+    local rgb = viz.image(T.from({ 1, 0, 0.5 }, { 1, 3, 1, 1 }))
     assert.are.same({ 255, 0, 128 }, { rgb:get(1, 1) })
-    local un = viz.image(T.from({ 0, 0, 0 }, { 3, 1, 1 }), { mean = { 0.2, 0.4, 0.6 }, std = { 1, 1, 1 } })
+    local un = viz.image(T.from({ 0, 0, 0 }, { 1, 3, 1, 1 }), { mean = { 0.2, 0.4, 0.6 }, std = { 1, 1, 1 } })
     assert.are.same({ 51, 102, 153 }, { un:get(1, 1) })
-    assert_error_with(function() viz.image(T.zeros { 2, 4, 4 }) end, 'viz.image: expected 1 or 3 channels, got 2')
-    assert_error_with(function() viz.image(T.zeros { 3, 4, 4 }, { mean = { 1, 2 } }) end,
+    assert_error_with(function() viz.image(T.zeros { 1, 2, 4, 4 }) end, 'viz.image: expected 1 or 3 channels, got 2')
+    assert_error_with(function() viz.image(T.zeros { 1, 3, 4, 4 }, { mean = { 1, 2 } }) end,
       'viz.image: opts.mean must be a number or a table of 3 numbers')
   end)
 
@@ -224,7 +235,7 @@ describe('viz.image, viz.overlay and viz.upscale', function()
     local o = viz.overlay(img, heat, 0.5)
     assert.are.equal(4, o.width)
     assert.are.same({ 100, 50, 25 }, { o:get(4, 4) })
-    local o2 = viz.overlay(img, T.from({ 0, 1, 1, 0 }, { 2, 2 }), 1)
+    local o2 = viz.overlay(img, T.from({ 0, 1, 1, 0 }, { 1, 1, 2, 2 }), 1)
     assert.are.same({ 0xFD, 0xE7, 0x25 }, { o2:get(3, 1) })
     assert_error_with(function() viz.overlay(img, viz.canvas(3, 3), 0.5) end,
       'viz.overlay: heat is 3x3, image is 4x4')

@@ -113,10 +113,17 @@ function data.load_cifar_batch(path) return cifar_batch(path, 2) end
 -- ARGS: path; opts {channels = 0 (as in the file) | 1 | 3 | 4, size = {H, W} (nil: keep)}
 function data.load_image(path, opts) return image(path, opts, 2) end
 
---- Writes an image tensor (C, H, W) or (1, C, H, W), C in {1, 3, 4}, values in
--- [0, 1] (clamped), as an 8-bit PNG.
+--- Writes an image tensor (1, C, H, W), C in {1, 3, 4}, values in [0, 1]
+-- (clamped), as an 8-bit PNG. Images are batch first, as everywhere in moreau:
+-- a 3-D tensor is refused.
 function data.save_png(path, img)
   if not T.is(img) then error('data.save_png: img must be a tensor, got ' .. type(img), 2) end
+  if img:dim() ~= 4 or img:size(1) ~= 1 then
+    local s = img:shape()
+    local hint = #s == 3 and (', a 3-D tensor; images are batch first: add a batch dim, x:reshape{1, %d, %d, %d}')
+      :format(s[1], s[2], s[3]) or ''
+    error(('data.save_png: expected an image (1, C, H, W), got %s%s'):format(table.concat(s, 'x'), hint), 2)
+  end
   core.check_write(path, 2)
   check(C.mr_image_write_png(path, img.ptr))
 end
@@ -317,9 +324,12 @@ end
 
 local function channel_stats(x, mean, std, what)
   local nd = x:dim()
-  if nd ~= 4 and nd ~= 3 then
-    error(('%s: expected (N, C, H, W) or (C, H, W), got %s'):format(what,
-      table.concat(x:shape(), 'x')), 3)
+  if nd == 3 then
+    local s = x:shape()
+    error(('%s: expected (N, C, H, W), got %s, a 3-D tensor; images are batch first: add a batch dim, '
+      .. 'x:reshape{1, %d, %d, %d}'):format(what, table.concat(s, 'x'), s[1], s[2], s[3]), 3)
+  elseif nd ~= 4 then
+    error(('%s: expected (N, C, H, W), got %s'):format(what, table.concat(x:shape(), 'x')), 3)
   end
   local nc = x:size(nd - 2)
   local function per_channel(v, name)
@@ -339,8 +349,7 @@ local function channel_stats(x, mean, std, what)
     if not (s[c] > 0) then error(('%s: std[%d] = %s must be > 0'):format(what, c, tostring(s[c])), 3) end
   end
   local plane = x:size(nd - 1) * x:size(nd)
-  local items = nd == 4 and x:size(1) or 1
-  return m, s, nc, plane, items
+  return m, s, nc, plane, x:size(1)
 end
 
 -- y = a[c] * x + b[c] per channel, into a new tensor.
@@ -359,7 +368,7 @@ local function affine(x, a, b, nc, plane, items)
 end
 
 --- (x - mean[c]) / std[c] per channel, as a new tensor.
--- ARGS: x (N, C, H, W) or (C, H, W); mean, std: numbers or tables of C numbers
+-- ARGS: x (N, C, H, W); mean, std: numbers or tables of C numbers
 function data.normalize(x, mean, std)
   local m, s, nc, plane, items = channel_stats(x, mean, std, 'data.normalize')
   local a, b = {}, {}

@@ -301,8 +301,10 @@ end
 
 -- ==================================================================== maps
 
--- The planes of one item of a map: (N, C, H, W) picks item opts.item
--- (default 1), (C, H, W) and (H, W) are one item. Checks for NaN / inf.
+-- The planes of one item of a map (N, C, H, W): item opts.item (default 1).
+-- Maps are batch first everywhere in moreau, so a 3-D (C, H, W) or 2-D tensor
+-- is refused (metrics would read its first dim as the batch): one map is
+-- x:reshape{1, C, H, W}. Checks for NaN / inf.
 -- RETURN: p (float* at the item), c, h, w.
 local function item_planes(x, opts, what, level)
   if not T.is(x) then
@@ -313,10 +315,11 @@ local function item_planes(x, opts, what, level)
   local p = x:data()
   local n, c, h, w
   if nd == 4 then n, c, h, w = s[1], s[2], s[3], s[4]
-  elseif nd == 3 then n, c, h, w = 1, s[1], s[2], s[3]
-  elseif nd == 2 then n, c, h, w = 1, 1, s[1], s[2]
+  elseif nd == 3 then
+    error(('%s: expected (N, C, H, W), got %s, a 3-D tensor; maps and images are batch first: add a '
+      .. 'batch dim, x:reshape{1, %d, %d, %d}'):format(what, table.concat(s, 'x'), s[1], s[2], s[3]), level + 1)
   else
-    error(('%s: expected a map of shape (N, C, H, W), (C, H, W) or (H, W), got %s'):format(what,
+    error(('%s: expected (N, C, H, W), got %s; maps and images are batch first'):format(what,
       table.concat(s, 'x')), level + 1)
   end
   local item = opts.item or 1
@@ -375,7 +378,7 @@ local function clip_value(a, p)
 end
 
 --- The paper's display normalization of one item of a map, as numbers.
--- ARGS: map (tensor (N,C,H,W), (C,H,W) or (H,W)); opts {item = 1, percentile = 99}.
+-- ARGS: map (tensor (N, C, H, W)); opts {item = 1, percentile = 99}.
 -- RETURN: t (Lua array of H*W numbers in [0, 1], row-major), h, w, q (the
 --   clip value: the percentile of sum_c |map|; 0 for an all-zero map, whose
 --   t is all 0).
@@ -413,7 +416,7 @@ end
 
 --- A map shown as the paper shows it: sum of |map| over channels, clipped at
 -- the 99th percentile, scaled to [0, 1], through a color map.
--- ARGS: map (tensor (N,C,H,W), (C,H,W) or (H,W); no NaN or inf);
+-- ARGS: map (tensor (N, C, H, W); no NaN or inf);
 --   opts {item = 1 (which batch item), percentile = 99,
 --         cmap = 'gray' (or 'viridis', 'bwr', or a function t -> r, g, b)}.
 -- RETURN: canvas (W x H), q (the clip value; 0 for an all-zero map, which is
@@ -474,7 +477,7 @@ local function per_channel(v, c, default, what, name, level)
 end
 
 --- An input image item as a canvas.
--- ARGS: x (tensor (N,C,H,W), (C,H,W) or (H,W) with C = 1 (grey) or 3 (RGB),
+-- ARGS: x (tensor (N, C, H, W) with C = 1 (grey) or 3 (RGB),
 --   values in [0, 1] after un-normalizing; clamped);
 --   opts {item = 1, mean = nil, std = nil (numbers or tables of C numbers: the
 --   normalization x = (img - mean) / std to undo, img = x * std + mean)}.
