@@ -277,6 +277,12 @@ describe('metrics: zeros and ties', function()
     local m3, size3 = metrics.topk_members(row { -5, 0, 2, -1 }, 1, 3, true)
     assert.are.same({ [2] = 1 }, m3)
     assert.are.equal(1, size3)
+    -- k is a count of places
+    for _, k in ipairs { 0, 2.5, -1 } do
+      error_with(function() metrics.topk_intersection(a, a, { k = k }) end,
+        "topk_intersection: option 'k' must be an integer >= 1, got " .. tostring(k))
+      error_with(function() metrics.topk_members(a, 1, k) end, 'metrics.topk_members: k must be an integer >= 1')
+    end
   end)
 
   it('spearman: zeros are one tie block with their average rank', function()

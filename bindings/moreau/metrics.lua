@@ -24,19 +24,21 @@
 --            (topk_intersection, the top-k attack). Spearman ranks every entry, so
 --            the zeros of a map form one tie block; gini and sparsity count them as
 --            entries of the map.
---   Ties     no score depends on where the object sits in the image (it is the same
---            for any permutation of the positions applied to both maps): the
---            entries tied at the k-th largest key share the places left in the
+--   Ties     no rank-based score (topk_intersection, spearman, gini, sparsity)
+--            depends on where the object sits in the image: each is the same, bit
+--            for bit, for any permutation of the positions applied to both maps.
+--            The entries tied at the k-th largest key share the places left in the
 --            top-k equally (topk_intersection), tied entries share their average
---            rank (spearman), and sums run over sorted values (gini).
+--            rank (spearman), and sums run over sorted values (gini). (ssim is
+--            spatial by design; normalized_distance is invariant up to rounding.)
 --
 -- Pair metrics (a: the original map, b: the attacked one):
 --   normalized_distance  ‖a/‖a‖ − b/‖b‖‖₂ (a zero map stays the zero vector)
 --   topk_intersection    share of the top-k features of a that are top-k features of
---                        b, k = max(1, floor(frac · n(a))), frac = 0.4; the features
---                        are the entries with |a| > 0 (signed = true: a > 0, as the
---                        authors rank a itself); ties and too few features: see below;
---                        NaN when a has no feature
+--                        b, k = max(1, floor(frac · F)), frac = 0.4, F the number of
+--                        features of a: entries with |a| > 0 (signed = true: a > 0, as
+--                        the authors rank a itself); ties and maps with fewer than k
+--                        features: see metrics.topk_intersection; NaN when F = 0
 --   ssim                 Wang et al. 2004 (see metrics.ssim)
 --   spearman             Pearson correlation of the ranks, ties given their average rank;
 --                        NaN when a map is constant
@@ -165,6 +167,9 @@ local function topk_key(v, signed) if signed then return v end return abs(v) end
 --   only), size (the sum of memberships, min(k, F)), f (the membership of the
 --   tied block, 1 when no block is split).
 function metrics.topk_members(t, n, k, signed)
+  if type(k) ~= 'number' or k < 1 or k ~= floor(k) then
+    error(('metrics.topk_members: k must be an integer >= 1, got %s'):format(tostring(k)), 2)
+  end
   local d = t:numel() / t:size(1)
   local p = t:data() + (n - 1) * d
   local keys = {}
@@ -215,6 +220,9 @@ function metrics.topk_intersection(a, b, opts)
   local frac, signed = opts.frac or 0.4, opts.signed or false
   local pa = a:data()
   local out = {}
+  if opts.k ~= nil and (type(opts.k) ~= 'number' or opts.k < 1 or opts.k ~= floor(opts.k)) then
+    error(("topk_intersection: option 'k' must be an integer >= 1, got %s"):format(tostring(opts.k)), 2)
+  end
   for n = 0, N - 1 do
     local k = opts.k
     if not k then
