@@ -99,6 +99,7 @@ typedef struct mr_op_def {
 
 /* The op table (registry.c). Adding an op: its file under ops/, its extern line
  * and entry below and in registry.c (a static assert checks the count), its
+ * DeepLIFT rule (`deeplift`; MR_DL_REFUSE if none is exact), its
  * finite-difference spec in tests/ops_*_spec.lua, its PyTorch fixture. */
 enum {
     MR_OP_CONV2D,
