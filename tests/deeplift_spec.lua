@@ -61,15 +61,14 @@ describe('DeepLIFT: max pooling', function()
     assert.is_true(math.abs(g[2].gap) <= 1e-6, 'item 2 gap ' .. g[2].gap)
   end)
 
-  it('is the gradient when x and x0 share the argmax, and splits a tie at both sides evenly', function()
+  it('is the gradient when x and x0 share the argmax, and splits equal margins evenly', function()
     local net = pool_net()
-    -- Same argmax (entry 2): all of Δy = 5 − 2 = 3 to it, multiplier 1.
+    -- Same argmax (entry 2): all of Δy = 5 − 2 = 3 to it, multiplier 1 (class 0: weight 2).
     local x, x0 = T.from({ 1, 5 }, { 1, 1, 1, 2 }), T.from({ 0, 2 }, { 1, 1, 1, 2 })
     local dl = methods.deeplift { baseline = x0 }:explain(net, x, { 0 })
     assert.are.same({ 0, 6 }, { dl:data()[0], dl:data()[1] })
-    -- x ties (3, 3) with argmax entry 1, x0 = (1, 1) ties too, argmax entry 1: gradient rule.
-    -- x = (3, 3), x0 = (2, 1): argmax 1 at both. x = (2, 3), x0 = (3, 2): argmaxes 2 and 1,
-    -- p = 1, q = 1, t = 1/2: contributions (1/2 · (−1), 1/2 · 1) = (−1/2, 1/2), Σ = 0 = Δy.
+    -- x = (2, 3), x0 = (3, 2): argmaxes 2 and 1, margins p = 1, q = 1, t = 1/2:
+    -- contributions (1/2 · (−1), 1/2 · 1) = (−1/2, 1/2), Σ = 0 = Δy (class 1: weight 1).
     x, x0 = T.from({ 2, 3 }, { 1, 1, 1, 2 }), T.from({ 3, 2 }, { 1, 1, 1, 2 })
     dl = methods.deeplift { baseline = x0 }:explain(net, x, { 1 })
     assert.are.same({ -0.5, 0.5 }, { dl:data()[0], dl:data()[1] })

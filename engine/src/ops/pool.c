@@ -22,10 +22,13 @@
  *             q = x0[b] − x0[a] ≥ 0 (each side's winning margin),
  *               Δx[a] − Δx[b] = p + q,  Δy = Δx[b] + p,
  *             so the multipliers m[a] = t, m[b] = 1 − t, t = p / (p + q)
- *             (t = 1/2 when p + q = 0, and m[a] = 1 when a = b) split Δy
+ *             (m[a] = 1 when a = b; t = 1/2 if p + q = 0, which the
+ *             first-maximum rule never gives with a ≠ b) split Δy
  *             exactly: t Δx[a] + (1 − t) Δx[b] = Δy (summation-to-delta,
- *             Shrikumar et al. 2017; the paper's Rescale rule is the case
- *             a = b, m = Δy/Δx[a] = 1). Like the gradient (t e_a +
+ *             Shrikumar et al. 2017). These are the multipliers the paper's
+ *             Linear and Rescale rules give max(x[a], x[b]) written as
+ *             x[b] + relu(x[a] − x[b]): relu's input moves from −q to p, its
+ *             multiplier is p / (p + q) = t. Like the gradient (t e_a +
  *             (1 − t) e_b is a convex combination of the unit vectors of the
  *             two maxima), the weights lie in [0, 1] and sum to 1; at x0 = x
  *             the rule is the gradient. gx[i] = Σ_o gy[o] m_o[i].
