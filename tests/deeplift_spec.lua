@@ -196,6 +196,14 @@ describe('DeepLIFT: what it refuses', function()
     end
   end)
 
+  it('checks the baseline by shape, not by element count', function()
+    local b = nn.builder({ 1, 1, 2 }, { seed = 1 })
+    local net = b:build(b:linear('fc', b:flatten(b.input), 2, 3))
+    local x = T.ones { 2, 1, 1, 2 }
+    asserts.error_with(function() methods.deeplift { baseline = T.zeros { 1, 1, 2, 2 } }:explain(net, x, { 0, 1 }) end,
+      'deeplift: baseline has shape 1x1x2x2, expected 2x1x1x2 (like x)')
+  end)
+
   it('refuses training mode', function()
     local b = nn.builder({ 4 }, { seed = 1 })
     local net = b:build(b:linear('fc', b.input, 4, 3))

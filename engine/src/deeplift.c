@@ -104,8 +104,19 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
 {
     if (!out || !net || !x || !labels)
         return mr_error(MR_EINVAL, "deeplift: out, net, x and labels are required");
-    if (out->numel != x->numel || (baseline && baseline->numel != x->numel))
-        return mr_error(MR_ESHAPE, "deeplift: out and baseline must be shaped like x");
+    const mr_tensor *like[2] = {out, baseline};
+    const char *what[2] = {"out", "baseline"};
+    for (int k = 0; k < 2; k++) { /* by shape, not by element count */
+        const mr_tensor *t = like[k];
+        int same = !t || t->ndim == x->ndim;
+        for (int d = 0; t && same && d < x->ndim; d++)
+            same = t->shape[d] == x->shape[d];
+        if (!same) {
+            char a[64], b[64];
+            return mr_error(MR_ESHAPE, "deeplift: %s has shape %s, expected %s (like x)", what[k],
+                            mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
+        }
+    }
     if (net->training)
         return mr_error(MR_ESTATE, "deeplift: the network is in training mode; DeepLIFT's rules for "
                                    "batchnorm and dropout hold at inference only");
