@@ -46,7 +46,7 @@
 -- holding min x_n the same with a minus sign. So the VJP is the derivative of the map
 -- explain computes, and finite differences of explain check it in any direction.
 --
--- deeplift has no explain_vjp (the rescale rule is not a gradient): calling it raises.
+-- deeplift has no explain_vjp (DeepLIFT's multipliers are not a gradient): calling it raises.
 --
 -- Loading: methods.lua ends with `require('moreau.explain_vjp').install(methods)`;
 -- install is idempotent, and moreau.attacks calls it too.

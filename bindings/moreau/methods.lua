@@ -10,7 +10,7 @@
 --   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid
 --   smoothgrad             (1/t) Σ ∇f_c(x + z_i), z ~ N(0, (σ·range)²); variant: mean | square | vargrad
 --   sparsified_smoothgrad  Levine et al. 2019: clip |g| at its 1%-largest τ, /τ, keep the top 10%, average
---   deeplift               rescale rule, zero baseline
+--   deeplift               Δx ⊙ multipliers, one exact rule per op (README "DeepLIFT's rules"); baseline x0 = 0
 --   moreaugrad             −mean(tail δ)/ρ of the Moreau solver; reg: none | l1 | group; m = 0: unregularized
 --
 -- Each constructor takes a table of options; unknown names raise. Sampling
@@ -181,7 +181,7 @@ define('deeplift', { baseline = 0, score = 'logit' }, function(self, net, x, lab
   end
   check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
   return out
-end, 'DeepLIFT, rescale rule (Shrikumar et al. 2017)')
+end, 'DeepLIFT (Shrikumar et al. 2017): linear, rescale, max-pool and product rules; complete')
 
 -- ------------------------------------------------------------ MoreauGrad
 

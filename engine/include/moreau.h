@@ -310,10 +310,14 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
 
 /* --------------------------------------------------------------- DeepLIFT */
 
-/* out (like x) = DeepLIFT attributions of the class logit, rescale rule
- * (secant multipliers (f(x) - f(x0)) / (x - x0) for elementwise
- * nonlinearities, gradients elsewhere), times (x - x0). baseline: like x, or
- * NULL for zeros. */
+/* out (like x) = DeepLIFT attributions of the class logit (Shrikumar et al.
+ * 2017): (x - x0) times the multipliers of one reverse pass in which linear
+ * ops keep their vjp, elementwise nonlinearities use the rescale rule
+ * (f(x) - f(x0)) / (x - x0), max pooling and products their exact splits
+ * (README "DeepLIFT's rules"), so that each item's attributions sum to
+ * f_c(x) - f_c(x0). baseline: like x, or NULL for zeros.
+ * Errors: MR_EINVAL naming the node when the output depends on an op without
+ * an exact rule (softmax, log-softmax); MR_ESTATE in training mode. */
 int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor *baseline,
                 const int32_t *labels);
 

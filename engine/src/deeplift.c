@@ -1,18 +1,37 @@
 /*
- * deeplift.c — DeepLIFT with the rescale rule (Shrikumar et al. 2017), zero
- * or any baseline x0, applied per op in the graph.
+ * deeplift.c — DeepLIFT (Shrikumar, Greenside and Kundaje 2017, "Learning
+ * Important Features Through Propagating Activation Differences"), zero or
+ * any baseline x0, one rule per op.
  *
- * Reverse pass of the class logit with each elementwise nonlinearity's
- * derivative f'(x) replaced by the secant multiplier
+ * With Δv = v(x) − v(x0) for every quantity v of the network, DeepLIFT
+ * carries multipliers m = ∂°f_c/∂°v back from the class logit f_c by the
+ * chain rule, each op replacing its Jacobian by a rule whose multipliers keep
+ * summation-to-delta, Σ_i m_i Δx_i = Δy, exactly. The attribution is
+ * Δx ⊙ m at the input, and so Σ attributions = f_c(x) − f_c(x0)
+ * (completeness) on every network all of whose ops have a rule. The rules
+ * (the op's `deeplift` field, ops/op.h; README "DeepLIFT's rules"):
  *
- *     m = (f(x) − f(x0)) / (x − x0)      (f'(x) where |x − x0| < 1e-6)
+ *   linear    conv, linear, batchnorm at inference, average and adaptive
+ *             average pooling, add, flatten, dropout at inference: affine, so
+ *             Δy = J Δx and m = the vjp (the paper's Linear rule).
+ *   rescale   relu, softplus, silu, sigmoid, tanh, y = f(x) elementwise:
+ *             m = Δy/Δx, and f'(x) where |Δx| < 1e-6 (the paper's Rescale
+ *             rule; exact for any f, monotone or not).
+ *   max       maxpool2d: each window's Δy split between its argmax at x and
+ *             its argmax at x0 with weights t and 1 − t in [0, 1]
+ *             (mr_maxpool2d_deeplift; the formula and proof are in ops/pool.c).
+ *   bilinear  mul, y = B(a, b): B(a, b) − B(a0, b0) = B(Δa, b̄) + B(ā, Δb) with
+ *             ā = (a + a0)/2, b̄ = (b + b0)/2 (expand both sides), so m = the
+ *             vjp taken at the midpoints (ā, b̄). For the elementwise product
+ *             this is Δ(ab) = b̄ Δa + ā Δb, the Shapley value of the
+ *             two-factor game (Shapley 1953); with a = b (x·x) the
+ *             contributions sum to x² − x0².
+ *   refused   softmax, log-softmax: no rule splits Δy exactly; DeepLIFT
+ *             refuses a network whose output depends on one (the paper
+ *             explains the logits before the softmax).
  *
- * and every other op differentiated as usual (linear ops — conv, linear,
- * batchnorm at inference, average pooling, add — are exact under any rule;
- * max pooling and the squeeze-excitation product use their gradients). The
- * attribution is (x − x0) ⊙ multipliers; on a network of linear ops and
- * elementwise nonlinearities it sums exactly to f_c(x) − f_c(x0)
- * (completeness).
+ * The batchnorm and dropout rules hold at inference only: a network in
+ * training mode is refused.
  */
 #include "graph.h"
 
@@ -20,31 +39,63 @@
 #include <string.h>
 
 typedef struct dl_ctx {
-    float **y0; /* per node: activations at the baseline (NULL for the input) */
+    float **y0;      /* per node: activations at the baseline (NULL for the input) */
+    int32_t **arg0;  /* per max-pool node: its window argmaxes at the baseline */
+    float *mid;      /* bilinear nodes: room for the midpoints of both inputs */
     const float *x0;
 } dl_ctx;
 
-static int is_elementwise_nonlinear(const mr_op_def *d)
-{
-    return d == &mr_op_relu || d == &mr_op_softplus || d == &mr_op_silu || d == &mr_op_sigmoid ||
-           d == &mr_op_tanh;
-}
+static const float *at_baseline(const dl_ctx *c, int node) { return node == 0 ? c->x0 : c->y0[node]; }
 
-static void rescale_hook(void *vctx, mr_net *net, int node, const mr_tensor *const *xs,
-                         const mr_tensor *gy, mr_tensor *const *gxs)
+/* Runs right after node's vjp and replaces its input gradients (= multipliers)
+ * by the op's DeepLIFT rule; linear ops keep the vjp. */
+static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *const *xs,
+                          const mr_tensor *gy, mr_tensor *const *gxs)
 {
     dl_ctx *c = vctx;
     mr_node *n = &net->nodes[node];
-    if (!is_elementwise_nonlinear(n->def) || !gxs[0])
+    switch (n->def->deeplift) {
+    case MR_DL_RESCALE: {
+        if (!gxs[0])
+            return;
+        const float *x = xs[0]->data, *y = n->view[MR_BUF_Y].data;
+        const float *x0 = at_baseline(c, n->in[0]), *y0 = c->y0[node];
+        float *gx = gxs[0]->data;
+        for (int64_t j = 0; j < gy->numel; j++) {
+            float dx = x[j] - x0[j];
+            if (fabsf(dx) >= 1e-6f)
+                gx[j] = gy->data[j] * ((y[j] - y0[j]) / dx);
+        }
         return;
-    int src = n->in[0];
-    const float *x = xs[0]->data, *y = n->view[MR_BUF_Y].data;
-    const float *x0 = src == 0 ? c->x0 : c->y0[src], *y0 = c->y0[node];
-    float *gx = gxs[0]->data;
-    for (int64_t j = 0; j < gy->numel; j++) {
-        float dx = x[j] - x0[j];
-        if (fabsf(dx) >= 1e-6f)
-            gx[j] = gy->data[j] * ((y[j] - y0[j]) / dx);
+    }
+    case MR_DL_MAX:
+        if (gxs[0])
+            mr_maxpool2d_deeplift(&n->attrs, xs[0], at_baseline(c, n->in[0]),
+                                  (const int32_t *)(const void *)n->state, c->arg0[node], gy, gxs[0]);
+        return;
+    case MR_DL_BILINEAR: {
+        mr_tensor mid[MR_MAX_INPUTS];
+        const mr_tensor *mids[MR_MAX_INPUTS];
+        float *p = c->mid;
+        for (int k = 0; k < n->nin; k++) {
+            const float *x = xs[k]->data, *x0 = at_baseline(c, n->in[k]);
+            mid[k] = *xs[k];
+            mid[k].data = p;
+            for (int64_t j = 0; j < xs[k]->numel; j++)
+                p[j] = 0.5f * (x[j] + x0[j]);
+            p += xs[k]->numel;
+            mids[k] = &mid[k];
+        }
+        mr_tensor *pv[MR_MAX_PARAMS];
+        for (int k = 0; k < n->nparams; k++)
+            pv[k] = net->params[n->params[k]].value;
+        mr_op_ctx oc = {.attrs = &n->attrs, .params = pv, .nparams = n->nparams,
+                        .scratch = net->scratch, .state = n->state};
+        n->def->vjp(&oc, mids, &n->view[MR_BUF_Y], gy, gxs);
+        return;
+    }
+    default: /* MR_DL_LINEAR: the vjp is the rule */
+        return;
     }
 }
 
@@ -53,8 +104,22 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
 {
     if (!out || !net || !x || !labels)
         return mr_error(MR_EINVAL, "deeplift: out, net, x and labels are required");
-    if (out->numel != x->numel || (baseline && baseline->numel != x->numel))
-        return mr_error(MR_ESHAPE, "deeplift: out and baseline must be shaped like x");
+    const mr_tensor *like[2] = {out, baseline};
+    const char *what[2] = {"out", "baseline"};
+    for (int k = 0; k < 2; k++) { /* by shape, not by element count */
+        const mr_tensor *t = like[k];
+        int same = !t || t->ndim == x->ndim;
+        for (int d = 0; t && same && d < x->ndim; d++)
+            same = t->shape[d] == x->shape[d];
+        if (!same) {
+            char a[64], b[64];
+            return mr_error(MR_ESHAPE, "deeplift: %s has shape %s, expected %s (like x)", what[k],
+                            mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
+        }
+    }
+    if (net->training)
+        return mr_error(MR_ESTATE, "deeplift: the network is in training mode; DeepLIFT's rules for "
+                                   "batchnorm and dropout hold at inference only");
     int64_t N = x->shape[0];
     int last = net->output >= 0 ? net->output : net->nnodes - 1;
     if (net->nodes[last].shape.ndim != 1)
@@ -64,31 +129,69 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         if (labels[n] < 0 || labels[n] >= K)
             return mr_error(MR_EINVAL, "deeplift: label %d of item %lld is outside 0..%lld", labels[n],
                             (long long)n, (long long)K - 1);
+    unsigned char *reach = mr_calloc((size_t)net->nnodes);
+    if (!reach)
+        return MR_ENOMEM;
+    /* The nodes the output depends on: each needs an exact rule. */
+    reach[last] = 1;
+    int64_t mid_floats = 0;
+    for (int i = last; i >= 1; i--) {
+        mr_node *nd = &net->nodes[i];
+        if (!reach[i])
+            continue;
+        if (nd->def->deeplift == MR_DL_REFUSE) {
+            mr_free(reach);
+            return mr_error(MR_EINVAL, "deeplift: node %d '%s' (%s) has no exact DeepLIFT rule; explain "
+                            "a network whose output is the scores before it", i, nd->label,
+                            nd->def->name);
+        }
+        int64_t need = 0;
+        for (int k = 0; k < nd->nin; k++) {
+            reach[nd->in[k]] = 1;
+            need += N * mr_shape_numel(&net->nodes[nd->in[k]].shape);
+        }
+        if (nd->def->deeplift == MR_DL_BILINEAR)
+            mid_floats = MR_MAX(mid_floats, need);
+    }
     mr_tensor *x0 = NULL;
     int rc;
-    if (baseline) {
-        MR_TRY(mr_tensor_clone(&x0, baseline));
-    } else {
-        MR_TRY(mr_tensor_new(&x0, x->ndim, x->shape));
+    if (baseline)
+        rc = mr_tensor_clone(&x0, baseline);
+    else
+        rc = mr_tensor_new(&x0, x->ndim, x->shape);
+    if (rc < 0) {
+        mr_free(reach);
+        return rc;
     }
     dl_ctx c = {.x0 = x0->data};
-    c.y0 = mr_calloc((size_t)net->nnodes * sizeof(float *));
     mr_tensor *gy = NULL;
-    if (!c.y0) {
+    c.y0 = mr_calloc((size_t)net->nnodes * sizeof(float *));
+    c.arg0 = mr_calloc((size_t)net->nnodes * sizeof(int32_t *));
+    c.mid = mid_floats ? mr_alloc((size_t)mid_floats * sizeof(float)) : NULL;
+    if (!c.y0 || !c.arg0 || (mid_floats && !c.mid)) {
         rc = MR_ENOMEM;
         goto done;
     }
-    /* The baseline's activations, kept node by node. */
+    /* The baseline's activations (and max-pool argmaxes), kept node by node. */
     if ((rc = mr_net_forward(net, x0, NULL)) < 0)
         goto done;
     for (int i = 1; i <= last; i++) {
-        mr_tensor *y = &net->nodes[i].view[MR_BUF_Y];
+        mr_node *nd = &net->nodes[i];
+        mr_tensor *y = &nd->view[MR_BUF_Y];
         c.y0[i] = mr_alloc((size_t)y->numel * sizeof(float));
         if (!c.y0[i]) {
             rc = MR_ENOMEM;
             goto done;
         }
         memcpy(c.y0[i], y->data, (size_t)y->numel * sizeof(float));
+        if (reach[i] && nd->def->deeplift == MR_DL_MAX) { /* one int32 per output entry */
+            c.arg0[i] = mr_alloc((size_t)y->numel * sizeof(int32_t));
+            if (!c.arg0[i]) {
+                rc = MR_ENOMEM;
+                goto done;
+            }
+            memcpy(c.arg0[i], nd->state, (size_t)y->numel * sizeof(int32_t));
+        }
     }
     if ((rc = mr_net_forward(net, x, NULL)) < 0)
         goto done;
@@ -97,7 +200,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         goto done;
     for (int64_t n = 0; n < N; n++)
         gy->data[n * K + labels[n]] = 1.f;
-    mr_vjp_hook hook = {rescale_hook, &c};
+    mr_vjp_hook hook = {deeplift_hook, &c};
     if ((rc = mr_net_backward_hooked(net, gy, out, &hook)) < 0)
         goto done;
     for (int64_t j = 0; j < x->numel; j++)
@@ -106,7 +209,13 @@ done:
     if (c.y0)
         for (int i = 0; i < net->nnodes; i++)
             mr_free(c.y0[i]);
+    if (c.arg0)
+        for (int i = 0; i < net->nnodes; i++)
+            mr_free(c.arg0[i]);
     mr_free(c.y0);
+    mr_free(c.arg0);
+    mr_free(c.mid);
+    mr_free(reach);
     mr_tensor_free(x0);
     mr_tensor_free(gy);
     return rc;

@@ -278,6 +278,7 @@ static act_params params_of(act_kind kind, const mr_op_attrs *a)
     }                                                                                           \
     const mr_op_def mr_op_##op = {                                                              \
         .name = #op,                                                                            \
+        .deeplift = MR_DL_RESCALE,                                                              \
         .ninputs = 1,                                                                           \
         .min_params = 0,                                                                        \
         .max_params = 0,                                                                        \

@@ -248,6 +248,7 @@ static void bn_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x, const 
 
 const mr_op_def mr_op_batchnorm2d = {
     .name = "batchnorm2d",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 4,
     .max_params = 4,

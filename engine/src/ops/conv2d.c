@@ -598,6 +598,7 @@ static void conv_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_conv2d = {
     .name = "conv2d",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 1,
     .max_params = 2,

@@ -92,6 +92,7 @@ static void add_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_add = {
     .name = "add",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 2,
     .min_params = 0,
     .max_params = 0,
@@ -196,6 +197,7 @@ static void mul_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_mul = {
     .name = "mul",
+    .deeplift = MR_DL_BILINEAR,
     .ninputs = 2,
     .min_params = 0,
     .max_params = 0,

@@ -124,6 +124,7 @@ static void linear_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_linear = {
     .name = "linear",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 1,
     .max_params = 2,

@@ -59,8 +59,22 @@ typedef struct mr_op_ctx {
     uint64_t counter;
 } mr_op_ctx;
 
+/* How DeepLIFT (deeplift.c) carries multipliers m = C/Δx back through an op,
+ * with Δ = (value at x) − (value at the baseline x0); each rule keeps
+ * Σ_i m_i Δx_i = Δy exactly (summation-to-delta, Shrikumar, Greenside and
+ * Kundaje 2017, "Learning Important Features Through Propagating Activation
+ * Differences"; README "DeepLIFT's rules"). */
+enum {
+    MR_DL_REFUSE = 0, /* no exact rule (softmax, log-softmax): DeepLIFT refuses the network */
+    MR_DL_LINEAR,     /* affine in its inputs at inference: m = the vjp (the paper's Linear rule) */
+    MR_DL_RESCALE,    /* elementwise y = f(x): m = Δy/Δx, f'(x) where |Δx| < 1e-6 (Rescale rule) */
+    MR_DL_MAX,        /* max pooling: mr_maxpool2d_deeplift (pool.c) */
+    MR_DL_BILINEAR,   /* bilinear y = B(a, b): m = the vjp at the midpoints ((a+a0)/2, (b+b0)/2) */
+};
+
 typedef struct mr_op_def {
     const char *name;
+    int deeplift;   /* MR_DL_*: DeepLIFT's rule for the op */
     int ninputs;    /* exact number of inputs */
     int min_params; /* parameters in the documented order; trailing optional ones */
     int max_params;
@@ -85,6 +99,7 @@ typedef struct mr_op_def {
 
 /* The op table (registry.c). Adding an op: its file under ops/, its extern line
  * and entry below and in registry.c (a static assert checks the count), its
+ * DeepLIFT rule (`deeplift`; MR_DL_REFUSE if none is exact), its
  * finite-difference spec in tests/ops_*_spec.lua, its PyTorch fixture. */
 enum {
     MR_OP_CONV2D,
@@ -113,6 +128,14 @@ extern const mr_op_def mr_op_conv2d, mr_op_linear, mr_op_batchnorm2d, mr_op_relu
     mr_op_log_softmax;
 
 extern const mr_op_def *const mr_op_table[MR_OP_COUNT];
+
+/* DeepLIFT's rule for max pooling (MR_DL_MAX; formula in pool.c): gx (like x)
+ * from gy (like y), the inputs x at the explained point and x0 at the
+ * baseline, and the window argmaxes arg (the node state after the forward at
+ * x) and arg0 (its copy after the forward at x0). */
+void mr_maxpool2d_deeplift(const mr_op_attrs *a, const mr_tensor *x, const float *x0,
+                           const int32_t *arg, const int32_t *arg0, const mr_tensor *gy,
+                           mr_tensor *gx);
 
 /* The op named `name`, or NULL. */
 const mr_op_def *mr_op_find(const char *name);

@@ -16,6 +16,22 @@
  *             jvp  dy[o] = dx[a(o)]
  *             vjp_tangent dgx = vjp of dgy
  *             The argmax of the forward is kept in the node state.
+ *             DeepLIFT (mr_maxpool2d_deeplift): per window, a = the argmax at
+ *             x, b = the argmax at the baseline x0, Δ = value at x − value at x0.
+ *             Then Δy = x[a] − x0[b], and with p = x[a] − x[b] ≥ 0 and
+ *             q = x0[b] − x0[a] ≥ 0 (each side's winning margin),
+ *               Δx[a] − Δx[b] = p + q,  Δy = Δx[b] + p,
+ *             so the multipliers m[a] = t, m[b] = 1 − t, t = p / (p + q)
+ *             (m[a] = 1 when a = b; t = 1/2 if p + q = 0, which the
+ *             first-maximum rule never gives with a ≠ b) split Δy
+ *             exactly: t Δx[a] + (1 − t) Δx[b] = Δy (summation-to-delta,
+ *             Shrikumar et al. 2017). These are the multipliers the paper's
+ *             Linear and Rescale rules give max(x[a], x[b]) written as
+ *             x[b] + relu(x[a] − x[b]): relu's input moves from −q to p, its
+ *             multiplier is p / (p + q) = t. Like the gradient (t e_a +
+ *             (1 − t) e_b is a convex combination of the unit vectors of the
+ *             two maxima), the weights lie in [0, 1] and sum to 1; at x0 = x
+ *             the rule is the gradient. gx[i] = Σ_o gy[o] m_o[i].
  * avgpool2d   y[o] = (1/D(o)) sum_{i in window(o)} x[i],
  *             D = (end_h - start_h)(end_w - start_w) (window clipped to the padded
  *             input) with count_include_pad, else the number of input entries in it.
@@ -237,6 +253,35 @@ static void maxpool_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_
         maxpool_route(c, gy, gx[0]);
 }
 
+void mr_maxpool2d_deeplift(const mr_op_attrs *a, const mr_tensor *x, const float *x0,
+                           const int32_t *arg, const int32_t *arg0, const mr_tensor *gy,
+                           mr_tensor *gx)
+{
+    (void)a; /* the windows are in the argmaxes */
+    const int64_t planes = gy->shape[0] * gy->shape[1];
+    const int64_t HW = gx->shape[2] * gx->shape[3], O = gy->shape[2] * gy->shape[3];
+    const float *xd = x->data, *gd = gy->data;
+    float *od = gx->data;
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (gx->numel > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = xd + pl * HW, *x0p = x0 + pl * HW, *gp = gd + pl * O;
+        const int32_t *ap = arg + pl * O, *bp = arg0 + pl * O;
+        float *op = od + pl * HW;
+        memset(op, 0, (size_t)HW * sizeof(float));
+        for (int64_t o = 0; o < O; o++) {
+            int32_t ia = ap[o], ib = bp[o];
+            if (ia == ib) {
+                op[ia] += gp[o];
+                continue;
+            }
+            float p = xp[ia] - xp[ib], q = x0p[ib] - x0p[ia];
+            float t = p + q > 0.f ? p / (p + q) : 0.5f;
+            op[ia] += t * gp[o];
+            op[ib] += (1.f - t) * gp[o];
+        }
+    }
+}
+
 static void maxpool_jvp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
                         const mr_tensor *y, mr_tensor *dy)
 {
@@ -356,6 +401,7 @@ MR_AVG_POOL_PASSES(adaptive, POOL_ADAPTIVE)
 
 const mr_op_def mr_op_maxpool2d = {
     .name = "maxpool2d",
+    .deeplift = MR_DL_MAX,
     .ninputs = 1,
     .min_params = 0,
     .max_params = 0,
@@ -370,6 +416,7 @@ const mr_op_def mr_op_maxpool2d = {
 
 const mr_op_def mr_op_avgpool2d = {
     .name = "avgpool2d",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 0,
     .max_params = 0,
@@ -384,6 +431,7 @@ const mr_op_def mr_op_avgpool2d = {
 
 const mr_op_def mr_op_adaptive_avgpool2d = {
     .name = "adaptive_avgpool2d",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 0,
     .max_params = 0,

@@ -69,6 +69,7 @@ static void flatten_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_flatten = {
     .name = "flatten",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 0,
     .max_params = 0,
@@ -138,6 +139,7 @@ static void dropout_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 const mr_op_def mr_op_dropout = {
     .name = "dropout",
+    .deeplift = MR_DL_LINEAR,
     .ninputs = 1,
     .min_params = 0,
     .max_params = 0,

@@ -190,6 +190,7 @@ static void sm_run(int logp, int pass, const mr_tensor *xt, const float *a, cons
     }                                                                                           \
     const mr_op_def mr_op_##op = {                                                              \
         .name = #op,                                                                            \
+        .deeplift = MR_DL_REFUSE,                                                               \
         .ninputs = 1,                                                                           \
         .min_params = 0,                                                                        \
         .max_params = 0,                                                                        \
