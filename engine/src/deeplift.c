@@ -12,7 +12,9 @@
  * max pooling and the squeeze-excitation product use their gradients). The
  * attribution is (x − x0) ⊙ multipliers; on a network of linear ops and
  * elementwise nonlinearities it sums exactly to f_c(x) − f_c(x0)
- * (completeness).
+ * (completeness). Both passes run the inference-mode function whatever
+ * mr_net_set_training says, and write no parameter or buffer (README,
+ * "Training mode").
  */
 #include "graph.h"
 
@@ -79,7 +81,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         goto done;
     }
     /* The baseline's activations, kept node by node. */
-    if ((rc = mr_net_forward(net, x0, NULL)) < 0)
+    if ((rc = mr_net_forward_inference(net, x0, NULL)) < 0)
         goto done;
     for (int i = 1; i <= last; i++) {
         mr_tensor *y = &net->nodes[i].view[MR_BUF_Y];
@@ -90,7 +92,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         }
         memcpy(c.y0[i], y->data, (size_t)y->numel * sizeof(float));
     }
-    if ((rc = mr_net_forward(net, x, NULL)) < 0)
+    if ((rc = mr_net_forward_inference(net, x, NULL)) < 0)
         goto done;
     int64_t gshape[2] = {N, K};
     if ((rc = mr_tensor_new(&gy, 2, gshape)) < 0)
