@@ -39,7 +39,9 @@ local function small_net(seed)
   for i, p in ipairs(net:params()) do
     local lo, hi = -0.5, 0.5
     if p.name:find('running_var', 1, true) or p.name:find('bn%d.weight') then lo, hi = 0.5, 2 end
-    if p.name:find('^bn') then p.tensor:copy(T.rand(p.tensor:shape(), { seed = seed, stream = 100 + i, lo = lo, hi = hi })) end
+    if p.name:find('^bn') then
+      p.tensor:copy(T.rand(p.tensor:shape(), { seed = seed, stream = 100 + i, lo = lo, hi = hi }))
+    end
   end
   return net
 end
@@ -247,7 +249,8 @@ describe('training mode: the issue\'s example', function()
     local x = T.randn({ 2, 1, 28, 28 }, { seed = SEED, stream = 8 })
     local y0 = net:forward(x)
     net:train()
-    local ok, err = pcall(function() methods.sparsified_smoothgrad(method_opts.sparsified_smoothgrad):explain(net, x, { 1, 4 }) end)
+    local m = methods.sparsified_smoothgrad(method_opts.sparsified_smoothgrad)
+    local ok, err = pcall(function() m:explain(net, x, { 1, 4 }) end)
     net:eval()
     assert(ok, err)
     assert_bits(y0, net:forward(x), 'logits after train(), explain, eval()')

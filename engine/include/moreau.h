@@ -208,7 +208,8 @@ int mr_net_zero_grad(mr_net *net);
  * inference. The explanation passes (mr_oracle_*, mr_smoothgrad, mr_deeplift,
  * mr_moreau_*) and mr_net_forward_inference ignore it (see the gradient oracle). */
 int mr_net_set_training(mr_net *net, int training);
-/* Seed of the dropout masks in training mode (stream = node id, counter = call count). */
+/* Seed of the dropout masks in training mode (stream = node id, counter = the
+ * number of mr_net_forward / mr_net_jvp calls; inference-only passes do not count). */
 int mr_net_set_seed(mr_net *net, uint64_t seed);
 
 /* Bytes of workspace currently held (activations, gradients, tangents, scratch). */
