@@ -307,6 +307,16 @@ describe('training mode: training still follows net:train()', function()
     assert_untouched(a, snapshot(b), 'running statistics after the training forward')
   end)
 
+  it('net:forward_inference refuses bad input with a message naming it', function()
+    local net = small_net(SEED)
+    local bad = T.rand({ 1, 1, 8, 8 }, { seed = SEED, stream = 9 })
+    bad:data()[5] = 0 / 0
+    assert.has_error(function() net:forward_inference(T.zeros { 1, 1, 5, 5 }) end,
+      'forward_inference: input has shape 1x1x5x5, the network expects Nx1x8x8')
+    assert.has_error(function() net:forward_inference(bad) end, 'forward_inference: input: entry 5 is NaN')
+    assert.has_error(function() net:forward_inference(3) end, 'forward_inference: expected a tensor, got number')
+  end)
+
   it('a reverse pass differentiates the mode its forward ran in', function()
     -- forward in training mode (dropout mask, batch statistics), then eval():
     -- the backward must still be the training forward's (dropout's mask).
