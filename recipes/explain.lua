@@ -54,7 +54,7 @@ return {
       source = ('fashion-mnist test image %d'):format(p.index)
     end
     local classes = card.data.classes or data.fashion_mnist_classes
-    local logits = net:forward(x):totable()
+    local logits = net:forward_inference(x):totable()
     local probs = softmax(logits)
     local pred = 0
     for i = 2, #logits do if logits[i] > logits[pred + 1] then pred = i - 1 end end

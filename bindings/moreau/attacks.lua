@@ -23,6 +23,10 @@
 -- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
 -- exactly method:explain's), recorded in info.seeds.
 --
+-- Like every method, an attack evaluates the inference-mode network and
+-- changes no parameter or buffer, even after net:train() (README, "Training
+-- mode").
+--
 -- "Label kept" means the network's predicted class (argmax of its output) at
 -- x' equals its prediction at the clean x, whatever `labels` says; `labels`
 -- are the classes explained (interpretation attacks) or the true classes (PGD).
@@ -80,9 +84,10 @@ end
 
 -- --------------------------------------------------------------- helpers
 
---- Predicted class (0-based) of every item: argmax of the network's output.
+--- Predicted class (0-based) of every item: argmax of the network's output in
+-- inference mode (net:forward_inference), whatever net:train()/eval() says.
 function attacks.predict(net, x)
-  local y = net:forward(x)
+  local y = net:forward_inference(x)
   local N = y:size(1)
   local K, p = y:numel() / N, y:data()
   local out = {}

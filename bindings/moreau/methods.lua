@@ -15,6 +15,12 @@
 --
 -- Each constructor takes a table of options; unknown names raise. Sampling
 -- methods take `chunk` (most noisy copies per forward pass) and `seed`.
+--
+-- Training mode: every method explains the model as it predicts, even after
+-- net:train(): batchnorm uses its running statistics and dropout is off, and
+-- no parameter or buffer (running_mean, running_var) is ever changed, so the
+-- map equals the one computed after net:eval() bit for bit (README, "Training
+-- mode"). The same holds for explain_vjp, the attacks and the metrics.
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'

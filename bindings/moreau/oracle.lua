@@ -6,7 +6,9 @@
 --
 -- labels: a Lua array of 0-based class ids, one per batch item (or a number,
 -- used for every item). opts.score: 'logit' (default, as the paper's code),
--- 'log_softmax' or 'softmax'.
+-- 'log_softmax' or 'softmax'. Both evaluate the inference-mode network
+-- (running statistics, no dropout) whatever net:train()/eval() says, and change
+-- no parameter or buffer (README, "Training mode").
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'

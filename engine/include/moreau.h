@@ -204,9 +204,12 @@ mr_tensor *mr_net_param_grad_get(mr_net *net, int param);     /* borrowed; NULL 
 int mr_net_zero_grad(mr_net *net);
 
 /* Training mode changes batchnorm (batch statistics, running-stat updates) and
- * dropout. Default: inference. */
+ * dropout in mr_net_forward / mr_net_backward, the training passes. Default:
+ * inference. The explanation passes (mr_oracle_*, mr_smoothgrad, mr_deeplift,
+ * mr_moreau_*) and mr_net_forward_inference ignore it (see the gradient oracle). */
 int mr_net_set_training(mr_net *net, int training);
-/* Seed of the dropout masks in training mode (stream = node id, counter = call count). */
+/* Seed of the dropout masks in training mode (stream = node id, counter = the
+ * number of mr_net_forward / mr_net_jvp calls; inference-only passes do not count). */
 int mr_net_set_seed(mr_net *net, uint64_t seed);
 
 /* Bytes of workspace currently held (activations, gradients, tangents, scratch). */
@@ -215,6 +218,12 @@ int64_t mr_net_workspace_bytes(const mr_net *net);
 /* Forward pass of x (N, sample shape...). y receives the output (N, out shape...);
  * y may be NULL (use mr_net_output_get). */
 int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y);
+/* Forward pass of the inference-mode function, whatever mr_net_set_training
+ * says: batchnorm normalizes with its running statistics, dropout is the
+ * identity. Writes no parameter or buffer and does not advance the dropout
+ * counter. Otherwise as mr_net_forward (a following mr_net_backward
+ * differentiates this inference pass). */
+int mr_net_forward_inference(mr_net *net, const mr_tensor *x, mr_tensor *y);
 /* The output of the last forward, borrowed (valid until the next call on net). */
 mr_tensor *mr_net_output_get(mr_net *net);
 
@@ -223,7 +232,9 @@ mr_tensor *mr_net_output_get(mr_net *net);
  * are accumulated (+=) into the tensors of mr_net_param_grad_get. */
 int mr_net_backward(mr_net *net, const mr_tensor *gy, mr_tensor *gx, int param_grads);
 
-/* Forward pass with a tangent: y = F(x), dy = J(x) v. y or dy may be NULL. */
+/* Forward pass with a tangent: y = F(x), dy = J(x) v. y or dy may be NULL.
+ * Inference mode only: MR_ESTATE in training mode (the oracle's HVPs run
+ * the inference-mode function whatever the mode). */
 int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy);
 
 /* Reverse pass after mr_net_jvp (forward-over-reverse): gx = J(x)^T gy and
@@ -233,6 +244,16 @@ int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy,
                         mr_tensor *gx, mr_tensor *dgx);
 
 /* -------------------------------------------------------- gradient oracle */
+
+/* Training mode. Every explanation pass evaluates the inference-mode function
+ * and never touches the model: the oracle (scores, gradients, HVPs), and so
+ * SmoothGrad and every sampler, the Moreau solver and DeepLIFT, run batchnorm
+ * with its running statistics and dropout as the identity whether or not the
+ * net is in training mode (mr_net_set_training), and write no parameter, no
+ * buffer (running_mean, running_var) and no dropout counter. A map computed
+ * after mr_net_set_training(net, 1) is bit-identical to one computed in
+ * inference mode, and the model is bit-identical before and after. Only
+ * mr_net_forward / mr_net_backward (training) follow the net's mode. */
 
 /* The score of class c of item n of the network's output z (N, K):
  *   MR_SCORE_LOGIT        z[n, c]
@@ -317,7 +338,8 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
  * (README "DeepLIFT's rules"), so that each item's attributions sum to
  * f_c(x) - f_c(x0). baseline: like x, or NULL for zeros.
  * Errors: MR_EINVAL naming the node when the output depends on an op without
- * an exact rule (softmax, log-softmax); MR_ESTATE in training mode. */
+ * an exact rule (softmax, log-softmax). Runs the inference-mode network
+ * whatever mr_net_set_training says, like the oracle. */
 int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor *baseline,
                 const int32_t *labels);
 

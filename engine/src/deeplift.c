@@ -30,8 +30,9 @@
  *             refuses a network whose output depends on one (the paper
  *             explains the logits before the softmax).
  *
- * The batchnorm and dropout rules hold at inference only: a network in
- * training mode is refused.
+ * Both passes run the inference-mode function whatever mr_net_set_training
+ * says (so the batchnorm and dropout rules above always apply), and write no
+ * parameter or buffer (README, "Training mode").
  */
 #include "graph.h"
 
@@ -117,9 +118,6 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
                             mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
         }
     }
-    if (net->training)
-        return mr_error(MR_ESTATE, "deeplift: the network is in training mode; DeepLIFT's rules for "
-                                   "batchnorm and dropout hold at inference only");
     int64_t N = x->shape[0];
     int last = net->output >= 0 ? net->output : net->nnodes - 1;
     if (net->nodes[last].shape.ndim != 1)
@@ -173,7 +171,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         goto done;
     }
     /* The baseline's activations (and max-pool argmaxes), kept node by node. */
-    if ((rc = mr_net_forward(net, x0, NULL)) < 0)
+    if ((rc = mr_net_forward_inference(net, x0, NULL)) < 0)
         goto done;
     for (int i = 1; i <= last; i++) {
         mr_node *nd = &net->nodes[i];
@@ -193,7 +191,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
             memcpy(c.arg0[i], nd->state, (size_t)y->numel * sizeof(int32_t));
         }
     }
-    if ((rc = mr_net_forward(net, x, NULL)) < 0)
+    if ((rc = mr_net_forward_inference(net, x, NULL)) < 0)
         goto done;
     int64_t gshape[2] = {N, K};
     if ((rc = mr_tensor_new(&gy, 2, gshape)) < 0)

@@ -61,6 +61,13 @@
  * buffers of the largest gradient M (input included) that a chain would pay
  * too. The map is recomputed only when the output node moves
  * (mr_net_set_output) or a node is added.
+ *
+ * Modes. mr_net_forward (and mr_net_jvp) run in the net's mode
+ * (mr_net_set_training); mr_net_forward_inference and mr_net_jvp_inference run
+ * the inference-mode function whatever that mode is, the mode being an
+ * argument of the pass, never a flip of the net's flag that an error could
+ * leave behind. A reverse pass differentiates the forward that ran
+ * (ran_training), so a mode change between the two cannot mix them.
  */
 #include "graph.h"
 
@@ -610,7 +617,9 @@ static int check_like(const mr_tensor *t, const mr_tensor *ref, const char *what
     return MR_OK;
 }
 
-static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, mr_op_ctx *c,
+/* training: the mode the op evaluates (a forward pass's own, see run_forward;
+ * a reverse pass takes the mode its forward ran in). */
+static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, int training, mr_op_ctx *c,
                      mr_tensor **pv, mr_tensor **pg)
 {
     for (int k = 0; k < n->nparams; k++) {
@@ -623,7 +632,7 @@ static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, mr_o
     c->nparams = n->nparams;
     c->scratch = net->scratch;
     c->state = n->state;
-    c->training = net->training;
+    c->training = training;
     c->seed = net->seed;
     c->stream = (uint64_t)node_id;
     c->counter = net->calls;
@@ -631,8 +640,12 @@ static void make_ctx(mr_net *net, mr_node *n, int node_id, int param_grads, mr_o
 
 /* -------------------------------------------------------------- passes */
 
-/* Runs the forward pass (and, with tangent, the JVP) over all nodes. */
-static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v)
+/* Runs the forward pass (and, with tangent, the JVP) over all nodes, in the
+ * net's mode, or with `inference` in inference mode whatever the net's mode.
+ * An inference pass writes no parameter or buffer (batchnorm reads its running
+ * statistics, dropout is the identity) and leaves the dropout counter alone,
+ * so it changes nothing a later training pass sees. */
+static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, int inference)
 {
     int64_t N = x->shape[0];
     unsigned need = 1u << MR_BUF_Y;
@@ -643,13 +656,15 @@ static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v)
     net->nodes[0].view[MR_BUF_Y].data = x->data; /* read only */
     if (v)
         memcpy(net->nodes[0].view[MR_BUF_DY].data, v->data, (size_t)v->numel * sizeof(float));
-    net->calls++;
+    int training = inference ? 0 : net->training;
+    if (!inference)
+        net->calls++;
     int last = output_node(net);
     for (int i = 1; i <= last; i++) {
         mr_node *n = &net->nodes[i];
         mr_op_ctx c;
         mr_tensor *pv[MR_MAX_PARAMS], *pg[MR_MAX_PARAMS];
-        make_ctx(net, n, i, 0, &c, pv, pg);
+        make_ctx(net, n, i, 0, training, &c, pv, pg);
         const mr_tensor *xs[MR_MAX_INPUTS], *dxs[MR_MAX_INPUTS];
         for (int k = 0; k < n->nin; k++) {
             xs[k] = &net->nodes[n->in[k]].view[MR_BUF_Y];
@@ -661,6 +676,7 @@ static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v)
     }
     net->ran_N = N;
     net->ran_tangent = v != NULL;
+    net->ran_training = training;
     net->ran_x = x->data;
     return MR_OK;
 }
@@ -717,7 +733,7 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
             continue;
         mr_op_ctx c;
         mr_tensor *pv[MR_MAX_PARAMS], *pg[MR_MAX_PARAMS];
-        make_ctx(net, n, i, param_grads, &c, pv, pg);
+        make_ctx(net, n, i, param_grads, net->ran_training, &c, pv, pg);
         const mr_tensor *xs[MR_MAX_INPUTS], *dxs[MR_MAX_INPUTS];
         mr_tensor *gxs[MR_MAX_INPUTS], *dgxs[MR_MAX_INPUTS];
         mr_tensor tmp_g[MR_MAX_INPUTS], tmp_dg[MR_MAX_INPUTS];
@@ -794,19 +810,31 @@ static int ensure_flags(mr_net *net)
     return MR_OK;
 }
 
-int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y)
+static int forward(mr_net *net, const mr_tensor *x, mr_tensor *y, int inference, const char *what)
 {
-    MR_TRY(check_batch(net, x, "forward"));
-    MR_TRY(mr_tensor_check_finite(x, "forward: input"));
+    char msg[64];
+    MR_TRY(check_batch(net, x, what));
+    snprintf(msg, sizeof msg, "%s: input", what);
+    MR_TRY(mr_tensor_check_finite(x, msg));
     /* Keep gradient buffers reserved alongside if a reverse pass may follow. */
     MR_TRY(reserve(net, x->shape[0], (1u << MR_BUF_Y) | (1u << MR_BUF_GY)));
-    MR_TRY(run_forward(net, x, NULL));
+    MR_TRY(run_forward(net, x, NULL, inference));
     mr_tensor *o = &net->nodes[output_node(net)].view[MR_BUF_Y];
     if (y) {
-        MR_TRY(check_like(y, o, "forward", "output tensor"));
+        MR_TRY(check_like(y, o, what, "output tensor"));
         memcpy(y->data, o->data, (size_t)o->numel * sizeof(float));
     }
     return MR_OK;
+}
+
+int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y)
+{
+    return forward(net, x, y, 0, "forward");
+}
+
+int mr_net_forward_inference(mr_net *net, const mr_tensor *x, mr_tensor *y)
+{
+    return forward(net, x, y, 1, "forward_inference");
 }
 
 mr_tensor *mr_net_output_get(mr_net *net)
@@ -830,7 +858,8 @@ int mr_net_backward(mr_net *net, const mr_tensor *gy, mr_tensor *gx, int param_g
     return run_backward(net, gy, NULL, gx, NULL, param_grads, 0, NULL);
 }
 
-int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy)
+static int jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy,
+               int inference)
 {
     MR_TRY(check_batch(net, x, "jvp"));
     if (!v)
@@ -838,11 +867,11 @@ int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y
     MR_TRY(check_like(v, x, "jvp", "tangent v"));
     MR_TRY(mr_tensor_check_finite(x, "jvp: input"));
     MR_TRY(mr_tensor_check_finite(v, "jvp: tangent"));
-    if (net->training)
+    if (net->training && !inference)
         return mr_error(MR_ESTATE, "jvp: tangents are defined in inference mode only");
     MR_TRY(reserve(net, x->shape[0],
                    (1u << MR_BUF_Y) | (1u << MR_BUF_DY) | (1u << MR_BUF_GY) | (1u << MR_BUF_DGY)));
-    MR_TRY(run_forward(net, x, v));
+    MR_TRY(run_forward(net, x, v, inference));
     mr_node *o = &net->nodes[output_node(net)];
     MR_TRY(check_like(y, &o->view[MR_BUF_Y], "jvp", "output y"));
     MR_TRY(check_like(dy, &o->view[MR_BUF_DY], "jvp", "output dy"));
@@ -869,6 +898,16 @@ int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
     MR_TRY(check_like(gx, &xref, "hvp_backward", "gx"));
     MR_TRY(check_like(dgx, &xref, "hvp_backward", "dgx"));
     return run_backward(net, gy, dgy, gx, dgx, 0, 1, NULL);
+}
+
+int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy)
+{
+    return jvp(net, x, v, y, dy, 0);
+}
+
+int mr_net_jvp_inference(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy)
+{
+    return jvp(net, x, v, y, dy, 1);
 }
 
 /* Internal: the output node's views after the last forward (the oracle reads

@@ -49,8 +49,8 @@ struct mr_net {
     mr_param *params;
     int nparams, param_cap;
     int output; /* -1: the last node */
-    int training;
-    uint64_t seed, calls;
+    int training; /* the mode of mr_net_forward / mr_net_backward (mr_net_set_training) */
+    uint64_t seed, calls; /* calls: forwards run in the net's mode (dropout's counter) */
     /* workspace */
     int64_t capacity;  /* largest batch the buffers hold */
     unsigned bufs_have; /* MR_BUF_* bits allocated */
@@ -64,10 +64,15 @@ struct mr_net {
     /* the last forward */
     int64_t ran_N;
     int ran_tangent;
+    int ran_training; /* the mode the last forward ran in: its reverse passes differentiate it */
     float *ran_x; /* the caller's input: it must outlive the reverse pass */
 };
 
 mr_tensor *mr_net_output_view(mr_net *net, int buf);
+
+/* mr_net_jvp of the inference-mode function whatever the net's mode (see
+ * mr_net_forward_inference): the oracle's HVPs. */
+int mr_net_jvp_inference(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy);
 
 /* A reverse pass whose input gradients a method may rewrite node by node
  * (DeepLIFT's rescale rule): fn runs right after each node's vjp, with the

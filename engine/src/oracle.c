@@ -12,6 +12,11 @@
  *
  * The gradient is one forward + one reverse pass; the HVP one forward pass
  * with tangent v and one reverse pass with its tangent (forward-over-reverse).
+ *
+ * Both differentiate the inference-mode function f (batchnorm with its running
+ * statistics, dropout the identity) whatever mr_net_set_training says, and
+ * write no parameter or buffer (README, "Training mode"): an explanation is of
+ * the model as it predicts, and must not change it.
  */
 #include "graph.h"
 
@@ -103,7 +108,7 @@ int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int s
         return mr_error(MR_ESHAPE, "oracle.grad: grad has shape %s, x has %s",
                         mr_tensor_shape_str(grad, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
     }
-    MR_TRY(mr_net_forward(net, x, NULL));
+    MR_TRY(mr_net_forward_inference(net, x, NULL));
     mr_tensor *z = mr_net_output_view(net, MR_BUF_Y);
     mr_tensor *gy = mr_net_output_view(net, MR_BUF_GY);
     score_seed(z, NULL, labels, score_kind, scores, gy, NULL);
@@ -125,7 +130,7 @@ int mr_oracle_hvp(mr_net *net, const mr_tensor *x, const int32_t *labels, int sc
                         mr_tensor_shape_str(v, a, sizeof a), mr_tensor_shape_str(hv, b, sizeof b),
                         mr_tensor_shape_str(x, c, sizeof c));
     }
-    MR_TRY(mr_net_jvp(net, x, v, NULL, NULL));
+    MR_TRY(mr_net_jvp_inference(net, x, v, NULL, NULL));
     mr_tensor *z = mr_net_output_view(net, MR_BUF_Y);
     mr_tensor *dz = mr_net_output_view(net, MR_BUF_DY);
     mr_tensor *gy = mr_net_output_view(net, MR_BUF_GY);

@@ -14,7 +14,8 @@
  *
  * The mask is not stored: u_i is value number counter·2^36 + i of the
  * counter-based stream (seed, stream) = (ctx->seed, node id), where counter is
- * the forward call number and i the entry's index in the batch. The reverse
+ * the forward call number (forwards in the net's mode; inference-only passes,
+ * which drop nothing, do not count) and i the entry's index in the batch. The reverse
  * passes after a forward see the same counter and so regenerate the same mask;
  * the next forward draws a fresh one. The u_i do not depend on the thread
  * count. (2^36 entries per batch and 2^28 calls before offsets wrap.)
