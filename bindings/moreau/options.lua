@@ -151,11 +151,21 @@ function options.check_shape(who, name, t, x, level)
   return t
 end
 
---- A new table: defaults, then opts on top, every value checked against
--- defaults._domains (options without a domain are not checked).
+--- The names a defaults table accepts, sorted, as "a, b, c".
+local function known(defaults)
+  local names = {}
+  for k in pairs(defaults) do if k ~= '_extra' and k ~= '_domains' then names[#names + 1] = tostring(k) end end
+  for k in pairs(defaults._extra or {}) do if defaults[k] == nil then names[#names + 1] = tostring(k) end end
+  table.sort(names)
+  return table.concat(names, ', ')
+end
+
+--- A new table: defaults, then opts on top. Every value given in opts is
+-- checked against defaults._domains (the defaults themselves are the
+-- author's: a test checks them; options without a domain are not checked).
 -- defaults._extra lists names that are accepted without a default (derived
--- later). Unknown names raise "WHO: unknown option 'NAME'" at `level`
--- (default: the caller's caller); so do opts that are not a table.
+-- later). Unknown names raise "WHO: unknown option 'NAME' (KNOWN, ...)" at
+-- `level` (default: the caller's caller); so do opts that are not a table.
 function options.fill(who, defaults, opts, level)
   level = (level or 2) + 1
   if opts ~= nil and type(opts) ~= 'table' then
@@ -163,19 +173,15 @@ function options.fill(who, defaults, opts, level)
   end
   local o = {}
   for k, v in pairs(defaults) do o[k] = v end
+  local domains = defaults._domains or {}
   for k, v in pairs(opts or {}) do
     if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) or k == '_extra' or k == '_domains' then
-      error(("%s: unknown option '%s'"):format(who, tostring(k)), level)
+      error(("%s: unknown option '%s' (%s)"):format(who, tostring(k), known(defaults)), level)
     end
+    if domains[k] then options.check(who, k, v, domains[k], level) end
     o[k] = v
   end
   o._extra, o._domains = nil, nil
-  local domains = defaults._domains
-  if domains then
-    for k, v in pairs(o) do
-      if domains[k] then options.check(who, k, v, domains[k], level) end
-    end
-  end
   return o
 end
 
