@@ -53,8 +53,13 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
 {
     if (!out || !net || !x || !labels)
         return mr_error(MR_EINVAL, "deeplift: out, net, x and labels are required");
-    if (out->numel != x->numel || (baseline && baseline->numel != x->numel))
-        return mr_error(MR_ESHAPE, "deeplift: out and baseline must be shaped like x");
+    if (!mr_same_shape(out, x) || (baseline && !mr_same_shape(baseline, x))) {
+        char a[64], b[64], c[64];
+        return mr_error(MR_ESHAPE, "deeplift: out %s and baseline %s must be shaped like x %s",
+                        mr_tensor_shape_str(out, a, sizeof a),
+                        baseline ? mr_tensor_shape_str(baseline, b, sizeof b) : "(none)",
+                        mr_tensor_shape_str(x, c, sizeof c));
+    }
     int64_t N = x->shape[0];
     int last = net->output >= 0 ? net->output : net->nnodes - 1;
     if (net->nodes[last].shape.ndim != 1)

@@ -317,9 +317,11 @@ int mr_moreau_result(mr_moreau *s, mr_tensor *out)
     if (s->diverged)
         return mr_error(MR_ESTATE, "moreau_result: the solver diverged; no map (lower gamma or raise rho)");
     int64_t nd = s->N * s->d;
-    if (out->numel != nd)
-        return mr_error(MR_ESHAPE, "moreau_result: out has %lld entries, the batch has %lld",
-                        (long long)out->numel, (long long)nd);
+    if (!mr_same_shape(out, &s->delta_view)) {
+        char a[64], b[64];
+        return mr_error(MR_ESHAPE, "moreau_result: out has shape %s, the batch has shape %s",
+                        mr_tensor_shape_str(out, a, sizeof a), mr_tensor_shape_str(&s->delta_view, b, sizeof b));
+    }
     /* The tail mean when the tail was reached, else (stopped early) the current iterate. */
     const float *src = s->tail_count > 0 ? s->tail : s->delta;
     float scale = s->tail_count > 0 ? 1.f / (float)s->tail_count : 1.f;
