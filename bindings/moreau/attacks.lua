@@ -62,7 +62,7 @@ local function define(name, defaults, run, finish, doc)
     local o = require('moreau.options').fill('attacks.' .. name, defaults, opts, 2)
     check_box('attacks.' .. name, o, 2)
     if finish then finish(o, 2) end
-    return setmetatable({ name = name, opts = o, doc = doc, _run = run }, Attack)
+    return setmetatable({ name = name, opts = o, domains = defaults._domains, doc = doc, _run = run }, Attack)
   end
 end
 

@@ -34,7 +34,7 @@ local function define(name, defaults, explain, doc)
   methods[name] = function(opts)
     local o = require('moreau.options').fill('methods.' .. name, defaults, opts, 2)
     oracle.score_kind(o.score) -- raises on unknown scores
-    return setmetatable({ name = name, opts = o, doc = doc, _explain = explain }, Method)
+    return setmetatable({ name = name, opts = o, domains = defaults._domains, doc = doc, _explain = explain }, Method)
   end
 end
 

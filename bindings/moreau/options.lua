@@ -29,7 +29,7 @@ local function fmt_num(v)
   if v ~= v then return 'nan' end
   if v == math.huge then return 'inf' end
   if v == -math.huge then return '-inf' end
-  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ('%d'):format(v) end
+  if v == math.floor(v) and math.abs(v) < 1e18 then return ('%.0f'):format(v) end
   return tostring(v)
 end
 
@@ -123,7 +123,8 @@ function options.check(who, name, v, spec, level)
   local d = options.domain(spec)
   if not d.ok(v) then
     local text = d.text
-    if integer(v) and math.abs(v) > INT32 and spec:match('^%a+') ~= 'num' then
+    local kind = spec:match('^%a+')
+    if integer(v) and math.abs(v) > INT32 and (kind == 'int' or kind == 'odd') then
       text = text .. ' (at most 2147483647)'
     end
     error(("%s: option '%s' must be %s, got %s"):format(who, tostring(name), text, options.show(v)),
