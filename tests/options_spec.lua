@@ -27,12 +27,23 @@ local function softplus_net(seed)
   return b:build(b:linear('fc', b:flatten(h), 144, 3))
 end
 
+--- A value as the messages show it (written out here, not taken from the code under test).
+local function show(v)
+  if type(v) == 'number' then
+    if v == math.floor(v) and math.abs(v) < 1e18 then return ('%.0f'):format(v) end
+    return tostring(v)
+  end
+  if type(v) == 'string' then return "'" .. v .. "'" end
+  if type(v) == 'boolean' then return tostring(v) end
+  return 'a ' .. type(v)
+end
+
 --- Walks cases {option, bad value, domain words}: make{[option] = value}
 -- must raise exactly "WHO: option 'OPTION' must be WORDS, got SHOWN".
 local function walk(who, make, cases)
   for _, c in ipairs(cases) do
     local name, bad, words, shown = c[1], c[2], c[3], c[4]
-    local want = ("%s: option '%s' must be %s, got %s"):format(who, name, words, shown or options.show(bad))
+    local want = ("%s: option '%s' must be %s, got %s"):format(who, name, words, shown or show(bad))
     local ok, err = pcall(make, { [name] = bad })
     assert(not ok, ('%s{%s = %s} was accepted'):format(who, name, tostring(bad)))
     err = tostring(err):gsub('^[^:]*:%d+: ', '')
