@@ -389,6 +389,18 @@ describe('a diverging attack loop', function()
   net:param('fc.weight'):fill(1e38)
   local x = T.full({ 1, 1, 4, 4 }, 1)
 
+  it('the interpretation attacks stop at a non-finite map instead of scoring it as a zero map', function()
+    local b2 = nn.builder({ 1, 4, 4 }, { seed = 1 })
+    local net2 = b2:build(b2:linear('fc', b2:softplus(b2:flatten(b2.input), { beta = 2 }), 16, 2))
+    net2:param('fc.weight'):data()[3] = NAN -- the gradient map of class 0 holds a NaN
+    local x2 = T.full({ 1, 1, 4, 4 }, 0.5)
+    for _, name in ipairs { 'topk', 'mass_center' } do
+      assert.has_error(function() attacks[name] { eps = 1, iters = 2 }:run(net2, methods.gradient(), x2, { 0 }) end,
+        name .. ':run: the attack diverged at iteration 0 (item 1: the map of gradient is not finite): ' ..
+        'change the options of gradient or the model (alpha is now 0.01)')
+    end
+  end)
+
   it('PGD stops with an error naming the step, the item and the loss', function()
     local ok, err = pcall(function() return attacks.pgd { steps = 3, eps = 0.1 }:run(net, nil, x, { 0 }) end)
     assert.is_false(ok)

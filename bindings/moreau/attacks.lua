@@ -150,9 +150,22 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
   for t = 0, iters do
     local m, seed = method_at(method, t, o.fresh_noise)
     info.seeds[t] = seed
+    -- A non-finite map, objective or direction would be read as "no
+    -- progress" (an all-NaN map scores like a zero map, NaN < J is false,
+    -- sign(NaN) = 0): the loop stops with an error instead.
+    local function diverged(n, what)
+      error(("%s:run: the attack diverged at iteration %d (item %d: %s): change the options of %s " ..
+        "or the model (alpha is now %s)"):format(self.name, t, n, what, method.name, tostring(o.alpha)), 0)
+    end
+    local function check_map(E)
+      for n = 1, N do
+        if not E:narrow(n):isfinite() then diverged(n, 'the map of ' .. method.name .. ' is not finite') end
+      end
+    end
     local J, vjp
     if t < iters then
       vjp = m:explain_abs_vjp(net, xp, labels, function(E)
+        check_map(E)
         state = state or obj.init(E)
         local W
         J, W = obj.eval(E, state)
@@ -160,19 +173,14 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
       end)
     else
       local E = m:explain(net, xp, labels)
+      check_map(E)
       state = state or obj.init(E)
       J = obj.eval(E, state)
     end
     local pred = t == 0 and clean or attacks.predict(net, xp)
-    -- A non-finite objective or direction would be read as "no progress"
-    -- (NaN < J is false, sign(NaN) = 0): refuse it instead.
     for n = 1, N do
-      if not (J[n] > -INF and J[n] < INF) or (vjp and not vjp:narrow(n):isfinite()) then
-        error(("%s:run: the attack diverged at iteration %d (item %d: objective %s%s): the map of %s is not " ..
-          "finite there; change the method's options (or lower alpha, now %s)"):format(self.name, t, n,
-          tostring(J[n]), (vjp and not vjp:narrow(n):isfinite()) and ', its gradient not finite' or '',
-          method.name, tostring(o.alpha)), 3)
-      end
+      if not (J[n] > -INF and J[n] < INF) then diverged(n, 'objective ' .. tostring(J[n])) end
+      if vjp and not vjp:narrow(n):isfinite() then diverged(n, 'the gradient of the objective is not finite') end
     end
     for n = 1, N do
       info.J[n] = info.J[n] or {}

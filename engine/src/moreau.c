@@ -79,7 +79,7 @@ static int check_opts(const mr_moreau_opts *o, const mr_groups *groups, int64_t 
         return mr_error(MR_EINVAL, "moreau: gamma must be > 0, got %g", (double)o->gamma);
     if (!(o->sigma >= 0) || !isfinite(o->sigma))
         return mr_error(MR_EINVAL, "moreau: sigma must be >= 0, got %g", (double)o->sigma);
-    if (!(o->tol >= 0))
+    if (!(o->tol >= 0) || !isfinite(o->tol))
         return mr_error(MR_EINVAL, "moreau: tol must be >= 0, got %g", (double)o->tol);
     if (o->T < 1)
         return mr_error(MR_EINVAL, "moreau: T must be >= 1, got %d", o->T);
