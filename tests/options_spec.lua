@@ -328,6 +328,9 @@ describe('shapes are checked by shape, not by element count', function()
     assert.are.equal('moreau_result: out has shape 2x6x6x1, the batch has shape 2x1x6x6',
       ffi.string(C.mr_last_error()))
     assert.are.equal(C.MR_ESHAPE, C.mr_proj_l2_ball(other.ptr, x.ptr, 1))
+    local logits, lab2 = T.zeros { 2, 3 }, ffi.new('int32_t[2]', { 0, 1 })
+    local loss = ffi.new('float[1]')
+    assert.are.equal(C.MR_ESHAPE, C.mr_cross_entropy(loss, T.zeros { 2, 3, 1 }.ptr, logits.ptr, lab2, 0))
   end)
 
   it('elementwise tensor arithmetic', function()
