@@ -32,24 +32,24 @@ local models = require 'moreau.models'
 local train = require 'moreau.train'
 
 local params = {
-  epochs = { type = 'int', default = 8, help = 'passes over the training set' },
-  weights = { type = 'string', default = 'models/resnet_fmnist.safetensors',
+  epochs = { type = 'int', default = 8, domain = 'int >= 1', help = 'passes over the training set' },
+  weights = { type = 'string', default = 'models/resnet_fmnist.safetensors', domain = 'string',
     help = 'weights (safetensors, checkpointed every epoch); the card goes next to it as .json' },
-  seed = { type = 'int', default = 0, help = 'initialization, shuffling and augmentation' },
-  lr = { type = 'number', default = 0.1, help = 'peak learning rate (cosine schedule down to 0)' },
-  momentum = { type = 'number', default = 0.9, help = 'SGD Nesterov momentum' },
-  weight_decay = { type = 'number', default = 5e-4, help = 'L2 weight decay' },
-  batch_size = { type = 'int', default = 128, help = 'batch size' },
-  warmup = { type = 'number', default = 1, help = 'epochs of linear learning-rate warmup' },
-  augment = { type = 'bool', default = true, help = 'random crop (pad 2) + horizontal flip' },
-  label_smoothing = { type = 'number', default = 0, help = 'cross-entropy label smoothing' },
-  beta = { type = 'number', default = 10, help = 'softplus beta of the model' },
-  width = { type = 'number', default = 1, help = 'channel multiplier of the model' },
-  subset = { type = 'int', default = 0, help = 'train on the first N images only (0: all 60000), for timing' },
-  test_subset = { type = 'int', default = 0, help = 'evaluate on the first N test images only (0: all 10000)' },
-  threads = { type = 'int', default = 0, help = 'engine threads (0: all cores)' },
-  progress = { type = 'string', default = 'auto', help = 'auto, tty, lines or off' },
-  data_dir = { type = 'string', default = '', help = "Fashion-MNIST directory (empty: $MOREAU_FMNIST_DIR or Debian's)" },
+  seed = { type = 'int', default = 0, domain = 'seed', help = 'initialization, shuffling and augmentation' },
+  lr = { type = 'number', default = 0.1, domain = 'num >= 0', help = 'peak learning rate (cosine schedule down to 0)' },
+  momentum = { type = 'number', default = 0.9, domain = 'num in [0, 1)', help = 'SGD Nesterov momentum' },
+  weight_decay = { type = 'number', default = 5e-4, domain = 'num >= 0', help = 'L2 weight decay' },
+  batch_size = { type = 'int', default = 128, domain = 'int >= 1', help = 'batch size' },
+  warmup = { type = 'number', default = 1, domain = 'num >= 0', help = 'epochs of linear learning-rate warmup' },
+  augment = { type = 'bool', default = true, domain = 'bool', help = 'random crop (pad 2) + horizontal flip' },
+  label_smoothing = { type = 'number', default = 0, domain = 'num in [0, 1]', help = 'cross-entropy label smoothing' },
+  beta = { type = 'number', default = 10, domain = 'num > 0', help = 'softplus beta of the model' },
+  width = { type = 'number', default = 1, domain = 'num > 0', help = 'channel multiplier of the model' },
+  subset = { type = 'int', default = 0, domain = 'int >= 0', help = 'train on the first N images only (0: all 60000), for timing' },
+  test_subset = { type = 'int', default = 0, domain = 'int >= 0', help = 'evaluate on the first N test images only (0: all 10000)' },
+  threads = { type = 'int', default = 0, domain = 'int >= 0', help = 'engine threads (0: all cores)' },
+  progress = { type = 'string', default = 'auto', domain = 'one of auto, tty, lines, off', help = 'auto, tty, lines or off' },
+  data_dir = { type = 'string', default = '', domain = 'string', help = "Fashion-MNIST directory (empty: $MOREAU_FMNIST_DIR or Debian's)" },
 }
 
 -- Direct runs: --key=value arguments checked against params (--out = --weights).
@@ -94,6 +94,8 @@ local function parse(argv)
       if b == nil then usage(("option --%s needs true or false, got '%s'"):format(k, v)) end
       v = b
     end
+    local d = spec.domain and require('moreau.options').domain(spec.domain)
+    if d and not d.ok(v) then usage(("option --%s must be %s, got '%s'"):format(k, d.text, tostring(v))) end
     o[k] = v
   end
   return o

@@ -75,9 +75,12 @@ describe('attacks: options', function()
   end)
 
   it('rejects unknown options and bad values', function()
-    assert.has_error(function() attacks.topk { epsilon = 1 } end, "attacks.topk: unknown option 'epsilon'")
-    assert.has_error(function() attacks.pgd { norm = 'l1' } end, "pgd: unknown norm 'l1' (linf or l2)")
-    assert.has_error(function() attacks.topk { eps = -1 } end, 'attack: eps must be a number >= 0')
+    assert.has_error(function() attacks.topk { epsilon = 1 } end, 
+      "attacks.topk: unknown option 'epsilon' (alpha, eps, fresh_noise, hi, iters, k, k_frac, lo)")
+    assert.has_error(function() attacks.pgd { norm = 'l1' } end, 
+      "attacks.pgd: option 'norm' must be one of 'linf', 'l2', got 'l1'")
+    assert.has_error(function() attacks.topk { eps = -1 } end, 
+      "attacks.topk: option 'eps' must be a number >= 0, got -1")
     assert.has_error(function() attacks.create('nope') end,
       "attacks: unknown attack 'nope' (gaussian, mass_center, pgd, topk)")
     assert.has_error(function() attacks.topk():run(net, methods.deeplift(), x, labels) end,

@@ -201,7 +201,7 @@ describe('DeepLIFT: what it refuses', function()
     local net = b:build(b:linear('fc', b:flatten(b.input), 2, 3))
     local x = T.ones { 2, 1, 1, 2 }
     asserts.error_with(function() methods.deeplift { baseline = T.zeros { 1, 1, 2, 2 } }:explain(net, x, { 0, 1 }) end,
-      'deeplift: baseline has shape 1x1x2x2, expected 2x1x1x2 (like x)')
+      "deeplift: option 'baseline' has shape 1x1x2x2, x has shape 2x1x1x2; they must be equal")
   end)
 
   it('explains the inference-mode function in training mode (README, Training mode)', function()

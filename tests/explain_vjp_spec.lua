@@ -152,7 +152,12 @@ describe('explain_vjp of exact methods vs finite differences of explain', functi
 
   it('rejects a cotangent of the wrong shape', function()
     assert.has_error(function() methods.gradient():explain_vjp(net, x, labels, T.zeros { 3 }) end,
-      'gradient:explain_vjp: the cotangent must be a tensor shaped like x')
+      'gradient:explain_vjp: the cotangent must be a tensor shaped like x (2x1x6x6), got a tensor of shape 3')
+    -- the same element count in another shape is refused too (a shape check, not a count check)
+    assert.has_error(function() methods.gradient():explain_vjp(net, x, labels, T.zeros { 1, 72 }) end,
+      'gradient:explain_vjp: the cotangent must be a tensor shaped like x (2x1x6x6), got a tensor of shape 1x72')
+    assert.has_error(function() methods.gradient():explain_abs_vjp(net, x, labels, T.zeros { 2, 36 }) end,
+      'gradient:explain_abs_vjp: w must be a tensor shaped like x (2x1x6x6), got a tensor of shape 2x36')
   end)
 end)
 

@@ -241,12 +241,14 @@ describe('the solver stepped from Lua', function()
   end)
 
   it('rejects bad options with clear messages', function()
-    assert.has_error(function() prox.solver(net, x, { 1 }, { rho = 0 }) end, 'moreau: rho must be > 0, got 0')
+    assert.has_error(function() prox.solver(net, x, { 1 }, { rho = 0 }) end,
+      "prox.solver: option 'rho' must be a number > 0, got 0")
     assert.has_error(function() prox.solver(net, x, { 1 }, { reg = 'l2' }) end,
-      "moreau solver: unknown regularizer 'l2' (none, l1 or group)")
-    assert.has_error(function() prox.solver(net, x, { 1 }, { rhoo = 1 }) end, "moreau solver: unknown option 'rhoo'")
+      "prox.solver: option 'reg' must be one of 'none', 'l1', 'group', got 'l2'")
+    assert.has_error(function() prox.solver(net, x, { 1 }, { rhoo = 1 }) end, "prox.solver: unknown option 'rhoo' (K, " ..
+      'T, accelerated, chunk, eta, gamma, group_size, groups, m, output, reg, rho, score, seed, sigma, tol)')
     assert.has_error(function() prox.solver(net, x, { 1 }, { T = 10, K = 20 }) end,
-      'moreau: K must be in 1..T (10), got 20')
+      "prox.solver: option 'K' must be an integer in [1, T = 10], got 20")
     assert.has_error(function() s = prox.solver(net, x, { 1 }, {}) s:set { T = 3 } end,
       "solver:set: only rho, eta and gamma can change, not 'T'")
   end)
@@ -322,10 +324,12 @@ describe('baselines', function()
     assert.are.equal(0.15, m.opts.sigma)
     assert.truthy(tostring(m):find('samples=10', 1, true))
     assert.are.equal(5e-3, methods.moreaugrad { reg = 'l1' }.opts.eta == nil and 5e-3 or 5e-3)
-    assert.has_error(function() methods.smoothgrad { samplez = 3 } end, "methods.smoothgrad: unknown option 'samplez'")
+    assert.has_error(function() methods.smoothgrad { samplez = 3 } end, 
+      "methods.smoothgrad: unknown option 'samplez' (chunk, samples, score, seed, sigma, variant)")
     assert.has_error(function() methods.create('lime') end)
     assert.has_error(function() methods.integrated_gradients { rule = 'simpson' }:explain(linear_net(), T.zeros { 1, 2, 3, 3 }, { 0 }) end,
-      "integrated_gradients: unknown rule 'simpson' (riemann_right, gauss_legendre or trapezoid)")
+      "methods.integrated_gradients: option 'rule' must be one of 'riemann_right', 'gauss_legendre', " ..
+      "'trapezoid', got 'simpson'")
     local x = T.zeros { 1, 2, 3, 3 }
     x:data()[0] = 0 / 0
     assert.has_error(function() methods.gradient():explain(linear_net(), x, { 0 }) end,

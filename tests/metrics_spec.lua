@@ -128,7 +128,7 @@ describe('metrics: properties', function()
     assert.has_error(function() metrics.ssim(T.zeros { 1, 1, 8, 8 }, T.zeros { 1, 1, 8, 8 }) end,
       'ssim: display preset needs H and W >= 11 (the window), got 8x8')
     assert.has_error(function() metrics.ssim(a, b, { preset = 'x' }) end,
-      "ssim: unknown preset 'x' (display or pytorch_ssim)")
+      "metrics.ssim: option 'preset' must be one of 'display', 'pytorch_ssim', got 'x'")
   end)
 end)
 
@@ -188,7 +188,7 @@ describe('metrics: local Lipschitz and max-sensitivity', function()
       assert.is_true(s2[n] > 0 and s4[n] >= s2[n])
     end
     assert.has_error(function() metrics.max_sensitivity(net, m, x, labels, { n = 2 }) end,
-      "metrics.max_sensitivity: unknown option 'n'")
+      "metrics.max_sensitivity: unknown option 'n' (abs, normalise, radius, samples, seed)")
   end)
 end)
 

@@ -125,7 +125,7 @@ describe('cross-entropy', function()
     assert.has_error(function() train.cross_entropy(bad, labels) end,
       'cross_entropy: loss is NaN (item 1 has a non-finite logit)')
     assert.has_error(function() train.cross_entropy(z, labels, { label_smoothing = 1.5 }) end,
-      'cross_entropy: label_smoothing 1.5 is outside [0, 1]')
+      "train.cross_entropy: option 'label_smoothing' must be a number in [0, 1], got 1.5")
     local lab = ffi.new('int32_t[4]', { 2, 0, 0, 1 })
     assert.are.equal(C.MR_ESHAPE, C.mr_cross_entropy(nil, T.zeros { 4, 2 }.ptr, z.ptr, lab, 0))
     assert.are.equal('cross_entropy: grad_logits has shape 4x2, logits 4x3', ffi.string(C.mr_last_error()))

@@ -50,6 +50,13 @@ attacks.Attack = Attack
 
 local INF = math.huge
 
+local function check_box(who, o, level)
+  if not (o.lo <= o.hi) then
+    error(("%s: option 'lo' (%s) must be <= option 'hi' (%s)"):format(who,
+      require('moreau.options').show(o.lo), require('moreau.options').show(o.hi)), level + 1)
+  end
+end
+
 --- Declares an attack: name, defaults, run(self, net, method, x, lab, labels),
 -- finish(o) (derived defaults), doc.
 local names = {}
@@ -57,8 +64,9 @@ local function define(name, defaults, run, finish, doc)
   names[#names + 1] = name
   attacks[name] = function(opts)
     local o = require('moreau.options').fill('attacks.' .. name, defaults, opts, 2)
+    check_box('attacks.' .. name, o, 2)
     if finish then finish(o, 2) end
-    return setmetatable({ name = name, opts = o, doc = doc, _run = run }, Attack)
+    return setmetatable({ name = name, opts = o, domains = defaults._domains, doc = doc, _run = run }, Attack)
   end
 end
 
@@ -108,10 +116,6 @@ local function project(xp, x, o)
   if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
 end
 
-local function check_box(o, level)
-  if not (o.lo <= o.hi) then error(('attack: box lo %g > hi %g'):format(o.lo, o.hi), level + 1) end
-end
-
 local function copy_item(dst, src, n, d) ffi.copy(dst:data() + n * d, src:data() + n * d, d * 4) end
 
 --- True for methods whose map depends on a noise seed.
@@ -151,9 +155,25 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
   for t = 0, iters do
     local m, seed = method_at(method, t, o.fresh_noise)
     info.seeds[t] = seed
+    -- A non-finite map, objective or direction would be read as "no
+    -- progress" (an all-NaN map scores like a zero map, NaN < J is false,
+    -- sign(NaN) = 0): the loop stops with an error instead.
+    local function diverged(n, what)
+      error(("%s:run: the attack diverged at iteration %d (item %d: %s): change the options of %s " ..
+        "or the model (alpha is now %s)"):format(self.name, t, n, what, method.name, tostring(o.alpha)), 0)
+    end
+    local function check_map(E)
+      -- at t = 0 the map is the clean one: a non-finite entry there is bad
+      -- input, named by item and position, not a divergence of the attack
+      if t == 0 then require('moreau.metrics').check_map(E, self.name .. ':run', 'the clean map', 4) end
+      for n = 1, N do
+        if not E:narrow(n):isfinite() then diverged(n, 'the map of ' .. method.name .. ' is not finite') end
+      end
+    end
     local J, vjp
     if t < iters then
       vjp = m:explain_abs_vjp(net, xp, labels, function(E)
+        check_map(E)
         state = state or obj.init(E)
         local W
         J, W = obj.eval(E, state)
@@ -161,10 +181,15 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
       end)
     else
       local E = m:explain(net, xp, labels)
+      check_map(E)
       state = state or obj.init(E)
       J = obj.eval(E, state)
     end
     local pred = t == 0 and clean or attacks.predict(net, xp)
+    for n = 1, N do
+      if not (J[n] > -INF and J[n] < INF) then diverged(n, 'objective ' .. tostring(J[n])) end
+      if vjp and not vjp:narrow(n):isfinite() then diverged(n, 'the gradient of the objective is not finite') end
+    end
     for n = 1, N do
       info.J[n] = info.J[n] or {}
       info.J[n][t] = J[n]
@@ -196,10 +221,19 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
   return best, info
 end
 
+-- The domains of the options every L2-ball attack shares (moreau.options).
+-- iters = 0 (or eps = 0) returns x itself: the noise floor of a metric.
+local BALL = { eps = 'num >= 0', iters = 'int >= 0', alpha = 'num > 0', lo = 'num or inf', hi = 'num or inf',
+  fresh_noise = 'bool' }
+local function ball_domains(extra)
+  local d = {}
+  for k, v in pairs(BALL) do d[k] = v end
+  for k, v in pairs(extra) do d[k] = v end
+  return d
+end
+
 local function finish_ball(o, level)
-  if type(o.eps) ~= 'number' or o.eps < 0 then error('attack: eps must be a number >= 0', level + 1) end
   o.alpha = o.alpha or o.eps / 100
-  check_box(o, level + 1)
 end
 
 -- top-k: J = A/B, A = Σ M ⊙ |E|, B = Σ |E|; ∂J/∂|E| = (M·B − A)/B², M ∈ [0, 1]
@@ -208,7 +242,12 @@ end
 
 --- The default k: Ghorbani et al. use k = 1000 of the 224·224 = 50176 pixels
 -- of ImageNet maps, about 2%; here 2% of the C·H·W entries, at least 1.
+-- A k given above d (the C·H·W entries of an item) raises: its top-k would be
+-- the whole map, which no perturbation can move.
 function attacks.topk_k(o, d)
+  if o.k > d then
+    error(("attacks.topk: option 'k' must be at most the %d entries of an item, got %d"):format(d, o.k), 4)
+  end
   local k = o.k > 0 and o.k or math.floor(o.k_frac * d + 0.5)
   return math.max(1, math.min(d, k))
 end
@@ -222,7 +261,8 @@ local function topk_mask(E, n, k)
 end
 
 local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, hi = INF,
-  fresh_noise = true, _extra = { alpha = true } }
+  fresh_noise = true, _extra = { alpha = true },
+  _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]' } }
 
 define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   local N, d = x:size(1), x:numel() / x:size(1)
@@ -266,7 +306,7 @@ end, finish_ball, 'top-k interpretation attack (Ghorbani et al. 2019), L2 ball')
 -- vector from the image center to C0 (pushing the mass outwards), or a seeded
 -- random direction if C0 is the center.
 define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
-  fresh_noise = true, _extra = { alpha = true } }, function(self, net, method, x, lab, labels)
+  fresh_noise = true, _extra = { alpha = true }, _domains = ball_domains { seed = 'seed' } }, function(self, net, method, x, lab, labels)
   if x:dim() ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end
   local N, Cn, Hh, Ww = x:size(1), x:size(2), x:size(3), x:size(4)
   local d, hw = Cn * Hh * Ww, Hh * Ww
@@ -340,7 +380,9 @@ end, finish_ball, 'center-of-mass interpretation attack (Ghorbani et al. 2019), 
 -- the box. With keep_label, an item whose predicted label changes is redrawn,
 -- up to `tries` draws; if none keeps it, the last draw is returned and
 -- info[n].label_kept is false.
-define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF, hi = INF },
+define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF, hi = INF,
+  _domains = { s = 'num >= 0', seed = 'seed', tries = 'int >= 1', keep_label = 'bool', lo = 'num or inf',
+    hi = 'num or inf' } },
   function(self, net, _, x, lab)
     local o = self.opts
     local N, d = x:size(1), x:numel() / x:size(1)
@@ -369,11 +411,7 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
       if #todo == 0 then break end
     end
     return xp, info
-  end, function(o, level)
-    if type(o.s) ~= 'number' or o.s < 0 then error('gaussian: s must be a number >= 0', level + 1) end
-    if o.tries < 1 then error('gaussian: tries must be >= 1', level + 1) end
-    check_box(o, level + 1)
-  end, 'Gaussian random perturbation x + s·N(0, I)')
+  end, nil, 'Gaussian random perturbation x + s·N(0, I)')
 
 -- ------------------------------------------------------------------ PGD
 
@@ -385,7 +423,9 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
 -- Defaults: eps 8/255 (linf) or 0.5 (l2), alpha = 2.5·eps/steps (Madry et al.).
 -- Returns the last iterate.
 define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
-  lo = -INF, hi = INF, _extra = { eps = true, alpha = true } }, function(self, net, _, x, lab)
+  lo = -INF, hi = INF, _extra = { eps = true, alpha = true },
+  _domains = { norm = 'one of linf, l2', steps = 'int >= 0', random_start = 'bool', seed = 'seed',
+    lo = 'num or inf', hi = 'num or inf', eps = 'num >= 0', alpha = 'num > 0' } }, function(self, net, _, x, lab)
   local o = self.opts
   local N, d = x:size(1), x:numel() / x:size(1)
   local xp = x:clone()
@@ -419,8 +459,15 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
     return lp, g -- g = ∇ log p_c = −∇CE
   end
   local clean_loss = loss(x)
-  for _ = 1, o.steps do
-    local _, g = loss(xp)
+  for t = 1, o.steps do
+    local l, g = loss(xp)
+    for n = 1, N do
+      if not (l[n] < INF) or not g:narrow(n):isfinite() then
+        error(("pgd:run: the attack diverged at step %d (item %d: cross-entropy %s): lower eps (now %s) or " ..
+          "alpha (now %s), or keep the input in a box (lo, hi)"):format(t, n, tostring(l[n]), tostring(o.eps),
+          tostring(o.alpha)), 3)
+      end
+    end
     local pg = g:data()
     if o.norm == 'linf' then
       for j = 0, x:numel() - 1 do p[j] = p[j] - o.alpha * sign(pg[j]) end
@@ -443,13 +490,8 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   end
   return xp, info
 end, function(o, level)
-  if o.norm ~= 'linf' and o.norm ~= 'l2' then
-    error("pgd: unknown norm '" .. tostring(o.norm) .. "' (linf or l2)", level + 1)
-  end
   o.eps = o.eps or (o.norm == 'linf' and 8 / 255 or 0.5)
-  if type(o.eps) ~= 'number' or o.eps < 0 then error('pgd: eps must be a number >= 0', level + 1) end
   o.alpha = o.alpha or 2.5 * o.eps / math.max(o.steps, 1)
-  check_box(o, level + 1)
 end, 'projected gradient descent on the cross-entropy (Madry et al. 2018)')
 
 --- The names of all attacks, sorted.

@@ -55,6 +55,7 @@ local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local prox = require 'moreau.prox'
+local options = require 'moreau.options'
 local C, check = core.C, core.check
 
 local M = {}
@@ -85,8 +86,9 @@ end
 
 local function resolve(u, E, name, x)
   local U = type(u) == 'function' and u(E) or u
-  if not T.is(U) or U:numel() ~= x:numel() then
-    error(name .. ':explain_vjp: the cotangent must be a tensor shaped like x', 3)
+  if not T.is(U) or not options.same_shape(U, x) then
+    error(('%s:explain_vjp: the cotangent must be a tensor shaped like x (%s), got %s'):format(name,
+      table.concat(x:shape(), 'x'), options.show(U)), 3)
   end
   return U
 end
@@ -125,7 +127,8 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
   local kind = oracle.score_kind(o.score)
   local alphas, weights = ig_rule(o.rule, o.steps)
   local N, d = x:size(1), x:numel() / x:size(1)
-  local x0 = T.is(o.baseline) and o.baseline or T.full(x:shape(), o.baseline)
+  local x0 = T.is(o.baseline) and options.check_shape('integrated_gradients', 'baseline', o.baseline, x, 3)
+    or T.full(x:shape(), o.baseline)
   local diff = x - x0
   local P = N * o.steps
   local chunk = o.chunk > 0 and o.chunk or P
@@ -422,8 +425,9 @@ function M.install(methods)
     if self.name == 'moreaugrad' then return self:explain_vjp(net, x, labels, w) end
     return self:explain_vjp(net, x, labels, function(E)
       local W = type(w) == 'function' and w(E) or w
-      if not T.is(W) or W:numel() ~= E:numel() then
-        error(self.name .. ':explain_abs_vjp: w must be a tensor shaped like x', 4)
+      if not T.is(W) or not options.same_shape(W, E) then
+        error(('%s:explain_abs_vjp: w must be a tensor shaped like x (%s), got %s'):format(self.name,
+          table.concat(E:shape(), 'x'), options.show(W)), 4)
       end
       local out = W:clone()
       local po, pe = out:data(), E:data()

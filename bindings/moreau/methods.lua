@@ -13,7 +13,9 @@
 --   deeplift               Δx ⊙ multipliers, one exact rule per op (README "DeepLIFT's rules"); baseline x0 = 0
 --   moreaugrad             −mean(tail δ)/ρ of the Moreau solver; reg: none | l1 | group; m = 0: unregularized
 --
--- Each constructor takes a table of options; unknown names raise. Sampling
+-- Each constructor takes a table of options; unknown names raise, and every
+-- option is checked against its declared domain (moreau.options; the
+-- `_domains` of each defaults table, README "Option domains"). Sampling
 -- methods take `chunk` (most noisy copies per forward pass) and `seed`.
 --
 -- Training mode: every method explains the model as it predicts, even after
@@ -38,7 +40,7 @@ local function define(name, defaults, explain, doc)
   methods[name] = function(opts)
     local o = require('moreau.options').fill('methods.' .. name, defaults, opts, 2)
     oracle.score_kind(o.score) -- raises on unknown scores
-    return setmetatable({ name = name, opts = o, doc = doc, _explain = explain }, Method)
+    return setmetatable({ name = name, opts = o, domains = defaults._domains, doc = doc, _explain = explain }, Method)
   end
 end
 
@@ -68,11 +70,13 @@ end
 
 -- ------------------------------------------------------------- gradient
 
-define('gradient', { score = 'logit' }, function(self, net, x, lab)
+local SCORE = 'one of logit, log_softmax, softmax'
+
+define('gradient', { score = 'logit', _domains = { score = SCORE } }, function(self, net, x, lab)
   return grad(net, x, lab, self.opts.score)
 end, 'simple gradient ∇f_c(x) (Simonyan et al. 2014)')
 
-define('input_x_gradient', { score = 'logit' }, function(self, net, x, lab)
+define('input_x_gradient', { score = 'logit', _domains = { score = SCORE } }, function(self, net, x, lab)
   return grad(net, x, lab, self.opts.score):mul_(x)
 end, 'input times gradient x ⊙ ∇f_c(x)')
 
@@ -86,7 +90,10 @@ function methods.ig_rule(rule, n)
   if rule == 'riemann_right' then
     for k = 1, n do a[k], w[k] = k / n, 1 / n end
   elseif rule == 'trapezoid' then
-    if n < 2 then error('integrated_gradients: trapezoid needs steps >= 2', 3) end
+    if n < 2 then
+      error(("methods.integrated_gradients: option 'steps' must be an integer >= 2 with rule 'trapezoid', got %s")
+        :format(tostring(n)), 3)
+    end
     for k = 1, n do
       a[k] = (k - 1) / (n - 1)
       w[k] = (k == 1 or k == n) and 0.5 / (n - 1) or 1 / (n - 1)
@@ -114,12 +121,21 @@ function methods.ig_rule(rule, n)
   return a, w
 end
 
+--- The baseline as a tensor: a number fills x's shape; a tensor must have x's
+-- shape exactly (not only its element count).
+local function baseline_of(who, o, x, level)
+  if not T.is(o.baseline) then return T.full(x:shape(), o.baseline) end
+  return require('moreau.options').check_shape(who, 'baseline', o.baseline, x, level + 1)
+end
+
+-- steps >= 1 (>= 2 for trapezoid: checked by ig_rule when the method is made).
 define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 0, chunk = 0,
-  score = 'logit' }, function(self, net, x, lab)
+  score = 'logit', _domains = { steps = 'int >= 1', rule = 'one of riemann_right, gauss_legendre, trapezoid',
+    baseline = 'tensor or num', chunk = 'int >= 0', score = SCORE } }, function(self, net, x, lab)
   local o = self.opts
   local alphas, weights = methods.ig_rule(o.rule, o.steps)
   local N, d = x:size(1), x:numel() / x:size(1)
-  local x0 = T.is(o.baseline) and o.baseline or T.full(x:shape(), o.baseline)
+  local x0 = baseline_of('integrated_gradients', o, x, 3)
   local diff = x - x0
   local total = T.zeros(x:shape())
   local chunk = o.chunk > 0 and o.chunk or N * o.steps
@@ -162,8 +178,10 @@ local function smoothgrad(net, x, lab, o, mode)
   return out
 end
 
+-- sigma >= 0: sigma = 0 is the plain gradient (every noisy copy is x).
 define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, seed = 0,
-  score = 'logit' }, function(self, net, x, lab)
+  score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0', variant = 'one of mean, square, vargrad',
+    chunk = 'int >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab)
   local mode = sg_modes[self.opts.variant]
   if not mode then
     error("smoothgrad: unknown variant '" .. tostring(self.opts.variant) .. "' (mean, square or vargrad)", 3)
@@ -172,18 +190,20 @@ define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, 
 end, 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x)')
 
 define('sparsified_smoothgrad', { samples = 256, sigma = 0.1, clip = 0.01, keep = 0.1, chunk = 0,
-  seed = 0, score = 'logit' }, function(self, net, x, lab)
+  seed = 0, score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0', clip = 'num in (0, 1]',
+    keep = 'num in (0, 1]', chunk = 'int >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab)
   return smoothgrad(net, x, lab, self.opts, C.MR_SG_SPARSIFIED)
 end, 'Sparsified SmoothGrad (Levine et al. 2019)')
 
 -- -------------------------------------------------------------- DeepLIFT
 
-define('deeplift', { baseline = 0, score = 'logit' }, function(self, net, x, lab)
+define('deeplift', { baseline = 0, score = 'logit', _domains = { baseline = 'tensor or num', score = SCORE } },
+  function(self, net, x, lab)
   if self.opts.score ~= 'logit' then error('deeplift: only the logit score is supported', 3) end
   local out = T.zeros(x:shape())
   local base = nil
   if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
-    base = T.is(self.opts.baseline) and self.opts.baseline or T.full(x:shape(), self.opts.baseline)
+    base = baseline_of('deeplift', self.opts, x, 3)
   end
   check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
   return out
@@ -195,6 +215,7 @@ local mg_defaults = {}
 for k, v in pairs(prox.defaults) do mg_defaults[k] = v end
 mg_defaults.K = nil -- derived: min(101, T) unless given
 mg_defaults._extra = { eta = true, reg = true, group_size = true, groups = true, K = true }
+mg_defaults._domains = prox.domains
 
 define('moreaugrad', mg_defaults, function(self, net, x, lab)
   local s = prox.solver(net, x, lab, self.opts)
@@ -203,6 +224,16 @@ define('moreaugrad', mg_defaults, function(self, net, x, lab)
   return s:result()
 end, 'MoreauGrad (Zhang & Farnia 2023): gradient of the Moreau envelope; sparse with reg = l1, group-sparse with reg = group')
 
+-- trapezoid needs steps >= 2: refused when the method is made, not when it runs.
+do
+  local make = methods.integrated_gradients
+  methods.integrated_gradients = function(opts)
+    local m = make(opts)
+    methods.ig_rule(m.opts.rule, m.opts.steps)
+    return m
+  end
+end
+
 -- Record the derived defaults too: K = min(101, T), eta by regularizer.
 do
   local make = methods.moreaugrad
@@ -210,7 +241,7 @@ do
     local m = make(opts)
     local o = m.opts
     if o.K == nil then o.K = math.min(101, o.T) end
-    local derived = prox.solver_options(o, 2)
+    local derived = prox.solver_options(o, 2, 'methods.moreaugrad')
     o.reg, o.eta = derived.reg, derived.eta
     return m
   end

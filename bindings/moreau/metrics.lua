@@ -51,6 +51,7 @@
 --   local_lipschitz, max_sensitivity (see below)
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
+local options = require 'moreau.options'
 
 local floor, abs, sqrt, min, max = math.floor, math.abs, math.sqrt, math.min, math.max
 local NAN = 0 / 0
@@ -212,17 +213,20 @@ end
 -- ARGS: a (original), b (attacked): (N, d) or (N, C, H, W), the same shape,
 --   finite; opts {frac = 0.4 (k = max(1, floor(frac · F)), F the features of
 --   a, counted over all C·H·W entries), k (absolute, overrides frac),
---   signed = false (rank a itself: features are the positive entries)}.
+--   signed = false (rank a itself: features are the positive entries)}; frac in
+--   (0, 1], k an integer in [1, d].
 -- RETURN: Lua array, one score in [0, 1] (or NaN) per item.
 function metrics.topk_intersection(a, b, opts)
-  opts = opts or {}
+  opts = options.fill('metrics.topk_intersection', { frac = 0.4, signed = false, _extra = { k = true },
+    _domains = { frac = 'num in (0, 1]', k = 'int >= 1', signed = 'bool' } }, opts)
   local N, d = items(a, b, 'topk_intersection')
-  local frac, signed = opts.frac or 0.4, opts.signed or false
+  local frac, signed = opts.frac, opts.signed
+  if opts.k and opts.k > d then
+    error(("metrics.topk_intersection: option 'k' must be at most the %d entries of an item, got %d"):format(d,
+      opts.k), 2)
+  end
   local pa = a:data()
   local out = {}
-  if opts.k ~= nil and (type(opts.k) ~= 'number' or opts.k < 1 or opts.k ~= floor(opts.k)) then
-    error(("topk_intersection: option 'k' must be an integer >= 1, got %s"):format(tostring(opts.k)), 2)
-  end
   for n = 0, N - 1 do
     local k = opts.k
     if not k then
@@ -322,8 +326,10 @@ end
 --- Structural similarity (Wang et al. 2004): 11×11 Gaussian window, sigma 1.5,
 -- population (biased) local statistics, C1 = (0.01 L)², C2 = (0.03 L)².
 -- ARGS: a, b (N, C, H, W), the same shape, finite;
---   opts {preset = 'display' | 'pytorch_ssim', window = 11, sigma = 1.5,
---         percentile = 99 (display)}.
+--   opts {preset = 'display' | 'pytorch_ssim', window = 11 (odd, >= 3: the
+--         window has a center tap, and one tap has no local variance, so SSIM
+--         would reduce to its luminance term), sigma = 1.5 (> 0),
+--         percentile = 99 (display; in (0, 100])}.
 -- Presets:
 --   display       (default) each map is first normalized for display exactly as
 --                 moreau.viz.normalize does (s = Σ_c |map|, clipped at its 99th
@@ -336,10 +342,12 @@ end
 --                 channels and positions — pytorch-ssim's ssim(img1, img2) for one item.
 -- RETURN: Lua array.
 function metrics.ssim(a, b, opts)
-  opts = opts or {}
+  opts = options.fill('metrics.ssim', { preset = 'display', window = 11, sigma = 1.5, percentile = 99,
+    _domains = { preset = 'one of display, pytorch_ssim', window = 'odd >= 3', sigma = 'num > 0',
+      percentile = 'num in (0, 100]' } }, opts)
   local N = items(a, b, 'ssim')
-  local preset = opts.preset or 'display'
-  local size, sigma = opts.window or 11, opts.sigma or 1.5
+  local preset = opts.preset
+  local size, sigma = opts.window, opts.sigma
   local s = a:shape()
   local Cn, H, W
   if #s ~= 4 then error('ssim: maps must be (N, C, H, W), got ' .. table.concat(s, 'x'), 2) end
@@ -484,14 +492,13 @@ function metrics.normalise_by_negative(E)
   return E
 end
 
+-- samples >= 1; std and radius > 0 (a zero perturbation gives 0/0, read as 0).
+local robustness_domains = { samples = 'int >= 1', std = 'num > 0', mean = 'num', radius = 'num > 0',
+  normalise = 'bool', abs = 'bool', seed = 'seed' }
+
 local function robustness_opts(opts, defaults, what)
-  local o = {}
-  for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if defaults[k] == nil then error(("metrics.%s: unknown option '%s'"):format(what, tostring(k)), 3) end
-    o[k] = v
-  end
-  return o
+  defaults._domains = robustness_domains
+  return options.fill('metrics.' .. what, defaults, opts, 3)
 end
 
 --- The common Monte-Carlo loop: for sample j = 0..samples−1, x_j = x + noise_j

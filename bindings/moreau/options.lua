@@ -1,20 +1,188 @@
---- moreau.options — the one way methods, attacks and other option-taking
--- constructors fill in defaults and refuse unknown names.
+--- moreau.options — the one way methods, attacks, metrics, the Moreau solver,
+-- training and recipes fill in defaults, refuse unknown names and check every
+-- value against its declared domain.
+--
+-- A defaults table may carry `_domains`, one domain per option, written in a
+-- small language (README "Option domains" lists the rules):
+--
+--   int >= 1            an integer (a float with no fraction) >= 1, at most
+--                       2^31 − 1 (the engine's int32 counts)
+--   seed                an integer in [0, 2^53) (seeds are uint64 in the engine)
+--   int in [1, 8]       an integer in the closed range
+--   odd >= 3            an odd integer >= 3
+--   num > 0             a finite number > 0     (also >=, <, <=)
+--   num in (0, 1]       a finite number in the range (brackets: closed, parens: open)
+--   num                 any finite number
+--   num or inf          any number but NaN (±inf allowed: an absent bound)
+--   bool                true or false
+--   one of a, b, c      one of the listed strings
+--   tensor or num       a moreau tensor or a finite number
+--   string, table, function, any
+--
+-- NaN and ±inf are outside every numeric domain unless it says "or inf".
+-- A violation raises "WHO: option 'NAME' must be DOMAIN, got VALUE".
 local options = {}
 
---- A new table: defaults, then opts on top. defaults._extra lists names that
--- are accepted without a default (derived later). Unknown names raise
--- "WHO: unknown option 'NAME'" at `level` (default: the caller's caller).
+local T -- moreau.tensor, loaded on first use (it needs the engine)
+
+local function fmt_num(v)
+  if v ~= v then return 'nan' end
+  if v == math.huge then return 'inf' end
+  if v == -math.huge then return '-inf' end
+  if v == math.floor(v) and math.abs(v) < 1e18 then return ('%.0f'):format(v) end
+  return tostring(v)
+end
+
+--- A value as the error messages show it: numbers plainly, strings quoted,
+-- anything else by its type.
+function options.show(v)
+  if type(v) == 'number' then return fmt_num(v) end
+  if type(v) == 'string' then return "'" .. v .. "'" end
+  if type(v) == 'boolean' or v == nil then return tostring(v) end
+  T = T or require 'moreau.tensor'
+  if T.is(v) then return 'a tensor of shape ' .. table.concat(v:shape(), 'x') end
+  return 'a ' .. type(v)
+end
+
+local function finite(v) return type(v) == 'number' and v == v and v > -math.huge and v < math.huge end
+local function integer(v) return finite(v) and v == math.floor(v) end
+local INT32 = 2 ^ 31 - 1
+local function int32(v) return integer(v) and math.abs(v) <= INT32 end
+
+-- Comparisons of the language: each gives a test and its words.
+local compare = {
+  ['>'] = function(a) return function(v) return v > a end end,
+  ['>='] = function(a) return function(v) return v >= a end end,
+  ['<'] = function(a) return function(v) return v < a end end,
+  ['<='] = function(a) return function(v) return v <= a end end,
+}
+
+-- A bound, then the rest of the domain after the kind: '>= 1' or 'in [0, 1)'.
+local function bound(rest)
+  if rest == '' then return function() return true end, '' end
+  local op, a = rest:match('^(>=?)%s*(%S+)$')
+  if not op then op, a = rest:match('^(<=?)%s*(%S+)$') end
+  if op then
+    local n = assert(tonumber(a), 'options: bad bound ' .. rest)
+    return compare[op](n), ' ' .. op .. ' ' .. a
+  end
+  local l, lo, hi, r = rest:match('^in%s*([%[%(])%s*([^,]+),%s*([^%]%)]+)([%]%)])$')
+  assert(l, 'options: bad domain bound ' .. rest)
+  local nlo, nhi = assert(tonumber(lo)), assert(tonumber(hi))
+  return function(v)
+    return (l == '[' and v >= nlo or v > nlo) and (r == ']' and v <= nhi or v < nhi)
+  end, (' in %s%s, %s%s'):format(l, lo, hi, r)
+end
+
+local compiled = {}
+
+--- A domain string compiled to {ok = function(v) -> bool, text = 'an integer >= 1'}.
+-- Raises (a programming error) on a string outside the language.
+function options.domain(spec)
+  if compiled[spec] then return compiled[spec] end
+  local d
+  local kind, rest = spec:match('^(%a+)%s*(.-)%s*$')
+  if spec:match('^one of ') then
+    local names, set = {}, {}
+    for name in spec:sub(8):gmatch('[^,%s]+') do names[#names + 1] = "'" .. name .. "'"; set[name] = true end
+    d = { ok = function(v) return set[v] == true end, text = 'one of ' .. table.concat(names, ', ') }
+  elseif spec == 'num or inf' then
+    d = { ok = function(v) return type(v) == 'number' and v == v end, text = 'a number or ±inf (not NaN)' }
+  elseif spec == 'tensor or num' then
+    d = { ok = function(v)
+      T = T or require 'moreau.tensor'
+      return finite(v) or T.is(v)
+    end, text = 'a tensor or a finite number' }
+  elseif kind == 'int' or kind == 'odd' or kind == 'num' then
+    local test, words = bound(rest)
+    local base = kind == 'num' and finite or int32
+    local odd = kind == 'odd'
+    d = {
+      ok = function(v) return base(v) and (not odd or v % 2 == 1) and test(v) end,
+      text = (kind == 'int' and 'an integer' or kind == 'odd' and 'an odd integer'
+        or (rest == '' and 'a finite number' or 'a number')) .. words,
+    }
+  elseif spec == 'seed' then
+    d = { ok = function(v) return integer(v) and v >= 0 and v < 2 ^ 53 end, text = 'an integer in [0, 2^53)' }
+  elseif spec == 'bool' then
+    d = { ok = function(v) return type(v) == 'boolean' end, text = 'true or false' }
+  elseif spec == 'string' or spec == 'table' or spec == 'function' then
+    d = { ok = function(v) return type(v) == spec end, text = 'a ' .. spec }
+  elseif spec == 'any' then
+    d = { ok = function() return true end, text = 'anything' }
+  else
+    error('options: unknown domain ' .. spec, 2)
+  end
+  compiled[spec] = d
+  return d
+end
+
+--- Checks one value against a domain string; raises "WHO: option 'NAME' must
+-- be DOMAIN, got VALUE" at `level` (1: the caller of check). RETURN: v.
+function options.check(who, name, v, spec, level)
+  local d = options.domain(spec)
+  if not d.ok(v) then
+    local text = d.text
+    local kind = spec:match('^%a+')
+    if integer(v) and math.abs(v) > INT32 and (kind == 'int' or kind == 'odd') then
+      text = text .. ' (at most 2147483647)'
+    end
+    error(("%s: option '%s' must be %s, got %s"):format(who, tostring(name), text, options.show(v)),
+      (level or 1) + 1)
+  end
+  return v
+end
+
+--- Whether tensors a and b have the same shape (same dims, same sizes).
+function options.same_shape(a, b)
+  local sa, sb = a:shape(), b:shape()
+  if #sa ~= #sb then return false end
+  for i = 1, #sa do if sa[i] ~= sb[i] then return false end end
+  return true
+end
+
+--- Checks that the tensor option NAME has x's shape exactly (an equal element
+-- count is not enough): raises "WHO: option 'NAME' has shape AxB, x has shape
+-- CxD; they must be equal" at `level` (1: the caller). RETURN: t.
+function options.check_shape(who, name, t, x, level)
+  if not options.same_shape(t, x) then
+    error(("%s: option '%s' has shape %s, x has shape %s; they must be equal"):format(who, name,
+      table.concat(t:shape(), 'x'), table.concat(x:shape(), 'x')), (level or 1) + 1)
+  end
+  return t
+end
+
+--- The names a defaults table accepts, sorted, as "a, b, c".
+local function known(defaults)
+  local names = {}
+  for k in pairs(defaults) do if k ~= '_extra' and k ~= '_domains' then names[#names + 1] = tostring(k) end end
+  for k in pairs(defaults._extra or {}) do if defaults[k] == nil then names[#names + 1] = tostring(k) end end
+  table.sort(names)
+  return table.concat(names, ', ')
+end
+
+--- A new table: defaults, then opts on top. Every value given in opts is
+-- checked against defaults._domains (the defaults themselves are the
+-- author's: a test checks them; options without a domain are not checked).
+-- defaults._extra lists names that are accepted without a default (derived
+-- later). Unknown names raise "WHO: unknown option 'NAME' (KNOWN, ...)" at
+-- `level` (default: the caller's caller); so do opts that are not a table.
 function options.fill(who, defaults, opts, level)
+  level = (level or 2) + 1
+  if opts ~= nil and type(opts) ~= 'table' then
+    error(('%s: options must be a table, got %s'):format(who, options.show(opts)), level)
+  end
   local o = {}
   for k, v in pairs(defaults) do o[k] = v end
+  local domains = defaults._domains or {}
   for k, v in pairs(opts or {}) do
-    if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) then
-      error(("%s: unknown option '%s'"):format(who, tostring(k)), (level or 2) + 1)
+    if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) or k == '_extra' or k == '_domains' then
+      error(("%s: unknown option '%s' (%s)"):format(who, tostring(k), known(defaults)), level)
     end
+    if domains[k] then options.check(who, k, v, domains[k], level) end
     o[k] = v
   end
-  o._extra = nil
+  o._extra, o._domains = nil, nil
   return o
 end
 

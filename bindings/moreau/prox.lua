@@ -102,32 +102,37 @@ prox.defaults = {
   accelerated = false, tol = 0, seed = 0,
 }
 
+--- The domain of every solver option (moreau.options). K <= T is checked
+-- after the defaults are filled; gamma > 0 alone does not make the iteration
+-- converge (README "Option domains": a diverging run raises).
+prox.domains = {
+  rho = 'num > 0', gamma = 'num > 0', T = 'int >= 1', m = 'int >= 0', sigma = 'num >= 0', K = 'int >= 1',
+  reg = 'one of none, l1, group', eta = 'num >= 0', group_size = 'int >= 1', groups = 'table',
+  output = 'one of gradient, delta', score = 'one of logit, log_softmax, softmax', chunk = 'int >= 0',
+  accelerated = 'bool', tol = 'num >= 0', seed = 'seed',
+}
+
 local regs = { none = C.MR_REG_NONE, l1 = C.MR_REG_L1, group = C.MR_REG_GROUP }
 local outputs = { gradient = C.MR_MG_GRADIENT, delta = C.MR_MG_DELTA }
 
---- Fills in the defaults and checks names. RETURN: a new table of options.
-function prox.solver_options(opts, level)
+--- Fills in the defaults, checks names and domains, derives reg, eta and K.
+-- ARGS: opts, level (1: the caller), who (the owner named in errors; default
+-- 'prox.solver'). RETURN: a new table of options.
+function prox.solver_options(opts, level, who)
   level = (level or 1) + 1
-  local o = {}
-  for k, v in pairs(prox.defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if prox.defaults[k] == nil and k ~= 'eta' and k ~= 'reg' and k ~= 'group_size' and k ~= 'groups' then
-      error("moreau solver: unknown option '" .. tostring(k) .. "'", level)
-    end
-    o[k] = v
-  end
+  who = who or 'prox.solver'
+  local defaults = { _extra = { eta = true, reg = true, group_size = true, groups = true }, _domains = prox.domains }
+  for k, v in pairs(prox.defaults) do defaults[k] = v end
+  local o = require('moreau.options').fill(who, defaults, opts, level)
   if o.reg == nil then
     local grouped = o.groups ~= nil or o.group_size ~= nil
     o.reg = (o.eta == nil or o.eta > 0) and grouped and 'group' or ((o.eta or 0) > 0 and 'l1' or 'none')
   end
-  if not regs[o.reg] then
-    error("moreau solver: unknown regularizer '" .. tostring(o.reg) .. "' (none, l1 or group)", level)
-  end
-  if not outputs[o.output] then
-    error("moreau solver: unknown output '" .. tostring(o.output) .. "' (gradient or delta)", level)
-  end
   if o.eta == nil then o.eta = (o.reg == 'l1' and 5e-3) or (o.reg == 'group' and 5e-2) or 0 end
   if opts == nil or opts.K == nil then o.K = math.min(o.K, o.T) end
+  if o.K > o.T then
+    error(("%s: option 'K' must be an integer in [1, T = %d], got %d"):format(who, o.T, o.K), level)
+  end
   return o
 end
 
@@ -215,12 +220,13 @@ function Solver:stats(n)
   }
 end
 
---- Changes rho, eta or gamma between iterations.
+--- Changes rho, eta or gamma between iterations (domains as prox.domains).
 function Solver:set(knobs)
-  for k in pairs(knobs) do
+  for k, v in pairs(knobs) do
     if k ~= 'rho' and k ~= 'eta' and k ~= 'gamma' then
       error("solver:set: only rho, eta and gamma can change, not '" .. tostring(k) .. "'", 2)
     end
+    require('moreau.options').check('solver:set', k, v, prox.domains[k], 2)
   end
   local o = self.opts
   local rho, eta, gamma = knobs.rho or o.rho, knobs.eta or o.eta, knobs.gamma or o.gamma

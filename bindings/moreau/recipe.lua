@@ -6,9 +6,9 @@
 --     name = 'rho_eta_sweep',
 --     description = 'Figure 2: MoreauGrad maps over rho and eta',
 --     params = {
---       images = { type = 'int', default = 4, help = 'test images to explain' },
---       seed   = { type = 'int', default = 0, help = 'seed of every random draw' },
---       rhos   = { type = 'list', default = { 0.1, 1, 3 }, help = 'values of rho' },
+--       images = { type = 'int', default = 4, domain = 'int >= 1', help = 'test images to explain' },
+--       seed   = { type = 'int', default = 0, domain = 'seed', help = 'seed of every random draw' },
+--       rhos   = { type = 'list', default = { 0.1, 1, 3 }, domain = 'num > 0', help = 'values of rho' },
 --     },
 --     writes = { 'grid.png', 'results.json' },
 --     run = function(p, ctx)       -- p: typed parameters; ctx.report: the results folder
@@ -17,10 +17,13 @@
 --   }
 --
 -- `moreau run FILE --key=value ...` parses the parameters against their
--- declared types (int, number, string, bool, list), creates the results folder
+-- declared types (int, number, string, bool, list) and domains (moreau.options'
+-- language; for a list, the domain of each item), creates the results folder
 -- results/NAME-YYYYmmdd-HHMMSS/, runs the recipe, and writes results.json with
 -- every parameter, the git revision and library versions, so the run can be
 -- repeated elsewhere (`moreau run --from results.json`).
+local options = require 'moreau.options'
+
 local recipe = {}
 
 local types = {
@@ -62,8 +65,28 @@ function recipe.load(path, env)
     if not types[spec.type or 'string'] then
       error(("recipe: %s: parameter '%s' has unknown type '%s'"):format(path, k, tostring(spec.type)), 2)
     end
+    if spec.domain then
+      local ok, err = pcall(options.domain, spec.domain)
+      if not ok then error(("recipe: %s: parameter '%s': %s"):format(path, k, tostring(err)), 2) end
+    end
   end
   return r
+end
+
+--- Checks a parameter's value against its declared domain (each item of a
+-- list, named by its 1-based position). Raises "NAME: parameter 'K' must be
+-- DOMAIN, got V" (or "... item I must be ...").
+local function check_domain(r, k, spec, v)
+  if not spec.domain then return end
+  local d = options.domain(spec.domain)
+  local function bad(what, x)
+    error(("%s: parameter '%s'%s must be %s, got %s"):format(r.name, k, what, d.text, options.show(x)), 0)
+  end
+  if (spec.type or 'string') == 'list' then
+    for i, x in ipairs(v) do if not d.ok(x) then bad(' item ' .. i, x) end end
+  elseif not d.ok(v) then
+    bad('', v)
+  end
 end
 
 --- Typed parameters from defaults and `--key=value` strings (or a table of
@@ -86,6 +109,7 @@ function recipe.params(r, given)
     end
     p[k] = val
   end
+  for k, spec in pairs(r.params) do check_domain(r, k, spec, p[k]) end
   return p
 end
 

@@ -235,9 +235,18 @@ function Tensor:copy(src)
   return self
 end
 
-local function same_size(a, b, what, level)
+--- Elementwise arithmetic (add_, mul_ and the operators over them) needs the
+-- same shape (an equal element count is not enough); dot and max_abs_diff run
+-- over the elements in storage order and need only the same count.
+local function same_size(a, b, what, level, strict)
   if not T.is(b) then error(what .. ': expected a tensor, got ' .. type(b), level + 1) end
-  if a:numel() ~= b:numel() then
+  local ok = a:numel() == b:numel()
+  if ok and strict then
+    local sa, sb = a:shape(), b:shape()
+    ok = #sa == #sb
+    for i = 1, #sa do ok = ok and sa[i] == sb[i] end
+  end
+  if not ok then
     error(('%s: shapes %s and %s differ'):format(what, table.concat(a:shape(), 'x'),
       table.concat(b:shape(), 'x')), level + 1)
   end
@@ -251,7 +260,7 @@ function Tensor:add_(y, alpha)
     for i = 0, self:numel() - 1 do p[i] = p[i] + y end
     return self
   end
-  same_size(self, y, 'add_', 2)
+  same_size(self, y, 'add_', 2, true)
   local p, q = self.ptr.data, y.ptr.data
   for i = 0, self:numel() - 1 do p[i] = p[i] + alpha * q[i] end
   return self
@@ -263,7 +272,7 @@ function Tensor:mul_(s)
   if type(s) == 'number' then
     for i = 0, self:numel() - 1 do p[i] = p[i] * s end
   else
-    same_size(self, s, 'mul_', 2)
+    same_size(self, s, 'mul_', 2, true)
     local q = s.ptr.data
     for i = 0, self:numel() - 1 do p[i] = p[i] * q[i] end
   end

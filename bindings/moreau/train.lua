@@ -29,39 +29,15 @@ local train = {}
 
 -- ---------------------------------------------------------------- helpers
 
---- Merges opts over defaults; an unknown key is an error listing the known ones.
+--- Merges opts over defaults and checks each given value against
+-- defaults._domains (moreau.options: the one options mechanism).
 local function options(who, defaults, opts, level)
-  level = (level or 2) + 1
-  if opts ~= nil and type(opts) ~= 'table' then
-    error(('%s: options must be a table, got %s'):format(who, type(opts)), level)
-  end
-  local o = {}
-  for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if defaults[k] == nil then
-      local keys = {}
-      for d in pairs(defaults) do keys[#keys + 1] = d end
-      table.sort(keys)
-      error(("%s: unknown option '%s' (%s)"):format(who, tostring(k), table.concat(keys, ', ')), level)
-    end
-    o[k] = v
-  end
-  return o
+  return require('moreau.options').fill(who, defaults, opts, (level or 2) + 1)
 end
 
 -- Defaults that mean "no value" in options() (nil would make the key unknown).
 local NONE = setmetatable({}, { __tostring = function() return 'none' end })
 local function opt(v) if v == NONE then return nil end return v end
-
-local function number_in(who, name, v, lo, hi, lo_open, hi_open, level)
-  if type(v) ~= 'number' or v ~= v or (lo_open and v <= lo) or (not lo_open and v < lo)
-    or (hi_open and v >= hi) or (not hi_open and v > hi) then
-    error(("%s: option '%s' must be a number in %s%s, %s%s, got %s"):format(who, name,
-      lo_open and '(' or '[', tostring(lo), tostring(hi), hi_open and ')' or ']', tostring(v)),
-      (level or 2) + 1)
-  end
-  return v
-end
 
 local label_bufs = setmetatable({}, { __mode = 'k' })
 
@@ -105,7 +81,8 @@ local count_buf = ffi.new('int64_t[1]')
 -- or nil with grad = false).
 function train.cross_entropy(logits, labels, opts)
   if not T.is(logits) then error('train.cross_entropy: logits must be a tensor', 2) end
-  local o = options('train.cross_entropy', { label_smoothing = 0, grad = true }, opts)
+  local o = options('train.cross_entropy', { label_smoothing = 0, grad = true,
+    _domains = { label_smoothing = 'num in [0, 1]', grad = 'bool' } }, opts)
   local N = logits:size(1)
   local lab = train.labels(labels, N)
   local g = o.grad and T.zeros(logits:shape()) or nil
@@ -135,10 +112,8 @@ train.Spec, train.Optim = Spec, Optim
 -- RETURN: an optimizer description; :build(net) gives the optimizer.
 function train.sgd(opts)
   local who = 'train.sgd'
-  local o = options(who, { lr = 0.1, momentum = 0, weight_decay = 0, nesterov = false }, opts)
-  number_in(who, 'lr', o.lr, 0, math.huge, false, true)
-  number_in(who, 'momentum', o.momentum, 0, 1, false, true)
-  number_in(who, 'weight_decay', o.weight_decay, 0, math.huge, false, true)
+  local o = options(who, { lr = 0.1, momentum = 0, weight_decay = 0, nesterov = false,
+    _domains = { lr = 'num >= 0', momentum = 'num in [0, 1)', weight_decay = 'num >= 0', nesterov = 'bool' } }, opts)
   if o.nesterov and o.momentum == 0 then error('train.sgd: nesterov needs momentum > 0', 2) end
   o.kind = 'sgd'
   return setmetatable(o, Spec)
@@ -149,13 +124,15 @@ end
 -- weight_decay = 0} (betas = {b1, b2} also accepted)
 function train.adam(opts)
   local who = 'train.adam'
-  local o = options(who, { lr = 1e-3, beta1 = 0.9, beta2 = 0.999, betas = NONE, weight_decay = 0 }, opts)
-  if opt(o.betas) then o.beta1, o.beta2 = o.betas[1], o.betas[2] end
+  local domains = { lr = 'num >= 0', beta1 = 'num in [0, 1)', beta2 = 'num in [0, 1)', betas = 'table',
+    weight_decay = 'num >= 0' }
+  local o = options(who, { lr = 1e-3, beta1 = 0.9, beta2 = 0.999, betas = NONE, weight_decay = 0,
+    _domains = domains }, opts)
+  if opt(o.betas) then
+    o.beta1 = require('moreau.options').check(who, 'betas[1]', o.betas[1], domains.beta1, 2)
+    o.beta2 = require('moreau.options').check(who, 'betas[2]', o.betas[2], domains.beta2, 2)
+  end
   o.betas = nil
-  number_in(who, 'lr', o.lr, 0, math.huge, false, true)
-  number_in(who, 'beta1', o.beta1, 0, 1, false, true)
-  number_in(who, 'beta2', o.beta2, 0, 1, false, true)
-  number_in(who, 'weight_decay', o.weight_decay, 0, math.huge, false, true)
   o.kind = 'adam'
   return setmetatable(o, Spec)
 end
@@ -246,7 +223,8 @@ local aug_u = ffi.new('float[?]', aug_n)
 -- RETURN: a new tensor shaped like x.
 function train.augment(x, opts)
   local o = options('train.augment', { pad = 2, flip = true, pad_value = 0, seed = 0, stream = 0,
-    offset = 0 }, opts)
+    offset = 0, _domains = { pad = 'int >= 0', flip = 'bool', pad_value = 'num', seed = 'seed', stream = 'seed',
+      offset = 'seed' } }, opts)
   if not T.is(x) or x:dim() ~= 4 then error('train.augment: x must be a (B, C, H, W) tensor', 2) end
   local B, Cc, H, W = x:size(1), x:size(2), x:size(3), x:size(4)
   local pad, pv = o.pad, o.pad_value
@@ -307,7 +285,8 @@ function train.step(net, optim, x, labels, opts)
   check_net(net, 'train.step')
   if getmetatable(optim) ~= Optim then error('train.step: optim must come from train.sgd{...}:build(net)', 2) end
   if not T.is(x) then error('train.step: x must be a tensor', 2) end
-  local ls = opts and opts.label_smoothing or 0
+  local ls = opts and options('train.step', { label_smoothing = 0, _domains = { label_smoothing = 'num in [0, 1]' } },
+    opts).label_smoothing or 0
   local N = x:size(1)
   local lab = train.labels(labels, N)
   check(C.mr_net_forward(net.ptr, x.ptr, nil))
@@ -341,7 +320,7 @@ end
 function train.evaluate(net, ds, opts)
   check_net(net, 'train.evaluate')
   check_ds(ds, 'train.evaluate')
-  local o = options('train.evaluate', { batch_size = 256 }, opts)
+  local o = options('train.evaluate', { batch_size = 256, _domains = { batch_size = 'int >= 1' } }, opts)
   net:eval()
   local lab = ffi.new('int32_t[?]', o.batch_size)
   local correct, loss_sum = 0, 0
@@ -435,11 +414,11 @@ function train.fit(net, ds, opts)
     label_smoothing = 0, augment = false, test = NONE, eval_batch_size = 256,
     checkpoint = NONE, metadata = NONE, progress = 'auto', log_every = 50, on_epoch = NONE,
     drop_last = false, max_batches = NONE,
+    _domains = { epochs = 'int >= 1', batch_size = 'int >= 1', seed = 'seed', label_smoothing = 'num in [0, 1]',
+      eval_batch_size = 'int >= 1', checkpoint = 'string', log_every = 'int >= 1', drop_last = 'bool',
+      max_batches = 'int >= 1' },
   }, opts)
   for k, v in pairs(o) do if v == NONE then o[k] = nil end end
-  number_in('train.fit', 'epochs', o.epochs, 1, math.huge, false, true)
-  number_in('train.fit', 'batch_size', o.batch_size, 1, math.huge, false, true)
-  number_in('train.fit', 'label_smoothing', o.label_smoothing, 0, 1)
   if o.test ~= nil then check_ds(o.test, 'train.fit (test)') end
   if o.schedule ~= nil and not is_callable(o.schedule) then
     error('train.fit: schedule must be a function step -> lr', 2)
@@ -451,7 +430,10 @@ function train.fit(net, ds, opts)
   end
   local aug = o.augment
   if aug == true then aug = {} end
-  if aug then aug = options('train.fit (augment)', { pad = 2, flip = true, pad_value = 0 }, aug) end
+  if aug then
+    aug = options('train.fit (augment)', { pad = 2, flip = true, pad_value = 0,
+      _domains = { pad = 'int >= 0', flip = 'bool', pad_value = 'num' } }, aug)
+  end
 
   local optim = o.optimizer or train.sgd { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 5e-4 }
   if getmetatable(optim) == Spec then

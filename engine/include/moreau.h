@@ -395,12 +395,17 @@ typedef struct mr_moreau mr_moreau;
 int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_t *labels,
                   const mr_moreau_opts *opts, mr_groups *groups);
 void mr_moreau_free(mr_moreau *s);
-/* One iteration (returns 1 when all items have converged or T is reached, else 0). */
+/* One iteration (returns 1 when all items have converged or T is reached, else 0).
+ * MR_ESTATE when an item diverged: its delta or objective is not finite, or
+ * ||delta_t|| > 1000 rho max_{s<=t} ||g_s|| (a bound every run with gamma <= rho
+ * keeps with factor 1; moreau.c); the message names gamma and rho, and the
+ * solver then refuses further steps and its result. */
 int mr_moreau_step(mr_moreau *s);
-/* Iterates until T or convergence. */
+/* Iterates until T or convergence (errors as mr_moreau_step). */
 int mr_moreau_run(mr_moreau *s);
-/* out (like x) = the map from the tail average (the current iterate when no
- * tail iterate has been reached yet). */
+/* out (x's shape exactly, MR_ESHAPE otherwise) = the map from the tail average
+ * (the current iterate when no tail iterate has been reached yet); MR_ESTATE
+ * after a diverged step. */
 int mr_moreau_result(mr_moreau *s, mr_tensor *out);
 /* Borrowed views of the current iterate d_t and the last gradient g_t. */
 mr_tensor *mr_moreau_delta_get(mr_moreau *s);

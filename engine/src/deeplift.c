@@ -107,17 +107,12 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         return mr_error(MR_EINVAL, "deeplift: out, net, x and labels are required");
     const mr_tensor *like[2] = {out, baseline};
     const char *what[2] = {"out", "baseline"};
-    for (int k = 0; k < 2; k++) { /* by shape, not by element count */
-        const mr_tensor *t = like[k];
-        int same = !t || t->ndim == x->ndim;
-        for (int d = 0; t && same && d < x->ndim; d++)
-            same = t->shape[d] == x->shape[d];
-        if (!same) {
+    for (int k = 0; k < 2; k++) /* by shape, not by element count */
+        if (like[k] && !mr_same_shape(like[k], x)) {
             char a[64], b[64];
             return mr_error(MR_ESHAPE, "deeplift: %s has shape %s, expected %s (like x)", what[k],
-                            mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
+                            mr_tensor_shape_str(like[k], a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
         }
-    }
     int64_t N = x->shape[0];
     int last = net->output >= 0 ? net->output : net->nnodes - 1;
     if (net->nodes[last].shape.ndim != 1)

@@ -608,8 +608,7 @@ static int check_like(const mr_tensor *t, const mr_tensor *ref, const char *what
 {
     if (!t)
         return MR_OK;
-    int ok = t->numel == ref->numel && t->shape[0] == ref->shape[0];
-    if (!ok) {
+    if (!mr_same_shape(t, ref)) {
         char a[64], b[64];
         return mr_error(MR_ESHAPE, "%s: %s has shape %s, expected %s", what, name,
                         mr_tensor_shape_str(t, a, sizeof a), mr_tensor_shape_str(ref, b, sizeof b));

@@ -33,6 +33,17 @@ int mr_threads(void);
 /* conv2d's backend, one line (conv2d_dnnl.c), for mr_backend_info. */
 const char *mr_conv_backend_info(void);
 
+/* 1 when a and b have the same dims and sizes (an equal numel is not enough). */
+static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return 0;
+    return 1;
+}
+
 #define MR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MR_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -18,6 +18,22 @@
  * a linear score w.x gives w, ST_eta(w), GST_eta(w) exactly) or that mean
  * itself (output delta, as the authors' code).
  *
+ * Divergence (README "Option domains"). The prox maps are nonexpansive with
+ * prox(0) = 0 and d_0 = 0, so for gamma <= rho
+ *
+ *     ||d_{t+1}|| <= (1 - gamma/rho) ||d_t|| + gamma ||g_t||  <=  rho G_t,
+ *     G_t = max_{s <= t} ||g_s||,
+ *
+ * by induction; for rho < gamma < 2 rho the bound grows to rho G_t gamma / (2 rho
+ * - gamma), and for gamma >= 2 rho the iteration d -> (1 - gamma/rho) d is not a
+ * contraction at all. A step stops with MR_ESTATE ("diverged ... lower gamma or
+ * raise rho") when an item's d_{t+1} or objective is not finite or
+ * ||d_{t+1}|| > MR_MOREAU_BLOWUP * rho * G_t (+ 1e-30, so a zero gradient and a
+ * zero iterate do not count): a factor 1000 of headroom over the bound that
+ * every plain run with gamma <= rho keeps (FISTA's extrapolation may overshoot
+ * it by a small factor, not by 1000). The solver then refuses to step again or
+ * to return a map.
+ *
  * Accelerated (FISTA, Beck & Teboulle 2009, with the gradient restart of
  * O'Donoghue & Candès 2015): the gradient step is taken at the extrapolated
  * point y_t = d_t + ((k_t - 1) / k_{t+1}) (d_t - d_{t-1}); momentum restarts
@@ -29,6 +45,9 @@
 
 #include <math.h>
 #include <string.h>
+
+/* ||d_t|| beyond this many times rho * max_s ||g_s|| means the run diverged. */
+#define MR_MOREAU_BLOWUP 1000.0
 
 struct mr_moreau {
     mr_moreau_opts o;
@@ -43,6 +62,8 @@ struct mr_moreau {
     int32_t tail_count;
     float *score;                /* N: score at the point (mean over samples) */
     double *momentum;            /* N: FISTA k_t per item */
+    double *gmax;                /* N: max over iterations of ||g_t|| (the divergence bound) */
+    int diverged;                /* 1 after a step found a diverged item: no result */
     unsigned char *converged;    /* N */
     mr_moreau_stats *stats;      /* N */
     mr_tensor delta_view, grad_view;
@@ -58,7 +79,7 @@ static int check_opts(const mr_moreau_opts *o, const mr_groups *groups, int64_t 
         return mr_error(MR_EINVAL, "moreau: gamma must be > 0, got %g", (double)o->gamma);
     if (!(o->sigma >= 0) || !isfinite(o->sigma))
         return mr_error(MR_EINVAL, "moreau: sigma must be >= 0, got %g", (double)o->sigma);
-    if (!(o->tol >= 0))
+    if (!(o->tol >= 0) || !isfinite(o->tol))
         return mr_error(MR_EINVAL, "moreau: tol must be >= 0, got %g", (double)o->tol);
     if (o->T < 1)
         return mr_error(MR_EINVAL, "moreau: T must be >= 1, got %d", o->T);
@@ -90,6 +111,7 @@ void mr_moreau_free(mr_moreau *s)
     mr_free(s->tail);
     mr_free(s->score);
     mr_free(s->momentum);
+    mr_free(s->gmax);
     mr_free(s->converged);
     mr_free(s->stats);
     mr_free(s);
@@ -125,9 +147,10 @@ int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_
     s->tail = mr_calloc(bytes);
     s->score = mr_calloc((size_t)N * sizeof(float));
     s->momentum = mr_calloc((size_t)N * sizeof(double));
+    s->gmax = mr_calloc((size_t)N * sizeof(double));
     s->converged = mr_calloc((size_t)N);
     s->stats = mr_calloc((size_t)N * sizeof(mr_moreau_stats));
-    if (!s->delta || !s->prev || !s->point || !s->g || !s->tail || !s->score || !s->momentum ||
+    if (!s->delta || !s->prev || !s->point || !s->g || !s->tail || !s->score || !s->momentum || !s->gmax ||
         !s->converged || !s->stats) {
         mr_moreau_free(s);
         return MR_ENOMEM;
@@ -190,6 +213,8 @@ int mr_moreau_step(mr_moreau *s)
     if (!s)
         return mr_error(MR_EINVAL, "moreau_step: solver is NULL");
     const mr_moreau_opts *o = &s->o;
+    if (s->diverged)
+        return mr_error(MR_ESTATE, "moreau_step: the solver diverged; make a new one with other options");
     if (s->iter >= o->T)
         return 1;
     int64_t N = s->N, d = s->d, nd = N * d;
@@ -252,6 +277,18 @@ int mr_moreau_step(mr_moreau *s)
         st->sparsity = (float)zeros / (float)d;
         double ynorm = norm2(yn, d);
         st->objective = (float)(s->score[n] + ynorm * ynorm / (2 * o->rho) + o->eta * regularizer(s, yn));
+        double gnorm = norm2(gn, d);
+        if (gnorm > s->gmax[n] || gnorm != gnorm)
+            s->gmax[n] = gnorm;
+        double bound = MR_MOREAU_BLOWUP * o->rho * s->gmax[n] + 1e-30;
+        if (!isfinite(dnorm) || !isfinite(st->objective) || !(dnorm <= bound)) {
+            s->diverged = 1;
+            return mr_error(MR_ESTATE,
+                            "moreau: the solver diverged at iteration %d, item %lld of %lld (|delta| = %g, bound "
+                            "1000 rho max|g| = %g, objective %g): lower gamma (now %g) or raise rho (now %g)",
+                            s->iter, (long long)n + 1, (long long)N, dnorm, bound, (double)st->objective, (double)o->gamma,
+                            (double)o->rho);
+        }
         if (o->tol > 0 && st->step_norm <= o->tol * (pnorm > 1 ? pnorm : 1))
             s->converged[n] = 1;
         st->converged = s->converged[n];
@@ -277,10 +314,14 @@ int mr_moreau_result(mr_moreau *s, mr_tensor *out)
 {
     if (!s || !out)
         return mr_error(MR_EINVAL, "moreau_result: solver or out is NULL");
+    if (s->diverged)
+        return mr_error(MR_ESTATE, "moreau_result: the solver diverged; no map (lower gamma or raise rho)");
     int64_t nd = s->N * s->d;
-    if (out->numel != nd)
-        return mr_error(MR_ESHAPE, "moreau_result: out has %lld entries, the batch has %lld",
-                        (long long)out->numel, (long long)nd);
+    if (!mr_same_shape(out, &s->delta_view)) {
+        char a[64], b[64];
+        return mr_error(MR_ESHAPE, "moreau_result: out has shape %s, the batch has shape %s",
+                        mr_tensor_shape_str(out, a, sizeof a), mr_tensor_shape_str(&s->delta_view, b, sizeof b));
+    }
     /* The tail mean when the tail was reached, else (stopped early) the current iterate. */
     const float *src = s->tail_count > 0 ? s->tail : s->delta;
     float scale = s->tail_count > 0 ? 1.f / (float)s->tail_count : 1.f;

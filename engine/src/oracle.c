@@ -103,7 +103,7 @@ int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int s
                    float *scores, mr_tensor *grad)
 {
     MR_TRY(check_oracle_args(net, x, labels, score_kind, "oracle.grad"));
-    if (grad && grad->numel != x->numel) {
+    if (grad && !mr_same_shape(grad, x)) {
         char a[64], b[64];
         return mr_error(MR_ESHAPE, "oracle.grad: grad has shape %s, x has %s",
                         mr_tensor_shape_str(grad, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
@@ -124,7 +124,7 @@ int mr_oracle_hvp(mr_net *net, const mr_tensor *x, const int32_t *labels, int sc
     MR_TRY(check_oracle_args(net, x, labels, score_kind, "oracle.hvp"));
     if (!v || !hv)
         return mr_error(MR_EINVAL, "oracle.hvp: v and hv are required");
-    if (v->numel != x->numel || hv->numel != x->numel || (grad && grad->numel != x->numel)) {
+    if (!mr_same_shape(v, x) || !mr_same_shape(hv, x) || (grad && !mr_same_shape(grad, x))) {
         char a[64], b[64], c[64];
         return mr_error(MR_ESHAPE, "oracle.hvp: v %s and hv %s must be shaped like x %s",
                         mr_tensor_shape_str(v, a, sizeof a), mr_tensor_shape_str(hv, b, sizeof b),

@@ -153,7 +153,7 @@ int mr_proj_l2_ball(mr_tensor *x, const mr_tensor *center, float radius)
 {
     if (!x || !center)
         return mr_error(MR_EINVAL, "proj_l2_ball: tensor is NULL");
-    if (x->numel != center->numel || x->shape[0] != center->shape[0]) {
+    if (!mr_same_shape(x, center)) {
         char a[64], b[64];
         return mr_error(MR_ESHAPE, "proj_l2_ball: x %s and center %s differ", mr_tensor_shape_str(x, a, sizeof a),
                         mr_tensor_shape_str(center, b, sizeof b));

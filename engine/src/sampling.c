@@ -164,7 +164,7 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
 {
     if (!out || !x || !o)
         return mr_error(MR_EINVAL, "smoothgrad: out, x or opts is NULL");
-    if (out->numel != x->numel) {
+    if (!mr_same_shape(out, x)) {
         char a[64], b[64];
         return mr_error(MR_ESHAPE, "smoothgrad: out %s must be shaped like x %s", mr_tensor_shape_str(out, a, sizeof a),
                         mr_tensor_shape_str(x, b, sizeof b));

@@ -71,7 +71,7 @@ int mr_cross_entropy(float *loss, mr_tensor *grad_logits, const mr_tensor *logit
                         (double)label_smoothing);
     if (grad_logits) {
         char a[64], b[64];
-        if (grad_logits->numel != logits->numel || grad_logits->shape[0] != N)
+        if (!mr_same_shape(grad_logits, logits))
             return mr_error(MR_ESHAPE, "%s: grad_logits has shape %s, logits %s", what,
                             mr_tensor_shape_str(grad_logits, a, sizeof a),
                             mr_tensor_shape_str(logits, b, sizeof b));
