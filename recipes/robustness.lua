@@ -3,7 +3,9 @@
 -- robustness metrics (normalized distance, top-k intersection, SSIM) as mean
 -- and standard deviation over N test images, in tables and line plots.
 --
---   moreau run recipes/robustness.lua --images=50 --eps=0.3,1,3,10
+--   moreau run recipes/robustness.lua --images=50 --eps=0,0.3,1,3,10 --seeds=3
+--
+-- eps = 0 is the noise floor: no attack, a fresh draw of a stochastic map.
 --
 -- eps is in the network's input units (Fashion-MNIST normalized by mean 0.286,
 -- std 0.353, so one pixel step of 1/255 is 0.011); attacked images are kept in
@@ -34,7 +36,8 @@ return {
     m = { type = 'int', default = 4, domain = 'int >= 0', help = 'MoreauGrad noise samples per iteration inside the attack' },
     samples = { type = 'int', default = 16, domain = 'int >= 1', help = 'SmoothGrad samples (Sparsified SmoothGrad: 2x)' },
     ig_steps = { type = 'int', default = 16, domain = 'int >= 1', help = 'integrated-gradients steps' },
-    seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
+    seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw (the first of --seeds)' },
+    seeds = { type = 'int', default = 1, domain = 'int >= 1', help = 'runs with seeds seed, seed+1, ...; tables give the spread over them' },
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel in the pictures' },
   },
   writes = { 'maps.png', 'distance.csv', 'topk.csv', 'ssim.csv', 'distance.png', 'topk.png', 'ssim.png',
@@ -44,80 +47,107 @@ return {
     local norm = card.data.normalization
     local lo, hi = (0 - norm.mean[1]) / norm.std[1], (1 - norm.mean[1]) / norm.std[1]
     local x, labels, idx = ex.images(net, card, test, { n = p.images, start = p.start, which = 'correct' })
-    local list = ex.methods { seed = p.seed, only = p.methods, samples = p.samples,
-      ssg_samples = 2 * p.samples, ig_steps = p.ig_steps,
-      moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) } }
-    local results = {}      -- results[method][eps] = {distance = {..}, topk = {..}, ssim = {..}}
+    local seeds = {}
+    for i = 0, p.seeds - 1 do seeds[#seeds + 1] = p.seed + i end
+    -- results[method][eps][seed index] = {distance = {..}, topk = {..}, ssim = {..}}, one value per image
+    local results, keys, titles = {}, {}, {}
     local maps_rows, row_titles = {}, {}
-    local t0, total, done = ex.now(), #list * #p.eps, 0
-    for _, m in ipairs(list) do
-      local method = m.make()
-      local clean = method:explain(net, x, labels)
-      results[m.key] = { options = method.opts }
-      for ei, eps in ipairs(p.eps) do
-        ex.progress(('robustness: %s eps %g'):format(m.key, eps), done, total, t0)
-        local atk = attacks.topk { eps = eps, iters = p.iters, lo = lo, hi = hi }
-        local xa, info = atk:run(net, method, x, labels)
-        -- the attacked map, with fresh noise for stochastic methods
-        local fresh = method
-        if attacks.is_stochastic(method) then
-          local o = {}
-          for k, v in pairs(method.opts) do o[k] = v end
-          o.seed = method.opts.seed + 1000003
-          fresh = moreau.methods.create(method.name, o)
+    local t0, done = ex.now(), 0
+    local total = #seeds * #p.methods * #p.eps
+    for si, seed in ipairs(seeds) do
+      local list = ex.methods { seed = seed, only = p.methods, samples = p.samples,
+        ssg_samples = 2 * p.samples, ig_steps = p.ig_steps,
+        moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) } }
+      for _, m in ipairs(list) do
+        local method = m.make()
+        local clean = method:explain(net, x, labels)
+        if si == 1 then
+          keys[#keys + 1], titles[m.key] = m.key, m.title
+          results[m.key] = { options = method.opts }
         end
-        local attacked = fresh:explain(net, xa, labels)
-        local kept = 0
-        for n = 1, #labels do if info[n] and info[n].label_kept ~= false then kept = kept + 1 end end
-        results[m.key][ei] = {
-          eps = eps, attack = atk.opts, labels_kept = kept,
-          distance = metrics.normalized_distance(clean, attacked),
-          topk = metrics.topk_intersection(clean, attacked),
-          ssim = metrics.ssim(clean, attacked),
-        }
-        if ei == #p.eps then
-          local n = 1
-          maps_rows[#maps_rows + 1] = {
-            viz.upscale(viz.image(x, { item = n, mean = norm.mean, std = norm.std }), p.scale),
-            viz.upscale(viz.heatmap(clean, { item = n }), p.scale),
-            viz.upscale(viz.image(xa, { item = n, mean = norm.mean, std = norm.std }), p.scale),
-            viz.upscale(viz.heatmap(attacked, { item = n }), p.scale),
+        for ei, eps in ipairs(p.eps) do
+          ex.progress(('robustness: seed %d, %s eps %g'):format(seed, m.key, eps), done, total, t0)
+          local atk = attacks.topk { eps = eps, iters = p.iters, lo = lo, hi = hi }
+          local xa, info = atk:run(net, method, x, labels)
+          -- the attacked map, with fresh noise for stochastic methods
+          local fresh = method
+          if attacks.is_stochastic(method) then
+            local o = {}
+            for k, v in pairs(method.opts) do o[k] = v end
+            o.seed = method.opts.seed + 1000003
+            fresh = moreau.methods.create(method.name, o)
+          end
+          local attacked = fresh:explain(net, xa, labels)
+          local kept = 0
+          for n = 1, #labels do if info[n] and info[n].label_kept ~= false then kept = kept + 1 end end
+          results[m.key][ei] = results[m.key][ei] or { eps = eps, attack = atk.opts }
+          results[m.key][ei][si] = {
+            seed = seed, labels_kept = kept,
+            distance = metrics.normalized_distance(clean, attacked),
+            topk = metrics.topk_intersection(clean, attacked),
+            ssim = metrics.ssim(clean, attacked),
           }
-          row_titles[#row_titles + 1] = m.title
+          if si == 1 and ei == #p.eps then
+            local n = 1
+            maps_rows[#maps_rows + 1] = {
+              viz.upscale(viz.image(x, { item = n, mean = norm.mean, std = norm.std }), p.scale),
+              viz.upscale(viz.heatmap(clean, { item = n }), p.scale),
+              viz.upscale(viz.image(xa, { item = n, mean = norm.mean, std = norm.std }), p.scale),
+              viz.upscale(viz.heatmap(attacked, { item = n }), p.scale),
+            }
+            row_titles[#row_titles + 1] = m.title
+          end
+          done = done + 1
         end
-        done = done + 1
       end
     end
     ex.progress('robustness', total, total, t0)
     rep:image('maps.png', viz.grid { rows = maps_rows, row_titles = row_titles,
       col_titles = { 'Input', 'Map', ('Attacked (eps %g)'):format(p.eps[#p.eps]), 'Attacked map' },
       title = ('Top-k attack on test image %d'):format(idx[1]) }, 'Maps before and after the attack, largest eps')
+    -- Per (method, eps): each seed's mean and standard deviation over the
+    -- images; the table gives the mean of the seeds' means, the mean of their
+    -- standard deviations (the spread over images), and the spread over seeds
+    -- (largest seed mean minus smallest; 0 for deterministic methods).
     local summary = {}
     for _, metric in ipairs(metric_names) do
       local header = { 'method' }
-      for _, eps in ipairs(p.eps) do header[#header + 1] = ('eps %g'):format(eps) end
-      for _, eps in ipairs(p.eps) do header[#header + 1] = ('std %g'):format(eps) end
+      for _, what in ipairs { 'mean', 'sd', 'seeds' } do
+        for _, eps in ipairs(p.eps) do header[#header + 1] = ('%s %g'):format(what, eps) end
+      end
       local rows, series = {}, {}
-      for _, m in ipairs(list) do
-        local row, s = { m.key }, { name = m.title, x = {}, y = {}, err = {} }
-        local stds = {}
+      for _, key in ipairs(keys) do
+        local means, sds, spreads = {}, {}, {}
+        local s = { name = titles[key], x = {}, y = {}, err = {} }
         for ei, eps in ipairs(p.eps) do
-          local mean, std = ex.mean_std(results[m.key][ei][metric.key])
-          row[#row + 1], stds[#stds + 1] = mean, std
-          s.x[#s.x + 1], s.y[#s.y + 1], s.err[#s.err + 1] = eps, mean, std
+          local seed_means, seed_sds = {}, {}
+          for si = 1, #seeds do
+            seed_means[si], seed_sds[si] = ex.mean_std(results[key][ei][si][metric.key])
+          end
+          local mean = ex.mean_std(seed_means)
+          local sd = ex.mean_std(seed_sds)
+          local lo_m, hi_m = math.huge, -math.huge
+          for _, v in ipairs(seed_means) do lo_m, hi_m = math.min(lo_m, v), math.max(hi_m, v) end
+          means[ei], sds[ei], spreads[ei] = mean, sd, hi_m - lo_m
+          s.x[ei], s.y[ei], s.err[ei] = eps, mean, sd
         end
-        for _, v in ipairs(stds) do row[#row + 1] = v end
+        local row = { key }
+        for _, list in ipairs { means, sds, spreads } do
+          for _, v in ipairs(list) do row[#row + 1] = v end
+        end
         rows[#rows + 1], series[#series + 1] = row, s
       end
       summary[metric.key] = rows
       rep:table(metric.key .. '.csv', header, rows,
-        ('%s: mean over %d images, then the standard deviation'):format(metric.title, #idx))
+        ('%s: over %d images and %d seed(s): the mean, the standard deviation over images, and the spread ' ..
+          'of the per-seed means'):format(metric.title, #idx, #seeds))
       local logx = true
       for _, eps in ipairs(p.eps) do logx = logx and eps > 0 end
       rep:image(metric.key .. '.png', viz.line_plot { series = series, logx = logx, title = metric.title,
         xlabel = 'eps (L2 radius)', ylabel = metric.key }, metric.title .. ' versus eps')
     end
     rep.results.images = idx
+    rep.results.seeds = seeds
     rep.results.box = { lo, hi }
     rep.results.per_method = results
     rep.results.summary = summary

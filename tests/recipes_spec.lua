@@ -77,8 +77,16 @@ describe('the recipes', function()
   end)
 
   it('robustness', function()
-    local _, res = run('robustness', { images = '2', eps = '0.3,3', iters = '2',
+    local _, res = run('robustness', { images = '2', eps = '0,3', iters = '2', seeds = '2',
       methods = 'gradient,sparse_moreaugrad', T = '6', m = '2', samples = '4' })
     assert.are.equal(2, #res.summary.distance)
+    assert.are.same({ 0, 1 }, res.seeds)
+    -- row: method, mean at each eps, sd over images at each eps, spread over seeds at each eps
+    local grad_row, smg_row = res.summary.distance[1], res.summary.distance[2]
+    assert.are.equal(7, #grad_row)
+    assert.are.equal(0, grad_row[2])                    -- eps 0: the gradient's own map again
+    assert.are.equal(0, grad_row[6])                    -- deterministic: no spread over seeds
+    assert.is_true(smg_row[2] > 0)                      -- eps 0: a fresh noise draw differs
+    assert.is_true(smg_row[6] > 0 or smg_row[7] > 0)    -- two seeds, two different means
   end)
 end)
