@@ -12,12 +12,14 @@
 --                    are chosen so the tail still moves: T or K off by one changes the
 --                    map by ~5e-3, and eta off by 0.1% by ~7e-4, so the bound catches both)
 --   SPARSE    1e-5   Sparsified SmoothGrad: the top-k cut has a relative gap of at least
---                    3e-4 between the kept and the next |g| at every sample (the script
+--                    1.5e-4 between the kept and the next |g| at every sample (the script
 --                    refuses seeds with a gap below 1e-4), far above float32 error, so
 --                    no selection flips and the map is compared like a deterministic one.
 -- The noise of the sampling methods is the engine's own (Philox-4x32-10, keyed
--- as sampling.c documents), reproduced in the script; __rng_normal checks the
--- generator alone so that a failure there is told apart from one in a method.
+-- by each item's content key as moreau.h's mr_item_keys defines it),
+-- reproduced in the script; __rng_normal checks the generator alone and the
+-- metadata's item_keys the key hash alone, so that a failure there is told
+-- apart from one in a method.
 local ffi = require 'ffi'
 local T = require 'moreau.tensor'
 local nn = require 'moreau.nn'
@@ -65,7 +67,7 @@ local function opts(base, extra)
 end
 
 describe('methods: PyTorch parity (float64 references, softplus CNN)', function()
-  local fx = st.load(FIXTURE)
+  local fx, meta = st.load(FIXTURE)
   local net = build_net()
   net:load(FIXTURE, { strict = false }) -- the file also holds the __ references
   local x = fx.__x
@@ -96,6 +98,16 @@ describe('methods: PyTorch parity (float64 references, softplus CNN)', function(
       local a, b = got:data()[i], ref:data()[i]
       assert.is_true(math.abs(a - b) <= 2 ^ -23 * math.max(math.abs(b), 1e-30) * 1.0001,
         ('normal %d: engine %.9g, script %.9g'):format(i, a, b))
+    end
+  end)
+
+  it('the engine hashes each item to the noise key the script computes (FNV-1a 64 + SplitMix64)', function()
+    local want = {}
+    for hex in meta.item_keys:gmatch('%x+') do want[#want + 1] = hex end
+    local got = methods.item_keys(x, labels)
+    assert.are.equal(#want, #got)
+    for n = 1, #got do
+      assert.are.equal(want[n], ('%016x'):format(got[n]):sub(1, 16), 'item ' .. n)
     end
   end)
 

@@ -356,8 +356,10 @@ end
 
 --- The common Monte-Carlo loop: for sample j = 0..samples−1, x_j = x + noise_j
 -- (noise of item n from the counter-based RNG: seed, stream = n, offset = j·d),
--- explains x_j with the same method (its own seed: common random numbers for
--- stochastic methods), and keeps the max over j of ratio(a, a_j, x, x_j) per item.
+-- explains x_j with the same method (its own seed and x's noise keys, passed as
+-- explain's ids: common random numbers for stochastic methods, whose noise is
+-- otherwise keyed by the item's content), and keeps the max over j of
+-- ratio(a, a_j, x, x_j) per item.
 local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   if not T.is(x) then error('metrics.' .. what .. ': x must be a tensor', 3) end
   local N = x:size(1)
@@ -368,7 +370,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     if o.abs then E:apply_(abs) end
     return E
   end
-  local a = prep(method:explain(net, x, labels))
+  local ids = require('moreau.methods').item_keys(x, labels)
+  local a = prep(method:explain(net, x, labels, ids))
   local best = {}
   for n = 1, N do best[n] = 0 end
   for j = 0, o.samples - 1 do
@@ -379,7 +382,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
       local pz = z:data()
       for i = 0, d - 1 do px[n * d + i] = px[n * d + i] + pz[i] end
     end
-    local aj = prep(method:explain(net, xj, labels))
+    local aj = prep(method:explain(net, xj, labels, ids))
     local pa, pj, p0 = a:data(), aj:data(), x:data()
     for n = 0, N - 1 do
       local r = ratio(pa, pj, p0, px, n * d, d)

@@ -69,6 +69,9 @@ struct mr_net {
 
 mr_tensor *mr_net_output_view(mr_net *net, int buf);
 
+/* Bytes oneDNN's conv arena may hold for a batch of N (graph.c). */
+int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N);
+
 /* A reverse pass whose input gradients a method may rewrite node by node
  * (DeepLIFT's rescale rule): fn runs right after each node's vjp, with the
  * node's inputs xs, its output gradient gy and the input gradients gxs it
