@@ -250,7 +250,9 @@ describe('sampling methods bound their memory by default', function()
     core.check(C.mr_set_conv_backend('blas'))
     finally(function() C.mr_set_conv_backend(backend) end)
     local x, labels = batch_with(7, 3)
-    local ref = methods.sparsified_smoothgrad { samples = 16, seed = 3, clip = 0.1, keep = 0.5, chunk = 7 }
+    -- (chunk 8: the BLAS GEMMs are not yet batch-invariant, so the reference
+    -- takes the chunk the budget gives; other chunks are compared above)
+    local ref = methods.sparsified_smoothgrad { samples = 16, seed = 3, clip = 0.1, keep = 0.5, chunk = 8 }
       :explain(net, x, labels)
     local per = ffi.new('int64_t[1]')
     core.check(C.mr_net_workspace_estimate(per, net.ptr, 8, 0))
