@@ -387,7 +387,7 @@ function M.install(methods)
     end
     local lab = check_args(self, x, labels, 'explain_vjp')
     if u == nil then error(self.name .. ':explain_vjp: u is missing', 2) end
-    return f(self, net, x, lab, u, methods.keys(x, lab, ids, self.name .. ':explain_vjp', 2))
+    return f(self, net, x, lab, u, methods.keys(x, lab, ids, self.name .. ':explain_vjp', 3))
   end
 
   --- Σ w ⊙ ∂|E|/∂x: w ⊙ sign(E) fed to explain_vjp; for moreaugrad the

@@ -9,7 +9,9 @@
 --   input_x_gradient       x ⊙ ∇f_c(x)
 --   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid
 --   smoothgrad             (1/t) Σ ∇f_c(x + z_i), z ~ N(0, (σ·range)²); variant: mean | square | vargrad
---   sparsified_smoothgrad  Levine et al. 2019: clip |g| at its 1%-largest τ, /τ, keep the top 10%, average
+--                          (VarGrad (1/t) Σ (g_i − mean)² by Welford's update: never negative)
+--   sparsified_smoothgrad  Levine et al. 2019: keep the top 10% of |g| (ties at the cut kept), 1 where
+--                          |g| >= τ (its 1%-largest), |g|/τ below; average (τ = 0: kept entries are 1)
 --   deeplift               rescale rule, zero baseline
 --   moreaugrad             −mean(tail δ)/ρ of the Moreau solver; reg: none | l1 | group; m = 0: unregularized
 --
@@ -58,14 +60,15 @@ end
 --- The N noise keys of a batch as a C array (uint64_t[N]) for the engine:
 -- mr_item_keys over x, labels (int32 array) and ids. ids: nil (content keys)
 -- or a Lua array of N ids, each an integer in [0, 2^53) or a uint64_t cdata
--- (as methods.item_keys returns). Errors name the position and the problem.
+-- (as methods.item_keys returns). Errors name the position and the problem,
+-- raised at `level` as error() counts from here (3: the caller's caller).
 function methods.keys(x, lab, ids, who, level)
   local N = x:size(1)
   local idp
   if ids ~= nil then
     if type(ids) ~= 'table' or #ids ~= N then
       error(('%s: ids must be a Lua array of %d ids (one per item), got %s'):format(who, N,
-        type(ids) == 'table' and #ids .. ' entries' or type(ids)), level + 1)
+        type(ids) == 'table' and #ids .. ' entries' or type(ids)), level)
     end
     idp = ffi.new('uint64_t[?]', N)
     for n = 1, N do
@@ -76,7 +79,7 @@ function methods.keys(x, lab, ids, who, level)
         idp[n - 1] = v
       else
         error(('%s: ids[%d] = %s is not an integer in [0, 2^53) or a uint64_t'):format(who, n, tostring(v)),
-          level + 1)
+          level)
       end
     end
   end
@@ -92,7 +95,7 @@ end
 -- copy) the same noise. ARGS: x (N, ...), labels, ids (optional).
 function methods.item_keys(x, labels, ids)
   if not T.is(x) then error('methods.item_keys: x must be a tensor', 2) end
-  local keys = methods.keys(x, oracle.labels(labels, x:size(1)), ids, 'methods.item_keys', 2)
+  local keys = methods.keys(x, oracle.labels(labels, x:size(1)), ids, 'methods.item_keys', 3)
   local out = {}
   for n = 1, x:size(1) do out[n] = keys[n - 1] end
   return out

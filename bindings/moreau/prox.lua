@@ -161,7 +161,11 @@ function prox.solver(net, x, labels, opts, ids)
   end
   local lab = oracle.labels(labels, N)
   local keys = ids
-  if type(ids) == 'table' then keys = require('moreau.methods').keys(x, lab, ids, 'moreau solver', 2) end
+  if type(ids) == 'table' then
+    keys = require('moreau.methods').keys(x, lab, ids, 'moreau solver', 3)
+  elseif ids ~= nil and type(ids) ~= 'cdata' then
+    error(('moreau solver: ids must be a Lua array of %d ids (one per item), got %s'):format(N, type(ids)), 2)
+  end
   co.keys, co.memory_budget = keys, o.memory_budget
   local out = ffi.new('mr_moreau*[1]')
   check(C.mr_moreau_new(out, net.ptr, x.ptr, lab, co, groups and groups.ptr or nil))
