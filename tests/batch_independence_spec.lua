@@ -270,6 +270,21 @@ describe('sampling methods bound their memory by default', function()
       assert.is_true(used <= budget + 4 * 7 * 36 * 4 + 4096, how .. ': ' .. used .. ' > ' .. budget)
     end
     assert.are.equal(256 * 2 ^ 20, methods.memory_budget())
+    -- integrated gradients and MoreauGrad take the same budget (8 points or copies per pass)
+    for _, m in ipairs { methods.integrated_gradients { steps = 16, memory_budget = budget },
+      methods.moreaugrad { T = 2, K = 1, m = 16, memory_budget = budget } } do
+      local o8 = {}
+      for key, v in pairs(m.opts) do o8[key] = v end
+      o8.chunk, o8.memory_budget = 8, 0
+      local ref8 = methods[m.name](o8):explain(net, x, labels)
+      C.mr_alloc_peak_reset()
+      local base = tonumber(C.mr_alloc_live_bytes())
+      local E = m:explain(net, x, labels)
+      local used = tonumber(C.mr_alloc_peak_bytes()) - base
+      same(E, ref8, m.name .. ' by budget vs chunk 8')
+      -- beyond the budget: O(N d) buffers (the map, the solver's iterates) only
+      assert.is_true(used <= budget + 12 * 7 * 36 * 4 + 4096, m.name .. ': ' .. used .. ' > ' .. budget)
+    end
     local k = ffi.new('int64_t[1]')
     core.check(C.mr_auto_chunk(k, net.ptr, 7 * 16, 0, 2 * 36 * 4 + 8, budget))
     assert.are.equal(8, tonumber(k[0]))

@@ -149,6 +149,7 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
         lb[q] = lab[n]
       end
       fn(xb, lb, k, p0)
+      xb:free() -- the collector does not see its size; the budget counts it
     end
   end
   local G = T.zeros(x:shape()) -- Σ_k w_k g_k per item
@@ -161,7 +162,11 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
   end
   local U
   if type(u) == 'function' then
-    chunks(function(xb, lb, k, p0) add_grads(grad(net, xb, lb, kind), k, p0) end)
+    chunks(function(xb, lb, k, p0)
+      local g = grad(net, xb, lb, kind)
+      add_grads(g, k, p0)
+      g:free()
+    end)
     U = resolve(u, G:clone():mul_(diff), self.name, x)
   else
     U = resolve(u, nil, self.name, x)
@@ -182,6 +187,9 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
       local dst, src, c = out:data() + n * d, hv:data() + q * d, weights[step] * alphas[step]
       for j = 0, d - 1 do dst[j] = dst[j] + c * src[j] end
     end
+    vb:free()
+    hv:free()
+    g:free()
   end)
   out:add_(U:clone():mul_(G))
   return out, G:mul_(diff)
@@ -222,6 +230,7 @@ local function sampler(net, x, lab, o, keys)
         lb[q] = lab[n]
       end
       fn(xb, lb, eps, k, p0)
+      xb:free() -- the collector does not see its size; the budget counts it
     end
   end
   return s
@@ -289,7 +298,8 @@ local function sg_vjp(self, net, x, lab, u, mode, keys)
         end
       end
     end
-    local hv = hvp(net, xb, lb, kind, vb)
+    local hv, g2 = hvp(net, xb, lb, kind, vb)
+    g2:free()
     for q = 0, k - 1 do
       local n = math.floor((p0 + q) / t)
       local dst, src, e = out:data() + n * d, hv:data() + q * d, eps + q * d
@@ -300,6 +310,9 @@ local function sg_vjp(self, net, x, lab, u, mode, keys)
       end
       scale[n] = scale[n] + inv * dot
     end
+    vb:free()
+    hv:free()
+    if g then g:free() end
   end)
   -- ∂s_n/∂x = sigma (e_argmax − e_argmin)
   for n = 0, N - 1 do

@@ -217,6 +217,9 @@ define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 
       local dst, src, w = total:data() + n * d, g:data() + q * d, weights[step]
       for j = 0, d - 1 do dst[j] = dst[j] + w * src[j] end
     end
+    -- freed now: the collector does not see their size, and the budget counts them
+    xb:free()
+    g:free()
   end
   return total:mul_(diff)
 end, 'integrated gradients (Sundararajan et al. 2017), zero baseline')
