@@ -32,7 +32,11 @@ The sampling methods use the EXACT noise the engine draws: Philox-4x32-10
 engine/src/sampling.c documents — value k of stream s under seed is lane k % 4
 of philox(counter = (lo(k/4), hi(k/4), lo(s), hi(s)), key = (lo(seed),
 hi(seed))), u = (bits + 0.5) / 2^32, Box-Muller on lane pairs (0,1), (2,3) in
-double, rounded to float32; copy i of item n uses stream n and offset i·d; the
+double, rounded to float32; copy i of item n uses stream K_n (the item's noise
+key: FNV-1a 64 over its per-item dims as int64 and its
+float32 values, all little-endian, then the SplitMix64 finalizer, as
+engine/include/moreau.h defines mr_item_keys; the keys go into the metadata so
+the spec checks the engine's hash against this one) and offset i·d; the
 std is sigma·(max x_n − min x_n) in float32, and the noisy input is x + z
 rounded to float32, as the engine forms it. The gradients at those float32
 points are then taken in float64.
@@ -116,6 +120,21 @@ def check_philox():
         if got != want:
             sys.exit('philox4x32_10 fails its known-answer vector: ctr %s key %s gave %s, want %s' % (
                 [hex(w) for w in ctr], [hex(w) for w in key], [hex(w) for w in got], [hex(w) for w in want]))
+
+
+FNV_OFFSET, FNV_PRIME, MASK64 = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
+
+
+def item_key(item32):
+    """The content key of one item (float32 array shaped like the item)."""
+    data = b''.join(struct.pack('<q', dim) for dim in item32.shape)
+    data += item32.astype('<f4').tobytes()
+    h = FNV_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * FNV_PRIME) & MASK64
+    h = ((h ^ (h >> 30)) * 0xbf58476d1ce4e5b9) & MASK64
+    h = ((h ^ (h >> 27)) * 0x94d049bb133111eb) & MASK64
+    return h ^ (h >> 31)
 
 
 def rng_normal(n, seed, stream, offset, std):
@@ -205,13 +224,14 @@ def noisy_grads(P, x32, labels, samples, sigma, seed):
     """The gradient at each noisy copy the engine forms, (samples, N, d) in float64."""
     N = x32.shape[0]
     d = x32[0].size
+    keys = [item_key(x32[n]) for n in range(N)]
     out = []
     for i in range(samples):
         pts = np.empty_like(x32)
         for n in range(N):
             xn = x32[n].reshape(-1)
             std = np.float32(np.float32(sigma) * (xn.max() - xn.min()))  # float32, as the engine
-            z = rng_normal(d, seed, n, i * d, std)
+            z = rng_normal(d, seed, keys[n], i * d, std)
             pts[n] = (z + xn).reshape(x32[n].shape)  # float32 add, as the engine
         g = grad(P, torch.from_numpy(pts).double(), labels)
         out.append(g.reshape(N, d).numpy())
@@ -224,14 +244,14 @@ def smoothgrad(G, variant):
     if variant == 'square':
         return (G ** 2).mean(0)
     if variant == 'vargrad':
-        return (G ** 2).mean(0) - G.mean(0) ** 2
+        return ((G - G.mean(0)) ** 2).mean(0)
     raise ValueError(variant)
 
 
 def sparsified(G, clip, keep, name):
     """Levine et al. 2019: per noisy gradient, a = |g|; tau = the
-    floor(clip·d)-th largest a; keep the floor(keep·d) largest a, clipped at
-    tau and divided by tau; average. (The fractions are float32 in the engine's
+    floor(clip·d)-th largest a; keep the floor(keep·d) largest nonzero a
+    (ties at the cut kept), 1 where a >= tau and a / tau below; average. (The fractions are float32 in the engine's
     options: floor(float32(frac)·d).)"""
     S, N, d = G.shape
     ck = max(1, math.floor(float(np.float32(clip) * np.float32(d))))
@@ -245,8 +265,8 @@ def sparsified(G, clip, keep, name):
             tau, thr = srt[ck - 1], srt[kk - 1]
             if kk < d:
                 min_gap = min(min_gap, (srt[kk - 1] - srt[kk]) / srt[kk - 1])
-            sel = a >= thr
-            out[n] += np.where(sel, np.minimum(a, tau) / tau, 0.0)
+            sel = (a >= thr) & (a > 0)
+            out[n] += np.where(sel, np.where(a >= tau, 1.0, a / np.where(tau > 0, tau, 1.0)), 0.0)
     if min_gap < MIN_TIE_GAP:
         sys.exit('%s: keep_k-th and next |g| are within %.2e (relative) at some sample: '
                  'the top-k selection could flip; pick another seed' % (name, min_gap))
@@ -422,6 +442,7 @@ def main():
                'Softplus(beta=3), Flatten(), Linear(64,3)) on (2,7,7)',
         'options': json.dumps(OPTS, sort_keys=True),
         'sparsified_min_gap': json.dumps(gaps, sort_keys=True),
+        'item_keys': json.dumps(['%016x' % item_key(x32[n]) for n in range(x32.shape[0])]),
         'made_by': 'scripts/make_method_fixtures.py',
         'note': 'references in float64 from the float32-rounded weights and inputs',
     }

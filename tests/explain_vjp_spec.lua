@@ -34,6 +34,10 @@ local net = softplus_net()
 local x = T.randn({ 2, 1, 6, 6 }, { seed = SEED, stream = 1 })
 local labels = { 0, 2 }
 local u = T.randn({ 2, 1, 6, 6 }, { seed = SEED, stream = 2 })
+-- The noise keys of x: finite differences of a sampling method's map move x,
+-- which would change its content keys (and so its noise); the VJP is the
+-- derivative at fixed keys, so the differences pass x's keys as ids.
+local ids = methods.item_keys(x)
 
 --- Relative error of ⟨vjp, v⟩ against central differences of ⟨u, F(x)⟩.
 local function directional(F, vjp, opts)
@@ -89,7 +93,7 @@ describe('explain_vjp of exact methods vs finite differences of explain', functi
       local ref = m:explain(net, x, labels)
       -- E is explain's map, from the same noise
       assert_below(max_rel(E, ref), 1e-5, label .. ' map')
-      local err = directional(function(xx) return m:explain(net, xx, labels) end, vjp)
+      local err = directional(function(xx) return m:explain(net, xx, labels, ids) end, vjp)
       assert_below(err, tol, label)
     end)
   end
@@ -136,7 +140,7 @@ describe('explain_vjp of exact methods vs finite differences of explain', functi
       v:data()[n * d + jmax], v:data()[n * d + jmin] = 1, -0.5
     end
     local h = 1e-2
-    local F = function(xx) return m:explain(net, xx, labels):dot(u) end
+    local F = function(xx) return m:explain(net, xx, labels, ids):dot(u) end
     local fd = (F(x:clone():add_(v, h)) - F(x:clone():add_(v, -h))) / (2 * h)
     local a = vjp:dot(v)
     assert_below(math.abs(a - fd) / (math.abs(a) + math.abs(fd)), 2e-4, 'scale term')
@@ -168,7 +172,7 @@ describe('explain_vjp of surrogates vs finite differences of the surrogate', fun
     local vjp, E = m:explain_vjp(net, x, labels, u)
     assert_below(max_rel(E, m:explain(net, x, labels)), 1e-5, 'sparsified map')
     local N, d, t = 2, 36, o.samples
-    -- the noisy points of explain, rebuilt from the RNG: (seed, stream n, offset i·d)
+    -- the noisy points of explain, rebuilt from the RNG: (seed, stream = x's key of item n, offset i·d)
     local f = ffi.new('float[1]')
     local function f32(v) f[0] = v return tonumber(f[0]) end
     local function points(xx)
@@ -177,7 +181,8 @@ describe('explain_vjp of surrogates vs finite differences of the surrogate', fun
         local item = xx:select(n + 1)
         local std = f32(f32(o.sigma) * f32(item:max() - item:min()))
         for i = 0, t - 1 do
-          pts[#pts + 1] = T.randn({ 1, 1, 6, 6 }, { seed = o.seed, stream = n, offset = i * d, std = std }):add_(item)
+          pts[#pts + 1] = T.randn({ 1, 1, 6, 6 }, { seed = o.seed, stream = ids[n + 1], offset = i * d, std = std })
+            :add_(item)
         end
       end
       local lab = {}
@@ -197,7 +202,8 @@ describe('explain_vjp of surrogates vs finite differences of the surrogate', fun
       table.sort(s, function(p, r) return p > r end)
       -- kept[q][j]: 0 dropped, 1 kept below tau (|g|/tau), 2 kept and clipped (1)
       tau[q], kept[q] = s[clip_k], {}
-      for j = 1, d do kept[q][j] = a[j] < s[keep_k] and 0 or a[j] < tau[q] and 1 or 2 end
+      -- (sampling.c: kept entries at or above tau are 1, so tau = 0 clips them all)
+      for j = 1, d do kept[q][j] = (a[j] < s[keep_k] or a[j] == 0) and 0 or a[j] < tau[q] and 1 or 2 end
     end
     local function surrogate(xx)
       local g = points(xx)

@@ -246,7 +246,7 @@ describe('the solver stepped from Lua', function()
     assert.has_error(function() prox.solver(net, x, { 1 }, { reg = 'l2' }) end,
       "prox.solver: option 'reg' must be one of 'none', 'l1', 'group', got 'l2'")
     assert.has_error(function() prox.solver(net, x, { 1 }, { rhoo = 1 }) end, "prox.solver: unknown option 'rhoo' (K, " ..
-      'T, accelerated, chunk, eta, gamma, group_size, groups, m, output, reg, rho, score, seed, sigma, tol)')
+      'T, accelerated, chunk, eta, gamma, group_size, groups, m, memory_budget, output, reg, rho, score, seed, sigma, tol)')
     assert.has_error(function() prox.solver(net, x, { 1 }, { T = 10, K = 20 }) end,
       "prox.solver: option 'K' must be an integer in [1, T = 10], got 20")
     assert.has_error(function() s = prox.solver(net, x, { 1 }, {}) s:set { T = 3 } end,
@@ -325,7 +325,7 @@ describe('baselines', function()
     assert.truthy(tostring(m):find('samples=10', 1, true))
     assert.are.equal(5e-3, methods.moreaugrad { reg = 'l1' }.opts.eta == nil and 5e-3 or 5e-3)
     assert.has_error(function() methods.smoothgrad { samplez = 3 } end, 
-      "methods.smoothgrad: unknown option 'samplez' (chunk, samples, score, seed, sigma, variant)")
+      "methods.smoothgrad: unknown option 'samplez' (chunk, memory_budget, samples, score, seed, sigma, variant)")
     assert.has_error(function() methods.create('lime') end)
     assert.has_error(function() methods.integrated_gradients { rule = 'simpson' }:explain(linear_net(), T.zeros { 1, 2, 3, 3 }, { 0 }) end,
       "methods.integrated_gradients: option 'rule' must be one of 'riemann_right', 'gauss_legendre', " ..
@@ -344,5 +344,94 @@ describe('MoreauGrad options as DESIGN §3 writes them', function()
     assert.are.equal('none', methods.moreaugrad {}.opts.reg)
     assert.are.equal(5e-2, methods.moreaugrad { reg = 'group' }.opts.eta)
     assert.are.equal(20, methods.moreaugrad { T = 20 }.opts.K)
+  end)
+end)
+
+describe('sampling methods on sparse and constant gradients (issue 11, kind 5)', function()
+  -- A linear classifier on 1x28x28: class 1 weighs exactly 3 of the 784
+  -- pixels, class 0 none. Its gradient is its weight row at every noisy copy.
+  local PIX = { 17, 400, 783 } -- 0-based
+  local WEIGHTS = { 0.3, -1.7, 2.9 }
+  local function sparse_linear(pix)
+    local b = nn.builder({ 1, 28, 28 }, { seed = 3 })
+    local net = b:build(b:linear('fc', b:flatten(b.input), 784, 2))
+    net:param('fc.weight'):fill(0)
+    net:param('fc.bias'):fill(0)
+    for i, j in ipairs(pix or PIX) do net:param('fc.weight'):set(WEIGHTS[(i - 1) % 3 + 1], 2, j + 1) end
+    return net
+  end
+  local x = T.rand({ 1, 1, 28, 28 }, { seed = 31 })
+
+  it('Sparsified SmoothGrad (defaults) is 1 exactly on the 3 pixels the classifier uses, 0 elsewhere', function()
+    -- tau, the 1%-largest |g| (the 7th), is 0: every nonzero kept entry is clipped to 1
+    local net = sparse_linear()
+    local E = methods.sparsified_smoothgrad():explain(net, x, { 1 })
+    local want = T.zeros(x:shape())
+    for _, j in ipairs(PIX) do want:data()[j] = 1 end
+    assert.are.equal(0, E:max_abs_diff(want))
+    -- a class that uses no pixel has no kept entry at all
+    assert.are.equal(0, methods.sparsified_smoothgrad():explain(net, x, { 0 }):abs():max())
+    -- explain_vjp's map follows the same rule
+    local _, E2 = methods.sparsified_smoothgrad { samples = 8 }:explain_vjp(net, x, { 1 }, T.ones(x:shape()))
+    assert.are.equal(0, E2:max_abs_diff(want))
+  end)
+
+  it('Sparsified SmoothGrad keeps every entry tied at the keep cut, wherever it sits', function()
+    -- 100 pixels of equal |w| > keep_k = 78: all are kept (and clipped: tau = |w|)
+    local pix, flipped = {}, {}
+    for k = 0, 99 do
+      pix[#pix + 1] = 3 * k + 1
+      local r, c = math.floor((3 * k + 1) / 28), (3 * k + 1) % 28
+      flipped[#flipped + 1] = (27 - r) * 28 + c
+    end
+    local function uniform_net(p)
+      local net = sparse_linear(p)
+      for i, j in ipairs(p) do net:param('fc.weight'):set(i % 2 == 0 and 1 or -1, 2, j + 1) end
+      return net
+    end
+    local m = methods.sparsified_smoothgrad { samples = 4 }
+    for _, p in ipairs { pix, flipped } do
+      local E = m:explain(uniform_net(p), x, { 1 })
+      local want = T.zeros(x:shape())
+      for _, j in ipairs(p) do want:data()[j] = 1 end
+      assert.are.equal(0, E:max_abs_diff(want))
+    end
+  end)
+
+  it('VarGrad of a constant gradient is exactly 0 and never negative', function()
+    local net = sparse_linear()
+    local var = methods.smoothgrad { variant = 'vargrad' }:explain(net, x, { 1 })
+    assert.are.equal(0, var:abs():max())
+    local mean = methods.smoothgrad():explain(net, x, { 1 })
+    local w = T.zeros(x:shape())
+    for i, j in ipairs(PIX) do w:data()[j] = WEIGHTS[i] end
+    assert.is_true(mean:max_abs_diff(w) <= EXACT * 2.9)
+    -- a nonlinear net: Welford's increments are >= 0, so the variance is too
+    local snet = softplus_net()
+    local xs = T.randn({ 3, 1, 6, 6 }, { seed = 41 })
+    for _, seed in ipairs { 1, 2, 3 } do
+      local v = methods.smoothgrad { variant = 'vargrad', samples = 7, seed = seed }:explain(snet, xs, { 0, 1, 2 })
+      assert.is_true(v:min() >= 0, 'seed ' .. seed)
+    end
+  end)
+
+  it('a constant image has noise scale 0: SmoothGrad is the gradient, VarGrad 0', function()
+    local net = softplus_net()
+    local c = T.full({ 2, 1, 6, 6 }, 0.5)
+    local g = methods.gradient():explain(net, c, { 0, 2 })
+    local sg = methods.smoothgrad { samples = 10 }:explain(net, c, { 0, 2 })
+    assert.is_true(sg:max_abs_diff(g) <= EXACT * g:abs():max())
+    assert.are.equal(0, methods.smoothgrad { samples = 10, variant = 'vargrad' }:explain(net, c, { 0, 2 }):abs():max())
+    local sq = methods.smoothgrad { samples = 10, variant = 'square' }:explain(net, c, { 0, 2 })
+    assert.is_true(sq:max_abs_diff(g * g) <= EXACT * (g * g):max())
+    -- Sparsified SmoothGrad: every sample is the gradient, so t samples = 1 sample
+    local one = methods.sparsified_smoothgrad { samples = 1 }:explain(net, c, { 0, 2 })
+    local ten = methods.sparsified_smoothgrad { samples = 10 }:explain(net, c, { 0, 2 })
+    assert.is_true(ten:max_abs_diff(one) <= EXACT)
+    assert.is_true(one:max() == 1)
+    -- MoreauGrad's noise is zero too: m = 4 equals m = 0 to rounding
+    local a = methods.moreaugrad { T = 10, K = 2, m = 4 }:explain(net, c, { 0, 2 })
+    local b = methods.moreaugrad { T = 10, K = 2, m = 0 }:explain(net, c, { 0, 2 })
+    assert.is_true(a:max_abs_diff(b) <= 1e-5 * b:abs():max())
   end)
 end)

@@ -21,7 +21,10 @@
 -- Stochastic methods (smoothgrad, sparsified_smoothgrad, moreaugrad with m > 0)
 -- explain every iterate with fresh noise, as the authors do: the map of step t
 -- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
--- exactly method:explain's), recorded in info.seeds.
+-- exactly method:explain's), recorded in info.seeds. Every iterate of item n
+-- draws its noise under the clean item's key (methods.item_keys of x, passed
+-- as explain's ids), never under the iterate's own content: the noise follows
+-- the item, as the seed schedule says, and not the pixels the attack moved.
 --
 -- Like every method, an attack evaluates the inference-mode network and
 -- changes no parameter or buffer, even after net:train() (README, "Training
@@ -124,13 +127,16 @@ function attacks.is_stochastic(method)
   return n == 'smoothgrad' or n == 'sparsified_smoothgrad' or (n == 'moreaugrad' and method.opts.m > 0)
 end
 
---- The method that explains step t: the same options, seed + t for stochastic methods.
-local function method_at(method, t, fresh)
-  if not (fresh and attacks.is_stochastic(method)) or t == 0 then return method, method.opts.seed end
+--- The method that explains step t: the same options, seed + t for stochastic
+-- methods; and the noise keys of its items (the clean x's, nil for
+-- deterministic methods). ARGS: method, t, fresh, x and labels (the clean batch).
+local function method_at(method, t, fresh, x, labels)
+  local ids = attacks.is_stochastic(method) and methods.item_keys(x) or nil
+  if not (fresh and attacks.is_stochastic(method)) or t == 0 then return method, method.opts.seed, ids end
   local o = {}
   for k, v in pairs(method.opts) do o[k] = v end
   o.seed = method.opts.seed + t
-  return methods.create(method.name, o), o.seed
+  return methods.create(method.name, o), o.seed, ids
 end
 
 -- ----------------------------------------------- interpretation attacks
@@ -153,7 +159,7 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
   local xp = x:clone()
   local iters = o.eps > 0 and o.iters or 0
   for t = 0, iters do
-    local m, seed = method_at(method, t, o.fresh_noise)
+    local m, seed, ids = method_at(method, t, o.fresh_noise, x, labels)
     info.seeds[t] = seed
     -- A non-finite map, objective or direction would be read as "no
     -- progress" (an all-NaN map scores like a zero map, NaN < J is false,
@@ -178,9 +184,9 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
         local W
         J, W = obj.eval(E, state)
         return W
-      end)
+      end, ids)
     else
-      local E = m:explain(net, xp, labels)
+      local E = m:explain(net, xp, labels, ids)
       check_map(E)
       state = state or obj.init(E)
       J = obj.eval(E, state)

@@ -22,15 +22,17 @@
 --                          VJP = u ⊙ Σ_k w_k g_k + Σ_k w_k α_k H(p_k)((x − x0) ⊙ u)
 --                          (same rule, steps and chunking as explain)
 --   smoothgrad             p_i = x + s ε_i, s = sigma (max x − min x), ε_i the SAME
---                          noise as explain (seed, stream = n, offset = i d)
+--                          noise as explain (seed, stream = the item's noise key,
+--                          offset = i d); keys and s come from the engine
+--                          (mr_item_keys, mr_noise_scales), E from mr_smoothgrad itself
 --     mean                 E = (1/t) Σ g_i              VJP = (1/t) Σ H_i u
 --     square               E = (1/t) Σ g_i²             VJP = (1/t) Σ H_i (2 g_i ⊙ u)
---     vargrad              E = (1/t) Σ g_i² − m², m = (1/t) Σ g_i
+--     vargrad              E = (1/t) Σ (g_i − m)², m = (1/t) Σ g_i
 --                                                       VJP = (1/t) Σ H_i (2 (g_i − m) ⊙ u)
---   sparsified_smoothgrad  the surrogate (1/t) Σ S_i, S_i = 1[kept] min(|g_i|, τ_i)/τ_i with the
---                          selection held constant: the kept set, τ_i, and which entries are
---                          clipped (|g_i| >= τ_i: the entry at τ_i itself is one), so clipped
---                          entries are constants 1 and the rest |g_i|/τ_i:
+--   sparsified_smoothgrad  the surrogate (1/t) Σ S_i, S_i = 1[kept] (1 if |g_i| >= τ_i, else
+--                          |g_i|/τ_i) (sampling.c: τ_i = 0 clips every kept nonzero entry
+--                          to 1) with the selection held constant: the kept set, τ_i, and
+--                          which entries are clipped, so clipped entries are constants 1:
 --                          VJP = (1/t) Σ H_i (u ⊙ 1[kept] ⊙ sign(g_i) ⊙ 1[|g_i| < τ_i] / τ_i)
 --   moreaugrad             the authors' surrogate S = 1[δ̄ ≠ 0] ⊙ |g(x + δ_T)| with δ_T (the
 --                          solver's last iterate) and the support of δ̄ held constant
@@ -71,6 +73,8 @@ end
 local function sign(v) return (v > 0 and 1) or (v < 0 and -1) or 0 end
 
 --- g(x) for a batch of points (int32 labels), as a tensor.
+local methods_ -- moreau.methods, set by install
+
 local function grad(net, xb, lb, kind)
   local g = T.zeros(xb:shape())
   check(C.mr_oracle_grad(net.ptr, xb.ptr, lb, kind, nil, g.ptr))
@@ -131,7 +135,8 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
     or T.full(x:shape(), o.baseline)
   local diff = x - x0
   local P = N * o.steps
-  local chunk = o.chunk > 0 and o.chunk or P
+  -- xb, vb, g, hv per point and the tangent buffers of the network
+  local chunk = methods_.chunk_size(net, o, P, 16 * d + 4, true)
   -- Visits the (item, step) points in explain's order, `chunk` per pass;
   -- fn(xb, lb, k, p0) does the work for one chunk.
   local function chunks(fn)
@@ -147,6 +152,7 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
         lb[q] = lab[n]
       end
       fn(xb, lb, k, p0)
+      xb:free() -- the collector does not see its size; the budget counts it
     end
   end
   local G = T.zeros(x:shape()) -- Σ_k w_k g_k per item
@@ -159,7 +165,11 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
   end
   local U
   if type(u) == 'function' then
-    chunks(function(xb, lb, k, p0) add_grads(grad(net, xb, lb, kind), k, p0) end)
+    chunks(function(xb, lb, k, p0)
+      local g = grad(net, xb, lb, kind)
+      add_grads(g, k, p0)
+      g:free()
+    end)
     U = resolve(u, G:clone():mul_(diff), self.name, x)
   else
     U = resolve(u, nil, self.name, x)
@@ -180,6 +190,9 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
       local dst, src, c = out:data() + n * d, hv:data() + q * d, weights[step] * alphas[step]
       for j = 0, d - 1 do dst[j] = dst[j] + c * src[j] end
     end
+    vb:free()
+    hv:free()
+    g:free()
   end)
   out:add_(U:clone():mul_(G))
   return out, G:mul_(diff)
@@ -188,26 +201,22 @@ end
 -- ------------------------------------------------------------ SmoothGrad
 
 --- The noisy points of explain (sampling.h): copy i of item n is
--- x_n + s_n ε, ε from (seed, stream = n, offset = i·d), s_n = sigma·(max x_n − min x_n)
--- in float32 as the engine computes it. RETURN: a sampler table.
-local function sampler(x, lab, o)
+-- x_n + s_n ε, ε from (seed, stream = K_n, offset = i·d), with the noise key
+-- K_n and the scale s_n = sigma·(max x_n − min x_n) from the engine
+-- (mr_item_keys, mr_noise_scales: one definition for explain and its VJP).
+-- RETURN: a sampler table.
+local function sampler(net, x, lab, o, keys)
   local N, d = x:size(1), x:numel() / x:size(1)
   local t = o.samples
   if t < 1 then error('smoothgrad: samples must be >= 1, got ' .. tostring(t), 4) end
-  local std, imax, imin = {}, {}, {}
-  local sig = f32(o.sigma)
-  for n = 0, N - 1 do
-    local p = x:data() + n * d
-    local lo, hi, jlo, jhi = p[0], p[0], 0, 0
-    for j = 1, d - 1 do
-      if p[j] < lo then lo, jlo = p[j], j end
-      if p[j] > hi then hi, jhi = p[j], j end
-    end
-    std[n], imax[n], imin[n] = f32(sig * f32(hi - lo)), jhi, jlo
-  end
+  local std = ffi.new('float[?]', N)
+  local imax, imin = ffi.new('int64_t[?]', N), ffi.new('int64_t[?]', N)
+  check(C.mr_noise_scales(std, imax, imin, x.ptr, o.sigma))
   local copies = N * t
-  local chunk = (o.chunk > 0 and o.chunk < copies) and o.chunk or copies
-  local s = { N = N, d = d, t = t, std = std, imax = imax, imin = imin, sigma = sig }
+  -- xb, eps, vb, g, hv per copy and the tangent buffers of the network
+  local chunk = methods_.chunk_size(net, o, copies, 20 * d + 4, true)
+  local s = { N = N, d = d, t = t, std = std, sigma = f32(o.sigma), imax = {}, imin = {} }
+  for n = 0, N - 1 do s.imax[n], s.imin[n] = tonumber(imax[n]), tonumber(imin[n]) end
   --- fn(xb, lb, eps, k, p0): eps holds ε of each copy (k·d floats).
   function s.chunks(fn)
     for p0 = 0, copies - 1, chunk do
@@ -218,12 +227,13 @@ local function sampler(x, lab, o)
       for q = 0, k - 1 do
         local n, i = math.floor((p0 + q) / t), (p0 + q) % t
         local dst, xn = xb:data() + q * d, x:data() + n * d
-        check(C.mr_rng_normal(dst, d, o.seed, n, i * d, 0, std[n]))
-        check(C.mr_rng_normal(eps + q * d, d, o.seed, n, i * d, 0, 1))
+        check(C.mr_rng_normal(dst, d, o.seed, keys[n], i * d, 0, std[n]))
+        check(C.mr_rng_normal(eps + q * d, d, o.seed, keys[n], i * d, 0, 1))
         for j = 0, d - 1 do dst[j] = dst[j] + xn[j] end
         lb[q] = lab[n]
       end
       fn(xb, lb, eps, k, p0)
+      xb:free() -- the collector does not see its size; the budget counts it
     end
   end
   return s
@@ -239,10 +249,13 @@ local function sparsify_thresholds(g, d, clip_k, keep_k, tmp)
   return -tmp[clip_k], -tmp[keep_k]
 end
 
-local function sg_vjp(self, net, x, lab, u, mode)
+local sg_engine_modes = { mean = 'MR_SG_MEAN', square = 'MR_SG_SQUARE', vargrad = 'MR_SG_VAR',
+  sparsified = 'MR_SG_SPARSIFIED' }
+
+local function sg_vjp(self, net, x, lab, u, mode, keys)
   local o = self.opts
   local kind = oracle.score_kind(o.score)
-  local s = sampler(x, lab, o)
+  local s = sampler(net, x, lab, o, keys)
   local N, d, t = s.N, s.d, s.t
   local inv = 1 / t
   local clip_k, keep_k
@@ -253,41 +266,11 @@ local function sg_vjp(self, net, x, lab, u, mode)
     clip_k = math.max(1, math.floor(f32(f32(o.clip) * d)))
     keep_k = math.max(1, math.floor(f32(f32(o.keep) * d)))
   end
-  local tmp, taus, keeps = {}, {}, {}
-  -- Pass 1: the map E (and the mean m for VarGrad; the selection of each copy
-  -- for Sparsified SmoothGrad, reused in pass 2).
-  local sum, sq = T.zeros(x:shape()), T.zeros(x:shape())
-  s.chunks(function(xb, lb, _, k, p0)
-    local g = grad(net, xb, lb, kind)
-    for q = 0, k - 1 do
-      local n = math.floor((p0 + q) / t)
-      local gs, ps, pq = g:data() + q * d, sum:data() + n * d, sq:data() + n * d
-      if mode == 'sparsified' then
-        local tau, keep = sparsify_thresholds(gs, d, clip_k, keep_k, tmp)
-        taus[p0 + q], keeps[p0 + q] = tau, keep
-        if tau > 0 then
-          for j = 0, d - 1 do
-            local a = math.abs(gs[j])
-            if a >= keep and a > 0 then ps[j] = ps[j] + math.min(a, tau) / tau end
-          end
-        end
-      else
-        for j = 0, d - 1 do
-          ps[j] = ps[j] + gs[j]
-          pq[j] = pq[j] + gs[j] * gs[j]
-        end
-      end
-    end
-  end)
-  local mean = sum:clone():mul_(inv)
-  local E
-  if mode == 'mean' or mode == 'sparsified' then
-    E = mean
-  elseif mode == 'square' then
-    E = sq:clone():mul_(inv)
-  else
-    E = sq:clone():mul_(inv):add_(mean:clone():mul_(mean), -1)
-  end
+  local tmp = {}
+  -- The map E is explain's own (the engine, same keys and options); VarGrad's
+  -- VJP also needs the mean m of the gradients.
+  local E = methods_._smoothgrad(net, x, lab, o, C[sg_engine_modes[mode]], keys)
+  local mean = mode == 'vargrad' and methods_._smoothgrad(net, x, lab, o, C.MR_SG_MEAN, keys) or nil
   local U = resolve(u, E, self.name, x)
   -- Pass 2: Σ_i H_i v_i with v_i = u ⊙ ∂φ/∂g at g_i, and ⟨H_i v_i, ε_i⟩ for the scale term.
   local out = T.zeros(x:shape())
@@ -309,17 +292,17 @@ local function sg_vjp(self, net, x, lab, u, mode)
           local pm = mean:data() + n * d
           for j = 0, d - 1 do pv[j] = 2 * (gs[j] - pm[j]) * pu[j] end
         else
-          local tau, keep = taus[p0 + q], keeps[p0 + q]
-          if tau > 0 then
-            for j = 0, d - 1 do
-              local a = math.abs(gs[j])
-              if a >= keep and a > 0 and a < tau then pv[j] = pu[j] * sign(gs[j]) / tau end
-            end
+          -- the selection of this copy (entries below tau: τ = 0 has none)
+          local tau, keep = sparsify_thresholds(gs, d, clip_k, keep_k, tmp)
+          for j = 0, d - 1 do
+            local a = math.abs(gs[j])
+            if a >= keep and a > 0 and a < tau then pv[j] = pu[j] * sign(gs[j]) / tau end
           end
         end
       end
     end
-    local hv = hvp(net, xb, lb, kind, vb)
+    local hv, g2 = hvp(net, xb, lb, kind, vb)
+    g2:free()
     for q = 0, k - 1 do
       local n = math.floor((p0 + q) / t)
       local dst, src, e = out:data() + n * d, hv:data() + q * d, eps + q * d
@@ -330,6 +313,9 @@ local function sg_vjp(self, net, x, lab, u, mode)
       end
       scale[n] = scale[n] + inv * dot
     end
+    vb:free()
+    hv:free()
+    if g then g:free() end
   end)
   -- ∂s_n/∂x = sigma (e_argmax − e_argmin)
   for n = 0, N - 1 do
@@ -344,23 +330,23 @@ end
 
 local sg_modes = { mean = 'mean', square = 'square', vargrad = 'vargrad' }
 
-vjps.smoothgrad = function(self, net, x, lab, u)
+vjps.smoothgrad = function(self, net, x, lab, u, keys)
   local mode = sg_modes[self.opts.variant]
   if not mode then
     error("smoothgrad: unknown variant '" .. tostring(self.opts.variant) .. "' (mean, square or vargrad)", 3)
   end
-  return sg_vjp(self, net, x, lab, u, mode)
+  return sg_vjp(self, net, x, lab, u, mode, keys)
 end
 
-vjps.sparsified_smoothgrad = function(self, net, x, lab, u)
-  return sg_vjp(self, net, x, lab, u, 'sparsified')
+vjps.sparsified_smoothgrad = function(self, net, x, lab, u, keys)
+  return sg_vjp(self, net, x, lab, u, 'sparsified', keys)
 end
 
 -- ------------------------------------------------------------ MoreauGrad
 
-vjps.moreaugrad = function(self, net, x, lab, u)
+vjps.moreaugrad = function(self, net, x, lab, u, keys)
   local kind = oracle.score_kind(self.opts.score)
-  local s = prox.solver(net, x, lab, self.opts)
+  local s = prox.solver(net, x, lab, self.opts, keys)
   s:run()
   self.last_solver = s
   local E = s:result()
@@ -402,27 +388,29 @@ end
 -- ARGS: methods (the moreau.methods table). Idempotent.
 function M.install(methods)
   ig_rule = methods.ig_rule
+  methods_ = methods
   local probe = methods.gradient()
   local Method = getmetatable(probe)
   if Method.explain_vjp then return methods end
 
   --- Σ u ⊙ ∂E/∂x. ARGS: net, x (N, ...), labels, u (tensor like x, or
-  -- function E -> tensor). RETURN: vjp (like x), E (the map), extra (moreaugrad).
-  function Method:explain_vjp(net, x, labels, u)
+  -- function E -> tensor), ids (optional, as explain's: the noise keys).
+  -- RETURN: vjp (like x), E (the map), extra (moreaugrad).
+  function Method:explain_vjp(net, x, labels, u, ids)
     local f = vjps[self.name]
     if not f then
       error(self.name .. ':explain_vjp: not available (' .. self.name .. ' is not gradient-based)', 2)
     end
     local lab = check_args(self, x, labels, 'explain_vjp')
     if u == nil then error(self.name .. ':explain_vjp: u is missing', 2) end
-    return f(self, net, x, lab, u)
+    return f(self, net, x, lab, u, methods.keys(x, ids, self.name .. ':explain_vjp', 3))
   end
 
   --- Σ w ⊙ ∂|E|/∂x: w ⊙ sign(E) fed to explain_vjp; for moreaugrad the
   -- surrogate already models |E|, so w goes through as it is.
   -- ARGS: as explain_vjp. RETURN: as explain_vjp.
-  function Method:explain_abs_vjp(net, x, labels, w)
-    if self.name == 'moreaugrad' then return self:explain_vjp(net, x, labels, w) end
+  function Method:explain_abs_vjp(net, x, labels, w, ids)
+    if self.name == 'moreaugrad' then return self:explain_vjp(net, x, labels, w, ids) end
     return self:explain_vjp(net, x, labels, function(E)
       local W = type(w) == 'function' and w(E) or w
       if not T.is(W) or not options.same_shape(W, E) then
@@ -433,7 +421,7 @@ function M.install(methods)
       local po, pe = out:data(), E:data()
       for j = 0, out:numel() - 1 do po[j] = po[j] * sign(pe[j]) end
       return out
-    end)
+    end, ids)
   end
   return methods
 end

@@ -9,14 +9,23 @@
 --   input_x_gradient       x ⊙ ∇f_c(x)
 --   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid
 --   smoothgrad             (1/t) Σ ∇f_c(x + z_i), z ~ N(0, (σ·range)²); variant: mean | square | vargrad
---   sparsified_smoothgrad  Levine et al. 2019: clip |g| at its 1%-largest τ, /τ, keep the top 10%, average
+--                          (VarGrad (1/t) Σ (g_i − mean)² by Welford's update: never negative)
+--   sparsified_smoothgrad  Levine et al. 2019: keep the top 10% of |g| (ties at the cut kept), 1 where
+--                          |g| >= τ (its 1%-largest), |g|/τ below; average (τ = 0: kept entries are 1)
 --   deeplift               Δx ⊙ multipliers, one exact rule per op (README "DeepLIFT's rules"); baseline x0 = 0
 --   moreaugrad             −mean(tail δ)/ρ of the Moreau solver; reg: none | l1 | group; m = 0: unregularized
 --
 -- Each constructor takes a table of options; unknown names raise, and every
 -- option is checked against its declared domain (moreau.options; the
 -- `_domains` of each defaults table, README "Option domains"). Sampling
--- methods take `chunk` (most noisy copies per forward pass) and `seed`.
+-- methods (and integrated_gradients) take `chunk` (most copies per forward
+-- pass; 0, the default: as many as fit in `memory_budget` bytes, 0 meaning the
+-- global budget of methods.set_memory_budget, 256 MiB unless set) and `seed`.
+--
+-- An item's map depends only on (its image, its label, the options, the seed):
+-- its noise comes from a stream keyed by the item's content, or by the id the
+-- caller gives as explain's fourth argument (docs/determinism.md), so batch
+-- sizes, batch positions, chunking and processes change nothing.
 --
 -- Training mode: every method explains the model as it predicts, even after
 -- net:train(): batchnorm uses its running statistics and dropout is off, and
@@ -44,13 +53,84 @@ local function define(name, defaults, explain, doc)
   end
 end
 
---- The maps of every item of x. ARGS: net, x (N, ...), labels (0-based ids).
--- RETURN: a tensor shaped like x.
-function Method:explain(net, x, labels)
+--- The maps of every item of x. ARGS: net, x (N, ...), labels (0-based ids),
+-- ids (optional: N noise keys, see methods.item_keys; default: the items'
+-- content keys). RETURN: a tensor shaped like x.
+function Method:explain(net, x, labels, ids)
   if not T.is(x) then error(self.name .. ':explain: x must be a tensor', 2) end
   if not x:isfinite() then error(self.name .. ':explain: x contains NaN or infinite values', 2) end
   local lab = oracle.labels(labels, x:size(1))
-  return self:_explain(net, x, lab)
+  return self:_explain(net, x, lab, methods.keys(x, ids, self.name .. ':explain', 3))
+end
+
+-- ------------------------------------------------- noise keys and memory
+
+--- The N noise keys of a batch as a C array (uint64_t[N]) for the engine:
+-- mr_item_keys over x and ids. ids: nil (content keys)
+-- or a Lua array of N ids, each an integer in [0, 2^53) or a uint64_t cdata
+-- (as methods.item_keys returns). Errors name the position and the problem,
+-- raised at `level` as error() counts from here (3: the caller's caller).
+function methods.keys(x, ids, who, level)
+  local N = x:size(1)
+  local idp
+  if ids ~= nil then
+    if type(ids) ~= 'table' or #ids ~= N then
+      error(('%s: ids must be a Lua array of %d ids (one per item), got %s'):format(who, N,
+        type(ids) == 'table' and #ids .. ' entries' or type(ids)), level)
+    end
+    idp = ffi.new('uint64_t[?]', N)
+    for n = 1, N do
+      local v = ids[n]
+      if type(v) == 'number' and v == math.floor(v) and v >= 0 and v < 2 ^ 53 then
+        idp[n - 1] = v
+      elseif type(v) == 'cdata' and ffi.istype('uint64_t', v) then
+        idp[n - 1] = v
+      else
+        error(('%s: ids[%d] = %s is not an integer in [0, 2^53) or a uint64_t'):format(who, n, tostring(v)),
+          level)
+      end
+    end
+  end
+  local keys = ffi.new('uint64_t[?]', N)
+  check(C.mr_item_keys(keys, x.ptr, idp))
+  return keys
+end
+
+--- The noise key of every item of x (docs/determinism.md): a Lua array of N
+-- uint64_t cdata, ids[n] when ids are given, else the content key (FNV-1a 64
+-- of the item's shape and float32 bytes, SplitMix64-mixed; moreau.h
+-- mr_item_keys; not the label, so all classes of an image share its noise).
+-- Pass them as explain's ids to give other inputs (an attacked copy) the same
+-- noise. ARGS: x (N, ...), ids (optional).
+function methods.item_keys(x, ids)
+  if not T.is(x) then error('methods.item_keys: x must be a tensor', 2) end
+  local keys = methods.keys(x, ids, 'methods.item_keys', 3)
+  local out = {}
+  for n = 1, x:size(1) do out[n] = keys[n - 1] end
+  return out
+end
+
+--- Sets the memory budget (bytes) of chunk = 0 for every method in the
+-- process; nil or 0 restores the default (256 MiB). RETURN: the budget in force.
+function methods.set_memory_budget(bytes)
+  if bytes ~= nil and (type(bytes) ~= 'number' or bytes < 0 or bytes ~= math.floor(bytes)) then
+    error('methods.set_memory_budget: bytes must be an integer >= 0, got ' .. tostring(bytes), 2)
+  end
+  C.mr_set_memory_budget(bytes or 0)
+  return methods.memory_budget()
+end
+
+--- The memory budget in force (bytes).
+function methods.memory_budget() return tonumber(C.mr_get_memory_budget()) end
+
+--- Copies per forward pass: o.chunk, or (0) the most that fit the budget,
+-- with per_copy bytes the caller holds per copy beside the network's workspace
+-- (tangents: Hessian-vector products need twice the buffers).
+function methods.chunk_size(net, o, copies, per_copy, tangents)
+  if o.chunk > 0 then return math.min(o.chunk, copies) end
+  local k = ffi.new('int64_t[1]')
+  check(C.mr_auto_chunk(k, net.ptr, copies, tangents and 1 or 0, per_copy, o.memory_budget or 0))
+  return tonumber(k[0])
 end
 
 function Method:__tostring()
@@ -130,16 +210,17 @@ end
 
 -- steps >= 1 (>= 2 for trapezoid: checked by ig_rule when the method is made).
 define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 0, chunk = 0,
-  score = 'logit', _domains = { steps = 'int >= 1', rule = 'one of riemann_right, gauss_legendre, trapezoid',
-    baseline = 'tensor or num', chunk = 'int >= 0', score = SCORE } }, function(self, net, x, lab)
+  memory_budget = 0, score = 'logit', _domains = { steps = 'int >= 1',
+    rule = 'one of riemann_right, gauss_legendre, trapezoid', baseline = 'tensor or num', chunk = 'int >= 0',
+    memory_budget = 'num >= 0', score = SCORE } }, function(self, net, x, lab)
   local o = self.opts
   local alphas, weights = methods.ig_rule(o.rule, o.steps)
   local N, d = x:size(1), x:numel() / x:size(1)
   local x0 = baseline_of('integrated_gradients', o, x, 3)
   local diff = x - x0
   local total = T.zeros(x:shape())
-  local chunk = o.chunk > 0 and o.chunk or N * o.steps
-  -- All (item, step) points in order, `chunk` per forward pass.
+  -- All (item, step) points in order, `chunk` per forward pass (xb and g: 2 d floats per point).
+  local chunk = methods.chunk_size(net, o, N * o.steps, 8 * d + 4)
   local P = N * o.steps
   for p0 = 0, P - 1, chunk do
     local k = math.min(chunk, P - p0)
@@ -160,6 +241,9 @@ define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 
       local dst, src, w = total:data() + n * d, g:data() + q * d, weights[step]
       for j = 0, d - 1 do dst[j] = dst[j] + w * src[j] end
     end
+    -- freed now: the collector does not see their size, and the budget counts them
+    xb:free()
+    g:free()
   end
   return total:mul_(diff)
 end, 'integrated gradients (Sundararajan et al. 2017), zero baseline')
@@ -168,32 +252,35 @@ end, 'integrated gradients (Sundararajan et al. 2017), zero baseline')
 
 local sg_modes = { mean = C.MR_SG_MEAN, square = C.MR_SG_SQUARE, vargrad = C.MR_SG_VAR }
 
-local function smoothgrad(net, x, lab, o, mode)
+local function smoothgrad(net, x, lab, o, mode, keys)
   local so = ffi.new('mr_smoothgrad_opts')
   so.samples, so.chunk, so.mode = o.samples, o.chunk, mode
   so.score_kind, so.sigma, so.seed = oracle.score_kind(o.score), o.sigma, o.seed
   so.clip_frac, so.keep_frac = o.clip or 0, o.keep or 0
+  so.keys, so.memory_budget = keys, o.memory_budget
   local out = T.zeros(x:shape())
   check(C.mr_smoothgrad(out.ptr, net.ptr, x.ptr, lab, so))
   return out
 end
+methods._smoothgrad = smoothgrad -- explain_vjp takes its map E from here
 
 -- sigma >= 0: sigma = 0 is the plain gradient (every noisy copy is x).
-define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, seed = 0,
+define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, memory_budget = 0, seed = 0,
   score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0', variant = 'one of mean, square, vargrad',
-    chunk = 'int >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab)
+    chunk = 'int >= 0', memory_budget = 'num >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab, keys)
   local mode = sg_modes[self.opts.variant]
   if not mode then
     error("smoothgrad: unknown variant '" .. tostring(self.opts.variant) .. "' (mean, square or vargrad)", 3)
   end
-  return smoothgrad(net, x, lab, self.opts, mode)
-end, 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x)')
+  return smoothgrad(net, x, lab, self.opts, mode, keys)
+end, 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x), 0 for a constant image; VarGrad by Welford')
 
 define('sparsified_smoothgrad', { samples = 256, sigma = 0.1, clip = 0.01, keep = 0.1, chunk = 0,
-  seed = 0, score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0', clip = 'num in (0, 1]',
-    keep = 'num in (0, 1]', chunk = 'int >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab)
-  return smoothgrad(net, x, lab, self.opts, C.MR_SG_SPARSIFIED)
-end, 'Sparsified SmoothGrad (Levine et al. 2019)')
+  memory_budget = 0, seed = 0, score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0',
+    clip = 'num in (0, 1]', keep = 'num in (0, 1]', chunk = 'int >= 0', memory_budget = 'num >= 0', seed = 'seed',
+    score = SCORE } }, function(self, net, x, lab, keys)
+  return smoothgrad(net, x, lab, self.opts, C.MR_SG_SPARSIFIED, keys)
+end, 'Sparsified SmoothGrad (Levine et al. 2019): kept entries at or above tau count 1, so tau = 0 keeps them')
 
 -- -------------------------------------------------------------- DeepLIFT
 
@@ -217,8 +304,8 @@ mg_defaults.K = nil -- derived: min(101, T) unless given
 mg_defaults._extra = { eta = true, reg = true, group_size = true, groups = true, K = true }
 mg_defaults._domains = prox.domains
 
-define('moreaugrad', mg_defaults, function(self, net, x, lab)
-  local s = prox.solver(net, x, lab, self.opts)
+define('moreaugrad', mg_defaults, function(self, net, x, lab, keys)
+  local s = prox.solver(net, x, lab, self.opts, keys)
   s:run()
   self.last_solver = s
   return s:result()
@@ -247,11 +334,15 @@ do
   end
 end
 
+-- Functions of this table that are not methods.
+methods._helpers = { list = true, ig_rule = true, create = true, keys = true, item_keys = true,
+  set_memory_budget = true, memory_budget = true, chunk_size = true, _smoothgrad = true }
+
 --- The names of all methods, sorted.
 function methods.list()
   local names = {}
   for k, v in pairs(methods) do
-    if type(v) == 'function' and k ~= 'list' and k ~= 'ig_rule' and k ~= 'create' then names[#names + 1] = k end
+    if type(v) == 'function' and not methods._helpers[k] then names[#names + 1] = k end
   end
   table.sort(names)
   return names
@@ -260,7 +351,7 @@ end
 --- A method by name (for recipes and the command line). Unknown names raise.
 function methods.create(name, opts)
   local ctor = methods[name]
-  if type(ctor) ~= 'function' or name == 'list' or name == 'ig_rule' or name == 'create' then
+  if type(ctor) ~= 'function' or methods._helpers[name] then
     error("methods: unknown method '" .. tostring(name) .. "' (" .. table.concat(methods.list(), ', ') .. ')', 2)
   end
   return ctor(opts)

@@ -503,8 +503,10 @@ end
 
 --- The common Monte-Carlo loop: for sample j = 0..samples−1, x_j = x + noise_j
 -- (noise of item n from the counter-based RNG: seed, stream = n, offset = j·d),
--- explains x_j with the same method (its own seed: common random numbers for
--- stochastic methods), and keeps the max over j of ratio(a, a_j, x, x_j) per item.
+-- explains x_j with the same method (its own seed and x's noise keys, passed as
+-- explain's ids: common random numbers for stochastic methods, whose noise is
+-- otherwise keyed by the item's content), and keeps the max over j of
+-- ratio(a, a_j, x, x_j) per item.
 -- x and every map go through metrics.check_map: a non-finite map would make the
 -- ratio NaN, which the max would silently skip.
 local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
@@ -519,7 +521,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     if o.abs then E:apply_(abs) end
     return E
   end
-  local a = prep(metrics.check_map(method:explain(net, x, labels), what, 'the map of x', 3))
+  local ids = require('moreau.methods').item_keys(x)
+  local a = prep(metrics.check_map(method:explain(net, x, labels, ids), what, 'the map of x', 3))
   local best = {}
   for n = 1, N do best[n] = 0 end
   for j = 0, o.samples - 1 do
@@ -530,7 +533,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
       local pz = z:data()
       for i = 0, d - 1 do px[n * d + i] = px[n * d + i] + pz[i] end
     end
-    local aj = method:explain(net, xj, labels)
+    local aj = method:explain(net, xj, labels, ids)
     aj = prep(metrics.check_map(aj, what, ('the map of sample %d'):format(j + 1), 3))
     local pa, pj, p0 = a:data(), aj:data(), x:data()
     for n = 0, N - 1 do

@@ -98,7 +98,7 @@ prox.defaults = {
   rho = 1, gamma = 0.1, T = 300, m = 32, sigma = 0.1, K = 101,
   reg = nil, eta = nil,    -- derived, see above
   group_size = nil,        -- nil: prox.default_group_size(H)
-  output = 'gradient', score = 'logit', chunk = 0,
+  output = 'gradient', score = 'logit', chunk = 0, memory_budget = 0,
   accelerated = false, tol = 0, seed = 0,
 }
 
@@ -109,7 +109,7 @@ prox.domains = {
   rho = 'num > 0', gamma = 'num > 0', T = 'int >= 1', m = 'int >= 0', sigma = 'num >= 0', K = 'int >= 1',
   reg = 'one of none, l1, group', eta = 'num >= 0', group_size = 'int >= 1', groups = 'table',
   output = 'one of gradient, delta', score = 'one of logit, log_softmax, softmax', chunk = 'int >= 0',
-  accelerated = 'bool', tol = 'num >= 0', seed = 'seed',
+  accelerated = 'bool', tol = 'num >= 0', seed = 'seed', memory_budget = 'num >= 0',
 }
 
 local regs = { none = C.MR_REG_NONE, l1 = C.MR_REG_L1, group = C.MR_REG_GROUP }
@@ -140,10 +140,14 @@ local Solver = {}
 Solver.__index = Solver
 prox.Solver = Solver
 
---- A Moreau solver for the batch x with one class per item.
--- ARGS: net, x (N, C, H, W), labels, opts (see prox.defaults)
+--- A Moreau solver for the batch x with one class per item. Each item's noise
+-- is keyed by the item (its content, or its id), and each item stops on its
+-- own tolerance, so its map does not depend on the rest of the batch
+-- (docs/determinism.md). chunk = 0 sizes the network batch from memory_budget.
+-- ARGS: net, x (N, C, H, W), labels, opts (see prox.defaults), ids (optional:
+-- a Lua array of N ids as methods.item_keys takes, or a uint64_t[N] of keys)
 -- RETURN: a Solver; nothing runs until step or run.
-function prox.solver(net, x, labels, opts)
+function prox.solver(net, x, labels, opts, ids)
   local o = prox.solver_options(opts, 2)
   if not T.is(x) then error('moreau solver: x must be a tensor', 2) end
   local N = x:size(1)
@@ -161,11 +165,18 @@ function prox.solver(net, x, labels, opts)
     groups = prox.blocks(s[2], s[3], s[4], o.group_size)
   end
   local lab = oracle.labels(labels, N)
+  local keys = ids
+  if type(ids) == 'table' then
+    keys = require('moreau.methods').keys(x, ids, 'moreau solver', 3)
+  elseif ids ~= nil and type(ids) ~= 'cdata' then
+    error(('moreau solver: ids must be a Lua array of %d ids (one per item), got %s'):format(N, type(ids)), 2)
+  end
+  co.keys, co.memory_budget = keys, o.memory_budget
   local out = ffi.new('mr_moreau*[1]')
   check(C.mr_moreau_new(out, net.ptr, x.ptr, lab, co, groups and groups.ptr or nil))
-  -- The C solver borrows net, x, labels and groups: the Lua object keeps them alive.
+  -- The C solver borrows net, x, labels, keys and groups: the Lua object keeps them alive.
   return setmetatable({
-    ptr = ffi.gc(out[0], C.mr_moreau_free), net = net, x = x, labels = lab, groups = groups,
+    ptr = ffi.gc(out[0], C.mr_moreau_free), net = net, x = x, labels = lab, groups = groups, keys = keys,
     opts = o, N = N, done = false,
   }, Solver)
 end

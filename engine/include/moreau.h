@@ -59,6 +59,12 @@ const char *mr_version(void);
 /* Number of engine heap allocations made so far in this process (all threads).
  * Tests use it to show that solver loops allocate nothing. */
 int64_t mr_alloc_count(void);
+/* Bytes the engine's heap allocations hold now, and the most they have held
+ * at once since the process started or the last mr_alloc_peak_reset (which
+ * sets the peak to the live bytes). Requested sizes, headers not counted. */
+int64_t mr_alloc_live_bytes(void);
+int64_t mr_alloc_peak_bytes(void);
+void mr_alloc_peak_reset(void);
 
 /* ------------------------------------------------------------- threading */
 
@@ -306,26 +312,93 @@ int mr_proj_box(mr_tensor *x, float lo, float hi);
 
 /* ---------------------------------------------- noisy gradients, SmoothGrad */
 
-/* Noise of sample i of item n at round t: z ~ N(0, s_n^2 I) with
- * s_n = sigma * (max x_n - min x_n), drawn from the counter-based RNG with
- * (seed, stream = n, offset = (t * samples + i) * d): the same on every thread
- * count and for every chunk size. */
+/* Every noisy method (SmoothGrad and its variants, MoreauGrad with m > 0)
+ * draws item n's noise from the Philox stream named by the item's 64-bit
+ * noise key K_n, never by its position in the batch, so an item's map depends
+ * only on (its image, its label, the options, the seed) or, with a key the
+ * caller gives, on (image, label, options, seed, key); docs/determinism.md
+ * states the promise. Sample i of item n at round t is
+ *     x_n + s_n z,   z = values (t * samples + i) * d .. + d - 1 of the
+ *                        standard normal stream (seed, K_n)
+ * with s_n = sigma * (max x_n - min x_n) (Smilkov et al. 2017: noise relative
+ * to the item's value range), computed in float32. A constant item has
+ * s_n = 0: every sample is x_n itself, so SmoothGrad is the gradient and
+ * VarGrad is 0 there (a documented choice: the range-relative level has no
+ * scale to borrow from; docs/determinism.md). The same on every thread count
+ * and for every chunk size. */
+
+/* keys[n] (N of them) for the items of x (N, ...): ids[n] when ids is not
+ * NULL (the caller's keys, e.g. the clean image's key for its attacked copy),
+ * else the content key
+ *     K_n = mix(FNV-1a 64 over the bytes of: the per-item dims (ndim - 1
+ *           int64, little-endian), then the d float32 values of x_n
+ *           (little-endian))
+ * with FNV-1a 64 (offset 0xcbf29ce484222325, prime 0x100000001b3) and mix the
+ * SplitMix64 finalizer (Steele et al. 2014; z ^= z >> 30, z *= 0xbf58476d1ce4e5b9,
+ * z ^= z >> 27, z *= 0x94d049bb133111eb, z ^= z >> 31). -0.0 and 0.0 are
+ * different bytes and give different keys. The label is not part of the key:
+ * the maps of several classes of one image share its noise (so a map of a
+ * linear combination of scores is that combination of maps). MR_EINVAL for a
+ * NULL argument. */
+int mr_item_keys(uint64_t *keys, const mr_tensor *x, const uint64_t *ids);
+/* scales[n] = s_n = sigma * (max x_n - min x_n) in float32, for the N items
+ * of x; imax[n], imin[n] (either may be NULL) = the first index of the
+ * largest and of the smallest entry inside item n. MR_EINVAL for a NULL
+ * argument, a non-finite x or sigma < 0. */
+int mr_noise_scales(float *scales, int64_t *imax, int64_t *imin, const mr_tensor *x, float sigma);
+
+/* Memory budget of the automatic chunk (chunk = 0) of every sampling method,
+ * in bytes: the network's workspace for one pass of k copies plus the
+ * method's own per-copy buffers stay within it. Default MR_MEMORY_BUDGET_MIB
+ * MiB; bytes <= 0 restores the default. Process-wide. */
+enum { MR_MEMORY_BUDGET_MIB = 256 };
+int mr_set_memory_budget(int64_t bytes);
+int64_t mr_get_memory_budget(void);
+/* *bytes = the workspace (bytes) mr_net would hold for a batch of N: the
+ * buffers of gradient passes (tangents = 0) or of Hessian-vector products
+ * (tangents = 1), on top of the kinds of buffer it already holds. Allocates
+ * nothing but the slot map (computed once per output node). */
+int mr_net_workspace_estimate(int64_t *bytes, mr_net *net, int64_t N, int tangents);
+/* *chunk = the most copies per pass, k in 1..copies, with
+ * workspace_estimate(k) + conv_arena(k) + k * per_copy_bytes <= budget
+ * (budget <= 0: the global budget), conv_arena(k) bounding the blocked
+ * copies oneDNN's conv makes outside the workspace (0 with the BLAS
+ * backend); 1 when even one copy does not fit. */
+int mr_auto_chunk(int64_t *chunk, mr_net *net, int64_t copies, int tangents, int64_t per_copy_bytes,
+                  int64_t budget);
 
 enum { MR_SG_MEAN = 0, MR_SG_SQUARE = 1, MR_SG_VAR = 2, MR_SG_SPARSIFIED = 3 };
 
 typedef struct mr_smoothgrad_opts {
     int32_t samples;    /* t, noise samples per item (>= 1) */
-    int32_t chunk;      /* most items x samples per forward pass (0: all at once) */
+    int32_t chunk;      /* most items x samples per forward pass (0: automatic, from the memory budget) */
     int32_t mode;       /* MR_SG_*: mean of g, of g^2, variance of g, Sparsified SmoothGrad */
     int32_t score_kind; /* MR_SCORE_* */
     float sigma;        /* noise level relative to the item's value range */
     float clip_frac;    /* sparsified: clip |g| at its (clip_frac*d)-th largest value tau, divide by tau */
     float keep_frac;    /* sparsified: keep the (keep_frac*d) largest entries, zero the rest */
     uint64_t seed;
+    const uint64_t *keys;   /* N noise keys (mr_item_keys), borrowed; NULL: the content keys */
+    int64_t memory_budget;  /* bytes for chunk = 0; 0: mr_get_memory_budget() */
 } mr_smoothgrad_opts;
 
-/* out (like x) = the SmoothGrad map of each item, averaged over opts->samples
- * noisy copies, all items' samples batched through the network together. */
+/* out (like x) = the SmoothGrad map of each item over t = opts->samples
+ * noisy copies g_1..g_t (gradients at the samples above), copies batched
+ * through the network chunk at a time:
+ *   mean        (1/t) sum_i g_i                          (Smilkov et al. 2017)
+ *   square      (1/t) sum_i g_i^2
+ *   var         (1/t) sum_i (g_i - mean)^2, by Welford's one-pass update
+ *               with increments delta^2 (k-1)/k >= 0, so never negative
+ *               (Adebayo et al. 2018, VarGrad; population variance)
+ *   sparsified  (1/t) sum_i S(|g_i|) (Levine et al. 2019) with tau = the
+ *               (clip_frac d)-th largest |g_i|, kept = the entries with
+ *               |g| >= the (keep_frac d)-th largest |g_i| and |g| > 0 (every
+ *               entry tied at the threshold is kept: the rule depends on
+ *               values only, never on positions), and on kept entries
+ *               S(a) = 1 if a >= tau, a / tau otherwise (0 elsewhere); so
+ *               tau = 0 (fewer than clip_frac d nonzero entries) clips every
+ *               kept nonzero entry to 1 instead of dropping the sample.
+ * An item's map depends on its own noise key, never on the batch. */
 int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t *labels,
                   const mr_smoothgrad_opts *opts);
 
@@ -362,16 +435,18 @@ typedef struct mr_moreau_opts {
     float eta;          /* >= 0; the threshold applied is gamma * eta */
     float gamma;        /* step size > 0 */
     float sigma;        /* noise level relative to the item's value range (m > 0) */
-    float tol;          /* stop when ||d_{t+1} - d_t|| <= tol * max(1, ||d_t||) for every item (0: run T) */
+    float tol;          /* item n stops (freezes) when ||d_{t+1} - d_t|| <= tol * max(1, ||d_t||) (0: run T) */
     int32_t T;          /* iterations */
     int32_t m;          /* noise samples per iteration (0: unregularized) */
     int32_t K;          /* tail average over the last K iterates (1: the last) */
     int32_t reg;        /* MR_REG_* */
     int32_t output;     /* MR_MG_* */
     int32_t score_kind; /* MR_SCORE_* */
-    int32_t chunk;      /* most items x samples per forward pass (0: all at once) */
+    int32_t chunk;      /* most items x samples per forward pass (0: automatic, from the memory budget) */
     int32_t accelerated;/* 1: FISTA with gradient restart */
     uint64_t seed;
+    const uint64_t *keys;   /* N noise keys (mr_item_keys), borrowed; NULL: the content keys */
+    int64_t memory_budget;  /* bytes for chunk = 0; 0: mr_get_memory_budget() */
 } mr_moreau_opts;
 
 /* Per-item state after the last iteration. */

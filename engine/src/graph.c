@@ -563,6 +563,73 @@ oom:
     return mr_error(MR_ENOMEM, "network workspace: out of memory for a batch of %lld", (long long)cap);
 }
 
+/* The bytes reserve(net, N, need) would hold, without allocating (the slot map
+ * aside): the same sizing loop over the buffer kinds net already has plus
+ * `need`. tests/batch_independence_spec.lua checks it against
+ * mr_net_workspace_bytes after a pass. */
+int mr_net_workspace_estimate(int64_t *bytes, mr_net *net, int64_t N, int tangents)
+{
+    if (!bytes || !net)
+        return mr_error(MR_EINVAL, "workspace_estimate: bytes or net is NULL");
+    if (N < 1)
+        return mr_error(MR_EINVAL, "workspace_estimate: batch must be >= 1, got %lld", (long long)N);
+    *bytes = 0;
+    if (net->nnodes < 2)
+        return mr_error(MR_ESTATE, "workspace_estimate: the network has no layers");
+    if (net->gslots_output != output_node(net))
+        MR_TRY(plan_slots(net));
+    unsigned need = (1u << MR_BUF_Y) | (1u << MR_BUF_GY);
+    if (tangents)
+        need |= (1u << MR_BUF_DY) | (1u << MR_BUF_DGY);
+    unsigned have = net->bufs_have | need;
+    int tang = (have & (1u << MR_BUF_DGY)) != 0;
+    int64_t total = 0;
+    size_t max_scratch = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        mr_node *n = &net->nodes[i];
+        int64_t numel = N * mr_shape_numel(&n->shape);
+        for (int b = 0; b < MR_BUF_GY; b++)
+            if ((have & (1u << b)) && !(i == 0 && b == MR_BUF_Y))
+                total += numel * (int64_t)sizeof(float);
+        if (n->def) {
+            mr_shape ins[MR_MAX_INPUTS];
+            for (int k = 0; k < n->nin; k++)
+                ins[k] = net->nodes[n->in[k]].shape;
+            if (n->def->scratch_floats)
+                max_scratch = MR_MAX(max_scratch, n->def->scratch_floats(&n->attrs, ins, &n->shape, N));
+            if (n->def->state_floats)
+                total += (int64_t)(n->def->state_floats(&n->attrs, ins, &n->shape, N) * sizeof(float));
+        }
+    }
+    for (int s = 0; s < net->ngslots; s++)
+        total += (tang ? 2 : 1) * N * net->gslots[s].sample_numel * (int64_t)sizeof(float);
+    total += (int64_t)(max_scratch * sizeof(float));
+    *bytes = total;
+    return MR_OK;
+}
+
+/* With oneDNN as the conv backend, a conv pass also copies its input and
+ * output into blocked layouts (channels padded to 16) in the backend's arena
+ * (conv2d_dnnl.c), outside the workspace: the largest such pair over the conv
+ * nodes, in bytes for a batch of N (0 with the BLAS backend), so that the
+ * automatic chunk's budget covers it. oneDNN's own scratchpad is not counted. */
+int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N)
+{
+    if (strcmp(mr_get_conv_backend(), "onednn") != 0)
+        return 0;
+    int64_t most = 0;
+    for (int i = 1; i < net->nnodes; i++) {
+        const mr_node *n = &net->nodes[i];
+        if (!n->def || strcmp(n->def->name, "conv2d") != 0 || n->shape.ndim != 3)
+            continue;
+        const mr_shape *in = &net->nodes[n->in[0]].shape;
+        int64_t blocked = (in->d[0] + 15) / 16 * 16 * in->d[1] * in->d[2] +
+                          (n->shape.d[0] + 15) / 16 * 16 * n->shape.d[1] * n->shape.d[2];
+        most = MR_MAX(most, blocked);
+    }
+    return most * N * (int64_t)sizeof(float);
+}
+
 /* Points the node's tensor views at its buffers for a batch of N: y and dy at
  * its own, gy and dgy at its gradient slot's (NULL without one). */
 static void set_views(mr_net *net, int64_t N)

@@ -18,6 +18,12 @@
  * a linear score w.x gives w, ST_eta(w), GST_eta(w) exactly) or that mean
  * itself (output delta, as the authors' code).
  *
+ * Each item stops on its own: with tol > 0, item n freezes at the first t with
+ * ||d_{t+1} - d_t|| <= tol max(1, ||d_t||): its iterate, tail sum and
+ * statistics stop changing and its copies leave the network batch, so its map
+ * is the one it would get alone (docs/determinism.md). Its map is the mean of
+ * the tail iterates it reached (the current iterate if none).
+ *
  * Divergence (README "Option domains"). The prox maps are nonexpansive with
  * prox(0) = 0 and d_0 = 0, so for gamma <= rho
  *
@@ -59,7 +65,8 @@ struct mr_moreau {
     float *delta, *prev, *point; /* d_t, d_{t-1}, the point where g is taken (FISTA: y_t) */
     float *g;                    /* g_t (N*d) */
     float *tail;                 /* sum of tail iterates (N*d) */
-    int32_t tail_count;
+    int32_t *tail_count;         /* N: tail iterates summed per item */
+    unsigned char *active;       /* N: 1 while the item iterates (not converged) */
     float *score;                /* N: score at the point (mean over samples) */
     double *momentum;            /* N: FISTA k_t per item */
     double *gmax;                /* N: max over iterations of ||g_t|| (the divergence bound) */
@@ -83,6 +90,9 @@ static int check_opts(const mr_moreau_opts *o, const mr_groups *groups, int64_t 
         return mr_error(MR_EINVAL, "moreau: tol must be >= 0, got %g", (double)o->tol);
     if (o->T < 1)
         return mr_error(MR_EINVAL, "moreau: T must be >= 1, got %d", o->T);
+    if (o->memory_budget < 0)
+        return mr_error(MR_EINVAL, "moreau: memory_budget must be >= 0 bytes (0: the global budget), got %lld",
+                        (long long)o->memory_budget);
     if (o->m < 0)
         return mr_error(MR_EINVAL, "moreau: m must be >= 0, got %d", o->m);
     if (o->K < 1 || o->K > o->T)
@@ -109,6 +119,8 @@ void mr_moreau_free(mr_moreau *s)
     mr_free(s->point);
     mr_free(s->g);
     mr_free(s->tail);
+    mr_free(s->tail_count);
+    mr_free(s->active);
     mr_free(s->score);
     mr_free(s->momentum);
     mr_free(s->gmax);
@@ -134,7 +146,7 @@ int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_
     s->N = N;
     s->d = d;
     int rc = mr_sampler_init(&s->sampler, net, x, labels, opts->m, opts->chunk, opts->sigma,
-                             opts->score_kind, opts->seed);
+                             opts->score_kind, opts->seed, opts->keys, opts->memory_budget);
     if (rc < 0) {
         mr_free(s);
         return rc;
@@ -145,18 +157,20 @@ int mr_moreau_new(mr_moreau **out, mr_net *net, const mr_tensor *x, const int32_
     s->point = mr_calloc(bytes);
     s->g = mr_calloc(bytes);
     s->tail = mr_calloc(bytes);
+    s->tail_count = mr_calloc((size_t)N * sizeof(int32_t));
+    s->active = mr_calloc((size_t)N);
     s->score = mr_calloc((size_t)N * sizeof(float));
     s->momentum = mr_calloc((size_t)N * sizeof(double));
     s->gmax = mr_calloc((size_t)N * sizeof(double));
     s->converged = mr_calloc((size_t)N);
     s->stats = mr_calloc((size_t)N * sizeof(mr_moreau_stats));
-    if (!s->delta || !s->prev || !s->point || !s->g || !s->tail || !s->score || !s->momentum || !s->gmax ||
-        !s->converged || !s->stats) {
+    if (!s->delta || !s->prev || !s->point || !s->g || !s->tail || !s->tail_count || !s->active || !s->score ||
+        !s->momentum || !s->gmax || !s->converged || !s->stats) {
         mr_moreau_free(s);
         return MR_ENOMEM;
     }
     for (int64_t n = 0; n < N; n++)
-        s->momentum[n] = 1.0;
+        s->momentum[n] = 1.0, s->active[n] = 1;
     s->delta_view = *x;
     s->delta_view.data = s->delta;
     s->delta_view.owns_data = 0;
@@ -217,30 +231,36 @@ int mr_moreau_step(mr_moreau *s)
         return mr_error(MR_ESTATE, "moreau_step: the solver diverged; make a new one with other options");
     if (s->iter >= o->T)
         return 1;
-    int64_t N = s->N, d = s->d, nd = N * d;
+    int64_t N = s->N, d = s->d;
     int accel = o->accelerated != 0;
 
-    /* The point where the gradient is taken: d_t, or FISTA's extrapolation. */
-    if (accel) {
-        for (int64_t n = 0; n < N; n++) {
+    /* The point where the gradient is taken: d_t, or FISTA's extrapolation.
+     * Converged items are frozen: nothing of theirs changes below. */
+    const unsigned char *act = s->active;
+    for (int64_t n = 0; n < N; n++) {
+        if (!act[n])
+            continue;
+        if (accel) {
             double k = s->momentum[n], k1 = (1 + sqrt(1 + 4 * k * k)) / 2;
             float beta = (float)((k - 1) / k1);
             for (int64_t j = n * d; j < (n + 1) * d; j++)
                 s->point[j] = s->delta[j] + beta * (s->delta[j] - s->prev[j]);
+        } else {
+            memcpy(s->point + n * d, s->delta + n * d, (size_t)d * sizeof(float));
         }
-    } else {
-        memcpy(s->point, s->delta, (size_t)nd * sizeof(float));
     }
     grad_ctx c = {s, o->m > 0 ? 1.f / (float)o->m : 1.f};
-    MR_TRY(mr_sampler_round(&s->sampler, s->point, (uint64_t)s->iter, grad_visit, &c));
+    MR_TRY(mr_sampler_round(&s->sampler, s->point, (uint64_t)s->iter, act, grad_visit, &c));
 
     /* Proximal gradient step from the point; keep d_t in prev. */
-    memcpy(s->prev, s->delta, (size_t)nd * sizeof(float));
     float inv_rho = 1.f / o->rho, thr = o->gamma * o->eta;
-    for (int64_t j = 0; j < nd; j++)
-        s->delta[j] = s->point[j] - o->gamma * (s->g[j] + s->point[j] * inv_rho);
     for (int64_t n = 0; n < N; n++) {
-        float *dn = s->delta + n * d;
+        if (!act[n])
+            continue;
+        float *dn = s->delta + n * d, *pn = s->prev + n * d, *yn = s->point + n * d, *gn = s->g + n * d;
+        memcpy(pn, dn, (size_t)d * sizeof(float));
+        for (int64_t j = 0; j < d; j++)
+            dn[j] = yn[j] - o->gamma * (gn[j] + yn[j] * inv_rho);
         if (o->reg == MR_REG_L1)
             mr_soft_threshold(dn, d, thr);
         else if (o->reg == MR_REG_GROUP)
@@ -248,9 +268,12 @@ int mr_moreau_step(mr_moreau *s)
     }
     s->iter++;
 
-    /* Restart, statistics, convergence, tail average. */
+    /* Restart, statistics, convergence, tail average: per item. */
     int all_done = 1;
+    int in_tail = s->iter > o->T - o->K;
     for (int64_t n = 0; n < N; n++) {
+        if (!act[n])
+            continue;
         float *dn = s->delta + n * d, *pn = s->prev + n * d, *yn = s->point + n * d, *gn = s->g + n * d;
         if (accel) {
             double dot = 0;
@@ -289,16 +312,18 @@ int mr_moreau_step(mr_moreau *s)
                             s->iter, (long long)n + 1, (long long)N, dnorm, bound, (double)st->objective, (double)o->gamma,
                             (double)o->rho);
         }
+        if (in_tail) {
+            float *tn = s->tail + n * d;
+            for (int64_t j = 0; j < d; j++)
+                tn[j] += dn[j];
+            s->tail_count[n]++;
+        }
         if (o->tol > 0 && st->step_norm <= o->tol * (pnorm > 1 ? pnorm : 1))
-            s->converged[n] = 1;
+            s->converged[n] = 1, s->active[n] = 0;
         st->converged = s->converged[n];
+    }
+    for (int64_t n = 0; n < N; n++)
         all_done &= s->converged[n];
-    }
-    if (s->iter > o->T - o->K) {
-        for (int64_t j = 0; j < nd; j++)
-            s->tail[j] += s->delta[j];
-        s->tail_count++;
-    }
     return (s->iter >= o->T || (o->tol > 0 && all_done)) ? 1 : 0;
 }
 
@@ -316,19 +341,22 @@ int mr_moreau_result(mr_moreau *s, mr_tensor *out)
         return mr_error(MR_EINVAL, "moreau_result: solver or out is NULL");
     if (s->diverged)
         return mr_error(MR_ESTATE, "moreau_result: the solver diverged; no map (lower gamma or raise rho)");
-    int64_t nd = s->N * s->d;
     if (!mr_same_shape(out, &s->delta_view)) {
         char a[64], b[64];
         return mr_error(MR_ESHAPE, "moreau_result: out has shape %s, the batch has shape %s",
                         mr_tensor_shape_str(out, a, sizeof a), mr_tensor_shape_str(&s->delta_view, b, sizeof b));
     }
-    /* The tail mean when the tail was reached, else (stopped early) the current iterate. */
-    const float *src = s->tail_count > 0 ? s->tail : s->delta;
-    float scale = s->tail_count > 0 ? 1.f / (float)s->tail_count : 1.f;
-    if (s->o.output == MR_MG_GRADIENT)
-        scale *= -1.f / s->o.rho;
-    for (int64_t j = 0; j < nd; j++)
-        out->data[j] = src[j] * scale;
+    /* Per item: the tail mean when its tail was reached, else (it converged
+     * earlier) its current iterate. */
+    for (int64_t n = 0; n < s->N; n++) {
+        int32_t c = s->tail_count[n];
+        const float *src = (c > 0 ? s->tail : s->delta) + n * s->d;
+        float scale = c > 0 ? 1.f / (float)c : 1.f;
+        if (s->o.output == MR_MG_GRADIENT)
+            scale *= -1.f / s->o.rho;
+        for (int64_t j = 0; j < s->d; j++)
+            out->data[n * s->d + j] = src[j] * scale;
+    }
     return MR_OK;
 }
 

@@ -328,18 +328,17 @@ static plan *plan_get(dnnl_state *s, const conv_geom *g, int64_t N, int directio
     return p;
 }
 
-/* Grows the arena to hold `bytes` (the only allocation, on a plan's first use). */
+/* Grows the arena to hold `bytes` (the only allocation, on a plan's first use).
+ * Its contents live only within one call, so the old block is freed before the
+ * new one is taken: the peak is the larger arena, not both. */
 static int arena_reserve(dnnl_state *s, size_t bytes)
 {
     if (bytes <= s->arena_bytes)
         return 1;
-    char *grown = mr_alloc(bytes);
-    if (!grown)
-        return 0;
     mr_free(s->arena);
-    s->arena = grown;
-    s->arena_bytes = bytes;
-    return 1;
+    s->arena = mr_alloc(bytes);
+    s->arena_bytes = s->arena ? bytes : 0;
+    return s->arena != NULL;
 }
 
 /* Points the operand's memories at this call's buffers; returns the memory
