@@ -392,15 +392,9 @@ static int plan_run(dnnl_state *s, plan *p, const float *a, const float *w, cons
     return ok && dnnl_stream_wait(s->stream) == dnnl_success;
 }
 
-static int run(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
-               const float *bias, float *out)
+static int run_plan(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
+                    const float *bias, float *out)
 {
-    if (backend_blas || N <= 0)
-        return 0;
-    /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
-     * and runs its regions with that count: set it before a plan is built. */
-    if (omp_get_max_threads() != mr_threads())
-        omp_set_num_threads(mr_threads());
     dnnl_state *s = state();
     plan *p = s ? plan_get(s, g, N, direction, bias != NULL) : NULL;
     if (!p || !p->supported || !arena_reserve(s, p->arena_bytes)) {
@@ -414,6 +408,22 @@ static int run(const conv_geom *g, int64_t N, int direction, const float *a, con
     }
     count_onednn++;
     return 1;
+}
+
+static int run(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
+               const float *bias, float *out)
+{
+    if (backend_blas || N <= 0)
+        return 0;
+    /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
+     * and runs its regions with that count: set it before a plan is built,
+     * and back to the engine's default of 1 after (core/threads.c: outside
+     * the engine's regions OpenBLAS follows it). */
+    int outer = omp_get_max_threads();
+    omp_set_num_threads(mr_threads());
+    int done = run_plan(g, N, direction, a, w, bias, out);
+    omp_set_num_threads(outer);
+    return done;
 }
 
 int mr_conv_dnnl_forward(const conv_geom *g, int64_t N, const float *x, const float *w,
