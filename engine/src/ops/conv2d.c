@@ -30,13 +30,14 @@
  *     dW_g += GY_g col^T by blocks of CONV_ROWS output channels; the chunk nb
  *     keeps the scratch under CONV_SCRATCH_CAP floats.
  *
- * Invariance (README "Batch independence"; issue 11): item n's forward output,
- * input gradient, JVP and VJP tangent are the same bits whatever the batch
- * size N, the item's position in the batch and the thread count. BLAS is not
- * batch-invariant (row r of an sgemm's product changes in the last bits with
- * the number of rows M, as its kernels block M differently) nor, on some
- * kernels, thread-count invariant; so the engine never lets either reach an
- * item's sum:
+ * Invariance (README, "How correctness is shown": batch invariance): item
+ * n's forward output, input gradient, JVP and VJP tangent are the same bits
+ * whatever the batch size N, the item's position in the batch and the thread
+ * count. OpenBLAS's sgemm is neither batch-invariant (row r of a product
+ * changes in the last bits with the number of rows M: its kernels block M
+ * differently) nor, with some kernels (OPENBLAS_CORETYPE=Haswell), thread-
+ * count invariant when it runs multithreaded; so the engine lets neither
+ * reach an item's sums:
  *   - OpenBLAS always runs on one thread (core/threads.c); the engine's own
  *     OpenMP loops run the BLAS calls in parallel, one task each;
  *   - every per-item GEMM has operands and a shape fixed by the layer's

@@ -10,17 +10,17 @@
  *   jvp          dy  = dx W^T                    (y is affine in x)
  *   vjp_tangent  dgx = dgy W                     (J = W does not depend on x)
  *
- * Invariance (README "Batch independence"; issue 11): item n's y, gx, dy and
- * dgx are the same bits whatever the batch size, the item's position in the
- * batch and the thread count. One sgemm over the batch would not keep it (its
- * kernels block the N rows differently for each N, and row r's sums change in
- * the last bits), so every per-item product is an sgemv on that item alone,
- * over a fixed block of LINEAR_BLOCK outputs (or inputs, for gx): the
- * partition depends on the weight's shape only. OpenBLAS runs on one thread
- * (core/threads.c); the engine's OpenMP loop hands out the (item, block) tasks.
- * The parameter gradients sum over the batch: dW by blocks of LINEAR_BLOCK
- * rows, one sgemm each, and db one output per iteration summing n in order,
- * so they do not depend on the thread count.
+ * Invariance (README, "How correctness is shown": batch invariance): item
+ * n's y, gx, dy and dgx are the same bits whatever the batch size, the item's
+ * position in the batch and the thread count. One sgemm over the batch would
+ * not keep it (its kernels block the N rows differently for each N, and row
+ * r's sums change in the last bits), so every per-item product is an sgemv on
+ * that item alone, over a fixed block of LINEAR_BLOCK outputs (or inputs, for
+ * gx): the partition depends on the weight's shape only. OpenBLAS runs on one
+ * thread (core/threads.c); the engine's OpenMP loop hands out the (item,
+ * block) tasks. The parameter gradients sum over the batch: dW by blocks of
+ * LINEAR_BLOCK rows, one sgemm each, and db one output per iteration summing
+ * n in order, so they do not depend on the thread count.
  */
 #include "op.h"
 
