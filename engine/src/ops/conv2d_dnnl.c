@@ -25,11 +25,20 @@
  * Lua one). A geometry oneDNN rejects is remembered as unsupported and takes
  * conv2d.c's own path.
  *
- * Determinism: the forward and backward-data kernels sum each output over
- * (input channel, kernel tap) inside one thread, in an order fixed by the
- * blocking, which depends on the shapes and the CPU's instruction set only:
- * results are bit-identical for every thread count (tested), but differ in the
- * last bits from the OpenBLAS path and may change with the batch size.
+ * Determinism and batch invariance: the forward and backward-data kernels
+ * sum each output over (input channel, kernel tap) inside one thread, in an
+ * order fixed by the blocking, which depends on the shapes and the CPU's
+ * instruction set only; the minibatch is never part of a sum (the jit,
+ * jit_1x1 and jit_dw kernels block over channels and rows; the gemm kernel
+ * that oneDNN 2.6 picks for depthwise convs on 1x1 and 2x2 maps runs one
+ * GEMM per image and group). So item n's output is the same bits for every
+ * minibatch size, position and thread count: tested on every geometry of
+ * tests/batch_invariance_spec.lua and its zoo nets, and checked once on the
+ * full-width resnet18_cifar and the shipped resnet_fmnist (minibatches 1, 7
+ * and 64, 1 to 3 threads; oneDNN 2.6.3 on avx512_core). The results differ
+ * in the last bits from the OpenBLAS path. The engine's OpenMP default team
+ * size is 1 (core/threads.c); run() sets it to mr_threads() for the length of
+ * a call, as oneDNN sizes its regions from it.
  * oneDNN's weight-gradient kernels split the sum over the batch between
  * threads (1 and 3 threads differ in the last bits, tried), so the weight
  * gradient stays on conv2d.c's path, which keeps the engine's promise.
