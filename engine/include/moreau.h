@@ -68,8 +68,10 @@ void mr_alloc_peak_reset(void);
 
 /* ------------------------------------------------------------- threading */
 
-/* Sets the number of threads used by the engine's parallel loops and by BLAS.
- * n <= 0 means "all cores". Results are bit-identical for every n. */
+/* Sets the number of threads used by the engine's parallel loops and oneDNN
+ * (OpenBLAS runs on one thread, called from those loops; the process's OpenMP
+ * default team size is left at 1). n <= 0 means "all cores". Results are
+ * bit-identical for every n, and an item's network passes for every batch. */
 int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
 /* A one-line description of the backends ("cpu: OpenBLAS 0.3.21 ...; conv2d:

@@ -1,7 +1,19 @@
-/* One thread count for the engine's OpenMP loops, OpenBLAS and oneDNN (whose
- * regions take it from the OpenMP runtime). Engine loops never call BLAS or
- * oneDNN from inside a parallel region, so they all take turns in one pool
- * instead of fighting. */
+/* One thread count for the engine's OpenMP loops and oneDNN. OpenBLAS always
+ * runs on one thread: its multithreaded sgemm splits the product differently
+ * for each thread count (with some kernels, e.g. OPENBLAS_CORETYPE=Haswell,
+ * the sums then differ in the last bits), so the engine's own OpenMP loops
+ * hand out the BLAS calls, one task per (item, block) with a partition fixed
+ * by the shapes (see the invariance note at the top of ops/conv2d.c and
+ * ops/linear.c).
+ *
+ * How OpenBLAS is kept on one thread: its OpenMP build takes its thread count
+ * from omp_get_max_threads() at every call made outside an active parallel
+ * region (openblas_set_num_threads alone does not hold: measured with
+ * OpenBLAS 0.3.21), and runs on one thread inside one. So the OpenMP default
+ * team size (nthreads-var) stays 1; every engine loop names its team size
+ * (num_threads(mr_threads())), and oneDNN, which sizes its regions from
+ * omp_get_max_threads(), gets mr_threads() for the length of its calls only
+ * (ops/conv2d_dnnl.c). */
 #include "../internal.h"
 
 #include <cblas.h>
@@ -11,13 +23,21 @@
 
 static int num_threads = 0; /* 0: not set yet, use all cores */
 
+/* OpenBLAS on one thread from the moment the library is loaded, before any
+ * mr_set_num_threads (OpenBLAS and OpenMP start with every core). */
+__attribute__((constructor)) static void blas_one_thread(void)
+{
+    openblas_set_num_threads(1);
+    omp_set_num_threads(1);
+}
+
 int mr_threads(void) { return num_threads > 0 ? num_threads : omp_get_num_procs(); }
 
 int mr_set_num_threads(int n)
 {
     num_threads = n > 0 ? n : omp_get_num_procs();
-    openblas_set_num_threads(num_threads);
-    omp_set_num_threads(num_threads);
+    openblas_set_num_threads(1);
+    omp_set_num_threads(1);
     return MR_OK;
 }
 

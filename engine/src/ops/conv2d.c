@@ -20,33 +20,59 @@
  * ("blas") turns it off). Otherwise, and always for the weight gradient,
  * three ways to compute, chosen from the shapes only:
  *   - grouped with few channels per group (depthwise): a direct loop.
- *   - 1x1, stride 1, no padding: per sample and group, y = W x is one sgemm on x itself.
- *   - otherwise im2col + one sgemm per group over a chunk of the batch:
- *       col (Cg kh kw, nb Ho Wo),  Y_g (Cout/G, nb Ho Wo) = W_g col,
- *     then scattered into the (N, Cout, Ho, Wo) layout; the reverse pass is
- *     dW_g += GY_g col^T and dcol = W_g^T GY_g followed by col2im. The chunk nb
+ *   - 1x1, stride 1, no padding: per sample and group, y = W x is an sgemm on x
+ *     itself, split into blocks of CONV_ROWS output channels.
+ *   - otherwise im2col + sgemm, per sample and group:
+ *       col (Cg kh kw, Ho Wo),  Y_{n,g} (Cout/G, Ho Wo) = W_g col,
+ *     written in place into the (N, Cout, Ho, Wo) layout; the input gradient
+ *     is dcol = W_g^T GY_{n,g} followed by col2im. The weight gradient, a sum
+ *     over the batch, takes chunks of nb samples: col (Cg kh kw, nb Ho Wo),
+ *     dW_g += GY_g col^T by blocks of CONV_ROWS output channels; the chunk nb
  *     keeps the scratch under CONV_SCRATCH_CAP floats.
  *
+ * Invariance (README, "How correctness is shown": batch invariance): item
+ * n's forward output, input gradient, JVP and VJP tangent are the same bits
+ * whatever the batch size N, the item's position in the batch and the thread
+ * count. OpenBLAS's sgemm is neither batch-invariant (row r of a product
+ * changes in the last bits with the number of rows M: its kernels block M
+ * differently) nor, with some kernels (OPENBLAS_CORETYPE=Haswell), thread-
+ * count invariant when it runs multithreaded; so the engine lets neither
+ * reach an item's sums:
+ *   - OpenBLAS always runs on one thread (core/threads.c); the engine's own
+ *     OpenMP loops run the BLAS calls in parallel, one task each;
+ *   - every per-item GEMM has operands and a shape fixed by the layer's
+ *     geometry: one item, one group, and a fixed block of channels (the
+ *     blocks come from the shapes, never from N or the thread count);
+ *   - the direct loop sums each output in a fixed order on one thread.
+ * oneDNN's forward and backward-data kernels keep the same promise on the
+ * shapes tested (conv2d_dnnl.c). Parameter gradients sum over the batch, so
+ * they depend on it; they are still the same for every thread count (every
+ * entry summed by one task in a fixed order).
+ *
  * Determinism: OpenMP loops run over independent outputs (sample-channel
- * planes, rows of col, output channels of a parameter gradient); every sum is
- * taken in a fixed order; BLAS is called only outside parallel regions.
+ * planes, items, blocks of output channels of a parameter gradient); every
+ * sum is taken in a fixed order.
  */
 #include "conv2d.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Upper bound (floats) of the im2col scratch: 4 MiB (with oneDNN this path
  * mostly computes weight gradients, whose GEMMs stay efficient on a few
  * samples per chunk; the cap keeps the workspace near the activations' size).
- * One sample may exceed it (then the chunk is one sample). A pass that only
- * wants the input gradient (an explanation's backward through a first layer
- * oneDNN does not take) chunks under a quarter of it: the scratch pages it
- * touches are resident memory, and its col2im gains nothing from longer
- * chunks. */
+ * One sample may exceed it (then the chunk is one sample). The per-item
+ * passes (forward, input gradient) hold one item's col per thread at work:
+ * as many as fit under the cap, but at least CONV_MIN_SLOTS (or the number of
+ * processors when smaller), so every thread has one. */
 #define CONV_SCRATCH_CAP ((int64_t)1 << 20)
-#define CONV_SCRATCH_CAP_INPUT_GRAD ((int64_t)1 << 18)
+#define CONV_MIN_SLOTS 8
+
+/* Output (or input) channels per task of the 1x1 GEMMs and the weight
+ * gradient's GEMMs: a partition fixed by the shapes, never by the thread count. */
+#define CONV_ROWS 64
 
 /* Grouped convs with at most this many input channels per group use the direct loop. */
 #define CONV_DIRECT_MAX_CG 4
@@ -152,6 +178,30 @@ static int64_t gemm_chunk(const conv_geom *g, int64_t N, int64_t cap)
     return MR_MAX(1, MR_MIN(N, nb));
 }
 
+/* Floats of one per-item slot of the GEMM path: one group's col (Cg kh kw, Ho Wo). */
+static int64_t item_slot(const conv_geom *g) { return g->cg * g->kh * g->kw * g->Ho * g->Wo; }
+
+/* Per-item slots (one per thread at work) for a batch of N: as many as fit
+ * under CONV_SCRATCH_CAP, but at least min(procs, CONV_MIN_SLOTS), at most N.
+ * Monotone in N and in the slot size, as gemm_chunk. How many threads share
+ * the work changes no item's arithmetic. */
+static int64_t item_slots(const conv_geom *g, int64_t N)
+{
+    int64_t least = MR_MIN(omp_get_num_procs(), CONV_MIN_SLOTS);
+    return MR_MAX(1, MR_MIN(N, MR_MAX(CONV_SCRATCH_CAP / item_slot(g), least)));
+}
+
+/* Blocks of CONV_ROWS in n rows. */
+static int64_t blocks(int64_t n) { return (n + CONV_ROWS - 1) / CONV_ROWS; }
+
+/* d[o, p] += b[o] for a block of rows (o < rows, p < P). */
+static void add_bias(float *d, const float *b, int64_t rows, int64_t P)
+{
+    for (int64_t o = 0; o < rows; o++)
+        for (int64_t p = 0; p < P; p++)
+            d[o * P + p] += b[o];
+}
+
 /* The geometry at run time, from the batch tensor and the weight (infer checked them). */
 static void geom_of(conv_geom *g, const mr_op_ctx *c, const mr_tensor *x)
 {
@@ -220,8 +270,12 @@ static size_t conv_scratch_floats(const mr_op_attrs *a, const mr_shape *in, cons
     }
     if (conv_path(&g) != PATH_GEMM)
         return 0;
-    int64_t per = gemm_per_sample(&g);
-    return (size_t)MR_MIN(N * per, MR_MAX(per, CONV_SCRATCH_CAP));
+    /* The larger of the weight gradient's chunk and the per-item slots:
+     * item_slots(N) slot <= min(N slot, max(cap, least slot)). */
+    int64_t per = gemm_per_sample(&g), slot = item_slot(&g);
+    int64_t least = MR_MIN(omp_get_num_procs(), CONV_MIN_SLOTS);
+    return (size_t)MR_MAX(MR_MIN(N * per, MR_MAX(per, CONV_SCRATCH_CAP)),
+                          MR_MIN(N * slot, MR_MAX(CONV_SCRATCH_CAP, least * slot)));
 }
 
 /* ------------------------------------------------------ helpers (GEMM path) */
@@ -260,12 +314,13 @@ static inline void axpy_to_strided(float *restrict d, const float *restrict s, f
 }
 
 /* col (Cg kh kw, nb P), P = Ho Wo, row (c, i, j), column (n, p, q), from
- * x = the first channel of the group in the first sample of the chunk. */
-static void im2col(const conv_geom *g, const float *x, int64_t nb, float *col)
+ * x = the first channel of the group in the first sample of the chunk. With
+ * par = 0 it runs on the calling thread (inside a per-item task). */
+static void im2col(const conv_geom *g, const float *x, int64_t nb, float *col, int par)
 {
     const int64_t P = g->Ho * g->Wo, HW = g->H * g->W, ld = nb * P;
     const int64_t rows = g->cg * g->kh * g->kw, sstride = g->C * HW;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads())
+#pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads()) if (par)
     for (int64_t n = 0; n < nb; n++)
         for (int64_t r = 0; r < rows; r++) {
             int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, j = r % g->kw;
@@ -296,11 +351,11 @@ static void im2col(const conv_geom *g, const float *x, int64_t nb, float *col)
 
 /* The adjoint of im2col: gx (the group's channels of the chunk's samples) =
  * sum of col entries over the positions they were read from. Each (n, c) plane
- * is owned by one thread and summed in (i, j, p, q) order. */
+ * is summed in (i, j, p, q) order by one thread (the calling one: it runs
+ * inside a per-item task). */
 static void col2im(const conv_geom *g, const float *col, int64_t nb, float *gx)
 {
     const int64_t P = g->Ho * g->Wo, HW = g->H * g->W, ld = nb * P, sstride = g->C * HW;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads())
     for (int64_t n = 0; n < nb; n++)
         for (int64_t c = 0; c < g->cg; c++) {
             float *plane = gx + n * sstride + c * HW;
@@ -317,22 +372,6 @@ static void col2im(const conv_geom *g, const float *col, int64_t nb, float *gx)
                                         g->sw);
                     }
                 }
-        }
-}
-
-/* y[n0+n, grp kg + o, :] = tmp[o, n P : (n+1) P] (+ bias). */
-static void scatter_out(const conv_geom *g, const float *tmp, int64_t nb, const float *bias,
-                        float *y)
-{
-    const int64_t P = g->Ho * g->Wo, ld = nb * P;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads())
-    for (int64_t n = 0; n < nb; n++)
-        for (int64_t o = 0; o < g->kg; o++) {
-            const float *s = tmp + o * ld + n * P;
-            float *d = y + n * g->K * P + o * P;
-            float b = bias ? bias[o] : 0.0f;
-            for (int64_t p = 0; p < P; p++)
-                d[p] = s[p] + b;
         }
 }
 
@@ -357,23 +396,23 @@ static void conv_apply(const conv_geom *g, const float *w, const float *bias, co
     if (mr_conv_dnnl_forward(g, N, x, w, bias, y))
         return;
     switch (conv_path(g)) {
-    case PATH_1X1:
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t gr = 0; gr < g->G; gr++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)P,
-                            (int)g->cg, 1.0f, w + gr * g->kg * g->cg, (int)g->cg,
-                            x + n * xs + gr * g->cg * HW, (int)HW, 0.0f,
-                            y + n * ys + gr * g->kg * P, (int)P);
-        if (bias) {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads())
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t o = 0; o < g->K; o++) {
-                    float *d = y + n * ys + o * P;
-                    for (int64_t p = 0; p < P; p++)
-                        d[p] += bias[o];
-                }
+    case PATH_1X1: {
+        /* One task per (item, group, block of CONV_ROWS output channels):
+         * Y_{n,o0:o1} (rows, P) = W_{o0:o1} (rows, Cg) X_{n,g} (Cg, P). */
+        const int64_t nb = blocks(g->kg), tasks = N * g->G * nb;
+#pragma omp parallel for schedule(static) num_threads(mr_threads())
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t n = t / (g->G * nb), gr = (t / nb) % g->G, o0 = gr * g->kg + (t % nb) * CONV_ROWS;
+            int64_t rows = MR_MIN(CONV_ROWS, (gr + 1) * g->kg - o0);
+            float *d = y + n * ys + o0 * P;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)P, (int)g->cg,
+                        1.0f, w + o0 * g->cg, (int)g->cg, x + n * xs + gr * g->cg * HW, (int)HW,
+                        0.0f, d, (int)P);
+            if (bias)
+                add_bias(d, bias + o0, rows, P);
         }
         return;
+    }
     case PATH_DIRECT:
 #pragma omp parallel for collapse(2) schedule(static) num_threads(mr_threads())
         for (int64_t n = 0; n < N; n++)
@@ -402,17 +441,23 @@ static void conv_apply(const conv_geom *g, const float *w, const float *bias, co
             }
         return;
     case PATH_GEMM: {
-        const int64_t kgr = g->cg * kk, chunk = gemm_chunk(g, N, CONV_SCRATCH_CAP);
-        for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-            int64_t nb = MR_MIN(chunk, N - n0);
-            float *col = scratch, *tmp = scratch + kgr * nb * P;
-            for (int64_t gr = 0; gr < g->G; gr++) {
-                im2col(g, x + n0 * xs + gr * g->cg * HW, nb, col);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)(nb * P),
-                            (int)kgr, 1.0f, w + gr * g->kg * kgr, (int)kgr, col, (int)(nb * P),
-                            0.0f, tmp, (int)(nb * P));
-                scatter_out(g, tmp, nb, bias ? bias + gr * g->kg : NULL,
-                            y + n0 * ys + gr * g->kg * P);
+        /* One task per (item, group): col_{n,g} (Cg kh kw, P) in the thread's
+         * slot, then Y_{n,g} (Cout/G, P) = W_g col_{n,g}, written in place. */
+        const int64_t kgr = g->cg * kk, slot = kgr * P, tasks = N * g->G;
+        const int nt = (int)MR_MIN(mr_threads(), item_slots(g, N));
+#pragma omp parallel num_threads(nt)
+        {
+            float *col = scratch + omp_get_thread_num() * slot;
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t n = t / g->G, gr = t % g->G;
+                float *d = y + n * ys + gr * g->kg * P;
+                im2col(g, x + n * xs + gr * g->cg * HW, 1, col, 0);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)P,
+                            (int)kgr, 1.0f, w + gr * g->kg * kgr, (int)kgr, col, (int)P, 0.0f, d,
+                            (int)P);
+                if (bias)
+                    add_bias(d, bias + gr * g->kg, g->kg, P);
             }
         }
         return;
@@ -433,19 +478,35 @@ static void conv_adjoint(const conv_geom *g, const float *w, const float *x, con
         return;
     switch (conv_path(g)) {
     case PATH_1X1:
-        /* dW_g += sum_n GY_{n,g} X_{n,g}^T, accumulated sample by sample in order. */
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t gr = 0; gr < g->G; gr++) {
-                const float *gyp = gy + n * ys + gr * g->kg * P;
-                if (dw)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)g->cg,
-                                (int)P, 1.0f, gyp, (int)P, x + n * xs + gr * g->cg * HW, (int)HW,
-                                1.0f, dw + gr * g->kg * g->cg, (int)g->cg);
-                if (gx)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->cg, (int)P,
-                                (int)g->kg, 1.0f, w + gr * g->kg * g->cg, (int)g->cg, gyp, (int)P,
-                                0.0f, gx + n * xs + gr * g->cg * HW, (int)HW);
+        if (gx) {
+            /* One task per (item, group, block of CONV_ROWS input channels):
+             * GX_{n,c0:c1} (rows, P) = W_g[:, c0:c1]^T GY_{n,g}. */
+            const int64_t nb = blocks(g->cg), tasks = N * g->G * nb;
+#pragma omp parallel for schedule(static) num_threads(mr_threads())
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t n = t / (g->G * nb), gr = (t / nb) % g->G, c0 = (t % nb) * CONV_ROWS;
+                int64_t rows = MR_MIN(CONV_ROWS, g->cg - c0);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)P, (int)g->kg,
+                            1.0f, w + gr * g->kg * g->cg + c0, (int)g->cg,
+                            gy + n * ys + gr * g->kg * P, (int)P, 0.0f,
+                            gx + n * xs + (gr * g->cg + c0) * HW, (int)HW);
             }
+        }
+        if (dw) {
+            /* dW_{o0:o1} += sum_n GY_{n,o0:o1} X_{n,g}^T, one task per block of
+             * CONV_ROWS output channels, accumulated sample by sample in order. */
+            const int64_t nb = blocks(g->kg), tasks = g->G * nb;
+#pragma omp parallel for schedule(static) num_threads(mr_threads())
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t gr = t / nb, o0 = gr * g->kg + (t % nb) * CONV_ROWS;
+                int64_t rows = MR_MIN(CONV_ROWS, (gr + 1) * g->kg - o0);
+                for (int64_t n = 0; n < N; n++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)g->cg,
+                                (int)P, 1.0f, gy + n * ys + o0 * P, (int)P,
+                                x + n * xs + gr * g->cg * HW, (int)HW, 1.0f, dw + o0 * g->cg,
+                                (int)g->cg);
+            }
+        }
         return;
     case PATH_DIRECT:
         if (gx) {
@@ -502,24 +563,42 @@ static void conv_adjoint(const conv_geom *g, const float *w, const float *x, con
         }
         return;
     case PATH_GEMM: {
-        const int64_t kgr = g->cg * kk,
-                      chunk = gemm_chunk(g, N, dw ? CONV_SCRATCH_CAP : CONV_SCRATCH_CAP_INPUT_GRAD);
-        for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-            int64_t nb = MR_MIN(chunk, N - n0), ld = nb * P;
-            float *col = scratch, *tmp = scratch + kgr * ld;
-            for (int64_t gr = 0; gr < g->G; gr++) {
-                gather_out(g, gy + n0 * ys + gr * g->kg * P, nb, tmp);
-                if (dw) {
-                    im2col(g, x + n0 * xs + gr * g->cg * HW, nb, col);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)kgr,
-                                (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f,
-                                dw + gr * g->kg * kgr, (int)kgr);
+        const int64_t kgr = g->cg * kk;
+        if (dw) {
+            /* Chunks of the batch: col (Cg kh kw, nb P) and GY_g (Cout/G, nb P),
+             * then dW_g += GY_g col^T by blocks of CONV_ROWS output channels. */
+            const int64_t chunk = gemm_chunk(g, N, CONV_SCRATCH_CAP), nb_rows = blocks(g->kg);
+            for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+                int64_t nb = MR_MIN(chunk, N - n0), ld = nb * P;
+                float *col = scratch, *tmp = scratch + kgr * ld;
+                for (int64_t gr = 0; gr < g->G; gr++) {
+                    gather_out(g, gy + n0 * ys + gr * g->kg * P, nb, tmp);
+                    im2col(g, x + n0 * xs + gr * g->cg * HW, nb, col, 1);
+#pragma omp parallel for schedule(static) num_threads(mr_threads())
+                    for (int64_t b = 0; b < nb_rows; b++) {
+                        int64_t o0 = b * CONV_ROWS, rows = MR_MIN(CONV_ROWS, g->kg - o0);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)kgr,
+                                    (int)ld, 1.0f, tmp + o0 * ld, (int)ld, col, (int)ld, 1.0f,
+                                    dw + (gr * g->kg + o0) * kgr, (int)kgr);
+                    }
                 }
-                if (gx) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kgr, (int)ld,
-                                (int)g->kg, 1.0f, w + gr * g->kg * kgr, (int)kgr, tmp, (int)ld,
-                                0.0f, col, (int)ld);
-                    col2im(g, col, nb, gx + n0 * xs + gr * g->cg * HW);
+            }
+        }
+        if (gx) {
+            /* One task per (item, group): dcol (Cg kh kw, P) = W_g^T GY_{n,g} in
+             * the thread's slot, then col2im into the item's group channels. */
+            const int64_t slot = kgr * P, tasks = N * g->G;
+            const int nt = (int)MR_MIN(mr_threads(), item_slots(g, N));
+#pragma omp parallel num_threads(nt)
+            {
+                float *col = scratch + omp_get_thread_num() * slot;
+#pragma omp for schedule(static)
+                for (int64_t t = 0; t < tasks; t++) {
+                    int64_t n = t / g->G, gr = t % g->G;
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kgr, (int)P,
+                                (int)g->kg, 1.0f, w + gr * g->kg * kgr, (int)kgr,
+                                gy + n * ys + gr * g->kg * P, (int)P, 0.0f, col, (int)P);
+                    col2im(g, col, 1, gx + n * xs + gr * g->cg * HW);
                 }
             }
         }

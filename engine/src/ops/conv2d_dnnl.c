@@ -25,11 +25,20 @@
  * Lua one). A geometry oneDNN rejects is remembered as unsupported and takes
  * conv2d.c's own path.
  *
- * Determinism: the forward and backward-data kernels sum each output over
- * (input channel, kernel tap) inside one thread, in an order fixed by the
- * blocking, which depends on the shapes and the CPU's instruction set only:
- * results are bit-identical for every thread count (tested), but differ in the
- * last bits from the OpenBLAS path and may change with the batch size.
+ * Determinism and batch invariance: the forward and backward-data kernels
+ * sum each output over (input channel, kernel tap) inside one thread, in an
+ * order fixed by the blocking, which depends on the shapes and the CPU's
+ * instruction set only; the minibatch is never part of a sum (the jit,
+ * jit_1x1 and jit_dw kernels block over channels and rows; the gemm kernel
+ * that oneDNN 2.6 picks for depthwise convs on 1x1 and 2x2 maps runs one
+ * GEMM per image and group). So item n's output is the same bits for every
+ * minibatch size, position and thread count: tested on every geometry of
+ * tests/batch_invariance_spec.lua and its zoo nets, and checked once on the
+ * full-width resnet18_cifar and the shipped resnet_fmnist (minibatches 1, 7
+ * and 64, 1 to 3 threads; oneDNN 2.6.3 on avx512_core). The results differ
+ * in the last bits from the OpenBLAS path. The engine's OpenMP default team
+ * size is 1 (core/threads.c); run() sets it to mr_threads() for the length of
+ * a call, as oneDNN sizes its regions from it.
  * oneDNN's weight-gradient kernels split the sum over the batch between
  * threads (1 and 3 threads differ in the last bits, tried), so the weight
  * gradient stays on conv2d.c's path, which keeps the engine's promise.
@@ -391,15 +400,9 @@ static int plan_run(dnnl_state *s, plan *p, const float *a, const float *w, cons
     return ok && dnnl_stream_wait(s->stream) == dnnl_success;
 }
 
-static int run(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
-               const float *bias, float *out)
+static int run_plan(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
+                    const float *bias, float *out)
 {
-    if (backend_blas || N <= 0)
-        return 0;
-    /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
-     * and runs its regions with that count: set it before a plan is built. */
-    if (omp_get_max_threads() != mr_threads())
-        omp_set_num_threads(mr_threads());
     dnnl_state *s = state();
     plan *p = s ? plan_get(s, g, N, direction, bias != NULL) : NULL;
     if (!p || !p->supported || !arena_reserve(s, p->arena_bytes)) {
@@ -413,6 +416,22 @@ static int run(const conv_geom *g, int64_t N, int direction, const float *a, con
     }
     count_onednn++;
     return 1;
+}
+
+static int run(const conv_geom *g, int64_t N, int direction, const float *a, const float *w,
+               const float *bias, float *out)
+{
+    if (backend_blas || N <= 0)
+        return 0;
+    /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
+     * and runs its regions with that count: set it before a plan is built,
+     * and back to the engine's default of 1 after (core/threads.c: outside
+     * the engine's regions OpenBLAS follows it). */
+    int outer = omp_get_max_threads();
+    omp_set_num_threads(mr_threads());
+    int done = run_plan(g, N, direction, a, w, bias, out);
+    omp_set_num_threads(outer);
+    return done;
 }
 
 int mr_conv_dnnl_forward(const conv_geom *g, int64_t N, const float *x, const float *w,

@@ -10,14 +10,28 @@
  *   jvp          dy  = dx W^T                    (y is affine in x)
  *   vjp_tangent  dgx = dgy W                     (J = W does not depend on x)
  *
- * Every product is one sgemm over the whole batch; the bias gradient sums
- * over n in order, one output per OpenMP iteration, so results do not depend
- * on the thread count.
+ * Invariance (README, "How correctness is shown": batch invariance): item
+ * n's y, gx, dy and dgx are the same bits whatever the batch size, the item's
+ * position in the batch and the thread count. One sgemm over the batch would
+ * not keep it (its kernels block the N rows differently for each N, and row
+ * r's sums change in the last bits), so every per-item product is an sgemv on
+ * that item alone, over a fixed block of LINEAR_BLOCK outputs (or inputs, for
+ * gx): the partition depends on the weight's shape only. OpenBLAS runs on one
+ * thread (core/threads.c); the engine's OpenMP loop hands out the (item,
+ * block) tasks. The parameter gradients sum over the batch: dW by blocks of
+ * LINEAR_BLOCK rows, one sgemm each, and db one output per iteration summing
+ * n in order, so they do not depend on the thread count.
  */
 #include "op.h"
 
 #include <cblas.h>
 #include <string.h>
+
+/* Outputs (forward, JVP) or inputs (gradients) per task: a partition fixed
+ * by the weight's shape, never by the batch or the thread count. */
+#define LINEAR_BLOCK 128
+
+static int64_t blocks(int64_t n) { return (n + LINEAR_BLOCK - 1) / LINEAR_BLOCK; }
 
 static int linear_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
                         int nparams, mr_shape *out)
@@ -49,26 +63,38 @@ static int linear_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *con
     return MR_OK;
 }
 
-/* y (N, out) = x (N, in) W^T (+ b). */
+/* y (N, out) = x (N, in) W^T (+ b): per (item n, block [o0, o0 + rows) of
+ * outputs), y[n, o0:] = W[o0:, :] x[n, :] (+ b[o0:]). The block is zeroed
+ * first (beta = 0 must not read what the workspace held). */
 static void linear_apply(const mr_tensor *w, const float *bias, const float *x, int64_t N, float *y)
 {
-    const int64_t nout = w->shape[0], nin = w->shape[1];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nout, (int)nin, 1.0f, x,
-                (int)nin, w->data, (int)nin, 0.0f, y, (int)nout);
-    if (bias) {
-#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (N * nout > 32768)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < nout; o++)
-                y[n * nout + o] += bias[o];
+    const int64_t nout = w->shape[0], nin = w->shape[1], nb = blocks(nout), tasks = N * nb;
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (tasks > 1 && N * nout * nin > 32768)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t n = t / nb, o0 = (t % nb) * LINEAR_BLOCK, rows = MR_MIN(LINEAR_BLOCK, nout - o0);
+        float *d = y + n * nout + o0;
+        memset(d, 0, (size_t)rows * sizeof(float));
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)nin, 1.0f, w->data + o0 * nin,
+                    (int)nin, x + n * nin, 1, 0.0f, d, 1);
+        if (bias)
+            for (int64_t o = 0; o < rows; o++)
+                d[o] += bias[o0 + o];
     }
 }
 
-/* gx (N, in) = gy (N, out) W. */
+/* gx (N, in) = gy (N, out) W: per (item n, block [i0, i0 + cols) of inputs),
+ * gx[n, i0:] = W[:, i0:]^T gy[n, :]. */
 static void linear_adjoint(const mr_tensor *w, const float *gy, int64_t N, float *gx)
 {
-    const int64_t nout = w->shape[0], nin = w->shape[1];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)nin, (int)nout, 1.0f, gy,
-                (int)nout, w->data, (int)nin, 0.0f, gx, (int)nin);
+    const int64_t nout = w->shape[0], nin = w->shape[1], nb = blocks(nin), tasks = N * nb;
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (tasks > 1 && N * nout * nin > 32768)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t n = t / nb, i0 = (t % nb) * LINEAR_BLOCK, cols = MR_MIN(LINEAR_BLOCK, nin - i0);
+        float *d = gx + n * nin + i0;
+        memset(d, 0, (size_t)cols * sizeof(float));
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)nout, (int)cols, 1.0f, w->data + i0, (int)nin,
+                    gy + n * nout, 1, 0.0f, d, 1);
+    }
 }
 
 static void linear_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)
@@ -86,10 +112,17 @@ static void linear_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_t
         linear_adjoint(w, gy->data, N, gx[0]->data);
     if (!c->param_grads)
         return;
-    if (c->param_grads[0]) /* dW (out, in) += gy^T (out, N) x (N, in) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nout, (int)nin, (int)N, 1.0f,
-                    gy->data, (int)nout, x[0]->data, (int)nin, 1.0f, c->param_grads[0]->data,
-                    (int)nin);
+    if (c->param_grads[0]) { /* dW (out, in) += gy^T (out, N) x (N, in), by blocks of rows */
+        const int64_t nb = blocks(nout);
+        float *dw = c->param_grads[0]->data;
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (nb > 1 && N * nout * nin > 32768)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t o0 = b * LINEAR_BLOCK, rows = MR_MIN(LINEAR_BLOCK, nout - o0);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)nin, (int)N, 1.0f,
+                        gy->data + o0, (int)nout, x[0]->data, (int)nin, 1.0f, dw + o0 * nin,
+                        (int)nin);
+        }
+    }
     if (c->nparams > 1 && c->param_grads[1]) {
         float *db = c->param_grads[1]->data;
         const float *g = gy->data;

@@ -19,9 +19,13 @@
  *
  * Shape checks live once, in infer; the compute functions trust their shapes.
  * Parallel loops use `#pragma omp parallel for num_threads(mr_threads())` over
- * independent outputs only (never a reduction split across threads), and BLAS
- * is never called from inside a parallel region: results must be bit-identical
- * for every thread count.
+ * independent outputs only (never a reduction split across threads): results
+ * must be bit-identical for every thread count. Every loop names its team size
+ * (OpenMP's default stays 1, so that OpenBLAS runs on one thread: see
+ * core/threads.c). BLAS is called from inside those loops, one call per task,
+ * with shapes fixed by the layer (never by the batch size N): an item's
+ * forward, VJP, JVP and VJP tangent must not depend on N, on its position in
+ * the batch or on the thread count (conv2d.c's opening note).
  */
 #ifndef MR_OP_H
 #define MR_OP_H
