@@ -52,12 +52,12 @@ local function check_input(self, x, what)
   if not T.is(x) then error(what .. ': expected a tensor, got ' .. type(x), 3) end
 end
 
---- y = net(x), in the net's mode (net:train() / net:eval(); the training API).
--- ARGS: x (N, input shape...). RETURN: a new tensor (N, output shape...).
-function Net:forward(x)
-  check_input(self, x, 'forward')
+--- One forward pass by `pass` (mr_net_forward or mr_net_forward_inference);
+-- a copy of the output.
+local function run_forward(self, x, what, pass)
+  check_input(self, x, what)
   self._x = x -- the reverse pass reads x: keep it alive
-  check(C.mr_net_forward(self.ptr, x.ptr, nil))
+  check(pass(self.ptr, x.ptr, nil))
   local o = C.mr_net_output_get(self.ptr)
   local s = {}
   for i = 0, o.ndim - 1 do s[i + 1] = tonumber(o.shape[i]) end
@@ -66,6 +66,10 @@ function Net:forward(x)
   return y
 end
 
+--- y = net(x), in the net's mode (net:train() / net:eval(); the training API).
+-- ARGS: x (N, input shape...). RETURN: a new tensor (N, output shape...).
+function Net:forward(x) return run_forward(self, x, 'forward', C.mr_net_forward) end
+
 --- y = the inference-mode function of x, whatever net:train()/eval() says:
 -- batchnorm uses its running statistics, dropout is the identity, and no
 -- parameter, buffer or dropout counter changes (README, "Training mode").
@@ -73,15 +77,7 @@ end
 -- backward differentiates this inference pass.
 -- ARGS: x (N, input shape...). RETURN: a new tensor (N, output shape...).
 function Net:forward_inference(x)
-  check_input(self, x, 'forward_inference')
-  self._x = x -- the reverse pass reads x: keep it alive
-  check(C.mr_net_forward_inference(self.ptr, x.ptr, nil))
-  local o = C.mr_net_output_get(self.ptr)
-  local s = {}
-  for i = 0, o.ndim - 1 do s[i + 1] = tonumber(o.shape[i]) end
-  local y = T.zeros(s)
-  ffi.copy(y.ptr.data, o.data, o.numel * 4)
-  return y
+  return run_forward(self, x, 'forward_inference', C.mr_net_forward_inference)
 end
 
 --- Reverse pass after forward: gx = J^T gy. With opts.params, parameter
