@@ -253,9 +253,9 @@ describe('attacks: gaussian', function()
       assert.is_true(ia[n].tries >= 1)
       if ia[n].label_kept then assert.are.equal(labels[n], pred[n]) end
     end
-    -- noise of item n, draw 0: (seed, stream n, offset 0)
+    -- noise of item n, draw 0: (seed, the item's perturbation stream, offset 0)
     local _, ib = attacks.gaussian { s = 0.3, seed = 5, keep_label = false }:run(net, nil, x, labels)
-    local z = T.randn({ d }, { seed = 5, stream = 1, std = 0.3 })
+    local z = T.randn({ d }, { seed = 5, stream = methods.perturbation_streams(x)[2], std = 0.3 })
     local x2 = attacks.gaussian { s = 0.3, seed = 5, keep_label = false }:run(net, nil, x, labels)
     assert.is_true(math.abs(x2:data()[d] - (x:data()[d] + z:data()[0])) < 1e-6)
     assert.are.equal(1, ib[2].tries)

@@ -175,6 +175,47 @@ describe('an item\'s map does not depend on its batch', function()
   end)
 end)
 
+describe('perturbations of attacks and robustness metrics do not depend on the batch', function()
+  local attacks = require 'moreau.attacks'
+  local metrics = require 'moreau.metrics'
+
+  it('gaussian, PGD random starts (linf, l2) and the mass-center direction of an item', function()
+    local runs = {
+      gaussian = function(x, l) return (attacks.gaussian { s = 0.3, seed = 3, keep_label = false }:run(net, nil, x, l)) end,
+      pgd_linf = function(x, l)
+        return (attacks.pgd { steps = 0, eps = 0.2, random_start = true, seed = 3 }:run(net, nil, x, l))
+      end,
+      pgd_l2 = function(x, l)
+        return (attacks.pgd { norm = 'l2', steps = 0, eps = 0.5, random_start = true, seed = 3 }:run(net, nil, x, l))
+      end,
+    }
+    for name, run in pairs(runs) do
+      local got = maps_of_z(run)
+      assert.is_true(got[1]:max_abs_diff(z) > 0, name .. ' moved z')
+      for i = 2, #got do same(got[i], got[1], name .. ' at placement ' .. i) end
+    end
+  end)
+
+  it('local_lipschitz and max_sensitivity of an item', function()
+    for _, f in ipairs { 'local_lipschitz', 'max_sensitivity' } do
+      local vals = {}
+      for _, p in ipairs(placements) do
+        if p[1] <= 7 then
+          local x, labels = batch_with(p[1], p[2])
+          vals[#vals + 1] = metrics[f](net, methods.gradient(), x, labels, { samples = 3, seed = 2 })[p[2]]
+        end
+      end
+      assert.is_true(vals[1] > 0, f)
+      assert.are.equal(vals[1], vals[2], f .. ': alone vs item 3 of 7')
+    end
+  end)
+
+  it('the perturbation streams are not the method noise streams', function()
+    local k, s = methods.item_keys(z)[1], methods.perturbation_streams(z)[1]
+    assert.are_not.equal(k, s)
+  end)
+end)
+
 describe('MoreauGrad stops each item on its own tolerance', function()
   -- m = 0 is deterministic: with a tolerance, an item that converges early
   -- must not keep iterating because a slower item shares its batch.

@@ -333,13 +333,14 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
   local xp, info = interpretation_attack(self, net, method, x, lab, labels, {
     init = function(E0)
       local st = {}
+      local streams = methods.perturbation_streams(x)
       for n = 0, N - 1 do
         local h0, w0 = center(E0, n)
         h0, w0 = h0 or (Hh - 1) / 2, w0 or (Ww - 1) / 2
         local eh, ew = h0 - (Hh - 1) / 2, w0 - (Ww - 1) / 2
         local r = math.sqrt(eh * eh + ew * ew)
         if r < 1e-9 then
-          local z = T.randn({ 2 }, { seed = o.seed, stream = n })
+          local z = T.randn({ 2 }, { seed = o.seed, stream = streams[n + 1] })
           eh, ew = z:data()[0], z:data()[1]
           r = math.sqrt(eh * eh + ew * ew)
         end
@@ -382,7 +383,8 @@ end, finish_ball, 'center-of-mass interpretation attack (Ghorbani et al. 2019), 
 
 -- ------------------------------------------------------------- gaussian
 
---- x + s·z, z ~ N(0, I) from (seed, stream = item, offset = try·d), clipped to
+--- x + s·z, z ~ N(0, I) from (seed, stream = the item's perturbation stream,
+-- methods.perturbation_streams, offset = try·d), clipped to
 -- the box. With keep_label, an item whose predicted label changes is redrawn,
 -- up to `tries` draws; if none keeps it, the last draw is returned and
 -- info[n].label_kept is false.
@@ -397,9 +399,10 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
     local info = {}
     local todo = {}
     for n = 0, N - 1 do todo[#todo + 1] = n end
+    local streams = methods.perturbation_streams(x)
     for r = 0, o.tries - 1 do
       for _, n in ipairs(todo) do
-        local z = T.randn({ d }, { seed = o.seed, stream = n, offset = r * d, std = o.s })
+        local z = T.randn({ d }, { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s })
         local p, q, pz = xp:data() + n * d, x:data() + n * d, z:data()
         for j = 0, d - 1 do p[j] = math.min(o.hi, math.max(o.lo, q[j] + pz[j])) end
         info[n + 1] = { tries = r + 1, label_kept = true }
@@ -425,7 +428,8 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
 --   linf: x' ← clip_{[x−eps, x+eps] ∩ box}(x' + alpha·sign(∇CE))
 --   l2:   x' ← P_{ball ∩ box}(x' + alpha·∇CE/‖∇CE‖₂)   (per item)
 -- random_start: x' starts uniform in the L∞ box, or uniform in the L2 ball
--- (direction N(0, I) normalized, radius eps·U^{1/d}), seeded (seed, stream = item).
+-- (direction N(0, I) normalized, radius eps·U^{1/d}), seeded (seed, stream = the
+-- item's perturbation stream, methods.perturbation_streams).
 -- Defaults: eps 8/255 (linf) or 0.5 (l2), alpha = 2.5·eps/steps (Madry et al.).
 -- Returns the last iterate.
 define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
@@ -445,14 +449,15 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
     end
   end
   if o.random_start and o.eps > 0 then
+    local streams = methods.perturbation_streams(x)
     for n = 0, N - 1 do
-      local q = p + n * d
+      local q, stream = p + n * d, streams[n + 1]
       if o.norm == 'linf' then
-        local r = T.rand({ d }, { seed = o.seed, stream = n, lo = -o.eps, hi = o.eps })
+        local r = T.rand({ d }, { seed = o.seed, stream = stream, lo = -o.eps, hi = o.eps })
         for j = 0, d - 1 do q[j] = q[j] + r:data()[j] end
       else
-        local z = T.randn({ d }, { seed = o.seed, stream = n })
-        local u = T.rand({ 1 }, { seed = o.seed, stream = n, offset = 2 * d + 1 }):data()[0]
+        local z = T.randn({ d }, { seed = o.seed, stream = stream })
+        local u = T.rand({ 1 }, { seed = o.seed, stream = stream, offset = 2 * d + 1 }):data()[0]
         local s = o.eps * u ^ (1 / d) / math.max(z:norm(), 1e-30)
         for j = 0, d - 1 do q[j] = q[j] + s * z:data()[j] end
       end

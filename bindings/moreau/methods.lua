@@ -33,6 +33,7 @@
 -- map equals the one computed after net:eval() bit for bit (README, "Training
 -- mode"). The same holds for explain_vjp, the attacks and the metrics.
 local ffi = require 'ffi'
+local bit = require 'bit'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
@@ -108,6 +109,20 @@ function methods.item_keys(x, ids)
   local out = {}
   for n = 1, x:size(1) do out[n] = keys[n - 1] end
   return out
+end
+
+--- The random streams of perturbations that are not a method's own noise
+-- (attacks' Gaussian draws and random starts, the robustness metrics'
+-- samples): one per item, keyed like the methods' noise by the item itself
+-- (its content key, methods.item_keys) so an item's perturbations do not
+-- depend on its batch, but on a stream of their own: the key XOR a fixed
+-- 64-bit tag (the golden-ratio constant 0x9E3779B97F4A7C15), so they never
+-- replay the method's noise drawn from the same seed. ARGS: x (N, ...).
+-- RETURN: Lua array of N uint64_t streams (docs/determinism.md).
+function methods.perturbation_streams(x)
+  local keys = methods.item_keys(x)
+  for n = 1, #keys do keys[n] = bit.bxor(keys[n], 0x9E3779B97F4A7C15ULL) end
+  return keys
 end
 
 --- Sets the memory budget (bytes) of chunk = 0 for every method in the
@@ -336,6 +351,7 @@ end
 
 -- Functions of this table that are not methods.
 methods._helpers = { list = true, ig_rule = true, create = true, keys = true, item_keys = true,
+  perturbation_streams = true,
   set_memory_budget = true, memory_budget = true, chunk_size = true, _smoothgrad = true }
 
 --- The names of all methods, sorted.

@@ -502,7 +502,9 @@ local function robustness_opts(opts, defaults, what)
 end
 
 --- The common Monte-Carlo loop: for sample j = 0..samples−1, x_j = x + noise_j
--- (noise of item n from the counter-based RNG: seed, stream = n, offset = j·d),
+-- (noise of item n from the counter-based RNG: seed, stream = its perturbation
+-- stream, methods.perturbation_streams, offset = j·d: the same for the item
+-- alone or in any batch),
 -- explains x_j with the same method (its own seed and x's noise keys, passed as
 -- explain's ids: common random numbers for stochastic methods, whose noise is
 -- otherwise keyed by the item's content), and keeps the max over j of
@@ -521,7 +523,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     if o.abs then E:apply_(abs) end
     return E
   end
-  local ids = require('moreau.methods').item_keys(x)
+  local methods = require 'moreau.methods'
+  local ids, streams = methods.item_keys(x), methods.perturbation_streams(x)
   local a = prep(metrics.check_map(method:explain(net, x, labels, ids), what, 'the map of x', 3))
   local best = {}
   for n = 1, N do best[n] = 0 end
@@ -529,7 +532,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     local xj = x:clone()
     local px = xj:data()
     for n = 0, N - 1 do
-      local z = noise(d, n, j)
+      local z = noise(d, streams[n + 1], j)
       local pz = z:data()
       for i = 0, d - 1 do px[n * d + i] = px[n * d + i] + pz[i] end
     end
@@ -553,8 +556,8 @@ end
 function metrics.local_lipschitz(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, std = 0.1, mean = 0, normalise = true, abs = false,
     seed = 0 }, 'local_lipschitz')
-  return monte_carlo(net, method, x, labels, o, function(d, n, j)
-    return T.randn({ d }, { seed = o.seed, stream = n, offset = j * d, mean = o.mean, std = o.std })
+  return monte_carlo(net, method, x, labels, o, function(d, stream, j)
+    return T.randn({ d }, { seed = o.seed, stream = stream, offset = j * d, mean = o.mean, std = o.std })
   end, function(pa, pj, p0, px, base, d)
     local num, den = 0, 0
     for i = base, base + d - 1 do
@@ -571,8 +574,8 @@ end
 function metrics.max_sensitivity(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, radius = 0.2, normalise = false, abs = false, seed = 0 },
     'max_sensitivity')
-  return monte_carlo(net, method, x, labels, o, function(d, n, j)
-    return T.rand({ d }, { seed = o.seed, stream = n, offset = j * d, lo = -o.radius, hi = o.radius })
+  return monte_carlo(net, method, x, labels, o, function(d, stream, j)
+    return T.rand({ d }, { seed = o.seed, stream = stream, offset = j * d, lo = -o.radius, hi = o.radius })
   end, function(pa, pj, p0, _, base, d)
     local num, den = 0, 0
     for i = base, base + d - 1 do
