@@ -335,6 +335,6 @@ describe('sampling methods bound their memory by default', function()
     core.check(C.mr_auto_chunk(k, net.ptr, 7 * 16, 0, 2 * 36 * 4 + 8, 1))
     assert.are.equal(1, tonumber(k[0]), 'one copy when nothing fits')
     assert.has_error(function() methods.set_memory_budget(-1) end,
-      'methods.set_memory_budget: bytes must be an integer >= 0, got -1')
+      'methods.set_memory_budget: bytes must be an integer in [0, 2^62), got -1')
   end)
 end)

@@ -410,3 +410,74 @@ describe('a diverging attack loop', function()
       tostring(err))
   end)
 end)
+
+-- Cases a new user's trial found (issue 11): each once silent or reported late.
+describe('edges found by trying it as a new user', function()
+  local net = softplus_net()
+  local x = T.randn({ 2, 1, 6, 6 }, { seed = SEED, stream = 9 })
+  local asserts = require 'helpers.asserts'
+
+  it('numbers outside float32 are outside every numeric domain', function()
+    asserts.error_with(function() methods.moreaugrad { rho = 1e39 } end,
+      "option 'rho' must be a number > 0 (a float32 value: 0 or 1.2e-38 <= |v| <= 3.4e38), got 1e+39")
+    asserts.error_with(function() methods.moreaugrad { rho = 1e-50 } end, "option 'rho' must be a number > 0")
+    asserts.error_with(function() methods.smoothgrad { sigma = 1e39 } end, "option 'sigma' must be a number >= 0")
+    asserts.error_with(function() methods.set_memory_budget(INF) end,
+      'methods.set_memory_budget: bytes must be an integer in [0, 2^62), got inf')
+  end)
+
+  it('a baseline with NaN or Inf is named as the baseline', function()
+    local b = T.zeros(x:shape())
+    b:data()[5] = INF
+    for _, name in ipairs { 'integrated_gradients', 'deeplift' } do
+      asserts.error_with(function() methods[name] { baseline = b }:explain(net, x, { 0, 1 }) end,
+        name .. ": option 'baseline' contains NaN or infinite values")
+    end
+  end)
+
+  it('contradictory options are refused', function()
+    asserts.error_with(function() methods.moreaugrad { reg = 'none', eta = 0.1 } end,
+      "option 'eta' = 0.1 has no effect with reg = 'none'")
+    asserts.error_with(function() attacks.topk { lo = INF } end, 'holds no point')
+    asserts.error_with(function() attacks.pgd { hi = -INF } end, 'holds no point')
+  end)
+
+  it('group-sparse MoreauGrad records the group size it derived', function()
+    local m = methods.moreaugrad { reg = 'group', T = 2, m = 0, K = 1 }
+    m:explain(net, x, { 0, 1 })
+    assert.are.equal(prox.default_group_size(6), m.opts.group_size)
+  end)
+
+  it('a method refuses x without the batch dim, saying so', function()
+    asserts.error_with(function() methods.smoothgrad { samples = 2 }:explain(net, x:narrow(1, 1):reshape { 1, 6, 6 }, { 0 }) end,
+      'smoothgrad:explain: x has shape 1x6x6, the network takes (N, 1, 6, 6); add a batch dim, x:reshape{1, 1, 6, 6}')
+    asserts.error_with(function() methods.gradient():explain_vjp(net, x:reshape { 2, 36 }, { 0, 1 }, x) end,
+      'gradient:explain_vjp: x has shape 2x36, the network takes (N, 1, 6, 6)')
+  end)
+
+  it('max-sensitivity of an all-zero x is NaN (undefined), not 0', function()
+    local v = metrics.max_sensitivity(net, methods.gradient(), T.zeros { 1, 1, 6, 6 }, { 0 }, { samples = 2 })
+    assert.is_true(v[1] ~= v[1])
+  end)
+
+  it('the Moreau solver takes cdata ids only as a uint64_t[N]', function()
+    local short = ffi.new('uint64_t[1]')
+    asserts.error_with(function() prox.solver(net, x, { 0, 1 }, { T = 2 }, short) end,
+      'moreau solver: ids must be a Lua array of 2 ids (one per item) or a uint64_t[2]')
+    prox.solver(net, x, { 0, 1 }, { T = 2 }, ffi.new('uint64_t[2]'))
+  end)
+
+  it('a list parameter must be non-empty, without empty items', function()
+    local r = { name = 'r', params = { eps = { type = 'list', default = { 1 }, domain = 'num >= 0' } } }
+    for _, bad in ipairs { '', '1,,2', ',1', '1,' } do
+      asserts.error_with(function() recipe.params(r, { eps = bad }) end,
+        "r: parameter 'eps' expects a non-empty comma-separated list without empty items, got '" .. bad .. "'")
+    end
+    assert.are.same({ 1, 2 }, recipe.params(r, { eps = '1,2' }).eps)
+  end)
+
+  it('a label that is not an integer is named with its value', function()
+    asserts.error_with(function() methods.gradient():explain(net, x, { 0, 1.5 }) end,
+      'oracle: labels[2] = 1.5 is not an integer class id')
+  end)
+end)

@@ -54,6 +54,11 @@ attacks.Attack = Attack
 local INF = math.huge
 
 local function check_box(who, o, level)
+  local show = require('moreau.options').show
+  if o.lo == math.huge or o.hi == -math.huge then
+    error(("%s: the box [lo, hi] = [%s, %s] holds no point (lo may be -inf, hi +inf)"):format(who, show(o.lo),
+      show(o.hi)), level + 1)
+  end
   if not (o.lo <= o.hi) then
     error(("%s: option 'lo' (%s) must be <= option 'hi' (%s)"):format(who,
       require('moreau.options').show(o.lo), require('moreau.options').show(o.hi)), level + 1)

@@ -402,6 +402,7 @@ function M.install(methods)
       error(self.name .. ':explain_vjp: not available (' .. self.name .. ' is not gradient-based)', 2)
     end
     local lab = check_args(self, x, labels, 'explain_vjp')
+    methods.check_input(self.name .. ':explain_vjp', net, x, 2)
     if u == nil then error(self.name .. ':explain_vjp: u is missing', 2) end
     return f(self, net, x, lab, u, methods.keys(x, ids, self.name .. ':explain_vjp', 3))
   end

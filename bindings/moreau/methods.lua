@@ -60,8 +60,22 @@ end
 function Method:explain(net, x, labels, ids)
   if not T.is(x) then error(self.name .. ':explain: x must be a tensor', 2) end
   if not x:isfinite() then error(self.name .. ':explain: x contains NaN or infinite values', 2) end
+  methods.check_input(self.name .. ':explain', net, x, 3)
   local lab = oracle.labels(labels, x:size(1))
   return self:_explain(net, x, lab, methods.keys(x, ids, self.name .. ':explain', 3))
+end
+
+--- Checks that x is a batch of the network's inputs: (N, input shape...), the
+-- batch dim first (README "The rules on hard cases"). Raises at `level`.
+function methods.check_input(who, net, x, level)
+  local want, got = net:input_shape(), x:shape()
+  local same = #got == #want + 1
+  for i = 1, #want do same = same and got[i + 1] == want[i] end
+  if not same then
+    local hint = #got == #want and ('; add a batch dim, x:reshape{1, %s}'):format(table.concat(got, ', ')) or ''
+    error(('%s: x has shape %s, the network takes (N, %s)%s'):format(who, table.concat(got, 'x'),
+      table.concat(want, ', '), hint), level + 1)
+  end
 end
 
 -- ------------------------------------------------- noise keys and memory
@@ -128,8 +142,8 @@ end
 --- Sets the memory budget (bytes) of chunk = 0 for every method in the
 -- process; nil or 0 restores the default (256 MiB). RETURN: the budget in force.
 function methods.set_memory_budget(bytes)
-  if bytes ~= nil and (type(bytes) ~= 'number' or bytes < 0 or bytes ~= math.floor(bytes)) then
-    error('methods.set_memory_budget: bytes must be an integer >= 0, got ' .. tostring(bytes), 2)
+  if bytes ~= nil and (type(bytes) ~= 'number' or not (bytes >= 0 and bytes < 2 ^ 62) or bytes ~= math.floor(bytes)) then
+    error('methods.set_memory_budget: bytes must be an integer in [0, 2^62), got ' .. tostring(bytes), 2)
   end
   C.mr_set_memory_budget(bytes or 0)
   return methods.memory_budget()
@@ -220,7 +234,9 @@ end
 -- shape exactly (not only its element count).
 local function baseline_of(who, o, x, level)
   if not T.is(o.baseline) then return T.full(x:shape(), o.baseline) end
-  return require('moreau.options').check_shape(who, 'baseline', o.baseline, x, level + 1)
+  local b = require('moreau.options').check_shape(who, 'baseline', o.baseline, x, level + 1)
+  if not b:isfinite() then error(who .. ': option \'baseline\' contains NaN or infinite values', level + 1) end
+  return b
 end
 
 -- steps >= 1 (>= 2 for trapezoid: checked by ig_rule when the method is made).
@@ -321,6 +337,7 @@ mg_defaults._domains = prox.domains
 
 define('moreaugrad', mg_defaults, function(self, net, x, lab, keys)
   local s = prox.solver(net, x, lab, self.opts, keys)
+  self.opts.group_size = s.opts.group_size -- derived from H when group-sparse and not given
   s:run()
   self.last_solver = s
   return s:result()
@@ -351,6 +368,7 @@ end
 
 -- Functions of this table that are not methods.
 methods._helpers = { list = true, ig_rule = true, create = true, keys = true, item_keys = true,
+  check_input = true,
   perturbation_streams = true,
   set_memory_budget = true, memory_budget = true, chunk_size = true, _smoothgrad = true }
 

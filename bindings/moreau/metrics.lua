@@ -541,7 +541,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
     local pa, pj, p0 = a:data(), aj:data(), x:data()
     for n = 0, N - 1 do
       local r = ratio(pa, pj, p0, px, n * d, d)
-      if r > best[n + 1] then best[n + 1] = r end
+      -- NaN (an undefined ratio) stays NaN: the max must not skip it
+      if r ~= r or r > best[n + 1] then best[n + 1] = r end
     end
   end
   return best
@@ -552,7 +553,8 @@ end
 -- x_j = x + N(mean, std²) per entry.
 -- ARGS: net, method, x, labels, opts {samples = 200, std = 0.1, mean = 0,
 --   normalise = true (Quantus's normalise_by_negative on both maps), abs = false,
---   seed = 0}. RETURN: Lua array.
+--   seed = 0}. RETURN: Lua array (NaN for an item where some x_j = x: the
+--   ratio is undefined).
 function metrics.local_lipschitz(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, std = 0.1, mean = 0, normalise = true, abs = false,
     seed = 0 }, 'local_lipschitz')
@@ -563,14 +565,15 @@ function metrics.local_lipschitz(net, method, x, labels, opts)
     for i = base, base + d - 1 do
       num, den = num + (pa[i] - pj[i]) ^ 2, den + (p0[i] - px[i]) ^ 2
     end
-    return den > 0 and sqrt(num) / sqrt(den) or 0
+    return den > 0 and sqrt(num) / sqrt(den) or NAN
   end, 'local_lipschitz')
 end
 
 --- Max-Sensitivity (Yeh et al. 2019), as Quantus's MaxSensitivity: max over
 -- samples of ‖a − a_j‖_F / ‖x‖_F with x_j = x + U(−radius, radius) per entry.
 -- ARGS: net, method, x, labels, opts {samples = 200, radius = 0.2 (Quantus's
---   lower_bound), normalise = false, abs = false, seed = 0}. RETURN: Lua array.
+--   lower_bound), normalise = false, abs = false, seed = 0}. RETURN: Lua array
+--   (NaN for an all-zero x: the ratio is undefined, not 0).
 function metrics.max_sensitivity(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, radius = 0.2, normalise = false, abs = false, seed = 0 },
     'max_sensitivity')
@@ -581,7 +584,7 @@ function metrics.max_sensitivity(net, method, x, labels, opts)
     for i = base, base + d - 1 do
       num, den = num + (pa[i] - pj[i]) ^ 2, den + p0[i] ^ 2
     end
-    return den > 0 and sqrt(num) / sqrt(den) or 0
+    return den > 0 and sqrt(num) / sqrt(den) or NAN
   end, 'max_sensitivity')
 end
 

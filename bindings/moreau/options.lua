@@ -10,7 +10,10 @@
 --   seed                an integer in [0, 2^53) (seeds are uint64 in the engine)
 --   int in [1, 8]       an integer in the closed range
 --   odd >= 3            an odd integer >= 3
---   num > 0             a finite number > 0     (also >=, <, <=)
+--   num > 0             a finite number > 0     (also >=, <, <=); every `num` is
+--                       also a float32 value: 0 or 1.2e-38 <= |v| <= 3.4e38
+--                       (the engine computes in float32, where a larger value
+--                       is inf and a smaller one 0 or subnormal)
 --   num in (0, 1]       a finite number in the range (brackets: closed, parens: open)
 --   num                 any finite number
 --   num or inf          any number but NaN (±inf allowed: an absent bound)
@@ -48,6 +51,8 @@ local function finite(v) return type(v) == 'number' and v == v and v > -math.hug
 local function integer(v) return finite(v) and v == math.floor(v) end
 local INT32 = 2 ^ 31 - 1
 local function int32(v) return integer(v) and math.abs(v) <= INT32 end
+local FLT_MAX, FLT_MIN = 3.4028234663852886e38, 1.1754943508222875e-38
+local function float32(v) return finite(v) and (v == 0 or (math.abs(v) >= FLT_MIN and math.abs(v) <= FLT_MAX)) end
 
 -- Comparisons of the language: each gives a test and its words.
 local compare = {
@@ -95,7 +100,7 @@ function options.domain(spec)
     end, text = 'a tensor or a finite number' }
   elseif kind == 'int' or kind == 'odd' or kind == 'num' then
     local test, words = bound(rest)
-    local base = kind == 'num' and finite or int32
+    local base = kind == 'num' and float32 or int32
     local odd = kind == 'odd'
     d = {
       ok = function(v) return base(v) and (not odd or v % 2 == 1) and test(v) end,
@@ -126,6 +131,8 @@ function options.check(who, name, v, spec, level)
     local kind = spec:match('^%a+')
     if integer(v) and math.abs(v) > INT32 and (kind == 'int' or kind == 'odd') then
       text = text .. ' (at most 2147483647)'
+    elseif kind == 'num' and finite(v) and not float32(v) then
+      text = text .. ' (a float32 value: 0 or 1.2e-38 <= |v| <= 3.4e38)'
     end
     error(("%s: option '%s' must be %s, got %s"):format(who, tostring(name), text, options.show(v)),
       (level or 1) + 1)

@@ -40,7 +40,7 @@ function oracle.labels(labels, N)
     for i = 0, N - 1 do
       local c = labels[i + 1]
       if type(c) ~= 'number' or c ~= math.floor(c) then
-        error('oracle: label ' .. i + 1 .. ' is not an integer class id', 3)
+        error(('oracle: labels[%d] = %s is not an integer class id'):format(i + 1, tostring(c)), 3)
       end
       out[i] = c
     end

@@ -129,6 +129,10 @@ function prox.solver_options(opts, level, who)
     o.reg = (o.eta == nil or o.eta > 0) and grouped and 'group' or ((o.eta or 0) > 0 and 'l1' or 'none')
   end
   if o.eta == nil then o.eta = (o.reg == 'l1' and 5e-3) or (o.reg == 'group' and 5e-2) or 0 end
+  if o.reg == 'none' and o.eta > 0 then
+    error(("%s: option 'eta' = %s has no effect with reg = 'none' (use reg = 'l1' or 'group', or eta = 0)")
+      :format(who, require('moreau.options').show(o.eta)), level)
+  end
   if opts == nil or opts.K == nil then o.K = math.min(o.K, o.T) end
   if o.K > o.T then
     error(("%s: option 'K' must be an integer in [1, T = %d], got %d"):format(who, o.T, o.K), level)
@@ -168,8 +172,11 @@ function prox.solver(net, x, labels, opts, ids)
   local keys = ids
   if type(ids) == 'table' then
     keys = require('moreau.methods').keys(x, ids, 'moreau solver', 3)
-  elseif ids ~= nil and type(ids) ~= 'cdata' then
-    error(('moreau solver: ids must be a Lua array of %d ids (one per item), got %s'):format(N, type(ids)), 2)
+  elseif ids ~= nil and not (type(ids) == 'cdata' and not ffi.istype('uint64_t*', ids) and
+      ffi.sizeof(ids) == 8 * N and ffi.istype('uint64_t', ids[0])) then
+    -- a cdata is accepted only as a uint64_t[N] array (the size is checked: the engine reads N keys)
+    error(('moreau solver: ids must be a Lua array of %d ids (one per item) or a uint64_t[%d], got %s'):format(N,
+      N, type(ids) == 'cdata' and tostring(ffi.typeof(ids)) or type(ids)), 2)
   end
   co.keys, co.memory_budget = keys, o.memory_budget
   local out = ffi.new('mr_moreau*[1]')

@@ -37,10 +37,14 @@ local types = {
     if v == true or v == 'true' or v == '1' or v == 'yes' then return true end
     if v == false or v == 'false' or v == '0' or v == 'no' then return false end
   end,
+  -- comma-separated, at least one item, no empty item ('1,,2' and '' are refused)
   list = function(v)
-    if type(v) == 'table' then return v end
+    if type(v) == 'table' then return #v > 0 and v or nil end
     local out = {}
-    for item in tostring(v):gmatch('[^,]+') do out[#out + 1] = tonumber(item) or item end
+    for item in (tostring(v) .. ','):gmatch('([^,]*),') do
+      if item == '' then return nil end
+      out[#out + 1] = tonumber(item) or item
+    end
     return out
   end,
 }
@@ -105,7 +109,10 @@ function recipe.params(r, given)
     end
     local val = types[spec.type or 'string'](v)
     if val == nil then
-      error(("%s: parameter '%s' expects %s, got '%s'"):format(r.name, k, spec.type or 'string', tostring(v)), 0)
+      local what = spec.type == 'list' and 'a non-empty comma-separated list without empty items' or
+        (spec.type or 'string')
+      error(("%s: parameter '%s' expects %s, got '%s'"):format(r.name, k, what,
+        type(v) == 'table' and table.concat(v, ',') or tostring(v)), 0)
     end
     p[k] = val
   end
