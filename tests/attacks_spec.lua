@@ -11,12 +11,7 @@ local oracle = require 'moreau.oracle'
 local SEED = 21
 
 local function softplus_net(seed)
-  local b = nn.builder({ 1, 8, 8 }, { seed = seed or 3 })
-  local h = b:conv2d('c1', b.input, 1, 4, 3, { padding = 1 })
-  h = b:softplus(h, { beta = 2 })
-  h = b:conv2d('c2', h, 4, 4, 3, { stride = 2, padding = 1 })
-  h = b:softplus(h, { beta = 2 })
-  return b:build(b:linear('fc', b:flatten(h), 64, 3))
+  return require('helpers.nets').softplus_net { size = 8, beta = 2, seed = seed or 3 }
 end
 
 local net = softplus_net()

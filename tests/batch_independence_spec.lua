@@ -14,14 +14,7 @@ local C = core.C
 
 local SEED = 21
 
-local function softplus_net(seed)
-  local b = nn.builder({ 1, 6, 6 }, { seed = seed or 2 })
-  local h = b:conv2d('c1', b.input, 1, 4, 3, { padding = 1 })
-  h = b:softplus(h, { beta = 3 })
-  h = b:conv2d('c2', h, 4, 4, 3, { stride = 2, padding = 1 })
-  h = b:softplus(h, { beta = 3 })
-  return b:build(b:linear('fc', b:flatten(h), 36, 3))
-end
+local function softplus_net(seed) return require('helpers.nets').softplus_net { seed = seed } end
 
 local net = softplus_net()
 local z = T.randn({ 1, 1, 6, 6 }, { seed = SEED, stream = 1 }) -- the image followed
