@@ -26,6 +26,20 @@ local function gaps(net, x, x0, labels, dl)
   return out
 end
 
+--- Completeness against a zero baseline and against x0: every item's gap
+-- within rel·|f(x) − f(x0)| + abs. `say` prints each gap (zoo nets).
+local function assert_complete(net, x, x0, labels, rel, abs, say)
+  for _, base in ipairs { 0, x0 } do
+    local dl = methods.deeplift { baseline = base }:explain(net, x, labels)
+    local xb = T.is(base) and base or T.zeros(x:shape())
+    for n, g in ipairs(gaps(net, x, xb, labels, dl)) do
+      if say then print(('    item %d: f(x) - f(x0) = %.6g, gap %.3g'):format(n, g.want, g.gap)) end
+      assert.is_true(math.abs(g.gap) <= rel * math.abs(g.want) + abs,
+        ('%sitem %d: gap %g of %g'):format(say and say .. ' ' or '', n, g.gap, g.want))
+    end
+  end
+end
+
 describe('DeepLIFT: max pooling', function()
   -- x (1x1x2) -> conv 1x1 (weight 1, bias 0.5) -> maxpool 1x2 -> fc 1 -> 2 (weights 2, 1; no bias).
   local function pool_net()
@@ -87,14 +101,7 @@ describe('DeepLIFT: max pooling', function()
     local x = T.randn({ 3, 2, 9, 9 }, { seed = 21 })
     local x0 = T.randn({ 3, 2, 9, 9 }, { seed = 22 })
     local labels = { 0, 3, 4 }
-    for _, base in ipairs { 0, x0 } do
-      local dl = methods.deeplift { baseline = base }:explain(net, x, labels)
-      local xb = T.is(base) and base or T.zeros(x:shape())
-      for n, g in ipairs(gaps(net, x, xb, labels, dl)) do
-        assert.is_true(math.abs(g.gap) <= 1e-5 * math.abs(g.want) + 1e-6,
-          ('item %d: gap %g of %g'):format(n, g.gap, g.want))
-      end
-    end
+    assert_complete(net, x, x0, labels, 1e-5, 1e-6)
   end)
 end)
 
@@ -130,14 +137,7 @@ describe('DeepLIFT: products', function()
     local x = T.randn({ 2, 3, 5, 5 }, { seed = 31 })
     local x0 = T.randn({ 2, 3, 5, 5 }, { seed = 32, std = 0.5 })
     local labels = { 2, 0 }
-    for _, base in ipairs { 0, x0 } do
-      local dl = methods.deeplift { baseline = base }:explain(net, x, labels)
-      local xb = T.is(base) and base or T.zeros(x:shape())
-      for n, g in ipairs(gaps(net, x, xb, labels, dl)) do
-        assert.is_true(math.abs(g.gap) <= 1e-5 * math.abs(g.want) + 1e-6,
-          ('item %d: gap %g of %g'):format(n, g.gap, g.want))
-      end
-    end
+    assert_complete(net, x, x0, labels, 1e-5, 1e-6)
   end)
 end)
 
@@ -172,15 +172,7 @@ describe('DeepLIFT: completeness on the zoo', function()
       local x = T.randn(shape, { seed = 40 + i })
       local x0 = T.randn(shape, { seed = 50 + i, std = 0.3 })
       local labels = { 1, 7 }
-      for _, base in ipairs { 0, x0 } do
-        local dl = methods.deeplift { baseline = base }:explain(net, x, labels)
-        local xb = T.is(base) and base or T.zeros(x:shape())
-        for n, g in ipairs(gaps(net, x, xb, labels, dl)) do
-          print(('    item %d: f(x) - f(x0) = %.6g, gap %.3g'):format(n, g.want, g.gap))
-          assert.is_true(math.abs(g.gap) <= 1e-4 * math.abs(g.want),
-            ('%s item %d: gap %g of %g'):format(z[1], n, g.gap, g.want))
-        end
-      end
+      assert_complete(net, x, x0, labels, 1e-4, 0, z[1])
     end)
   end
 end)
