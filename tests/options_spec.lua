@@ -481,3 +481,46 @@ describe('edges found by trying it as a new user', function()
       'oracle: labels[2] = 1.5 is not an integer class id')
   end)
 end)
+
+describe('review findings', function()
+  local asserts = require 'helpers.asserts'
+  local net = softplus_net()
+  local x = T.randn({ 2, 1, 6, 6 }, { seed = SEED, stream = 11 })
+
+  it('solver:set after convergence makes converged items iterate again', function()
+    local s = prox.solver(net, x, { 0, 1 }, { reg = 'l1', eta = 1e-3, T = 300, m = 0, tol = 1e-3 })
+    for _ = 1, 300 do if s:step() then break end end
+    local before, it0 = s:result(), s:stats(1).iter
+    assert.is_true(it0 < 300, 'converged before T')
+    s:set { eta = 0.5 }
+    for _ = 1, 5 do s:step() end
+    assert.is_true(s:stats(1).iter > it0, 'item 1 iterates after set')
+    assert.is_true(s:result():max_abs_diff(before) > 0, 'the new eta changes the map')
+  end)
+
+  it('memory_budget is a byte count: an integer', function()
+    asserts.error_with(function() methods.smoothgrad { memory_budget = 1.5 } end,
+      "methods.smoothgrad: option 'memory_budget' must be an integer in [0, 2^62), got 1.5")
+    asserts.error_with(function() methods.moreaugrad { memory_budget = 1e30 } end,
+      "option 'memory_budget' must be an integer in [0, 2^62)")
+  end)
+
+  it('explain_vjp of IG names a non-finite baseline', function()
+    local b = T.zeros(x:shape())
+    b:data()[3] = 0 / 0
+    asserts.error_with(function() methods.integrated_gradients { baseline = b, steps = 2 }:explain_vjp(net, x, { 0, 1 }, x) end,
+      "integrated_gradients: option 'baseline' contains NaN or infinite values")
+  end)
+
+  it('a shape error of explain points at the line that called explain', function()
+    local line
+    local function user()
+      line = debug.getinfo(1, 'l').currentline + 1
+      local m = methods.gradient():explain(net, x:reshape { 2, 36 }, { 0, 1 })
+      return m
+    end
+    local ok, err = pcall(user)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find('options_spec.lua:' .. line .. ':', 1, true), err)
+  end)
+end)

@@ -131,8 +131,7 @@ vjps.integrated_gradients = function(self, net, x, lab, u)
   local kind = oracle.score_kind(o.score)
   local alphas, weights = ig_rule(o.rule, o.steps)
   local N, d = x:size(1), x:numel() / x:size(1)
-  local x0 = T.is(o.baseline) and options.check_shape('integrated_gradients', 'baseline', o.baseline, x, 3)
-    or T.full(x:shape(), o.baseline)
+  local x0 = methods_.baseline_of('integrated_gradients', o, x, 3)
   local diff = x - x0
   local P = N * o.steps
   -- xb, vb, g, hv per point and the tangent buffers of the network

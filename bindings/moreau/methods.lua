@@ -60,7 +60,7 @@ end
 function Method:explain(net, x, labels, ids)
   if not T.is(x) then error(self.name .. ':explain: x must be a tensor', 2) end
   if not x:isfinite() then error(self.name .. ':explain: x contains NaN or infinite values', 2) end
-  methods.check_input(self.name .. ':explain', net, x, 3)
+  methods.check_input(self.name .. ':explain', net, x, 2)
   local lab = oracle.labels(labels, x:size(1))
   return self:_explain(net, x, lab, methods.keys(x, ids, self.name .. ':explain', 3))
 end
@@ -232,7 +232,9 @@ end
 
 --- The baseline as a tensor: a number fills x's shape; a tensor must have x's
 -- shape exactly (not only its element count).
-local function baseline_of(who, o, x, level)
+--- The baseline tensor of IG / DeepLIFT: o.baseline as a tensor like x (a
+-- number fills one), checked by shape and for NaN/Inf. Raises at `level`.
+function methods.baseline_of(who, o, x, level)
   if not T.is(o.baseline) then return T.full(x:shape(), o.baseline) end
   local b = require('moreau.options').check_shape(who, 'baseline', o.baseline, x, level + 1)
   if not b:isfinite() then error(who .. ': option \'baseline\' contains NaN or infinite values', level + 1) end
@@ -243,11 +245,11 @@ end
 define('integrated_gradients', { steps = 50, rule = 'riemann_right', baseline = 0, chunk = 0,
   memory_budget = 0, score = 'logit', _domains = { steps = 'int >= 1',
     rule = 'one of riemann_right, gauss_legendre, trapezoid', baseline = 'tensor or num', chunk = 'int >= 0',
-    memory_budget = 'num >= 0', score = SCORE } }, function(self, net, x, lab)
+    memory_budget = 'bytes', score = SCORE } }, function(self, net, x, lab)
   local o = self.opts
   local alphas, weights = methods.ig_rule(o.rule, o.steps)
   local N, d = x:size(1), x:numel() / x:size(1)
-  local x0 = baseline_of('integrated_gradients', o, x, 3)
+  local x0 = methods.baseline_of('integrated_gradients', o, x, 3)
   local diff = x - x0
   local total = T.zeros(x:shape())
   -- All (item, step) points in order, `chunk` per forward pass (xb and g: 2 d floats per point).
@@ -298,7 +300,7 @@ methods._smoothgrad = smoothgrad -- explain_vjp takes its map E from here
 -- sigma >= 0: sigma = 0 is the plain gradient (every noisy copy is x).
 define('smoothgrad', { samples = 50, sigma = 0.15, variant = 'mean', chunk = 0, memory_budget = 0, seed = 0,
   score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0', variant = 'one of mean, square, vargrad',
-    chunk = 'int >= 0', memory_budget = 'num >= 0', seed = 'seed', score = SCORE } }, function(self, net, x, lab, keys)
+    chunk = 'int >= 0', memory_budget = 'bytes', seed = 'seed', score = SCORE } }, function(self, net, x, lab, keys)
   local mode = sg_modes[self.opts.variant]
   if not mode then
     error("smoothgrad: unknown variant '" .. tostring(self.opts.variant) .. "' (mean, square or vargrad)", 3)
@@ -308,7 +310,7 @@ end, 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x), 0 fo
 
 define('sparsified_smoothgrad', { samples = 256, sigma = 0.1, clip = 0.01, keep = 0.1, chunk = 0,
   memory_budget = 0, seed = 0, score = 'logit', _domains = { samples = 'int >= 1', sigma = 'num >= 0',
-    clip = 'num in (0, 1]', keep = 'num in (0, 1]', chunk = 'int >= 0', memory_budget = 'num >= 0', seed = 'seed',
+    clip = 'num in (0, 1]', keep = 'num in (0, 1]', chunk = 'int >= 0', memory_budget = 'bytes', seed = 'seed',
     score = SCORE } }, function(self, net, x, lab, keys)
   return smoothgrad(net, x, lab, self.opts, C.MR_SG_SPARSIFIED, keys)
 end, 'Sparsified SmoothGrad (Levine et al. 2019): kept entries at or above tau count 1, so tau = 0 keeps them')
@@ -321,7 +323,7 @@ define('deeplift', { baseline = 0, score = 'logit', _domains = { baseline = 'ten
   local out = T.zeros(x:shape())
   local base = nil
   if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
-    base = baseline_of('deeplift', self.opts, x, 3)
+    base = methods.baseline_of('deeplift', self.opts, x, 3)
   end
   check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
   return out
@@ -368,7 +370,7 @@ end
 
 -- Functions of this table that are not methods.
 methods._helpers = { list = true, ig_rule = true, create = true, keys = true, item_keys = true,
-  check_input = true,
+  check_input = true, baseline_of = true,
   perturbation_streams = true,
   set_memory_budget = true, memory_budget = true, chunk_size = true, _smoothgrad = true }
 

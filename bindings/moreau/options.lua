@@ -8,6 +8,7 @@
 --   int >= 1            an integer (a float with no fraction) >= 1, at most
 --                       2^31 − 1 (the engine's int32 counts)
 --   seed                an integer in [0, 2^53) (seeds are uint64 in the engine)
+--   bytes               an integer in [0, 2^62) (a byte count: int64 in the engine)
 --   int in [1, 8]       an integer in the closed range
 --   odd >= 3            an odd integer >= 3
 --   num > 0             a finite number > 0     (also >=, <, <=); every `num` is
@@ -107,6 +108,8 @@ function options.domain(spec)
       text = (kind == 'int' and 'an integer' or kind == 'odd' and 'an odd integer'
         or (rest == '' and 'a finite number' or 'a number')) .. words,
     }
+  elseif spec == 'bytes' then
+    d = { ok = function(v) return integer(v) and v >= 0 and v < 2 ^ 62 end, text = 'an integer in [0, 2^62)' }
   elseif spec == 'seed' then
     d = { ok = function(v) return integer(v) and v >= 0 and v < 2 ^ 53 end, text = 'an integer in [0, 2^53)' }
   elseif spec == 'bool' then

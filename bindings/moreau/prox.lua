@@ -109,7 +109,7 @@ prox.domains = {
   rho = 'num > 0', gamma = 'num > 0', T = 'int >= 1', m = 'int >= 0', sigma = 'num >= 0', K = 'int >= 1',
   reg = 'one of none, l1, group', eta = 'num >= 0', group_size = 'int >= 1', groups = 'table',
   output = 'one of gradient, delta', score = 'one of logit, log_softmax, softmax', chunk = 'int >= 0',
-  accelerated = 'bool', tol = 'num >= 0', seed = 'seed', memory_budget = 'num >= 0',
+  accelerated = 'bool', tol = 'num >= 0', seed = 'seed', memory_budget = 'bytes',
 }
 
 local regs = { none = C.MR_REG_NONE, l1 = C.MR_REG_L1, group = C.MR_REG_GROUP }

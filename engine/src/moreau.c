@@ -34,11 +34,12 @@
  * - gamma), and for gamma >= 2 rho the iteration d -> (1 - gamma/rho) d is not a
  * contraction at all. A step stops with MR_ESTATE ("diverged ... lower gamma or
  * raise rho") when an item's d_{t+1} or objective is not finite or
- * ||d_{t+1}|| > MR_MOREAU_BLOWUP * rho * G_t (+ 1e-30, so a zero gradient and a
- * zero iterate do not count): a factor 1000 of headroom over the bound that
- * every plain run with gamma <= rho keeps (FISTA's extrapolation may overshoot
- * it by a small factor, not by 1000). The solver then refuses to step again or
- * to return a map.
+ * ||d_{t+1}|| > MR_MOREAU_BLOWUP * c * rho * G_t (+ 1e-30, so a zero gradient
+ * and a zero iterate do not count), c = max(1, gamma / (2 rho - gamma)) for
+ * gamma < 2 rho and 1 beyond: a factor 1000 of headroom over the bound that
+ * every plain run with gamma < 2 rho keeps (FISTA's extrapolation may
+ * overshoot it by a small factor, not by 1000). The solver then refuses to
+ * step again or to return a map.
  *
  * Accelerated (FISTA, Beck & Teboulle 2009, with the gradient restart of
  * O'Donoghue & Candès 2015): the gradient step is taken at the extrapolated
@@ -303,12 +304,13 @@ int mr_moreau_step(mr_moreau *s)
         double gnorm = norm2(gn, d);
         if (gnorm > s->gmax[n] || gnorm != gnorm)
             s->gmax[n] = gnorm;
-        double bound = MR_MOREAU_BLOWUP * o->rho * s->gmax[n] + 1e-30;
+        double slack = o->gamma < 2 * o->rho ? fmax(1.0, o->gamma / (2 * o->rho - o->gamma)) : 1.0;
+        double bound = MR_MOREAU_BLOWUP * slack * o->rho * s->gmax[n] + 1e-30;
         if (!isfinite(dnorm) || !isfinite(st->objective) || !(dnorm <= bound)) {
             s->diverged = 1;
             return mr_error(MR_ESTATE,
                             "moreau: the solver diverged at iteration %d, item %lld of %lld (|delta| = %g, bound "
-                            "1000 rho max|g| = %g, objective %g): lower gamma (now %g) or raise rho (now %g)",
+                            "%g, objective %g): lower gamma (now %g) or raise rho (now %g)",
                             s->iter, (long long)n + 1, (long long)N, dnorm, bound, (double)st->objective, (double)o->gamma,
                             (double)o->rho);
         }
@@ -378,6 +380,11 @@ int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma)
     mr_moreau_opts o = s->o;
     o.rho = rho, o.eta = eta, o.gamma = gamma;
     MR_TRY(check_opts(&o, s->groups, s->d));
+    /* New knobs define a new problem: items that had converged under the old
+     * ones iterate again (each still stops on its own tolerance). */
+    if (o.rho != s->o.rho || o.eta != s->o.eta || o.gamma != s->o.gamma)
+        for (int64_t n = 0; n < s->N; n++)
+            s->converged[n] = 0, s->active[n] = 1;
     s->o = o;
     return MR_OK;
 }
