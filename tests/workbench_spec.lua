@@ -80,11 +80,46 @@ describe('recipes', function()
     assert.are.equal(5, res.params.n)
     assert.truthy(res.versions.moreau and res.versions.backend and res.date)
     assert.truthy(read(tmp .. '/r1/pic.png') and read(tmp .. '/r1/table.csv'):find('i,value', 1, true))
+    -- a results.json names its recipe file: one that is not shipped runs only when the user says so
     out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/r1/results.json', tmp .. '/r2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('which is not a shipped recipe', 1, true), out)
+    assert.is_nil(read(tmp .. '/r2/results.json'))
+    out, rc = moreau(('run --trust --from=%q --out=%q'):format(tmp .. '/r1/results.json', tmp .. '/r2'))
     assert.are.equal(0, rc, out)
     local res2 = cjson.decode(read(tmp .. '/r2/results.json'))
     assert.are.equal(res.sum, res2.sum)
     assert.are.equal(5, res2.params.n)
+  end)
+
+  it('re-run from a results.json someone sent: only a shipped recipe runs unconfined', function()
+    local evil, marker = tmp .. '/evil.lua', tmp .. '/marker'
+    write(evil, ("return { name = 'evil', params = {}, run = function() " ..
+      "local f = io.open(%q, 'w') f:write('ran') f:close() end }\n"):format(marker))
+    -- the recorded file is not shipped: refused, nothing ran
+    write(tmp .. '/evil.json', cjson.encode { recipe = 'evil', recipe_file = evil, params = {} })
+    local out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/evil.json', tmp .. '/e1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('run it confined with `moreau run --sandbox --from=', 1, true), out)
+    assert.is_nil(read(marker))
+    -- confined, its write outside the results folder is refused
+    out, rc = moreau(('run --sandbox --from=%q --out=%q'):format(tmp .. '/evil.json', tmp .. '/e2'))
+    assert.are.equal(1, rc, out)
+    assert.is_nil(read(marker))
+    -- a shipped recipe's name with another file behind it: refused too
+    write(tmp .. '/named.json', cjson.encode { recipe = 'explain', recipe_file = evil, params = { methods = 'gradient' } })
+    out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/named.json', tmp .. '/e3'))
+    assert.are.equal(1, rc, out)
+    assert.is_nil(read(marker))
+    -- a colleague's run of a shipped recipe (their checkout's path): this checkout's recipe runs
+    write(tmp .. '/theirs.json', cjson.encode { recipe = 'explain', recipe_file = '/elsewhere/moreau/recipes/explain.lua',
+      params = { methods = 'gradient' } })
+    out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/theirs.json', tmp .. '/e4'))
+    assert.are.equal(0, rc, out)
+    assert.are.equal('explain', cjson.decode(read(tmp .. '/e4/results.json')).recipe)
+    out, rc = moreau('run --trust recipes/explain.lua')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('--trust applies to --from only', 1, true), out)
   end)
 
   it('list their parameters with --help and report errors with file and line', function()

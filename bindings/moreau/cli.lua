@@ -3,6 +3,8 @@
 --   moreau explain [--index=N | --image=PATH] [--key=value ...]   the main job (recipes/explain.lua)
 --   moreau run RECIPE.lua [--key=value ...] [--help]               run a recipe into a results folder
 --   moreau run --from results/NAME-.../results.json                re-run with the same parameters
+--                                                                  (a shipped recipe; any other recipe file
+--                                                                  only with --sandbox, or --trust)
 --   moreau run --sandbox RECIPE.lua ...                            run someone else's recipe with only the moreau API
 --   moreau train [--key=value ...]                                 recipes/train_fmnist.lua
 --   moreau bench [--key=value ...]                                 scripts/bench.lua
@@ -20,7 +22,9 @@ commands:
   explain [--index=N | --image=PATH] [--key=value ...]
                         explain one image with every method (the shipped model by default)
   run RECIPE [--key=value ...]   run a recipe; --help lists its parameters
-  run --from results.json        re-run a recorded run with its parameters
+  run --from results.json        re-run a recorded run with its parameters: a shipped recipe
+                                 as it is; any other recipe file the results.json names only
+                                 with --sandbox (confined) or --trust (you vouch for the file)
   run --sandbox RECIPE ...       run a shared recipe with only the moreau API available
   train [--key=value ...]        train the Fashion-MNIST model (recipes/train_fmnist.lua)
   bench [--key=value ...]        benchmarks, engine next to PyTorch when installed
@@ -72,11 +76,36 @@ end
 
 local commands = {}
 
+--- The recipe a results.json names: the shipped recipe of that name when
+-- there is one, else its recorded file, which a results.json someone sent
+-- could point anywhere — that one runs only sandboxed or when the user trusts it.
+local function recorded_recipe(results, path, sandbox, trust)
+  local name = results.recipe
+  if type(name) == 'string' and name:match('^[%w_%-]+$') then
+    local shipped = recipes_dir() .. '/' .. name .. '.lua'
+    local file = results.recipe_file
+    local f = io.open(shipped, 'r')
+    if f and (file == nil or file == shipped or tostring(file):match('[^/]+$') == name .. '.lua') then
+      f:close()
+      return shipped
+    end
+    if f then f:close() end
+  end
+  local file = results.recipe_file or name
+  if type(file) ~= 'string' then error('moreau run --from: ' .. path .. ' names no recipe', 0) end
+  if not (sandbox or trust) then
+    error(('moreau run --from: %s names the recipe file %s, which is not a shipped recipe; a results.json ' ..
+      'may come from anyone, so run it confined with `moreau run --sandbox --from=%s`, or add --trust if you ' ..
+      'wrote that file yourself'):format(path, file, path), 0)
+  end
+  return find_recipe(file)
+end
+
 function commands.run(args)
   local first = table.remove(args, 1)
-  local sandbox = false
-  if first == '--sandbox' then
-    sandbox = true
+  local sandbox, trust = false, false
+  while first == '--sandbox' or first == '--trust' do
+    if first == '--sandbox' then sandbox = true else trust = true end
     first = table.remove(args, 1)
   end
   if first == nil then error('moreau run: give a recipe (a file, or a name under recipes/)', 0) end
@@ -89,8 +118,9 @@ function commands.run(args)
       rargs[#rargs + 1] = ('--%s=%s'):format(k, tostring(v))
     end
     for _, a in ipairs(args) do rargs[#rargs + 1] = a end
-    return cli.run_recipe(find_recipe(results.recipe_file or results.recipe), rargs, { sandbox = sandbox })
+    return cli.run_recipe(recorded_recipe(results, path, sandbox, trust), rargs, { sandbox = sandbox })
   end
+  if trust then error('moreau run: --trust applies to --from only', 0) end
   return cli.run_recipe(find_recipe(first), args, { sandbox = sandbox })
 end
 
