@@ -283,3 +283,19 @@ describe('the REPL on "statements; expression"', function()
     assert.are.equal(9, res[1])
   end)
 end)
+
+describe('results folders', function()
+  it('are made fresh for each run (exclusive create), and a recipe name cannot leave results/', function()
+    local report = require 'moreau.report'
+    local a, b = report.new('wb_fresh'), report.new('wb_fresh')
+    finally(function() os.execute(('rm -rf %q %q'):format(a.dir, b.dir)) end)
+    assert.are_not.equal(a.dir, b.dir)
+    assert.has_error(function() report.new('../escape') end,
+      "report: name '../escape' must be letters, digits, '_' or '-' (it names the results folder)")
+    local bad = tmp .. '/dots.lua'
+    write(bad, "return { name = '../../escape', run = function() end }\n")
+    local out, rc = moreau(('run %q'):format(bad))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("name '../../escape' must be letters, digits", 1, true), out)
+  end)
+end)

@@ -62,7 +62,12 @@ function recipe.load(path, env)
   if type(r) ~= 'table' or type(r.run) ~= 'function' then
     error('recipe: ' .. path .. ' must return a table with a run function', 2)
   end
-  r.name = r.name or path:match('([^/]+)%.lua$') or 'recipe'
+  -- the name names the results folder: letters, digits, '_' and '-' only
+  r.name = r.name or (path:match('([^/]+)%.lua$') or 'recipe'):gsub('[^%w_%-]', '_')
+  if type(r.name) ~= 'string' or not r.name:match('^[%w_%-]+$') then
+    error(("recipe: %s: name %s must be letters, digits, '_' or '-' (it names the results folder)"):format(path,
+      type(r.name) == 'string' and "'" .. r.name .. "'" or type(r.name)), 2)
+  end
   r.params = r.params or {}
   r.path = path
   for k, spec in pairs(r.params) do

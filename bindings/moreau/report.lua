@@ -55,12 +55,31 @@ function report.versions()
   }
 end
 
---- A new results folder. ARGS: name, opts {dir = folder (default
--- results/NAME-YYYYmmdd-HHMMSS), params, recipe (path)}.
+--- A fresh folder results/NAME-YYYYmmdd-HHMMSS, or with -2, -3, ... when
+-- another run made that one in the same second: mkdir creates it or fails if
+-- it exists (exclusive create), so two runs never share a folder.
+local function fresh_run_dir(name)
+  local lfs = require 'lfs'
+  mkdir_p('results')
+  local base = ('results/%s-%s'):format(name, os.date('%Y%m%d-%H%M%S'))
+  for i = 1, 1000 do
+    local dir = i == 1 and base or ('%s-%d'):format(base, i)
+    if lfs.mkdir(dir) then return dir end
+  end
+  error('report: cannot create a new folder ' .. base .. '-N (1000 taken)', 3)
+end
+
+--- A new results folder. ARGS: name (letters, digits, '_' and '-': it names
+-- the folder), opts {dir = folder (default: a new results/NAME-YYYYmmdd-HHMMSS,
+-- made for this run alone), params, recipe (path)}.
 function report.new(name, opts)
   opts = opts or {}
-  local dir = opts.dir or ('results/%s-%s'):format(name, os.date('%Y%m%d-%H%M%S'))
-  mkdir_p(dir)
+  if type(name) ~= 'string' or not name:match('^[%w_%-]+$') then
+    error(("report: name %s must be letters, digits, '_' or '-' (it names the results folder)")
+      :format(type(name) == 'string' and "'" .. name .. "'" or type(name)), 2)
+  end
+  local dir = opts.dir
+  if dir then mkdir_p(dir) else dir = fresh_run_dir(name) end
   return setmetatable({
     name = name, dir = dir, items = {},
     results = {
