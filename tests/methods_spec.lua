@@ -72,6 +72,13 @@ describe('MoreauGrad on a linear score', function()
     assert.is_true(zeros > 0, 'the threshold zeroes the small weights')
   end)
 
+  it('group blocks refuse sizes whose product overflows instead of writing past the heap', function()
+    assert.has_error(function() prox.blocks(2 ^ 31, 2 ^ 31, 2 ^ 31, 1) end,
+      'groups: sample 2147483648x2147483648x2147483648 is too large (at most 2^31 - 1 entries)')
+    assert.has_error(function() prox.blocks(2 ^ 20, 2 ^ 12, 1, 1) end,
+      'groups: sample 1048576x4096x1 is too large (at most 2^31 - 1 entries)')
+  end)
+
   it('group-sparse returns GST_eta(w) over 2x2 blocks', function()
     local eta = 0.3
     local groups = prox.blocks(2, 3, 3, 2)

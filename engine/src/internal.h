@@ -44,6 +44,18 @@ static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)
     return 1;
 }
 
+/* *out = a * b for sizes and counts; 1 (and *out untouched) when the product
+ * overflows int64 or an operand is negative. Every product of sizes that a
+ * caller or a file controls goes through it. */
+static inline int mr_size_mul(int64_t a, int64_t b, int64_t *out)
+{
+    int64_t p;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &p))
+        return 1;
+    *out = p;
+    return 0;
+}
+
 #define MR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MR_MAX(a, b) ((a) > (b) ? (a) : (b))
 

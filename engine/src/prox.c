@@ -43,9 +43,13 @@ int mr_groups_new_blocks(mr_groups **out, int64_t C, int64_t H, int64_t W, int64
     if (C < 1 || H < 1 || W < 1 || gh < 1 || gw < 1)
         return mr_error(MR_EINVAL, "groups: sample %lldx%lldx%lld and block %lldx%lld must be positive",
                         (long long)C, (long long)H, (long long)W, (long long)gh, (long long)gw);
-    int64_t bh = (H + gh - 1) / gh, bw = (W + gw - 1) / gw;
+    int64_t bh = (H + gh - 1) / gh, bw = (W + gw - 1) / gw, HW, d, nb;
+    if (mr_size_mul(H, W, &HW) || mr_size_mul(C, HW, &d) || d > INT32_MAX || mr_size_mul(bh, bw, &nb) ||
+        nb > INT32_MAX)
+        return mr_error(MR_EINVAL, "groups: sample %lldx%lldx%lld is too large (at most 2^31 - 1 entries)",
+                        (long long)C, (long long)H, (long long)W);
     mr_groups *g;
-    MR_TRY(groups_alloc(&g, C * H * W, (int32_t)(bh * bw)));
+    MR_TRY(groups_alloc(&g, d, (int32_t)nb));
     for (int64_t c = 0; c < C; c++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t w = 0; w < W; w++)
