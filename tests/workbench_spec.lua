@@ -299,3 +299,17 @@ describe('results folders', function()
     assert.truthy(out:find("name '../../escape' must be letters, digits", 1, true), out)
   end)
 end)
+
+describe('results files', function()
+  it('are not written through a link already in the folder', function()
+    local report = require 'moreau.report'
+    local dir = tmp .. '/linked'
+    local rep = report.new('linked', { dir = dir })
+    local target = tmp .. '/outside.txt'
+    write(target, 'keep')
+    os.execute(('ln -s %q %q'):format(target, dir .. '/notes.csv'))
+    assert.has_error(function() rep:table('notes.csv', { 'a' }, { { 1 } }) end,
+      "report: 'notes.csv' in the results folder is a link, not a plain file: not written")
+    assert.are.equal('keep', read(target))
+  end)
+end)

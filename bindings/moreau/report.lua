@@ -94,6 +94,12 @@ function Report:path(file)
   if type(file) ~= 'string' or file == '' or file:find('/', 1, true) or file:find('..', 1, true) then
     error("report: '" .. tostring(file) .. "' must be a plain file name inside the results folder", 3)
   end
+  -- a link already in the folder would carry the write elsewhere: refused
+  -- (the OS sandbox of issue 13 is the wall that holds; this check is the second)
+  local attr = require('lfs').symlinkattributes(self.dir .. '/' .. file)
+  if attr and attr.mode ~= 'file' then
+    error(("report: '%s' in the results folder is a %s, not a plain file: not written"):format(file, attr.mode), 3)
+  end
   return core.check_write(self.dir .. '/' .. file, 3)
 end
 
