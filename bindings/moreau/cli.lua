@@ -16,7 +16,9 @@ local cli = {}
 
 local function usage()
   return [[
-usage: moreau COMMAND [ARGS]
+usage: moreau [--threads=N] COMMAND [ARGS]
+
+  --threads=N           threads of the engine (default: OMP_NUM_THREADS, else every core)
 
 commands:
   explain [--index=N | --image=PATH] [--key=value ...]
@@ -151,6 +153,16 @@ end
 
 --- Entry point. ARGS: the command line arguments (a Lua array).
 function cli.main(args)
+  -- --threads=N before the command: the engine's thread count (default:
+  -- OMP_NUM_THREADS, else every core)
+  while args[1] and args[1]:match('^%-%-threads=') do
+    local n = tonumber(table.remove(args, 1):match('^%-%-threads=(.*)$'))
+    if not n or n < 1 or n ~= math.floor(n) or n > 4096 then
+      io.stderr:write('moreau: --threads must be an integer in [1, 4096]\n')
+      return 2
+    end
+    core.C.mr_set_num_threads(n)
+  end
   local cmd = table.remove(args, 1)
   if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
     print(usage())

@@ -70,8 +70,10 @@ void mr_alloc_peak_reset(void);
 
 /* Sets the number of threads used by the engine's parallel loops and oneDNN
  * (OpenBLAS runs on one thread, called from those loops; the process's OpenMP
- * default team size is left at 1). n <= 0 means "all cores". Results are
- * bit-identical for every n, and an item's network passes for every batch. */
+ * default team size is left at 1). n <= 0 means the default: OMP_NUM_THREADS
+ * when it is set to a positive integer, else all cores (also the count before
+ * any call). Results are bit-identical for every n, and an item's network
+ * passes for every batch. */
 int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
 /* A one-line description of the backends ("cpu: OpenBLAS 0.3.21 ...; conv2d:

@@ -19,9 +19,25 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-static int num_threads = 0; /* 0: not set yet, use all cores */
+static int num_threads = 0; /* 0: not set yet: OMP_NUM_THREADS, else all cores */
+
+/* The thread count before any mr_set_num_threads: OMP_NUM_THREADS when it
+ * starts with a positive integer (OpenMP's own variable, read here because
+ * the engine keeps OpenMP's default team at 1, see above), else every core. */
+static int default_threads(void)
+{
+    const char *s = getenv("OMP_NUM_THREADS");
+    if (s) {
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (end != s && n > 0 && n <= 4096)
+            return (int)n;
+    }
+    return omp_get_num_procs();
+}
 
 /* OpenBLAS on one thread from the moment the library is loaded, before any
  * mr_set_num_threads (OpenBLAS and OpenMP start with every core). */
@@ -31,11 +47,11 @@ __attribute__((constructor)) static void blas_one_thread(void)
     omp_set_num_threads(1);
 }
 
-int mr_threads(void) { return num_threads > 0 ? num_threads : omp_get_num_procs(); }
+int mr_threads(void) { return num_threads > 0 ? num_threads : default_threads(); }
 
 int mr_set_num_threads(int n)
 {
-    num_threads = n > 0 ? n : omp_get_num_procs();
+    num_threads = n > 0 ? n : default_threads();
     openblas_set_num_threads(1);
     omp_set_num_threads(1);
     return MR_OK;
