@@ -10,7 +10,8 @@
 --
 --   luajit recipes/train_fmnist.lua --epochs=10 --out=models/resnet_fmnist.safetensors
 --   luajit recipes/train_fmnist.lua --subset=6000 --epochs=1 --out=/tmp/t.safetensors   (timing)
---   moreau train --epochs=10 --weights=models/resnet_fmnist.safetensors
+--   moreau train --epochs=10                  (weights into the results folder)
+--   moreau train --epochs=8 --weights=models/resnet_fmnist.safetensors   (replaces the shipped model)
 --
 -- The file is a moreau recipe (it returns {name, params, run}, for `moreau
 -- run` / `moreau train`, where --out names the results folder and --weights
@@ -33,8 +34,10 @@ local train = require 'moreau.train'
 
 local params = {
   epochs = { type = 'int', default = 8, domain = 'int >= 1', help = 'passes over the training set' },
-  weights = { type = 'string', default = 'models/resnet_fmnist.safetensors', domain = 'string',
-    help = 'weights (safetensors, checkpointed every epoch); the card goes next to it as .json' },
+  weights = { type = 'string', default = '', domain = 'string',
+    help = "weights (safetensors, checkpointed every epoch; the card goes next to it as .json); '': " ..
+      'resnet_fmnist.safetensors in the results folder (moreau run/train) or the current folder (a script), ' ..
+      'never the shipped model unless named' },
   seed = { type = 'int', default = 0, domain = 'seed', help = 'initialization, shuffling and augmentation' },
   lr = { type = 'number', default = 0.1, domain = 'num >= 0', help = 'peak learning rate (cosine schedule down to 0)' },
   momentum = { type = 'number', default = 0.9, domain = 'num in [0, 1)', help = 'SGD Nesterov momentum' },
@@ -141,6 +144,9 @@ end
 -- command line recorded in the card and the weights' metadata.
 local function main(o, rep, command)
   if o.threads > 0 then moreau.set_num_threads(o.threads) end
+  if o.weights == '' then
+    o.weights = rep and (rep.dir .. '/resnet_fmnist.safetensors') or 'resnet_fmnist.safetensors'
+  end
 
   local function load_split(split, n)
     local ds = data.fashion_mnist { split = split, dir = o.data_dir ~= '' and o.data_dir or nil }
@@ -240,7 +246,7 @@ local recipe = {
   name = 'train_fmnist',
   description = 'train the shipped softplus ResNet (moreau.models.resnet_fmnist) on Fashion-MNIST',
   params = params,
-  writes = { 'the weights (--weights) and a JSON card next to them' },
+  writes = { 'resnet_fmnist.safetensors', 'resnet_fmnist.json' }, -- with the default --weights; else where it says
   run = function(p, rep)
     local args = {}
     for k, v in pairs(p) do args[#args + 1] = ('--%s=%s'):format(k, tostring(v)) end

@@ -76,6 +76,16 @@ describe('the recipes', function()
     assert.are.equal(2, #res.curves)
   end)
 
+  it('train_fmnist writes its weights into the results folder, never over the shipped model', function()
+    local lfs = require 'lfs'
+    local shipped = core.root .. '/models/resnet_fmnist.safetensors'
+    local before = lfs.attributes(shipped, 'modification')
+    local dir, res = run('train_fmnist', { epochs = '1', subset = '128', test_subset = '64', batch_size = '64' })
+    assert.are.equal(dir .. '/resnet_fmnist.safetensors', res.weights)
+    assert.truthy(lfs.attributes(res.weights), 'weights written')
+    assert.are.equal(before, lfs.attributes(shipped, 'modification'))
+  end)
+
   it('robustness', function()
     local _, res = run('robustness', { images = '2', eps = '0,3', iters = '2', seeds = '2',
       methods = 'gradient,sparse_moreaugrad', T = '6', m = '2', samples = '4' })
