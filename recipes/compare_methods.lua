@@ -13,7 +13,7 @@ return {
     start = { type = 'int', default = 0, domain = 'int >= 0', help = 'index of the first test image' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     preset = { type = 'string', default = 'paper', domain = 'one of paper, fast', help = "method settings: 'paper' or 'fast'" },
-    methods = { type = 'list', default = {}, domain = 'string', help = 'methods (default: all)' },
+    methods = { type = 'list', default = {}, domain = ex.METHODS, help = 'methods (default: all)' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel' },
   },

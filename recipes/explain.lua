@@ -28,7 +28,7 @@ return {
     image = { type = 'string', default = '', domain = 'string', help = 'an image file instead of a test image' },
     label = { type = 'int', default = -1, domain = 'int >= -1', help = 'class to explain (-1: the predicted class)' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
-    methods = { type = 'list', default = {}, domain = 'string', help = 'methods to run (default: all)' },
+    methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
     fast = { type = 'bool', default = false, domain = 'bool', help = 'T = 100, m = 8 and fewer samples' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
     scale = { type = 'int', default = 4, domain = 'int >= 1', help = 'pixels per input pixel in the pictures' },

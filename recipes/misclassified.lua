@@ -14,7 +14,7 @@ return {
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     preset = { type = 'string', default = 'paper', domain = 'one of paper, fast', help = "method settings: 'paper' or 'fast'" },
     methods = { type = 'list', default = { 'gradient', 'integrated_gradients', 'smoothgrad', 'sparsified_smoothgrad',
-      'moreaugrad', 'sparse_moreaugrad', 'group_moreaugrad' }, domain = 'string', help = 'methods (columns)' },
+      'moreaugrad', 'sparse_moreaugrad', 'group_moreaugrad' }, domain = ex.METHODS, help = 'methods (columns)' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel' },
   },

@@ -31,7 +31,7 @@ return {
     eps = { type = 'list', default = { 0.3, 1, 3, 10 }, domain = 'num >= 0', help = 'L2 radii of the attack (input units)' },
     iters = { type = 'int', default = 10, domain = 'int >= 0', help = 'attack iterations' },
     methods = { type = 'list', default = { 'gradient', 'integrated_gradients', 'smoothgrad', 'sparsified_smoothgrad',
-      'moreaugrad', 'sparse_moreaugrad' }, domain = 'string', help = 'methods attacked' },
+      'moreaugrad', 'sparse_moreaugrad' }, domain = ex.METHODS, help = 'methods attacked' },
     T = { type = 'int', default = 30, domain = 'int >= 1', help = 'MoreauGrad iterations inside the attack' },
     m = { type = 'int', default = 4, domain = 'int >= 0', help = 'MoreauGrad noise samples per iteration inside the attack' },
     samples = { type = 'int', default = 16, domain = 'int >= 1', help = 'SmoothGrad samples (Sparsified SmoothGrad: 2x)' },

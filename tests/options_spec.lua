@@ -46,7 +46,7 @@ local function walk(who, make, cases)
     local want = ("%s: option '%s' must be %s, got %s"):format(who, name, words, shown or show(bad))
     local ok, err = pcall(make, { [name] = bad })
     assert(not ok, ('%s{%s = %s} was accepted'):format(who, name, tostring(bad)))
-    err = tostring(err):gsub('^[^:]*:%d+: ', '')
+    err = tostring(err):gsub('^[^:]*:%d+: ', ''):gsub(" %(did you mean '[^']*'%?%)$", '')
     assert.are.equal(want, err)
   end
 end
@@ -522,5 +522,23 @@ describe('review findings', function()
     local ok, err = pcall(user)
     assert.is_false(ok)
     assert.truthy(tostring(err):find('options_spec.lua:' .. line .. ':', 1, true), err)
+  end)
+end)
+
+describe('names outside a list', function()
+  local asserts = require 'helpers.asserts'
+  it('are refused with the valid names and the nearest one', function()
+    asserts.error_with(function() methods.smoothgrad { variant = 'vargad' } end,
+      "methods.smoothgrad: option 'variant' must be one of 'mean', 'square', 'vargrad', got 'vargad' (did you mean 'vargrad'?)")
+    local ok, err = pcall(methods.smoothgrad, { variant = 'xyz' })
+    assert.is_false(ok)
+    assert.is_nil(tostring(err):find('did you mean', 1, true), err)
+  end)
+
+  it('recipe method lists are checked before anything runs', function()
+    local r = recipe.load('recipes/explain.lua')
+    asserts.error_with(function() recipe.params(r, { methods = 'gradient,smoothgrd' }) end,
+      "explain: parameter 'methods' item 2 must be one of 'gradient', ",
+      "got 'smoothgrd' (did you mean 'smoothgrad'?)")
   end)
 end)

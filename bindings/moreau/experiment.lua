@@ -61,6 +61,12 @@ end
 -- about 40% of the entries zero on test images 0-3, comparable to Sparsified
 -- SmoothGrad's averaged map, as the paper standardizes sparsity.
 -- RETURN: a list of {key, title, make = function() -> method}.
+--- The keys experiment.methods knows, as a domain of moreau.options (recipes
+-- declare their `methods` lists with it, so a wrong name is refused, with the
+-- valid ones, before anything runs).
+experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, deeplift, smoothgrad, ' ..
+  'sparsified_smoothgrad, moreaugrad, sparse_moreaugrad, group_moreaugrad'
+
 function experiment.methods(opts)
   opts = opts or {}
   local M = moreau.methods

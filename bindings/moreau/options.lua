@@ -125,6 +125,35 @@ function options.domain(spec)
   return d
 end
 
+--- Levenshtein distance of two short strings.
+local function edit_distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- For a string v outside a 'one of' domain: " (did you mean 'X'?)" naming the
+-- nearest listed name when it has 4 or more letters and v is within a third
+-- of its length in edits (a typo, not another short name), else ''.
+function options.suggest(spec, v)
+  if type(v) ~= 'string' or not spec:match('^one of ') then return '' end
+  local best, bd
+  for name in spec:sub(8):gmatch('[^,%s]+') do
+    local dist = edit_distance(v, name)
+    if not bd or dist < bd then best, bd = name, dist end
+  end
+  if best and #best >= 4 and bd <= math.floor(#best / 3) then return (" (did you mean '%s'?)"):format(best) end
+  return ''
+end
+
 --- Checks one value against a domain string; raises "WHO: option 'NAME' must
 -- be DOMAIN, got VALUE" at `level` (1: the caller of check). RETURN: v.
 function options.check(who, name, v, spec, level)
@@ -137,8 +166,8 @@ function options.check(who, name, v, spec, level)
     elseif kind == 'num' and finite(v) and not float32(v) then
       text = text .. ' (a float32 value: 0 or 1.2e-38 <= |v| <= 3.4e38)'
     end
-    error(("%s: option '%s' must be %s, got %s"):format(who, tostring(name), text, options.show(v)),
-      (level or 1) + 1)
+    error(("%s: option '%s' must be %s, got %s%s"):format(who, tostring(name), text, options.show(v),
+      options.suggest(spec, v)), (level or 1) + 1)
   end
   return v
 end

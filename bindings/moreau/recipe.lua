@@ -89,7 +89,8 @@ local function check_domain(r, k, spec, v)
   if not spec.domain then return end
   local d = options.domain(spec.domain)
   local function bad(what, x)
-    error(("%s: parameter '%s'%s must be %s, got %s"):format(r.name, k, what, d.text, options.show(x)), 0)
+    error(("%s: parameter '%s'%s must be %s, got %s%s"):format(r.name, k, what, d.text, options.show(x),
+      options.suggest(spec.domain, x)), 0)
   end
   if (spec.type or 'string') == 'list' then
     for i, x in ipairs(v) do if not d.ok(x) then bad(' item ' .. i, x) end end
