@@ -106,6 +106,22 @@ function data.load_idx_images(path) return idx_images(path, 2) end
 --- Labels of an IDX file (plain or .gz) as a Lua array of 0-based class ids.
 function data.load_idx_labels(path) return idx_labels(path, 2) end
 
+--- Sets the loader budget (bytes) of every loader in the process: the most
+-- bytes a loaded image (float32 samples, and its resized copy) or IDX file
+-- (float32 pixels, int32 labels) may take, checked against the header before
+-- anything is allocated; nil or 0 restores the default (256 MiB, see
+-- mr_set_loader_budget in moreau.h). RETURN: the budget in force.
+function data.set_loader_budget(bytes)
+  if bytes ~= nil and (type(bytes) ~= 'number' or not (bytes >= 0 and bytes < 2 ^ 62) or bytes ~= math.floor(bytes)) then
+    error('data.set_loader_budget: bytes must be an integer in [0, 2^62), got ' .. tostring(bytes), 2)
+  end
+  C.mr_set_loader_budget(bytes or 0)
+  return data.loader_budget()
+end
+
+--- The loader budget in force (bytes).
+function data.loader_budget() return tonumber(C.mr_get_loader_budget()) end
+
 --- One CIFAR-10 binary batch: images (N, 3, 32, 32) in [0, 1], labels (Lua array).
 function data.load_cifar_batch(path) return cifar_batch(path, 2) end
 
@@ -222,8 +238,9 @@ function data.cifar10(opts)
   }
 end
 
-local image_ext = { png = true, jpg = true, jpeg = true, bmp = true, gif = true, tga = true,
-  ppm = true, pgm = true, pnm = true, psd = true, hdr = true }
+-- The formats mr_image_load reads (TGA, PSD and HDR are refused by the engine).
+local image_ext = { png = true, jpg = true, jpeg = true, bmp = true, gif = true,
+  ppm = true, pgm = true, pnm = true }
 
 -- Entries of a directory (names, sorted bytewise) and whether each is a directory.
 local function list_dir(dir)

@@ -558,6 +558,21 @@ int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
  * counts. Pixels come out as float32 in [0, 1] (byte / 255, as torchvision's
  * ToTensor); labels as 0-based int32 class ids. */
 
+/* Loader budget: the most bytes a loader's decoded result may take, checked
+ * against the sizes a file's header declares before anything is allocated.
+ * Images: the float32 samples H * W * max(C_file, C) * 4 (and the resized
+ * result H' * W' * C * 4); IDX: the float32 tensor N * rows * cols * 4, or
+ * the N int32 labels. Products are overflow-checked. Independently of the
+ * budget, a header is refused when the file is too small to hold what it
+ * declares: uncompressed data (PNM, BMP, plain IDX) must be in the file;
+ * compressed data may expand at most by its codec's ratio (deflate 1032:1 for
+ * PNG and gzip IDX, 2731 pixels per byte for GIF's LZW, 1024 pixels per byte
+ * for JPEG). Default MR_LOADER_BUDGET_MIB MiB; bytes <= 0 restores the
+ * default. Process-wide. */
+enum { MR_LOADER_BUDGET_MIB = 256 };
+int mr_set_loader_budget(int64_t bytes);
+int64_t mr_get_loader_budget(void);
+
 /* Images of an IDX file (MNIST / Fashion-MNIST; magic 0x00000803: unsigned
  * bytes, 3 dims N, rows, cols), plain or gzip-compressed (read through zlib,
  * so "x.gz" and "x" both work). out: a new (N, 1, rows, cols) tensor in
@@ -565,7 +580,9 @@ int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
  * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open / read the file),
  * MR_EFORMAT (empty file, wrong magic, data type other than unsigned byte,
  * wrong number of dims, a zero or absurd size, data shorter or longer than the
- * header says, corrupt gzip stream). */
+ * header says, corrupt gzip stream; a declared size more than the file can
+ * hold), MR_ENOMEM (the declared size is over the loader budget; see
+ * mr_set_loader_budget). */
 int mr_idx_load_images(mr_tensor **out, const char *path);
 
 /* Labels of an IDX file (magic 0x00000801: unsigned bytes, 1 dim N), plain or
@@ -586,15 +603,21 @@ void mr_labels_free(int32_t *labels);
  * outside 0..9, naming the record and its byte offset). */
 int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *path);
 
-/* An image file in any format stb_image reads (PNG, JPEG, BMP, GIF first frame,
- * TGA, PSD, PNM, HDR). out: a new (1, C, H, W) tensor in [0, 1] (8-bit samples
+/* An image file: PNG, JPEG, BMP, GIF (first frame) or binary PNM (P5, P6),
+ * decoded by stb_image; TGA, PSD, HDR and PIC are refused (no magic number or
+ * rarely needed; fewer stb decoder paths reachable from a shared file). The
+ * header is read first and checked against the loader budget and the file's
+ * size (mr_set_loader_budget) before any pixel is decoded. out: a new (1, C, H, W) tensor in [0, 1] (8-bit samples
  * / 255, 16-bit PNG samples / 65535); caller frees with mr_tensor_free.
  * channels: 1 (grey), 3 (RGB), 2 / 4 (with alpha), or 0 to keep the file's
  * count; conversions are stb_image's (grey = BT.601 luma).
  * height, width: both 0 to keep the file's size, or both in 1..32768 to resize
  * (bilinear, antialiased when shrinking, clamped to [0, 1]).
  * Errors: MR_EINVAL (NULL, bad channels or size), MR_EIO (cannot open),
- * MR_EFORMAT (unknown or corrupt image, with stb_image's reason). */
+ * MR_EFORMAT (unknown, refused or corrupt image, with stb_image's reason; a
+ * 0-pixel image; a declared size more than the file can hold), MR_ENOMEM
+ * (declared size over the loader budget, naming the file, the size and the
+ * budget). */
 int mr_image_load(mr_tensor **out, const char *path, int channels, int height, int width);
 
 /* Writes img, (C, H, W) or (1, C, H, W) with C in {1, 3, 4} (grey, RGB, RGBA;

@@ -10,7 +10,9 @@
  *
  * The files are read through zlib's gzread, which passes a file that is not
  * gzip through unchanged, so `x.gz` and `x` both work. The header is checked
- * first; the data is then read into a buffer that grows only as bytes actually
+ * first, and its declared size against the loader budget and the file's size
+ * (idx_check_size: a gzip file can expand at most 1032:1), so a small gzip
+ * bomb is refused before any decompression; the data is then read into a buffer that grows only as bytes actually
  * arrive, so a header that claims more than the file holds costs no more memory
  * than the file itself, and fails with the expected and found byte counts.
  * Pixels become x / 255 (as torchvision's ToTensor), in a (N, 1, rows, cols) tensor.
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_UBYTE 0x08
@@ -38,6 +41,33 @@ static int idx_open(gzFile *gz, const char *fn, const char *path)
     if (!*gz)
         return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path,
                         errno ? strerror(errno) : "out of memory");
+    return MR_OK;
+}
+
+/* Refuses a declared size before anything is allocated: the result (out_bytes:
+ * float32 pixels or int32 labels) must fit the loader budget, and a gzip file
+ * must be able to hold `expected` data bytes at deflate's most, 1032:1, so
+ * decompression never runs past what the header and the file allow. (A plain
+ * file needs no such check: idx_data grows its buffer only as bytes arrive,
+ * and reports a short file with the counts.) */
+static int idx_check_size(gzFile gz, const char *fn, const char *path, int64_t expected,
+                          int64_t out_bytes, const char *what)
+{
+    int64_t budget = mr_get_loader_budget();
+    if (out_bytes > budget)
+        return mr_error(MR_ENOMEM, "%s: '%s' declares %s, %lld bytes loaded, over the loader "
+                        "budget of %lld bytes (mr_set_loader_budget)", fn, path, what,
+                        (long long)out_bytes, (long long)budget);
+    struct stat st;
+    if (gzdirect(gz) || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return MR_OK; /* plain, or not a regular file: the read below reports it */
+    int64_t file_bytes = (int64_t)st.st_size, most = 0;
+    if (mr_size_mul(file_bytes, 1032, &most))
+        most = INT64_MAX;
+    if (expected > most)
+        return mr_error(MR_EFORMAT, "%s: '%s' declares %s, %lld bytes of data, more than its "
+                        "%lld gzip bytes can hold (deflate expands at most 1032:1)", fn, path,
+                        what, (long long)expected, (long long)file_bytes);
     return MR_OK;
 }
 
@@ -187,8 +217,9 @@ int mr_idx_load_images(mr_tensor **out, const char *path)
     int rc = idx_header(gz, fn, path, 3, "images", dims);
     if (rc < 0)
         goto done;
-    int64_t item = (int64_t)dims[1] * dims[2];
-    if (item > IDX_MAX_ITEM_BYTES || (int64_t)dims[0] > IDX_MAX_TOTAL_BYTES / item) {
+    int64_t item = 0;
+    if (mr_size_mul(dims[1], dims[2], &item) || item > IDX_MAX_ITEM_BYTES ||
+        (int64_t)dims[0] > IDX_MAX_TOTAL_BYTES / item) {
         rc = mr_error(MR_EFORMAT, "%s: '%s': absurd size in the header: %u images of %ux%u "
                       "(limits: %lld pixels per image, %lld bytes in all)", fn, path, dims[0],
                       dims[1], dims[2], (long long)IDX_MAX_ITEM_BYTES,
@@ -198,6 +229,9 @@ int mr_idx_load_images(mr_tensor **out, const char *path)
     int64_t expected = item * dims[0];
     char what[96];
     snprintf(what, sizeof what, "%u images of %ux%u", dims[0], dims[1], dims[2]);
+    rc = idx_check_size(gz, fn, path, expected, expected * (int64_t)sizeof(float), what);
+    if (rc < 0)
+        goto done;
     rc = idx_data(&bytes, gz, fn, path, expected, 16, what);
     if (rc < 0)
         goto done;
@@ -232,6 +266,9 @@ int mr_idx_load_labels(int32_t **out, int64_t *n, const char *path)
      * and read only as far as the file goes. */
     char what[64];
     snprintf(what, sizeof what, "%u labels", dims[0]);
+    rc = idx_check_size(gz, fn, path, dims[0], (int64_t)dims[0] * (int64_t)sizeof(int32_t), what);
+    if (rc < 0)
+        goto done;
     rc = idx_data(&bytes, gz, fn, path, dims[0], 8, what);
     if (rc < 0)
         goto done;

@@ -3,9 +3,12 @@
  * (Debian's libstb-dev headers; their implementations are compiled here, once,
  * hidden by the library's default visibility, so nothing of stb is exported).
  *
- * In: any format stb_image reads (PNG, JPEG, BMP, GIF's first frame, TGA, PSD,
- * PNM, HDR as LDR). 8-bit samples become x / 255 and 16-bit PNG samples
- * x / 65535, in a (1, C, H, W) tensor. Channel conversion is stb_image's
+ * In: PNG, JPEG, BMP, GIF's first frame and binary PNM, told by their magic
+ * numbers (other formats stb_image reads are refused: see img_format). The
+ * header is read first and its size checked against the loader budget and the
+ * file's size (img_check_size) before any pixel is decoded. 8-bit samples
+ * become x / 255 and 16-bit PNG / PNM samples x / 65535 (a PNM's big-endian, as
+ * the format says), in a (1, C, H, W) tensor. Channel conversion is stb_image's
  * (grey = the ITU-R BT.601 luma (77 R + 150 G + 29 B) / 256; an alpha channel
  * is dropped when fewer channels are asked for). Resizing uses a triangle
  * (bilinear) filter whose support widens by the scale factor when shrinking, so
@@ -17,6 +20,7 @@
 #include "../internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,13 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #endif
+/* Decoders the engine refuses anyway (see img_format) are not compiled, so no
+ * file can reach them, not even by failing another format's header check
+ * (stb_image tries every decoder in turn). */
+#define STBI_NO_TGA
+#define STBI_NO_PSD
+#define STBI_NO_HDR
+#define STBI_NO_PIC
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_STATIC
@@ -46,6 +57,149 @@
 
 /* Largest side accepted for a resize target and for a PNG written. */
 #define MR_IMAGE_MAX_SIDE (1 << 15)
+
+/* ------------------------------------------------------------ loader budget */
+
+static atomic_llong loader_budget;
+
+int mr_set_loader_budget(int64_t bytes)
+{
+    atomic_store(&loader_budget, bytes > 0 ? (long long)bytes : 0);
+    return MR_OK;
+}
+
+int64_t mr_get_loader_budget(void)
+{
+    long long b = atomic_load(&loader_budget);
+    return b > 0 ? b : (int64_t)MR_LOADER_BUDGET_MIB << 20;
+}
+
+/* ------------------------------------------------------------- formats */
+
+/* The formats read, told by their magic numbers before stb_image sees the
+ * file, and the most pixels one byte of each can expand to:
+ *  - PNG: deflate expands at most 1032:1, and a raw byte holds at most 8
+ *    (1-bit) pixels: 8256 pixels per byte.
+ *  - JPEG: every 8x8 block of every component costs at least one bit (the DC
+ *    code of a progressive first scan): at most 64 * 8 = 512 pixels per byte;
+ *    1024 leaves room for chroma subsampling.
+ *  - GIF: one 12-bit LZW code emits at most 4096 pixels: 2731 per byte.
+ *  - BMP: uncompressed (stb reads no RLE), at least 1 bit per pixel: 8.
+ *  - PNM: binary P5 / P6 only, all samples stored: checked exactly.
+ * TGA (no magic number: stb guesses it from any file), PSD, HDR and PIC are
+ * refused: no recipe needs them, and each is one more decoder a shared file
+ * could reach. */
+enum img_fmt { IMG_UNKNOWN, IMG_PNG, IMG_JPEG, IMG_GIF, IMG_BMP, IMG_PNM };
+
+static enum img_fmt img_format(const uint8_t *m, size_t n)
+{
+    if (n >= 8 && memcmp(m, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return IMG_PNG;
+    if (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF)
+        return IMG_JPEG;
+    if (n >= 6 && (memcmp(m, "GIF87a", 6) == 0 || memcmp(m, "GIF89a", 6) == 0))
+        return IMG_GIF;
+    if (n >= 2 && m[0] == 'B' && m[1] == 'M')
+        return IMG_BMP;
+    if (n >= 2 && m[0] == 'P' && (m[1] == '5' || m[1] == '6'))
+        return IMG_PNM;
+    return IMG_UNKNOWN;
+}
+
+static const char *img_format_name(enum img_fmt f)
+{
+    switch (f) {
+    case IMG_PNG: return "PNG";
+    case IMG_JPEG: return "JPEG";
+    case IMG_GIF: return "GIF";
+    case IMG_BMP: return "BMP";
+    case IMG_PNM: return "PNM";
+    default: return "unknown";
+    }
+}
+
+/* Checks the header's declared size against the loader budget and the file's
+ * real size, before anything is decoded. */
+static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, int64_t file_bytes,
+                          int w, int h, int file_c, int is16, int c, int oh, int ow)
+{
+    int64_t budget = mr_get_loader_budget(), px = 0, decoded = 0, resized = 0;
+    int cmax = MR_MAX(c, file_c);
+    int overflow = mr_size_mul(w, h, &px) || mr_size_mul(px, cmax, &decoded) ||
+                   mr_size_mul(decoded, (int64_t)sizeof(float), &decoded);
+    if (overflow || decoded > budget) {
+        char nbytes[32];
+        if (overflow)
+            snprintf(nbytes, sizeof nbytes, "more than 2^63");
+        else
+            snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
+        return mr_error(MR_ENOMEM, "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as "
+                        "float32 samples), over the loader budget of %lld bytes "
+                        "(mr_set_loader_budget)", fn, path, h, w, cmax, cmax == 1 ? "" : "s",
+                        nbytes, (long long)budget);
+    }
+    if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized) ||
+        resized > budget)
+        return mr_error(MR_ENOMEM, "%s: resizing '%s' to %dx%d with %d channels needs %lld "
+                        "bytes, over the loader budget of %lld bytes (mr_set_loader_budget)", fn,
+                        path, oh, ow, c, (long long)resized, (long long)budget);
+    /* The least the file must hold for that size. */
+    int64_t need = 0;
+    const char *what;
+    switch (fmt) {
+    case IMG_PNM: /* every sample stored, 1 or 2 bytes */
+        mr_size_mul(px, (int64_t)file_c * (is16 ? 2 : 1), &need);
+        what = "bytes of samples";
+        break;
+    case IMG_BMP: need = (px + 7) / 8; what = "bytes at 1 bit per pixel"; break;
+    case IMG_GIF: need = px / 2731; what = "bytes at LZW's 2731 pixels per byte"; break;
+    case IMG_JPEG: need = px / 1024; what = "bytes at JPEG's 1024 pixels per byte"; break;
+    default: need = px / 8256; what = "bytes at deflate's 8256 pixels per byte"; break;
+    }
+    if (need > file_bytes)
+        return mr_error(MR_EFORMAT, "%s: '%s' declares a %dx%d %s image, which needs at least "
+                        "%lld %s, but the file has %lld bytes", fn, path, h, w,
+                        img_format_name(fmt), (long long)need, what, (long long)file_bytes);
+    return MR_OK;
+}
+
+/* 16-bit samples to floats in [0, 1] with c channels from file_c, the
+ * conversions of stb_image (stbi__convert_format16): grey = (77 R + 150 G +
+ * 29 B) >> 8, a missing alpha is opaque. stb 2.27 converts a 16-bit PNM with its
+ * 8-bit routine, reading past its buffer, so 16-bit files are decoded at their
+ * own channel count and converted here. It also copies a 16-bit PNM's samples
+ * as they lie in the file, big-endian (the PNM rule), without swapping them:
+ * big_endian = 1 reads each sample's two bytes in file order. */
+static void img_convert16(float *dst, const uint16_t *p, size_t hw, int file_c, int c,
+                          int big_endian)
+{
+    for (size_t i = 0; i < hw; i++) {
+        uint16_t s[4];
+        for (int k = 0; k < file_c; k++) {
+            const uint16_t *q = p + i * (size_t)file_c + (size_t)k;
+            const uint8_t *b = (const uint8_t *)q;
+            s[k] = big_endian ? (uint16_t)(b[0] << 8 | b[1]) : *q;
+        }
+        float *d = dst + i * (size_t)c;
+        unsigned grey, a = file_c == 2 ? s[1] : file_c == 4 ? s[3] : 0xFFFFu;
+        unsigned r = s[0], g = s[0], b = s[0];
+        if (file_c >= 3) {
+            g = s[1];
+            b = s[2];
+            grey = (r * 77u + g * 150u + b * 29u) >> 8;
+        } else {
+            grey = s[0];
+        }
+        switch (c) {
+        case 1: d[0] = (float)grey; break;
+        case 2: d[0] = (float)grey; d[1] = (float)a; break;
+        case 3: d[0] = (float)r; d[1] = (float)g; d[2] = (float)b; break;
+        default: d[0] = (float)r; d[1] = (float)g; d[2] = (float)b; d[3] = (float)a; break;
+        }
+        for (int k = 0; k < c; k++)
+            d[k] /= 65535.0f;
+    }
+}
 
 int mr_image_load(mr_tensor **out, const char *path, int channels, int height, int width)
 {
@@ -66,17 +220,56 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
     FILE *f = fopen(path, "rb");
     if (!f)
         return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    /* The file's size and magic, then stb's reading of the header only. */
+    uint8_t magic[8];
+    size_t nmagic = fread(magic, 1, sizeof magic, f);
+    long file_bytes = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        file_bytes = ftell(f);
+    if (file_bytes < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        int e = errno;
+        fclose(f);
+        return mr_error(MR_EIO, "%s: '%s': cannot read its size: %s", fn, path, strerror(e));
+    }
+    enum img_fmt fmt = img_format(magic, nmagic);
+    if (fmt == IMG_UNKNOWN) {
+        fclose(f);
+        return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: unknown image type (the "
+                        "loader reads PNG, JPEG, BMP, GIF and binary PNM; TGA, PSD, HDR and PIC "
+                        "are refused)", fn, path);
+    }
     int w = 0, h = 0, file_c = 0;
+    if (!stbi_info_from_file(f, &w, &h, &file_c)) {
+        fclose(f);
+        return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: %s", fn, path,
+                        stbi_failure_reason());
+    }
     int is16 = stbi_is_16_bit_from_file(f);
-    void *pix = is16 ? (void *)stbi_load_from_file_16(f, &w, &h, &file_c, channels)
-                     : (void *)stbi_load_from_file(f, &w, &h, &file_c, channels);
+    if (w <= 0 || h <= 0 || file_c < 1 || file_c > 4) {
+        fclose(f);
+        return mr_error(MR_EFORMAT, "%s: '%s' declares a %dx%d image with %d channels: an image "
+                        "needs at least one pixel and 1..4 channels", fn, path, h, w, file_c);
+    }
+    int c = channels ? channels : file_c;
+    int oh = height ? height : h, ow = width ? width : w;
+    int rc = img_check_size(fn, path, fmt, (int64_t)file_bytes, w, h, file_c, is16, c, oh, ow);
+    if (rc < 0) {
+        fclose(f);
+        return rc;
+    }
+    int dw = 0, dh = 0, dc = 0;
+    void *pix = is16 ? (void *)stbi_load_from_file_16(f, &dw, &dh, &dc, 0)
+                     : (void *)stbi_load_from_file(f, &dw, &dh, &dc, channels);
     fclose(f);
     if (!pix)
         return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: %s", fn, path,
                         stbi_failure_reason());
-    int c = channels ? channels : file_c;
-    int oh = height ? height : h, ow = width ? width : w;
-    size_t hw = (size_t)w * (size_t)h;
+    if (dw != w || dh != h || (is16 && dc != file_c)) {
+        stbi_image_free(pix);
+        return mr_error(MR_EFORMAT, "%s: '%s' decoded as %dx%dx%d, not the %dx%dx%d of its "
+                        "header", fn, path, dh, dw, dc, h, w, file_c);
+    }
+    size_t hw = (size_t)w * (size_t)h; /* within the budget: no overflow */
 
     /* Samples as floats in [0, 1], still interleaved (HWC). */
     float *hwc = malloc(hw * (size_t)c * sizeof(float));
@@ -85,9 +278,7 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
         return mr_error(MR_ENOMEM, "%s: out of memory for a %dx%d image '%s'", fn, h, w, path);
     }
     if (is16) {
-        const uint16_t *p = pix;
-        for (size_t i = 0; i < hw * (size_t)c; i++)
-            hwc[i] = (float)p[i] / 65535.0f;
+        img_convert16(hwc, pix, hw, file_c, c, fmt == IMG_PNM);
     } else {
         const uint8_t *p = pix;
         for (size_t i = 0; i < hw * (size_t)c; i++)
@@ -112,7 +303,7 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
     }
 
     int64_t shape[4] = {1, c, oh, ow};
-    int rc = mr_tensor_new(out, 4, shape);
+    rc = mr_tensor_new(out, 4, shape);
     if (rc == MR_OK) {
         size_t ohw = (size_t)oh * (size_t)ow;
         float *x = (*out)->data;
