@@ -9,21 +9,7 @@ local C = core.C
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local tmp -- a fresh directory per run, removed at the end
-local function path(name) return tmp .. '/' .. name end
-
-local function write(name, bytes)
-  local f = assert(io.open(path(name), 'wb'))
-  f:write(bytes)
-  f:close()
-  return path(name)
-end
-
-local function read(p)
-  local f = assert(io.open(p, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local path, write, read = require('helpers.files').in_dir(function() return tmp end)
 
 local function u32be(v)
   return string.char(math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256,

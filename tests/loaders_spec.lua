@@ -13,19 +13,7 @@ local assert_error_with = require('helpers.asserts').error_with
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local tmp
-local function path(name) return tmp .. '/' .. name end
-local function write(name, bytes)
-  local f = assert(io.open(path(name), 'wb'))
-  f:write(bytes)
-  f:close()
-  return path(name)
-end
-local function read(p)
-  local f = assert(io.open(p, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local path, write, read = require('helpers.files').in_dir(function() return tmp end)
 
 local function le16(v) return string.char(v % 256, math.floor(v / 256) % 256) end
 local function le32(v) return le16(v % 65536) .. le16(math.floor(v / 65536)) end
