@@ -9,8 +9,14 @@
 --
 --   local T = require 'moreau.tensor'
 --   local x = T.zeros{2, 3, 32, 32}
---   local p = x:data()                 -- float*, valid while x lives
 --   print(x:numel(), table.concat(x:shape(), 'x'))
+--   x:add_(y, 0.5):mul_(2)             -- in place; the arithmetic runs in C
+--
+-- The elementwise work and the reductions run in the engine
+-- (engine/src/core/tensor_math.c, declared in moreau.h): each elementwise op
+-- computes in double and rounds once to float, each reduction accumulates in
+-- double in storage order. Lua never walks tensor memory itself; `x:data()`
+-- is the one explicit escape hatch (see there).
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local C, check = core.C, core.check
@@ -22,6 +28,9 @@ T.Tensor = Tensor
 
 local shape_buf = ffi.new('int64_t[4]')
 local out_buf = ffi.new('mr_tensor*[1]')
+local get_shape = ffi.new('int64_t[4]')
+local one = ffi.new('float[1]')
+local dbl = ffi.new('double[1]')
 
 local function fill_shape(shape, level)
   if type(shape) ~= 'table' then error('tensor: shape must be a table such as {2, 3}', level + 1) end
@@ -72,8 +81,10 @@ function T.from(values, shape)
     error(('tensor.from: %d values for shape %s (%d elements)'):format(#values,
       table.concat(shape, 'x'), x:numel()), 2)
   end
-  local p = x.ptr.data
-  for i = 1, #values do p[i - 1] = values[i] end
+  local n = #values
+  local buf = ffi.new('float[?]', n)
+  for i = 1, n do buf[i - 1] = values[i] end
+  check(C.mr_tensor_write(x.ptr, 0, buf, n))
   return x
 end
 
@@ -83,22 +94,19 @@ end
 function T.randn(shape, opts)
   opts = opts or {}
   local x = T.zeros(shape)
-  check(C.mr_rng_normal(x.ptr.data, x.ptr.numel, opts.seed or 0, opts.stream or 0,
-    opts.offset or 0, opts.mean or 0, opts.std or 1))
+  check(C.mr_tensor_normal_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.mean or 0,
+    opts.std or 1))
   return x
 end
 
---- Uniform numbers in (lo, hi) (default (0, 1)) from the counter-based RNG.
--- ARGS: shape; opts {seed = 0, stream = 0, offset = 0, lo = 0, hi = 1}
+--- Uniform numbers in (lo, hi) (default (0, 1)) from the counter-based RNG:
+-- lo + (hi − lo)·u, computed in double. ARGS: shape; opts {seed = 0,
+-- stream = 0, offset = 0, lo = 0, hi = 1}, lo <= hi, both finite.
 function T.rand(shape, opts)
   opts = opts or {}
   local x = T.zeros(shape)
-  check(C.mr_rng_uniform(x.ptr.data, x.ptr.numel, opts.seed or 0, opts.stream or 0, opts.offset or 0))
-  local lo, hi = opts.lo or 0, opts.hi or 1
-  if lo ~= 0 or hi ~= 1 then
-    local p, w = x.ptr.data, hi - lo
-    for i = 0, tonumber(x.ptr.numel) - 1 do p[i] = lo + w * p[i] end
-  end
+  check(C.mr_tensor_uniform_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.lo or 0,
+    opts.hi or 1))
   return x
 end
 
@@ -120,38 +128,49 @@ function T.cat(list)
   end
   s[1] = n
   local out = T.zeros(s)
-  local off = 0
+  local item = 0
   for _, t in ipairs(list) do
-    local k = tonumber(t.ptr.numel)
-    ffi.copy(out.ptr.data + off, t.ptr.data, k * 4)
-    off = off + k
+    local k = t:size(1)
+    check(C.mr_tensor_copy_items(out.ptr, item, t.ptr, 0, k))
+    item = item + k
   end
   return out
 end
 
 -- ------------------------------------------------------------ accessors
 
-function Tensor:data() return self.ptr.data end
-function Tensor:numel() return tonumber(self.ptr.numel) end
-function Tensor:dim() return tonumber(self.ptr.ndim) end
-function Tensor:device() return self.ptr.device == C.MR_DEVICE_CPU and 'cpu' or 'cuda' end
+--- The escape hatch: the raw float* of the numel entries, valid while x
+-- lives (keep x referenced), unchecked: an index out of 0..numel−1 reads or
+-- writes other memory. For code that hands tensor memory to another library;
+-- the methods below do everything moreau's own arithmetic needs.
+function Tensor:data() return C.mr_tensor_data(self.ptr) end
+function Tensor:numel() return tonumber(C.mr_tensor_numel(self.ptr)) end
+function Tensor:dim() return C.mr_tensor_ndim(self.ptr) end
+--- Where the memory lives: every tensor of this build is in CPU memory.
+function Tensor:device() return 'cpu' end
 
 --- The shape as a new Lua table.
 function Tensor:shape()
   local s = {}
-  for i = 0, self.ptr.ndim - 1 do s[i + 1] = tonumber(self.ptr.shape[i]) end
+  for i = 0, C.mr_tensor_shape(self.ptr, get_shape) - 1 do s[i + 1] = tonumber(get_shape[i]) end
   return s
 end
 
---- Size of dim i (1-based).
-function Tensor:size(i) return tonumber(self.ptr.shape[i - 1]) end
+--- Size of dim i (1-based, 1..x:dim()).
+function Tensor:size(i)
+  local nd = C.mr_tensor_shape(self.ptr, get_shape)
+  if type(i) ~= 'number' or i < 1 or i > nd or i ~= math.floor(i) then
+    error(('tensor:size: dim %s outside 1..%d'):format(tostring(i), nd), 2)
+  end
+  return tonumber(get_shape[i - 1])
+end
 
 local function offset(self, idx, level)
-  local nd = self.ptr.ndim
+  local nd = C.mr_tensor_shape(self.ptr, get_shape)
   if #idx ~= nd then error(('tensor: %d indices for a %d-dim tensor'):format(#idx, nd), level + 1) end
   local off = 0
   for d = 0, nd - 1 do
-    local i, n = idx[d + 1], tonumber(self.ptr.shape[d])
+    local i, n = idx[d + 1], tonumber(get_shape[d])
     if type(i) ~= 'number' or i < 1 or i > n or i ~= math.floor(i) then
       error(('tensor: index %s out of range 1..%d in dim %d'):format(tostring(i), n, d + 1), level + 1)
     end
@@ -161,17 +180,25 @@ local function offset(self, idx, level)
 end
 
 --- Element at 1-based indices: x:get(n, c, h, w).
-function Tensor:get(...) return tonumber(self.ptr.data[offset(self, { ... }, 2)]) end
+function Tensor:get(...)
+  check(C.mr_tensor_read(one, self.ptr, offset(self, { ... }, 2), 1))
+  return tonumber(one[0])
+end
 --- Sets the element at 1-based indices: x:set(v, n, c, h, w). Returns x.
 function Tensor:set(v, ...)
-  self.ptr.data[offset(self, { ... }, 2)] = v
+  local off = offset(self, { ... }, 2)
+  one[0] = v
+  check(C.mr_tensor_write(self.ptr, off, one, 1))
   return self
 end
 
 --- All elements as a flat Lua array (row-major).
 function Tensor:totable()
-  local t, p = {}, self.ptr.data
-  for i = 0, self:numel() - 1 do t[i + 1] = tonumber(p[i]) end
+  local n = self:numel()
+  local buf = ffi.new('float[?]', n)
+  check(C.mr_tensor_read(buf, self.ptr, 0, n))
+  local t = {}
+  for i = 0, n - 1 do t[i + 1] = tonumber(buf[i]) end
   return t
 end
 
@@ -197,10 +224,9 @@ function Tensor:narrow(i, j)
   if i < 1 or j > s[1] or i > j then
     error(('tensor:narrow: items %d..%d outside 1..%d'):format(i, j, s[1]), 2)
   end
-  local per = self:numel() / s[1]
   s[1] = j - i + 1
   local y = T.zeros(s)
-  ffi.copy(y.ptr.data, self.ptr.data + (i - 1) * per, s[1] * per * 4)
+  check(C.mr_tensor_copy_items(y.ptr, 0, self.ptr, i - 1, s[1]))
   return y
 end
 
@@ -210,23 +236,16 @@ function Tensor:select(n) return self:narrow(n, n) end
 --- Repeats each batch item k times (item-major: 1,1,..,2,2,..).
 function Tensor:repeat_items(k)
   local s = self:shape()
-  local per = self:numel() / s[1]
-  local n = s[1]
-  s[1] = n * k
+  s[1] = s[1] * k
   local y = T.zeros(s)
-  for i = 0, n - 1 do
-    for r = 0, k - 1 do
-      ffi.copy(y.ptr.data + (i * k + r) * per, self.ptr.data + i * per, per * 4)
-    end
-  end
+  check(C.mr_tensor_repeat_interleave(y.ptr, self.ptr, k))
   return y
 end
 
 -- ------------------------------------------------------------ in place
 
 function Tensor:fill(v)
-  local p = self.ptr.data
-  for i = 0, self:numel() - 1 do p[i] = v end
+  check(C.mr_tensor_fill_(self.ptr, v))
   return self
 end
 
@@ -256,33 +275,52 @@ end
 function Tensor:add_(y, alpha)
   alpha = alpha or 1
   if type(y) == 'number' then
-    local p = self.ptr.data
-    for i = 0, self:numel() - 1 do p[i] = p[i] + y end
+    check(C.mr_tensor_add_scalar_(self.ptr, y))
     return self
   end
   same_size(self, y, 'add_', 2, true)
-  local p, q = self.ptr.data, y.ptr.data
-  for i = 0, self:numel() - 1 do p[i] = p[i] + alpha * q[i] end
+  check(C.mr_tensor_add_(self.ptr, y.ptr, alpha))
   return self
 end
 
 --- self *= s (a number, or a tensor elementwise). Returns self.
 function Tensor:mul_(s)
-  local p = self.ptr.data
   if type(s) == 'number' then
-    for i = 0, self:numel() - 1 do p[i] = p[i] * s end
+    check(C.mr_tensor_mul_scalar_(self.ptr, s))
   else
     same_size(self, s, 'mul_', 2, true)
-    local q = s.ptr.data
-    for i = 0, self:numel() - 1 do p[i] = p[i] * q[i] end
+    check(C.mr_tensor_mul_(self.ptr, s.ptr))
   end
   return self
 end
 
---- Applies f to every element in place. Returns self.
+--- self = |self|, elementwise. Returns self.
+function Tensor:abs_()
+  check(C.mr_tensor_abs_(self.ptr))
+  return self
+end
+
+--- self = sign(self): 1, −1 or 0 (0 for 0 and NaN). Returns self.
+function Tensor:sign_()
+  check(C.mr_tensor_sign_(self.ptr))
+  return self
+end
+
+--- self = min(max(self, lo), hi), elementwise (NaN stays NaN); lo <= hi.
+-- Returns self.
+function Tensor:clamp_(lo, hi)
+  check(C.mr_tensor_clamp_(self.ptr, lo or -math.huge, hi or math.huge))
+  return self
+end
+
+--- Applies the Lua function f to every element in place (through a copy of
+-- the values: f sees numbers, never tensor memory). Returns self.
 function Tensor:apply_(f)
-  local p = self.ptr.data
-  for i = 0, self:numel() - 1 do p[i] = f(p[i]) end
+  local n = self:numel()
+  local buf = ffi.new('float[?]', n)
+  check(C.mr_tensor_read(buf, self.ptr, 0, n))
+  for i = 0, n - 1 do buf[i] = f(buf[i]) end
+  check(C.mr_tensor_write(self.ptr, 0, buf, n))
   return self
 end
 
@@ -315,52 +353,49 @@ end
 function Tensor.__unm(a) return a:clone():mul_(-1) end
 function Tensor.__len(a) return a:numel() end
 
-function Tensor:abs() return self:clone():apply_(math.abs) end
+function Tensor:abs() return self:clone():abs_() end
 
 -- ----------------------------------------------------------- reductions
 
+-- Sums run in double in storage order; min and max skip NaN.
 function Tensor:sum()
-  local s, p = 0, self.ptr.data
-  for i = 0, self:numel() - 1 do s = s + p[i] end
-  return s
+  check(C.mr_tensor_sum(dbl, self.ptr))
+  return dbl[0]
 end
 function Tensor:mean() return self:sum() / self:numel() end
 function Tensor:min()
-  local m, p = math.huge, self.ptr.data
-  for i = 0, self:numel() - 1 do if p[i] < m then m = p[i] end end
-  return tonumber(m)
+  check(C.mr_tensor_min(dbl, self.ptr))
+  return dbl[0]
 end
 function Tensor:max()
-  local m, p = -math.huge, self.ptr.data
-  for i = 0, self:numel() - 1 do if p[i] > m then m = p[i] end end
-  return tonumber(m)
+  check(C.mr_tensor_max(dbl, self.ptr))
+  return dbl[0]
 end
 function Tensor:dot(y)
   same_size(self, y, 'dot', 2)
-  local s, p, q = 0, self.ptr.data, y.ptr.data
-  for i = 0, self:numel() - 1 do s = s + p[i] * q[i] end
-  return s
+  check(C.mr_tensor_dot(dbl, self.ptr, y.ptr))
+  return dbl[0]
 end
 function Tensor:norm() return math.sqrt(self:dot(self)) end
---- Largest |self - y| over all elements.
+--- Largest |self - y| over all elements (NaN if any difference is NaN).
 function Tensor:max_abs_diff(y)
   same_size(self, y, 'max_abs_diff', 2)
-  local m, p, q = 0, self.ptr.data, y.ptr.data
-  for i = 0, self:numel() - 1 do
-    local d = math.abs(p[i] - q[i])
-    if d > m or d ~= d then m = d end
-  end
-  return m
+  check(C.mr_tensor_max_abs_diff(dbl, self.ptr, y.ptr))
+  return dbl[0]
 end
 
 --- True if every element is finite.
 function Tensor:isfinite()
-  local p = self.ptr.data
-  for i = 0, self:numel() - 1 do
-    local v = p[i]
-    if v ~= v or v == math.huge or v == -math.huge then return false end
-  end
-  return true
+  return tonumber(check(C.mr_tensor_find_nonfinite(self.ptr))) == self:numel()
+end
+
+--- The 1-based flat index of the first NaN or infinite element and its value,
+-- or nil when every element is finite.
+function Tensor:find_nonfinite()
+  local i = tonumber(check(C.mr_tensor_find_nonfinite(self.ptr)))
+  if i == self:numel() then return nil end
+  check(C.mr_tensor_read(one, self.ptr, i, 1))
+  return i + 1, tonumber(one[0])
 end
 
 -- ------------------------------------------------------------- printing
@@ -370,8 +405,11 @@ function Tensor:__tostring()
   local n = self:numel()
   local s = ('tensor %s float32 %s  min %.4g  max %.4g  mean %.4g'):format(
     table.concat(self:shape(), 'x'), self:device(), self:min(), self:max(), self:mean())
-  local corner, p = {}, self.ptr.data
-  for i = 0, math.min(n, 6) - 1 do corner[#corner + 1] = ('%.4g'):format(p[i]) end
+  local k = math.min(n, 6)
+  local p = ffi.new('float[?]', k)
+  check(C.mr_tensor_read(p, self.ptr, 0, k))
+  local corner = {}
+  for i = 0, k - 1 do corner[#corner + 1] = ('%.4g'):format(p[i]) end
   return s .. '\n  [' .. table.concat(corner, ', ') .. (n > 6 and ', ...]' or ']')
 end
 
@@ -393,12 +431,6 @@ function T.load(path, name)
     error(("tensor.load: %s holds no tensor named '%s'"):format(path, tostring(name)), 2)
   end
   return tensors[name]
-end
-
---- Moves to a device. Only 'cpu' exists in this build.
-function Tensor:to(device)
-  if device == 'cpu' then return self end
-  error("tensor:to: device '" .. tostring(device) .. "' is not available in this build (cpu only)", 2)
 end
 
 return T

@@ -128,6 +128,132 @@ const char *mr_tensor_shape_str(const mr_tensor *t, char *buf, size_t buflen);
 /* MR_EINVAL naming `what` and the first offending index if any entry of t is NaN or infinite. */
 int mr_tensor_check_finite(const mr_tensor *t, const char *what);
 
+/* ------------------------------------------------------- tensor math */
+
+/* The work the Lua face does on tensors (engine/src/core/tensor_math.c).
+ * Arithmetic: elementwise ops compute in double from the float operands and
+ * round once to float on the store; reductions accumulate in double in storage
+ * order, single-threaded, so results depend on nothing but the inputs.
+ * "Per item" means along dim 0: a tensor (N, ...) holds N items of
+ * d = numel / N entries, and per-item results are arrays of N numbers that
+ * the caller provides. Every call fails with MR_EINVAL on a NULL argument and
+ * MR_ESHAPE when tensors that must match do not (same shape, or the same
+ * number of entries where that is said). Functions ending in _ work in place. */
+
+/* Accessors. ndim (1..4) and numel, or MR_EINVAL for NULL. mr_tensor_shape
+ * writes shape[0..ndim) and returns ndim. mr_tensor_data is the escape hatch:
+ * the raw numel floats, valid while t lives, unchecked (NULL for NULL). */
+int mr_tensor_ndim(const mr_tensor *t);
+int mr_tensor_shape(const mr_tensor *t, int64_t *shape);
+int64_t mr_tensor_numel(const mr_tensor *t);
+float *mr_tensor_data(mr_tensor *t);
+
+/* Transfers between t's entries [offset, offset + n) and a caller buffer of n
+ * floats. MR_EINVAL when the range leaves the tensor. */
+int mr_tensor_read(float *dst, const mr_tensor *t, int64_t offset, int64_t n);
+int mr_tensor_write(mr_tensor *t, int64_t offset, const float *src, int64_t n);
+/* dst items [dst_item, dst_item + count) = src items [src_item, ...) (0-based);
+ * the items of dst and src must have the same number of entries (MR_ESHAPE),
+ * the ranges must lie inside both (MR_EINVAL). Overlap is allowed. */
+int mr_tensor_copy_items(mr_tensor *dst, int64_t dst_item, const mr_tensor *src, int64_t src_item,
+                         int64_t count);
+/* PyTorch's index_select along dim 0: out item k = src item index[k] (0-based),
+ * k < n; out has n items the size of src's (MR_ESHAPE), every index in
+ * 0..N-1 (MR_EINVAL). */
+int mr_tensor_index_select(mr_tensor *out, const mr_tensor *src, const int64_t *index, int64_t n);
+/* PyTorch's repeat_interleave along dim 0: out item i * repeats + r = src item
+ * i. out (N * repeats, ...) (MR_ESHAPE); repeats >= 1 (MR_EINVAL). */
+int mr_tensor_repeat_interleave(mr_tensor *out, const mr_tensor *src, int64_t repeats);
+
+/* t_i = float(value). */
+int mr_tensor_fill_(mr_tensor *t, double value);
+/* t_i = value number (offset + i) of mr_rng_normal(seed, stream) with mean and std. */
+int mr_tensor_normal_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t offset, float mean, float std);
+/* t_i = float(lo + (hi - lo) u_i), u_i value number (offset + i) of
+ * mr_rng_uniform(seed, stream); (lo, hi) = (0, 1) stores u_i itself.
+ * MR_EINVAL unless lo <= hi, both finite. */
+int mr_tensor_uniform_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t offset, double lo, double hi);
+
+/* Elementwise, in place; other must have t's shape.
+ *   add_scalar_  t_i = t_i + s            mul_scalar_  t_i = t_i * s
+ *   add_         t_i = t_i + alpha y_i    mul_         t_i = t_i * y_i
+ *   add_items_   t_i = t_i + alpha[n] y_i for entry i of item n (alpha: N numbers)
+ *   abs_         |t_i|                    sign_        1, -1 or 0 (0 for 0, -0 and NaN)
+ *   clamp_       min(max(t_i, lo), hi), NaN kept; MR_EINVAL unless lo <= hi
+ *   channel_affine_  t (N, C, H, W): t_nchw = scale[c] t_nchw + shift[c] (C numbers each) */
+int mr_tensor_add_scalar_(mr_tensor *t, double s);
+int mr_tensor_mul_scalar_(mr_tensor *t, double s);
+int mr_tensor_add_(mr_tensor *t, const mr_tensor *other, double alpha);
+int mr_tensor_mul_(mr_tensor *t, const mr_tensor *other);
+int mr_tensor_add_items_(mr_tensor *t, const mr_tensor *other, const double *alpha);
+int mr_tensor_abs_(mr_tensor *t);
+int mr_tensor_sign_(mr_tensor *t);
+int mr_tensor_clamp_(mr_tensor *t, double lo, double hi);
+int mr_tensor_channel_affine_(mr_tensor *t, const double *scale, const double *shift);
+/* Projection on the L-infinity ball of radius r around center (x's shape):
+ * x_i = min(max(x_i, c_i - r), c_i + r), computed in double. MR_EINVAL unless
+ * r is finite and >= 0. */
+int mr_proj_linf_ball(mr_tensor *x, const mr_tensor *center, double radius);
+
+/* Reductions over all entries in storage order, into *out.
+ *   sum           Σ t_i
+ *   min, max      the smallest / largest entry, NaN skipped (+inf / -inf if all NaN)
+ *   dot           Σ a_i b_i (a and b: the same number of entries)
+ *   max_abs_diff  max |a_i - b_i| (the same number of entries); NaN if any difference is NaN */
+int mr_tensor_sum(double *out, const mr_tensor *t);
+int mr_tensor_min(double *out, const mr_tensor *t);
+int mr_tensor_max(double *out, const mr_tensor *t);
+int mr_tensor_dot(double *out, const mr_tensor *a, const mr_tensor *b);
+int mr_tensor_max_abs_diff(double *out, const mr_tensor *a, const mr_tensor *b);
+/* Index of the first NaN or infinite entry, numel if there is none, or MR_EINVAL for NULL. */
+int64_t mr_tensor_find_nonfinite(const mr_tensor *t);
+
+/* Per item (out: N numbers); a and b of the same shape.
+ *   dot_items       Σ_j a_nj b_nj
+ *   sqdist_items    Σ_j (a_nj - b_nj)²
+ *   argmax_items    the first j with the largest a_nj, NaN skipped (0 if every entry is NaN or -inf)
+ *   count_zero_items  the number of entries equal to 0 (-0 included) */
+int mr_tensor_dot_items(double *out, const mr_tensor *a, const mr_tensor *b);
+int mr_tensor_sqdist_items(double *out, const mr_tensor *a, const mr_tensor *b);
+int mr_tensor_argmax_items(int64_t *out, const mr_tensor *t);
+int mr_tensor_count_zero_items(int64_t *out, const mr_tensor *t);
+
+/* Statistics of explanation maps, per item (out: N numbers), as moreau.metrics
+ * defines them (README, "The rules on hard cases").
+ *   normalized_distance  ‖a/‖a‖ − b/‖b‖‖₂ (a zero item stays the zero vector)
+ *   spearman  Pearson correlation of the average ranks (scipy.stats.spearmanr);
+ *             NaN when an item is constant; MR_EINVAL if an entry is NaN
+ *   gini      Hurley & Rickard (2009) of |a|: with c the ascending sorted |a|,
+ *             1 − 2 Σ_k (c_k/‖c‖₁)(d − k + ½)/d, k = 1..d; 0 for a zero item;
+ *             MR_EINVAL if an entry is NaN */
+int mr_tensor_normalized_distance(double *out, const mr_tensor *a, const mr_tensor *b);
+int mr_tensor_spearman(double *out, const mr_tensor *a, const mr_tensor *b);
+int mr_tensor_gini(double *out, const mr_tensor *t);
+/* Quantus's normalise_by_negative per item, in place: positives / max,
+ * negatives / |min|; zeros (and a zero item) stay 0. */
+int mr_tensor_normalise_by_negative_(mr_tensor *t);
+
+/* Average ranks (1-based; tied entries share the mean of their places) of the
+ * d entries of item `item` (0-based) into ranks[0..d). MR_EINVAL for an item
+ * out of range or a NaN entry. */
+int mr_tensor_rank(double *ranks, const mr_tensor *t, int64_t item);
+/* The top-k features of item `item` as memberships m[0..d) in [0, 1]. The
+ * features are the entries with key > 0 (key |v|, or v when signed_keys), so a
+ * zero (and a NaN) entry is never one. With F features: F <= k gives each
+ * feature membership 1 (*size = F, *share = 1); F > k, with v_k the k-th
+ * largest key, gives the g entries with key > v_k membership 1 and each of the
+ * t entries with key = v_k membership (k − g)/t, never breaking a tie by
+ * position (*size = k, *share = (k − g)/t). MR_EINVAL for k < 1 or an item
+ * out of range. */
+int mr_tensor_topk_members(double *m, double *size, double *share, const mr_tensor *t, int64_t item, int64_t k,
+                           int signed_keys);
+/* Ghorbani et al. (2019)'s top-k intersection per item with the memberships
+ * above: Σ_j min(m_a(j), m_b(j)) / size_a; NaN when a's item has no feature.
+ * k in 1..d, or 0 for k = max(1, floor(frac · F)) with F the features of a's
+ * item and frac in (0, 1]; MR_EINVAL otherwise. */
+int mr_tensor_topk_intersection(double *out, const mr_tensor *a, const mr_tensor *b, int64_t k, double frac,
+                                int signed_keys);
+
 /* -------------------------------------------------------------------- RNG */
 
 /* Counter-based random numbers: Philox-4x32-10 keyed by seed, with counter
