@@ -49,11 +49,15 @@
 --   sparsity             fraction of entries exactly 0
 -- Robustness estimates that explain perturbed inputs (Quantus's definitions):
 --   local_lipschitz, max_sensitivity (see below)
+local ffi = require 'ffi'
+local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local options = require 'moreau.options'
 
-local floor, abs, sqrt, min, max = math.floor, math.abs, math.sqrt, math.min, math.max
+local C, check = core.C, core.check
+
+local floor, sqrt = math.floor, math.sqrt
 local NAN = 0 / 0
 
 local metrics = {}
@@ -85,20 +89,19 @@ end
 function metrics.check_map(t, what, name, level)
   level = (level or 1) + 1
   check_batched(t, what, name, level)
-  local p, N = t:data(), t:size(1)
+  local N = t:size(1)
   local d = t:numel() / N
-  for i = 0, N * d - 1 do
-    local v = p[i]
-    if v ~= v or v == math.huge or v == -math.huge then
-      local n, j = floor(i / d), i % d
-      local where = ''
-      if t:dim() == 4 then
-        local H, W = t:size(3), t:size(4)
-        where = (' (c=%d, h=%d, w=%d)'):format(floor(j / (H * W)) + 1, floor(j / W) % H + 1, j % W + 1)
-      end
-      error(('%s: item %d of %s has %s at position %d of %d%s'):format(what, n + 1, name,
-        v ~= v and 'NaN' or (v > 0 and 'Inf' or '-Inf'), j + 1, d, where), level)
+  local first, v = t:find_nonfinite()
+  if first then
+    local i = first - 1
+    local n, j = floor(i / d), i % d
+    local where = ''
+    if t:dim() == 4 then
+      local H, W = t:size(3), t:size(4)
+      where = (' (c=%d, h=%d, w=%d)'):format(floor(j / (H * W)) + 1, floor(j / W) % H + 1, j % W + 1)
     end
+    error(('%s: item %d of %s has %s at position %d of %d%s'):format(what, n + 1, name,
+      v ~= v and 'NaN' or (v > 0 and 'Inf' or '-Inf'), j + 1, d, where), level)
   end
   return t
 end
@@ -122,33 +125,25 @@ local function items(a, b, what)
   return N, a:numel() / N
 end
 
+--- A Lua array of the N numbers of a C array.
+local function per_item(buf, N)
+  local out = {}
+  for n = 1, N do out[n] = tonumber(buf[n - 1]) end
+  return out
+end
+
 -- ------------------------------------------------------------ distances
 
 --- ‖a/‖a‖ − b/‖b‖‖₂ per item. ARGS: a, b (N, d) or (N, C, H, W), the same
 -- shape, finite. RETURN: Lua array.
 function metrics.normalized_distance(a, b)
-  local N, d = items(a, b, 'normalized_distance')
-  local pa, pb = a:data(), b:data()
-  local out = {}
-  for n = 0, N - 1 do
-    local na, nb = 0, 0
-    for j = n * d, n * d + d - 1 do
-      na, nb = na + pa[j] * pa[j], nb + pb[j] * pb[j]
-    end
-    na, nb = sqrt(na), sqrt(nb)
-    local sa, sb = na > 0 and 1 / na or 0, nb > 0 and 1 / nb or 0
-    local s = 0
-    for j = n * d, n * d + d - 1 do s = s + (pa[j] * sa - pb[j] * sb) ^ 2 end
-    out[n + 1] = sqrt(s)
-  end
-  return out
+  local N = items(a, b, 'normalized_distance')
+  local buf = ffi.new('double[?]', N)
+  check(C.mr_tensor_normalized_distance(buf, a.ptr, b.ptr))
+  return per_item(buf, N)
 end
 
 -- --------------------------------------------------------------- top-k
-
---- The key of an entry v: |v|, or v when signed. The features of a map are its
--- entries with key > 0.
-local function topk_key(v, signed) if signed then return v end return abs(v) end
 
 --- The top-k features of one item of a map, as memberships in [0, 1].
 -- The features are the entries with key > 0 (key = |v|; signed: v), so a zero
@@ -172,30 +167,14 @@ function metrics.topk_members(t, n, k, signed)
     error(('metrics.topk_members: k must be an integer >= 1, got %s'):format(tostring(k)), 2)
   end
   local d = t:numel() / t:size(1)
-  local p = t:data() + (n - 1) * d
-  local keys = {}
-  for j = 0, d - 1 do
-    local v = topk_key(p[j], signed)
-    if v > 0 then keys[#keys + 1] = v end
-  end
+  local mb, sz, sh = ffi.new('double[?]', d), ffi.new('double[1]'), ffi.new('double[1]')
+  check(C.mr_tensor_topk_members(mb, sz, sh, t.ptr, n - 1, k, signed and 1 or 0), 2)
   local m = {}
-  local F = #keys
-  if F <= k then
-    for j = 0, d - 1 do if topk_key(p[j], signed) > 0 then m[j] = 1 end end
-    return m, F, 1
-  end
-  table.sort(keys, function(x, y) return x > y end)
-  local vk = keys[k]
-  local g, tied = 0, 0
-  for i = 1, F do
-    if keys[i] > vk then g = g + 1 elseif keys[i] == vk then tied = tied + 1 end
-  end
-  local f = (k - g) / tied
   for j = 0, d - 1 do
-    local v = topk_key(p[j], signed)
-    if v > vk then m[j] = 1 elseif v == vk then m[j] = f end
+    local v = mb[j]
+    if v > 0 then m[j] = v end
   end
-  return m, k, f
+  return m, sz[0], sh[0]
 end
 
 --- Share of the original's top-k features that are top-k features of the
@@ -225,36 +204,11 @@ function metrics.topk_intersection(a, b, opts)
     error(("metrics.topk_intersection: option 'k' must be at most the %d entries of an item, got %d"):format(d,
       opts.k), 2)
   end
-  local pa = a:data()
-  local out = {}
-  for n = 0, N - 1 do
-    local k = opts.k
-    if not k then
-      local F = 0
-      for j = n * d, n * d + d - 1 do if topk_key(pa[j], signed) > 0 then F = F + 1 end end
-      k = max(1, floor(frac * F))
-    end
-    local ma, size, fa = metrics.topk_members(a, n + 1, k, signed)
-    if size == 0 then
-      out[n + 1] = NAN
-    else
-      local mb, _, fb = metrics.topk_members(b, n + 1, k, signed)
-      -- Σ_j min(m_a(j), m_b(j)), grouped by the pair of memberships (1 or the
-      -- tied share of each map), so the order of the positions cannot matter.
-      local c11, c1f, cf1, cff = 0, 0, 0, 0
-      for j, x in pairs(ma) do
-        local y = mb[j]
-        if y then
-          if x == 1 and y == 1 then c11 = c11 + 1
-          elseif x == 1 then c1f = c1f + 1
-          elseif y == 1 then cf1 = cf1 + 1
-          else cff = cff + 1 end
-        end
-      end
-      out[n + 1] = (c11 + c1f * fb + cf1 * fa + cff * min(fa, fb)) / size
-    end
-  end
-  return out
+  -- Σ_j min(m_a(j), m_b(j)) is summed in C as counts of membership pairs (1
+  -- or the tied share of each map), so the order of the positions cannot matter.
+  local buf = ffi.new('double[?]', N)
+  check(C.mr_tensor_topk_intersection(buf, a.ptr, b.ptr, opts.k or 0, frac, signed and 1 or 0))
+  return per_item(buf, N)
 end
 
 -- ---------------------------------------------------------------- SSIM
@@ -367,14 +321,14 @@ function metrics.ssim(a, b, opts)
       out[n] = ssim_plane(X, Y, H, W, w, size, 'valid', 0.01 ^ 2, 0.03 ^ 2)
     end
   else -- pytorch_ssim (options.fill checked the domain)
-    local pa, pb = a:data(), b:data()
+    local pa, pb = a:totable(), b:totable()
     local plane = H * W
     for n = 0, N - 1 do
       local acc = 0
       for c = 0, Cn - 1 do
         local X, Y = {}, {}
         local base = (n * Cn + c) * plane
-        for i = 0, plane - 1 do X[i], Y[i] = pa[base + i], pb[base + i] end
+        for i = 0, plane - 1 do X[i], Y[i] = pa[base + i + 1], pb[base + i + 1] end
         acc = acc + ssim_plane(X, Y, H, W, w, size, 'same', 0.01 ^ 2, 0.03 ^ 2)
       end
       out[n + 1] = acc / Cn
@@ -385,27 +339,6 @@ end
 
 -- ------------------------------------------------------------ Spearman
 
---- Average ranks (1-based) of the values p[base .. base+d−1].
-local function ranks(p, base, d)
-  local idx = {}
-  for j = 0, d - 1 do idx[j + 1] = j end
-  table.sort(idx, function(x, y)
-    local vx, vy = p[base + x], p[base + y]
-    if vx ~= vy then return vx < vy end
-    return x < y
-  end)
-  local r = {}
-  local i = 1
-  while i <= d do
-    local j = i
-    while j < d and p[base + idx[j + 1]] == p[base + idx[i]] do j = j + 1 end
-    local avg = (i + j) / 2
-    for q = i, j do r[idx[q]] = avg end
-    i = j + 1
-  end
-  return r
-end
-
 --- Spearman rank correlation per item: the Pearson correlation of the ranks of
 -- the entries of a and of b (their signed values, over all C·H·W entries), as
 -- scipy.stats.spearmanr. Tied entries, the zeros of a sparse map included,
@@ -415,19 +348,10 @@ end
 -- ARGS: a, b (N, d) or (N, C, H, W), the same shape, finite.
 -- RETURN: Lua array (NaN when a map is constant).
 function metrics.spearman(a, b)
-  local N, d = items(a, b, 'spearman')
-  local out = {}
-  for n = 0, N - 1 do
-    local ra, rb = ranks(a:data(), n * d, d), ranks(b:data(), n * d, d)
-    local mean = (d + 1) / 2
-    local sab, saa, sbb = 0, 0, 0
-    for j = 0, d - 1 do
-      local x, y = ra[j] - mean, rb[j] - mean
-      sab, saa, sbb = sab + x * y, saa + x * x, sbb + y * y
-    end
-    out[n + 1] = (saa > 0 and sbb > 0) and sab / sqrt(saa * sbb) or NAN
-  end
-  return out
+  local N = items(a, b, 'spearman')
+  local buf = ffi.new('double[?]', N)
+  check(C.mr_tensor_spearman(buf, a.ptr, b.ptr))
+  return per_item(buf, N)
 end
 
 -- ------------------------------------------------------------ sparseness
@@ -437,36 +361,20 @@ end
 -- not depend on the order of the entries, bit for bit.
 -- ARGS: a (N, d) or (N, C, H, W), finite. RETURN: Lua array (0 for a zero map).
 function metrics.gini(a)
-  local N, d = items(a, nil, 'gini')
-  local p = a:data()
-  local out = {}
-  for n = 0, N - 1 do
-    local c, l1 = {}, 0
-    for j = 0, d - 1 do c[j + 1] = abs(p[n * d + j]) end
-    table.sort(c)
-    for j = 1, d do l1 = l1 + c[j] end
-    if l1 == 0 then
-      out[n + 1] = 0
-    else
-      local s = 0
-      for k = 1, d do s = s + (c[k] / l1) * ((d - k + 0.5) / d) end
-      out[n + 1] = 1 - 2 * s
-    end
-  end
-  return out
+  local N = items(a, nil, 'gini')
+  local buf = ffi.new('double[?]', N)
+  check(C.mr_tensor_gini(buf, a.ptr))
+  return per_item(buf, N)
 end
 
 --- Fraction of entries exactly 0 per item.
 -- ARGS: a (N, d) or (N, C, H, W), finite. RETURN: Lua array.
 function metrics.sparsity(a)
   local N, d = items(a, nil, 'sparsity')
-  local p = a:data()
+  local z = ffi.new('int64_t[?]', N)
+  check(C.mr_tensor_count_zero_items(z, a.ptr))
   local out = {}
-  for n = 0, N - 1 do
-    local z = 0
-    for j = n * d, n * d + d - 1 do if p[j] == 0 then z = z + 1 end end
-    out[n + 1] = z / d
-  end
+  for n = 1, N do out[n] = tonumber(z[n - 1]) / d end
   return out
 end
 
@@ -477,16 +385,7 @@ end
 -- map stays zero. ARGS: E (N, d) or (N, C, H, W), finite. RETURN: E.
 function metrics.normalise_by_negative(E)
   metrics.check_map(E, 'metrics.normalise_by_negative', 'E', 2)
-  local N = E:size(1)
-  local d, p = E:numel() / N, E:data()
-  for n = 0, N - 1 do
-    local lo, hi = math.huge, -math.huge
-    for j = n * d, n * d + d - 1 do lo, hi = min(lo, p[j]), max(hi, p[j]) end
-    for j = n * d, n * d + d - 1 do
-      local v = p[j]
-      if v > 0 then p[j] = v / hi elseif v < 0 then p[j] = v / -lo end
-    end
-  end
+  check(C.mr_tensor_normalise_by_negative_(E.ptr))
   return E
 end
 
@@ -500,6 +399,7 @@ local function robustness_opts(opts, defaults, what)
 end
 
 --- The common Monte-Carlo loop: for sample j = 0..samples−1, x_j = x + noise_j
+-- (computed in double, rounded to float)
 -- (noise of item n from the counter-based RNG: seed, stream = its perturbation
 -- stream, methods.perturbation_streams, offset = j·d: the same for the item
 -- alone or in any batch),
@@ -518,7 +418,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   oracle.labels(labels, N) -- checks them
   local function prep(E)
     if o.normalise then metrics.normalise_by_negative(E) end
-    if o.abs then E:apply_(abs) end
+    if o.abs then E:abs_() end
     return E
   end
   local methods = require 'moreau.methods'
@@ -526,19 +426,17 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   local a = prep(metrics.check_map(method:explain(net, x, labels, ids), what, 'the map of x', 3))
   local best = {}
   for n = 1, N do best[n] = 0 end
+  local noise_j = T.zeros(x:shape())
+  local num, den = ffi.new('double[?]', N), ffi.new('double[?]', N)
   for j = 0, o.samples - 1 do
-    local xj = x:clone()
-    local px = xj:data()
-    for n = 0, N - 1 do
-      local z = noise(d, streams[n + 1], j)
-      local pz = z:data()
-      for i = 0, d - 1 do px[n * d + i] = px[n * d + i] + pz[i] end
-    end
+    for n = 0, N - 1 do check(C.mr_tensor_copy_items(noise_j.ptr, n, noise(d, streams[n + 1], j).ptr, 0, 1)) end
+    local xj = x:clone():add_(noise_j)
     local aj = method:explain(net, xj, labels, ids)
     aj = prep(metrics.check_map(aj, what, ('the map of sample %d'):format(j + 1), 3))
-    local pa, pj, p0 = a:data(), aj:data(), x:data()
+    check(C.mr_tensor_sqdist_items(num, a.ptr, aj.ptr))
+    ratio(den, x, xj)
     for n = 0, N - 1 do
-      local r = ratio(pa, pj, p0, px, n * d, d)
+      local r = den[n] > 0 and sqrt(num[n]) / sqrt(den[n]) or NAN
       -- NaN (an undefined ratio) stays NaN: the max must not skip it
       if r ~= r or r > best[n + 1] then best[n + 1] = r end
     end
@@ -557,13 +455,9 @@ function metrics.local_lipschitz(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, std = 0.1, mean = 0, normalise = true, abs = false,
     seed = 0 }, 'local_lipschitz')
   return monte_carlo(net, method, x, labels, o, function(d, stream, j)
-    return T.randn({ d }, { seed = o.seed, stream = stream, offset = j * d, mean = o.mean, std = o.std })
-  end, function(pa, pj, p0, px, base, d)
-    local num, den = 0, 0
-    for i = base, base + d - 1 do
-      num, den = num + (pa[i] - pj[i]) ^ 2, den + (p0[i] - px[i]) ^ 2
-    end
-    return den > 0 and sqrt(num) / sqrt(den) or NAN
+    return T.randn({ 1, d }, { seed = o.seed, stream = stream, offset = j * d, mean = o.mean, std = o.std })
+  end, function(den, x0, xj) -- ‖x − x_j‖²
+    check(C.mr_tensor_sqdist_items(den, x0.ptr, xj.ptr))
   end, 'local_lipschitz')
 end
 
@@ -576,13 +470,9 @@ function metrics.max_sensitivity(net, method, x, labels, opts)
   local o = robustness_opts(opts, { samples = 200, radius = 0.2, normalise = false, abs = false, seed = 0 },
     'max_sensitivity')
   return monte_carlo(net, method, x, labels, o, function(d, stream, j)
-    return T.rand({ d }, { seed = o.seed, stream = stream, offset = j * d, lo = -o.radius, hi = o.radius })
-  end, function(pa, pj, p0, _, base, d)
-    local num, den = 0, 0
-    for i = base, base + d - 1 do
-      num, den = num + (pa[i] - pj[i]) ^ 2, den + p0[i] ^ 2
-    end
-    return den > 0 and sqrt(num) / sqrt(den) or NAN
+    return T.rand({ 1, d }, { seed = o.seed, stream = stream, offset = j * d, lo = -o.radius, hi = o.radius })
+  end, function(den, x0) -- ‖x‖²
+    check(C.mr_tensor_dot_items(den, x0.ptr, x0.ptr))
   end, 'max_sensitivity')
 end
 
