@@ -105,26 +105,32 @@ end
 function attacks.predict(net, x)
   local y = net:forward_inference(x)
   local N = y:size(1)
-  local K, p = y:numel() / N, y:data()
+  local arg = ffi.new('int64_t[?]', N)
+  check(C.mr_tensor_argmax_items(arg, y.ptr)) -- the first largest; NaN never wins
   local out = {}
-  for n = 0, N - 1 do
-    local best, arg = -INF, 0
-    for c = 0, K - 1 do
-      if p[n * K + c] > best then best, arg = p[n * K + c], c end
-    end
-    out[n + 1] = arg
-  end
+  for n = 1, N do out[n] = tonumber(arg[n - 1]) end
   return out
 end
 
-local function sign(v) return (v > 0 and 1) or (v < 0 and -1) or 0 end
+--- x ← x − alpha·sign(g) (sign(0) = sign(NaN) = 0), computed in double.
+local function sign_step(x, g, alpha) x:add_(g:clone():sign_(), -alpha) end
+
+--- The entries of t as a float array (a copy: the objectives below read a
+-- map through it, never through tensor memory), and the write back.
+local function floats(t)
+  local n = t:numel()
+  local buf = ffi.new('float[?]', n)
+  check(C.mr_tensor_read(buf, t.ptr, 0, n))
+  return buf
+end
+local function store(t, buf) check(C.mr_tensor_write(t.ptr, 0, buf, t:numel())) end
 
 local function project(xp, x, o)
   check(C.mr_proj_l2_ball(xp.ptr, x.ptr, o.eps))
   if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
 end
 
-local function copy_item(dst, src, n, d) ffi.copy(dst:data() + n * d, src:data() + n * d, d * 4) end
+local function copy_item(dst, src, n) check(C.mr_tensor_copy_items(dst.ptr, n, src.ptr, n, 1)) end
 
 --- True for methods whose map depends on a noise seed.
 function attacks.is_stochastic(method)
@@ -209,12 +215,11 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
         bestJ[n], kept[n] = J[n], 0
       elseif lastkept[n] and J[n] < bestJ[n] then
         bestJ[n], kept[n] = J[n], t
-        copy_item(best, xp, n - 1, d)
+        copy_item(best, xp, n - 1)
       end
     end
     if t < iters then
-      local p, g = xp:data(), vjp:data()
-      for j = 0, xp:numel() - 1 do p[j] = p[j] - o.alpha * sign(g[j]) end
+      sign_step(xp, vjp, o.alpha)
       project(xp, x, o)
     end
   end
@@ -287,7 +292,7 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
     end,
     eval = function(E, masks)
       local J, W = {}, T.zeros(E:shape())
-      local pe, pw = E:data(), W:data()
+      local pe, pw = floats(E), floats(W)
       for n = 0, N - 1 do
         local A, B, M = 0, 0, masks[n]
         for j = 0, d - 1 do
@@ -302,6 +307,7 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
           J[n + 1] = 1
         end
       end
+      store(W, pw)
       return J, W
     end,
   })
@@ -321,8 +327,8 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
   if x:dim() ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end
   local N, Cn, Hh, Ww = x:size(1), x:size(2), x:size(3), x:size(4)
   local d, hw = Cn * Hh * Ww, Hh * Ww
-  local function center(E, n)
-    local p, S, ch, cw = E:data() + n * d, 0, 0, 0
+  local function center(pe, n)
+    local p, S, ch, cw = pe + n * d, 0, 0, 0
     for c = 0, Cn - 1 do
       for h = 0, Hh - 1 do
         for w = 0, Ww - 1 do
@@ -339,14 +345,15 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
     init = function(E0)
       local st = {}
       local streams = methods.perturbation_streams(x)
+      local pe = floats(E0)
       for n = 0, N - 1 do
-        local h0, w0 = center(E0, n)
+        local h0, w0 = center(pe, n)
         h0, w0 = h0 or (Hh - 1) / 2, w0 or (Ww - 1) / 2
         local eh, ew = h0 - (Hh - 1) / 2, w0 - (Ww - 1) / 2
         local r = math.sqrt(eh * eh + ew * ew)
         if r < 1e-9 then
           local z = T.randn({ 2 }, { seed = o.seed, stream = streams[n + 1] })
-          eh, ew = z:data()[0], z:data()[1]
+          eh, ew = z:get(1), z:get(2)
           r = math.sqrt(eh * eh + ew * ew)
         end
         st[n] = { h0 = h0, w0 = w0, eh = eh / r, ew = ew / r }
@@ -355,9 +362,9 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
     end,
     eval = function(E, st)
       local J, W = {}, T.zeros(E:shape())
-      local pw = W:data()
+      local pe, pw = floats(E), floats(W)
       for n = 0, N - 1 do
-        local ch, cw, S = center(E, n)
+        local ch, cw, S = center(pe, n)
         local s = st[n]
         if S == 0 then
           J[n + 1] = 0
@@ -376,6 +383,7 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
           end
         end
       end
+      store(W, pw)
       return J, W
     end,
   })
@@ -407,9 +415,12 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
     local streams = methods.perturbation_streams(x)
     for r = 0, o.tries - 1 do
       for _, n in ipairs(todo) do
-        local z = T.randn({ d }, { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s })
-        local p, q, pz = xp:data() + n * d, x:data() + n * d, z:data()
-        for j = 0, d - 1 do p[j] = math.min(o.hi, math.max(o.lo, q[j] + pz[j])) end
+        -- x + z rounds to float before the clamp; rounding is monotone, so
+        -- this is the float of the clamp of the exact sum
+        local y = x:narrow(n + 1)
+        y:add_(T.randn(y:shape(), { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s }))
+        y:clamp_(o.lo, o.hi)
+        check(C.mr_tensor_copy_items(xp.ptr, n, y.ptr, 0, 1))
         info[n + 1] = { tries = r + 1, label_kept = true }
       end
       if not o.keep_label then break end
@@ -444,29 +455,31 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   local o = self.opts
   local N, d = x:size(1), x:numel() / x:size(1)
   local xp = x:clone()
-  local px, p = x:data(), xp:data()
   local function proj()
     if o.norm == 'linf' then
-      for j = 0, x:numel() - 1 do p[j] = math.min(px[j] + o.eps, math.max(px[j] - o.eps, p[j])) end
+      check(C.mr_proj_linf_ball(xp.ptr, x.ptr, o.eps))
       if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
     else
       project(xp, x, o)
     end
   end
+  local scale = ffi.new('double[?]', N)
   if o.random_start and o.eps > 0 then
     local streams = methods.perturbation_streams(x)
+    local noise = T.zeros(x:shape())
     for n = 0, N - 1 do
-      local q, stream = p + n * d, streams[n + 1]
+      local stream, z = streams[n + 1]
       if o.norm == 'linf' then
-        local r = T.rand({ d }, { seed = o.seed, stream = stream, lo = -o.eps, hi = o.eps })
-        for j = 0, d - 1 do q[j] = q[j] + r:data()[j] end
+        z = T.rand({ 1, d }, { seed = o.seed, stream = stream, lo = -o.eps, hi = o.eps })
+        scale[n] = 1
       else
-        local z = T.randn({ d }, { seed = o.seed, stream = stream })
-        local u = T.rand({ 1 }, { seed = o.seed, stream = stream, offset = 2 * d + 1 }):data()[0]
-        local s = o.eps * u ^ (1 / d) / math.max(z:norm(), 1e-30)
-        for j = 0, d - 1 do q[j] = q[j] + s * z:data()[j] end
+        z = T.randn({ 1, d }, { seed = o.seed, stream = stream })
+        local u = T.rand({ 1 }, { seed = o.seed, stream = stream, offset = 2 * d + 1 }):get(1)
+        scale[n] = o.eps * u ^ (1 / d) / math.max(z:norm(), 1e-30)
       end
+      check(C.mr_tensor_copy_items(noise.ptr, n, z.ptr, 0, 1))
     end
+    check(C.mr_tensor_add_items_(xp.ptr, noise.ptr, scale)) -- x' = x + scale_n · z_n
     proj()
   end
   local function loss(xx)
@@ -484,16 +497,15 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
           tostring(o.alpha)), 3)
       end
     end
-    local pg = g:data()
     if o.norm == 'linf' then
-      for j = 0, x:numel() - 1 do p[j] = p[j] - o.alpha * sign(pg[j]) end
+      sign_step(xp, g, o.alpha)
     else
+      check(C.mr_tensor_dot_items(scale, g.ptr, g.ptr)) -- ‖g_n‖²
       for n = 0, N - 1 do
-        local s = 0
-        for j = n * d, n * d + d - 1 do s = s + pg[j] * pg[j] end
-        s = s > 0 and o.alpha / math.sqrt(s) or 0
-        for j = n * d, n * d + d - 1 do p[j] = p[j] - s * pg[j] end
+        local s = scale[n]
+        scale[n] = -(s > 0 and o.alpha / math.sqrt(s) or 0) -- −0 for g = 0: p + (−0)·g = p − 0·g, bit for bit
       end
+      check(C.mr_tensor_add_items_(xp.ptr, g.ptr, scale)) -- x' − alpha·g/‖g‖ per item
     end
     proj()
   end
