@@ -222,10 +222,10 @@ function data.cifar10(opts)
   else
     -- One allocation for the whole set; each part is freed as soon as it is copied.
     images = T.zeros { n, 3, 32, 32 }
-    local off = 0
+    local item = 0
     for i, x in ipairs(parts) do
-      ffi.copy(images:data() + off, x:data(), x:numel() * 4)
-      off = off + x:numel()
+      check(C.mr_tensor_copy_items(images.ptr, item, x.ptr, 0, x:size(1)))
+      item = item + x:size(1)
       x:free()
       parts[i] = nil
     end
@@ -328,7 +328,7 @@ function data.image_folder(opts)
       error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
         f, table.concat(x:shape(), 'x', 2), files[1], table.concat(images:shape(), 'x', 2)), 2)
     end
-    ffi.copy(images:data() + (i - 1) * per, x:data(), per * 4)
+    check(C.mr_tensor_copy_items(images.ptr, i - 1, x.ptr, 0, 1))
     x:free()
   end
   return {
@@ -369,34 +369,28 @@ local function channel_stats(x, mean, std, what)
   return m, s, nc, plane, x:size(1)
 end
 
--- y = a[c] * x + b[c] per channel, into a new tensor.
-local function affine(x, a, b, nc, plane, items)
+-- y = a[c] * x + b[c] per channel (in double, rounded once), into a new tensor.
+local function affine(x, a, b, nc)
   local y = x:clone()
-  local p = y:data()
-  local off = 0
-  for _ = 1, items do
-    for c = 1, nc do
-      local ac, bc = a[c], b[c]
-      for k = off, off + plane - 1 do p[k] = ac * p[k] + bc end
-      off = off + plane
-    end
-  end
+  local sa, sb = ffi.new('double[?]', nc), ffi.new('double[?]', nc)
+  for c = 1, nc do sa[c - 1], sb[c - 1] = a[c], b[c] end
+  check(C.mr_tensor_channel_affine_(y.ptr, sa, sb))
   return y
 end
 
 --- (x - mean[c]) / std[c] per channel, as a new tensor.
 -- ARGS: x (N, C, H, W); mean, std: numbers or tables of C numbers
 function data.normalize(x, mean, std)
-  local m, s, nc, plane, items = channel_stats(x, mean, std, 'data.normalize')
+  local m, s, nc = channel_stats(x, mean, std, 'data.normalize')
   local a, b = {}, {}
   for c = 1, nc do a[c], b[c] = 1 / s[c], -m[c] / s[c] end
-  return affine(x, a, b, nc, plane, items)
+  return affine(x, a, b, nc)
 end
 
 --- x * std[c] + mean[c] per channel (the inverse of normalize), as a new tensor.
 function data.denormalize(x, mean, std)
-  local m, s, nc, plane, items = channel_stats(x, mean, std, 'data.denormalize')
-  return affine(x, s, m, nc, plane, items)
+  local m, s, nc = channel_stats(x, mean, std, 'data.denormalize')
+  return affine(x, s, m, nc)
 end
 
 -- ------------------------------------------------------- items and batches
@@ -479,8 +473,7 @@ function data.batches(ds, batch_size, opts)
     for i = 1, n do order[i] = i end
   end
   local shape = ds.images:shape()
-  local per = ds.images:numel() / n
-  local src = ds.images:data()
+  local index = ffi.new('int64_t[?]', math.min(batch_size, n))
   local pos = 1
   return function()
     if pos > n then return nil end
@@ -491,15 +484,15 @@ function data.batches(ds, batch_size, opts)
     end
     shape[1] = b
     local x = T.zeros(shape)
-    local dst = x:data()
     local y = ds.labels and {} or nil
     local idx = {}
     for k = 1, b do
       local i = order[pos + k - 1]
-      ffi.copy(dst + (k - 1) * per, src + (i - 1) * per, per * 4)
+      index[k - 1] = i - 1
       idx[k] = i
       if y then y[k] = ds.labels[i] end
     end
+    check(C.mr_tensor_index_select(x.ptr, ds.images.ptr, index, b))
     pos = pos + b
     return x, y, idx
   end

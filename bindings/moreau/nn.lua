@@ -58,12 +58,8 @@ local function run_forward(self, x, what, pass)
   check_input(self, x, what)
   self._x = x -- the reverse pass reads x: keep it alive
   check(pass(self.ptr, x.ptr, nil))
-  local o = C.mr_net_output_get(self.ptr)
-  local s = {}
-  for i = 0, o.ndim - 1 do s[i + 1] = tonumber(o.shape[i]) end
-  local y = T.zeros(s)
-  ffi.copy(y.ptr.data, o.data, o.numel * 4)
-  return y
+  check(C.mr_tensor_clone(out_tensor, C.mr_net_output_get(self.ptr)))
+  return T.wrap(out_tensor[0])
 end
 
 --- y = net(x), in the net's mode (net:train() / net:eval(); the training API).

@@ -211,14 +211,12 @@ function Solver:run(opts)
   return self
 end
 
+local clone_buf = ffi.new('mr_tensor*[1]')
+
+--- A new tensor holding a copy of a borrowed one.
 local function view_copy(ptr)
-  local t = T.zeros((function()
-    local s = {}
-    for i = 0, ptr.ndim - 1 do s[i + 1] = tonumber(ptr.shape[i]) end
-    return s
-  end)())
-  ffi.copy(t:data(), ptr.data, ptr.numel * 4)
-  return t
+  check(C.mr_tensor_clone(clone_buf, ptr), 3)
+  return T.wrap(clone_buf[0])
 end
 
 --- A copy of the current iterate δ_t.

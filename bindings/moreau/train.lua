@@ -234,7 +234,10 @@ function train.augment(x, opts)
   end
   check(C.mr_rng_uniform(aug_u, 3 * B, o.seed, o.stream, 3 * o.offset))
   local y = T.zeros(x:shape())
-  local src, dst = x:data(), y:data()
+  -- the crop and flip move whole values: through copies of the entries
+  local numel = x:numel()
+  local src, dst = ffi.new('float[?]', numel), ffi.new('float[?]', numel)
+  check(C.mr_tensor_read(src, x.ptr, 0, numel))
   local plane = H * W
   for b = 0, B - 1 do
     local dy = math.min(math.floor(aug_u[3 * b] * (2 * pad + 1)), 2 * pad) - pad
@@ -257,6 +260,7 @@ function train.augment(x, opts)
       end
     end
   end
+  check(C.mr_tensor_write(y.ptr, 0, dst, numel))
   return y
 end
 
@@ -291,7 +295,7 @@ function train.step(net, optim, x, labels, opts)
   local lab = train.labels(labels, N)
   check(C.mr_net_forward(net.ptr, x.ptr, nil))
   local z = C.mr_net_output_get(net.ptr)
-  local g = logits_grad(net, N, tonumber(z.shape[1]))
+  local g = logits_grad(net, N, tonumber(C.mr_tensor_numel(z)) / N)
   check(C.mr_cross_entropy(loss_buf, g.ptr, z, lab, ls))
   check(C.mr_accuracy_count(count_buf, z, lab))
   local loss, correct = tonumber(loss_buf[0]), tonumber(count_buf[0])
