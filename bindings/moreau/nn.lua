@@ -248,15 +248,16 @@ function Builder:param(name, shape, kind, init)
   for i, d in ipairs(shape) do s[i - 1] = d end
   local id = check(C.mr_net_param(self.net.ptr, name, #shape,
     s, kind == 'buffer' and C.MR_PARAM_BUFFER or C.MR_PARAM_WEIGHT))
-  local t = C.mr_net_param_get(self.net.ptr, id)
+  local t = T.borrow(C.mr_net_param_get(self.net.ptr, id), self.net)
   if init == 'ones' then
-    for i = 0, tonumber(t.numel) - 1 do t.data[i] = 1 end
+    t:fill(1)
   elseif type(init) == 'table' and init.uniform then
+    -- U(−b, b) as (2u − 1)·b in double, u from stream (seed, param id)
     local b = init.uniform
-    check(C.mr_rng_uniform(t.data, t.numel, self.seed, id, 0))
-    for i = 0, tonumber(t.numel) - 1 do t.data[i] = (2 * t.data[i] - 1) * b end
+    check(C.mr_tensor_uniform_(t.ptr, self.seed, id, 0, 0, 1))
+    t:apply_(function(u) return (2 * u - 1) * b end)
   elseif type(init) == 'function' then
-    init(T.borrow(t, self.net))
+    init(t)
   end
   return id
 end
