@@ -115,15 +115,9 @@ end
 --- x ← x − alpha·sign(g) (sign(0) = sign(NaN) = 0), computed in double.
 local function sign_step(x, g, alpha) x:add_(g:clone():sign_(), -alpha) end
 
---- The entries of t as a float array (a copy: the objectives below read a
--- map through it, never through tensor memory), and the write back.
-local function floats(t)
-  local n = t:numel()
-  local buf = ffi.new('float[?]', n)
-  check(C.mr_tensor_read(buf, t.ptr, 0, n))
-  return buf
-end
-local function store(t, buf) check(C.mr_tensor_write(t.ptr, 0, buf, t:numel())) end
+-- The objectives below compute on copies of the maps' entries (core.floats),
+-- never on tensor memory, and write W back with core.store.
+local floats, store = core.floats, core.store
 
 local function project(xp, x, o)
   check(C.mr_proj_l2_ball(xp.ptr, x.ptr, o.eps))

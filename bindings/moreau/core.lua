@@ -69,6 +69,24 @@ function core.check(rc, level)
   return rc
 end
 
+--- A copy of the entries of tensor t (a moreau.tensor) in a new float array,
+-- for Lua code that computes on the values itself: it reads a copy, never
+-- tensor memory, and core.store writes the results back. The array is
+-- 0-based and unchecked, so it stays inside moreau (the sandbox does not
+-- expose core). ARGS: t. RETURN: float[numel].
+function core.floats(t)
+  local n = tonumber(C.mr_tensor_numel(t.ptr))
+  local buf = ffi.new('float[?]', n)
+  core.check(C.mr_tensor_read(buf, t.ptr, 0, n))
+  return buf
+end
+
+--- Writes the numel floats of buf (from core.floats) into tensor t. RETURN: t.
+function core.store(t, buf)
+  core.check(C.mr_tensor_write(t.ptr, 0, buf, C.mr_tensor_numel(t.ptr)))
+  return t
+end
+
 --- Every Lua function that writes a file calls this first. It allows
 -- everything, except inside a sandboxed recipe run (moreau.sandbox), which
 -- confines writes to the run's results folder.

@@ -234,10 +234,8 @@ function train.augment(x, opts)
   end
   check(C.mr_rng_uniform(aug_u, 3 * B, o.seed, o.stream, 3 * o.offset))
   local y = T.zeros(x:shape())
-  -- the crop and flip move whole values: through copies of the entries
-  local numel = x:numel()
-  local src, dst = ffi.new('float[?]', numel), ffi.new('float[?]', numel)
-  check(C.mr_tensor_read(src, x.ptr, 0, numel))
+  -- the crop and flip move whole values, between copies of the entries (core.floats)
+  local src, dst = core.floats(x), core.floats(y)
   local plane = H * W
   for b = 0, B - 1 do
     local dy = math.min(math.floor(aug_u[3 * b] * (2 * pad + 1)), 2 * pad) - pad
@@ -260,8 +258,7 @@ function train.augment(x, opts)
       end
     end
   end
-  check(C.mr_tensor_write(y.ptr, 0, dst, numel))
-  return y
+  return core.store(y, dst)
 end
 
 -- --------------------------------------------------------------- one step
