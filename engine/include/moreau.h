@@ -101,17 +101,10 @@ int mr_stderr_is_terminal(void);
 enum { MR_MAX_DIMS = 4 };
 enum { MR_DEVICE_CPU = 0, MR_DEVICE_CUDA = 1 };
 
-/* A dense float32 tensor. Fields are read-only for users: create, reshape and
- * free it through the functions below. Unused trailing dims of shape are 1. */
-typedef struct mr_tensor {
-    float *data;        /* numel floats, 64-byte aligned when owned */
-    int64_t shape[4];   /* dims outermost first */
-    int64_t numel;      /* product of the first ndim dims */
-    int32_t ndim;       /* 1..4 */
-    int32_t device;     /* MR_DEVICE_* */
-    int32_t owns_data;  /* 1: data is freed with the tensor */
-    int32_t reserved;
-} mr_tensor;
+/* A dense float32 tensor of 1..4 dims, an opaque handle: create, reshape and
+ * free it through the functions below, read its shape and entries through
+ * the accessors and transfers of the tensor math section. */
+typedef struct mr_tensor mr_tensor;
 
 /* A new zero-filled tensor of the given shape (ndim 1..4, every dim >= 1).
  * Caller frees with mr_tensor_free. */

@@ -11,6 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A dense float32 tensor (opaque in moreau.h: engine code reads the fields,
+ * users go through the accessors). Unused trailing dims of shape are 1. */
+struct mr_tensor {
+    float *data;        /* numel floats, 64-byte aligned when owned */
+    int64_t shape[4];   /* dims outermost first */
+    int64_t numel;      /* product of the first ndim dims */
+    int32_t ndim;       /* 1..4 */
+    int32_t device;     /* MR_DEVICE_* */
+    int32_t owns_data;  /* 1: data is freed with the tensor */
+};
+
 #if defined(__GNUC__)
 #define MR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
