@@ -171,6 +171,8 @@ int mr_tensor_uniform_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t of
  *   add_scalar_  t_i = t_i + s            mul_scalar_  t_i = t_i * s
  *   add_         t_i = t_i + alpha y_i    mul_         t_i = t_i * y_i
  *   add_items_   t_i = t_i + alpha[n] y_i for entry i of item n (alpha: N numbers)
+ *   add_item_    item `item` of t += alpha · item `src_item` of src (items of the same
+ *                size, MR_ESHAPE; both in range, MR_EINVAL); the shapes may differ otherwise
  *   abs_         |t_i|                    sign_        1, -1 or 0 (0 for 0, -0 and NaN)
  *   clamp_       min(max(t_i, lo), hi), NaN kept; MR_EINVAL unless lo <= hi
  *   channel_affine_  t (N, C, H, W): t_nchw = scale[c] t_nchw + shift[c] (C numbers each) */
@@ -179,6 +181,7 @@ int mr_tensor_mul_scalar_(mr_tensor *t, double s);
 int mr_tensor_add_(mr_tensor *t, const mr_tensor *other, double alpha);
 int mr_tensor_mul_(mr_tensor *t, const mr_tensor *other);
 int mr_tensor_add_items_(mr_tensor *t, const mr_tensor *other, const double *alpha);
+int mr_tensor_add_item_(mr_tensor *t, int64_t item, const mr_tensor *src, int64_t src_item, double alpha);
 int mr_tensor_abs_(mr_tensor *t);
 int mr_tensor_sign_(mr_tensor *t);
 int mr_tensor_clamp_(mr_tensor *t, double lo, double hi);

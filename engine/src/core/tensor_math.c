@@ -15,7 +15,8 @@
  *
  * Items: "per item" means along the batch dim 0: a tensor of shape (N, ...)
  * holds N items of d = numel / N entries each, and per-item results are arrays
- * of N numbers. The ranking rules (average ranks for ties; the top-k rule that
+ * of N numbers. An offset item * d (item < N) is at most numel, whose product
+ * of dims mr_tensor_new checked; other size products go through mr_size_mul. The ranking rules (average ranks for ties; the top-k rule that
  * never breaks a tie by position) are the README's "The rules on hard cases".
  */
 #include "../internal.h"
@@ -282,6 +283,22 @@ int mr_tensor_add_items_(mr_tensor *t, const mr_tensor *other, const double *alp
         for (int64_t j = 0; j < d; j++)
             p[j] = (float)((double)p[j] + alpha[n] * (double)q[j]);
     }
+    return MR_OK;
+}
+
+int mr_tensor_add_item_(mr_tensor *t, int64_t item, const mr_tensor *src, int64_t src_item, double alpha)
+{
+    MR_TRY(need(t, "add_item_", "tensor"));
+    MR_TRY(need(src, "add_item_", "src"));
+    int64_t d = 0;
+    MR_TRY(same_item_size(t, src, "add_item_", &d));
+    if (item < 0 || item >= t->shape[0] || src_item < 0 || src_item >= src->shape[0])
+        return mr_error(MR_EINVAL, "add_item_: item %lld of %lld or source item %lld of %lld out of range",
+                        (long long)item, (long long)t->shape[0], (long long)src_item, (long long)src->shape[0]);
+    float *p = t->data + item * d;
+    const float *q = src->data + src_item * d;
+    for (int64_t j = 0; j < d; j++)
+        p[j] = (float)((double)p[j] + alpha * (double)q[j]);
     return MR_OK;
 }
 
