@@ -13,11 +13,9 @@
 --   file writes outside the results  every moreau function that writes checks the path against
 --   folder                           the run's folder (core.check_write)
 --
--- What it does not do: a tensor's handle (x.ptr) is opaque, but the tensors
--- it hands out still offer the escape hatch x:data() (a raw, unchecked float*)
--- and moreau.tensor's wrap/borrow (a second owner of a handle), through which
--- a hostile recipe could corrupt memory; run untrusted code in a container as
--- well when that matters.
+-- What it does not do: the tensors it hands out carry raw FFI pointers
+-- (x:data()), through which a hostile recipe could corrupt memory; run
+-- untrusted code in a container as well when that matters.
 local core = require 'moreau.core'
 local recipe = require 'moreau.recipe'
 
