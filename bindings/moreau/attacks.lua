@@ -43,7 +43,6 @@ local oracle = require 'moreau.oracle'
 local methods = require 'moreau.methods'
 local C, check = core.C, core.check
 
-
 local attacks = {}
 
 local Attack = {}
