@@ -365,6 +365,12 @@ int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *
  * mr_smoothgrad takes it. MR_EINVAL for a NULL argument or a fraction
  * outside (0, 1]. */
 int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_frac, float keep_frac);
+/* Sparsified SmoothGrad's selection of one gradient g (d floats), as
+ * mr_smoothgrad makes it: *tau = the clip_k-th largest |g|, *keep = the
+ * keep_k-th largest (kept: |g| >= *keep and |g| > 0). scratch: d floats the
+ * call may overwrite. MR_EINVAL for a NULL argument or a count outside [1, d]. */
+int mr_sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                           float *scratch);
 
 /* Memory budget of the automatic chunk (chunk = 0) of every sampling method,
  * in bytes: the network's workspace for one pass of k copies plus the

@@ -132,6 +132,36 @@ int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *
     return MR_OK;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* Sparsified SmoothGrad's selection of one gradient g (d floats): tau = the
+ * clip_k-th largest |g|, keep = the keep_k-th largest; tmp: d floats of scratch. */
+static void sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                                float *tmp)
+{
+    for (int64_t j = 0; j < d; j++)
+        tmp[j] = fabsf(g[j]);
+    qsort(tmp, (size_t)d, sizeof(float), cmp_desc);
+    *tau = tmp[clip_k - 1];
+    *keep = tmp[keep_k - 1];
+}
+
+int mr_sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                           float *scratch)
+{
+    if (!tau || !keep || !g || !scratch)
+        return mr_error(MR_EINVAL, "sparsify_thresholds: tau, keep, g or scratch is NULL");
+    if (clip_k < 1 || clip_k > d || keep_k < 1 || keep_k > d)
+        return mr_error(MR_EINVAL, "sparsify_thresholds: clip_k (%lld) and keep_k (%lld) must be in [1, d = %lld]",
+                        (long long)clip_k, (long long)keep_k, (long long)d);
+    sparsify_thresholds(tau, keep, g, d, clip_k, keep_k, scratch);
+    return MR_OK;
+}
+
 int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_frac, float keep_frac)
 {
     if (!clip_k || !keep_k)
@@ -309,12 +339,6 @@ typedef struct sg_ctx {
     int64_t clip_k, keep_k;
 } sg_ctx;
 
-static int cmp_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
 static void sg_visit(void *vctx, int64_t n, int32_t i, const float *g, float score)
 {
     sg_ctx *c = vctx;
@@ -350,10 +374,8 @@ static void sg_visit(void *vctx, int64_t n, int32_t i, const float *g, float sco
          * with tau = 0 (fewer than clip_k nonzero entries) every kept nonzero
          * entry is 1, the limit of min(a, tau) / tau, instead of a 0/0 that would
          * drop the sample. */
-        for (int64_t j = 0; j < c->d; j++)
-            c->tmp[j] = fabsf(g[j]);
-        qsort(c->tmp, (size_t)c->d, sizeof(float), cmp_desc);
-        float tau = c->tmp[c->clip_k - 1], keep = c->tmp[c->keep_k - 1];
+        float tau, keep;
+        sparsify_thresholds(&tau, &keep, g, c->d, c->clip_k, c->keep_k, c->tmp);
         for (int64_t j = 0; j < c->d; j++) {
             float a = fabsf(g[j]);
             if (a >= keep && a > 0)

@@ -13,6 +13,8 @@
 --                or false where the map is not a derivative (deeplift)
 --   vjp_kind     'exact' (the derivative of explain itself), 'surrogate'
 --                (of a stated surrogate), nil without explain_vjp
+--   models_abs   optional true: explain_vjp's surrogate models |E| already,
+--                so explain_abs_vjp passes w through (moreaugrad)
 --   configure    optional function(m): checks and derived options once the
 --                options are filled (the method is refused when it raises)
 --
@@ -273,11 +275,11 @@ function Method:explain_vjp(net, x, labels, u, ids)
   return f(self, net, x, lab, u, common.keys(x, ids, who, 3))
 end
 
---- Σ w ⊙ ∂|E|/∂x: w ⊙ sign(E) fed to explain_vjp; for moreaugrad the
--- surrogate already models |E|, so w goes through as it is.
--- ARGS: as explain_vjp. RETURN: as explain_vjp.
+--- Σ w ⊙ ∂|E|/∂x: w ⊙ sign(E) fed to explain_vjp; where the method's VJP is
+-- of a surrogate that already models |E| (models_abs: moreaugrad), w goes
+-- through as it is. ARGS: as explain_vjp. RETURN: as explain_vjp.
 function Method:explain_abs_vjp(net, x, labels, w, ids)
-  if self.name == 'moreaugrad' then return self:explain_vjp(net, x, labels, w, ids) end
+  if self._impl.models_abs then return self:explain_vjp(net, x, labels, w, ids) end
   return self:explain_vjp(net, x, labels, function(E)
     local W = type(w) == 'function' and w(E) or w
     if not T.is(W) or not options.same_shape(W, E) then

@@ -26,6 +26,8 @@ local M = {
   doc = 'MoreauGrad (Zhang & Farnia 2023): gradient of the Moreau envelope; sparse with reg = l1, group-sparse with reg = group',
   defaults = defaults,
   vjp_kind = 'surrogate',
+  -- the surrogate models |E|: explain_abs_vjp passes its weights straight through
+  models_abs = true,
 }
 
 --- Records the derived defaults too: K = min(101, T), eta by regularizer.

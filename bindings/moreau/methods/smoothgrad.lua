@@ -88,16 +88,6 @@ local function sampler(net, x, lab, o, keys)
   return s
 end
 
---- The Sparsified SmoothGrad selection of one gradient (d floats), as
--- mr_smoothgrad makes it: τ = the clip_k-th largest |g|, keep = the keep_k-th
--- largest; kept entries are |g| >= keep and > 0. RETURN: tau, keep threshold.
-local function sparsify_thresholds(g, d, clip_k, keep_k, tmp)
-  for j = 0, d - 1 do tmp[j + 1] = -math.abs(g[j]) end -- ascending -|g| = descending |g|
-  for j = d + 1, #tmp do tmp[j] = nil end
-  table.sort(tmp)
-  return -tmp[clip_k], -tmp[keep_k]
-end
-
 local engine_modes = { mean = 'MR_SG_MEAN', square = 'MR_SG_SQUARE', vargrad = 'MR_SG_VAR',
   sparsified = 'MR_SG_SPARSIFIED' }
 
@@ -110,13 +100,13 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
   local s = sampler(net, x, lab, o, keys)
   local N, d, t = s.N, s.d, s.t
   local inv = 1 / t
-  local clip_k, keep_k
+  -- Sparsified: the engine's counts, and per copy its selection (τ, keep) in `sel`.
+  local ck, kk, sel, scratch
   if mode == 'sparsified' then
-    local ck, kk = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
+    ck, kk = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
     check(C.mr_sparsify_counts(ck, kk, d, o.clip, o.keep))
-    clip_k, keep_k = tonumber(ck[0]), tonumber(kk[0])
+    sel, scratch = ffi.new('float[2]'), ffi.new('float[?]', d)
   end
-  local tmp = {}
   -- The map E is explain's own (the engine, same keys and options); VarGrad's
   -- VJP also needs the mean m of the gradients.
   local E = M.engine_map(net, x, lab, o, C[engine_modes[mode]], keys)
@@ -143,7 +133,8 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
           for j = 0, d - 1 do pv[j] = 2 * (gs[j] - pm[j]) * pu[j] end
         else
           -- the selection of this copy (entries below tau: τ = 0 has none)
-          local tau, keep = sparsify_thresholds(gs, d, clip_k, keep_k, tmp)
+          check(C.mr_sparsify_thresholds(sel, sel + 1, gs, d, ck[0], kk[0], scratch))
+          local tau, keep = tonumber(sel[0]), tonumber(sel[1])
           for j = 0, d - 1 do
             local a = math.abs(gs[j])
             if a >= keep and a > 0 and a < tau then pv[j] = pu[j] * common.sign(gs[j]) / tau end

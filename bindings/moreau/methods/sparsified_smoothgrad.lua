@@ -6,7 +6,8 @@
 -- (clip·d)-th largest |g_i| and kept the entries with |g_i| >= the
 -- (keep·d)-th largest and |g_i| > 0; τ_i = 0 (fewer nonzero entries than
 -- clip·d) clips every kept nonzero entry to 1, the limit of min(a, τ)/τ
--- (the engine's mr_smoothgrad and mr_sparsify_counts define the counts).
+-- (the engine is the one home of the rule: mr_smoothgrad for the map,
+-- mr_sparsify_counts and mr_sparsify_thresholds for explain_vjp).
 --
 -- explain_vjp is the derivative of the surrogate with the selection held
 -- constant (the kept set, τ_i, and which entries are clipped, so clipped
