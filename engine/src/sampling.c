@@ -104,6 +104,8 @@ int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *
 {
     if (!xb || !x || !x->data || !xb->data || !scales || !keys)
         return mr_error(MR_EINVAL, "noise_copies: xb, x, scales or keys is NULL");
+    if (x->ndim < 1 || x->shape[0] < 1)
+        return mr_error(MR_EINVAL, "noise_copies: x has no items");
     int64_t N = x->shape[0], d = x->numel / N, k = xb->shape[0];
     int same = xb->ndim == x->ndim && k >= 1;
     for (int a = 1; a < x->ndim && same; a++)
