@@ -15,8 +15,6 @@ local oracle = require 'moreau.oracle'
 local ev = require 'moreau.explain_vjp'
 local gc = require 'helpers.gradcheck'
 
-ev.install(methods)
-
 local SEED = 11
 local H = 1e-2
 local K = 8

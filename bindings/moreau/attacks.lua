@@ -43,8 +43,6 @@ local oracle = require 'moreau.oracle'
 local methods = require 'moreau.methods'
 local C, check = core.C, core.check
 
-require('moreau.explain_vjp').install(methods)
-
 local attacks = {}
 
 local Attack = {}

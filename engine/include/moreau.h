@@ -472,6 +472,27 @@ int mr_item_keys(uint64_t *keys, const mr_tensor *x, const uint64_t *ids);
  * largest and of the smallest entry inside item n. MR_EINVAL for a NULL
  * argument, a non-finite x or sigma < 0. */
 int mr_noise_scales(float *scales, int64_t *imax, int64_t *imin, const mr_tensor *x, float sigma);
+/* The noisy copies that mr_smoothgrad draws, for callers that need them
+ * again (the Lua explain_vjp): xb (k, sample shape of x) receives copies
+ * p0 .. p0 + k - 1 of the order item n = p / samples, sample i = p % samples,
+ * copy (n, i) = x_n + s_n z, z ~ N(0, I) from (seed, stream = keys[n],
+ * offset = i * d), the noise of mr_smoothgrad bit for bit; eps (k * d floats,
+ * or NULL) receives z. scales: the N s_n of mr_noise_scales; keys: the N
+ * keys of mr_item_keys. MR_EINVAL for a NULL argument, samples < 1 or copies
+ * past N * samples; MR_ESHAPE when xb is not (k, sample shape of x). */
+int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *scales, const uint64_t *keys,
+                    uint64_t seed, int32_t samples, int64_t p0);
+/* Sparsified SmoothGrad's counts for d entries: *clip_k = max(1, floor(clip_frac d)),
+ * *keep_k = max(1, floor(keep_frac d)), the product taken in float32 as
+ * mr_smoothgrad takes it. MR_EINVAL for a NULL argument or a fraction
+ * outside (0, 1]. */
+int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_frac, float keep_frac);
+/* Sparsified SmoothGrad's selection of one gradient g (d floats), as
+ * mr_smoothgrad makes it: *tau = the clip_k-th largest |g|, *keep = the
+ * keep_k-th largest (kept: |g| >= *keep and |g| > 0). scratch: d floats the
+ * call may overwrite. MR_EINVAL for a NULL argument or a count outside [1, d]. */
+int mr_sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                           float *scratch);
 
 /* Memory budget of the automatic chunk (chunk = 0) of every sampling method,
  * in bytes: the network's workspace for one pass of k copies plus the

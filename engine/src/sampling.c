@@ -99,6 +99,84 @@ int mr_noise_scales(float *scales, int64_t *imax, int64_t *imin, const mr_tensor
     return MR_OK;
 }
 
+int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *scales, const uint64_t *keys,
+                    uint64_t seed, int32_t samples, int64_t p0)
+{
+    if (!xb || !x || !x->data || !xb->data || !scales || !keys)
+        return mr_error(MR_EINVAL, "noise_copies: xb, x, scales or keys is NULL");
+    if (x->ndim < 1 || x->shape[0] < 1)
+        return mr_error(MR_EINVAL, "noise_copies: x has no items");
+    int64_t N = x->shape[0], d = x->numel / N, k = xb->shape[0];
+    int same = xb->ndim == x->ndim && k >= 1;
+    for (int a = 1; a < x->ndim && same; a++)
+        same = xb->shape[a] == x->shape[a];
+    if (!same) {
+        char a[64], b[64];
+        return mr_error(MR_ESHAPE, "noise_copies: xb %s must be (k, sample shape) of x %s",
+                        mr_tensor_shape_str(xb, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
+    }
+    if (samples < 1 || p0 < 0 || p0 + k > N * samples)
+        return mr_error(MR_EINVAL, "noise_copies: copies %lld..%lld out of range for %lld items x %d samples",
+                        (long long)p0, (long long)(p0 + k - 1), (long long)N, samples);
+    for (int64_t q = 0; q < k; q++) {
+        int64_t n = (p0 + q) / samples;
+        int32_t i = (int32_t)((p0 + q) % samples);
+        float *xq = xb->data + q * d;
+        const float *xn = x->data + n * d;
+        /* Round 0 of mr_sampler_round: offset (t * samples + i) * d with t = 0. */
+        uint64_t offset = (uint64_t)i * (uint64_t)d;
+        MR_TRY(mr_rng_normal(xq, d, seed, keys[n], offset, 0.f, scales[n]));
+        for (int64_t j = 0; j < d; j++)
+            xq[j] += xn[j];
+        if (eps)
+            MR_TRY(mr_rng_normal(eps + q * d, d, seed, keys[n], offset, 0.f, 1.f));
+    }
+    return MR_OK;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* Sparsified SmoothGrad's selection of one gradient g (d floats): tau = the
+ * clip_k-th largest |g|, keep = the keep_k-th largest; tmp: d floats of scratch. */
+static void sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                                float *tmp)
+{
+    for (int64_t j = 0; j < d; j++)
+        tmp[j] = fabsf(g[j]);
+    qsort(tmp, (size_t)d, sizeof(float), cmp_desc);
+    *tau = tmp[clip_k - 1];
+    *keep = tmp[keep_k - 1];
+}
+
+int mr_sparsify_thresholds(float *tau, float *keep, const float *g, int64_t d, int64_t clip_k, int64_t keep_k,
+                           float *scratch)
+{
+    if (!tau || !keep || !g || !scratch)
+        return mr_error(MR_EINVAL, "sparsify_thresholds: tau, keep, g or scratch is NULL");
+    if (clip_k < 1 || clip_k > d || keep_k < 1 || keep_k > d)
+        return mr_error(MR_EINVAL, "sparsify_thresholds: clip_k (%lld) and keep_k (%lld) must be in [1, d = %lld]",
+                        (long long)clip_k, (long long)keep_k, (long long)d);
+    sparsify_thresholds(tau, keep, g, d, clip_k, keep_k, scratch);
+    return MR_OK;
+}
+
+int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_frac, float keep_frac)
+{
+    if (!clip_k || !keep_k)
+        return mr_error(MR_EINVAL, "sparsify_counts: clip_k or keep_k is NULL");
+    if (!(clip_frac > 0 && clip_frac <= 1 && keep_frac > 0 && keep_frac <= 1))
+        return mr_error(MR_EINVAL, "smoothgrad: sparsified needs clip and keep fractions in (0, 1], got %g and %g",
+                        (double)clip_frac, (double)keep_frac);
+    /* float * int64_t is a float product (C's usual conversions), floored in double. */
+    *clip_k = MR_MAX((int64_t)1, (int64_t)floor(clip_frac * d));
+    *keep_k = MR_MAX((int64_t)1, (int64_t)floor(keep_frac * d));
+    return MR_OK;
+}
+
 /* --------------------------------------------------------- memory budget */
 
 static atomic_llong memory_budget;
@@ -155,7 +233,7 @@ int mr_sampler_init(mr_sampler *s, mr_net *net, const mr_tensor *x, const int32_
         return mr_error(MR_EINVAL, "sampler: chunk must be >= 0 (0: automatic), got %d", chunk);
     if (!(sigma >= 0) || !isfinite(sigma))
         return mr_error(MR_EINVAL, "sampler: sigma must be finite and >= 0, got %g", (double)sigma);
-    MR_TRY(mr_tensor_check_finite(x, "input"));
+    /* x's non-finite entries are refused once, by mr_noise_scales below. */
     s->net = net;
     s->x = x;
     s->N = x->shape[0];
@@ -263,12 +341,6 @@ typedef struct sg_ctx {
     int64_t clip_k, keep_k;
 } sg_ctx;
 
-static int cmp_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
 static void sg_visit(void *vctx, int64_t n, int32_t i, const float *g, float score)
 {
     sg_ctx *c = vctx;
@@ -304,10 +376,8 @@ static void sg_visit(void *vctx, int64_t n, int32_t i, const float *g, float sco
          * with tau = 0 (fewer than clip_k nonzero entries) every kept nonzero
          * entry is 1, the limit of min(a, tau) / tau, instead of a 0/0 that would
          * drop the sample. */
-        for (int64_t j = 0; j < c->d; j++)
-            c->tmp[j] = fabsf(g[j]);
-        qsort(c->tmp, (size_t)c->d, sizeof(float), cmp_desc);
-        float tau = c->tmp[c->clip_k - 1], keep = c->tmp[c->keep_k - 1];
+        float tau, keep;
+        sparsify_thresholds(&tau, &keep, g, c->d, c->clip_k, c->keep_k, c->tmp);
         for (int64_t j = 0; j < c->d; j++) {
             float a = fabsf(g[j]);
             if (a >= keep && a > 0)
@@ -341,13 +411,11 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
                            o->memory_budget));
     sg_ctx c = {.o = o, .d = s.d, .out = out->data};
     if (o->mode == MR_SG_SPARSIFIED) {
-        if (!(o->clip_frac > 0 && o->clip_frac <= 1 && o->keep_frac > 0 && o->keep_frac <= 1)) {
+        int rc = mr_sparsify_counts(&c.clip_k, &c.keep_k, s.d, o->clip_frac, o->keep_frac);
+        if (rc < 0) {
             mr_sampler_release(&s);
-            return mr_error(MR_EINVAL, "smoothgrad: sparsified needs clip and keep fractions in (0, 1], got %g and %g",
-                            (double)o->clip_frac, (double)o->keep_frac);
+            return rc;
         }
-        c.clip_k = MR_MAX((int64_t)1, (int64_t)floor(o->clip_frac * s.d));
-        c.keep_k = MR_MAX((int64_t)1, (int64_t)floor(o->keep_frac * s.d));
     }
     c.tmp = mr_alloc((size_t)s.d * sizeof(float));
     c.sq = o->mode == MR_SG_VAR ? mr_calloc((size_t)x->numel * sizeof(float)) : NULL;

@@ -1,0 +1,34 @@
+--- moreau.methods.deeplift — DeepLIFT (Shrikumar et al. 2017).
+--
+--   E = (x − x0) ⊙ multipliers of one reverse pass with an exact rule per op
+--   (linear ops keep their VJP, elementwise nonlinearities the rescale rule,
+--   max pooling and products their exact splits: README "DeepLIFT's rules"),
+--   so Σ_j E_j = f_c(x) − f_c(x0) per item. Baseline x0 = 0 unless given.
+--
+-- No explain_vjp: DeepLIFT's multipliers are not a gradient.
+local T = require 'moreau.tensor'
+local core = require 'moreau.core'
+local common = require 'moreau.methods.common'
+local C, check = core.C, core.check
+
+local M = {
+  name = 'deeplift',
+  doc = 'DeepLIFT (Shrikumar et al. 2017): linear, rescale, max-pool and product rules; complete',
+  defaults = { baseline = 0, score = 'logit', _domains = { baseline = 'tensor or num', score = common.SCORE } },
+  explain_vjp = false,
+  vjp_kind = nil,
+}
+
+--- ARGS: self, net, x (N, ...), lab (int32_t[N]). RETURN: the attributions, like x.
+function M.explain(self, net, x, lab)
+  if self.opts.score ~= 'logit' then error('deeplift: only the logit score is supported', 3) end
+  local out = T.zeros(x:shape())
+  local base = nil
+  if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
+    base = common.baseline_of('deeplift', self.opts, x, 3)
+  end
+  check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
+  return out
+end
+
+return M
