@@ -215,9 +215,9 @@ function common.ig_path(net, x, lab, o, per_copy, tangents)
       local lb = ffi.new('int32_t[?]', k)
       for q = 0, k - 1 do
         local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
-        local dst, a = xb:data() + q * d, alphas[step]
-        local px0, pd = x0:data() + n * d, diff:data() + n * d
-        for j = 0, d - 1 do dst[j] = px0[j] + a * pd[j] end
+        -- x_q = x0_n + α_step · (x − x0)_n, in double, rounded once
+        check(C.mr_tensor_copy_items(xb.ptr, q, x0.ptr, n, 1))
+        check(C.mr_tensor_add_item_(xb.ptr, q, diff.ptr, n, alphas[step]))
         lb[q] = lab[n]
       end
       fn(xb, lb, k, p0)
@@ -229,8 +229,7 @@ function common.ig_path(net, x, lab, o, per_copy, tangents)
   function path.accumulate(dst, src, k, p0, coef)
     for q = 0, k - 1 do
       local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
-      local pd, ps, c = dst:data() + n * d, src:data() + q * d, coef and coef(step) or weights[step]
-      for j = 0, d - 1 do pd[j] = pd[j] + c * ps[j] end
+      check(C.mr_tensor_add_item_(dst.ptr, n, src.ptr, q, coef and coef(step) or weights[step]))
     end
   end
   return path
@@ -286,10 +285,7 @@ function Method:explain_abs_vjp(net, x, labels, w, ids)
       error(('%s:explain_abs_vjp: w must be a tensor shaped like x (%s), got %s'):format(self.name,
         table.concat(E:shape(), 'x'), options.show(W)), 4)
     end
-    local out = W:clone()
-    local po, pe = out:data(), E:data()
-    for j = 0, out:numel() - 1 do po[j] = po[j] * sign(pe[j]) end
-    return out
+    return W:clone():mul_(E:clone():sign_()) -- w ⊙ sign(E), sign(0) = 0
   end, ids)
 end
 

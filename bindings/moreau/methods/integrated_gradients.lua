@@ -8,7 +8,8 @@
 -- go through the network `chunk` at a time by common.ig_path, the same loop
 -- for the map and its VJP.
 local T = require 'moreau.tensor'
-local ffi = require 'ffi'
+local core = require 'moreau.core'
+local C, check = core.C, core.check
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
@@ -72,8 +73,7 @@ function M.explain_vjp(self, net, x, lab, u)
   path.chunks(function(xb, lb, k, p0)
     local vb = T.zeros(xb:shape())
     for q = 0, k - 1 do
-      local n = math.floor((p0 + q) / o.steps)
-      ffi.copy(vb:data() + q * d, du:data() + n * d, d * 4)
+      check(C.mr_tensor_copy_items(vb.ptr, q, du.ptr, math.floor((p0 + q) / o.steps), 1))
     end
     local hv, g = common.hvp(net, xb, lb, kind, vb)
     if fresh then path.accumulate(G, g, k, p0) end

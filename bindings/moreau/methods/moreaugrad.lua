@@ -10,6 +10,7 @@
 -- not differentiated). S models |E|, so explain_abs_vjp passes w straight
 -- through; a third return value holds { surrogate = S, delta_T = δ_T,
 -- point = x + δ_T }.
+local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local prox = require 'moreau.prox'
@@ -62,13 +63,16 @@ function M.explain_vjp(self, net, x, lab, u, keys)
   local U = common.cotangent(u, E, self.name, x)
   local v = T.zeros(x:shape())
   local S = T.zeros(x:shape())
-  local pv, pu, pg, pe, ps = v:data(), U:data(), g:data(), E:data(), S:data()
+  -- on copies of the values (core.floats): v = u ⊙ sign(g), S = |g| where E ≠ 0
+  local pv, pu, pg, pe, ps = core.floats(v), core.floats(U), core.floats(g), core.floats(E), core.floats(S)
   for j = 0, x:numel() - 1 do
     if pe[j] ~= 0 then
       pv[j] = pu[j] * common.sign(pg[j])
       ps[j] = math.abs(pg[j])
     end
   end
+  core.store(v, pv)
+  core.store(S, ps)
   local hv = common.hvp(net, xs, lab, kind, v)
   return hv, E, { surrogate = S, delta_T = dT, point = xs }
 end

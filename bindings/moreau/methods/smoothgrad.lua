@@ -113,23 +113,28 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
   local mean = mode == 'vargrad' and M.engine_map(net, x, lab, o, C.MR_SG_MEAN, keys) or nil
   local U = common.cotangent(u, E, self.name, x)
   -- Σ_i H_i v_i with v_i = u ⊙ ∂φ/∂g at g_i, and ⟨H_i v_i, ε_i⟩ for the scale term.
+  -- The loops below run on copies of the values (core.floats), written back
+  -- with core.store; out is accumulated in its copy and stored at the end.
   local out = T.zeros(x:shape())
+  local po, pU = core.floats(out), core.floats(U)
+  local pmean = mean and core.floats(mean)
   local scale = {}
   for n = 0, N - 1 do scale[n] = 0 end
   s.chunks(function(xb, lb, eps, k, p0)
     local vb = T.zeros(xb:shape())
     local g = mode ~= 'mean' and common.grad(net, xb, lb, kind) or nil
+    local pvb, pg = core.floats(vb), g and core.floats(g)
     for q = 0, k - 1 do
       local n = math.floor((p0 + q) / t)
-      local pv, pu = vb:data() + q * d, U:data() + n * d
+      local pv, pu = pvb + q * d, pU + n * d
       if mode == 'mean' then
         ffi.copy(pv, pu, d * 4)
       else
-        local gs = g:data() + q * d
+        local gs = pg + q * d
         if mode == 'square' then
           for j = 0, d - 1 do pv[j] = 2 * gs[j] * pu[j] end
         elseif mode == 'vargrad' then
-          local pm = mean:data() + n * d
+          local pm = pmean + n * d
           for j = 0, d - 1 do pv[j] = 2 * (gs[j] - pm[j]) * pu[j] end
         else
           -- the selection of this copy (entries below tau: τ = 0 has none)
@@ -142,11 +147,13 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
         end
       end
     end
+    core.store(vb, pvb)
     local hv, g2 = common.hvp(net, xb, lb, kind, vb)
     g2:free()
+    local phv = core.floats(hv)
     for q = 0, k - 1 do
       local n = math.floor((p0 + q) / t)
-      local dst, src, e = out:data() + n * d, hv:data() + q * d, eps + q * d
+      local dst, src, e = po + n * d, phv + q * d, eps + q * d
       local dot = 0
       for j = 0, d - 1 do
         dst[j] = dst[j] + inv * src[j]
@@ -161,12 +168,12 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
   -- ∂s_n/∂x = sigma (e_argmax − e_argmin)
   for n = 0, N - 1 do
     if s.imax[n] ~= s.imin[n] then
-      local p = out:data() + n * d
+      local p = po + n * d
       p[s.imax[n]] = p[s.imax[n]] + s.sigma * scale[n]
       p[s.imin[n]] = p[s.imin[n]] - s.sigma * scale[n]
     end
   end
-  return out, E
+  return core.store(out, po), E
 end
 
 local variants = { mean = 'mean', square = 'square', vargrad = 'vargrad' }
