@@ -317,6 +317,16 @@ describe('tensor methods over the C functions', function()
     assert.are.same({ 2, 3 }, { x:size(1), x:size(2) })
   end)
 
+  it('raise a clear error on a freed tensor instead of reading freed memory', function()
+    local x = T.zeros { 2 }
+    x:free()
+    asserts.error_with(function() x:numel() end, 'mr_tensor_numel: tensor is NULL')
+    asserts.error_with(function() x:shape() end, 'mr_tensor_shape: tensor is NULL')
+    asserts.error_with(function() x:sum() end, 'mr_tensor_sum: tensor is NULL')
+    asserts.error_with(function() x:fill(1) end, 'mr_tensor_fill_: tensor is NULL')
+    assert.are.equal('tensor (freed)', tostring(x))
+  end)
+
   it('apply a Lua function through a copy of the values', function()
     local x = T.from({ 1, 4, 9 }, { 3 }):apply_(math.sqrt)
     assert.are.same({ 1, 2, 3 }, x:totable())

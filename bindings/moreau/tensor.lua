@@ -144,21 +144,22 @@ end
 -- writes other memory. For code that hands tensor memory to another library;
 -- the methods below do everything moreau's own arithmetic needs.
 function Tensor:data() return C.mr_tensor_data(self.ptr) end
-function Tensor:numel() return tonumber(C.mr_tensor_numel(self.ptr)) end
-function Tensor:dim() return C.mr_tensor_ndim(self.ptr) end
+-- (a freed tensor raises the engine's "tensor is NULL" message)
+function Tensor:numel() return tonumber(check(C.mr_tensor_numel(self.ptr), 2)) end
+function Tensor:dim() return check(C.mr_tensor_ndim(self.ptr), 2) end
 --- Where the memory lives: every tensor of this build is in CPU memory.
 function Tensor:device() return 'cpu' end
 
 --- The shape as a new Lua table.
 function Tensor:shape()
   local s = {}
-  for i = 0, C.mr_tensor_shape(self.ptr, get_shape) - 1 do s[i + 1] = tonumber(get_shape[i]) end
+  for i = 0, check(C.mr_tensor_shape(self.ptr, get_shape), 2) - 1 do s[i + 1] = tonumber(get_shape[i]) end
   return s
 end
 
 --- Size of dim i (1-based, 1..x:dim()).
 function Tensor:size(i)
-  local nd = C.mr_tensor_shape(self.ptr, get_shape)
+  local nd = check(C.mr_tensor_shape(self.ptr, get_shape), 2)
   if type(i) ~= 'number' or i < 1 or i > nd or i ~= math.floor(i) then
     error(('tensor:size: dim %s outside 1..%d'):format(tostring(i), nd), 2)
   end
@@ -166,7 +167,7 @@ function Tensor:size(i)
 end
 
 local function offset(self, idx, level)
-  local nd = C.mr_tensor_shape(self.ptr, get_shape)
+  local nd = check(C.mr_tensor_shape(self.ptr, get_shape), level + 1)
   if #idx ~= nd then error(('tensor: %d indices for a %d-dim tensor'):format(#idx, nd), level + 1) end
   local off = 0
   for d = 0, nd - 1 do
