@@ -155,7 +155,8 @@ function Canvas:clip(x0, y0, x1, y1)
     s.clip = nil
     return self
   end
-  for _, v in ipairs { x0, y0, x1, y1 } do
+  for i = 1, 4 do
+    local v = select(i, x0, y0, x1, y1)
     if type(v) ~= 'number' or v ~= v then
       error(('canvas:clip: the box must be four numbers x0, y0, x1, y1, got %s, %s, %s, %s'):format(
         tostring(x0), tostring(y0), tostring(x1), tostring(y1)), 2)
@@ -165,25 +166,31 @@ function Canvas:clip(x0, y0, x1, y1)
   return self
 end
 
+-- The drawable box {x0, y0, x1, y1}: the clip box, or the whole canvas.
+local function box(s) return s.clip or { 1, 1, s.w, s.h } end
+
 --- Fills the w x h rectangle whose top-left pixel is (x, y); parts outside
--- are cut off. RETURN: self.
+-- are cut off (the loops run over the visible part only). RETURN: self.
 function Canvas:fill_rect(x, y, w, h, c)
   local s = state(self, 'canvas:fill_rect', 2)
   local r, g, b = color_of(c, 'canvas:fill_rect', 2)
   x, y = floor(x), floor(y)
-  for yy = y, y + h - 1 do
-    for xx = x, x + w - 1 do put(s, xx, yy, r, g, b) end
+  local bx = box(s)
+  for yy = max(y, bx[2]), min(y + h - 1, bx[4]) do
+    for xx = max(x, bx[1]), min(x + w - 1, bx[3]) do put(s, xx, yy, r, g, b) end
   end
   return self
 end
 
---- Draws the 1-pixel outline of the w x h rectangle at (x, y). RETURN: self.
+--- Draws the 1-pixel outline of the w x h rectangle at (x, y); parts outside
+-- are cut off. RETURN: self.
 function Canvas:rect(x, y, w, h, c)
   local s = state(self, 'canvas:rect', 2)
   local r, g, b = color_of(c, 'canvas:rect', 2)
   x, y = floor(x), floor(y)
-  for xx = x, x + w - 1 do put(s, xx, y, r, g, b); put(s, xx, y + h - 1, r, g, b) end
-  for yy = y, y + h - 1 do put(s, x, yy, r, g, b); put(s, x + w - 1, yy, r, g, b) end
+  local bx = box(s)
+  for xx = max(x, bx[1]), min(x + w - 1, bx[3]) do put(s, xx, y, r, g, b); put(s, xx, y + h - 1, r, g, b) end
+  for yy = max(y, bx[2]), min(y + h - 1, bx[4]) do put(s, x, yy, r, g, b); put(s, x + w - 1, yy, r, g, b) end
   return self
 end
 

@@ -26,11 +26,16 @@ end
 --         cmap = 'gray' (or 'viridis', 'bwr', or a function t -> r, g, b)}.
 -- RETURN: canvas (W x H), q (the clip value; 0 for an all-zero map, which is
 --   drawn as t = 0 everywhere).
-function maps.heatmap(map, opts)
-  opts = opts or {}
-  local f = color.colormap(opts.cmap or 'gray', 2)
-  local t, h, w, q = norm.magnitude(map, opts, 'viz.heatmap', 2)
+-- (level: as the caller's error() would take it, so viz.overlay's errors
+-- point at its own caller too)
+local function heatmap(map, opts, level)
+  local f = color.colormap(opts.cmap or 'gray', level + 1)
+  local t, h, w, q = norm.magnitude(map, opts, 'viz.heatmap', level + 1)
   return paint(t, h, w, f), q
+end
+function maps.heatmap(map, opts)
+  local cv, q = heatmap(map, opts or {}, 2) -- not a tail call: keeps the error level
+  return cv, q
 end
 
 --- A signed map (e.g. a raw gradient) on a diverging color map: per pixel
@@ -110,7 +115,7 @@ function maps.overlay(img, heat, alpha, opts)
     error('viz.overlay: alpha must be a number in [0, 1], got ' .. tostring(alpha), 2)
   end
   if T.is(heat) then
-    heat = maps.heatmap(heat, { cmap = opts.cmap or 'viridis', item = opts.item, percentile = opts.percentile })
+    heat = heatmap(heat, { cmap = opts.cmap or 'viridis', item = opts.item, percentile = opts.percentile }, 2)
   elseif not canvas.is(heat) then
     error('viz.overlay: heat must be a canvas or a map tensor, got ' .. type(heat), 2)
   end
