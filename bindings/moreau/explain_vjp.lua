@@ -36,7 +36,7 @@
 --                          VJP = (1/t) Σ H_i (u ⊙ 1[kept] ⊙ sign(g_i) ⊙ 1[|g_i| < τ_i] / τ_i)
 --   moreaugrad             the authors' surrogate S = 1[δ̄ ≠ 0] ⊙ |g(x + δ_T)| with δ_T (the
 --                          solver's last iterate) and the support of δ̄ held constant
---                          (DESIGN §4): VJP = H(x + δ_T)(u ⊙ 1[δ̄ ≠ 0] ⊙ sign(g(x + δ_T))).
+--                          (docs/methods.md §8): VJP = H(x + δ_T)(u ⊙ 1[δ̄ ≠ 0] ⊙ sign(g(x + δ_T))).
 --                          This is the derivative of the surrogate, NOT of the solver's
 --                          output (the solver is not differentiated). S models |E|, so
 --                          explain_abs_vjp passes w straight through; a third return value

@@ -4,7 +4,7 @@
 --   local maps = m:explain(net, x, labels)      -- a tensor shaped like x
 --   print(m.name, m.opts.seed)                  -- every option in force, defaults included
 --
--- Methods (DESIGN §4 pins the math):
+-- Methods (docs/methods.md pins the math):
 --   gradient               ∇f_c(x)
 --   input_x_gradient       x ⊙ ∇f_c(x)
 --   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid

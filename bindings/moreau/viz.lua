@@ -13,7 +13,7 @@
 --   }
 --   pic:save_png('/tmp/maps.png')
 --
--- Display normalization (DESIGN.md §4, the paper's figures): a map of one item,
+-- Display normalization (docs/methods.md §11, the paper's figures): a map of one item,
 -- (C, H, W), becomes s(h, w) = sum_c |map(c, h, w)|, then
 --   t(h, w) = min(s(h, w), q) / q,   q = the 99th percentile of s
 -- (percentile with linear interpolation between order statistics, as numpy's
