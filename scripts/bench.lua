@@ -21,7 +21,7 @@
 --            counted; forward + input gradient counts 2× the forward
 --            (GRAD_FACTOR below: the backward's input-gradient GEMMs cost
 --            as much as the forward's; no weight gradients are computed).
---   moreau   one full Sparse MoreauGrad explanation (DESIGN §4: reg l1, rho 1,
+--   moreau   one full Sparse MoreauGrad explanation (docs/methods.md §7: reg l1, rho 1,
 --            gamma 0.1, eta 5e-3, sigma 0.1, K = min(101, T), --T iterations of
 --            --m noisy copies) of one image, on resnet18_cifar (softplus,
 --            random weights) and resnet_fmnist (the shipped weights in
@@ -294,7 +294,7 @@ end
 
 -- ------------------------------------------------------------ the child: one explanation
 
---- Sparse MoreauGrad (DESIGN §4) on one image, in this fresh process; prints
+--- Sparse MoreauGrad (docs/methods.md §7) on one image, in this fresh process; prints
 -- one line "BENCH_JSON {...}" with seconds, peak and prior resident set, the
 -- net's workspace bytes, and writes the map to opts.out.
 local function child_moreau(o)
@@ -655,7 +655,7 @@ local function moreau_section()
 
   print(('== moreau: one Sparse MoreauGrad explanation per image, T = %d, m = %d, K = %d, %d threads')
     :format(opts.T, opts.m, results[1] and results[1].e.K or math.min(101, opts.T), opts.threads))
-  print('  (DESIGN §4: reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1; the m noisy copies go through the net as one batch;')
+  print('  (docs/methods.md §7: reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1; the m noisy copies go through the net as one batch;')
   print('  each explanation runs in a fresh process; peak = its VmHWM / ru_maxrss, before = resident set before it starts)')
   for _, r in ipairs(results) do
     print(('  %s: %s; input %s, class %d; forward %.1f MFLOP per image'):format(r.p.name, r.p.note,

@@ -6,7 +6,7 @@
  * between MR_CDEF_BEGIN and MR_CDEF_END verbatim into ffi.cdef, so that block
  * holds plain C declarations only: no macros, no #if, no inline code.
  *
- * Conventions (see CONVENTIONS.md):
+ * Conventions (every declaration below follows them):
  *   - Every symbol is prefixed mr_ (types, functions) or MR_ (constants).
  *   - A fallible call returns int: 0 (MR_OK) or a negative MR_E* code, and sets a
  *     thread-local one-line message that mr_last_error() returns. Nothing here
@@ -443,7 +443,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
 
 /* ---------------------------------------------------- the Moreau solver */
 
-/* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (DESIGN §4):
+/* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (docs/methods.md §7):
  *   g_t     = (1/m) sum_i grad f_c(x + d_t + z_i)   (m > 0, fresh z every iteration)
  *           = grad f_c(x + d_t)                      (m = 0)
  *   d_{t+1} = prox_{gamma eta R}(d_t - gamma (g_t + d_t / rho))

@@ -2,7 +2,7 @@
 -- numbers (part of moreau.viz: viz.normalize and viz.percentile; viz.heatmap
 -- and viz.signed paint what this computes).
 --
--- As the MoreauGrad paper (Zhang and Farnia) shows its maps: a map of one item,
+-- As the MoreauGrad paper (Zhang and Farnia) shows its maps (docs/methods.md §11): a map of one item,
 -- (C, H, W), becomes s(h, w) = sum_c |map(c, h, w)|, then
 --   t(h, w) = min(s(h, w), q) / q,   q = the 99th percentile of s
 -- (percentile with linear interpolation between order statistics, as numpy's
