@@ -184,6 +184,9 @@ describe('safetensors round trip', function()
     fails_with(function() st.save(path, { x = 3 }) end, "'x' is a number, not a tensor")
     fails_with(function() st.save(path, { __metadata__ = T.ones { 1 } }) end, "'__metadata__' cannot name a tensor")
     fails_with(function() st.save(path, { x = T.ones { 1 } }, { k = {} }) end, "metadata value of 'k' is a table")
+    fails_with(function() st.save(path, { x = T.ones { 1 } }, { k = 'a\0b' }) end, "metadata key or value of 'k' holds a NUL byte")
+    fails_with(function() st.save(path, { x = T.ones { 1 } }, { ['k\0'] = 'a' }) end, "metadata key or value of 'k\\0' holds")
+    fails_with(function() st.save(path, { ['a\0b'] = T.ones { 1 } }) end, "tensor name 'a\\0b' holds a NUL byte")
     fails_with(function() C.mr_safetensors_save(path, 0, nil, nil, '[1]') ; core.check(-1) end,
       'metadata must be a JSON object of strings')
     fails_with(function() st.save('/nonexistent-dir/x.safetensors', { x = T.ones { 1 } }) end,

@@ -47,6 +47,11 @@ local function metadata_json(meta, level)
       error(("safetensors: metadata value of '%s' is a %s; give a string"):format(k, type(v)), level + 1)
     end
     strings[k] = tostring(v)
+    -- the engine's strings end at a NUL: it would cut the text short without a word
+    if k:find('\0', 1, true) or strings[k]:find('\0', 1, true) then
+      error(("safetensors: metadata key or value of '%s' holds a NUL byte"):format((k:gsub('%z', '\\0'))),
+        level + 1)
+    end
   end
   return json.encode(strings)
 end
@@ -158,6 +163,9 @@ function st.save(path, tensors, metadata)
   local names = {}
   for name, t in pairs(tensors) do
     if type(name) ~= 'string' then error('safetensors.save: tensor names must be strings', 2) end
+    if name:find('\0', 1, true) then
+      error(("safetensors.save: tensor name '%s' holds a NUL byte"):format((name:gsub('%z', '\\0'))), 2)
+    end
     if not T.is(t) then error(("safetensors.save: '%s' is a %s, not a tensor"):format(name, type(t)), 2) end
     names[#names + 1] = name
   end

@@ -110,7 +110,6 @@ void mr_safetensors_free(mr_safetensors *st)
     mr_free(st);
 }
 
-/* "8x3x3x3"; "scalar" for ndim 0; "a 5-dim shape" beyond 4 dims. */
 /* ------------------------------------------------------------- reading */
 
 /* Reads the whole file. Sets *buf (owned, NULL for an empty file) and *size. */
