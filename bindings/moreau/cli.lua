@@ -157,7 +157,7 @@ function cli.main(args)
   -- OMP_NUM_THREADS, else every core)
   while args[1] and args[1]:match('^%-%-threads=') do
     local n = tonumber(table.remove(args, 1):match('^%-%-threads=(.*)$'))
-    if not n or n < 1 or n ~= math.floor(n) or n > 4096 then
+    if not require('moreau.options').domain('int in [1, 4096]').ok(n) then
       io.stderr:write('moreau: --threads must be an integer in [1, 4096]\n')
       return 2
     end
