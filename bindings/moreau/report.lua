@@ -58,7 +58,7 @@ end
 --- A fresh folder results/NAME-YYYYmmdd-HHMMSS, or with -2, -3, ... when
 -- another run made that one in the same second: mkdir creates it or fails if
 -- it exists (exclusive create), so two runs never share a folder.
-local function fresh_run_dir(name)
+function report.new_run_dir(name)
   local lfs = require 'lfs'
   mkdir_p('results')
   local base = ('results/%s-%s'):format(name, os.date('%Y%m%d-%H%M%S'))
@@ -79,7 +79,7 @@ function report.new(name, opts)
       :format(type(name) == 'string' and "'" .. name .. "'" or type(name)), 2)
   end
   local dir = opts.dir
-  if dir then mkdir_p(dir) else dir = fresh_run_dir(name) end
+  if dir then mkdir_p(dir) else dir = report.new_run_dir(name) end
   return setmetatable({
     name = name, dir = dir, items = {},
     results = {
