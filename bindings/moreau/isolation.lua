@@ -164,38 +164,49 @@ function isolation.luajit()
   return '/usr/bin/luajit'
 end
 
---- Runs `moreau run --confined --out=DIR RECIPE ARGS...` under moreau-sandbox.
--- ARGS: opts {recipe = path, out = results folder (exists, absolute) or nil
---   (for --help), args = recipe arguments, read = extra read-only paths,
---   cpu_seconds, memory, file_size}.
--- RETURNS: the exit status of the confined run. ERRORS: no launcher, no bubblewrap.
-function isolation.run(opts)
+--- The command line that runs `command` (a Lua array: program and arguments)
+-- confined exactly as a recipe is. ARGS: opts {recipe = path read-only,
+-- out = the one writable folder (absolute) or nil, read = extra read-only
+-- paths, cpu_seconds, memory, file_size}, command.
+-- ERRORS: the launcher is not built.
+function isolation.command(opts, command)
   local launcher = isolation.launcher()
   if not launcher then
     error('moreau run --sandbox: the sandbox launcher moreau-sandbox is not built (run scripts/setup)', 0)
   end
-  local recipe_path = isolation.realpath(opts.recipe)
   local argv = { launcher }
-  for _, p in ipairs(isolation.read_paths(recipe_path, opts.read)) do argv[#argv + 1] = '--ro=' .. p end
+  for _, p in ipairs(isolation.read_paths(opts.recipe and isolation.realpath(opts.recipe), opts.read)) do
+    argv[#argv + 1] = '--ro=' .. p
+  end
   if opts.out then
     argv[#argv + 1] = '--rw=' .. opts.out
     argv[#argv + 1] = '--chdir=' .. opts.out
   end
   for _, e in ipairs(isolation.environment()) do argv[#argv + 1] = '--env=' .. e end
+  -- AddressSanitizer reserves terabytes of address space for its shadow
+  -- memory: the sanitizer build of the tests runs without the memory limit.
+  local memory = opts.memory or isolation.DEFAULTS.memory
+  if os.getenv('MOREAU_SANITIZE') then memory = 'unlimited' end
   argv[#argv + 1] = '--cpu-seconds=' .. tostring(opts.cpu_seconds or isolation.DEFAULTS.cpu_seconds)
-  argv[#argv + 1] = '--memory=' .. tostring(opts.memory or isolation.DEFAULTS.memory)
+  argv[#argv + 1] = '--memory=' .. tostring(memory)
   argv[#argv + 1] = '--file-size=' .. tostring(opts.file_size or isolation.DEFAULTS.file_size)
   argv[#argv + 1] = '--'
-  argv[#argv + 1] = isolation.luajit()
-  argv[#argv + 1] = isolation.realpath(core.root .. '/scripts/moreau.lua')
-  argv[#argv + 1] = 'run'
-  argv[#argv + 1] = '--confined'
-  argv[#argv + 1] = recipe_path
-  if opts.out then argv[#argv + 1] = '--out=' .. opts.out end
-  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  for _, a in ipairs(command) do argv[#argv + 1] = a end
+  return argv
+end
+
+--- Runs `moreau run --confined RECIPE --out=DIR ARGS...` under moreau-sandbox.
+-- ARGS: opts as for isolation.command, plus args (the recipe's arguments).
+-- RETURNS: the exit status of the confined run (see isolation.explain_status).
+-- ERRORS: the launcher is not built; it cannot be started.
+function isolation.run(opts)
+  local command = { isolation.luajit(), isolation.realpath(core.root .. '/scripts/moreau.lua'), 'run', '--confined',
+    isolation.realpath(opts.recipe) }
+  if opts.out then command[#command + 1] = '--out=' .. opts.out end
+  for _, a in ipairs(opts.args or {}) do command[#command + 1] = a end
   io.stdout:flush()
   io.stderr:flush()
-  return isolation.spawn(argv)
+  return isolation.spawn(isolation.command(opts, command))
 end
 
 --- A sentence for a confined run's exit status, or nil when it succeeded.

@@ -2,7 +2,7 @@
  * moreau-sandbox — run one command confined by the operating system.
  *
  *   moreau-sandbox [--ro=PATH]... [--rw=PATH]... [--env=NAME=VALUE]... [--chdir=DIR]
- *                  [--cpu-seconds=N] [--memory=BYTES] [--file-size=BYTES] -- COMMAND [ARGS]...
+ *                  [--cpu-seconds=N] [--memory=BYTES|unlimited] [--file-size=BYTES] -- COMMAND [ARGS]...
  *
  * `moreau run --sandbox` runs a shared recipe through this launcher (the Lua
  * side is bindings/moreau/isolation.lua; the threat model is docs/sandbox.md).
@@ -263,6 +263,8 @@ int main(int argc, char **argv)
         } else if (strncmp(a, "--cpu-seconds=", 14) == 0) {
             if (parse_bytes(a + 14, &cpu_seconds) != 0 || cpu_seconds > 1u << 30)
                 die(EXIT_USAGE, "--cpu-seconds wants a positive number of seconds, got '%s'", a + 14);
+        } else if (strcmp(a, "--memory=unlimited") == 0) {
+            memory = RLIM_INFINITY; /* for AddressSanitizer builds, whose shadow memory is terabytes */
         } else if (strncmp(a, "--memory=", 9) == 0) {
             if (parse_bytes(a + 9, &memory) != 0 || memory < (64u << 20))
                 die(EXIT_USAGE, "--memory wants at least 64M (a byte count, or with K, M, G), got '%s'", a + 9);
