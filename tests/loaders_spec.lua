@@ -249,6 +249,16 @@ describe('inputs the fuzzers found (engine/fuzz/regressions)', function()
     end)
   end
 
+  it('refuses pnm_width_overflow.ppm: a width of 100 digits', function()
+    assert_error_with(function() data.load_image(dir .. '/pnm_width_overflow.ppm') end,
+      "its PNM width has more than 9 digits")
+  end)
+
+  it('refuses a PGM whose maximum value overflows an int, after a comment, built here', function()
+    local file = write('maxval.pgm', 'P5\n# a comment\n2 2\n99999999999\n' .. string.rep('\0', 4))
+    assert_error_with(function() data.load_image(file) end, "its PNM maximum value has more than 9 digits")
+  end)
+
   it('refuses a JPEG whose Huffman table holds 265 symbols, built here', function()
     -- SOI, then one DHT segment: class/id 0x00, counts 0..0, 10 of length 15, 255 of length 16
     local counts = string.rep('\0', 14) .. string.char(10, 255)

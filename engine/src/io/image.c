@@ -179,6 +179,37 @@ static int jpeg_check_tables(FILE *f, const char *fn, const char *path)
     return MR_OK;
 }
 
+/* stb_image 2.27 reads a PNM header's width, height and maximum value into an
+ * int without an overflow check (UBSan: signed overflow in
+ * stbi__pnm_getinteger; found by engine/fuzz/fuzz_image.c). The loader reads
+ * the three numbers first, the way stb does (whitespace and '#' comments
+ * between them), and refuses a number of more than 9 digits. */
+static int pnm_check_header(FILE *f, const char *fn, const char *path)
+{
+    static const char *const what[3] = {"width", "height", "maximum value"};
+    if (fseek(f, 2, SEEK_SET) != 0) /* after "P5" / "P6" */
+        return MR_OK;
+    int c = getc(f);
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* whitespace, then a comment to the end of its line */
+            while (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r')
+                c = getc(f);
+            if (c != '#')
+                break;
+            while (c != EOF && c != '\n' && c != '\r')
+                c = getc(f);
+        }
+        int digits = 0;
+        while (c >= '0' && c <= '9') {
+            if (++digits > 9)
+                return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: its PNM %s has more "
+                                "than 9 digits", fn, path, what[k]);
+            c = getc(f);
+        }
+    }
+    return MR_OK;
+}
+
 /* Checks the header's declared size against the loader budget and the file's
  * real size, before anything is decoded. */
 static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, int64_t file_bytes,
@@ -299,8 +330,8 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
                         "loader reads PNG, JPEG, BMP, GIF and binary PNM; TGA, PSD, HDR and PIC "
                         "are refused)", fn, path);
     }
-    if (fmt == IMG_JPEG) {
-        int rc = jpeg_check_tables(f, fn, path);
+    if (fmt == IMG_JPEG || fmt == IMG_PNM) {
+        int rc = fmt == IMG_JPEG ? jpeg_check_tables(f, fn, path) : pnm_check_header(f, fn, path);
         if (rc < 0 || fseek(f, 0, SEEK_SET) != 0) {
             fclose(f);
             return rc < 0 ? rc : mr_error(MR_EIO, "%s: '%s': cannot seek", fn, path);
