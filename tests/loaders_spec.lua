@@ -249,6 +249,11 @@ describe('inputs the fuzzers found (engine/fuzz/regressions)', function()
     end)
   end
 
+  it('refuses jpeg_huffman_truncated.jpg: a table cut short, which stb would complete with zeros', function()
+    assert_error_with(function() data.load_image(dir .. '/jpeg_huffman_truncated.jpg') end,
+      "JPEG Huffman table 0 is cut short by the end of the file")
+  end)
+
   it('refuses pnm_width_overflow.ppm: a width of 100 digits', function()
     assert_error_with(function() data.load_image(dir .. '/pnm_width_overflow.ppm') end,
       "its PNM width has more than 9 digits")

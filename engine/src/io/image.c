@@ -158,8 +158,9 @@ static int jpeg_check_tables(FILE *f, const char *fn, const char *path)
             int counts[16], total = 0;
             for (int i = 0; i < 16; i++) {
                 counts[i] = getc(f);
-                if (counts[i] == EOF)
-                    return MR_OK; /* truncated: stb reports it */
+                if (counts[i] == EOF) /* stb would read zeros past the end and go on */
+                    return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: JPEG Huffman "
+                                    "table %d is cut short by the end of the file", fn, path, tc_th);
                 if (counts[i] > (1 << (i + 1)))
                     return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: JPEG Huffman "
                                     "table %d declares %d codes of length %d (at most %d exist)",
