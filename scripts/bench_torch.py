@@ -17,7 +17,7 @@ one measurement. Progress and warnings go to stderr.
     bench_torch.py moreau --model=resnet18_cifar|resnet_fmnist --input=X.f32
                    --label=C --T=300 --m=32 --threads=2 [--weights=W.safetensors]
                    [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
-        one Sparse MoreauGrad explanation of one image (DESIGN §4), seconds,
+        one Sparse MoreauGrad explanation of one image (docs/methods.md §7), seconds,
         resident set before it and ru_maxrss after it.
     bench_torch.py batch --input=X.f32 --labels=L.json --images=64 --T=20 --m=16
                    --threads=2 --weights=W.safetensors [--beta=B --width=W --num-classes=K]
@@ -247,7 +247,7 @@ def task_forward(opts):
 
 
 def sparse_moreaugrad(model, x, c, T, m, rho, gamma, eta, sigma, K, gen):
-    """DESIGN §4, reg = L1, for one image x (1, C, H, W) and class c:
+    """docs/methods.md §7, reg = L1, for one image x (1, C, H, W) and class c:
          δ_0 = 0,  s = sigma·(max x − min x)
          g_t = (1/m) Σ_i ∇f_c(x + δ_t + z_i), z_i ~ N(0, s² I) fresh each iteration (m noisy
                copies through the network as one batch); m = 0: g_t = ∇f_c(x + δ_t)

@@ -16,7 +16,7 @@ gives (tests/methods_parity_spec.lua builds the same net):
 
 Weights and the batch of 2 inputs are drawn from fixed seeds and rounded to
 float32; every reference is then computed in float64 FROM those rounded values,
-written from the math of DESIGN §4 (not from the engine's code), so what is
+written from the math of docs/methods.md (not from the engine's code), so what is
 left in the comparison is the engine's own float32 arithmetic:
 
     gradient, input × gradient, integrated gradients (zero baseline, 16 steps;
@@ -322,7 +322,7 @@ def blocks(C, H, W, g):
 
 
 def moreau_solver(P, x, labels, reg, eta, T, gamma, rho, K, groups=None):
-    """DESIGN §4, m = 0: δ_0 = 0; δ_{t+½} = δ_t − γ(∇f_c(x + δ_t) + δ_t/ρ);
+    """docs/methods.md §7.2, m = 0: δ_0 = 0; δ_{t+½} = δ_t − γ(∇f_c(x + δ_t) + δ_t/ρ);
     δ_{t+1} = ST_{γη}, GST_{γη} or identity; returns the mean of δ_{T−K+1..T}."""
     N = x.shape[0]
     delta = torch.zeros_like(x)

@@ -235,3 +235,49 @@ describe('IDX bombs', function()
     assert.are.same({ 3, 1, 28, 28 }, data.load_idx_images(gzip(f)):shape())
   end)
 end)
+
+describe('inputs the fuzzers found (engine/fuzz/regressions)', function()
+  -- stb_image 2.27 writes past its Huffman size table when a DHT segment's
+  -- 16 code counts add up to more than 256 (or a count exceeds 2^length);
+  -- the loader walks the JPEG's markers first and refuses such a table.
+  local dir = core.root .. '/engine/fuzz/regressions/image'
+  for _, name in ipairs { 'jpeg_huffman_overflow_1.jpg', 'jpeg_huffman_overflow_2.jpg' } do
+    it('refuses ' .. name .. ' with a message naming the Huffman table', function()
+      local ok, err = pcall(data.load_image, dir .. '/' .. name)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("is not a readable image: JPEG Huffman table", 1, true), err)
+    end)
+  end
+
+  it('refuses jpeg_huffman_truncated.jpg: a table cut short, which stb would complete with zeros', function()
+    assert_error_with(function() data.load_image(dir .. '/jpeg_huffman_truncated.jpg') end,
+      "JPEG Huffman table 0 is cut short by the end of the file")
+  end)
+
+  it('refuses pnm_width_overflow.ppm: a width of 100 digits', function()
+    assert_error_with(function() data.load_image(dir .. '/pnm_width_overflow.ppm') end,
+      "its PNM width has more than 9 digits")
+  end)
+
+  it('refuses a PGM whose maximum value overflows an int, after a comment, built here', function()
+    local file = write('maxval.pgm', 'P5\n# a comment\n2 2\n99999999999\n' .. string.rep('\0', 4))
+    assert_error_with(function() data.load_image(file) end, "its PNM maximum value has more than 9 digits")
+  end)
+
+  it('refuses a JPEG whose Huffman table holds 265 symbols, built here', function()
+    -- SOI, then one DHT segment: class/id 0x00, counts 0..0, 10 of length 15, 255 of length 16
+    local counts = string.rep('\0', 14) .. string.char(10, 255)
+    local symbols = string.rep('\1', 265)
+    local dht = '\255\196' .. be16(2 + 17 + #symbols) .. '\0' .. counts .. symbols
+    local file = write('huffman.jpg', '\255\216' .. dht .. '\255\217')
+    assert_error_with(function() data.load_image(file) end,
+      "JPEG Huffman table 0 declares 265 symbols (at most 256)")
+  end)
+
+  it('still reads a valid JPEG', function()
+    local seed = read(core.root .. '/engine/fuzz/corpus/image/jpeg_rgb_000000')
+    local file = write('ok.jpg', seed:sub(4))
+    local img = data.load_image(file)
+    assert.are.same({ 1, 3, 2, 3 }, img:shape())
+  end)
+end)

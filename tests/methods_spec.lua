@@ -337,7 +337,7 @@ describe('baselines', function()
   end)
 end)
 
-describe('MoreauGrad options as DESIGN §3 writes them', function()
+describe('MoreauGrad options as docs/methods.md (section 7.4) derives them', function()
   it('derive the regularizer: eta alone is sparse, with groups group-sparse, none is vanilla', function()
     assert.are.equal('l1', methods.moreaugrad { rho = 1, eta = 5e-3 }.opts.reg)
     assert.are.equal('group', methods.moreaugrad { eta = 0.1, group_size = 2 }.opts.reg)

@@ -542,3 +542,111 @@ describe('names outside a list', function()
       "got 'smoothgrd' (did you mean 'smoothgrad'?)")
   end)
 end)
+
+-- One parser (issue 12): options given as strings (recipe parameters, the
+-- bench's command line) go through options.params; the labels of every
+-- entry point through oracle.labels.
+describe('options given as strings', function()
+  local asserts = require 'helpers.asserts'
+  local params = {
+    n = { type = 'int', default = 2, domain = 'int >= 1' },
+    rate = { type = 'number', default = 0.5, domain = 'num in (0, 1]' },
+    mode = { type = 'string', default = 'fast', domain = 'one of fast, exact' },
+    keep = { type = 'bool', default = false, domain = 'bool' },
+    eps = { type = 'list', default = { 1 }, domain = 'num >= 0' },
+  }
+
+  it('split --key=value and --flag from the other arguments', function()
+    local given, rest = options.parse_args { '--n=3', '--keep', 'file.lua', '--batch-size=8', '-x' }
+    assert.are.same({ n = '3', keep = 'true', batch_size = '8' }, given)
+    assert.are.same({ 'file.lua', '-x' }, rest)
+  end)
+
+  it('convert by type, check by domain, and name the owner with its noun', function()
+    assert.are.same({ n = 3, rate = 0.25, mode = 'exact', keep = true, eps = { 0, 2 } },
+      options.params('tool', params, { n = '3', rate = '0.25', mode = 'exact', keep = 'yes', eps = '0,2' }))
+    assert.are.same({ n = 2, rate = 0.5, mode = 'fast', keep = false, eps = { 1 } }, options.params('tool', params, {}))
+    asserts.error_with(function() options.params('tool', params, { m = '1' }, 'option') end,
+      "tool: unknown option 'm' (options: eps, keep, mode, n, rate)")
+    asserts.error_with(function() options.params('tool', params, { n = '1.5' }) end,
+      "tool: parameter 'n' expects int, got '1.5'")
+    asserts.error_with(function() options.params('tool', params, { keep = 'maybe' }) end,
+      "tool: parameter 'keep' expects bool, got 'maybe'")
+    asserts.error_with(function() options.params('tool', params, { n = '0' }, 'option') end,
+      "tool: option 'n' must be an integer >= 1, got 0")
+    asserts.error_with(function() options.params('tool', params, { rate = '0' }) end,
+      "tool: parameter 'rate' must be a number in (0, 1], got 0")
+    asserts.error_with(function() options.params('tool', params, { mode = 'exakt' }) end,
+      "tool: parameter 'mode' must be one of 'fast', 'exact', got 'exakt' (did you mean 'exact'?)")
+    asserts.error_with(function() options.params('tool', params, { eps = '1,-1' }) end,
+      "tool: parameter 'eps' item 2 must be a number >= 0, got -1")
+  end)
+
+  it('refuse a declaration with an unknown type or a domain outside the language', function()
+    asserts.error_with(function() options.check_params('mine.lua', { a = { type = 'float' } }) end,
+      "mine.lua: parameter 'a' has unknown type 'float'")
+    asserts.error_with(function() options.check_params('mine.lua', { a = { type = 'int', domain = 'int ~ 3' } }) end,
+      "mine.lua: parameter 'a': ", 'options: bad domain bound ~ 3')
+    options.check_params('mine.lua', params)
+  end)
+
+  it('the bench declares its options the same way', function()
+    local core = require 'moreau.core'
+    local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau bench --threads=0 2>&1; echo "rc=$?"'):format(core.lib_path,
+      core.root))
+    local out = p:read('*a')
+    p:close()
+    assert.truthy(out:find("bench: option 'threads' must be an integer >= 1, got 0", 1, true), out)
+    assert.truthy(out:find('rc=1', 1, true), out)
+  end)
+end)
+
+describe('options of the recipes\' shared helpers', function()
+  local asserts = require 'helpers.asserts'
+  local ex = require 'moreau.experiment'
+  it('experiment.methods checks its options and the method keys', function()
+    asserts.error_with(function() ex.methods { preset = 'slow' } end,
+      "experiment.methods: option 'preset' must be one of 'paper', 'fast', got 'slow'")
+    asserts.error_with(function() ex.methods { only = { 'gradient', 'smoothgrd' } } end,
+      "experiment.methods: option 'only[2]' must be one of 'gradient', ", "got 'smoothgrd' (did you mean 'smoothgrad'?)")
+    asserts.error_with(function() ex.methods { samples = 0 } end,
+      "experiment.methods: option 'samples' must be an integer >= 1, got 0")
+    asserts.error_with(function() ex.methods { sample = 3 } end, "experiment.methods: unknown option 'sample'")
+    local list = ex.methods { only = { 'smoothgrad', 'gradient' }, preset = 'fast', samples = 3 }
+    assert.are.same({ 'gradient', 'smoothgrad' }, { list[1].key, list[2].key }) -- the figures' order
+    assert.are.equal(3, list[2].make().opts.samples)
+  end)
+
+  it('experiment.images needs n and checks which', function()
+    asserts.error_with(function() ex.images(nil, nil, nil, { start = 0 }) end,
+      "experiment.images: option 'n' (the number of images) is required")
+    asserts.error_with(function() ex.images(nil, nil, nil, { n = 2, which = 'wrong' }) end,
+      "experiment.images: option 'which' must be one of 'all', 'correct', 'misclassified', got 'wrong'")
+  end)
+end)
+
+describe('labels, one helper for the oracle and training', function()
+  local asserts = require 'helpers.asserts'
+  local oracle = require 'moreau.oracle'
+  it('convert arrays, cdata and one number to int32', function()
+    local a = oracle.labels({ 3, 0, 7 }, 3)
+    assert.are.same({ 3, 0, 7 }, { a[0], a[1], a[2] })
+    local b = oracle.labels(5, 2)
+    assert.are.same({ 5, 5 }, { b[0], b[1] })
+    local into = ffi.new('int32_t[4]')
+    assert.are.equal(into, train.labels(a, 3, into))
+    assert.are.same({ 3, 0, 7 }, { into[0], into[1], into[2] })
+  end)
+
+  it('name the owner, the position and the value of a bad label', function()
+    asserts.error_with(function() train.labels({ 0, 1.5 }, 2) end, 'train: labels[2] = 1.5 is not an integer class id')
+    asserts.error_with(function() train.labels({ 0 }, 2) end, 'train: 1 labels for a batch of 2')
+    asserts.error_with(function() oracle.labels({ 0, NAN }, 2) end, 'oracle: labels[2] = nan is not an integer class id')
+    asserts.error_with(function() oracle.labels({ INF }, 1) end, 'oracle: labels[1] = inf is not an integer class id')
+    asserts.error_with(function() oracle.labels(0.5, 3) end, 'oracle: labels = 0.5 is not an integer class id')
+    -- 2^32 would wrap to a valid-looking int32
+    asserts.error_with(function() oracle.labels({ 2 ^ 32 }, 1) end,
+      'oracle: labels[1] = 4294967296 is outside the int32 range of class ids')
+    asserts.error_with(function() oracle.labels('0,1', 2) end, 'oracle: labels must be a table of class ids, got string')
+  end)
+end)

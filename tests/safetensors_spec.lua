@@ -131,6 +131,32 @@ describe('safetensors round trip', function()
     f:close()
   end)
 
+  it('writes metadata bytes as the engine escapes them: "/" and DEL raw, controls as \\u00XX', function()
+    local path = tmpfile('meta_bytes')
+    st.save(path, { w = T.ones { 1 } }, { note = 'a/b\127\1"\\', ['k/ü'] = '𝔵' })
+    local s = read_bytes(path)
+    local n = 0
+    for i = 8, 1, -1 do n = n * 256 + s:byte(i) end
+    assert.are.equal('{"__metadata__":{"k/ü":"𝔵","note":"a/b\127\\u0001\\"\\\\"},' ..
+      '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', (s:sub(9, 8 + n):gsub(' +$', '')))
+    local _, meta = st.load(path)
+    assert.are.same({ note = 'a/b\127\1"\\', ['k/ü'] = '𝔵' }, meta)
+  end)
+
+  it('writes metadata keys sorted, whatever order they come in', function()
+    -- from Lua: a table has no order; from C: the JSON text's order is not kept either
+    local meta, want = {}, {}
+    for i = 1, 40 do meta[('key%02d'):format(41 - i)] = tostring(i) end
+    for i = 1, 40 do want[i] = ('"key%02d":"%d"'):format(i, 41 - i) end
+    local path = tmpfile('meta_sorted')
+    st.save(path, {}, meta)
+    local s = read_bytes(path)
+    assert.are.equal('{"__metadata__":{' .. table.concat(want, ',') .. '}}', (s:sub(9):gsub(' +$', '')))
+    local rc = C.mr_safetensors_save(path, 0, nil, nil, '{"b":"2","a":"1","C":"0"}')
+    assert.are.equal(0, rc)
+    assert.are.equal('{"__metadata__":{"C":"0","a":"1","b":"2"}}', (read_bytes(path):sub(9):gsub(' +$', '')))
+  end)
+
   it('saves an empty set of tensors', function()
     local path = tmpfile('empty_set')
     st.save(path, {})
@@ -158,10 +184,37 @@ describe('safetensors round trip', function()
     fails_with(function() st.save(path, { x = 3 }) end, "'x' is a number, not a tensor")
     fails_with(function() st.save(path, { __metadata__ = T.ones { 1 } }) end, "'__metadata__' cannot name a tensor")
     fails_with(function() st.save(path, { x = T.ones { 1 } }, { k = {} }) end, "metadata value of 'k' is a table")
+    fails_with(function() st.save(path, { x = T.ones { 1 } }, { k = 'a\0b' }) end, "metadata key or value of 'k' holds a NUL byte")
+    fails_with(function() st.save(path, { x = T.ones { 1 } }, { ['k\0'] = 'a' }) end, "metadata key or value of 'k\\0' holds")
+    fails_with(function() st.save(path, { ['a\0b'] = T.ones { 1 } }) end, "tensor name 'a\\0b' holds a NUL byte")
     fails_with(function() C.mr_safetensors_save(path, 0, nil, nil, '[1]') ; core.check(-1) end,
       'metadata must be a JSON object of strings')
     fails_with(function() st.save('/nonexistent-dir/x.safetensors', { x = T.ones { 1 } }) end,
       '/nonexistent-dir/x.safetensors', 'cannot open for writing')
+  end)
+
+  it('refuses bad arguments to the C writer, naming each, and leaves the old file intact', function()
+    local path = tmpfile('badsave_c')
+    st.save(path, { old = T.ones { 2 } })
+    local before = read_bytes(path)
+    local one = T.ones { 1 }
+    local function save(names, metadata)
+      local n = #names
+      local cn, ct = ffi.new('const char*[?]', n + 1), ffi.new('const mr_tensor*[?]', n + 1)
+      for i, name in ipairs(names) do cn[i - 1], ct[i - 1] = name, one.ptr end
+      return function() core.check(C.mr_safetensors_save(path, n, cn, ct, metadata)) end
+    end
+    fails_with(save({ 'x', 'y', 'x' }), path, "two tensors are named 'x'")
+    fails_with(save({ 'x', '' }), path, 'tensor 1 has no name')
+    fails_with(save({ 'x\255' }), path, "tensor name 'x\255' is not valid UTF-8")
+    fails_with(save({ 'x' }, '{"a":"1","a":"2"}'), path, "metadata key 'a' appears twice")
+    fails_with(save({ 'x' }, '{"a":"1"} {"b":"2"}'), path, 'metadata is not valid JSON')
+    fails_with(save({ 'x' }, '{"a":"\255"}'), path, 'metadata is not valid UTF-8')
+    fails_with(save({ 'x' }, '{"a":2}'), path, "metadata value of 'a' is not a string")
+    local cn = ffi.new('const char*[1]', { 'x' })
+    fails_with(function() core.check(C.mr_safetensors_save(path, 1, cn, nil, nil)) end,
+      path, '1 tensors with NULL names or tensors')
+    assert.are.equal(before, read_bytes(path))
   end)
 end)
 
@@ -308,15 +361,38 @@ describe('safetensors hostile files', function()
       return craft(tag, '{"w":{"dtype":"F32","shape":' .. shape .. ',"data_offsets":[0,8]}}', f32_bytes { 1, 2 })
     end
     local p = shaped('neg', '[-2]')
-    fails_with(function() st.load(p) end, p .. ": tensor 'w': shape entry 0 is -2, not an integer in [0, 2^53]")
+    fails_with(function() st.load(p) end, p .. ": tensor 'w': shape entry 0 is -2, not an integer in [0, 2^53)")
     p = shaped('frac', '[1, 2.5]')
-    fails_with(function() st.load(p) end, ": tensor 'w': shape entry 1 is 2.5, not an integer in [0, 2^53]")
+    fails_with(function() st.load(p) end, ": tensor 'w': shape entry 1 is 2.5, not an integer in [0, 2^53)")
     p = shaped('str', '["2"]')
-    fails_with(function() st.load(p) end, ": tensor 'w': shape entry 0 is \"2\", not an integer in [0, 2^53]")
+    fails_with(function() st.load(p) end, ": tensor 'w': shape entry 0 is \"2\", not an integer in [0, 2^53)")
     p = shaped('notarr', '2')
     fails_with(function() st.load(p) end, ": tensor 'w': shape 2 is not an array")
     p = shaped('big', '[1e300]')
-    fails_with(function() st.load(p) end, "shape entry 0 is 1e+300, not an integer in [0, 2^53]")
+    fails_with(function() st.load(p) end, "shape entry 0 is 1e+300, not an integer in [0, 2^53)")
+  end)
+
+  it('reads integers exactly below 2^53 and refuses those a double cannot hold exactly', function()
+    -- 2^53 + 1 parses to the same double as 2^53: accepting it would read another number
+    local ok = craft('int_max', '{"e":{"dtype":"F32","shape":[9007199254740991,0],"data_offsets":[0,0]}}', '')
+    assert.are.same({ 9007199254740991, 0 }, st.open(ok):shape('e'))
+    for _, big in ipairs { '9007199254740992', '9007199254740993' } do
+      local p = craft('int_big', '{"e":{"dtype":"F32","shape":[' .. big .. ',0],"data_offsets":[0,0]}}', '')
+      -- (the value is shown as cJSON prints the double: 9.00719925474099e+15)
+      fails_with(function() st.open(p) end, p .. ": tensor 'e': shape entry 0 is 9.007",
+        'not an integer in [0, 2^53)')
+      p = craft('off_big', '{"e":{"dtype":"F32","shape":[0],"data_offsets":[' .. big .. ',' .. big .. ']}}', '')
+      fails_with(function() st.open(p) end, p .. ": tensor 'e': data_offsets [9.007",
+        'are not two integers in [0, 2^53)')
+    end
+  end)
+
+  it('rejects a key repeated inside an entry or in __metadata__', function()
+    local p = craft('dupfield', '{"w":{"dtype":"F32","shape":[2],"dtype":"F64","data_offsets":[0,8]}}',
+      f32_bytes { 1, 2 })
+    fails_with(function() st.load(p) end, p .. ": tensor 'w' has \"dtype\" twice")
+    p = craft('dupmeta', '{"__metadata__":{"a":"1","b":"2","a":"3"}}', '')
+    fails_with(function() st.load(p) end, p .. ": __metadata__ key 'a' appears twice")
   end)
 
   it('rejects shapes whose element count overflows', function()
@@ -337,9 +413,9 @@ describe('safetensors hostile files', function()
       '"z":{"dtype":"F32","shape":[0],"data_offsets":[100,100]}}', f32_bytes { 1, 2 })
     fails_with(function() st.load(p) end, p .. ": tensor 'z': data_offsets [100, 100] are out of range")
     p = craft('negoff', '{"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', f32_bytes { 1, 2 })
-    fails_with(function() st.load(p) end, ": tensor 'w': data_offsets [-8,0] are not two integers in [0, 2^53]")
+    fails_with(function() st.load(p) end, ": tensor 'w': data_offsets [-8,0] are not two integers in [0, 2^53)")
     p = craft('threeoff', '{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,16]}}', f32_bytes { 1, 2 })
-    fails_with(function() st.load(p) end, "data_offsets [0,8,16] are not two integers in [0, 2^53]")
+    fails_with(function() st.load(p) end, "data_offsets [0,8,16] are not two integers in [0, 2^53)")
   end)
 
   it('rejects offsets that do not match the shape', function()
@@ -557,5 +633,59 @@ describe('safetensors and networks', function()
     b:param('w', { 2 }, 'weight')
     local net = b:build()
     fails_with(function() st.load_net(net, p) end, p .. ": tensor 'w' has dtype I32, which does not convert")
+  end)
+
+  it('leaves the network unchanged when the last parameter fails to convert after the others did', function()
+    -- parameters are loaded in the network's order; fc.weight comes last and is I32 in the file
+    local a = small_net(11)
+    local names, parts, data, off = {}, {}, {}, 0
+    for _, p in ipairs(a:params()) do names[#names + 1] = p.name end
+    table.sort(names)
+    for _, n in ipairs(names) do
+      local t = a:param(n)
+      local dtype, bytes = 'F32', f32_bytes(t:totable())
+      if n == 'fc.weight' then dtype = 'I32' end
+      parts[#parts + 1] = ('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}'):format(n, dtype,
+        table.concat(t:shape(), ','), off, off + #bytes)
+      data[#data + 1] = bytes
+      off = off + #bytes
+    end
+    local p = craft('net_last_bad', '{' .. table.concat(parts, ',') .. '}', table.concat(data))
+    local b = small_net(12)
+    assert.are.equal('fc.weight', b:params()[5].name)
+    local before = params_bits(b)
+    fails_with(function() st.load_net(b, p) end, p .. ": tensor 'fc.weight' has dtype I32, which does not convert")
+    assert.are.same(before, params_bits(b))
+  end)
+
+  it('names a file tensor of more than 4 dims in place of a parameter', function()
+    local p = craft('net5d', '{"w":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]}}', f32_bytes { 1, 2 })
+    local b = nn.builder({ 2 })
+    b:param('w', { 2 }, 'weight')
+    fails_with(function() st.load_net(b:build(), p) end, p .. ": tensor 'w' has 5 dims; moreau handles at most 4")
+  end)
+
+  it('reads a scalar in the file into a parameter of shape {1}, and names a scalar that does not fit', function()
+    local p = craft('netscalar', '{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}', f32_bytes { 2.5 })
+    local b = nn.builder({ 2 })
+    b:param('s', { 1 }, 'weight')
+    local net = b:build()
+    st.load_net(net, p)
+    assert.are.same({ 2.5 }, net:param('s'):totable())
+    b = nn.builder({ 2 })
+    b:param('s', { 2 }, 'weight')
+    fails_with(function() st.load_net(b:build(), p) end, p .. ': s: shape scalar in file, 2 in the network')
+  end)
+
+  it('walks the parameters of a const network with mr_net_param_value (what save_net writes)', function()
+    local net = small_net(13)
+    local n = C.mr_net_param_count(net.ptr)
+    assert.are.equal(6, n)
+    for i = 0, n - 1 do
+      assert.is_true(C.mr_net_param_value(net.ptr, i) == C.mr_net_param_get(net.ptr, i))
+    end
+    assert.is_true(C.mr_net_param_value(net.ptr, -1) == nil)
+    assert.is_true(C.mr_net_param_value(net.ptr, n) == nil)
+    assert.is_true(C.mr_net_param_value(nil, 0) == nil)
   end)
 end)

@@ -433,7 +433,200 @@ describe('canvas:save_png', function()
   end)
 end)
 
+describe('a canvas', function()
+  -- every value a recipe without the debug library can reach from v: table
+  -- keys and values and metatables, recursively. RETURN: the paths of the
+  -- cdata and userdata found.
+  local function raw_values(v, name)
+    local seen, found = {}, {}
+    local function walk(x, path)
+      local t = type(x)
+      if t == 'cdata' or t == 'userdata' then found[#found + 1] = path; return end
+      if t ~= 'table' or seen[x] then return end
+      seen[x] = true
+      for k, y in pairs(x) do
+        walk(k, path .. '[key ' .. tostring(k) .. ']')
+        walk(y, path .. '.' .. tostring(k))
+      end
+      if getmetatable(x) ~= nil then walk(getmetatable(x), path .. '<metatable>') end
+    end
+    walk(v, name)
+    return found
+  end
+
+  it('holds no reachable raw buffer, whatever made it', function()
+    local m = blobs(1, 6, 5, 0)
+    local made = {
+      canvas = viz.canvas(3, 2), heatmap = viz.heatmap(m), signed = viz.signed(m), image = viz.image(m:abs()),
+      overlay = viz.overlay(viz.canvas(5, 6), m), upscale = viz.upscale(viz.canvas(2, 2), 2),
+      clone = viz.canvas(2, 2):clone(), grid = viz.grid { rows = { { viz.canvas(2, 2) } }, title = 't' },
+      line_plot = viz.line_plot { series = { { x = { 1, 2 }, y = { 1, 2 } } }, width = 120, height = 90 },
+    }
+    for how, cv in pairs(made) do
+      assert.are.same({}, raw_values(cv, how))
+      for _, field in ipairs { 'pix', 'data', 'ptr', 'buf', 'bytes', 'clip' } do
+        assert.is_nil(rawget(cv, field), how .. '.' .. field)
+        assert.is_false(type(cv[field]) == 'cdata' or type(cv[field]) == 'table', how .. '.' .. field)
+      end
+    end
+    assert.are.same({}, raw_values(viz, 'viz'))
+    for _, part in ipairs { 'canvas', 'color', 'normalize', 'maps', 'font', 'grid', 'plot' } do
+      assert.are.same({}, raw_values(require('moreau.viz.' .. part), 'moreau.viz.' .. part))
+    end
+  end)
+
+  it('reaches a sandboxed recipe without its bytes', function()
+    local env = require('moreau.sandbox').env()
+    local chunk = assert(env.load([[
+      local cv = moreau.viz.canvas(2, 2)
+      local ok, err = pcall(cv.set, cv, 5, 5, 'red')
+      local found = {}
+      for k, v in pairs(cv) do found[#found + 1] = tostring(k) end
+      return rawget(cv, 'pix'), cv.pix, err, #found, pcall(require, 'moreau.viz.canvas')
+    ]], 'recipe'))
+    local raw, pix, err, nfields, ok_req = chunk()
+    assert.is_nil(raw)
+    assert.is_nil(pix)
+    assert.truthy(tostring(err):find('canvas:set: pixel (5, 5) outside 1..2 x 1..2', 1, true), tostring(err))
+    assert.are.equal(0, nfields)
+    assert.is_false(ok_req) -- the parts stay behind moreau.viz
+  end)
+
+  it('refuses reads and writes outside itself with a clear error', function()
+    local cv = viz.canvas(2, 3, 'black')
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(1, 0, 'red') end, 'canvas:set: pixel (1, 0) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(1.5, 1, 'red') end, 'canvas:set: pixel (1.5, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(1e9, 1e9, 'red') end, 'canvas:set: pixel (1000000000, 1000000000) outside')
+    assert_error_with(function() cv:get(1, 4) end, 'canvas:get: pixel (1, 4) outside 1..2 x 1..3')
+    assert_error_with(function() cv:get('1', 1) end, 'canvas:get: pixel (1, 1) outside 1..2 x 1..3')
+    -- its size cannot be changed from outside, nor a buffer planted
+    assert_error_with(function() cv.width = 1000 end,
+      "canvas: field 'width' cannot be set (a canvas changes only through its methods)")
+    assert_error_with(function() cv.pix = 0 end, "canvas: field 'pix' cannot be set")
+    rawset(cv, 'width', 1000) -- shadows the property for readers, not the canvas's own size
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
+    -- the methods check what they are called on
+    assert_error_with(function() viz.Canvas.get({}, 1, 1) end, 'canvas:get: expected a canvas (from viz.canvas), got table')
+    assert_error_with(function() viz.Canvas.fill_rect(setmetatable({}, getmetatable(cv)), 1, 1, 1, 1) end,
+      'canvas:fill_rect: expected a canvas (from viz.canvas), got table')
+    assert.is_false(viz.is_canvas(setmetatable({}, getmetatable(cv))))
+    -- nothing above wrote a pixel
+    for y = 1, 3 do for x = 1, 2 do assert.are.same({ 0, 0, 0 }, { cv:get(x, y) }) end end
+  end)
+
+  it('cuts drawing at its edges and at a clip box inside them', function()
+    local cv = viz.canvas(3, 3)
+    cv:fill_rect(-1e6, -1e6, 3e6, 1e6 + 3, 'black') -- rows up to -1e6 + 1e6 + 3 - 1 = 2, all columns
+    assert.are.equal(6, count_color(cv, { 0, 0, 0 }))
+    -- a 5-pixel brush on row 3 covers rows 1..5; the outline and the glyphs'
+    -- ink fall outside; the blit's only visible pixel is (3, 1)
+    cv:line(-50, 3, 50, 3, 'red', 5):rect(-10, -10, 100, 100, 'blue'):text(-3, -3, 'WWW', 'blue', 3)
+    cv:blit(viz.canvas(10, 10, 'green'), 3, -8)
+    assert.are.equal(8, count_color(cv, { 214, 39, 40 }))
+    assert.are.same({ 44, 160, 44 }, { cv:get(3, 1) })
+    local c = viz.canvas(4, 4, 'white'):clip(2, 2, 3, 1e9)
+    c:fill_rect(1, 1, 4, 4, 'black')
+    assert.are.equal(6, count_color(c, { 0, 0, 0 })) -- columns 2..3, rows 2..4
+    c:set(1, 1, 'black') -- inside the canvas, outside the clip box: nothing drawn
+    assert.are.same({ 255, 255, 255 }, { c:get(1, 1) })
+    c:clip():set(1, 1, 'black')
+    assert.are.same({ 0, 0, 0 }, { c:get(1, 1) })
+    assert_error_with(function() c:clip(1, 1, 2) end,
+      'canvas:clip: the box must be four numbers x0, y0, x1, y1, got 1, 1, 2, nil')
+  end)
+
+  it('has whole-canvas loops that stay inside their canvases', function()
+    local canvas = require 'moreau.viz.canvas'
+    local a, b = viz.canvas(2, 2, { 10, 20, 30 }), viz.canvas(2, 2, { 110, 120, 131 })
+    -- round(0.75 * 10 + 0.25 * 110) = 35, round(0.75 * 30 + 0.25 * 131) = round(55.25) = 55
+    assert.are.same({ 35, 45, 55 }, { canvas.blend(a, b, 0.25):get(2, 2) })
+    assert_error_with(function() canvas.blend(a, viz.canvas(2, 3), 0.5) end, 'canvas.blend: sizes differ, 2x2 and 2x3')
+    assert_error_with(function() canvas.blend(a, {}, 0.5) end, 'canvas.blend: expected two canvases')
+    local p = canvas.paint(3, 2, function(i) return i, 2 * i, 255 - i end)
+    assert.are.same({ 4, 8, 251 }, { p:get(2, 2) }) -- pixel i = (2 - 1) * 3 + 2 - 1 = 4
+    assert_error_with(function() viz.upscale(viz.canvas(300, 2), 200) end,
+      'viz.upscale: size must be two integers in 1..32768, got 60000 x 400')
+  end)
+end)
+
+describe('errors', function()
+  it('point at the caller of the public function, through the parts', function()
+    local here = 'viz_spec.lua:'
+    local m3 = T.ones { 3, 4, 5 }
+    assert_error_with(function() viz.heatmap(m3) end, here, 'viz.heatmap: expected (N, C, H, W)')
+    assert_error_with(function() viz.signed(m3) end, here, 'viz.signed: expected (N, C, H, W)')
+    assert_error_with(function() viz.normalize(m3) end, here, 'viz.normalize: expected (N, C, H, W)')
+    assert_error_with(function() viz.image(m3) end, here, 'viz.image: expected (N, C, H, W)')
+    assert_error_with(function() viz.overlay(viz.canvas(5, 4), m3) end, here, 'viz.heatmap: expected (N, C, H, W)')
+    assert_error_with(function() viz.heatmap(T.ones { 1, 1, 2, 2 }, { percentile = 101 }) end, here, 'opts.percentile')
+    assert_error_with(function() viz.signed(T.ones { 1, 1, 2, 2 }, { cmap = 'jet' }) end, here, 'unknown color map')
+    assert_error_with(function() viz.percentile({}, 50) end, here, 'viz.percentile: no values')
+    assert_error_with(function() viz.text_size('a', 0) end, here, 'viz.text_size: scale must be an integer >= 1')
+    assert_error_with(function() viz.canvas(0, 1) end, here, 'viz.canvas: size must be two integers')
+    assert_error_with(function() viz.canvas(1, 1):text(1, 1, 'a', 'black', 0) end, here, 'canvas:text: scale')
+    assert_error_with(function() viz.canvas(1, 1):set(2, 1) end, here, 'canvas:set: pixel (2, 1)')
+    assert_error_with(function() viz.grid { rows = { { 1 } } } end, here, 'viz.grid: cell (1, 1) is a number')
+    assert_error_with(function() viz.grid { rows = { { viz.canvas(1, 1) } }, border = 'mauve' } end, here,
+      'viz.grid (border): unknown color "mauve"')
+    assert_error_with(function() viz.line_plot { series = { { x = { 1 }, y = { 1 } } }, width = 10 } end, here,
+      'viz.line_plot: 10x400 is too small')
+  end)
+end)
+
 describe('the module', function()
+  local function shell(cmd)
+    local p = assert(io.popen(cmd .. ' 2>&1'))
+    local out = p:read('*a')
+    p:close()
+    return out
+  end
+  local parts = {
+    canvas = 'new', color = 'colormap', normalize = 'normalize', maps = 'heatmap', font = 'text_size',
+    grid = 'grid', plot = 'line_plot',
+  }
+
+  it('is split into parts that each load on their own, set no globals and do not need moreau.viz', function()
+    -- every file in the folder is a listed part
+    local lfs = require 'lfs'
+    for f in lfs.dir('bindings/moreau/viz') do
+      if f:match('%.lua$') then assert.is_string(parts[f:sub(1, -5)], 'part ' .. f .. ' is listed here') end
+    end
+    for part, fn in pairs(parts) do
+      local out = shell(('luajit -e %s'):format(shell_quote(
+        "package.path = 'bindings/?.lua;bindings/?/init.lua;' .. package.path; " ..
+        "local g = {}; for k in pairs(_G) do g[k] = true end; " ..
+        "local m = require 'moreau.viz." .. part .. "'; " ..
+        "for k in pairs(_G) do if not g[k] then io.write('global ', k, '; ') end end; " ..
+        "if package.loaded['moreau.viz'] then io.write('moreau.viz loaded; ') end; " ..
+        "io.write(type(m." .. fn .. "))")))
+      assert.are.equal('function', out, 'moreau.viz.' .. part)
+    end
+  end)
+
+  it('is installed with its parts, and loads from the installed tree alone', function()
+    local build = core.lib_path:match('^(.*)/[^/]+$')
+    local prefix = path('prefix')
+    assert.are.equal('', shell(('env -u LD_PRELOAD cmake --install %s --prefix %s >/dev/null'):format(
+      shell_quote(build), shell_quote(prefix))))
+    local lua_dir = prefix .. '/share/lua/5.1'
+    for part in pairs(parts) do
+      local f = lua_dir .. '/moreau/viz/' .. part .. '.lua'
+      assert.truthy(io.open(f), f .. ' installed')
+    end
+    local lib = prefix .. '/lib/libmoreau.so'
+    if not io.open(lib) then lib = prefix .. '/lib/x86_64-linux-gnu/libmoreau.so' end
+    -- a LUA_PATH without the default entries: only the installed tree can answer
+    local out = shell(('MOREAU_LIB=%s MOREAU_HEADER=%s LUA_PATH=%s luajit -e %s'):format(shell_quote(lib),
+      shell_quote(prefix .. '/include/moreau.h'), shell_quote(lua_dir .. '/?.lua;' .. lua_dir .. '/?/init.lua'),
+      shell_quote("local viz = require 'moreau.viz'; " ..
+        "io.write(package.searchpath('moreau.viz.canvas', package.path), ' '); " ..
+        "local cv = viz.heatmap(require('moreau.tensor').from({ 0, 1 }, { 1, 1, 1, 2 })); " ..
+        "io.write((cv:get(2, 1)))")))
+    assert.are.equal(lua_dir .. '/moreau/viz/canvas.lua 255', out)
+  end)
+
+
   it('sets no globals when it loads, and is moreau.viz', function()
     local before = {}
     for k in pairs(_G) do before[k] = true end

@@ -249,12 +249,27 @@ describe('the results page', function()
     local p = io.popen(('env -u LD_PRELOAD %s %s --virtual-time-budget=3000 --dump-dom %q 2>/dev/null'):format(chromium, flags, url))
     local dom = p:read('*a')
     p:close()
-    assert.truthy(dom:find('data-images="1/1"', 1, true), 'images loaded: ' .. tostring(dom:match('data%-images="[^"]*"')))
     assert.truthy(dom:find('<table class="results">', 1, true))
     assert.truthy(dom:find('<table id="params">', 1, true))
-    local shot = root .. '/build/results-page.png'
+    assert.truthy(dom:find('Content-Security-Policy', 1, true))
+    assert.falsy(dom:find('<script', 1, true))
+    -- the heatmap shows: the screenshot holds a block of strongly coloured
+    -- pixels (a broken image would be a small grey icon and its caption)
+    local shot = tmp .. '/results-page.png'
     os.execute(('env -u LD_PRELOAD %s %s --window-size=1100,900 --screenshot=%q %q >/dev/null 2>&1'):format(chromium, flags, shot, url))
     assert.truthy(lfs.attributes(shot), 'screenshot saved')
+    local img = require('moreau.data').load_image(shot)
+    local c, h, w = img:shape()[2], img:shape()[3], img:shape()[4]
+    assert.are.equal(3, c)
+    local coloured = 0
+    for y = 0, h - 1 do
+      for x = 0, w - 1 do
+        local r, g, b = img:get(1, 1, y + 1, x + 1), img:get(1, 2, y + 1, x + 1), img:get(1, 3, y + 1, x + 1)
+        if math.max(r, g, b) - math.min(r, g, b) > 0.3 then coloured = coloured + 1 end
+      end
+    end
+    -- the 8x8 map upscaled 4x is 32x32 = 1024 pixels, mostly far from grey
+    assert.is_true(coloured > 400, 'coloured pixels in the screenshot: ' .. coloured)
   end)
 end)
 

@@ -5,7 +5,7 @@
 --   local x2, info = atk:run(net, method, x, labels)   -- x2 like x; info per item
 --   print(atk.name, atk.opts.alpha)                    -- every option in force
 --
--- Attacks (DESIGN §4 pins the top-k attack):
+-- Attacks (docs/methods.md §9 pins them):
 --   topk         Ghorbani et al. 2019, top-k, L2-bounded: minimize the share of the
 --                explanation's mass that stays on the clean map's top-k entries
 --   mass_center  Ghorbani et al. 2019, center of mass: maximize how far the saliency

@@ -53,6 +53,8 @@ function cli.run_recipe(path, args, opts)
   if #rest > 0 then error('moreau run: unexpected argument ' .. rest[1] .. ' (parameters are --key=value)', 0) end
   local r
   if opts and opts.sandbox then
+    -- inside the confined process: the write guard holds from the recipe's first line on
+    if given.out then require('moreau.sandbox').confine(given.out) end
     r = require('moreau.sandbox').load(path)
   else
     r = recipe.load(path)
@@ -103,13 +105,73 @@ local function recorded_recipe(results, path, sandbox, trust)
   return find_recipe(file)
 end
 
+--- The options of `run --sandbox` that the person running it gives before
+-- RECIPE: the limits of moreau.isolation and extra read-only paths.
+local function sandbox_option(a, limits)
+  local k, v = a:match('^%-%-([%w%-]+)=(.*)$')
+  if k == 'cpu-seconds' then
+    local n = tonumber(v)
+    if not n or n < 1 or n ~= math.floor(n) then error('moreau run: --cpu-seconds must be a positive integer, got ' .. v, 0) end
+    limits.cpu_seconds = n
+  elseif k == 'memory' or k == 'file-size' then
+    if not v:match('^%d+[KMGkmg]?$') then
+      error(('moreau run: --%s must be a byte count such as 8G, 512M or 1048576, got %s'):format(k, v), 0)
+    end
+    limits[k == 'memory' and 'memory' or 'file_size'] = v
+  elseif k == 'read' then
+    limits.read[#limits.read + 1] = v
+  else
+    return false
+  end
+  return true
+end
+
+--- `run --sandbox`: the recipe runs in its own process, confined by the
+-- operating system (moreau.isolation), into a results folder made here.
+local function run_isolated(path, args, limits)
+  local isolation = require 'moreau.isolation'
+  local recipe = require 'moreau.recipe'
+  local given = recipe.parse_args(args)
+  local out
+  if not given.help then
+    if given.out then
+      require('moreau.report').mkdir_p(given.out)
+    else
+      local name = (path:match('([^/]+)%.lua$') or path:match('[^/]+$') or 'recipe'):gsub('[^%w_%-]', '_')
+      given.out = require('moreau.report').new_run_dir(name)
+    end
+    out = isolation.realpath(given.out)
+  end
+  local rargs = {}
+  for _, a in ipairs(args) do
+    if not a:match('^%-%-out=') then rargs[#rargs + 1] = a end
+  end
+  limits.recipe, limits.out, limits.args = path, out, rargs
+  local status = isolation.run(limits)
+  local why = isolation.explain_status(status, limits)
+  if why then error(why .. (out and ('; results folder: ' .. out) or ''), 0) end
+end
+
 function commands.run(args)
   local first = table.remove(args, 1)
-  local sandbox, trust = false, false
-  while first == '--sandbox' or first == '--trust' do
-    if first == '--sandbox' then sandbox = true else trust = true end
+  local sandbox, trust, confined = false, false, false
+  local limits = { read = {} }
+  while first == '--sandbox' or first == '--trust' or first == '--confined' or
+      (sandbox and first and sandbox_option(first, limits)) do
+    if first == '--sandbox' then sandbox = true
+    elseif first == '--trust' then trust = true
+    elseif first == '--confined' then confined = true end
     first = table.remove(args, 1)
   end
+  if confined then
+    -- what --sandbox runs inside its confined process (moreau.isolation sets MOREAU_CONFINED)
+    if os.getenv('MOREAU_CONFINED') ~= '1' then
+      error('moreau run: --confined is what --sandbox runs inside its confined process; run `moreau run --sandbox RECIPE`', 0)
+    end
+    if first == nil then error('moreau run: give a recipe', 0) end
+    return cli.run_recipe(first, args, { sandbox = true })
+  end
+  if not sandbox and next(limits.read) then error('moreau run: --read applies to --sandbox only', 0) end
   if first == nil then error('moreau run: give a recipe (a file, or a name under recipes/)', 0) end
   if first:match('^%-%-from=') or first == '--from' then
     local path = first:match('^%-%-from=(.*)$') or table.remove(args, 1)
@@ -120,10 +182,13 @@ function commands.run(args)
       rargs[#rargs + 1] = ('--%s=%s'):format(k, tostring(v))
     end
     for _, a in ipairs(args) do rargs[#rargs + 1] = a end
-    return cli.run_recipe(recorded_recipe(results, path, sandbox, trust), rargs, { sandbox = sandbox })
+    local file = recorded_recipe(results, path, sandbox, trust)
+    if sandbox then return run_isolated(file, rargs, limits) end
+    return cli.run_recipe(file, rargs)
   end
   if trust then error('moreau run: --trust applies to --from only', 0) end
-  return cli.run_recipe(find_recipe(first), args, { sandbox = sandbox })
+  if sandbox then return run_isolated(find_recipe(first), args, limits) end
+  return cli.run_recipe(find_recipe(first), args)
 end
 
 function commands.explain(args) return cli.run_recipe(find_recipe('explain'), args) end
@@ -157,7 +222,7 @@ function cli.main(args)
   -- OMP_NUM_THREADS, else every core)
   while args[1] and args[1]:match('^%-%-threads=') do
     local n = tonumber(table.remove(args, 1):match('^%-%-threads=(.*)$'))
-    if not n or n < 1 or n ~= math.floor(n) or n > 4096 then
+    if not require('moreau.options').domain('int in [1, 4096]').ok(n) then
       io.stderr:write('moreau: --threads must be an integer in [1, 4096]\n')
       return 2
     end

@@ -7,6 +7,7 @@
 --   local x, labels, idx = ex.images(net, card, test, { n = 8, start = 0 })
 --   for _, m in ipairs(ex.methods { preset = 'paper', seed = 0 }) do ... m.make() ... end
 local moreau = require 'moreau'
+local options = require 'moreau.options'
 
 local experiment = {}
 
@@ -18,13 +19,17 @@ function experiment.model(name)
   return net, card, test
 end
 
---- A batch of test images, normalized. opts: n, start (0-based index of the
--- first), which = 'all' | 'correct' | 'misclassified' (by the model's prediction).
+--- A batch of test images, normalized. opts: n (required, >= 1), start = 0
+-- (0-based index of the first), which = 'all' | 'correct' | 'misclassified'
+-- (by the model's prediction).
 -- RETURN: x (n, C, H, W), labels (true 0-based ids), indices (0-based), predictions.
 function experiment.images(net, card, test, opts)
+  local o = options.fill('experiment.images', { start = 0, which = 'all', _extra = { n = true },
+    _domains = { n = 'int >= 1', start = 'int >= 0', which = 'one of all, correct, misclassified' } }, opts)
+  if o.n == nil then error("experiment.images: option 'n' (the number of images) is required", 2) end
   local data = moreau.data
   local norm = card.data.normalization
-  local want, start, which = opts.n, opts.start or 0, opts.which or 'all'
+  local want, start, which = o.n, o.start, o.which
   local picked, preds, labels = {}, {}, {}
   local batch = 256
   local i = start
@@ -51,27 +56,40 @@ function experiment.images(net, card, test, opts)
   return x, labels, picked, preds
 end
 
---- The methods of the paper's figures, in their order, with their titles.
--- opts: seed; preset = 'paper' (the authors' settings: T 300, m 32, 256
--- Sparsified SmoothGrad samples) or 'fast' (T 100, m 8, fewer samples), or a
--- table overriding MoreauGrad's options; only = list of keys; eta_l1, eta_group:
--- the sparsity weights. Their defaults (0.1 and 0.2) are scaled to the shipped
--- model, whose logit gradients are large (median |∇f| 0.067 per pixel): the
--- authors' 5e-3 / 5e-2, set for ImageNet, leave its maps dense; 0.1 / 0.2 make
--- about 40% of the entries zero on test images 0-3, comparable to Sparsified
--- SmoothGrad's averaged map, as the paper standardizes sparsity.
--- RETURN: a list of {key, title, make = function() -> method}.
 --- The keys experiment.methods knows, as a domain of moreau.options (recipes
 -- declare their `methods` lists with it, so a wrong name is refused, with the
 -- valid ones, before anything runs).
 experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, deeplift, smoothgrad, ' ..
   'sparsified_smoothgrad, moreaugrad, sparse_moreaugrad, group_moreaugrad'
 
+--- The methods of the paper's figures, in their order, with their titles.
+-- opts: seed = 0; preset = 'paper' (the authors' settings: T 300, m 32, 256
+-- Sparsified SmoothGrad samples) or 'fast' (T 100, m 8, fewer samples);
+-- moreau = a table overriding MoreauGrad's options; samples (SmoothGrad),
+-- ssg_samples (Sparsified SmoothGrad), ig_steps (Integrated Gradients): the
+-- preset's unless given; only = list of keys (experiment.METHODS; default all);
+-- eta_l1, eta_group: the sparsity weights. Their defaults (0.1 and 0.2) are
+-- scaled to the shipped model, whose logit gradients are large (median |∇f|
+-- 0.067 per pixel): the authors' 5e-3 / 5e-2, set for ImageNet, leave its maps
+-- dense; 0.1 / 0.2 make about 40% of the entries zero on test images 0-3,
+-- comparable to Sparsified SmoothGrad's averaged map, as the paper
+-- standardizes sparsity.
+-- RETURN: a list of {key, title, make = function() -> method}.
+experiment.methods_defaults = {
+  preset = 'paper', seed = 0, eta_l1 = 0.1, eta_group = 0.2,
+  _extra = { moreau = true, samples = true, ssg_samples = true, ig_steps = true, only = true },
+  _domains = { preset = 'one of paper, fast', seed = 'seed', eta_l1 = 'num >= 0', eta_group = 'num >= 0',
+    moreau = 'table', samples = 'int >= 1', ssg_samples = 'int >= 1', ig_steps = 'int >= 1', only = 'table' },
+}
+
 function experiment.methods(opts)
-  opts = opts or {}
+  opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
+  for i, k in ipairs(opts.only or {}) do
+    options.check('experiment.methods', ('only[%d]'):format(i), k, experiment.METHODS, 2)
+  end
   local M = moreau.methods
   local fast = opts.preset == 'fast'
-  local seed = opts.seed or 0
+  local seed = opts.seed
   local mg = { T = fast and 100 or 300, m = fast and 8 or 32, K = fast and 30 or 101, seed = seed }
   for k, v in pairs(opts.moreau or {}) do mg[k] = v end
   local function with(extra)
@@ -92,16 +110,14 @@ function experiment.methods(opts)
       make = function() return M.sparsified_smoothgrad { samples = opts.ssg_samples or (fast and 32 or 256), seed = seed } end },
     { key = 'moreaugrad', title = 'MoreauGrad', make = function() return M.moreaugrad(with()) end },
     { key = 'sparse_moreaugrad', title = 'Sparse MG',
-      make = function() return M.moreaugrad(with { reg = 'l1', eta = opts.eta_l1 or 0.1 }) end },
+      make = function() return M.moreaugrad(with { reg = 'l1', eta = opts.eta_l1 }) end },
     { key = 'group_moreaugrad', title = 'Group-Sparse MG',
-      make = function() return M.moreaugrad(with { reg = 'group', eta = opts.eta_group or 0.2 }) end },
+      make = function() return M.moreaugrad(with { reg = 'group', eta = opts.eta_group }) end },
   }
   if opts.only and #opts.only > 0 then
     local keep, out = {}, {}
     for _, k in ipairs(opts.only) do keep[k] = true end
-    for _, m in ipairs(list) do if keep[m.key] then out[#out + 1] = m; keep[m.key] = nil end end
-    local unknown = next(keep)
-    if unknown then error("experiment.methods: unknown method '" .. unknown .. "'", 2) end
+    for _, m in ipairs(list) do if keep[m.key] then out[#out + 1] = m end end
     list = out
   end
   return list

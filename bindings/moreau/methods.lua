@@ -7,7 +7,7 @@
 -- One file per method under moreau/methods/ (as torch/optim keeps one
 -- algorithm per file), each with its defaults, explain and explain_vjp, and
 -- the math it computes; moreau/methods/common.lua holds what they share.
--- This module assembles the registry. Methods (README and docs/ pin the math):
+-- This module assembles the registry. Methods (docs/methods.md pins the math):
 --   gradient               ∇f_c(x)
 --   input_x_gradient       x ⊙ ∇f_c(x)
 --   integrated_gradients   (x − x0) ⊙ Σ_k w_k ∇f_c(x0 + α_k (x − x0))   rule: riemann_right | gauss_legendre | trapezoid

@@ -179,6 +179,30 @@ function Net:nodes()
   return list
 end
 
+--- Forward FLOPs per item (one sample of the batch), counted from the graph,
+-- a multiply-add counting as 2 FLOPs (the convention of GFLOP/s figures, as
+-- the bench reports them; MAC counts such as "0.56 GMACs" for ResNet-18 on
+-- CIFAR are half of it):
+--   conv2d  2·Cout·(Cin/groups)·kh·kw·Ho·Wo  (= 2·numel(weight)·Ho·Wo)
+--   linear  2·in·out                         (= 2·numel(weight))
+-- Bias adds, elementwise ops, normalization, pooling and residual adds are
+-- not counted. A conv2d or linear node's weight is the parameter LABEL.weight,
+-- as Builder:conv2d and Builder:linear name it; a node built without that name
+-- raises "net: no parameter named 'LABEL.weight'". The backward's input
+-- gradient costs as much again, a weight gradient once more.
+-- RETURN: a number (an integer).
+function Net:flops()
+  local total = 0
+  for _, nd in ipairs(self:nodes()) do
+    if nd.op == 'conv2d' then
+      total = total + 2 * self:param(nn.join(nd.label, 'weight')):numel() * nd.shape[2] * nd.shape[3]
+    elseif nd.op == 'linear' then
+      total = total + 2 * self:param(nn.join(nd.label, 'weight')):numel()
+    end
+  end
+  return total
+end
+
 function Net:__tostring()
   return ('net %s -> %s, %d nodes, %d parameters'):format(table.concat(self:input_shape(), 'x'),
     table.concat(self:output_shape(), 'x'), C.mr_net_node_count(self.ptr), self:num_params())

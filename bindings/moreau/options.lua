@@ -25,6 +25,13 @@
 --
 -- NaN and ±inf are outside every numeric domain unless it says "or inf".
 -- A violation raises "WHO: option 'NAME' must be DOMAIN, got VALUE".
+--
+-- Options that arrive as strings (a recipe's parameters from `--key=value`,
+-- the bench's command line) are declared as a table of parameters
+--   { NAME = { type = 'int', default = 4, domain = 'int >= 1', help = '...' } }
+-- (type: int, number, string, bool or list); options.params converts each
+-- string by its type, then checks it against its domain (for a list, each
+-- item), with the errors above worded "WHO: parameter 'NAME' ...".
 local options = {}
 
 local T -- moreau.tensor, loaded on first use (it needs the engine)
@@ -223,6 +230,122 @@ function options.fill(who, defaults, opts, level)
   end
   o._extra, o._domains = nil, nil
   return o
+end
+
+-- ------------------------------------------------- options given as strings
+
+--- The types of a string parameter: each converts a string (or an already
+-- typed value, e.g. from a results.json) to its value, or gives nil when it
+-- cannot.
+--   int     a number without a fraction ('3', '1e3')
+--   number  any number tonumber reads
+--   string  the text itself
+--   bool    true/'true'/'1'/'yes' or false/'false'/'0'/'no'; a bare `--flag` is 'true'
+--   list    comma-separated, at least one item, no empty item ('1,,2' and ''
+--           are refused); items that read as numbers become numbers
+options.types = {
+  int = function(v)
+    local n = tonumber(v)
+    if n and n == math.floor(n) then return n end
+  end,
+  number = function(v) return tonumber(v) end,
+  string = function(v) return tostring(v) end,
+  bool = function(v)
+    if v == true or v == 'true' or v == '1' or v == 'yes' then return true end
+    if v == false or v == 'false' or v == '0' or v == 'no' then return false end
+  end,
+  list = function(v)
+    if type(v) == 'table' then return #v > 0 and v or nil end
+    local out = {}
+    for item in (tostring(v) .. ','):gmatch('([^,]*),') do
+      if item == '' then return nil end
+      out[#out + 1] = tonumber(item) or item
+    end
+    return out
+  end,
+}
+
+--- Checks a parameter table's declarations (a programming error of its
+-- author, raised at `level`, 1: the caller): every type is one of
+-- options.types and every domain is in the language. `where` names the
+-- declaring file in the message: "WHERE: parameter 'K' has unknown type 'T'".
+function options.check_params(where, params, level)
+  level = (level or 1) + 1
+  for k, spec in pairs(params) do
+    if type(spec) ~= 'table' or not options.types[spec.type or 'string'] then
+      error(("%s: parameter '%s' has unknown type '%s'"):format(where, tostring(k),
+        tostring(type(spec) == 'table' and spec.type or spec)), level)
+    end
+    if spec.domain then
+      local ok, err = pcall(options.domain, spec.domain)
+      if not ok then error(("%s: parameter '%s': %s"):format(where, tostring(k), tostring(err)), level) end
+    end
+  end
+end
+
+--- Splits command-line arguments into `--key=value` / `--flag` pairs (dashes
+-- in keys become underscores; a bare flag is the string 'true') and the rest.
+-- RETURN: table key -> string, list of the other arguments in order.
+function options.parse_args(args)
+  local out, rest = {}, {}
+  for _, a in ipairs(args) do
+    local k, v = a:match('^%-%-([%w_%-]+)=(.*)$')
+    if k then
+      out[k:gsub('-', '_')] = v
+    elseif a:match('^%-%-[%w_%-]+$') then
+      out[(a:sub(3):gsub('-', '_'))] = 'true'
+    else
+      rest[#rest + 1] = a
+    end
+  end
+  return out, rest
+end
+
+--- Typed values of a parameter table from their defaults and `given` (strings
+-- from the command line, or typed values). Unknown names, values their type
+-- cannot read and values outside their domain raise, at level 0 (these are the
+-- user's command-line errors, not a line of code):
+--   "WHO: unknown NOUN 'K' (NOUNs: a, b, c)"
+--   "WHO: NOUN 'K' expects int, got '2.5'"
+--   "WHO: NOUN 'K' must be DOMAIN, got V"   (a list: "... 'K' item I must be ...")
+-- ARGS: who, params (see the top of this file), given, noun (default 'parameter').
+-- RETURN: table name -> value.
+function options.params(who, params, given, noun)
+  noun = noun or 'parameter'
+  local p = {}
+  for k, spec in pairs(params) do p[k] = spec.default end
+  for k, v in pairs(given or {}) do
+    local spec = params[k]
+    if not spec then
+      local names = {}
+      for name in pairs(params) do names[#names + 1] = name end
+      table.sort(names)
+      error(("%s: unknown %s '%s' (%ss: %s)"):format(who, noun, tostring(k), noun, table.concat(names, ', ')), 0)
+    end
+    local val = options.types[spec.type or 'string'](v)
+    if val == nil then
+      local what = spec.type == 'list' and 'a non-empty comma-separated list without empty items' or
+        (spec.type or 'string')
+      error(("%s: %s '%s' expects %s, got '%s'"):format(who, noun, k, what,
+        type(v) == 'table' and table.concat(v, ',') or tostring(v)), 0)
+    end
+    p[k] = val
+  end
+  for k, spec in pairs(params) do
+    if spec.domain then
+      local d, v = options.domain(spec.domain), p[k]
+      local function bad(what, x)
+        error(("%s: %s '%s'%s must be %s, got %s%s"):format(who, noun, k, what, d.text, options.show(x),
+          options.suggest(spec.domain, x)), 0)
+      end
+      if (spec.type or 'string') == 'list' then
+        for i, x in ipairs(v) do if not d.ok(x) then bad(' item ' .. i, x) end end
+      elseif not d.ok(v) then
+        bad('', v)
+      end
+    end
+  end
+  return p
 end
 
 return options

@@ -28,26 +28,51 @@ function oracle.score_kind(name)
   return k
 end
 
---- labels (Lua array, int32 cdata or number) -> int32_t[N]
-function oracle.labels(labels, N)
-  local out = ffi.new('int32_t[?]', N)
+local INT32_MAX = 2 ^ 31 - 1
+
+-- c when it is a class id the engine can hold (an integer in int32's range:
+-- 2^32 would wrap to INT_MIN); else raises, naming labels[i] (or labels when
+-- i is nil), at `level` (1: the caller of class_id).
+local function class_id(c, i, who, level)
+  if type(c) ~= 'number' or c ~= math.floor(c) or c - c ~= 0 then
+    error(('%s: %s = %s is not an integer class id'):format(who, i and ('labels[%d]'):format(i) or 'labels',
+      tostring(c)), level + 1)
+  end
+  if math.abs(c) > INT32_MAX then
+    error(('%s: %s = %.0f is outside the int32 range of class ids'):format(who,
+      i and ('labels[%d]'):format(i) or 'labels', c), level + 1)
+  end
+  return c
+end
+
+--- Labels as the engine takes them: one 0-based class id per batch item, as an
+-- int32_t[N] cdata. The one home of this conversion (train.labels calls it).
+-- ARGS: labels (a Lua array of N class ids, an int32_t cdata array of at
+--   least N, or one number for every item), N (the batch size), into
+--   (optional int32_t[>= N] to fill instead of a fresh array), who (the owner
+--   named in errors, default 'oracle'), level (where errors point, 1: the
+--   caller of oracle.labels; default 2, the caller's caller).
+-- Errors: "WHO: K labels for a batch of N"; "WHO: labels[I] = V is not an
+-- integer class id" (NaN, ±inf and fractions too; "labels = V" for one
+-- number); "WHO: labels[I] = V is outside the int32 range of class ids";
+-- "WHO: labels must be a table of class ids, got TYPE". The range 0..K-1 is
+-- checked by the engine, which knows K.
+-- RETURN: the cdata (`into` when given).
+function oracle.labels(labels, N, into, who, level)
+  who, level = who or 'oracle', (level or 2) + 1
+  local out = into or ffi.new('int32_t[?]', math.max(N, 1))
   if type(labels) == 'number' then
+    class_id(labels, nil, who, level + 1)
     for i = 0, N - 1 do out[i] = labels end
   elseif type(labels) == 'table' then
     if #labels ~= N then
-      error(('oracle: %d labels for a batch of %d'):format(#labels, N), 3)
+      error(('%s: %d labels for a batch of %d'):format(who, #labels, N), level)
     end
-    for i = 0, N - 1 do
-      local c = labels[i + 1]
-      if type(c) ~= 'number' or c ~= math.floor(c) then
-        error(('oracle: labels[%d] = %s is not an integer class id'):format(i + 1, tostring(c)), 3)
-      end
-      out[i] = c
-    end
+    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level + 1) end
   elseif type(labels) == 'cdata' then
-    for i = 0, N - 1 do out[i] = labels[i] end
+    if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
   else
-    error('oracle: labels must be a table of class ids, got ' .. type(labels), 3)
+    error(('%s: labels must be a table of class ids, got %s'):format(who, type(labels)), level)
   end
   return out
 end

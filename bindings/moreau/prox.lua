@@ -4,7 +4,7 @@
 --   GST_a(v)_S = max(1 − a/‖v_S‖₂, 0) v_S          (groups S: a group map)
 --
 -- The solver minimizes f_c(x + δ) + ‖δ‖²/(2ρ) + η R(δ) by proximal gradient
--- (DESIGN §4) and can be driven whole from C or stepped from Lua:
+-- (docs/methods.md §7) and can be driven whole from C or stepped from Lua:
 --
 --   local s = prox.solver(net, x, labels, { rho = 1, eta = 5e-3, reg = 'l1', T = 300, m = 32 })
 --   s:step()                       -- one iteration
@@ -90,7 +90,7 @@ function Groups:dim() return tonumber(C.mr_groups_dim(self.ptr)) end
 
 -- --------------------------------------------------------------- solver
 
---- The solver's defaults: the authors' code (DESIGN §4). reg and eta are
+--- The solver's defaults: the authors' code (docs/methods.md §7.4). reg and eta are
 -- derived when not given: eta > 0 alone means sparse (L1), eta > 0 with
 -- groups or group_size means group-sparse, no eta means vanilla; reg = 'l1'
 -- or 'group' alone takes the authors' eta (5e-3 / 5e-2).

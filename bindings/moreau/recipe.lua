@@ -26,29 +26,6 @@ local options = require 'moreau.options'
 
 local recipe = {}
 
-local types = {
-  int = function(v)
-    local n = tonumber(v)
-    if n and n == math.floor(n) then return n end
-  end,
-  number = function(v) return tonumber(v) end,
-  string = function(v) return tostring(v) end,
-  bool = function(v)
-    if v == true or v == 'true' or v == '1' or v == 'yes' then return true end
-    if v == false or v == 'false' or v == '0' or v == 'no' then return false end
-  end,
-  -- comma-separated, at least one item, no empty item ('1,,2' and '' are refused)
-  list = function(v)
-    if type(v) == 'table' then return #v > 0 and v or nil end
-    local out = {}
-    for item in (tostring(v) .. ','):gmatch('([^,]*),') do
-      if item == '' then return nil end
-      out[#out + 1] = tonumber(item) or item
-    end
-    return out
-  end,
-}
-
 --- Loads a recipe file in an environment of its own (its globals do not leak).
 -- ARGS: path, env (optional table of globals; default: a fresh table over _G)
 -- RETURN: the recipe table, with .path set.
@@ -70,60 +47,17 @@ function recipe.load(path, env)
   end
   r.params = r.params or {}
   r.path = path
-  for k, spec in pairs(r.params) do
-    if not types[spec.type or 'string'] then
-      error(("recipe: %s: parameter '%s' has unknown type '%s'"):format(path, k, tostring(spec.type)), 2)
-    end
-    if spec.domain then
-      local ok, err = pcall(options.domain, spec.domain)
-      if not ok then error(("recipe: %s: parameter '%s': %s"):format(path, k, tostring(err)), 2) end
-    end
-  end
+  if type(r.params) ~= 'table' then error(('recipe: %s: params must be a table'):format(path), 2) end
+  options.check_params('recipe: ' .. path, r.params, 2)
   return r
 end
 
---- Checks a parameter's value against its declared domain (each item of a
--- list, named by its 1-based position). Raises "NAME: parameter 'K' must be
--- DOMAIN, got V" (or "... item I must be ...").
-local function check_domain(r, k, spec, v)
-  if not spec.domain then return end
-  local d = options.domain(spec.domain)
-  local function bad(what, x)
-    error(("%s: parameter '%s'%s must be %s, got %s%s"):format(r.name, k, what, d.text, options.show(x),
-      options.suggest(spec.domain, x)), 0)
-  end
-  if (spec.type or 'string') == 'list' then
-    for i, x in ipairs(v) do if not d.ok(x) then bad(' item ' .. i, x) end end
-  elseif not d.ok(v) then
-    bad('', v)
-  end
-end
-
 --- Typed parameters from defaults and `--key=value` strings (or a table of
--- values, e.g. from a results.json). Unknown keys and bad values raise.
--- RETURN: table name -> value.
+-- values, e.g. from a results.json), by moreau.options.params: unknown keys,
+-- values of the wrong type and values outside their domain raise
+-- "NAME: parameter 'K' ...". RETURN: table name -> value.
 function recipe.params(r, given)
-  local p = {}
-  for k, spec in pairs(r.params) do p[k] = spec.default end
-  for k, v in pairs(given or {}) do
-    local spec = r.params[k]
-    if not spec then
-      local names = {}
-      for name in pairs(r.params) do names[#names + 1] = name end
-      table.sort(names)
-      error(("%s: unknown parameter '%s' (parameters: %s)"):format(r.name, k, table.concat(names, ', ')), 0)
-    end
-    local val = types[spec.type or 'string'](v)
-    if val == nil then
-      local what = spec.type == 'list' and 'a non-empty comma-separated list without empty items' or
-        (spec.type or 'string')
-      error(("%s: parameter '%s' expects %s, got '%s'"):format(r.name, k, what,
-        type(v) == 'table' and table.concat(v, ',') or tostring(v)), 0)
-    end
-    p[k] = val
-  end
-  for k, spec in pairs(r.params) do check_domain(r, k, spec, p[k]) end
-  return p
+  return options.params(r.name, r.params, given)
 end
 
 --- The help text of a recipe: description and parameters with defaults.
@@ -142,21 +76,9 @@ function recipe.help(r)
   return table.concat(lines, '\n')
 end
 
---- Parses `--key=value` / `--flag` arguments. RETURN: table of strings.
-function recipe.parse_args(args)
-  local out, rest = {}, {}
-  for _, a in ipairs(args) do
-    local k, v = a:match('^%-%-([%w_%-]+)=(.*)$')
-    if k then
-      out[k:gsub('-', '_')] = v
-    elseif a:match('^%-%-[%w_%-]+$') then
-      out[(a:sub(3):gsub('-', '_'))] = 'true'
-    else
-      rest[#rest + 1] = a
-    end
-  end
-  return out, rest
-end
+--- Parses `--key=value` / `--flag` arguments (moreau.options.parse_args).
+-- RETURN: table of strings, list of the other arguments.
+recipe.parse_args = options.parse_args
 
 --- Runs a recipe: creates its results folder, runs it, writes results.json.
 -- ARGS: r (from recipe.load), p (from recipe.params), opts {out = folder,

@@ -58,7 +58,7 @@ end
 --- A fresh folder results/NAME-YYYYmmdd-HHMMSS, or with -2, -3, ... when
 -- another run made that one in the same second: mkdir creates it or fails if
 -- it exists (exclusive create), so two runs never share a folder.
-local function fresh_run_dir(name)
+function report.new_run_dir(name)
   local lfs = require 'lfs'
   mkdir_p('results')
   local base = ('results/%s-%s'):format(name, os.date('%Y%m%d-%H%M%S'))
@@ -79,7 +79,7 @@ function report.new(name, opts)
       :format(type(name) == 'string' and "'" .. name .. "'" or type(name)), 2)
   end
   local dir = opts.dir
-  if dir then mkdir_p(dir) else dir = fresh_run_dir(name) end
+  if dir then mkdir_p(dir) else dir = report.new_run_dir(name) end
   return setmetatable({
     name = name, dir = dir, items = {},
     results = {
@@ -137,12 +137,18 @@ function Report:note(text)
 end
 
 local function html_escape(s)
-  return (tostring(s):gsub('&', '&amp;'):gsub('<', '&lt;'):gsub('>', '&gt;'):gsub('"', '&quot;'))
+  return (tostring(s):gsub('&', '&amp;'):gsub('<', '&lt;'):gsub('>', '&gt;'):gsub('"', '&quot;'):gsub("'", '&#39;'))
 end
 
 function Report:html()
   local out = {
-    '<!doctype html><html><head><meta charset="utf-8"><title>', html_escape(self.name), '</title>',
+    -- No script runs on a results page, whoever wrote the recipe: every string
+    -- is escaped below, and the policy forbids script, plugins, frames, forms
+    -- and anything fetched from elsewhere (images come from the folder itself).
+    '<!doctype html><html><head><meta charset="utf-8">',
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src \'self\'; ',
+    'style-src \'unsafe-inline\'; base-uri \'none\'; form-action \'none\'">',
+    '<title>', html_escape(self.name), '</title>',
     '<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}',
     'figure{margin:1.5em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}',
     'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
@@ -182,10 +188,6 @@ function Report:html()
       out[#out + 1] = '<p>' .. html_escape(it.text) .. '</p>'
     end
   end
-  -- Marks the page once loaded: data-images="loaded/total" (the results-page test reads it).
-  out[#out + 1] = '<script>window.addEventListener("load",function(){var i=document.images,n=0;' ..
-    'for(var k=0;k<i.length;k++)if(i[k].complete&&i[k].naturalWidth>0)n++;' ..
-    'document.body.setAttribute("data-images",n+"/"+i.length);});</script>'
   out[#out + 1] = '</body></html>\n'
   return table.concat(out)
 end

@@ -22,110 +22,39 @@ local C, check = core.C, core.check
 
 local st = {}
 
--- ------------------------------------------------------ JSON of strings
+-- ------------------------------------------------------------ metadata
 
--- Metadata is a JSON object whose values are strings. These two functions
--- handle exactly that (the engine validates it again on both sides).
+-- Metadata is a JSON object whose values are strings. lua-cjson turns the
+-- table into JSON text and back; the engine checks that text on both sides
+-- (UTF-8, strings only, unique keys) and writes the keys sorted, so the file's
+-- bytes do not depend on the order of the table. A private cjson instance, so
+-- no other module's settings reach it.
+local json = require('cjson').new()
 
-local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
-                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
-
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or (c:byte() < 0x20 and ('\\u%04x'):format(c:byte())) or c
-  end) .. '"'
-end
-
---- A metadata table (string keys, values converted with tostring) as JSON text,
--- keys sorted. nil gives nil.
-function st.encode_metadata(meta, level)
+-- The metadata table (string keys; string, number or boolean values, numbers
+-- and booleans written with tostring) as JSON text; nil gives nil.
+local function metadata_json(meta, level)
   if meta == nil then return nil end
   if type(meta) ~= 'table' then
-    error('safetensors: metadata must be a table of strings, got ' .. type(meta), (level or 1) + 1)
+    error('safetensors: metadata must be a table of strings, got ' .. type(meta), level + 1)
   end
-  local keys = {}
+  local strings = {}
   for k, v in pairs(meta) do
     if type(k) ~= 'string' then
-      error('safetensors: metadata keys must be strings, got ' .. type(k), (level or 1) + 1)
+      error('safetensors: metadata keys must be strings, got ' .. type(k), level + 1)
     end
     if type(v) ~= 'string' and type(v) ~= 'number' and type(v) ~= 'boolean' then
-      error(("safetensors: metadata value of '%s' is a %s; give a string"):format(k, type(v)),
-        (level or 1) + 1)
+      error(("safetensors: metadata value of '%s' is a %s; give a string"):format(k, type(v)), level + 1)
     end
-    keys[#keys + 1] = k
-  end
-  table.sort(keys)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = json_string(k) .. ':' .. json_string(tostring(meta[k])) end
-  return '{' .. table.concat(parts, ',') .. '}'
-end
-
-local function utf8_char(cp)
-  if cp < 0x80 then return string.char(cp) end
-  if cp < 0x800 then return string.char(0xC0 + math.floor(cp / 0x40), 0x80 + cp % 0x40) end
-  if cp < 0x10000 then
-    return string.char(0xE0 + math.floor(cp / 0x1000), 0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-  end
-  return string.char(0xF0 + math.floor(cp / 0x40000), 0x80 + math.floor(cp / 0x1000) % 0x40,
-    0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-end
-
-local unescapes = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
-
--- Decodes the engine's JSON text of an object of strings into a Lua table.
-local function decode_metadata(text)
-  local out, pos = {}, 1
-  local function skip() pos = text:find('[^ \t\r\n]', pos) or #text + 1 end
-  local function fail() error('safetensors: cannot decode metadata JSON near byte ' .. pos, 0) end
-  local function str()
-    if text:sub(pos, pos) ~= '"' then fail() end
-    pos = pos + 1
-    local buf = {}
-    while true do
-      local a, b = text:find('^[^"\\]+', pos)
-      if a then buf[#buf + 1] = text:sub(a, b); pos = b + 1 end
-      local c = text:sub(pos, pos)
-      if c == '"' then pos = pos + 1; return table.concat(buf) end
-      if c ~= '\\' then fail() end
-      local e = text:sub(pos + 1, pos + 1)
-      if e == 'u' then
-        local cp = tonumber(text:sub(pos + 2, pos + 5), 16) or fail()
-        pos = pos + 6
-        if cp >= 0xD800 and cp < 0xDC00 and text:sub(pos, pos + 1) == '\\u' then
-          local lo = tonumber(text:sub(pos + 2, pos + 5), 16)
-          if lo and lo >= 0xDC00 and lo < 0xE000 then
-            cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
-            pos = pos + 6
-          end
-        end
-        buf[#buf + 1] = utf8_char(cp)
-      else
-        buf[#buf + 1] = unescapes[e] or fail()
-        pos = pos + 2
-      end
+    strings[k] = tostring(v)
+    -- the engine's strings end at a NUL: it would cut the text short without a word
+    if k:find('\0', 1, true) or strings[k]:find('\0', 1, true) then
+      error(("safetensors: metadata key or value of '%s' holds a NUL byte"):format((k:gsub('%z', '\\0'))),
+        level + 1)
     end
   end
-  skip()
-  if text:sub(pos, pos) ~= '{' then fail() end
-  pos = pos + 1
-  skip()
-  if text:sub(pos, pos) == '}' then return out end
-  while true do
-    skip()
-    local k = str()
-    skip()
-    if text:sub(pos, pos) ~= ':' then fail() end
-    pos = pos + 1
-    skip()
-    out[k] = str()
-    skip()
-    local c = text:sub(pos, pos)
-    pos = pos + 1
-    if c == '}' then return out end
-    if c ~= ',' then fail() end
-  end
+  return json.encode(strings)
 end
-st.decode_metadata = decode_metadata
 
 -- --------------------------------------------------------- files, lazily
 
@@ -193,7 +122,8 @@ end
 
 --- The "__metadata__" object as a table of strings ({} if none).
 function File:metadata()
-  return decode_metadata(ffi.string(C.mr_safetensors_metadata(live(self, 2))))
+  -- the engine has checked it: an object of strings with unique keys
+  return json.decode(ffi.string(C.mr_safetensors_metadata(live(self, 2))))
 end
 
 --- Frees the file's memory now (otherwise when collected).
@@ -233,6 +163,9 @@ function st.save(path, tensors, metadata)
   local names = {}
   for name, t in pairs(tensors) do
     if type(name) ~= 'string' then error('safetensors.save: tensor names must be strings', 2) end
+    if name:find('\0', 1, true) then
+      error(("safetensors.save: tensor name '%s' holds a NUL byte"):format((name:gsub('%z', '\\0'))), 2)
+    end
     if not T.is(t) then error(("safetensors.save: '%s' is a %s, not a tensor"):format(name, type(t)), 2) end
     names[#names + 1] = name
   end
@@ -245,7 +178,7 @@ function st.save(path, tensors, metadata)
     ctensors[i - 1] = tensors[name].ptr
   end
   core.check_write(path, 2)
-  check(C.mr_safetensors_save(path, n, cnames, ctensors, st.encode_metadata(metadata, 2)), 2)
+  check(C.mr_safetensors_save(path, n, cnames, ctensors, metadata_json(metadata, 2)), 2)
 end
 
 --- Loads a network's parameters (weights and buffers) by name. Every parameter
@@ -264,7 +197,7 @@ end
 function st.save_net(net, path, metadata)
   if type(path) ~= 'string' then error('safetensors.save_net: path must be a string, got ' .. type(path), 2) end
   core.check_write(path, 2)
-  check(C.mr_net_save(net.ptr, path, st.encode_metadata(metadata, 2)))
+  check(C.mr_net_save(net.ptr, path, metadata_json(metadata, 2)))
   return net
 end
 

@@ -13,9 +13,11 @@
 --   file writes outside the results  every moreau function that writes checks the path against
 --   folder                           the run's folder (core.check_write)
 --
--- What it does not do: the tensors it hands out carry raw FFI pointers
--- (x:data()), through which a hostile recipe could corrupt memory; run
--- untrusted code in a container as well when that matters.
+-- This is the second wall. The first is the operating system: `moreau run
+-- --sandbox` runs this environment only inside a process confined by
+-- moreau.isolation (bubblewrap, seccomp, rlimits; docs/sandbox.md), because a
+-- Lua environment alone cannot hold — the recipe would share the host's
+-- memory (tensors carry raw FFI pointers), its string metatable and modules.
 local core = require 'moreau.core'
 local recipe = require 'moreau.recipe'
 

@@ -23,44 +23,22 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
+local oracle = require 'moreau.oracle'
+local options = require 'moreau.options'
 local C, check = core.C, core.check
 
 local train = {}
 
 -- ---------------------------------------------------------------- helpers
 
---- Merges opts over defaults and checks each given value against
--- defaults._domains (moreau.options: the one options mechanism).
-local function options(who, defaults, opts, level)
-  return require('moreau.options').fill(who, defaults, opts, (level or 2) + 1)
-end
-
--- Defaults that mean "no value" in options() (nil would make the key unknown).
-local NONE = setmetatable({}, { __tostring = function() return 'none' end })
-local function opt(v) if v == NONE then return nil end return v end
-
-local label_bufs = setmetatable({}, { __mode = 'k' })
+-- Options go through moreau.options.fill (defaults, `_domains`; options with
+-- no default, such as fit's optimizer or schedule, are listed in `_extra`).
 
 --- Labels (Lua array of class ids, int32_t cdata or one number) as an
--- int32_t[N] cdata. RETURN: the cdata (a fresh one unless `into` is given).
+-- int32_t[N] cdata, by oracle.labels (its one home), errors named 'train: ...'.
+-- RETURN: the cdata (a fresh one unless `into` is given).
 function train.labels(labels, N, into)
-  local out = into or ffi.new('int32_t[?]', math.max(N, 1))
-  if type(labels) == 'number' then
-    for i = 0, N - 1 do out[i] = labels end
-  elseif type(labels) == 'table' then
-    if #labels ~= N then error(('train: %d labels for a batch of %d'):format(#labels, N), 3) end
-    for i = 0, N - 1 do
-      local c = labels[i + 1]
-      if type(c) ~= 'number' or c ~= math.floor(c) then
-        error(('train: label %d is not an integer class id (%s)'):format(i + 1, tostring(c)), 3)
-      end
-      out[i] = c
-    end
-  elseif type(labels) == 'cdata' then
-    if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
-  else
-    error('train: labels must be a table of class ids, got ' .. type(labels), 3)
-  end
+  local out = oracle.labels(labels, N, into, 'train', 3) -- not a tail call: level 3 is our caller's caller
   return out
 end
 
@@ -81,7 +59,7 @@ local count_buf = ffi.new('int64_t[1]')
 -- or nil with grad = false).
 function train.cross_entropy(logits, labels, opts)
   if not T.is(logits) then error('train.cross_entropy: logits must be a tensor', 2) end
-  local o = options('train.cross_entropy', { label_smoothing = 0, grad = true,
+  local o = options.fill('train.cross_entropy', { label_smoothing = 0, grad = true,
     _domains = { label_smoothing = 'num in [0, 1]', grad = 'bool' } }, opts)
   local N = logits:size(1)
   local lab = train.labels(labels, N)
@@ -112,7 +90,7 @@ train.Spec, train.Optim = Spec, Optim
 -- RETURN: an optimizer description; :build(net) gives the optimizer.
 function train.sgd(opts)
   local who = 'train.sgd'
-  local o = options(who, { lr = 0.1, momentum = 0, weight_decay = 0, nesterov = false,
+  local o = options.fill(who, { lr = 0.1, momentum = 0, weight_decay = 0, nesterov = false,
     _domains = { lr = 'num >= 0', momentum = 'num in [0, 1)', weight_decay = 'num >= 0', nesterov = 'bool' } }, opts)
   if o.nesterov and o.momentum == 0 then error('train.sgd: nesterov needs momentum > 0', 2) end
   o.kind = 'sgd'
@@ -126,11 +104,11 @@ function train.adam(opts)
   local who = 'train.adam'
   local domains = { lr = 'num >= 0', beta1 = 'num in [0, 1)', beta2 = 'num in [0, 1)', betas = 'table',
     weight_decay = 'num >= 0' }
-  local o = options(who, { lr = 1e-3, beta1 = 0.9, beta2 = 0.999, betas = NONE, weight_decay = 0,
-    _domains = domains }, opts)
-  if opt(o.betas) then
-    o.beta1 = require('moreau.options').check(who, 'betas[1]', o.betas[1], domains.beta1, 2)
-    o.beta2 = require('moreau.options').check(who, 'betas[2]', o.betas[2], domains.beta2, 2)
+  local o = options.fill(who, { lr = 1e-3, beta1 = 0.9, beta2 = 0.999, weight_decay = 0,
+    _extra = { betas = true }, _domains = domains }, opts)
+  if o.betas ~= nil then
+    o.beta1 = options.check(who, 'betas[1]', o.betas[1], domains.beta1, 2)
+    o.beta2 = options.check(who, 'betas[2]', o.betas[2], domains.beta2, 2)
   end
   o.betas = nil
   o.kind = 'adam'
@@ -222,7 +200,7 @@ local aug_u = ffi.new('float[?]', aug_n)
 -- stream = 0, offset = 0}
 -- RETURN: a new tensor shaped like x.
 function train.augment(x, opts)
-  local o = options('train.augment', { pad = 2, flip = true, pad_value = 0, seed = 0, stream = 0,
+  local o = options.fill('train.augment', { pad = 2, flip = true, pad_value = 0, seed = 0, stream = 0,
     offset = 0, _domains = { pad = 'int >= 0', flip = 'bool', pad_value = 'num', seed = 'seed', stream = 'seed',
       offset = 'seed' } }, opts)
   if not T.is(x) or x:dim() ~= 4 then error('train.augment: x must be a (B, C, H, W) tensor', 2) end
@@ -286,7 +264,7 @@ function train.step(net, optim, x, labels, opts)
   check_net(net, 'train.step')
   if getmetatable(optim) ~= Optim then error('train.step: optim must come from train.sgd{...}:build(net)', 2) end
   if not T.is(x) then error('train.step: x must be a tensor', 2) end
-  local ls = opts and options('train.step', { label_smoothing = 0, _domains = { label_smoothing = 'num in [0, 1]' } },
+  local ls = opts and options.fill('train.step', { label_smoothing = 0, _domains = { label_smoothing = 'num in [0, 1]' } },
     opts).label_smoothing or 0
   local N = x:size(1)
   local lab = train.labels(labels, N)
@@ -321,7 +299,7 @@ end
 function train.evaluate(net, ds, opts)
   check_net(net, 'train.evaluate')
   check_ds(ds, 'train.evaluate')
-  local o = options('train.evaluate', { batch_size = 256, _domains = { batch_size = 'int >= 1' } }, opts)
+  local o = options.fill('train.evaluate', { batch_size = 256, _domains = { batch_size = 'int >= 1' } }, opts)
   net:eval()
   local lab = ffi.new('int32_t[?]', o.batch_size)
   local correct, loss_sum = 0, 0
@@ -410,29 +388,26 @@ end
 function train.fit(net, ds, opts)
   check_net(net, 'train.fit')
   check_ds(ds, 'train.fit')
-  local o = options('train.fit', {
-    epochs = 1, batch_size = 128, seed = 0, optimizer = NONE, schedule = NONE,
-    label_smoothing = 0, augment = false, test = NONE, eval_batch_size = 256,
-    checkpoint = NONE, metadata = NONE, progress = 'auto', log_every = 50, on_epoch = NONE,
-    drop_last = false, max_batches = NONE,
+  local o = options.fill('train.fit', {
+    epochs = 1, batch_size = 128, seed = 0, label_smoothing = 0, augment = false, eval_batch_size = 256,
+    progress = 'auto', log_every = 50, drop_last = false,
+    _extra = { optimizer = true, schedule = true, test = true, checkpoint = true, metadata = true,
+      on_epoch = true, max_batches = true },
     _domains = { epochs = 'int >= 1', batch_size = 'int >= 1', seed = 'seed', label_smoothing = 'num in [0, 1]',
       eval_batch_size = 'int >= 1', checkpoint = 'string', log_every = 'int >= 1', drop_last = 'bool',
-      max_batches = 'int >= 1' },
+      max_batches = 'int >= 1', metadata = 'table' },
   }, opts)
-  for k, v in pairs(o) do if v == NONE then o[k] = nil end end
   if o.test ~= nil then check_ds(o.test, 'train.fit (test)') end
   if o.schedule ~= nil and not is_callable(o.schedule) then
     error('train.fit: schedule must be a function step -> lr', 2)
   end
-  local modes = { auto = true, tty = true, lines = true, off = true }
+  -- progress = true / false are 'auto' / 'off'
   if o.progress == false then o.progress = 'off' elseif o.progress == true then o.progress = 'auto' end
-  if not modes[o.progress] then
-    error("train.fit: progress must be 'auto', 'tty', 'lines' or 'off', got " .. tostring(o.progress), 2)
-  end
+  options.check('train.fit', 'progress', o.progress, 'one of auto, tty, lines, off', 2)
   local aug = o.augment
   if aug == true then aug = {} end
   if aug then
-    aug = options('train.fit (augment)', { pad = 2, flip = true, pad_value = 0,
+    aug = options.fill('train.fit (augment)', { pad = 2, flip = true, pad_value = 0,
       _domains = { pad = 'int >= 0', flip = 'bool', pad_value = 'num' } }, aug)
   end
 

@@ -6,7 +6,7 @@
  * between MR_CDEF_BEGIN and MR_CDEF_END verbatim into ffi.cdef, so that block
  * holds plain C declarations only: no macros, no #if, no inline code.
  *
- * Conventions (see CONVENTIONS.md):
+ * Conventions (every declaration below follows them):
  *   - Every symbol is prefixed mr_ (types, functions) or MR_ (constants).
  *   - A fallible call returns int: 0 (MR_OK) or a negative MR_E* code, and sets a
  *     thread-local one-line message that mr_last_error() returns. Nothing here
@@ -565,7 +565,7 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
 
 /* ---------------------------------------------------- the Moreau solver */
 
-/* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (DESIGN §4):
+/* Proximal gradient on  f_c(x + d) + ||d||^2 / (2 rho) + eta R(d)  (docs/methods.md §7):
  *   g_t     = (1/m) sum_i grad f_c(x + d_t + z_i)   (m > 0, fresh z every iteration)
  *           = grad f_c(x + d_t)                      (m = 0)
  *   d_{t+1} = prox_{gamma eta R}(d_t - gamma (g_t + d_t / rho))
@@ -642,9 +642,10 @@ int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out);
 
 /* A safetensors file (HuggingFace format) held in memory. Loading reads the
  * whole file and checks, before any data is touched: the header length against
- * the file size (and a 100 MB cap); the header as UTF-8 JSON (an object); each
- * entry's dtype (known), shape (integers >= 0, no overflow) and data_offsets
- * (begin <= end, end - begin == numel x dtype size); and that the entries tile
+ * the file size (and a 100 MB cap); the header as UTF-8 JSON (an object in
+ * which no object repeats a key); each entry's dtype (known), shape (integers
+ * in [0, 2^53), no overflow) and data_offsets (integers in [0, 2^53), begin <=
+ * end, end - begin == numel x dtype size); and that the entries tile
  * the data section exactly (no overlap, hole, truncation or leftover bytes);
  * "__metadata__", if present, must map strings to strings. Every message names
  * the file and the tensor. Entries are listed sorted by name. F32 tensors load
@@ -674,12 +675,20 @@ const char *mr_safetensors_metadata(const mr_safetensors *st);
 /* Writes n float32 CPU tensors with the given unique names (sorted by name in
  * the file, header padded with spaces to a multiple of 8 bytes, as the
  * reference writer does) and an optional metadata JSON object of string values
- * (may be NULL). The file is written beside path as "<path>.tmp~" and renamed
- * over path only when complete, so a failed save leaves an old file intact.
+ * with unique keys (may be NULL; written with its keys sorted, so the bytes do
+ * not depend on the order of the input). The file is written beside path as
+ * "<path>.tmp~" and renamed over path only when complete, so a failed save
+ * leaves an old file intact.
  * Errors: MR_EINVAL (NULL/duplicate/empty name, a name "__metadata__", bad
  * metadata, tensor not on the CPU), MR_EIO, MR_ENOMEM. */
 int mr_safetensors_save(const char *path, int n, const char *const *names,
                         const mr_tensor *const *tensors, const char *metadata_json);
+
+/* The value of parameter `param` (0 <= param < mr_net_param_count), weight or
+ * buffer, read-only: mr_net_param_get for a const network, which with
+ * mr_net_param_count and mr_net_param_name walks the network's state_dict
+ * without touching it. Borrowed, valid while the net lives; NULL if out of range. */
+const mr_tensor *mr_net_param_value(const mr_net *net, int param);
 
 /* Loads every parameter of net (weights and buffers) from a safetensors file by
  * name. Every parameter must be present (MR_ENOTFOUND "missing parameter 'x' in

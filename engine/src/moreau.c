@@ -1,5 +1,5 @@
 /*
- * moreau.c — the Moreau-envelope solver behind MoreauGrad (DESIGN §4; paper
+ * moreau.c — the Moreau-envelope solver behind MoreauGrad (docs/methods.md §7; paper
  * Algorithm 1, Definitions 2 and 5, Theorems 1 and 2).
  *
  * Minimizes over d, for every item n of the batch independently,

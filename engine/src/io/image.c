@@ -118,6 +118,99 @@ static const char *img_format_name(enum img_fmt f)
     }
 }
 
+/* stb_image 2.27 (Debian's) builds each JPEG Huffman table into an array of
+ * 257 code sizes without checking that the table's 16 code counts add up to
+ * at most 256: a crafted DHT segment writes past it (found by
+ * engine/fuzz/fuzz_image.c). A valid table (ITU-T T.81, B.2.4.2) holds at most
+ * 256 symbols, and at most 2^L codes of length L. So before stb reads a JPEG,
+ * the loader walks the file's markers — skipping the entropy-coded data of
+ * each scan, where 0xFF is followed by 0x00 or a restart marker — and refuses
+ * any DHT segment (tables may also come between the scans of a progressive
+ * JPEG) that breaks either rule. Anything else malformed is left to stb. */
+static int jpeg_check_tables(FILE *f, const char *fn, const char *path)
+{
+    if (fseek(f, 2, SEEK_SET) != 0) /* after SOI (FF D8) */
+        return MR_OK;
+    int c;
+    while ((c = getc(f)) != EOF) {
+        if (c != 0xFF)
+            continue; /* entropy-coded data, or junk stb will judge */
+        int m;
+        while ((m = getc(f)) == 0xFF) {
+        }
+        if (m == EOF || m == 0xD9) /* EOI */
+            break;
+        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7))
+            continue; /* stuffed byte, TEM, SOI, restart: no length */
+        int hi = getc(f), lo = getc(f);
+        if (hi == EOF || lo == EOF)
+            break;
+        long len = (long)(hi << 8 | lo) - 2;
+        if (len < 0)
+            break;
+        if (m != 0xC4) { /* not DHT: skip the segment */
+            if (fseek(f, len, SEEK_CUR) != 0)
+                break;
+            continue;
+        }
+        while (len > 0) { /* as stb reads it: a table as long as any segment is left */
+            int tc_th = getc(f);
+            int counts[16], total = 0;
+            for (int i = 0; i < 16; i++) {
+                counts[i] = getc(f);
+                if (counts[i] == EOF) /* stb would read zeros past the end and go on */
+                    return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: JPEG Huffman "
+                                    "table %d is cut short by the end of the file", fn, path, tc_th);
+                if (counts[i] > (1 << (i + 1)))
+                    return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: JPEG Huffman "
+                                    "table %d declares %d codes of length %d (at most %d exist)",
+                                    fn, path, tc_th, counts[i], i + 1, 1 << (i + 1));
+                total += counts[i];
+            }
+            if (total > 256)
+                return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: JPEG Huffman table "
+                                "%d declares %d symbols (at most 256)", fn, path, tc_th, total);
+            len -= 17 + total;
+            if (fseek(f, total, SEEK_CUR) != 0)
+                return MR_OK;
+        }
+        if (len > 0 && fseek(f, len, SEEK_CUR) != 0)
+            break;
+    }
+    return MR_OK;
+}
+
+/* stb_image 2.27 reads a PNM header's width, height and maximum value into an
+ * int without an overflow check (UBSan: signed overflow in
+ * stbi__pnm_getinteger; found by engine/fuzz/fuzz_image.c). The loader reads
+ * the three numbers first, the way stb does (whitespace and '#' comments
+ * between them), and refuses a number of more than 9 digits. */
+static int pnm_check_header(FILE *f, const char *fn, const char *path)
+{
+    static const char *const what[3] = {"width", "height", "maximum value"};
+    if (fseek(f, 2, SEEK_SET) != 0) /* after "P5" / "P6" */
+        return MR_OK;
+    int c = getc(f);
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* whitespace, then a comment to the end of its line */
+            while (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r')
+                c = getc(f);
+            if (c != '#')
+                break;
+            while (c != EOF && c != '\n' && c != '\r')
+                c = getc(f);
+        }
+        int digits = 0;
+        while (c >= '0' && c <= '9') {
+            if (++digits > 9)
+                return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: its PNM %s has more "
+                                "than 9 digits", fn, path, what[k]);
+            c = getc(f);
+        }
+    }
+    return MR_OK;
+}
+
 /* Checks the header's declared size against the loader budget and the file's
  * real size, before anything is decoded. */
 static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, int64_t file_bytes,
@@ -237,6 +330,13 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
         return mr_error(MR_EFORMAT, "%s: '%s' is not a readable image: unknown image type (the "
                         "loader reads PNG, JPEG, BMP, GIF and binary PNM; TGA, PSD, HDR and PIC "
                         "are refused)", fn, path);
+    }
+    if (fmt == IMG_JPEG || fmt == IMG_PNM) {
+        int rc = fmt == IMG_JPEG ? jpeg_check_tables(f, fn, path) : pnm_check_header(f, fn, path);
+        if (rc < 0 || fseek(f, 0, SEEK_SET) != 0) {
+            fclose(f);
+            return rc < 0 ? rc : mr_error(MR_EIO, "%s: '%s': cannot seek", fn, path);
+        }
     }
     int w = 0, h = 0, file_c = 0;
     if (!stbi_info_from_file(f, &w, &h, &file_c)) {

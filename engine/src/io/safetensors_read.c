@@ -1,6 +1,5 @@
 /*
- * safetensors.c — HuggingFace safetensors files: read, validate, write; load and
- * save a network's parameters by name.
+ * safetensors_read.c — HuggingFace safetensors files: read and validate.
  *
  * Layout of a file:
  *
@@ -14,32 +13,28 @@
  *
  * Everything is validated before any tensor data is read, in this order: the
  * header length against the file size (and a 100 MB cap); the header as UTF-8
- * and as JSON (parsed by cJSON); every entry (a known dtype, a shape of
- * non-negative integers whose byte size does not overflow, begin <= end, and
- * end - begin == numel * dtype size exactly); then, with the entries sorted by
- * offset, that they tile the data section exactly, as the reference reader
- * requires: no overlap, no hole, nothing missing at the end (a truncated file)
- * and nothing left over.
+ * and as JSON (parsed by cJSON; no object may repeat a key, see safetensors.h);
+ * every entry (a known dtype, a shape of non-negative integers whose byte size
+ * does not overflow, begin <= end, and end - begin == numel * dtype size
+ * exactly); then, with the entries sorted by offset, that they tile the data
+ * section exactly, as the reference reader requires: no overlap, no hole,
+ * nothing missing at the end (a truncated file) and nothing left over.
  *
  * The whole file is read into memory with stdio; mr_safetensors_get converts
  * F32, F64, F16 and BF16 to float32 on demand. Other dtypes are listed (their
- * names and shapes are readable) but cannot be converted.
+ * names and shapes are readable) but cannot be converted. The writer is
+ * safetensors_write.c; a network's parameters are loaded and saved by name in
+ * safetensors_net.c.
  */
-#include "../graph.h"
+#include "safetensors.h"
+
 #include "../internal.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The reference implementation's limit on the header length. */
-#define MR_ST_MAX_HEADER ((uint64_t)100000000)
-/* Integers in the header arrive as doubles; above 2^53 they are no longer exact. */
-#define MR_ST_MAX_INT 9007199254740992.0
 
 /* ---------------------------------------------------------------- dtypes */
 
@@ -115,24 +110,6 @@ void mr_safetensors_free(mr_safetensors *st)
     mr_free(st);
 }
 
-/* "8x3x3x3"; "scalar" for ndim 0; "a 5-dim shape" beyond 4 dims. */
-static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
-{
-    if (ndim == 0) {
-        snprintf(buf, len, "scalar");
-        return buf;
-    }
-    if (ndim > 4) {
-        snprintf(buf, len, "a %d-dim shape", ndim);
-        return buf;
-    }
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, i ? "x%lld" : "%lld", (long long)shape[i]);
-    return buf;
-}
-
 /* ------------------------------------------------------------- reading */
 
 /* Reads the whole file. Sets *buf (owned, NULL for an empty file) and *size. */
@@ -190,49 +167,15 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
-/* Offset of the first byte that is not valid UTF-8 (overlongs, surrogates and
- * code points above U+10FFFF are invalid), or -1 if all of s[0, n) is valid. */
-static int64_t utf8_invalid_at(const unsigned char *s, uint64_t n)
-{
-    uint64_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int len;
-        unsigned cp, min;
-        if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return (int64_t)i;
-        }
-        if (n - i < (uint64_t)len)
-            return (int64_t)i;
-        for (int k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return (int64_t)i;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return (int64_t)i;
-        i += (uint64_t)len;
-    }
-    return -1;
-}
-
-/* A JSON number that is a non-negative integer small enough to be exact. */
+/* A JSON number that is a non-negative integer below 2^53. cJSON holds numbers
+ * as doubles, and 2^53 + 1 parses to the same double as 2^53: from 2^53 on, the
+ * value read need not be the value written, so it is refused. */
 static int json_uint(const cJSON *v, uint64_t *out)
 {
     if (!cJSON_IsNumber(v))
         return 0;
     double d = v->valuedouble;
-    if (!(d >= 0.0) || d > MR_ST_MAX_INT || d != floor(d))
+    if (!(d >= 0.0) || d >= MR_ST_INT_LIMIT || d != floor(d))
         return 0;
     *out = (uint64_t)d;
     return 1;
@@ -257,6 +200,12 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e)
     if (!cJSON_IsObject(item))
         return mr_error(MR_EFORMAT, "%s: tensor '%s': entry is %s, not an object", path, name,
                         json_text(item, vbuf, sizeof vbuf));
+    const cJSON **members, *dup;
+    int nmembers;
+    MR_TRY(mr_st_sorted_members(item, &members, &nmembers, &dup));
+    mr_free(members);
+    if (dup)
+        return mr_error(MR_EFORMAT, "%s: tensor '%s' has \"%.32s\" twice", path, name, dup->string);
 
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     if (!dt)
@@ -282,7 +231,7 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e)
     for (const cJSON *v = sh->child; v; v = v->next, ndim++) {
         uint64_t dim;
         if (!json_uint(v, &dim))
-            return mr_error(MR_EFORMAT, "%s: tensor '%s': shape entry %d is %s, not an integer in [0, 2^53]",
+            return mr_error(MR_EFORMAT, "%s: tensor '%s': shape entry %d is %s, not an integer in [0, 2^53)",
                             path, name, ndim, json_text(v, vbuf, sizeof vbuf));
         if (ndim < 4)
             e->shape[ndim] = (int64_t)dim;
@@ -307,7 +256,7 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e)
         return mr_error(MR_EFORMAT, "%s: tensor '%s' has no \"data_offsets\"", path, name);
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_uint(off->child, &e->begin) ||
         !json_uint(off->child->next, &e->end))
-        return mr_error(MR_EFORMAT, "%s: tensor '%s': data_offsets %s are not two integers in [0, 2^53]",
+        return mr_error(MR_EFORMAT, "%s: tensor '%s': data_offsets %s are not two integers in [0, 2^53)",
                         path, name, json_text(off, vbuf, sizeof vbuf));
     if (e->begin > e->end)
         return mr_error(MR_EFORMAT,
@@ -319,7 +268,7 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e)
                         "%s: tensor '%s' data_offsets [%llu, %llu] do not match shape %s of %s "
                         "(%llu bytes)",
                         path, name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                        shape_str(ndim, e->shape, sbuf, sizeof sbuf), d->name,
+                        mr_st_shape_str(ndim, e->shape, sbuf, sizeof sbuf), d->name,
                         (unsigned long long)nbytes);
     }
     return MR_OK;
@@ -336,6 +285,12 @@ static int parse_metadata(const char *path, const cJSON *meta, char **out)
         if (!cJSON_IsString(v))
             return mr_error(MR_EFORMAT, "%s: __metadata__ value of '%s' is %s, not a string", path,
                             v->string, json_text(v, vbuf, sizeof vbuf));
+    const cJSON **members, *dup;
+    int nmembers;
+    MR_TRY(mr_st_sorted_members(meta, &members, &nmembers, &dup));
+    mr_free(members);
+    if (dup)
+        return mr_error(MR_EFORMAT, "%s: __metadata__ key '%s' appears twice", path, dup->string);
     char *text = cJSON_PrintUnformatted(meta);
     if (!text)
         return mr_error(MR_ENOMEM, "%s: out of memory printing the metadata", path);
@@ -434,7 +389,7 @@ static int parse_header(mr_safetensors *st)
     st->data = h + hlen;
     st->data_size = st->size - 8 - hlen;
 
-    int64_t bad = utf8_invalid_at(h, hlen);
+    int64_t bad = mr_st_utf8_invalid_at(h, hlen);
     if (bad >= 0)
         return mr_error(MR_EFORMAT, "%s: header is not valid UTF-8 (byte %lld of the header)", path,
                         (long long)bad);
@@ -626,7 +581,7 @@ static int check_convertible(const mr_safetensors *st, const st_entry *e)
     if (e->numel == 0) {
         char sbuf[64];
         return mr_error(MR_ESHAPE, "%s: tensor '%s' of shape %s is empty; moreau tensors have no zero dims",
-                        st->path, e->name, shape_str(e->ndim, e->shape, sbuf, sizeof sbuf));
+                        st->path, e->name, mr_st_shape_str(e->ndim, e->shape, sbuf, sizeof sbuf));
     }
     return MR_OK;
 }
@@ -676,359 +631,4 @@ int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i)
     MR_TRY(mr_tensor_new(out, e->ndim ? e->ndim : 1, e->ndim ? e->shape : &one));
     convert(st, e, (*out)->data);
     return MR_OK;
-}
-
-/* ------------------------------------------------------------- writing */
-
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = mr_alloc(cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s)
-            memcpy(p, b->s, b->len);
-        mr_free(b->s);
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* s as a JSON string literal (UTF-8 passes through). */
-static void sb_json_string(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\', esc[1] = (char)*p;
-            sb_put(b, esc, 2);
-        } else if (*p < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            sb_put(b, esc, 6);
-        } else {
-            sb_put(b, (const char *)p, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-static void sb_u64(sbuf *b, uint64_t v)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-    sb_str(b, num);
-}
-
-typedef struct save_item {
-    const char *name;
-    const mr_tensor *t;
-} save_item;
-
-static int item_by_name(const void *a, const void *b)
-{
-    return strcmp(((const save_item *)a)->name, ((const save_item *)b)->name);
-}
-
-/* Appends "__metadata__": {...} from a JSON object of string values. */
-static int put_metadata(sbuf *b, const char *path, const char *metadata_json)
-{
-    if (utf8_invalid_at((const unsigned char *)metadata_json, strlen(metadata_json)) >= 0)
-        return mr_error(MR_EINVAL, "%s: metadata is not valid UTF-8", path);
-    cJSON *meta = cJSON_Parse(metadata_json);
-    if (!meta)
-        return mr_error(MR_EINVAL, "%s: metadata is not valid JSON", path);
-    int rc = MR_OK;
-    if (!cJSON_IsObject(meta)) {
-        rc = mr_error(MR_EINVAL, "%s: metadata must be a JSON object of strings", path);
-        goto done;
-    }
-    for (const cJSON *v = meta->child; v && rc == MR_OK; v = v->next)
-        if (!cJSON_IsString(v))
-            rc = mr_error(MR_EINVAL, "%s: metadata value of '%s' is not a string", path, v->string);
-    if (rc < 0 || !meta->child)
-        goto done;
-    sb_str(b, "\"__metadata__\":{");
-    for (const cJSON *v = meta->child; v; v = v->next) {
-        sb_json_string(b, v->string);
-        sb_str(b, ":");
-        sb_json_string(b, v->valuestring);
-        if (v->next)
-            sb_str(b, ",");
-    }
-    sb_str(b, "}");
-done:
-    cJSON_Delete(meta);
-    return rc;
-}
-
-int mr_safetensors_save(const char *path, int n, const char *const *names,
-                        const mr_tensor *const *tensors, const char *metadata_json)
-{
-    if (!path)
-        return mr_error(MR_EINVAL, "mr_safetensors_save: path is NULL");
-    if (n < 0 || (n > 0 && (!names || !tensors)))
-        return mr_error(MR_EINVAL, "%s: %d tensors with NULL names or tensors", path, n);
-    for (int i = 0; i < n; i++) {
-        if (!names[i] || !*names[i])
-            return mr_error(MR_EINVAL, "%s: tensor %d has no name", path, i);
-        if (strcmp(names[i], "__metadata__") == 0)
-            return mr_error(MR_EINVAL, "%s: '__metadata__' cannot name a tensor", path);
-        if (!tensors[i] || !tensors[i]->data)
-            return mr_error(MR_EINVAL, "%s: tensor '%s' is NULL", path, names[i]);
-        if (tensors[i]->device != MR_DEVICE_CPU)
-            return mr_error(MR_EINVAL, "%s: tensor '%s' is not on the CPU; copy it there first", path,
-                            names[i]);
-        if (tensors[i]->ndim < 1 || tensors[i]->ndim > MR_MAX_DIMS)
-            return mr_error(MR_ESHAPE, "%s: tensor '%s' has ndim %d", path, names[i], tensors[i]->ndim);
-        if (utf8_invalid_at((const unsigned char *)names[i], strlen(names[i])) >= 0)
-            return mr_error(MR_EINVAL, "%s: tensor name '%s' is not valid UTF-8", path, names[i]);
-    }
-
-    save_item *items = n ? mr_alloc((size_t)n * sizeof *items) : NULL;
-    if (n && !items)
-        return MR_ENOMEM;
-    for (int i = 0; i < n; i++)
-        items[i] = (save_item){names[i], tensors[i]};
-    if (n > 1)
-        qsort(items, (size_t)n, sizeof *items, item_by_name);
-
-    int rc = MR_OK;
-    sbuf h = {0};
-    FILE *f = NULL;
-    char *tmp = NULL;
-    for (int i = 1; i < n; i++)
-        if (strcmp(items[i - 1].name, items[i].name) == 0) {
-            rc = mr_error(MR_EINVAL, "%s: two tensors are named '%s'", path, items[i].name);
-            goto done;
-        }
-
-    /* The header, as the reference writer lays it out. */
-    sb_str(&h, "{");
-    if (metadata_json) {
-        size_t before = h.len;
-        if ((rc = put_metadata(&h, path, metadata_json)) < 0)
-            goto done;
-        if (h.len > before && n > 0)
-            sb_str(&h, ",");
-    }
-    uint64_t offset = 0;
-    for (int i = 0; i < n; i++) {
-        const mr_tensor *t = items[i].t;
-        sb_json_string(&h, items[i].name);
-        sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int k = 0; k < t->ndim; k++) {
-            if (k)
-                sb_str(&h, ",");
-            sb_u64(&h, (uint64_t)t->shape[k]);
-        }
-        sb_str(&h, "],\"data_offsets\":[");
-        sb_u64(&h, offset);
-        sb_str(&h, ",");
-        offset += (uint64_t)t->numel * 4;
-        sb_u64(&h, offset);
-        sb_str(&h, i + 1 < n ? "]}," : "]}");
-    }
-    sb_str(&h, "}");
-    /* Pad with spaces so the data section starts 8-byte aligned. */
-    while (!h.oom && h.len % 8 != 0)
-        sb_str(&h, " ");
-    if (h.oom) {
-        rc = MR_ENOMEM;
-        goto done;
-    }
-
-    /* Write to a temporary file and rename it, so a failed save leaves any
-     * existing file intact. */
-    size_t plen = strlen(path);
-    if (!(tmp = mr_alloc(plen + 8))) {
-        rc = MR_ENOMEM;
-        goto done;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp~", 6);
-    if (!(f = fopen(tmp, "wb"))) {
-        rc = mr_error(MR_EIO, "%s: cannot open for writing: %s", tmp, strerror(errno));
-        goto done;
-    }
-    unsigned char len8[8];
-    for (int k = 0; k < 8; k++)
-        len8[k] = (unsigned char)((uint64_t)h.len >> (8 * k));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.len, f) == h.len;
-    for (int i = 0; i < n && ok; i++) {
-        const mr_tensor *t = items[i].t;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        ok = fwrite(t->data, sizeof(float), (size_t)t->numel, f) == (size_t)t->numel;
-#else
-        for (int64_t j = 0; j < t->numel && ok; j++) {
-            uint32_t b;
-            memcpy(&b, &t->data[j], 4);
-            unsigned char le[4] = {(unsigned char)b, (unsigned char)(b >> 8), (unsigned char)(b >> 16),
-                                   (unsigned char)(b >> 24)};
-            ok = fwrite(le, 1, 4, f) == 4;
-        }
-#endif
-    }
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    f = NULL;
-    if (!ok) {
-        remove(tmp);
-        rc = mr_error(MR_EIO, "%s: write failed: %s", tmp, strerror(err));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        remove(tmp);
-        rc = mr_error(MR_EIO, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
-        goto done;
-    }
-done:
-    if (f)
-        fclose(f);
-    mr_free(tmp);
-    mr_free(h.s);
-    mr_free(items);
-    return rc;
-}
-
-/* ------------------------------------------------------------ networks */
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* A file scalar matches a parameter of shape {1}; otherwise shapes are equal. */
-static int same_shape(const st_entry *e, const mr_tensor *t)
-{
-    if (e->ndim == 0)
-        return t->ndim == 1 && t->shape[0] == 1;
-    if (e->ndim != t->ndim)
-        return 0;
-    for (int k = 0; k < e->ndim; k++)
-        if (e->shape[k] != t->shape[k])
-            return 0;
-    return 1;
-}
-
-int mr_net_load(mr_net *net, const char *path, int strict)
-{
-    if (!net || !path)
-        return mr_error(MR_EINVAL, "mr_net_load: NULL %s", net ? "path" : "net");
-    mr_safetensors *st;
-    MR_TRY(mr_safetensors_load(&st, path));
-    int rc = MR_OK;
-    int *idx = net->nparams ? mr_alloc((size_t)net->nparams * sizeof *idx) : NULL;
-    unsigned char *used = st->n ? mr_calloc((size_t)st->n) : NULL;
-    if ((net->nparams && !idx) || (st->n && !used)) {
-        rc = MR_ENOMEM;
-        goto done;
-    }
-
-    /* Validate everything first: the load is all or nothing. */
-    int missing = 0, first_missing = -1;
-    for (int p = 0; p < net->nparams; p++) {
-        st_entry key = {.name = net->params[p].name};
-        const st_entry *e = bsearch(&key, st->e, (size_t)st->n, sizeof *st->e, by_name);
-        idx[p] = e ? (int)(e - st->e) : -1;
-        if (!e) {
-            if (missing++ == 0)
-                first_missing = p;
-            continue;
-        }
-        used[idx[p]] = 1;
-    }
-    if (missing) {
-        if (missing == 1)
-            rc = mr_error(MR_ENOTFOUND, "missing parameter '%s' in %s", net->params[first_missing].name,
-                          path);
-        else
-            rc = mr_error(MR_ENOTFOUND, "missing parameter '%s' in %s (and %d more)",
-                          net->params[first_missing].name, path, missing - 1);
-        goto done;
-    }
-    for (int p = 0; p < net->nparams; p++) {
-        const st_entry *e = &st->e[idx[p]];
-        const mr_tensor *t = net->params[p].value;
-        if (!same_shape(e, t)) {
-            char a[64], b[64];
-            rc = mr_error(MR_ESHAPE, "%s: %s: shape %s in file, %s in the network", path, e->name,
-                          shape_str(e->ndim, e->shape, a, sizeof a),
-                          shape_str(t->ndim, t->shape, b, sizeof b));
-            goto done;
-        }
-        if ((rc = check_convertible(st, e)) < 0)
-            goto done;
-        if (t->device != MR_DEVICE_CPU) {
-            rc = mr_error(MR_EINVAL, "%s: %s: the network's parameter is not on the CPU", path, e->name);
-            goto done;
-        }
-    }
-    if (strict) {
-        int extra = 0, first_extra = -1;
-        for (int i = 0; i < st->n; i++)
-            if (!used[i] && !ends_with(st->e[i].name, "num_batches_tracked") && extra++ == 0)
-                first_extra = i;
-        if (extra) {
-            if (extra == 1)
-                rc = mr_error(MR_ENOTFOUND, "%s: tensor '%s' is not a parameter of the network (strict load)",
-                              path, st->e[first_extra].name);
-            else
-                rc = mr_error(MR_ENOTFOUND,
-                              "%s: tensor '%s' and %d more are not parameters of the network (strict load)",
-                              path, st->e[first_extra].name, extra - 1);
-            goto done;
-        }
-    }
-
-    for (int p = 0; p < net->nparams; p++)
-        convert(st, &st->e[idx[p]], net->params[p].value->data);
-done:
-    mr_free(idx);
-    mr_free(used);
-    mr_safetensors_free(st);
-    return rc;
-}
-
-int mr_net_save(const mr_net *net, const char *path, const char *metadata_json)
-{
-    if (!net || !path)
-        return mr_error(MR_EINVAL, "mr_net_save: NULL %s", net ? "path" : "net");
-    int n = net->nparams;
-    const char **names = n ? mr_alloc((size_t)n * sizeof *names) : NULL;
-    const mr_tensor **ts = n ? mr_alloc((size_t)n * sizeof *ts) : NULL;
-    int rc = MR_ENOMEM;
-    if (!n || (names && ts)) {
-        for (int p = 0; p < n; p++) {
-            names[p] = net->params[p].name;
-            ts[p] = net->params[p].value;
-        }
-        rc = mr_safetensors_save(path, n, names, ts, metadata_json);
-    }
-    mr_free(names);
-    mr_free(ts);
-    return rc;
 }

@@ -1,0 +1,306 @@
+/*
+ * moreau-sandbox — run one command confined by the operating system.
+ *
+ *   moreau-sandbox [--ro=PATH]... [--rw=PATH]... [--env=NAME=VALUE]... [--chdir=DIR]
+ *                  [--cpu-seconds=N] [--memory=BYTES|unlimited] [--file-size=BYTES] -- COMMAND [ARGS]...
+ *
+ * `moreau run --sandbox` runs a shared recipe through this launcher (the Lua
+ * side is bindings/moreau/isolation.lua; the threat model is docs/sandbox.md).
+ * The walls, outermost first:
+ *
+ *   1. rlimits, set here and inherited: CPU seconds (RLIMIT_CPU, default 3600),
+ *      address space (RLIMIT_AS, default 8 GiB), largest file written
+ *      (RLIMIT_FSIZE, default 4 GiB), no core dumps, at most 256 open files,
+ *      at most 512 processes and threads more than the user runs already
+ *      (RLIMIT_NPROC; the kernel does not apply it to root).
+ *   2. bubblewrap (Debian's `bwrap`, the sandbox Flatpak uses) with every
+ *      namespace unshared — no network, its own PID, IPC, UTS and cgroup
+ *      namespaces, a user namespace with every capability dropped — a new
+ *      session (no terminal injection), and a filesystem that holds only: the
+ *      system's programs and libraries read-only (/usr and the links into it,
+ *      /etc/ld.so.cache, /etc/alternatives), the --ro paths read-only, the --rw
+ *      paths writable, an empty /tmp, /proc and a minimal /dev. The environment
+ *      is cleared to the --env pairs. bwrap dies with this process.
+ *   3. a seccomp filter (built here with libseccomp, handed to bwrap, applied
+ *      just before COMMAND starts) that refuses with EPERM the system calls a
+ *      recipe never needs and an escape would: sockets, ptrace and
+ *      process_vm_*, mount and namespace calls, new user namespaces through
+ *      clone, keyrings, bpf, perf_event_open, userfaultfd, io_uring, kernel
+ *      modules, kexec, reboot, swap, TIOCSTI; clone3 answers ENOSYS so that the
+ *      C library falls back to clone, whose flags the filter can see.
+ *
+ * Exit status: COMMAND's; 125 when the sandbox itself cannot be set up (a
+ * message on stderr names the step); 126 for bad arguments.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_SETUP = 125, EXIT_USAGE = 126, MAX_ARGS = 4096 };
+
+static void die(int code, const char *fmt, const char *what)
+{
+    fprintf(stderr, "moreau-sandbox: ");
+    fprintf(stderr, fmt, what);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+/* The bwrap command line being built. */
+static const char *argv_out[MAX_ARGS];
+static int argc_out;
+
+static void push(const char *s)
+{
+    if (argc_out >= MAX_ARGS - 1)
+        die(EXIT_USAGE, "%s", "too many arguments");
+    argv_out[argc_out++] = s;
+}
+
+static void push3(const char *a, const char *b, const char *c)
+{
+    push(a);
+    push(b);
+    if (c)
+        push(c);
+}
+
+/* A byte count such as 8589934592, 8G, 512M or 64K (powers of 1024). */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1ull << 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1ull << 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1ull << 30, end++;
+    if (*end != '\0' || v == 0 || v > UINT64_MAX / mul)
+        return -1;
+    *out = (uint64_t)v * mul;
+    return 0;
+}
+
+/* Sets the soft limit to `soft` and the hard one to `hard`. */
+static void set_limit(int resource, uint64_t soft, uint64_t hard, const char *name)
+{
+    struct rlimit r = {(rlim_t)soft, (rlim_t)hard};
+    struct rlimit old;
+    if (getrlimit(resource, &old) == 0 && old.rlim_max != RLIM_INFINITY && old.rlim_max < r.rlim_max)
+        r.rlim_max = old.rlim_max; /* never ask for more than we have */
+    if (r.rlim_cur > r.rlim_max)
+        r.rlim_cur = r.rlim_max;
+    if (setrlimit(resource, &r) != 0)
+        die(EXIT_SETUP, "cannot set the %s limit", name);
+}
+
+/* A system path the confined program needs to start: bound read-only when it
+ * is a folder or file, re-created as the same link when it is a symbolic link
+ * (Debian's /bin, /lib, /lib64, /sbin point into /usr). */
+static void system_path(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISLNK(st.st_mode)) {
+        static char targets[16][4096];
+        static int ntargets;
+        if (ntargets >= 16)
+            die(EXIT_SETUP, "%s", "too many system links");
+        ssize_t n = readlink(path, targets[ntargets], sizeof targets[0] - 1);
+        if (n <= 0)
+            die(EXIT_SETUP, "cannot read the link %s", path);
+        targets[ntargets][n] = '\0';
+        push3("--symlink", targets[ntargets++], path);
+    } else {
+        push3("--ro-bind", path, path);
+    }
+}
+
+static void deny(scmp_filter_ctx ctx, const char *name, int err)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR)
+        return; /* not a system call on this architecture */
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 0) != 0)
+        die(EXIT_SETUP, "cannot add the seccomp rule for %s", name);
+}
+
+/* The filter of wall 3, compiled to BPF in an anonymous file whose descriptor
+ * bwrap reads (--seccomp FD). */
+static int seccomp_fd(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        die(EXIT_SETUP, "%s", "cannot create a seccomp filter");
+    static const char *const refused[] = {
+        "socket", "socketcall", "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount",
+        "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree", "fsopen",
+        "fsconfig", "fsmount", "fspick", "mount_setattr", "keyctl", "add_key", "request_key", "bpf",
+        "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+        "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
+        "swapon", "swapoff", "acct", "quotactl", "personality", "syslog", "iopl", "ioperm",
+        "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "vhangup", "uselib",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        deny(ctx, refused[i], EPERM);
+    deny(ctx, "clone3", ENOSYS);
+    int nr_clone = seccomp_syscall_resolve_name("clone");
+    int nr_ioctl = seccomp_syscall_resolve_name("ioctl");
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr_clone, 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr_ioctl, 1,
+                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) != 0)
+        die(EXIT_SETUP, "%s", "cannot add the seccomp rules for clone and ioctl");
+    int fd = memfd_create("moreau-seccomp", 0);
+    if (fd < 0)
+        die(EXIT_SETUP, "%s", "cannot create the seccomp program file (memfd_create)");
+    if (seccomp_export_bpf(ctx, fd) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+        die(EXIT_SETUP, "%s", "cannot write the seccomp program");
+    seccomp_release(ctx);
+    return fd;
+}
+
+/* The tasks (threads) this user runs now, from /proc/PID/status: RLIMIT_NPROC
+ * counts them all, so the limit is set above this count. */
+static uint64_t tasks_of_this_user(void)
+{
+    uint64_t n = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    struct dirent *e;
+    char path[64], line[256];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%.20s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long uid = (unsigned long)-1, threads = 0;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "Uid:", 4) == 0)
+                uid = strtoul(line + 4, NULL, 10);
+            else if (strncmp(line, "Threads:", 8) == 0)
+                threads = strtoul(line + 8, NULL, 10);
+        }
+        fclose(f);
+        if (uid == (unsigned long)getuid())
+            n += threads;
+    }
+    closedir(d);
+    return n;
+}
+
+static const char *absolute_existing(const char *path, const char *opt)
+{
+    struct stat st;
+    if (path[0] != '/')
+        die(EXIT_USAGE, "%s needs an absolute path", opt);
+    if (stat(path, &st) != 0)
+        die(EXIT_USAGE, "%s names a path that does not exist", opt);
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t cpu_seconds = 3600, memory = 8ull << 30, file_size = 4ull << 30;
+    const char *chdir_to = NULL;
+
+    push("bwrap");
+    push3("--unshare-all", "--die-with-parent", NULL);
+    push3("--new-session", "--cap-drop", "ALL");
+    push("--clearenv");
+    static const char *const system[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                                         "/etc/ld.so.cache", "/etc/alternatives"};
+    for (size_t i = 0; i < sizeof system / sizeof system[0]; i++)
+        system_path(system[i]);
+    push3("--proc", "/proc", NULL);
+    push3("--dev", "/dev", NULL);
+    push3("--tmpfs", "/tmp", NULL);
+
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strncmp(a, "--ro=", 5) == 0) {
+            const char *p = absolute_existing(a + 5, "--ro");
+            push3("--ro-bind", p, p);
+        } else if (strncmp(a, "--rw=", 5) == 0) {
+            const char *p = absolute_existing(a + 5, "--rw");
+            push3("--bind", p, p);
+        } else if (strncmp(a, "--env=", 6) == 0) {
+            const char *eq = strchr(a + 6, '=');
+            if (!eq || eq == a + 6)
+                die(EXIT_USAGE, "--env wants NAME=VALUE, got '%s'", a);
+            char *name = strndup(a + 6, (size_t)(eq - (a + 6)));
+            if (!name)
+                die(EXIT_SETUP, "%s", "out of memory");
+            push3("--setenv", name, eq + 1);
+        } else if (strncmp(a, "--chdir=", 8) == 0) {
+            chdir_to = absolute_existing(a + 8, "--chdir");
+        } else if (strncmp(a, "--cpu-seconds=", 14) == 0) {
+            if (parse_bytes(a + 14, &cpu_seconds) != 0 || cpu_seconds > 1u << 30)
+                die(EXIT_USAGE, "--cpu-seconds wants a positive number of seconds, got '%s'", a + 14);
+        } else if (strcmp(a, "--memory=unlimited") == 0) {
+            memory = RLIM_INFINITY; /* for AddressSanitizer builds, whose shadow memory is terabytes */
+        } else if (strncmp(a, "--memory=", 9) == 0) {
+            if (parse_bytes(a + 9, &memory) != 0 || memory < (64u << 20))
+                die(EXIT_USAGE, "--memory wants at least 64M (a byte count, or with K, M, G), got '%s'", a + 9);
+        } else if (strncmp(a, "--file-size=", 12) == 0) {
+            if (parse_bytes(a + 12, &file_size) != 0)
+                die(EXIT_USAGE, "--file-size wants a byte count (or with K, M, G), got '%s'", a + 12);
+        } else {
+            die(EXIT_USAGE, "unknown option '%s' (see the comment at the top of engine/tools/sandbox.c)", a);
+        }
+    }
+    if (i >= argc)
+        die(EXIT_USAGE, "%s", "no command: moreau-sandbox [OPTIONS] -- COMMAND [ARGS]...");
+    if (chdir_to)
+        push3("--chdir", chdir_to, NULL);
+
+    char fd_text[16];
+    snprintf(fd_text, sizeof fd_text, "%d", seccomp_fd());
+    push3("--seccomp", fd_text, NULL);
+    push("--");
+    for (; i < argc; i++)
+        push(argv[i]);
+    argv_out[argc_out] = NULL;
+
+    /* CPU: SIGXCPU at the limit (exit 128 + 24, which the caller names), SIGKILL
+     * two seconds of CPU later if that signal is ignored. */
+    set_limit(RLIMIT_CPU, cpu_seconds, cpu_seconds + 2, "CPU time");
+    set_limit(RLIMIT_AS, memory, memory, "address space");
+    set_limit(RLIMIT_FSIZE, file_size, file_size, "file size");
+    set_limit(RLIMIT_CORE, 0, 0, "core size");
+    set_limit(RLIMIT_NOFILE, 256, 256, "open files");
+    /* Processes: 512 more than this user runs now, which stops a fork bomb
+     * (the kernel does not enforce this limit for root). */
+    uint64_t nproc = tasks_of_this_user() + 512;
+    set_limit(RLIMIT_NPROC, nproc, nproc, "processes");
+
+    execvp("bwrap", (char *const *)argv_out);
+    die(EXIT_SETUP, "cannot run bubblewrap (%s): install Debian's bubblewrap package", strerror(errno));
+    return EXIT_SETUP;
+}

@@ -1,0 +1,302 @@
+-- The escape suite of `moreau run --sandbox` (docs/sandbox.md): one hostile
+-- recipe per kind of escape, each asserting that it fails — nothing written
+-- outside the results folder, no command run on the host, nothing read that
+-- was not lent, no host state changed. Two groups:
+--   * recipes through the whole path (`moreau run --sandbox`), both walls;
+--   * payloads with every power of LuaJIT (ffi, os.execute, io.open), run
+--     confined exactly as a recipe is (moreau.isolation.command): what a
+--     recipe that broke the Lua wall, for example by corrupting memory through
+--     a raw pointer, could still do. The operating system's wall must hold alone.
+local ffi = require 'ffi'
+local lfs = require 'lfs'
+local core = require 'moreau.core'
+local isolation = require 'moreau.isolation'
+
+local root = isolation.realpath(core.root)
+local tmp = os.tmpname()
+os.remove(tmp)
+lfs.mkdir(tmp)
+tmp = isolation.realpath(tmp)
+
+local function write(path, text)
+  local f = assert(io.open(path, 'w'))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, 'rb')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+-- A host file the recipes try to read, and a variable they try to see.
+local secret_dir = tmp .. '/host-secrets'
+lfs.mkdir(secret_dir)
+write(secret_dir .. '/token.txt', 'SECRET-7f3a')
+ffi.cdef 'int setenv(const char *name, const char *value, int overwrite);'
+ffi.C.setenv('MOREAU_TEST_SECRET', 'SECRET-ENV-91c2', 1)
+
+--- Runs the moreau command; returns its output (stdout and stderr) and exit code.
+local function moreau(args)
+  local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, root, args))
+  local out = p:read('*a')
+  p:close()
+  local rc = tonumber(out:match('rc=(%d+)%s*$'))
+  return out:gsub('rc=%d+%s*$', ''), rc
+end
+
+local n = 0
+--- Runs `body` as a sandboxed recipe's run function; returns output, exit code, results folder.
+local function run_recipe(body, opts)
+  n = n + 1
+  local path = ('%s/hostile%d.lua'):format(tmp, n)
+  write(path, (opts and opts.top or '') ..
+    ("\nreturn { name = 'hostile', run = function(p, rep)\n%s\nend }\n"):format(body))
+  local out_dir = ('%s/out%d'):format(tmp, n)
+  local out, rc = moreau(('run --sandbox %s %q --out=%q'):format(opts and opts.flags or '', path, out_dir))
+  return out, rc, out_dir
+end
+
+--- Runs a LuaJIT payload (full powers) confined as a recipe is; returns its stdout and exit status.
+local function run_payload(code, opts)
+  n = n + 1
+  local path = ('%s/payload%d.lua'):format(tmp, n)
+  local out_dir = ('%s/pout%d'):format(tmp, n)
+  lfs.mkdir(out_dir)
+  write(path, 'io.stdout:setvbuf("no")\n' .. code)
+  opts = opts or {}
+  opts.recipe, opts.out = path, out_dir
+  local argv = isolation.command(opts, { isolation.luajit(), path })
+  local log = out_dir .. '/stdout.txt'
+  -- the payload's output goes to a file inside its folder
+  local quoted = {}
+  for i, a in ipairs(argv) do quoted[i] = ("'%s'"):format(a:gsub("'", "'\\''")) end
+  local rc = os.execute(table.concat(quoted, ' ') .. ' > ' .. log .. ' 2>&1')
+  if type(rc) == 'number' and rc > 255 then rc = rc / 256 end
+  return read(log) or '', rc, out_dir
+end
+
+describe('the sandbox: hostile recipes through moreau run --sandbox', function()
+  it('a replaced string.sub and string metatable do not let a write leave the folder', function()
+    local target = tmp .. '/via-string.png'
+    local out = run_recipe(([[
+      -- the write guard compares strings: make every comparison say "inside"
+      local inside = rep.dir:gsub('^%%./', ''):gsub('/+$', '') .. '/'
+      local s = getmetatable('').__index
+      s.sub = function() return inside end
+      s.find = function() return nil end
+      pcall(function() moreau.viz.canvas(2, 2):save_png(%q) end)
+    ]]):format(target), { top = "local moreau = require 'moreau'" })
+    assert.is_nil(read(target), out)
+  end)
+
+  it('code at the top of the file runs under the write guard and the walls', function()
+    local target = tmp .. '/top-level.png'
+    local out, rc = run_recipe('', { top = ("require('moreau').viz.canvas(2, 2):save_png(%q)"):format(target) })
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("sandbox: writing '" .. target .. "' is not allowed", 1, true), out)
+    assert.is_nil(read(target))
+  end)
+
+  it('a report redirected to another folder writes nothing there', function()
+    local elsewhere = tmp .. '/redirected'
+    lfs.mkdir(elsewhere)
+    local out = run_recipe(([[
+      rep.dir = %q
+      rep.results.injected = true
+      pcall(function() rep:note('x') end)
+      pcall(function() rep:table('t.csv', {'a'}, {{1}}) end)
+    ]]):format(elsewhere))
+    assert.is_nil(lfs.attributes(elsewhere .. '/results.json'), out)
+    assert.is_nil(lfs.attributes(elsewhere .. '/index.html'), out)
+    assert.is_nil(lfs.attributes(elsewhere .. '/t.csv'), out)
+  end)
+
+  it("an error object's __tostring runs confined too", function()
+    local target = tmp .. '/tostring.txt'
+    local out, rc = run_recipe(([[
+      error(setmetatable({}, { __tostring = function()
+        pcall(function() require('moreau').viz.canvas(2, 2):save_png(%q) end)
+        return 'hostile error'
+      end }))
+    ]]):format(target))
+    assert.are.equal(1, rc, out)
+    assert.is_nil(read(target))
+  end)
+
+  it("a recipe's monkey-patches end with its process", function()
+    local _, rc1 = run_recipe([[
+      local metrics = require('moreau').metrics
+      metrics.spearman = function() return 1 end
+      require('moreau.tensor').Tensor.sum = function() return 42 end
+    ]])
+    assert.are.equal(0, rc1)
+    local out, rc2 = run_recipe([[
+      local moreau = require 'moreau'
+      local a = moreau.tensor.from({ 1, 2, 3 }, { 1, 3 })
+      local b = moreau.tensor.from({ 3, 2, 1 }, { 1, 3 })
+      print('spearman', moreau.metrics.spearman(a, b)[1], 'sum', a:sum())
+    ]])
+    assert.are.equal(0, rc2, out)
+    assert.truthy(out:find('spearman%s+%-1%s+sum%s+6'), out)
+  end)
+
+  it('sees no environment variable of the caller and no file it was not lent', function()
+    local out, rc = run_recipe(([[
+      print('env', tostring(os.getenv('MOREAU_TEST_SECRET')), tostring(os.getenv('HOME')))
+      local ok, err = pcall(function() return require('moreau').data.load_image(%q) end)
+      print('image', ok, err)
+    ]]):format(secret_dir .. '/token.txt'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('env\tnil\t/tmp', 1, true), out)
+    assert.falsy(out:find('SECRET', 1, true), out)
+    assert.truthy(out:find('image\tfalse', 1, true), out)
+  end)
+
+  it('a link planted in the results folder does not carry a write out', function()
+    local target = tmp .. '/link-target.png'
+    write(target, 'original')
+    local out_dir = tmp .. '/linked'
+    lfs.mkdir(out_dir)
+    lfs.link(target, out_dir .. '/pic.png', true)
+    local path = tmp .. '/linker.lua'
+    write(path, "return { name = 'linker', run = function(p, rep) " ..
+      "rep:image('pic.png', require('moreau').viz.canvas(2, 2)) end }")
+    local out, rc = moreau(('run --sandbox %q --out=%q'):format(path, out_dir))
+    assert.are.equal(1, rc, out)
+    assert.are.equal('original', read(target))
+  end)
+
+  it('stops a recipe that runs past its CPU time, with a message naming the limit', function()
+    local out, rc = run_recipe('while true do end', { flags = '--cpu-seconds=1' })
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('the recipe ran out of CPU time (limit 1 s', 1, true), out)
+  end)
+
+  it('a recipe file name with dots and slashes names a folder under results/ only', function()
+    local dir = tmp .. '/cwd'
+    lfs.mkdir(dir)
+    write(dir .. '/..evil..lua', "return { run = function() end }")
+    local p = io.popen(('cd %q && MOREAU_LIB=%q %q/scripts/moreau run --sandbox ./..evil..lua 2>&1; echo "rc=$?"')
+      :format(dir, core.lib_path, root))
+    local out = p:read('*a')
+    p:close()
+    assert.truthy(out:find('rc=0', 1, true), out)
+    local names = {}
+    for f in lfs.dir(dir .. '/results') do if f ~= '.' and f ~= '..' then names[#names + 1] = f end end
+    assert.are.equal(1, #names, out)
+    assert.truthy(names[1]:match('^__evil_%-%d+%-%d+$'), names[1])
+  end)
+
+  it('refuses limits it cannot read, before running anything', function()
+    local out, rc = moreau('run --sandbox --memory=lots ' .. tmp .. '/nothing.lua')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('--memory must be a byte count such as 8G, 512M or 1048576, got lots', 1, true), out)
+    out, rc = moreau('run --confined ' .. tmp .. '/nothing.lua')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('--confined is what --sandbox runs inside its confined process', 1, true), out)
+  end)
+end)
+
+describe('the sandbox: the operating system wall alone (payloads with every LuaJIT power)', function()
+  local outside = tmp .. '/outside'
+  lfs.mkdir(outside)
+
+  it('cannot write outside its folder: not the caller\'s folders, not moreau\'s, not through a shell', function()
+    local out, rc = run_payload(([[
+      for _, p in ipairs { %q, %q, %q } do
+        local f, err = io.open(p, 'w')
+        print('open', p, f ~= nil, err)
+        if f then f:write('escaped') f:close() end
+      end
+      print('sh', os.execute(%q))
+    ]]):format(outside .. '/a.txt', root .. '/recipes/planted.lua', '/tmp/planted.txt',
+      'touch ' .. outside .. '/b.txt'))
+    assert.are.equal(0, rc, out)
+    assert.is_nil(read(outside .. '/a.txt'))
+    assert.is_nil(read(outside .. '/b.txt'))
+    assert.is_nil(read(root .. '/recipes/planted.lua'))
+  end)
+
+  it('cannot read what it was not lent', function()
+    local out, rc = run_payload(([[
+      for _, p in ipairs { %q, '/etc/passwd', '/etc/shadow', '/root/.bash_history', '/proc/1/environ' } do
+        local f = io.open(p, 'rb')
+        local s = f and f:read(64)
+        print('read', p, s and #s or 'refused', s and s:find('SECRET') and 'LEAK' or '')
+      end
+      print('env', os.getenv('MOREAU_TEST_SECRET'))
+    ]]):format(secret_dir .. '/token.txt'))
+    assert.are.equal(0, rc, out)
+    assert.falsy(out:find('SECRET', 1, true), out)
+    assert.falsy(out:find('LEAK', 1, true), out)
+  end)
+
+  it('has no network and no way to make one', function()
+    local out, rc = run_payload([[
+      local ffi = require 'ffi'
+      ffi.cdef 'int socket(int, int, int); int socketpair(int, int, int, int *);'
+      print('inet', ffi.C.socket(2, 1, 0), ffi.errno())
+      print('inet6', ffi.C.socket(10, 2, 0), ffi.errno())
+      print('unix', ffi.C.socket(1, 1, 0), ffi.errno())
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('inet\t-1\t1\n', 1, true), out)
+    assert.truthy(out:find('inet6\t-1\t1\n', 1, true), out)
+    assert.truthy(out:find('unix\t-1\t1\n', 1, true), out)
+  end)
+
+  it('cannot trace, read another process\'s memory, mount, or make namespaces', function()
+    local out, rc = run_payload([[
+      local ffi = require 'ffi'
+      ffi.cdef [=[
+        long ptrace(int, int, void *, void *);
+        int unshare(int);
+        int mount(const char *, const char *, const char *, unsigned long, const void *);
+        long syscall(long, ...);
+        int ioctl(int, unsigned long, ...);
+      ]=]
+      print('ptrace', tonumber(ffi.C.ptrace(16, 1, nil, nil)), ffi.errno())      -- PTRACE_ATTACH
+      print('unshare', ffi.C.unshare(0x10000000), ffi.errno())         -- CLONE_NEWUSER
+      print('mount', ffi.C.mount('none', '/tmp', 'tmpfs', 0, nil), ffi.errno())
+      print('vmread', tonumber(ffi.C.syscall(310, 1, nil, 0, nil, 0, 0)), ffi.errno()) -- process_vm_readv
+      print('tiocsti', ffi.C.ioctl(0, 0x5412, ffi.new('char[1]', 'x')), ffi.errno())
+      print('kill-all', tonumber(ffi.C.syscall(62, -1, 9)))                   -- kill(-1, SIGKILL): only its own namespace
+    ]])
+    for _, name in ipairs { 'ptrace', 'unshare', 'mount', 'vmread', 'tiocsti' } do
+      assert.truthy(out:find(name .. '\t%-1\t1\n'), name .. ': ' .. out)
+    end
+    assert.is_not_nil(rc)
+  end)
+
+  it('runs out of memory at its limit instead of taking the machine\'s', function()
+    if os.getenv('MOREAU_SANITIZE') then
+      pending('AddressSanitizer needs terabytes of address space: this build runs without the memory limit')
+      return
+    end
+    local out, rc = run_payload([[
+      local ffi = require 'ffi'
+      ffi.cdef 'void *malloc(size_t);'
+      print('small', ffi.C.malloc(2^26) ~= nil)
+      print('large', ffi.C.malloc(2^31) ~= nil)
+    ]], { memory = '1G' })
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('small\ttrue', 1, true), out)
+    assert.truthy(out:find('large\tfalse', 1, true), out)
+  end)
+
+  it('cannot write a file larger than its limit', function()
+    local out, rc, dir = run_payload([[
+      local f = assert(io.open('big.bin', 'wb'))
+      f:write(string.rep('x', 2 * 1024 * 1024))
+      f:close()
+      print('wrote all')
+    ]], { file_size = '1M' })
+    assert.are.equal(128 + 25, rc, out)
+    assert.falsy(out:find('wrote all', 1, true), out)
+    assert.is_true(lfs.attributes(dir .. '/big.bin', 'size') <= 1024 * 1024)
+  end)
+end)
