@@ -317,6 +317,17 @@ describe('tensor methods over the C functions', function()
     assert.are.same({ 2, 3 }, { x:size(1), x:size(2) })
   end)
 
+  it('refuse data() while a sandboxed recipe runs', function()
+    local sandbox = require 'moreau.sandbox'
+    local x = T.zeros { 2 }
+    sandbox.confine('results') -- only sets the guards: nothing is written
+    local ok, err = pcall(function() return x:data() end)
+    sandbox.release()
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find('tensor:data: the raw pointer is not available in a sandboxed recipe', 1, true))
+    assert.is_true(ffi.istype('float*', x:data()))
+  end)
+
   it('raise a clear error on a freed tensor instead of reading freed memory', function()
     local x = T.zeros { 2 }
     x:free()

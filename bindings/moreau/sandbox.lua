@@ -17,7 +17,9 @@
 -- --sandbox` runs this environment only inside a process confined by
 -- moreau.isolation (bubblewrap, seccomp, rlimits; docs/sandbox.md), because a
 -- Lua environment alone cannot hold — the recipe would share the host's
--- memory (tensors carry raw FFI pointers), its string metatable and modules.
+-- memory (a tensor's handle x.ptr is an FFI pointer, opaque but still one;
+-- x:data() is refused while a recipe runs confined), its string metatable
+-- and modules.
 local core = require 'moreau.core'
 local recipe = require 'moreau.recipe'
 
@@ -120,6 +122,7 @@ end
 
 --- Confines every file write of moreau to `dir` (until sandbox.release).
 function sandbox.confine(dir)
+  core.sandboxed = true -- tensor:data() refuses (moreau.tensor)
   local root = dir:gsub('/+$', '')
   core.write_guard = function(path, level)
     local p = tostring(path):gsub('^%./', '')
@@ -130,6 +133,9 @@ function sandbox.confine(dir)
   end
 end
 
-function sandbox.release() core.write_guard = nil end
+function sandbox.release()
+  core.write_guard = nil
+  core.sandboxed = nil
+end
 
 return sandbox

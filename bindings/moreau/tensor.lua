@@ -142,8 +142,12 @@ end
 --- The escape hatch: the raw float* of the numel entries, valid while x
 -- lives (keep x referenced), unchecked: an index out of 0..numel−1 reads or
 -- writes other memory. For code that hands tensor memory to another library;
--- the methods below do everything moreau's own arithmetic needs.
-function Tensor:data() return C.mr_tensor_data(self.ptr) end
+-- the methods below do everything moreau's own arithmetic needs. Refused
+-- while a sandboxed recipe runs (moreau.sandbox.confine .. release).
+function Tensor:data()
+  if core.sandboxed then error('tensor:data: the raw pointer is not available in a sandboxed recipe', 2) end
+  return C.mr_tensor_data(self.ptr)
+end
 -- (a freed tensor raises the engine's "tensor is NULL" message)
 function Tensor:numel() return tonumber(check(C.mr_tensor_numel(self.ptr), 2)) end
 function Tensor:dim() return check(C.mr_tensor_ndim(self.ptr), 2) end
