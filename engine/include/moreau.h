@@ -217,7 +217,8 @@ int mr_tensor_count_zero_items(int64_t *out, const mr_tensor *t);
 /* Statistics of explanation maps, per item (out: N numbers), as moreau.metrics
  * defines them (README, "The rules on hard cases").
  *   normalized_distance  ‖a/‖a‖ − b/‖b‖‖₂ (a zero item stays the zero vector)
- *   spearman  Pearson correlation of the average ranks (scipy.stats.spearmanr);
+ *   spearman  Pearson correlation of the average ranks (scipy.stats.spearmanr:
+ *             tied entries, 0 and −0 included, share the mean of their places);
  *             NaN when an item is constant; MR_EINVAL if an entry is NaN
  *   gini      Hurley & Rickard (2009) of |a|: with c the ascending sorted |a|,
  *             1 − 2 Σ_k (c_k/‖c‖₁)(d − k + ½)/d, k = 1..d; 0 for a zero item;
@@ -229,10 +230,6 @@ int mr_tensor_gini(double *out, const mr_tensor *t);
  * negatives / |min|; zeros (and a zero item) stay 0. */
 int mr_tensor_normalise_by_negative_(mr_tensor *t);
 
-/* Average ranks (1-based; tied entries share the mean of their places) of the
- * d entries of item `item` (0-based) into ranks[0..d). MR_EINVAL for an item
- * out of range or a NaN entry. */
-int mr_tensor_rank(double *ranks, const mr_tensor *t, int64_t item);
 /* The top-k features of item `item` as memberships m[0..d) in [0, 1]. The
  * features are the entries with key > 0 (key |v|, or v when signed_keys), so a
  * zero (and a NaN) entry is never one. With F features: F <= k gives each

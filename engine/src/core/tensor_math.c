@@ -731,24 +731,6 @@ static int check_no_nan(const mr_tensor *t, const char *what)
     return MR_OK;
 }
 
-int mr_tensor_rank(double *ranks, const mr_tensor *t, int64_t item)
-{
-    MR_TRY(need(ranks, "rank", "ranks"));
-    MR_TRY(need(t, "rank", "tensor"));
-    int64_t d = 0;
-    MR_TRY(item_index(t, item, "rank", &d));
-    for (int64_t j = 0; j < d; j++)
-        if (isnan(t->data[item * d + j]))
-            return mr_error(MR_EINVAL, "rank: entry %lld of item %lld is NaN, which has no rank", (long long)j,
-                            (long long)item);
-    rank_key *keys = scratch(d, sizeof(rank_key), "rank");
-    if (!keys)
-        return MR_ENOMEM;
-    average_ranks(ranks, t->data + item * d, d, keys);
-    mr_free(keys);
-    return MR_OK;
-}
-
 int mr_tensor_spearman(double *out, const mr_tensor *a, const mr_tensor *b)
 {
     MR_TRY(need(out, "spearman", "out"));
