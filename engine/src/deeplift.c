@@ -87,12 +87,7 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
             p += xs[k]->numel;
             mids[k] = &mid[k];
         }
-        mr_tensor *pv[MR_MAX_PARAMS];
-        for (int k = 0; k < n->nparams; k++)
-            pv[k] = net->params[n->params[k]].value;
-        mr_op_ctx oc = {.attrs = &n->attrs, .params = pv, .nparams = n->nparams,
-                        .scratch = net->scratch, .state = n->state};
-        n->def->vjp(&oc, mids, &n->view[MR_BUF_Y], gy, gxs);
+        mr_net_node_vjp(net, node, mids, gy, gxs); /* on the net's backend */
         return;
     }
     default: /* MR_DL_LINEAR: the vjp is the rule */

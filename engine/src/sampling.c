@@ -221,6 +221,7 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
         if (!active || active[n])
             s->items[M++] = n;
     int64_t copies = M * per;
+    const mr_backend *be = s->net->backend; /* the noise fill and the adds run where the net does */
     for (int64_t p0 = 0; p0 < copies; p0 += s->chunk) {
         int64_t k = MR_MIN((int64_t)s->chunk, copies - p0);
         set_batch(s->xb, k, d);
@@ -231,17 +232,16 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
             float *xq = s->xb->data + q * d;
             const float *xn = s->x->data + n * d;
             s->chunk_labels[q] = s->labels[n];
-            if (s->samples > 0) {
-                MR_TRY(mr_rng_normal(xq, d, s->seed, s->keys[n],
-                                     (t * (uint64_t)s->samples + (uint64_t)i) * (uint64_t)d, 0.f, s->noise_std[n]));
-                for (int64_t j = 0; j < d; j++)
-                    xq[j] += xn[j];
+            if (s->samples > 0) { /* x_n + noise, then + shift: one float add each */
+                MR_TRY(be->fill_normal(be->ctx, xq, d, s->seed, s->keys[n],
+                                       (t * (uint64_t)s->samples + (uint64_t)i) * (uint64_t)d, 0.f,
+                                       s->noise_std[n]));
+                be->add(be->ctx, xq, xn, d);
             } else {
-                memcpy(xq, xn, (size_t)d * sizeof(float));
+                be->copy(be->ctx, xq, xn, d);
             }
             if (shift)
-                for (int64_t j = 0; j < d; j++)
-                    xq[j] += shift[n * d + j];
+                be->add(be->ctx, xq, shift + n * d, d);
         }
         MR_TRY(mr_oracle_grad(s->net, s->xb, s->chunk_labels, s->score_kind, s->chunk_scores, s->gb));
         for (int64_t q = 0; q < k; q++)
