@@ -50,8 +50,6 @@ enum {
 /* The message of the last failed call on this thread ("" if none). Borrowed;
  * valid until the next failing call on the same thread. */
 const char *mr_last_error(void);
-/* Clears the message. */
-void mr_clear_error(void);
 
 /* The library version, "MAJOR.MINOR.PATCH". Static string. */
 const char *mr_version(void);
@@ -358,8 +356,6 @@ int mr_groups_new(mr_groups **out, int64_t d, const int32_t *map, int32_t ngroup
 void mr_groups_free(mr_groups *g);
 int32_t mr_groups_count(const mr_groups *g);
 int64_t mr_groups_dim(const mr_groups *g);
-/* Borrowed: the map, d entries. */
-const int32_t *mr_groups_map(const mr_groups *g);
 
 /* Soft-threshold in place: v_i = sign(v_i) max(|v_i| - a, 0), a >= 0. */
 int mr_prox_soft_threshold(mr_tensor *v, float a);
@@ -550,8 +546,6 @@ mr_tensor *mr_moreau_grad_get(mr_moreau *s);
 int mr_moreau_stats_get(const mr_moreau *s, int item, mr_moreau_stats *out);
 /* Changes rho, eta or gamma between iterations (the REPL's knobs). */
 int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma);
-/* The options in force. */
-int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out);
 
 /* ----------------------------------------------------------- safetensors */
 

@@ -1,5 +1,10 @@
 /*
- * op.h — the interface every op family implements (one family per file).
+ * op.h — the interface every op family implements. An op has two halves: the
+ * shape half (mr_op_def, in ops/<family>.c: name, arity, infer, buffer sizes,
+ * DeepLIFT rule), shared by every backend, and its kernels (mr_op_kernels, in
+ * backend/<backend>/<family>.c), which the graph reaches only through the
+ * network's backend (backend/backend.h). Adding an op: docs/architecture.md,
+ * "How to add an op".
  *
  * An op sees whole batches: x[i] is (N, sample shape of input i...), y is
  * (N, sample shape of the output...). Each op gives four functions with the
