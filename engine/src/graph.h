@@ -148,6 +148,27 @@ typedef struct mr_vjp_hook {
 
 int mr_net_backward_hooked(mr_net *net, const mr_tensor *gy, mr_tensor *gx, const mr_vjp_hook *hook);
 
+/* What a method that walks the graph itself (DeepLIFT) reads of a node,
+ * without the graph's layout. Borrowed pointers, valid until the network
+ * changes or its workspace grows. */
+typedef struct mr_node_info {
+    const char *op, *label; /* "input" for node 0 */
+    int rule;               /* the op's MR_DL_* rule; MR_DL_LINEAR for the input */
+    int nin;                /* inputs, node ids in[0..nin) */
+    const int *in;
+    const mr_op_attrs *attrs;
+    int64_t sample_numel;   /* floats of one sample of the output */
+    const mr_tensor *y;     /* the output of the last forward (NULL before one) */
+    const void *state;      /* the op state after the last forward (NULL: none) */
+} mr_node_info;
+
+/* Fills *out for node `node` (MR_EINVAL if there is no such node). */
+int mr_net_node_info(mr_net *net, int node, mr_node_info *out);
+/* The output node's id. */
+int mr_net_output_node(const mr_net *net);
+/* The network's backend (never NULL). */
+const mr_backend *mr_net_backend(const mr_net *net);
+
 /* Node `node`'s vjp at the inputs xs (its own or others, e.g. DeepLIFT's
  * midpoints), through the network's backend, without parameter gradients:
  * gxs = J(xs)^T gy. */

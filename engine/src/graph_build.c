@@ -316,3 +316,25 @@ const char *mr_net_node_ran_on(const mr_net *net, int node)
     return net->nodes[node].ran_on->name;
 }
 
+/* ------------------------------------------------- for methods (graph.h) */
+
+int mr_net_node_info(mr_net *net, int node, mr_node_info *out)
+{
+    if (!net || !out || node < 0 || node >= net->nnodes)
+        return mr_error(MR_EINVAL, "mr_net_node_info: no node %d", node);
+    mr_node *n = &net->nodes[node];
+    out->op = n->def ? n->def->name : "input";
+    out->label = n->label;
+    out->rule = n->def ? n->def->deeplift : MR_DL_LINEAR;
+    out->nin = n->nin;
+    out->in = n->in;
+    out->attrs = &n->attrs;
+    out->sample_numel = mr_shape_numel(&n->shape);
+    out->y = net->ran_N > 0 ? &n->view[MR_BUF_Y] : NULL;
+    out->state = n->state;
+    return MR_OK;
+}
+
+int mr_net_output_node(const mr_net *net) { return mr_graph_output(net); }
+
+const mr_backend *mr_net_backend(const mr_net *net) { return net->backend; }

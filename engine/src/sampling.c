@@ -221,7 +221,7 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
         if (!active || active[n])
             s->items[M++] = n;
     int64_t copies = M * per;
-    const mr_backend *be = s->net->backend; /* the noise fill and the adds run where the net does */
+    const mr_backend *be = mr_net_backend(s->net); /* the noise fill and the adds run where the net does */
     for (int64_t p0 = 0; p0 < copies; p0 += s->chunk) {
         int64_t k = MR_MIN((int64_t)s->chunk, copies - p0);
         set_batch(s->xb, k, d);

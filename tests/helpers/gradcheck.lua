@@ -128,11 +128,11 @@ function gc.check(opts)
   return r
 end
 
---- The backend that ran each node's last pass: a list over nodes 1..count-1
--- (the input node runs nothing).
+--- The backend that ran each node's last pass: a list over nodes 1..output
+-- (the input node runs nothing, and nodes past the output are not computed).
 function gc.ran_on(net)
   local list = {}
-  for i = 1, #net:nodes() - 1 do list[i] = net:ran_on(i) or 'nothing' end
+  for i = 1, net.output do list[i] = net:ran_on(i) or 'nothing' end
   return list
 end
 
