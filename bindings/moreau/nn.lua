@@ -166,6 +166,27 @@ function Net:input_shape() return node_shape(self, 0) end
 function Net:output_shape() return node_shape(self, self.output) end
 function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(self.ptr)) end
 
+--- Moves the network to the backend registered as `name` ("cpu", the default,
+-- or one a library registered with mr_backend_register). The workspace is
+-- freed: run a forward (or jvp) before a reverse pass.
+function Net:set_backend(name)
+  check(C.mr_net_set_backend(self.ptr, name))
+  self._x = nil
+  return self
+end
+
+--- The name of the network's backend ('cpu' unless set_backend moved it).
+function Net:backend() return ffi.string(C.mr_net_backend_name(self.ptr)) end
+
+--- The backend that ran node i's most recent pass (0-based node ids as in
+-- net:nodes(), whose entry i + 1 it describes): the network's own backend, or
+-- 'cpu' for a pass that backend does not support (the fallback rule). nil for
+-- the input node (0) and for a node no pass has run yet.
+function Net:ran_on(i)
+  local s = C.mr_net_node_ran_on(self.ptr, i)
+  return s ~= nil and ffi.string(s) or nil
+end
+
 --- The nodes: a list of {op=, label=, shape=}.
 function Net:nodes()
   local list = {}

@@ -50,8 +50,6 @@ enum {
 /* The message of the last failed call on this thread ("" if none). Borrowed;
  * valid until the next failing call on the same thread. */
 const char *mr_last_error(void);
-/* Clears the message. */
-void mr_clear_error(void);
 
 /* The library version, "MAJOR.MINOR.PATCH". Static string. */
 const char *mr_version(void);
@@ -99,7 +97,7 @@ int mr_stderr_is_terminal(void);
 /* ---------------------------------------------------------------- tensors */
 
 enum { MR_MAX_DIMS = 4 };
-enum { MR_DEVICE_CPU = 0, MR_DEVICE_CUDA = 1 };
+enum { MR_DEVICE_CPU = 0 };
 
 /* A dense float32 tensor of 1..4 dims, an opaque handle: create, reshape and
  * free it through the functions below, read its shape and entries through
@@ -372,6 +370,64 @@ int mr_net_jvp(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y
 int mr_net_hvp_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy,
                         mr_tensor *gx, mr_tensor *dgx);
 
+/* -------------------------------------------------------------- backends */
+
+/* A backend computes a network's passes: it owns the memory of the network's
+ * workspace (activations, gradients, scratch, op state) and the ops' kernels.
+ * Every network starts on "cpu" (OpenBLAS, oneDNN and OpenMP loops; always
+ * registered); mr_net_set_backend moves it to another registered backend.
+ * Ops are named by their index in mr_op_names(); passes by MR_PASS_*.
+ * Fallback rule: a pass of an op whose backend's `supports` returns 0 runs on
+ * the "cpu" backend instead, and mr_net_node_ran_on says so. The memory
+ * entries therefore hand out host memory that the CPU kernels can read.
+ * docs/architecture.md, "How to add a backend", lists what a backend gives. */
+enum { MR_PASS_FORWARD = 0, MR_PASS_VJP = 1, MR_PASS_JVP = 2, MR_PASS_VJP_TANGENT = 3, MR_PASS_COUNT = 4 };
+
+/* One pass of one node, as the graph hands it to a backend: opaque; a backend
+ * that delegates passes it on unchanged. */
+typedef struct mr_op_call mr_op_call;
+
+typedef struct mr_backend {
+    const char *name; /* unique, e.g. "cpu" */
+    void *ctx;        /* handed back as the first argument of every entry */
+    /* Workspace memory: `bytes` bytes, 64-byte aligned, NULL when out of
+     * memory; free(NULL) is a no-op. */
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    /* dst[0..n) = src[0..n) (the ranges may overlap); dst[0..n) = 0;
+     * dst[i] += src[i] for i < n, in float, each entry on its own. */
+    void (*copy)(void *ctx, float *dst, const float *src, int64_t n);
+    void (*zero)(void *ctx, float *dst, int64_t n);
+    void (*add)(void *ctx, float *dst, const float *src, int64_t n);
+    /* dst[j] = mean + std * value (offset + j) of the standard normal stream
+     * (seed, stream), j < n: the values of mr_rng_normal. 0 or MR_E*. */
+    int (*fill_normal)(void *ctx, float *dst, int64_t n, uint64_t seed, uint64_t stream,
+                       uint64_t offset, float mean, float std);
+    /* 1 if the backend computes pass `pass` (MR_PASS_*) of op `op` (an index
+     * of mr_op_names()), else 0 (the pass falls back to "cpu"). */
+    int (*supports)(void *ctx, int op, int pass);
+    /* Computes that pass for one node (only asked when supports said 1). */
+    void (*run)(void *ctx, int op, int pass, const mr_op_call *call);
+} mr_backend;
+
+/* Registers b under b->name. b is borrowed: it must stay valid for the life
+ * of the process. MR_EINVAL when b, its name or an entry is NULL, or the name
+ * is taken. */
+int mr_backend_register(const mr_backend *b);
+/* The backend registered as `name`, or NULL. Borrowed. */
+const mr_backend *mr_backend_get(const char *name);
+/* The built-in CPU backend (never NULL), for backends that delegate to it. */
+const mr_backend *mr_backend_cpu(void);
+/* Moves the network to the backend registered as `name` (MR_ENOTFOUND if
+ * none). Frees the workspace: the next pass must be a forward (or jvp). */
+int mr_net_set_backend(mr_net *net, const char *name);
+/* The name of the network's backend. Static while the backend lives. */
+const char *mr_net_backend_name(const mr_net *net);
+/* The name of the backend that ran the node's most recent pass (its own or,
+ * by the fallback rule, "cpu"); NULL for the input node, a node no pass has
+ * reached, or no such node. */
+const char *mr_net_node_ran_on(const mr_net *net, int node);
+
 /* -------------------------------------------------------- gradient oracle */
 
 /* Training mode. Every explanation pass evaluates the inference-mode function
@@ -419,8 +475,6 @@ int mr_groups_new(mr_groups **out, int64_t d, const int32_t *map, int32_t ngroup
 void mr_groups_free(mr_groups *g);
 int32_t mr_groups_count(const mr_groups *g);
 int64_t mr_groups_dim(const mr_groups *g);
-/* Borrowed: the map, d entries. */
-const int32_t *mr_groups_map(const mr_groups *g);
 
 /* Soft-threshold in place: v_i = sign(v_i) max(|v_i| - a, 0), a >= 0. */
 int mr_prox_soft_threshold(mr_tensor *v, float a);
@@ -632,8 +686,6 @@ mr_tensor *mr_moreau_grad_get(mr_moreau *s);
 int mr_moreau_stats_get(const mr_moreau *s, int item, mr_moreau_stats *out);
 /* Changes rho, eta or gamma between iterations (the REPL's knobs). */
 int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma);
-/* The options in force. */
-int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out);
 
 /* ----------------------------------------------------------- safetensors */
 

@@ -9,7 +9,8 @@
  * summation-to-delta, Σ_i m_i Δx_i = Δy, exactly. The attribution is
  * Δx ⊙ m at the input, and so Σ attributions = f_c(x) − f_c(x0)
  * (completeness) on every network all of whose ops have a rule. The rules
- * (the op's `deeplift` field, ops/op.h; README "DeepLIFT's rules"):
+ * (the op's `deeplift` field, ops/op.h, read through mr_net_node_info;
+ * README "DeepLIFT's rules"):
  *
  *   linear    conv, linear, batchnorm at inference, average and adaptive
  *             average pooling, add, flatten, dropout at inference: affine, so
@@ -54,13 +55,15 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
                           const mr_tensor *gy, mr_tensor *const *gxs)
 {
     dl_ctx *c = vctx;
-    mr_node *n = &net->nodes[node];
-    switch (n->def->deeplift) {
+    mr_node_info n;
+    if (mr_net_node_info(net, node, &n) < 0)
+        return; /* the graph calls the hook with its own node ids */
+    switch (n.rule) {
     case MR_DL_RESCALE: {
         if (!gxs[0])
             return;
-        const float *x = xs[0]->data, *y = n->view[MR_BUF_Y].data;
-        const float *x0 = at_baseline(c, n->in[0]), *y0 = c->y0[node];
+        const float *x = xs[0]->data, *y = n.y->data;
+        const float *x0 = at_baseline(c, n.in[0]), *y0 = c->y0[node];
         float *gx = gxs[0]->data;
         for (int64_t j = 0; j < gy->numel; j++) {
             float dx = x[j] - x0[j];
@@ -71,15 +74,15 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
     }
     case MR_DL_MAX:
         if (gxs[0])
-            mr_maxpool2d_deeplift(&n->attrs, xs[0], at_baseline(c, n->in[0]),
-                                  (const int32_t *)(const void *)n->state, c->arg0[node], gy, gxs[0]);
+            mr_maxpool2d_deeplift(n.attrs, xs[0], at_baseline(c, n.in[0]), (const int32_t *)n.state,
+                                  c->arg0[node], gy, gxs[0]);
         return;
     case MR_DL_BILINEAR: {
         mr_tensor mid[MR_MAX_INPUTS];
         const mr_tensor *mids[MR_MAX_INPUTS];
         float *p = c->mid;
-        for (int k = 0; k < n->nin; k++) {
-            const float *x = xs[k]->data, *x0 = at_baseline(c, n->in[k]);
+        for (int k = 0; k < n.nin; k++) {
+            const float *x = xs[k]->data, *x0 = at_baseline(c, n.in[k]);
             mid[k] = *xs[k];
             mid[k].data = p;
             for (int64_t j = 0; j < xs[k]->numel; j++)
@@ -87,12 +90,7 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
             p += xs[k]->numel;
             mids[k] = &mid[k];
         }
-        mr_tensor *pv[MR_MAX_PARAMS];
-        for (int k = 0; k < n->nparams; k++)
-            pv[k] = net->params[n->params[k]].value;
-        mr_op_ctx oc = {.attrs = &n->attrs, .params = pv, .nparams = n->nparams,
-                        .scratch = net->scratch, .state = n->state};
-        n->def->vjp(&oc, mids, &n->view[MR_BUF_Y], gy, gxs);
+        mr_net_node_vjp(net, node, mids, gy, gxs); /* on the net's backend */
         return;
     }
     default: /* MR_DL_LINEAR: the vjp is the rule */
@@ -114,36 +112,38 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
                             mr_tensor_shape_str(like[k], a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
         }
     int64_t N = x->shape[0];
-    int last = net->output >= 0 ? net->output : net->nnodes - 1;
-    if (net->nodes[last].shape.ndim != 1)
+    int last = mr_net_output_node(net), nnodes = mr_net_node_count(net), ondim;
+    int64_t oshape[3];
+    MR_TRY(mr_net_node_shape(net, last, &ondim, oshape));
+    if (ondim != 1)
         return mr_error(MR_ESHAPE, "deeplift: the network output must be (N, K) class scores");
-    int64_t K = net->nodes[last].shape.d[0];
+    int64_t K = oshape[0];
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] >= K)
             return mr_error(MR_EINVAL, "deeplift: label %d of item %lld is outside 0..%lld", labels[n],
                             (long long)n, (long long)K - 1);
-    unsigned char *reach = mr_calloc((size_t)net->nnodes);
+    unsigned char *reach = mr_calloc((size_t)nnodes);
     if (!reach)
         return MR_ENOMEM;
     /* The nodes the output depends on: each needs an exact rule. */
     reach[last] = 1;
     int64_t mid_floats = 0;
     for (int i = last; i >= 1; i--) {
-        mr_node *nd = &net->nodes[i];
-        if (!reach[i])
+        mr_node_info nd, src;
+        if (!reach[i] || mr_net_node_info(net, i, &nd) < 0)
             continue;
-        if (nd->def->deeplift == MR_DL_REFUSE) {
+        if (nd.rule == MR_DL_REFUSE) {
             mr_free(reach);
             return mr_error(MR_EINVAL, "deeplift: node %d '%s' (%s) has no exact DeepLIFT rule; explain "
-                            "a network whose output is the scores before it", i, nd->label,
-                            nd->def->name);
+                            "a network whose output is the scores before it", i, nd.label, nd.op);
         }
         int64_t need = 0;
-        for (int k = 0; k < nd->nin; k++) {
-            reach[nd->in[k]] = 1;
-            need += N * mr_shape_numel(&net->nodes[nd->in[k]].shape);
+        for (int k = 0; k < nd.nin; k++) {
+            reach[nd.in[k]] = 1;
+            mr_net_node_info(net, nd.in[k], &src);
+            need += N * src.sample_numel;
         }
-        if (nd->def->deeplift == MR_DL_BILINEAR)
+        if (nd.rule == MR_DL_BILINEAR)
             mid_floats = MR_MAX(mid_floats, need);
     }
     mr_tensor *x0 = NULL;
@@ -158,8 +158,8 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
     }
     dl_ctx c = {.x0 = x0->data};
     mr_tensor *gy = NULL;
-    c.y0 = mr_calloc((size_t)net->nnodes * sizeof(float *));
-    c.arg0 = mr_calloc((size_t)net->nnodes * sizeof(int32_t *));
+    c.y0 = mr_calloc((size_t)nnodes * sizeof(float *));
+    c.arg0 = mr_calloc((size_t)nnodes * sizeof(int32_t *));
     c.mid = mid_floats ? mr_alloc((size_t)mid_floats * sizeof(float)) : NULL;
     if (!c.y0 || !c.arg0 || (mid_floats && !c.mid)) {
         rc = MR_ENOMEM;
@@ -168,22 +168,25 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
     /* The baseline's activations (and max-pool argmaxes), kept node by node. */
     if ((rc = mr_net_forward_inference(net, x0, NULL)) < 0)
         goto done;
+    const mr_backend *be = mr_net_backend(net);
     for (int i = 1; i <= last; i++) {
-        mr_node *nd = &net->nodes[i];
-        mr_tensor *y = &nd->view[MR_BUF_Y];
+        mr_node_info nd;
+        mr_net_node_info(net, i, &nd);
+        const mr_tensor *y = nd.y;
         c.y0[i] = mr_alloc((size_t)y->numel * sizeof(float));
         if (!c.y0[i]) {
             rc = MR_ENOMEM;
             goto done;
         }
-        memcpy(c.y0[i], y->data, (size_t)y->numel * sizeof(float));
-        if (reach[i] && nd->def->deeplift == MR_DL_MAX) { /* one int32 per output entry */
+        be->copy(be->ctx, c.y0[i], y->data, y->numel);
+        if (reach[i] && nd.rule == MR_DL_MAX) { /* one int32 per output entry */
             c.arg0[i] = mr_alloc((size_t)y->numel * sizeof(int32_t));
             if (!c.arg0[i]) {
                 rc = MR_ENOMEM;
                 goto done;
             }
-            memcpy(c.arg0[i], nd->state, (size_t)y->numel * sizeof(int32_t));
+            /* the argmaxes are int32, copied as floats of the same size (pool.c) */
+            be->copy(be->ctx, (float *)(void *)c.arg0[i], nd.state, y->numel);
         }
     }
     if ((rc = mr_net_forward_inference(net, x, NULL)) < 0)
@@ -200,10 +203,10 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
         out->data[j] *= x->data[j] - x0->data[j];
 done:
     if (c.y0)
-        for (int i = 0; i < net->nnodes; i++)
+        for (int i = 0; i < nnodes; i++)
             mr_free(c.y0[i]);
     if (c.arg0)
-        for (int i = 0; i < net->nnodes; i++)
+        for (int i = 0; i < nnodes; i++)
             mr_free(c.arg0[i]);
     mr_free(c.y0);
     mr_free(c.arg0);

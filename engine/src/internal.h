@@ -38,11 +38,9 @@ void *mr_alloc(size_t bytes);
 void *mr_calloc(size_t bytes);
 void mr_free(void *p);
 
-/* Number of threads the engine's own parallel loops use. */
+/* Number of threads the engine's own parallel loops use (the CPU backend's
+ * setting: backend/cpu/threads.c). */
 int mr_threads(void);
-
-/* conv2d's backend, one line (conv2d_dnnl.c), for mr_backend_info. */
-const char *mr_conv_backend_info(void);
 
 /* 1 when a and b have the same dims and sizes (an equal numel is not enough). */
 static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)

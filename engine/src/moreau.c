@@ -388,11 +388,3 @@ int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma)
     s->o = o;
     return MR_OK;
 }
-
-int mr_moreau_opts_get(const mr_moreau *s, mr_moreau_opts *out)
-{
-    if (!s || !out)
-        return mr_error(MR_EINVAL, "moreau_opts: solver or out is NULL");
-    *out = s->o;
-    return MR_OK;
-}

@@ -32,17 +32,18 @@ static int check_oracle_args(mr_net *net, const mr_tensor *x, const int32_t *lab
         return mr_error(MR_EINVAL, "%s: labels are NULL", what);
     if (kind < MR_SCORE_LOGIT || kind > MR_SCORE_SOFTMAX)
         return mr_error(MR_EINVAL, "%s: unknown score kind %d", what, kind);
-    int last = net->output >= 0 ? net->output : net->nnodes - 1;
+    int last = mr_net_output_node(net), ndim;
+    int64_t d[3];
     if (last < 1)
         return mr_error(MR_ESTATE, "%s: the network has no layers", what);
-    const mr_shape *s = &net->nodes[last].shape;
-    if (s->ndim != 1)
+    MR_TRY(mr_net_node_shape(net, last, &ndim, d));
+    if (ndim != 1)
         return mr_error(MR_ESHAPE, "%s: the network output must be (N, K) class scores, got %d dims per sample",
-                        what, s->ndim);
+                        what, ndim);
     for (int64_t n = 0; n < x->shape[0]; n++)
-        if (labels[n] < 0 || labels[n] >= s->d[0])
+        if (labels[n] < 0 || labels[n] >= d[0])
             return mr_error(MR_EINVAL, "%s: label %d of item %lld is outside 0..%lld", what, labels[n],
-                            (long long)n, (long long)s->d[0] - 1);
+                            (long long)n, (long long)d[0] - 1);
     return MR_OK;
 }
 

@@ -88,7 +88,6 @@ void mr_groups_free(mr_groups *g)
 
 int32_t mr_groups_count(const mr_groups *g) { return g ? g->ngroups : 0; }
 int64_t mr_groups_dim(const mr_groups *g) { return g ? g->d : 0; }
-const int32_t *mr_groups_map(const mr_groups *g) { return g ? g->map : NULL; }
 
 void mr_soft_threshold(float *v, int64_t n, float a)
 {

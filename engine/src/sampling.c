@@ -99,6 +99,13 @@ int mr_noise_scales(float *scales, int64_t *imax, int64_t *imin, const mr_tensor
     return MR_OK;
 }
 
+/* The noise of copy i of an item in round t starts at this offset of the
+ * item's stream (docs/determinism.md): rounds and copies never share draws. */
+static uint64_t noise_offset(uint64_t t, int32_t samples, int32_t i, int64_t d)
+{
+    return (t * (uint64_t)samples + (uint64_t)i) * (uint64_t)d;
+}
+
 int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *scales, const uint64_t *keys,
                     uint64_t seed, int32_t samples, int64_t p0)
 {
@@ -123,8 +130,7 @@ int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *
         int32_t i = (int32_t)((p0 + q) % samples);
         float *xq = xb->data + q * d;
         const float *xn = x->data + n * d;
-        /* Round 0 of mr_sampler_round: offset (t * samples + i) * d with t = 0. */
-        uint64_t offset = (uint64_t)i * (uint64_t)d;
+        uint64_t offset = noise_offset(0, samples, i, d); /* round 0 of mr_sampler_round */
         MR_TRY(mr_rng_normal(xq, d, seed, keys[n], offset, 0.f, scales[n]));
         for (int64_t j = 0; j < d; j++)
             xq[j] += xn[j];
@@ -299,6 +305,7 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
         if (!active || active[n])
             s->items[M++] = n;
     int64_t copies = M * per;
+    const mr_backend *be = mr_net_backend(s->net); /* the noise fill and the adds run where the net does */
     for (int64_t p0 = 0; p0 < copies; p0 += s->chunk) {
         int64_t k = MR_MIN((int64_t)s->chunk, copies - p0);
         set_batch(s->xb, k, d);
@@ -309,17 +316,15 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
             float *xq = s->xb->data + q * d;
             const float *xn = s->x->data + n * d;
             s->chunk_labels[q] = s->labels[n];
-            if (s->samples > 0) {
-                MR_TRY(mr_rng_normal(xq, d, s->seed, s->keys[n],
-                                     (t * (uint64_t)s->samples + (uint64_t)i) * (uint64_t)d, 0.f, s->noise_std[n]));
-                for (int64_t j = 0; j < d; j++)
-                    xq[j] += xn[j];
+            if (s->samples > 0) { /* x_n + noise, then + shift: one float add each */
+                MR_TRY(be->fill_normal(be->ctx, xq, d, s->seed, s->keys[n], noise_offset(t, s->samples, i, d),
+                                       0.f, s->noise_std[n]));
+                be->add(be->ctx, xq, xn, d);
             } else {
-                memcpy(xq, xn, (size_t)d * sizeof(float));
+                be->copy(be->ctx, xq, xn, d);
             }
             if (shift)
-                for (int64_t j = 0; j < d; j++)
-                    xq[j] += shift[n * d + j];
+                be->add(be->ctx, xq, shift + n * d, d);
         }
         MR_TRY(mr_oracle_grad(s->net, s->xb, s->chunk_labels, s->score_kind, s->chunk_scores, s->gb));
         for (int64_t q = 0; q < k; q++)

@@ -124,7 +124,16 @@ function gc.check(opts)
   local jw = net:backward(w)
   r.hvp_dgy = rel(dgxw:add_(dgx0, -1), jw)
   r.net = net
+  r.ran_on = gc.ran_on(net)
   return r
+end
+
+--- The backend that ran each node's last pass: a list over nodes 1..output
+-- (the input node runs nothing, and nodes past the output are not computed).
+function gc.ran_on(net)
+  local list = {}
+  for i = 1, net.output do list[i] = net:ran_on(i) or 'nothing' end
+  return list
 end
 
 --- Parameter gradients of ⟨u, F(x)⟩ against central differences, for every
@@ -169,8 +178,18 @@ function gc.check_params(net, opts)
 end
 
 --- Asserts every relative error in r is below tol (per-key overrides in
--- tols), with the seed in the message.
+-- tols), with the seed in the message, and that every node ran on the
+-- network's backend (r.ran_on).
 function gc.assert_ok(r, tol, tols)
+  -- every op ran through the backend interface, on the network's backend
+  -- (tols.backend overrides it)
+  local want = (tols and tols.backend) or (r.net and r.net:backend())
+  for i, b in ipairs(r.ran_on or {}) do
+    if b ~= want then
+      error(('gradcheck: node %d (%s) ran on %s, expected %s (seed %s)'):format(i,
+        r.net:nodes()[i + 1].op, b, want, tostring(r.seed)), 2)
+    end
+  end
   for _, k in ipairs { 'jvp', 'vjp', 'adjoint', 'hvp', 'hvp_dgy' } do
     local t = (tols and tols[k]) or tol
     if r[k] and not (r[k] <= t) then

@@ -21,6 +21,4 @@ int mr_error(int code, const char *fmt, ...)
 
 const char *mr_last_error(void) { return last_error; }
 
-void mr_clear_error(void) { last_error[0] = '\0'; }
-
 const char *mr_version(void) { return MOREAU_VERSION; }

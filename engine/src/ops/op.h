@@ -1,5 +1,10 @@
 /*
- * op.h — the interface every op family implements (one family per file).
+ * op.h — the interface every op family implements. An op has two halves: the
+ * shape half (mr_op_def, in ops/<family>.c: name, arity, infer, buffer sizes,
+ * DeepLIFT rule), shared by every backend, and its kernels (mr_op_kernels, in
+ * backend/<backend>/<family>.c), which the graph reaches only through the
+ * network's backend (backend/backend.h). Adding an op: docs/architecture.md,
+ * "How to add an op".
  *
  * An op sees whole batches: x[i] is (N, sample shape of input i...), y is
  * (N, sample shape of the output...). Each op gives four functions with the
@@ -22,7 +27,7 @@
  * independent outputs only (never a reduction split across threads): results
  * must be bit-identical for every thread count. Every loop names its team size
  * (OpenMP's default stays 1, so that OpenBLAS runs on one thread: see
- * core/threads.c). BLAS is called from inside those loops, one call per task,
+ * backend/cpu/threads.c). BLAS is called from inside those loops, one call per task,
  * with shapes fixed by the layer (never by the batch size N): an item's
  * forward, VJP, JVP and VJP tangent must not depend on N, on its position in
  * the batch or on the thread count (conv2d.c's opening note).
@@ -49,12 +54,17 @@ static inline int64_t mr_shape_numel(const mr_shape *s)
 /* Formats "3x32x32" into buf; returns buf. */
 const char *mr_shape_str(const mr_shape *s, char *buf, size_t len);
 
+/* Bytes an op may cache per node at build time (conv2d's geometry): infer
+ * fills them, every pass reads them (mr_op_ctx.cache). */
+enum { MR_OP_CACHE_BYTES = 192 };
+
 typedef struct mr_op_ctx {
     const mr_op_attrs *attrs;
     mr_tensor *const *params;      /* the node's parameters, in the op's documented order */
     mr_tensor *const *param_grads; /* same order; NULL when parameter gradients are not wanted;
                                       an entry is NULL for buffers (running statistics) */
     int nparams;
+    const void *cache; /* what infer cached for this node (MR_OP_CACHE_BYTES) */
     float *scratch;  /* scratch_floats(N) floats; contents not kept between calls */
     float *state;    /* state_floats(N) floats kept from forward to the reverse passes */
     int training;    /* 1 in training mode (batchnorm batch statistics, dropout) */
@@ -76,6 +86,9 @@ enum {
     MR_DL_BILINEAR,   /* bilinear y = B(a, b): m = the vjp at the midpoints ((a+a0)/2, (b+b0)/2) */
 };
 
+/* An op's backend-independent half: its name, arity, DeepLIFT rule, shape
+ * checks and buffer sizes. The compute half (mr_op_kernels) lives per backend
+ * (backend/<name>/), so a backend is added without touching this. */
 typedef struct mr_op_def {
     const char *name;
     int deeplift;   /* MR_DL_*: DeepLIFT's rule for the op */
@@ -83,14 +96,22 @@ typedef struct mr_op_def {
     int min_params; /* parameters in the documented order; trailing optional ones */
     int max_params;
     /* Checks the inputs' per-sample shapes and the parameters' shapes, computes
-     * the output's per-sample shape. On a mismatch returns MR_ESHAPE (MR_EINVAL for a bad attribute) with a
+     * the output's per-sample shape and may fill `cache` (MR_OP_CACHE_BYTES,
+     * zeroed, kept with the node; the kernels read it as mr_op_ctx.cache). On
+     * a mismatch returns MR_ESHAPE (MR_EINVAL for a bad attribute) with a
      * message naming the op and the shapes (the graph prefixes the node label). */
     int (*infer)(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params, int nparams,
-                 mr_shape *out);
-    /* Floats of scratch / state needed for a batch of N (NULL: none). */
-    size_t (*scratch_floats)(const mr_op_attrs *a, const mr_shape *in, const mr_shape *out, int64_t N);
-    size_t (*state_floats)(const mr_op_attrs *a, const mr_shape *in, const mr_shape *out, int64_t N);
+                 mr_shape *out, void *cache);
+    /* Floats of scratch / state needed for a batch of N (NULL: none), from the
+     * same arguments infer saw and its cache. */
+    size_t (*scratch_floats)(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
+                             int nparams, const mr_shape *out, const void *cache, int64_t N);
+    size_t (*state_floats)(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
+                           int nparams, const mr_shape *out, const void *cache, int64_t N);
+} mr_op_def;
 
+/* An op's compute half on one backend: the four passes of the note above. */
+typedef struct mr_op_kernels {
     void (*forward)(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y);
     void (*vjp)(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,
                 const mr_tensor *gy, mr_tensor *const *gx);
@@ -99,49 +120,54 @@ typedef struct mr_op_def {
     void (*vjp_tangent)(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *const *dx,
                         const mr_tensor *y, const mr_tensor *dy, const mr_tensor *gy,
                         const mr_tensor *dgy, mr_tensor *const *dgx);
-} mr_op_def;
+} mr_op_kernels;
 
-/* The op table (registry.c). Adding an op: its file under ops/, its extern line
- * and entry below and in registry.c (a static assert checks the count), its
- * DeepLIFT rule (`deeplift`; MR_DL_REFUSE if none is exact), its
- * finite-difference spec in tests/ops_*_spec.lua, its PyTorch fixture. */
-enum {
-    MR_OP_CONV2D,
-    MR_OP_LINEAR,
-    MR_OP_BATCHNORM2D,
-    MR_OP_RELU,
-    MR_OP_SOFTPLUS,
-    MR_OP_SILU,
-    MR_OP_SIGMOID,
-    MR_OP_TANH,
-    MR_OP_MAXPOOL2D,
-    MR_OP_AVGPOOL2D,
-    MR_OP_ADAPTIVE_AVGPOOL2D,
-    MR_OP_ADD,
-    MR_OP_MUL,
-    MR_OP_FLATTEN,
-    MR_OP_DROPOUT,
-    MR_OP_SOFTMAX,
-    MR_OP_LOG_SOFTMAX,
-    MR_OP_COUNT
-};
+/* The op list, one line per op: X(ENUM, name) gives MR_OP_ENUM, the shape half
+ * `mr_op_name` (ops/) and the CPU kernels `mr_cpu_name` (backend/cpu/). The
+ * enum, the op table (registry.c) and the CPU kernel table
+ * (backend/cpu/kernels.c) are all generated from it, so an op cannot be
+ * missing from a table: a line without its definitions fails to link.
+ * Adding an op: docs/architecture.md, "How to add an op". */
+#define MR_OP_LIST(X)                                     \
+    X(CONV2D, conv2d)                                     \
+    X(LINEAR, linear)                                     \
+    X(BATCHNORM2D, batchnorm2d)                           \
+    X(RELU, relu)                                         \
+    X(SOFTPLUS, softplus)                                 \
+    X(SILU, silu)                                         \
+    X(SIGMOID, sigmoid)                                   \
+    X(TANH, tanh)                                         \
+    X(MAXPOOL2D, maxpool2d)                               \
+    X(AVGPOOL2D, avgpool2d)                               \
+    X(ADAPTIVE_AVGPOOL2D, adaptive_avgpool2d)             \
+    X(ADD, add)                                           \
+    X(MUL, mul)                                           \
+    X(FLATTEN, flatten)                                   \
+    X(DROPOUT, dropout)                                   \
+    X(SOFTMAX, softmax)                                   \
+    X(LOG_SOFTMAX, log_softmax)
 
-extern const mr_op_def mr_op_conv2d, mr_op_linear, mr_op_batchnorm2d, mr_op_relu, mr_op_softplus,
-    mr_op_silu, mr_op_sigmoid, mr_op_tanh, mr_op_maxpool2d, mr_op_avgpool2d,
-    mr_op_adaptive_avgpool2d, mr_op_add, mr_op_mul, mr_op_flatten, mr_op_dropout, mr_op_softmax,
-    mr_op_log_softmax;
+#define MR_OP_ENUM_(E, n) MR_OP_##E,
+enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
+#undef MR_OP_ENUM_
+
+#define MR_OP_EXTERN_(E, n) extern const mr_op_def mr_op_##n;
+MR_OP_LIST(MR_OP_EXTERN_)
+#undef MR_OP_EXTERN_
 
 extern const mr_op_def *const mr_op_table[MR_OP_COUNT];
 
-/* DeepLIFT's rule for max pooling (MR_DL_MAX; formula in pool.c): gx (like x)
- * from gy (like y), the inputs x at the explained point and x0 at the
- * baseline, and the window argmaxes arg (the node state after the forward at
- * x) and arg0 (its copy after the forward at x0). */
+/* DeepLIFT's rule for max pooling (MR_DL_MAX; formula in backend/cpu/pool.c):
+ * gx (like x) from gy (like y), the inputs x at the explained point and x0 at
+ * the baseline, and the window argmaxes arg (the node state after the forward
+ * at x) and arg0 (its copy after the forward at x0). */
 void mr_maxpool2d_deeplift(const mr_op_attrs *a, const mr_tensor *x, const float *x0,
                            const int32_t *arg, const int32_t *arg0, const mr_tensor *gy,
                            mr_tensor *gx);
 
 /* The op named `name`, or NULL. */
 const mr_op_def *mr_op_find(const char *name);
+/* The MR_OP_* index of def (a table entry). */
+int mr_op_index(const mr_op_def *def);
 
 #endif

@@ -1,31 +1,15 @@
-/* The op table: name -> definition. See op.h for how to add an op. */
+/* The op table: name -> definition (the shape half of each op). Adding an op:
+ * docs/architecture.md, "How to add an op". */
 #include "op.h"
 
 #include <stdio.h>
 #include <string.h>
 
 
-const mr_op_def *const mr_op_table[] = {
-    [MR_OP_CONV2D] = &mr_op_conv2d,
-    [MR_OP_LINEAR] = &mr_op_linear,
-    [MR_OP_BATCHNORM2D] = &mr_op_batchnorm2d,
-    [MR_OP_RELU] = &mr_op_relu,
-    [MR_OP_SOFTPLUS] = &mr_op_softplus,
-    [MR_OP_SILU] = &mr_op_silu,
-    [MR_OP_SIGMOID] = &mr_op_sigmoid,
-    [MR_OP_TANH] = &mr_op_tanh,
-    [MR_OP_MAXPOOL2D] = &mr_op_maxpool2d,
-    [MR_OP_AVGPOOL2D] = &mr_op_avgpool2d,
-    [MR_OP_ADAPTIVE_AVGPOOL2D] = &mr_op_adaptive_avgpool2d,
-    [MR_OP_ADD] = &mr_op_add,
-    [MR_OP_MUL] = &mr_op_mul,
-    [MR_OP_FLATTEN] = &mr_op_flatten,
-    [MR_OP_DROPOUT] = &mr_op_dropout,
-    [MR_OP_SOFTMAX] = &mr_op_softmax,
-    [MR_OP_LOG_SOFTMAX] = &mr_op_log_softmax,
-};
-_Static_assert(sizeof mr_op_table / sizeof mr_op_table[0] == MR_OP_COUNT,
-               "every op in the MR_OP_* enum needs an entry in mr_op_table");
+/* Generated from MR_OP_LIST (op.h): one entry per MR_OP_*, in enum order. */
+#define MR_OP_ENTRY_(E, n) [MR_OP_##E] = &mr_op_##n,
+const mr_op_def *const mr_op_table[MR_OP_COUNT] = {MR_OP_LIST(MR_OP_ENTRY_)};
+#undef MR_OP_ENTRY_
 
 static const char *op_names[MR_OP_COUNT + 1];
 
@@ -35,6 +19,14 @@ const char *const *mr_op_names(void)
         op_names[i] = mr_op_table[i]->name;
     op_names[MR_OP_COUNT] = NULL;
     return op_names;
+}
+
+int mr_op_index(const mr_op_def *def)
+{
+    for (int i = 0; i < MR_OP_COUNT; i++)
+        if (mr_op_table[i] == def)
+            return i;
+    return -1;
 }
 
 const mr_op_def *mr_op_find(const char *name)

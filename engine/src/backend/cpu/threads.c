@@ -1,4 +1,4 @@
-/* One thread count for the engine's OpenMP loops and oneDNN. OpenBLAS always
+/* backend/cpu/threads.c — one thread count for the engine's OpenMP loops and oneDNN. OpenBLAS always
  * runs on one thread: its multithreaded sgemm splits the product differently
  * for each thread count (with some kernels, e.g. OPENBLAS_CORETYPE=Haswell,
  * the sums then differ in the last bits), so the engine's own OpenMP loops
@@ -13,8 +13,9 @@
  * team size (nthreads-var) stays 1; every engine loop names its team size
  * (num_threads(mr_threads())), and oneDNN, which sizes its regions from
  * omp_get_max_threads(), gets mr_threads() for the length of its calls only
- * (ops/conv2d_dnnl.c). */
-#include "../internal.h"
+ * (conv2d_dnnl.c). This is the CPU backend's set-up: the engine core
+ * calls none of OpenBLAS, oneDNN or OpenMP's set-up functions. */
+#include "cpu.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -37,13 +37,14 @@
  * full-width resnet18_cifar and the shipped resnet_fmnist (minibatches 1, 7
  * and 64, 1 to 3 threads; oneDNN 2.6.3 on avx512_core). The results differ
  * in the last bits from the OpenBLAS path. The engine's OpenMP default team
- * size is 1 (core/threads.c); run() sets it to mr_threads() for the length of
+ * size is 1 (backend/cpu/threads.c); run() sets it to mr_threads() for the length of
  * a call, as oneDNN sizes its regions from it.
  * oneDNN's weight-gradient kernels split the sum over the batch between
  * threads (1 and 3 threads differ in the last bits, tried), so the weight
  * gradient stays on conv2d.c's path, which keeps the engine's promise.
  */
-#include "conv2d.h"
+#include "cpu.h"
+#include "../../ops/conv2d.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,7 +426,7 @@ static int run(const conv_geom *g, int64_t N, int direction, const float *a, con
         return 0;
     /* oneDNN sizes a primitive for OpenMP's thread count when it creates it,
      * and runs its regions with that count: set it before a plan is built,
-     * and back to the engine's default of 1 after (core/threads.c: outside
+     * and back to the engine's default of 1 after (backend/cpu/threads.c: outside
      * the engine's regions OpenBLAS follows it). */
     int outer = omp_get_max_threads();
     omp_set_num_threads(mr_threads());

@@ -1,0 +1,97 @@
+/*
+ * cpu.c — the CPU backend: workspace memory from the engine's aligned, counted
+ * allocator (core/alloc.c), float loops for copies and adds, the Philox normal
+ * fill of core/rng.c, and the kernels of backend/cpu/ (OpenBLAS, oneDNN and
+ * OpenMP loops; their thread set-up is threads.c). It computes every op and
+ * every pass, so it is also where the fallback rule sends the passes another
+ * backend does not support.
+ */
+#include "cpu.h"
+
+#include <string.h>
+
+/* The kernels, one row per op in MR_OP_LIST order (a missing mr_cpu_<name>
+ * fails to link). */
+#define MR_CPU_ENTRY_(E, n) [MR_OP_##E] = &mr_cpu_##n,
+static const mr_op_kernels *const kernels[MR_OP_COUNT] = {MR_OP_LIST(MR_CPU_ENTRY_)};
+#undef MR_CPU_ENTRY_
+
+static void *cpu_alloc(void *ctx, size_t bytes) { return mr_alloc(bytes); }
+
+static void cpu_free(void *ctx, void *p) { mr_free(p); }
+
+static void cpu_copy(void *ctx, float *dst, const float *src, int64_t n)
+{
+    if (n > 0 && dst != src)
+        memmove(dst, src, (size_t)n * sizeof(float));
+}
+
+static void cpu_zero(void *ctx, float *dst, int64_t n)
+{
+    if (n > 0)
+        memset(dst, 0, (size_t)n * sizeof(float));
+}
+
+/* Each entry is one float add, so the split across threads changes no bit. */
+static void cpu_add(void *ctx, float *dst, const float *src, int64_t n)
+{
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (n > 32768)
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static int cpu_fill_normal(void *ctx, float *dst, int64_t n, uint64_t seed, uint64_t stream,
+                           uint64_t offset, float mean, float std)
+{
+    return mr_rng_normal(dst, n, seed, stream, offset, mean, std);
+}
+
+static int cpu_supports(void *ctx, int op, int pass)
+{
+    return op >= 0 && op < MR_OP_COUNT && pass >= 0 && pass < MR_PASS_COUNT;
+}
+
+static void cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
+{
+    const mr_op_kernels *k = kernels[op];
+    switch (pass) {
+    case MR_PASS_FORWARD:
+        k->forward(a->ctx, a->x, a->y);
+        break;
+    case MR_PASS_VJP:
+        k->vjp(a->ctx, a->x, a->y, a->gy, a->gx);
+        break;
+    case MR_PASS_JVP:
+        k->jvp(a->ctx, a->x, a->dx, a->y, a->dy);
+        break;
+    default: /* MR_PASS_VJP_TANGENT */
+        k->vjp_tangent(a->ctx, a->x, a->dx, a->y, a->dy, a->gy, a->dgy, a->dgx);
+        break;
+    }
+}
+
+const mr_backend mr_cpu_backend = {
+    .name = "cpu",
+    .ctx = NULL,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .add = cpu_add,
+    .fill_normal = cpu_fill_normal,
+    .supports = cpu_supports,
+    .run = cpu_run,
+};
+
+/* Every kernel table row has its four passes (a row left half-filled would
+ * crash at run time): checked when the registry is first used. */
+int mr_cpu_kernels_check(void)
+{
+    const char *const *names = mr_op_names();
+    for (int i = 0; i < MR_OP_COUNT; i++) {
+        const mr_op_kernels *k = kernels[i];
+        if (!k || !k->forward || !k->vjp || !k->jvp || !k->vjp_tangent)
+            return mr_error(MR_ESTATE, "cpu backend: op '%s' lacks a kernel", names[i]);
+    }
+    return MR_OK;
+}
