@@ -97,7 +97,6 @@ int mr_stderr_is_terminal(void);
 /* ---------------------------------------------------------------- tensors */
 
 enum { MR_MAX_DIMS = 4 };
-enum { MR_DEVICE_CPU = 0 };
 
 /* A dense float32 tensor of 1..4 dims, an opaque handle: create, reshape and
  * free it through the functions below, read its shape and entries through
@@ -721,7 +720,7 @@ int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i);
 /* The "__metadata__" object of the header as JSON text ("{}" if none). Borrowed. */
 const char *mr_safetensors_metadata(const mr_safetensors *st);
 
-/* Writes n float32 CPU tensors with the given unique names (sorted by name in
+/* Writes n float32 tensors with the given unique names (sorted by name in
  * the file, header padded with spaces to a multiple of 8 bytes, as the
  * reference writer does) and an optional metadata JSON object of string values
  * with unique keys (may be NULL; written with its keys sorted, so the bytes do
@@ -729,7 +728,7 @@ const char *mr_safetensors_metadata(const mr_safetensors *st);
  * "<path>.tmp~" and renamed over path only when complete, so a failed save
  * leaves an old file intact.
  * Errors: MR_EINVAL (NULL/duplicate/empty name, a name "__metadata__", bad
- * metadata, tensor not on the CPU), MR_EIO, MR_ENOMEM. */
+ * metadata), MR_EIO, MR_ENOMEM. */
 int mr_safetensors_save(const char *path, int n, const char *const *names,
                         const mr_tensor *const *tensors, const char *metadata_json);
 
@@ -823,8 +822,8 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
 
 /* Writes img, (C, H, W) or (1, C, H, W) with C in {1, 3, 4} (grey, RGB, RGBA;
  * 2 = grey + alpha also works), as an 8-bit PNG: each value v becomes
- * round(255 * clamp(v, 0, 1)); NaN becomes 0. img must be on the CPU.
- * Errors: MR_EINVAL (NULL, not on the CPU), MR_ESHAPE (other shapes, a side
+ * round(255 * clamp(v, 0, 1)); NaN becomes 0.
+ * Errors: MR_EINVAL (NULL), MR_ESHAPE (other shapes, a side
  * over 32768), MR_EIO (cannot create or write the file). */
 int mr_image_write_png(const char *path, const mr_tensor *img);
 
@@ -843,7 +842,7 @@ int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int he
  * target q_n = (1 - e) onehot(labels[n]) + e / K,
  *   loss = (1/N) sum_n sum_k q_nk (logsumexp(z_n) - z_nk)
  *   grad_logits = (p - q) / N
- * logits: (N, K) on the CPU; labels: N class ids in [0, K); loss (may be NULL)
+ * logits: (N, K); labels: N class ids in [0, K); loss (may be NULL)
  * receives the mean; grad_logits (may be NULL) is overwritten, same numel as
  * logits. Log-sum-exp is stabilized by the row maximum; sums run in double.
  * Errors: MR_EINVAL (NULL logits or labels, a label outside 0..K-1 naming the

@@ -351,7 +351,6 @@ int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N)
             for (int d = 0; d < 3; d++)
                 t->shape[1 + d] = d < n->shape.ndim ? n->shape.d[d] : 1;
             t->numel = N * mr_shape_numel(&n->shape);
-            t->device = MR_DEVICE_CPU;
         }
     }
 }

@@ -18,7 +18,6 @@ struct mr_tensor {
     int64_t shape[4];   /* dims outermost first */
     int64_t numel;      /* product of the first ndim dims */
     int32_t ndim;       /* 1..4 */
-    int32_t device;     /* MR_DEVICE_* */
     int32_t owns_data;  /* 1: data is freed with the tensor */
 };
 

@@ -49,8 +49,6 @@ static int check_logits(const mr_tensor *logits, const int32_t *labels, const ch
     if (logits->ndim != 2)
         return mr_error(MR_ESHAPE, "%s: logits must be (N, K), got %s", what,
                         mr_tensor_shape_str(logits, buf, sizeof buf));
-    if (logits->device != MR_DEVICE_CPU)
-        return mr_error(MR_EINVAL, "%s: logits must be on the CPU", what);
     *N = logits->shape[0];
     *K = logits->shape[1];
     for (int64_t n = 0; n < *N; n++)

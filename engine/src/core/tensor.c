@@ -43,7 +43,6 @@ int mr_tensor_new(mr_tensor **out, int ndim, const int64_t *shape)
         t->shape[i] = i < ndim ? shape[i] : 1;
     t->ndim = ndim;
     t->numel = numel;
-    t->device = MR_DEVICE_CPU;
     t->owns_data = 1;
     *out = t;
     return MR_OK;

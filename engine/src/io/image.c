@@ -471,8 +471,6 @@ int mr_image_write_png(const char *path, const mr_tensor *img)
     if (!path || !img)
         return mr_error(MR_EINVAL, "%s: %s is NULL", fn, !path ? "path" : "img");
     char buf[64];
-    if (img->device != MR_DEVICE_CPU)
-        return mr_error(MR_EINVAL, "%s: the image must be on the CPU", fn);
     int off;
     if (img->ndim == 3)
         off = 0;

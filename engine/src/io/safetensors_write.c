@@ -141,9 +141,6 @@ int mr_safetensors_save(const char *path, int n, const char *const *names,
             return mr_error(MR_EINVAL, "%s: '__metadata__' cannot name a tensor", path);
         if (!tensors[i] || !tensors[i]->data)
             return mr_error(MR_EINVAL, "%s: tensor '%s' is NULL", path, names[i]);
-        if (tensors[i]->device != MR_DEVICE_CPU)
-            return mr_error(MR_EINVAL, "%s: tensor '%s' is not on the CPU; copy it there first", path,
-                            names[i]);
         if (tensors[i]->ndim < 1 || tensors[i]->ndim > MR_MAX_DIMS)
             return mr_error(MR_ESHAPE, "%s: tensor '%s' has ndim %d", path, names[i], tensors[i]->ndim);
         if (mr_st_utf8_invalid_at((const unsigned char *)names[i], strlen(names[i])) >= 0)
