@@ -294,7 +294,7 @@ end)
 describe('model options', function()
   it('reject an unknown activation', function()
     assert.has_error(function() models.resnet18_cifar { activation = 'gelu' } end,
-      "resnet18_cifar: unknown activation 'gelu' (relu or softplus)")
+      "resnet18_cifar: option 'activation' must be one of 'relu', 'softplus', got 'gelu' (did you mean 'relu'?)")
   end)
 
   it('reject an unknown option, listing the known ones', function()
@@ -308,13 +308,13 @@ describe('model options', function()
 
   it('reject bad values', function()
     assert.has_error(function() models.resnet18_cifar { num_classes = 0 } end,
-      "resnet18_cifar: option 'num_classes' must be a positive integer, got 0")
+      "resnet18_cifar: option 'num_classes' must be an integer >= 1, got 0")
     assert.has_error(function() models.resnet_fmnist { width = -1 } end,
-      "resnet_fmnist: option 'width' must be a positive number, got -1")
+      "resnet_fmnist: option 'width' must be a number > 0, got -1")
     assert.has_error(function() models.efficientnet_b0 { image_size = '32' } end,
-      "efficientnet_b0: option 'image_size' must be a number, got string")
+      "efficientnet_b0: option 'image_size' must be an integer >= 1, got '32'")
     assert.has_error(function() models.resnet18_cifar(3) end,
-      'resnet18_cifar: options must be a table, got number')
+      'resnet18_cifar: options must be a table, got 3')
   end)
 
   it('give a clear error on a wrong input shape', function()

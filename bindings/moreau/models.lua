@@ -58,46 +58,9 @@ local nn = require 'moreau.nn'
 local models = {}
 
 -- ------------------------------------------------------------ options
-
---- Merges user options over defaults; an unknown key is an error naming the
--- allowed keys. Numbers are checked for type and range where given.
-local function options(who, defaults, opts, level)
-  level = (level or 2) + 1
-  if opts ~= nil and type(opts) ~= 'table' then
-    error(('%s: options must be a table, got %s'):format(who, type(opts)), level)
-  end
-  local keys = {}
-  for k in pairs(defaults) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local o = {}
-  for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if defaults[k] == nil then
-      error(("%s: unknown option '%s' (%s)"):format(who, tostring(k), table.concat(keys, ', ')), level)
-    end
-    if type(v) ~= type(defaults[k]) then
-      error(("%s: option '%s' must be a %s, got %s"):format(who, k, type(defaults[k]), type(v)), level)
-    end
-    o[k] = v
-  end
-  return o
-end
-
-local function positive(who, o, name, integer, level)
-  local v = o[name]
-  if not (v > 0) or v == math.huge or (integer and v ~= math.floor(v)) then
-    error(("%s: option '%s' must be a positive %s, got %s"):format(who, name,
-      integer and 'integer' or 'number', tostring(v)), (level or 2) + 1)
-  end
-end
-
-local function nonneg_integer(who, o, name, level)
-  local v = o[name]
-  if not (v >= 0) or v ~= math.floor(v) or v == math.huge then
-    error(("%s: option '%s' must be a non-negative integer, got %s"):format(who, name, tostring(v)),
-      (level or 2) + 1)
-  end
-end
+-- Every builder fills its options with moreau.options (unknown names and
+-- values outside their domains are refused with the house wording).
+local options = require 'moreau.options'
 
 --- Records how the net was built and puts it in inference mode.
 local function finish(net, name, o)
@@ -109,15 +72,12 @@ end
 -- ------------------------------------------------------------ ResNets
 
 --- An activation applier (b, x, label) -> node for 'relu' or 'softplus'.
-local function activation(who, o, level)
-  if o.activation == 'relu' then
-    return function(b, x, label) return b:relu(x, label) end
-  elseif o.activation == 'softplus' then
+local function activation(o)
+  if o.activation == 'softplus' then
     local sp = { beta = o.beta }
     return function(b, x, label) return b:softplus(x, sp, label) end
   end
-  error(("%s: unknown activation '%s' (relu or softplus)"):format(who, tostring(o.activation)),
-    (level or 2) + 1)
+  return function(b, x, label) return b:relu(x, label) end -- the domain admits relu or softplus
 end
 
 --- torchvision's BasicBlock under `prefix` (e.g. 'layer2.0'):
@@ -176,12 +136,12 @@ end
 -- RETURN: a Net, (N,3,32,32) -> (N,num_classes) logits.
 function models.resnet18_cifar(opts)
   local who = 'resnet18_cifar'
-  local o = options(who, { num_classes = 10, activation = 'relu', beta = 1, width = 1, seed = 0 }, opts)
-  positive(who, o, 'num_classes', true)
-  positive(who, o, 'beta')
-  positive(who, o, 'width')
-  nonneg_integer(who, o, 'seed')
-  local act = activation(who, o)
+  local o = options.fill(who, {
+    num_classes = 10, activation = 'relu', beta = 1, width = 1, seed = 0,
+    _domains = { num_classes = 'int >= 1', activation = 'one of relu, softplus', beta = 'num > 0',
+                 width = 'num > 0', seed = 'seed' },
+  }, opts)
+  local act = activation(o)
   return finish(resnet {
     input = { 3, 32, 32 }, stem = 64,
     stages = { { 64, 2, 1 }, { 128, 2, 2 }, { 256, 2, 2 }, { 512, 2, 2 } },
@@ -195,12 +155,11 @@ end
 -- RETURN: a Net, (N,1,28,28) -> (N,num_classes) logits.
 function models.resnet_fmnist(opts)
   local who = 'resnet_fmnist'
-  local o = options(who, { num_classes = 10, beta = 10, width = 1, seed = 0 }, opts)
-  positive(who, o, 'num_classes', true)
-  positive(who, o, 'beta')
-  positive(who, o, 'width')
-  nonneg_integer(who, o, 'seed')
-  local act = activation(who, { activation = 'softplus', beta = o.beta })
+  local o = options.fill(who, {
+    num_classes = 10, beta = 10, width = 1, seed = 0,
+    _domains = { num_classes = 'int >= 1', beta = 'num > 0', width = 'num > 0', seed = 'seed' },
+  }, opts)
+  local act = activation { activation = 'softplus', beta = o.beta }
   return finish(resnet {
     input = { 1, 28, 28 }, stem = 32,
     stages = { { 32, 1, 1 }, { 64, 1, 2 }, { 128, 1, 2 } },
@@ -269,12 +228,11 @@ end
 -- RETURN: a Net, (N,3,S,S) -> (N,num_classes) logits, S = image_size.
 function models.efficientnet_b0(opts)
   local who = 'efficientnet_b0'
-  local o = options(who, { num_classes = 1000, width = 1, depth = 1, image_size = 224, seed = 0 }, opts)
-  positive(who, o, 'num_classes', true)
-  positive(who, o, 'width')
-  positive(who, o, 'depth')
-  positive(who, o, 'image_size', true)
-  nonneg_integer(who, o, 'seed')
+  local o = options.fill(who, {
+    num_classes = 1000, width = 1, depth = 1, image_size = 224, seed = 0,
+    _domains = { num_classes = 'int >= 1', width = 'num > 0', depth = 'num > 0', image_size = 'int >= 1',
+                 seed = 'seed' },
+  }, opts)
   local b = nn.builder({ 3, o.image_size, o.image_size }, { seed = o.seed })
   local function ch(c) return make_divisible(c * o.width) end
   local c = ch(B0[1][4])
