@@ -4,48 +4,41 @@ local B = ...
 local ffi = require 'ffi'
 local moreau = require 'moreau'
 local core = require 'moreau.core'
-local cjson = require 'cjson'
 local T, models, C = moreau.tensor, moreau.models, core.C
-local opts, here, tmp, torch_info, torch_why = B.opts, B.here, B.tmp, B.torch_info, B.torch_why
-local list, now, proc_status, read_all, shell_quote = B.list, B.now, B.proc_status, B.read_all, B.shell_quote
-local time_median, write_f32, read_f32, mib, fmt_s = B.time_median, B.write_f32, B.read_f32, B.mib, B.fmt_s
-local print_table, progress, build_model, GRAD_FACTOR = B.print_table, B.progress, B.build_model, B.GRAD_FACTOR
-local activation_weight_bytes, argmax, torch_run, prepare = B.activation_weight_bytes, B.argmax, B.torch_run, B.prepare
-local luajit, lua_path = B.luajit, B.lua_path
 
 local function forward_section(peak)
-  local net = build_model('resnet18_cifar', { beta = 1, width = 1, num_classes = 10 })
+  local net = B.build_model('resnet18_cifar', { beta = 1, width = 1, num_classes = 10 })
   local flops = net:flops()
-  local weights = tmp .. '/resnet18_cifar.safetensors'
+  local weights = B.tmp .. '/resnet18_cifar.safetensors'
   models.save(net, weights)
   -- The same weights and a check input go to PyTorch: its logits are compared with ours.
-  local xc = T.randn({ 2, 3, 32, 32 }, { seed = opts.seed, stream = 99 })
-  write_f32(tmp .. '/check.f32', xc)
+  local xc = T.randn({ 2, 3, 32, 32 }, { seed = B.opts.seed, stream = 99 })
+  B.write_f32(B.tmp .. '/check.f32', xc)
   local yc = net:forward(xc)
 
   local rows = {}
-  local batches = list(opts.batches)
+  local batches = B.list(B.opts.batches)
   for _, b in ipairs(batches) do
     local N = tonumber(b)
-    local x = T.randn({ N, 3, 32, 32 }, { seed = opts.seed, stream = N })
+    local x = T.randn({ N, 3, 32, 32 }, { seed = B.opts.seed, stream = N })
     local lab = ffi.new('int32_t[?]', N)
     for i = 0, N - 1 do lab[i] = i % 10 end
     local scores = ffi.new('float[?]', N)
     local g = T.zeros(x:shape())
-    progress('engine: resnet18_cifar batch %d ...', N)
-    local tf = time_median(function() core.check(C.mr_net_forward(net.ptr, x.ptr, nil)) end, opts.repeats)
-    local tg = time_median(function()
+    B.progress('engine: resnet18_cifar batch %d ...', N)
+    local tf = B.time_median(function() core.check(C.mr_net_forward(net.ptr, x.ptr, nil)) end, B.opts.repeats)
+    local tg = B.time_median(function()
       core.check(C.mr_oracle_grad(net.ptr, x.ptr, lab, C.MR_SCORE_LOGIT, scores, g.ptr))
-    end, opts.repeats)
+    end, B.opts.repeats)
     rows[#rows + 1] = { N = N, tf = tf, tg = tg }
   end
   local ws = net:workspace_bytes()
 
   local tres, parity
-  if torch_info then
-    progress('torch: resnet18_cifar batches %s ...', opts.batches)
-    tres = torch_run('forward', { { 'threads', opts.threads }, { 'repeats', opts.repeats },
-      { 'batches', opts.batches }, { 'weights', weights }, { 'check-input', tmp .. '/check.f32' },
+  if B.torch_info then
+    B.progress('torch: resnet18_cifar batches %s ...', B.opts.batches)
+    tres = B.torch_run('forward', { { 'threads', B.opts.threads }, { 'repeats', B.opts.repeats },
+      { 'batches', B.opts.batches }, { 'weights', weights }, { 'check-input', B.tmp .. '/check.f32' },
       { 'check-n', 2 } })
     for i, r in ipairs(rows) do
       local t = tres.batches[i]
@@ -57,14 +50,14 @@ local function forward_section(peak)
     end
   end
 
-  local pk = peak and peak.best[opts.threads]
+  local pk = peak and peak.best[B.opts.threads]
   print(('== forward: resnet18_cifar (softplus beta 1, random weights, 3x32x32), %d threads, median of %d')
-    :format(opts.threads, opts.repeats))
+    :format(B.opts.threads, B.opts.repeats))
   print(('  FLOPs per image: forward %.3f G; forward + input gradient %.3f G = %dx forward (the backward\'s')
-    :format(flops / 1e9, GRAD_FACTOR * flops / 1e9, GRAD_FACTOR))
+    :format(flops / 1e9, B.GRAD_FACTOR * flops / 1e9, B.GRAD_FACTOR))
   print('  input-gradient GEMMs Wt·dY count 1x the forward FLOPs; no weight gradients, which would add another 1x;')
   print('  elementwise ops not counted)')
-  if pk then print(('  FP32 FMA peak at %d threads: %.1f GFLOP/s (section peak)'):format(opts.threads, pk)) end
+  if pk then print(('  FP32 FMA peak at %d threads: %.1f GFLOP/s (section peak)'):format(B.opts.threads, pk)) end
   local hdr = { 'pass', 'batch', 'engine', 'GFLOP/s' }
   if pk then hdr[#hdr + 1] = '% peak' end
   if tres then
@@ -73,15 +66,15 @@ local function forward_section(peak)
     hdr[#hdr + 1] = 'engine/torch'
   end
   local out = { hdr }
-  for _, pass in ipairs { { 'forward', 'tf', 'torch_f', 1 }, { 'forward+input-grad', 'tg', 'torch_g', GRAD_FACTOR } } do
+  for _, pass in ipairs { { 'forward', 'tf', 'torch_f', 1 }, { 'forward+input-grad', 'tg', 'torch_g', B.GRAD_FACTOR } } do
     for _, r in ipairs(rows) do
       local f = pass[4] * flops * r.N
       local e = r[pass[2]]
-      local line = { pass[1], tostring(r.N), fmt_s(e), ('%.1f'):format(f / e / 1e9) }
+      local line = { pass[1], tostring(r.N), B.fmt_s(e), ('%.1f'):format(f / e / 1e9) }
       if pk then line[#line + 1] = ('%.0f%%'):format(100 * f / e / 1e9 / pk) end
       if tres then
         local t = r[pass[3]]
-        line[#line + 1] = fmt_s(t)
+        line[#line + 1] = B.fmt_s(t)
         line[#line + 1] = ('%.1f'):format(f / t / 1e9)
         if pk then line[#line + 1] = ('%.0f%%'):format(100 * f / t / 1e9 / pk) end
         line[#line + 1] = ('%.2fx'):format(e / t)
@@ -89,8 +82,8 @@ local function forward_section(peak)
       out[#out + 1] = line
     end
   end
-  print_table(out)
-  print(('  engine workspace after batch %s: %s'):format(batches[#batches], mib(ws)))
+  B.print_table(out)
+  print(('  engine workspace after batch %s: %s'):format(batches[#batches], B.mib(ws)))
   if tres then
     print('  torch: forward under torch.no_grad(); forward+input-grad with parameters frozen (no weight gradients)')
     print(('  same weights in both: max |logit difference| on a check batch = %.2e'):format(parity))
