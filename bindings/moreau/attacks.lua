@@ -41,6 +41,7 @@ local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local methods = require 'moreau.methods'
+local options = require 'moreau.options'
 local C, check = core.C, core.check
 
 local attacks = {}
@@ -52,14 +53,14 @@ attacks.Attack = Attack
 local INF = math.huge
 
 local function check_box(who, o, level)
-  local show = require('moreau.options').show
+  local show = options.show
   if o.lo == math.huge or o.hi == -math.huge then
     error(("%s: the box [lo, hi] = [%s, %s] holds no point (lo may be -inf, hi +inf)"):format(who, show(o.lo),
       show(o.hi)), level + 1)
   end
   if not (o.lo <= o.hi) then
     error(("%s: option 'lo' (%s) must be <= option 'hi' (%s)"):format(who,
-      require('moreau.options').show(o.lo), require('moreau.options').show(o.hi)), level + 1)
+      options.show(o.lo), options.show(o.hi)), level + 1)
   end
 end
 
@@ -69,7 +70,7 @@ local names = {}
 local function define(name, defaults, run, finish, doc)
   names[#names + 1] = name
   attacks[name] = function(opts)
-    local o = require('moreau.options').fill('attacks.' .. name, defaults, opts, 2)
+    local o = options.fill('attacks.' .. name, defaults, opts, 2)
     check_box('attacks.' .. name, o, 2)
     if finish then finish(o, 2) end
     return setmetatable({ name = name, opts = o, domains = defaults._domains, doc = doc, _run = run }, Attack)
@@ -87,14 +88,7 @@ function Attack:run(net, method, x, labels)
   return self:_run(net, method, x, lab, labels)
 end
 
-function Attack:__tostring()
-  local keys = {}
-  for k in pairs(self.opts) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. '=' .. tostring(self.opts[k]) end
-  return self.name .. '{' .. table.concat(parts, ', ') .. '}'
-end
+function Attack:__tostring() return options.describe(self.name, self.opts) end
 
 -- --------------------------------------------------------------- helpers
 

@@ -55,6 +55,17 @@ function options.show(v)
   return 'a ' .. type(v)
 end
 
+--- NAME{k1=v1, k2=v2, ...}: an object made from filled options (a method, an
+-- attack), its options sorted by name, as print shows it.
+function options.describe(name, opts)
+  local keys = {}
+  for k in pairs(opts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. '=' .. tostring(opts[k]) end
+  return name .. '{' .. table.concat(parts, ', ') .. '}'
+end
+
 local function finite(v) return type(v) == 'number' and v == v and v > -math.huge and v < math.huge end
 local function integer(v) return finite(v) and v == math.floor(v) end
 local INT32 = 2 ^ 31 - 1

@@ -289,13 +289,6 @@ function Method:explain_abs_vjp(net, x, labels, w, ids)
   end, ids)
 end
 
-function Method:__tostring()
-  local keys = {}
-  for k in pairs(self.opts) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. '=' .. tostring(self.opts[k]) end
-  return self.name .. '{' .. table.concat(parts, ', ') .. '}'
-end
+function Method:__tostring() return options.describe(self.name, self.opts) end
 
 return common
