@@ -280,6 +280,18 @@ describe('inputs the fuzzers found (engine/fuzz/regressions)', function()
       "jpeg_huffman_truncated.jpg' is not a readable image: Premature end of JPEG file")
   end)
 
+  it('resizes resize_72_to_50_rows.pgm: stb_image_resize\'s weight-sum assertion no longer aborts', function()
+    -- the fuzzer asked for 4 channels at 50x3; stb asserted that the filter
+    -- weights of an output row sum to less than 1.1 before normalizing them
+    local x = data.load_image(dir .. '/resize_72_to_50_rows.pgm', { channels = 4, size = { 50, 3 } })
+    assert.are.same({ 1, 4, 50, 3 }, x:shape())
+    assert.is_true(x:min() >= 0 and x:max() <= 1)
+    -- the normalization after the assertion is right: a constant image stays constant
+    local flat = write('flat72.pgm', 'P5\n1 72\n255\n' .. string.rep('\51', 72))
+    local y = data.load_image(flat, { size = { 50, 1 } })
+    assert.is_true(math.abs(y:min() - 51 / 255) < 1e-6 and math.abs(y:max() - 51 / 255) < 1e-6)
+  end)
+
   it('refuses pnm_width_overflow.ppm: a width of 100 digits', function()
     assert_error_with(function() data.load_image(dir .. '/pnm_width_overflow.ppm') end,
       "its PNM width has more than 9 digits")
