@@ -1,5 +1,6 @@
-/* libFuzzer harness: mr_image_load (PNG, JPEG, BMP, GIF, PNM through stb, with
- * the engine's header checks, 16-bit conversion and resize). The first byte
+/* libFuzzer harness: mr_image_load (PNG through libpng, JPEG through
+ * libjpeg-turbo, binary PNM through the engine's reader, GIF and BMP refused;
+ * the budget and file-size checks, channel conversion and resize). The first byte
  * picks the channels asked for (0 = as in the file, 1..4), the next two a
  * resize (0 = keep, else 1..64 per side); the rest is the file. */
 #include "fuzz_file.h"

@@ -803,21 +803,23 @@ void mr_labels_free(int32_t *labels);
  * outside 0..9, naming the record and its byte offset). */
 int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *path);
 
-/* An image file: PNG, JPEG, BMP, GIF (first frame) or binary PNM (P5, P6),
- * decoded by stb_image; TGA, PSD, HDR and PIC are refused (no magic number or
- * rarely needed; fewer stb decoder paths reachable from a shared file). The
- * header is read first and checked against the loader budget and the file's
- * size (mr_set_loader_budget) before any pixel is decoded. out: a new (1, C, H, W) tensor in [0, 1] (8-bit samples
- * / 255, 16-bit PNG samples / 65535); caller frees with mr_tensor_free.
- * channels: 1 (grey), 3 (RGB), 2 / 4 (with alpha), or 0 to keep the file's
- * count; conversions are stb_image's (grey = BT.601 luma).
+/* An image file: PNG (libpng), JPEG (libjpeg-turbo) or binary PNM (P5, P6),
+ * told by its magic number; GIF and BMP are refused by name, other formats
+ * are unknown. The header is read first and checked against the loader
+ * budget and the file's size (mr_set_loader_budget) before any pixel is
+ * decoded. out: a new (1, C, H, W) tensor in [0, 1] (a sample s / its maximum
+ * M: 255 for 8 bits, 65535 for 16, a PNM's own M); caller frees with
+ * mr_tensor_free. channels: 1 (grey), 3 (RGB), 2 / 4 (with alpha), or 0 to
+ * keep the file's count (a palette PNG is RGB, or RGBA with tRNS; a CMYK JPEG
+ * is RGB); grey = the integer BT.601 luma (77 R + 150 G + 29 B) >> 8, or a
+ * YCbCr JPEG's own Y.
  * height, width: both 0 to keep the file's size, or both in 1..32768 to resize
  * (bilinear, antialiased when shrinking, clamped to [0, 1]).
  * Errors: MR_EINVAL (NULL, bad channels or size), MR_EIO (cannot open),
- * MR_EFORMAT (unknown, refused or corrupt image, with stb_image's reason; a
- * 0-pixel image; a declared size more than the file can hold), MR_ENOMEM
- * (declared size over the loader budget, naming the file, the size and the
- * budget). */
+ * MR_EFORMAT (unknown or refused format; a corrupt or truncated image, with
+ * the decoder's reason; a 0-pixel image; a declared size more than the file
+ * can hold), MR_ENOMEM (declared size over the loader budget, naming the file,
+ * the size and the budget). */
 int mr_image_load(mr_tensor **out, const char *path, int channels, int height, int width);
 
 /* Writes img, (C, H, W) or (1, C, H, W) with C in {1, 3, 4} (grey, RGB, RGBA;
