@@ -48,3 +48,41 @@ describe('network-level argument checks', function()
     end
   end)
 end)
+
+describe('command-line argument checks', function()
+  local core = require 'moreau.core'
+  local function moreau(args)
+    local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, core.root, args))
+    local out = p:read('*a')
+    p:close()
+    local rc = tonumber(out:match('rc=(%d+)%s*$'))
+    return out:gsub('rc=%d+%s*$', ''), rc
+  end
+
+  it('bench checks its lists up front and lists every section in --help', function()
+    for args, msg in pairs {
+      ['--batches=0,x'] = "bench: option 'batches' must be a comma-separated list of integers >= 1, got '0,x' (item '0')",
+      ['--batches=1,x'] = "got '1,x' (item 'x')",
+      ['--batches=1,,2'] = "got '1,,2' (an empty item)",
+      ['--only='] = "bench: option 'only' must be a comma-separated list of section names, got '' (an empty item)",
+      ['--models=foo'] = "bench: option 'models' must be a comma-separated list of model names",
+    } do
+      local out, rc = moreau('bench ' .. args)
+      assert.are_not.equal(0, rc, out)
+      assert.truthy(out:find(msg, 1, true), args .. ': ' .. out)
+      assert.falsy(out:find('==', 1, true), args .. ' ran a section: ' .. out)
+    end
+    local out, rc = moreau('bench --help')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('--only=forward,moreau,peak,train,batch,methods', 1, true), out)
+  end)
+
+  it('explain checks --label against the model card before loading the weights', function()
+    local out, rc = moreau('explain --label=10')
+    assert.are_not.equal(0, rc, out)
+    assert.truthy(out:find('explain: --label=10 is outside the classes of resnet_fmnist (0..9; -1: the predicted class)',
+      1, true), out)
+    assert.falsy(out:find('explain.lua:', 1, true), 'a file:line message: ' .. out)
+    assert.falsy(out:find('predicted', 1, true) and out:find('explaining', 1, true), 'ran the model: ' .. out)
+  end)
+end)
