@@ -35,6 +35,16 @@ return {
   },
   writes = { 'grid.png', 'METHOD.png', 'results.json', 'index.html' },
   run = function(p, rep)
+    -- The label is checked against the model card's classes before the
+    -- weights load (a class id is 0-based, as in the data sets).
+    local ok, card0 = pcall(moreau.models.card, p.model)
+    if not ok then error('explain: --model: ' .. tostring(card0):gsub('^[^\n]-:%d+: ', ''), 0) end
+    local n_classes = (card0.model.options or {}).num_classes
+      or (card0.data and card0.data.classes and #card0.data.classes)
+    if n_classes and p.label >= n_classes then
+      error(('explain: --label=%d is outside the classes of %s (0..%d; -1: the predicted class)'):format(p.label,
+        p.model, n_classes - 1), 0)
+    end
     local net, card = moreau.models.pretrained(p.model)
     local norm = card.data.normalization
     local shape = net:input_shape()

@@ -4,7 +4,8 @@
 --   scripts/moreau bench [--key=value ...]
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
--- Sections (--only=forward,moreau,peak,train, all by default), one table each:
+-- Sections (--only=forward,moreau,peak,train,batch,methods, all by default),
+-- one table each:
 --   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
 --            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
@@ -117,6 +118,29 @@ if opts.help then
   return
 end
 
+-- The list options are checked whole before anything runs: a bad item would
+-- otherwise fail mid-run, after minutes of the sections before it.
+local function check_list(name, is_ok, want)
+  local items = {}
+  for item in (opts[name] .. ','):gmatch('([^,]*),') do
+    item = item:match('^%s*(.-)%s*$')
+    if item == '' or not is_ok(item) then
+      error(("bench: option '%s' must be a comma-separated list of %s, got '%s'%s"):format(name, want, opts[name],
+        item == '' and ' (an empty item)' or (" (item '%s')"):format(item)), 0)
+    end
+    items[#items + 1] = item
+  end
+  return items
+end
+check_list('batches', function(v)
+  local n = tonumber(v)
+  return n ~= nil and n == math.floor(n) and n >= 1 and n <= 2 ^ 31 - 1
+end, 'integers >= 1')
+check_list('models', function(v) return v == 'resnet18_cifar' or v == 'resnet_fmnist' end,
+  'model names (resnet18_cifar, resnet_fmnist)')
+
+local only = check_list('only', function() return true end, 'section names')
+
 local B = assert(loadfile(here .. '/bench/common.lua'))(opts, argv, here)
 
 --- The section NAME: its file run with B (after B.start() in the parent).
@@ -132,7 +156,7 @@ end
 -- ------------------------------------------------------------ the parent
 
 local sections = {}
-for _, s in ipairs(B.list(opts.only)) do
+for _, s in ipairs(only) do
   if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1 })[s] then
     error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods)", 0)
   end

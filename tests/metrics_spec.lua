@@ -287,6 +287,26 @@ describe('metrics: zeros and ties', function()
     end
   end)
 
+  it('topk_members: the checks every metric runs, items 1-based', function()
+    local a = T.from({ 3, 1, 2, 0, 5, 4 }, { 2, 3 })
+    error_with(function() metrics.topk_members(row { 1, 0 / 0, 2 }, 1, 1) end,
+      'metrics.topk_members: item 1 of the map has NaN at position 2 of 3')
+    error_with(function() metrics.topk_members(row { 1, 2, math.huge }, 1, 1) end,
+      'metrics.topk_members: item 1 of the map has Inf at position 3 of 3')
+    error_with(function() metrics.topk_members(T.zeros { 1, 2, 2 }, 1, 1) end,
+      'metrics.topk_members: the map is 1x2x2, a 3-D tensor')
+    error_with(function() metrics.topk_members(nil, 1, 1) end, 'metrics.topk_members: the map must be a tensor, got nil')
+    error_with(function() metrics.topk_members({ 1, 2 }, 1, 1) end,
+      'metrics.topk_members: the map must be a tensor, got table')
+    for _, n in ipairs { 0, 3, 1.5, -1 } do
+      error_with(function() metrics.topk_members(a, n, 1) end,
+        ('metrics.topk_members: item %s outside 1..2'):format(tostring(n)))
+    end
+    error_with(function() metrics.topk_members(a, nil, 1) end, 'metrics.topk_members: item nil outside 1..2')
+    local m = metrics.topk_members(a, 2, 1)
+    assert.are.same({ [1] = 1 }, m) -- item 2 is {0, 5, 4}: the top-1 is position 1 (0-based)
+  end)
+
   it('spearman: zeros are one tie block with their average rank', function()
     -- ranks of a = (0, 2, 0, 1): (1.5, 4, 1.5, 3), of b: (1, 4, 2, 3); centered at 2.5,
     -- Σ xy = 1.5 + 2.25 + 0.5 + 0.25 = 4.5, Σ x² = 4.5, Σ y² = 5

@@ -21,6 +21,7 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
+local options = require 'moreau.options'
 local C, check = core.C, core.check
 
 local data = {}
@@ -436,8 +437,14 @@ end
 --- A permutation of 1..n: Fisher-Yates driven by the engine's counter-based RNG
 -- (uniforms of stream (seed, stream)), so a seed gives the same order on every
 -- machine. j = floor(u * i) + 1 with u a float32 uniform, so the bias is below
--- n / 2^24.
+-- n / 2^24. ARGS: n (integer >= 0); seed, stream (default 0; each an integer
+-- in [0, 2^53), the options domain 'seed': the engine's counters are uint64).
 function data.permutation(n, seed, stream)
+  if type(n) ~= 'number' or n ~= math.floor(n) or not (n >= 0 and n < 2 ^ 31) then
+    error('data.permutation: n must be an integer in [0, 2^31), got ' .. options.show(n), 2)
+  end
+  if seed ~= nil then options.check('data.permutation', 'seed', seed, 'seed', 2) end
+  if stream ~= nil then options.check('data.permutation', 'stream', stream, 'seed', 2) end
   local perm = {}
   for i = 1, n do perm[i] = i end
   if n < 2 then return perm end
@@ -464,6 +471,8 @@ function data.batches(ds, batch_size, opts)
   if type(batch_size) ~= 'number' or batch_size < 1 or batch_size ~= math.floor(batch_size) then
     error('data.batches: batch_size must be a positive integer, got ' .. tostring(batch_size), 2)
   end
+  if opts.seed ~= nil then options.check('data.batches', 'seed', opts.seed, 'seed', 2) end
+  if opts.epoch ~= nil then options.check('data.batches', 'epoch', opts.epoch, 'seed', 2) end
   local n = ds.n
   local order
   if opts.shuffle then

@@ -163,10 +163,16 @@ end
 --   only), size (the sum of memberships, min(k, F)), f (the membership of the
 --   tied block, 1 when no block is split).
 function metrics.topk_members(t, n, k, signed)
-  if type(k) ~= 'number' or k < 1 or k ~= floor(k) then
-    error(('metrics.topk_members: k must be an integer >= 1, got %s'):format(tostring(k)), 2)
+  local what = 'metrics.topk_members'
+  metrics.check_map(t, what, 'the map', 2)
+  local N = t:size(1)
+  if type(n) ~= 'number' or n ~= floor(n) or n < 1 or n > N then
+    error(('%s: item %s outside 1..%d'):format(what, options.show(n), N), 2)
   end
-  local d = t:numel() / t:size(1)
+  if type(k) ~= 'number' or k < 1 or k ~= floor(k) then
+    error(('%s: k must be an integer >= 1, got %s'):format(what, options.show(k)), 2)
+  end
+  local d = t:numel() / N
   local mb, sz, sh = ffi.new('double[?]', d), ffi.new('double[1]'), ffi.new('double[1]')
   check(C.mr_tensor_topk_members(mb, sz, sh, t.ptr, n - 1, k, signed and 1 or 0), 2)
   local m = {}

@@ -181,8 +181,14 @@ function Net:backend() return ffi.string(C.mr_net_backend_name(self.ptr)) end
 --- The backend that ran node i's most recent pass (0-based node ids as in
 -- net:nodes(), whose entry i + 1 it describes): the network's own backend, or
 -- 'cpu' for a pass that backend does not support (the fallback rule). nil for
--- the input node (0) and for a node no pass has run yet.
+-- the input node (0) and for a node no pass has run yet. An i that is not an
+-- integer in 0..#net:nodes()−1 raises "net:ran_on: node I outside 0..M".
 function Net:ran_on(i)
+  local m = C.mr_net_node_count(self.ptr) - 1
+  if type(i) ~= 'number' or i ~= math.floor(i) or i < 0 or i > m then
+    error(('net:ran_on: node %s outside 0..%d (0-based node ids, as net:nodes()[i + 1])'):format(
+      require('moreau.options').show(i), m), 2)
+  end
   local s = C.mr_net_node_ran_on(self.ptr, i)
   return s ~= nil and ffi.string(s) or nil
 end

@@ -225,10 +225,15 @@ function Solver:delta() return view_copy(C.mr_moreau_delta_get(self.ptr)) end
 function Solver:grad() return view_copy(C.mr_moreau_grad_get(self.ptr)) end
 
 --- Statistics of item n (1-based): iter, converged, score, objective,
--- grad_norm, delta_norm, step_norm, sparsity.
+-- grad_norm, delta_norm, step_norm, sparsity. An n that is not an integer in
+-- 1..N raises "moreau solver:stats: item N outside 1..M".
 function Solver:stats(n)
+  n = n or 1
+  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 or n > self.N then
+    error(('moreau solver:stats: item %s outside 1..%d'):format(require('moreau.options').show(n), self.N), 2)
+  end
   local st = ffi.new('mr_moreau_stats')
-  check(C.mr_moreau_stats_get(self.ptr, (n or 1) - 1, st))
+  check(C.mr_moreau_stats_get(self.ptr, n - 1, st))
   return {
     iter = st.iter, converged = st.converged == 1, score = st.score, objective = st.objective,
     grad_norm = st.grad_norm, delta_norm = st.delta_norm, step_norm = st.step_norm,

@@ -19,6 +19,7 @@
 -- is the one explicit escape hatch (see there).
 local ffi = require 'ffi'
 local core = require 'moreau.core'
+local options = require 'moreau.options'
 local C, check = core.C, core.check
 
 local T = {}
@@ -38,8 +39,12 @@ local function fill_shape(shape, level)
   if nd < 1 or nd > 4 then error('tensor: shape must have 1..4 dims, got ' .. nd, level + 1) end
   for i = 1, nd do
     local d = shape[i]
-    if type(d) ~= 'number' or d < 1 or d ~= math.floor(d) then
-      error(('tensor: dim %d of the shape must be a positive integer, got %s'):format(i, tostring(d)), level + 1)
+    -- int64 in the engine; 2^62 leaves room for the element count's products
+    if type(d) ~= 'number' or not (d >= 1) or d ~= math.floor(d) then
+      error(('tensor: dim %d of the shape must be a positive integer, got %s'):format(i, options.show(d)),
+        level + 1)
+    elseif d >= 2 ^ 62 then
+      error(('tensor: dim %d of the shape must be below 2^62, got %s'):format(i, options.show(d)), level + 1)
     end
     shape_buf[i - 1] = d
   end
@@ -58,7 +63,12 @@ function T.borrow(ptr, owner)
 end
 
 --- True if v is a moreau tensor.
-function T.is(v) return getmetatable(v) == Tensor end
+-- (A freed tensor is still a tensor: using it raises "the tensor was freed".)
+local Freed = {}
+function T.is(v)
+  local mt = getmetatable(v)
+  return mt == Tensor or mt == Freed
+end
 
 --- A new zero-filled tensor. ARGS: shape (table of 1..4 positive integers).
 function T.zeros(shape)
@@ -91,8 +101,28 @@ end
 --- Standard normal (mean, std) noise from the counter-based RNG: the same
 -- (seed, stream) gives the same numbers everywhere.
 -- ARGS: shape; opts {seed = 0, stream = 0, offset = 0, mean = 0, std = 1}
-function T.randn(shape, opts)
+-- The counters of the RNG (seed, stream, offset) are uint64 in the engine; a
+-- Lua number names each one exactly only as an integer in [0, 2^53) (options
+-- domain 'seed'): any other value would silently select some other counter.
+-- A uint64_t cdata (an item's key, as methods.perturbation_streams gives) is
+-- exact and taken as it is.
+local function check_counters(who, opts, level)
+  if opts ~= nil and type(opts) ~= 'table' then
+    error(('%s: opts must be a table, got %s'):format(who, options.show(opts)), level + 1)
+  end
   opts = opts or {}
+  for _, name in ipairs { 'seed', 'stream', 'offset' } do
+    local v = opts[name]
+    if v ~= nil and not (type(v) == 'cdata' and ffi.istype('uint64_t', v)) then
+      options.check(who, name, v, 'seed', level + 1)
+    end
+  end
+  return opts
+end
+T.check_counters = check_counters
+
+function T.randn(shape, opts)
+  opts = check_counters('tensor.randn', opts, 2)
   local x = T.zeros(shape)
   check(C.mr_tensor_normal_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.mean or 0,
     opts.std or 1))
@@ -103,7 +133,7 @@ end
 -- lo + (hi − lo)·u, computed in double. ARGS: shape; opts {seed = 0,
 -- stream = 0, offset = 0, lo = 0, hi = 1}, lo <= hi, both finite.
 function T.rand(shape, opts)
-  opts = opts or {}
+  opts = check_counters('tensor.rand', opts, 2)
   local x = T.zeros(shape)
   check(C.mr_tensor_uniform_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.lo or 0,
     opts.hi or 1))
@@ -112,7 +142,13 @@ end
 
 --- Concatenates tensors along the batch dimension (all other dims equal).
 function T.cat(list)
+  if type(list) ~= 'table' or T.is(list) then
+    error('tensor.cat: expected a list of tensors, got ' .. options.show(list), 2)
+  end
   if #list == 0 then error('tensor.cat: empty list', 2) end
+  for i, t in ipairs(list) do
+    if not T.is(t) then error(('tensor.cat: entry %d is %s, not a tensor'):format(i, options.show(t)), 2) end
+  end
   local s = list[1]:shape()
   local n = 0
   for i, t in ipairs(list) do
@@ -226,8 +262,17 @@ end
 function Tensor:narrow(i, j)
   local s = self:shape()
   j = j or i
+  if i == nil then
+    error('tensor:narrow: items i..j must be integers, got nil..nil', 2)
+  end
+  for _, v in pairs { i = i, j = j } do
+    if type(v) ~= 'number' or v ~= math.floor(v) or v ~= v then
+      error(('tensor:narrow: items i..j must be integers, got %s..%s'):format(options.show(i),
+        options.show(j)), 2)
+    end
+  end
   if i < 1 or j > s[1] or i > j then
-    error(('tensor:narrow: items %d..%d outside 1..%d'):format(i, j, s[1]), 2)
+    error(('tensor:narrow: items %s..%s outside 1..%d'):format(options.show(i), options.show(j), s[1]), 2)
   end
   s[1] = j - i + 1
   local y = T.zeros(s)
@@ -240,6 +285,7 @@ function Tensor:select(n) return self:narrow(n, n) end
 
 --- Repeats each batch item k times (item-major: 1,1,..,2,2,..).
 function Tensor:repeat_items(k)
+  options.check('tensor:repeat_items', 'repeats', k, 'int >= 1', 2)
   local s = self:shape()
   s[1] = s[1] * k
   local y = T.zeros(s)
@@ -259,9 +305,9 @@ function Tensor:copy(src)
   return self
 end
 
---- Elementwise arithmetic (add_, mul_ and the operators over them) needs the
--- same shape (an equal element count is not enough); dot and max_abs_diff run
--- over the elements in storage order and need only the same count.
+--- Elementwise arithmetic (add_, mul_ and the operators over them) and dot
+-- need the same shape (an equal element count is not enough); max_abs_diff
+-- runs over the elements in storage order and needs only the same count.
 local function same_size(a, b, what, level, strict)
   if not T.is(b) then error(what .. ': expected a tensor, got ' .. type(b), level + 1) end
   local ok = a:numel() == b:numel()
@@ -329,11 +375,16 @@ function Tensor:apply_(f)
   return self
 end
 
+--- Frees the memory now (a borrowed tensor only lets go of its owner). The
+-- object stays a tensor whose every use raises "tensor: the tensor was freed
+-- (x:free())"; tostring gives 'tensor (freed)'; a second free does nothing.
 function Tensor:free()
   if self.owner == nil and self.ptr ~= nil then
     C.mr_tensor_free(ffi.gc(self.ptr, nil))
   end
   self.ptr = nil
+  self.owner = nil
+  setmetatable(self, Freed)
 end
 
 -- ---------------------------------------------------------- arithmetic
@@ -376,16 +427,19 @@ function Tensor:max()
   check(C.mr_tensor_max(dbl, self.ptr))
   return dbl[0]
 end
-function Tensor:dot(y)
-  same_size(self, y, 'dot', 2)
-  check(C.mr_tensor_dot(dbl, self.ptr, y.ptr))
-  return dbl[0]
-end
 function Tensor:norm() return math.sqrt(self:dot(self)) end
 --- Largest |self - y| over all elements (NaN if any difference is NaN).
 function Tensor:max_abs_diff(y)
   same_size(self, y, 'max_abs_diff', 2)
   check(C.mr_tensor_max_abs_diff(dbl, self.ptr, y.ptr))
+  return dbl[0]
+end
+
+--- The dot product in double, in storage order; x and y need the same shape
+-- (README: tensors are compared by shape, not by element count).
+function Tensor:dot(y)
+  same_size(self, y, 'dot', 2, true)
+  check(C.mr_tensor_dot(dbl, self.ptr, y.ptr))
   return dbl[0]
 end
 
@@ -436,6 +490,18 @@ function T.load(path, name)
     error(("tensor.load: %s holds no tensor named '%s'"):format(path, tostring(name)), 2)
   end
   return tensors[name]
+end
+
+-- A freed tensor: the methods and operators of Tensor, but reading its
+-- pointer (what every method and every engine call does) raises.
+for k, v in pairs(Tensor) do
+  if k:sub(1, 2) == '__' and k ~= '__index' then Freed[k] = v end
+end
+Freed.__tostring = function() return 'tensor (freed)' end
+Freed.__index = function(_, k)
+  if k == 'ptr' then error('tensor: the tensor was freed (x:free()); it can no longer be used', 3) end
+  if k == 'free' then return function() end end
+  return Tensor[k]
 end
 
 return T

@@ -86,6 +86,9 @@ end
 -- tensor, x is finite (its one scan), x is a batch of the network's inputs.
 -- who: 'name:explain' or 'name:explain_vjp'. Raises at the caller's caller.
 local function check_x(who, net, x)
+  if getmetatable(net) ~= require('moreau.nn').Net then
+    error(('%s: net must be a moreau.nn network, got %s'):format(who, require('moreau.options').show(net)), 3)
+  end
   if not T.is(x) then error(who .. ': x must be a tensor', 3) end
   if not x:isfinite() then error(who .. ': x contains NaN or infinite values', 3) end
   common.check_input(who, net, x, 3)
