@@ -399,14 +399,17 @@ typedef struct mr_backend {
     void (*zero)(void *ctx, float *dst, int64_t n);
     void (*add)(void *ctx, float *dst, const float *src, int64_t n);
     /* dst[j] = mean + std * value (offset + j) of the standard normal stream
-     * (seed, stream), j < n: the values of mr_rng_normal. 0 or MR_E*. */
+     * (seed, stream), j < n: the values of mr_rng_normal. 0 or MR_E*; on
+     * MR_E* the engine reports "backend 'NAME': fill_normal failed (MR_E...)". */
     int (*fill_normal)(void *ctx, float *dst, int64_t n, uint64_t seed, uint64_t stream,
                        uint64_t offset, float mean, float std);
     /* 1 if the backend computes pass `pass` (MR_PASS_*) of op `op` (an index
      * of mr_op_names()), else 0 (the pass falls back to "cpu"). */
     int (*supports)(void *ctx, int op, int pass);
-    /* Computes that pass for one node (only asked when supports said 1). */
-    void (*run)(void *ctx, int op, int pass, const mr_op_call *call);
+    /* Computes that pass for one node (only asked when supports said 1).
+     * 0, or MR_E* when it could not: the pass stops and returns that code,
+     * with the message "backend 'NAME': PASS of OP failed (MR_E...)". */
+    int (*run)(void *ctx, int op, int pass, const mr_op_call *call);
 } mr_backend;
 
 /* Registers b under b->name. b is borrowed: it must stay valid for the life
