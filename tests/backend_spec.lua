@@ -109,6 +109,35 @@ describe('backends', function()
     assert.are.equal(0, cpu.supports(cpu.ctx, op_count, C.MR_PASS_FORWARD))
   end)
 
+  it('the all-ops network uses every op of mr_op_names() (a new op must join it)', function()
+    local used = op_counts(all_ops_net())
+    for name in pairs(op_ids) do
+      assert(used[name], "op '" .. name .. "' is missing from all_ops_net (docs/architecture.md, How to add an op)")
+    end
+    for name in pairs(used) do assert(op_ids[name], "all_ops_net uses '" .. name .. "', not in mr_op_names()") end
+  end)
+
+  it('every op of mr_op_names() has a spec in tests/ops_*_spec.lua', function()
+    local files = {}
+    local ls = assert(io.popen('ls tests/ops_*_spec.lua'))
+    for path in ls:lines() do files[#files + 1] = path end
+    ls:close()
+    assert.is_true(#files >= 3, 'found ' .. #files .. ' tests/ops_*_spec.lua files (run from the repository root)')
+    local text = {}
+    for _, path in ipairs(files) do
+      local f = assert(io.open(path, 'r'))
+      text[#text + 1] = f:read('*a')
+      f:close()
+    end
+    text = table.concat(text, '\n')
+    -- a builder call (b:conv2d(...)) or a quoted name (b:op('relu', ...))
+    for name in pairs(op_ids) do
+      local found = text:find(':' .. name .. '(', 1, true) or text:find("'" .. name .. "'", 1, true)
+        or text:find('"' .. name .. '"', 1, true)
+      assert(found, "op '" .. name .. "' appears in no tests/ops_*_spec.lua (docs/architecture.md, How to add an op)")
+    end
+  end)
+
   it('a network starts on cpu and records the backend of every pass', function()
     local net = all_ops_net()
     assert.are.equal('cpu', net:backend())
