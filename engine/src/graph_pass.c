@@ -93,6 +93,7 @@ static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, int 
     if (!inference)
         net->calls++;
     int last = mr_graph_output(net);
+    net->ran_N = 0; /* a pass that a backend stops part-way leaves no point for a reverse pass */
     for (int i = 1; i <= last; i++) {
         mr_node *n = &net->nodes[i];
         mr_op_ctx c;
