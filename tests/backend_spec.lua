@@ -22,6 +22,9 @@ int mr_counting_fail(const char *entry);
 ]]
 
 -- The test library is built next to the library under test (CMakeLists.txt).
+-- The registry keeps pointers into it, so it must never be unloaded: it is
+-- linked with -Wl,-z,nodelete, and this file-level reference keeps the
+-- namespace alive too (docs/architecture.md, "How to add a backend", 3).
 local lib_dir = core.lib_path:match('^(.*)/[^/]*$') or '.'
 local counting = ffi.load(lib_dir .. '/libmoreau_counting.so')
 core.check(counting.mr_counting_register())
