@@ -18,9 +18,13 @@ int64_t mr_counting_runs(int op, int pass);
 int64_t mr_counting_calls(const char *entry);
 void mr_counting_reset(void);
 void mr_counting_refuse(int op);
+int mr_counting_fail(const char *entry);
 ]]
 
 -- The test library is built next to the library under test (CMakeLists.txt).
+-- The registry keeps pointers into it, so it must never be unloaded: it is
+-- linked with -Wl,-z,nodelete, and this file-level reference keeps the
+-- namespace alive too (docs/architecture.md, "How to add a backend", 3).
 local lib_dir = core.lib_path:match('^(.*)/[^/]*$') or '.'
 local counting = ffi.load(lib_dir .. '/libmoreau_counting.so')
 core.check(counting.mr_counting_register())
@@ -91,7 +95,10 @@ local function op_counts(net)
 end
 
 describe('backends', function()
-  after_each(function() counting.mr_counting_refuse(-1) end)
+  after_each(function()
+    counting.mr_counting_refuse(-1)
+    counting.mr_counting_fail(nil)
+  end)
 
   it('every op has CPU kernels for every pass, and the tables agree on the count', function()
     assert.is_true(op_count >= 17)
@@ -103,6 +110,35 @@ describe('backends', function()
       end
     end
     assert.are.equal(0, cpu.supports(cpu.ctx, op_count, C.MR_PASS_FORWARD))
+  end)
+
+  it('the all-ops network uses every op of mr_op_names() (a new op must join it)', function()
+    local used = op_counts(all_ops_net())
+    for name in pairs(op_ids) do
+      assert(used[name], "op '" .. name .. "' is missing from all_ops_net (docs/architecture.md, How to add an op)")
+    end
+    for name in pairs(used) do assert(op_ids[name], "all_ops_net uses '" .. name .. "', not in mr_op_names()") end
+  end)
+
+  it('every op of mr_op_names() has a spec in tests/ops_*_spec.lua', function()
+    local files = {}
+    local ls = assert(io.popen('ls tests/ops_*_spec.lua'))
+    for path in ls:lines() do files[#files + 1] = path end
+    ls:close()
+    assert.is_true(#files >= 3, 'found ' .. #files .. ' tests/ops_*_spec.lua files (run from the repository root)')
+    local text = {}
+    for _, path in ipairs(files) do
+      local f = assert(io.open(path, 'r'))
+      text[#text + 1] = f:read('*a')
+      f:close()
+    end
+    text = table.concat(text, '\n')
+    -- a builder call (b:conv2d(...)) or a quoted name (b:op('relu', ...))
+    for name in pairs(op_ids) do
+      local found = text:find(':' .. name .. '(', 1, true) or text:find("'" .. name .. "'", 1, true)
+        or text:find('"' .. name .. '"', 1, true)
+      assert(found, "op '" .. name .. "' appears in no tests/ops_*_spec.lua (docs/architecture.md, How to add an op)")
+    end
   end)
 
   it('a network starts on cpu and records the backend of every pass', function()
@@ -222,5 +258,45 @@ describe('backends', function()
     assert.are.equal(C.MR_ESTATE, C.mr_net_backward(net.ptr, T.zeros({ 1, 5 }).ptr, nil, 0))
     assert.are.equal('backward: run forward first', ffi.string(C.mr_last_error()))
     assert.has_error(function() net:backward(T.zeros { 1, 5 }) end, 'backward: run forward first')
+  end)
+
+  -- A failing entry surfaces as its own message, never as whatever message
+  -- was set last: first leave an unrelated one behind.
+  local function stale_message()
+    C.mr_backend_register(nil)
+    assert.are.equal('backend_register: the backend or its name is NULL', ffi.string(C.mr_last_error()))
+  end
+
+  it('a kernel that fails stops the pass with a message naming the backend, the pass and the op', function()
+    local net = all_ops_net():set_backend('counting')
+    local x = T.randn({ 1, 2, 8, 8 }, { seed = SEED })
+    net:forward(x)
+    assert.are.equal(C.MR_OK, counting.mr_counting_fail('run'))
+    stale_message()
+    assert.has_error(function() net:forward(x) end, "backend 'counting': forward of conv2d failed (MR_EINVAL)")
+    -- the stopped forward leaves no point for a reverse pass
+    assert.are.equal(C.MR_ESTATE, C.mr_net_backward(net.ptr, T.zeros({ 1, 5 }).ptr, nil, 0))
+    assert.are.equal('backward: run forward first', ffi.string(C.mr_last_error()))
+    -- the reverse passes report the same way (the last forward did not finish)
+    counting.mr_counting_fail(nil)
+    net:forward(x)
+    counting.mr_counting_fail('run')
+    stale_message()
+    assert.are.equal(C.MR_EINVAL, C.mr_net_backward(net.ptr, T.zeros({ 1, 5 }).ptr, nil, 0))
+    assert.are.equal("backend 'counting': vjp of log_softmax failed (MR_EINVAL)", ffi.string(C.mr_last_error()))
+    -- a refused op runs on cpu, which does not fail: the next op reports
+    counting.mr_counting_refuse(op_ids.conv2d)
+    stale_message()
+    assert.has_error(function() net:forward(x) end, "backend 'counting': forward of batchnorm2d failed (MR_EINVAL)")
+    assert.are.equal(C.MR_EINVAL, counting.mr_counting_fail('alloc'))
+  end)
+
+  it('a fill_normal that fails stops the sampler with a message naming the backend and the entry', function()
+    local net = all_ops_net():set_backend('counting')
+    local x = T.randn({ 2, 2, 8, 8 }, { seed = SEED, stream = 7 })
+    counting.mr_counting_fail('fill_normal')
+    stale_message()
+    assert.has_error(function() methods.smoothgrad { samples = 4, seed = SEED }:explain(net, x, { 1, 3 }) end,
+      "backend 'counting': fill_normal failed (MR_EINVAL)")
   end)
 end)

@@ -47,6 +47,16 @@ describe('tensor math: accessors and transfers', function()
     fails(C.mr_tensor_read(buf, x.ptr, 5, 2), C.MR_EINVAL, 'mr_tensor_read: entries [5, 7) outside the 6')
     fails(C.mr_tensor_write(x.ptr, -1, buf, 1), C.MR_EINVAL, 'mr_tensor_write: entries [-1, 0) outside the 6')
     fails(C.mr_tensor_read(buf, x.ptr, 0, -1), C.MR_EINVAL, 'outside the 6')
+    -- offset + n past INT64_MAX: the message does not compute the end
+    -- (signed overflow, which UBSan reports)
+    local MAX, MIN = 0x7fffffffffffffffLL, -0x7fffffffffffffffLL - 1
+    fails(C.mr_tensor_read(buf, x.ptr, 1, MAX), C.MR_EINVAL,
+      'mr_tensor_read: 9223372036854775807 entries from entry 1: outside the 6')
+    fails(C.mr_tensor_write(x.ptr, MAX, buf, 1), C.MR_EINVAL,
+      'mr_tensor_write: 1 entries from entry 9223372036854775807: outside the 6')
+    fails(C.mr_tensor_read(buf, x.ptr, MIN, -1), C.MR_EINVAL,
+      'mr_tensor_read: -1 entries from entry -9223372036854775808: outside the 6')
+    fails(C.mr_tensor_read(buf, x.ptr, MAX, MAX), C.MR_EINVAL, 'entries from entry 9223372036854775807')
   end)
 
   it('copy items, gather them (index_select) and repeat them (repeat_interleave)', function()
@@ -92,6 +102,39 @@ describe('tensor math: fill, RNG and elementwise ops', function()
     for i = 1, 5 do assert.are.equal(raw[i - 1], x:get(i)) end
     fails(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, 1, -1), C.MR_EINVAL, 'need finite lo <= hi, got [1, -1]')
     fails(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, 0, INF), C.MR_EINVAL, 'need finite lo <= hi')
+    -- bounds past the float range, or a width hi − lo that overflows, would fill ±Inf
+    fails(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, -1e39, 1e39), C.MR_EINVAL,
+      'mr_tensor_uniform_: bounds [-1e+39, 1e+39] lie outside the float range')
+    fails(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, -1e308, 1e308), C.MR_EINVAL, 'lie outside the float range')
+    fails(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, 0, 1e39), C.MR_EINVAL, 'lie outside the float range')
+    local FMAX = 3.4028234663852886e38 -- FLT_MAX: the widest bounds allowed
+    ok(C.mr_tensor_uniform_(x.ptr, 0, 0, 0, -FMAX, FMAX))
+    for i = 1, 5 do assert(math.abs(x:get(i)) <= FMAX, 'entry ' .. i .. ' is ' .. x:get(i)) end
+  end)
+
+  it('refuse a stream offset whose values would wrap past 2^64', function()
+    local x = T.zeros { 5 }
+    local raw = ffi.new('float[5]')
+    local last = 0xffffffffffffffffULL -- 2^64 − 1, the last value of a stream
+    -- values 2^64 − 5 .. 2^64 − 1: the end of the stream, no wrap
+    ok(C.mr_tensor_normal_(x.ptr, 3, 1, last - 4, 0, 1))
+    ok(C.mr_tensor_uniform_(x.ptr, 3, 1, last - 4, 0, 1))
+    ok(C.mr_rng_uniform(raw, 5, 3, 1, last - 4))
+    for i = 1, 5 do assert.are.equal(raw[i - 1], x:get(i)) end
+    fails(C.mr_tensor_normal_(x.ptr, 3, 1, last - 3, 0, 1), C.MR_EINVAL,
+      'rng_normal: offset 18446744073709551612 + 5 values passes 2^64')
+    fails(C.mr_tensor_uniform_(x.ptr, 3, 1, last, 0, 1), C.MR_EINVAL,
+      'rng_uniform: offset 18446744073709551615 + 5 values passes 2^64')
+    ok(C.mr_rng_uniform(raw, 0, 3, 1, last)) -- no values: nothing wraps
+  end)
+
+  it('mr_rng_uniform lies in (0, 1]: 1.0 is reached (seed 0, stream 0, offset 44126575)', function()
+    -- (u + ½)/2^32 rounds to 1.0f for the largest 32-bit u; the value is kept
+    -- (fixtures depend on the stream) and callers that need u < 1 clamp.
+    local raw = ffi.new('float[3]')
+    ok(C.mr_rng_uniform(raw, 3, 0, 0, 44126574))
+    assert.are.equal(1.0, raw[1])
+    assert.is_true(raw[0] > 0 and raw[0] < 1 and raw[2] > 0 and raw[2] < 1)
   end)
 
   it('compute in double and round once: t + alpha·y', function()
@@ -256,6 +299,10 @@ describe('tensor math: map statistics, ranks and top-k', function()
     -- one-hot, d = 4: 1 − 2 · (1/1) · (4 − 4 + ½)/4 = 0.75
     assert.are.same({ 0.75, 0, 0 }, { o[0], o[1], o[2] })
     fails(C.mr_tensor_gini(o, T.from({ NAN }, { 1, 1 }).ptr), C.MR_EINVAL, 'gini: entry 0 is NaN')
+    -- an infinite entry makes l1 infinite and the index NaN: refused like NaN
+    fails(C.mr_tensor_gini(o, T.from({ 1, INF }, { 1, 2 }).ptr), C.MR_EINVAL,
+      'gini: entry 1 is inf, the index needs finite entries')
+    fails(C.mr_tensor_gini(o, T.from({ 1, 2, -INF, 0 }, { 2, 2 }).ptr), C.MR_EINVAL, 'gini: entry 2 is -inf')
   end)
 
   it('normalise_by_negative: positives / max, negatives / |min|', function()

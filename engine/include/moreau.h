@@ -157,11 +157,14 @@ int mr_tensor_repeat_interleave(mr_tensor *out, const mr_tensor *src, int64_t re
 
 /* t_i = float(value). */
 int mr_tensor_fill_(mr_tensor *t, double value);
-/* t_i = value number (offset + i) of mr_rng_normal(seed, stream) with mean and std. */
+/* t_i = value number (offset + i) of mr_rng_normal(seed, stream) with mean and std.
+ * MR_EINVAL when offset + numel - 1 passes 2^64 - 1 (the stream would wrap). */
 int mr_tensor_normal_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t offset, float mean, float std);
 /* t_i = float(lo + (hi - lo) u_i), u_i value number (offset + i) of
- * mr_rng_uniform(seed, stream); (lo, hi) = (0, 1) stores u_i itself.
- * MR_EINVAL unless lo <= hi, both finite. */
+ * mr_rng_uniform(seed, stream) (in (0, 1], so t_i may equal hi); (lo, hi) =
+ * (0, 1) stores u_i itself. MR_EINVAL unless lo <= hi, both finite as floats
+ * (|lo|, |hi| <= FLT_MAX) and hi - lo finite, or when offset + numel - 1
+ * passes 2^64 - 1. */
 int mr_tensor_uniform_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t offset, double lo, double hi);
 
 /* Elementwise, in place; other must have t's shape.
@@ -251,9 +254,15 @@ int mr_tensor_topk_intersection(double *out, const mr_tensor *a, const mr_tensor
  * else: not on the thread count, not on how the request is split. Normals use
  * Box-Muller on pairs of uniforms. */
 
-/* out[j] = value number (offset + j) of stream (seed, stream), uniform in (0, 1). */
+/* out[j] = value number (offset + j) of stream (seed, stream): (u + 1/2) / 2^32
+ * for a 32-bit Philox output u, rounded to float: in (0, 1]. The largest u
+ * rounds to exactly 1.0f (e.g. seed 0, stream 0, value 44126575), so a caller
+ * that needs u < 1 (an index floor(u * n), log(1 - u)) clamps, as the Lua
+ * data.permutation and train.augment do. MR_EINVAL when offset + n - 1
+ * passes 2^64 - 1 (the stream would wrap to its first values). */
 int mr_rng_uniform(float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset);
-/* out[j] = mean + std * value number (offset + j) of the standard normal stream (seed, stream). */
+/* out[j] = mean + std * value number (offset + j) of the standard normal stream (seed, stream).
+ * MR_EINVAL as mr_rng_uniform for the offset, or unless mean and std are finite, std >= 0. */
 int mr_rng_normal(float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
                   float mean, float std);
 /* The raw Philox-4x32-10 block: out[0..3] for counter ctr[0..3] and key key[0..1]. */
@@ -399,19 +408,26 @@ typedef struct mr_backend {
     void (*zero)(void *ctx, float *dst, int64_t n);
     void (*add)(void *ctx, float *dst, const float *src, int64_t n);
     /* dst[j] = mean + std * value (offset + j) of the standard normal stream
-     * (seed, stream), j < n: the values of mr_rng_normal. 0 or MR_E*. */
+     * (seed, stream), j < n: the values of mr_rng_normal. 0 or MR_E*; on
+     * MR_E* the engine reports "backend 'NAME': fill_normal failed (MR_E...)". */
     int (*fill_normal)(void *ctx, float *dst, int64_t n, uint64_t seed, uint64_t stream,
                        uint64_t offset, float mean, float std);
     /* 1 if the backend computes pass `pass` (MR_PASS_*) of op `op` (an index
      * of mr_op_names()), else 0 (the pass falls back to "cpu"). */
     int (*supports)(void *ctx, int op, int pass);
-    /* Computes that pass for one node (only asked when supports said 1). */
-    void (*run)(void *ctx, int op, int pass, const mr_op_call *call);
+    /* Computes that pass for one node (only asked when supports said 1).
+     * 0, or MR_E* when it could not: the pass stops and returns that code,
+     * with the message "backend 'NAME': PASS of OP failed (MR_E...)". */
+    int (*run)(void *ctx, int op, int pass, const mr_op_call *call);
 } mr_backend;
 
-/* Registers b under b->name. b is borrowed: it must stay valid for the life
- * of the process. MR_EINVAL when b, its name or an entry is NULL, or the name
- * is taken. */
+/* Registers b under b->name. b is borrowed: it, its name and the code of its
+ * entries must stay valid for the life of the process, so a backend in a
+ * shared library must keep that library loaded: link it with
+ * -Wl,-z,nodelete, or, from LuaJIT, keep the ffi.load namespace referenced
+ * (a collected namespace unloads the library, and the next pass on the
+ * backend crashes). MR_EINVAL when b, its name or an entry is NULL, or the
+ * name is taken; MR_ENOMEM past 16 backends. */
 int mr_backend_register(const mr_backend *b);
 /* The backend registered as `name`, or NULL. Borrowed. */
 const mr_backend *mr_backend_get(const char *name);

@@ -51,17 +51,17 @@ static const float *at_baseline(const dl_ctx *c, int node) { return node == 0 ? 
 
 /* Runs right after node's vjp and replaces its input gradients (= multipliers)
  * by the op's DeepLIFT rule; linear ops keep the vjp. */
-static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *const *xs,
+static int deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *const *xs,
                           const mr_tensor *gy, mr_tensor *const *gxs)
 {
     dl_ctx *c = vctx;
     mr_node_info n;
     if (mr_net_node_info(net, node, &n) < 0)
-        return; /* the graph calls the hook with its own node ids */
+        return MR_OK; /* the graph calls the hook with its own node ids */
     switch (n.rule) {
     case MR_DL_RESCALE: {
         if (!gxs[0])
-            return;
+            return MR_OK;
         const float *x = xs[0]->data, *y = n.y->data;
         const float *x0 = at_baseline(c, n.in[0]), *y0 = c->y0[node];
         float *gx = gxs[0]->data;
@@ -70,13 +70,13 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
             if (fabsf(dx) >= 1e-6f)
                 gx[j] = gy->data[j] * ((y[j] - y0[j]) / dx);
         }
-        return;
+        return MR_OK;
     }
     case MR_DL_MAX:
         if (gxs[0])
             mr_maxpool2d_deeplift(n.attrs, xs[0], at_baseline(c, n.in[0]), (const int32_t *)n.state,
                                   c->arg0[node], gy, gxs[0]);
-        return;
+        return MR_OK;
     case MR_DL_BILINEAR: {
         mr_tensor mid[MR_MAX_INPUTS];
         const mr_tensor *mids[MR_MAX_INPUTS];
@@ -90,11 +90,10 @@ static void deeplift_hook(void *vctx, mr_net *net, int node, const mr_tensor *co
             p += xs[k]->numel;
             mids[k] = &mid[k];
         }
-        mr_net_node_vjp(net, node, mids, gy, gxs); /* on the net's backend */
-        return;
+        return mr_net_node_vjp(net, node, mids, gy, gxs); /* on the net's backend */
     }
     default: /* MR_DL_LINEAR: the vjp is the rule */
-        return;
+        return MR_OK;
     }
 }
 

@@ -141,8 +141,8 @@ int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N);
  * node's inputs xs, its output gradient gy and the input gradients gxs it
  * just wrote (entries may be NULL). */
 typedef struct mr_vjp_hook {
-    void (*fn)(void *ctx, mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
-               mr_tensor *const *gxs);
+    int (*fn)(void *ctx, mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
+              mr_tensor *const *gxs); /* 0 or MR_E*, which stops the pass */
     void *ctx;
 } mr_vjp_hook;
 
@@ -171,8 +171,8 @@ const mr_backend *mr_net_backend(const mr_net *net);
 
 /* Node `node`'s vjp at the inputs xs (its own or others, e.g. DeepLIFT's
  * midpoints), through the network's backend, without parameter gradients:
- * gxs = J(xs)^T gy. */
-void mr_net_node_vjp(mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
-                     mr_tensor *const *gxs);
+ * gxs = J(xs)^T gy. 0 or the backend's MR_E* (mr_backend_dispatch). */
+int mr_net_node_vjp(mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
+                    mr_tensor *const *gxs);
 
 #endif

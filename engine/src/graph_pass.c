@@ -93,6 +93,7 @@ static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, int 
     if (!inference)
         net->calls++;
     int last = mr_graph_output(net);
+    net->ran_N = 0; /* a pass that a backend stops part-way leaves no point for a reverse pass */
     for (int i = 1; i <= last; i++) {
         mr_node *n = &net->nodes[i];
         mr_op_ctx c;
@@ -105,9 +106,9 @@ static int run_forward(mr_net *net, const mr_tensor *x, const mr_tensor *v, int 
         }
         mr_op_call call = {.ctx = &c, .x = xs, .dx = dxs, .y = &n->view[MR_BUF_Y],
                            .dy = &n->view[MR_BUF_DY]};
-        n->ran_on = mr_backend_dispatch(be, n->op, MR_PASS_FORWARD, &call);
+        MR_TRY(mr_backend_dispatch(be, n->op, MR_PASS_FORWARD, &call, &n->ran_on));
         if (v)
-            n->ran_on = mr_backend_dispatch(be, n->op, MR_PASS_JVP, &call);
+            MR_TRY(mr_backend_dispatch(be, n->op, MR_PASS_JVP, &call, &n->ran_on));
     }
     net->ran_N = N;
     net->ran_tangent = v != NULL;
@@ -201,11 +202,11 @@ static int run_backward(mr_net *net, const mr_tensor *gy, const mr_tensor *dgy, 
         mr_op_call call = {.ctx = &c, .x = xs, .dx = dxs, .y = &n->view[MR_BUF_Y],
                            .dy = &n->view[MR_BUF_DY], .gy = &n->view[MR_BUF_GY],
                            .dgy = &n->view[MR_BUF_DGY], .gx = gxs, .dgx = dgxs};
-        n->ran_on = mr_backend_dispatch(be, n->op, MR_PASS_VJP, &call);
+        MR_TRY(mr_backend_dispatch(be, n->op, MR_PASS_VJP, &call, &n->ran_on));
         if (hook)
-            hook->fn(hook->ctx, net, i, xs, &n->view[MR_BUF_GY], gxs);
+            MR_TRY(hook->fn(hook->ctx, net, i, xs, &n->view[MR_BUF_GY], gxs));
         if (tangent)
-            n->ran_on = mr_backend_dispatch(be, n->op, MR_PASS_VJP_TANGENT, &call);
+            MR_TRY(mr_backend_dispatch(be, n->op, MR_PASS_VJP_TANGENT, &call, &n->ran_on));
         for (int k = 0; k < n->nin; k++) {
             if (!will_write[k])
                 continue;
@@ -362,14 +363,14 @@ int mr_net_backward_hooked(mr_net *net, const mr_tensor *gy, mr_tensor *gx, cons
     return run_backward(net, gy, NULL, gx, NULL, 0, 0, hook);
 }
 
-void mr_net_node_vjp(mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
-                     mr_tensor *const *gxs)
+int mr_net_node_vjp(mr_net *net, int node, const mr_tensor *const *xs, const mr_tensor *gy,
+                    mr_tensor *const *gxs)
 {
     mr_node *n = &net->nodes[node];
     mr_op_ctx c;
     mr_tensor *pv[MR_MAX_PARAMS], *pg[MR_MAX_PARAMS];
     make_ctx(net, n, node, 0, net->ran_training, &c, pv, pg);
     mr_op_call call = {.ctx = &c, .x = xs, .y = &n->view[MR_BUF_Y], .gy = gy, .gx = gxs};
-    n->ran_on = mr_backend_dispatch(net->backend, n->op, MR_PASS_VJP, &call);
+    return mr_backend_dispatch(net->backend, n->op, MR_PASS_VJP, &call, &n->ran_on);
 }
 

@@ -30,6 +30,9 @@ struct mr_tensor {
 /* Sets the thread-local message and returns code, so a failure reads
  *   return mr_error(MR_ESHAPE, "conv2d: expected %d channels, got %d", c, x);  */
 int mr_error(int code, const char *fmt, ...) MR_PRINTF(2, 3);
+/* How many messages mr_error has set on this thread: a caller compares it
+ * before and after a call to tell whether the callee set a fresh message. */
+unsigned long mr_error_serial(void);
 
 /* 64-byte aligned allocation, counted by mr_alloc_count(). mr_alloc sets the
  * error message on failure and returns NULL. */

@@ -317,8 +317,10 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
             const float *xn = s->x->data + n * d;
             s->chunk_labels[q] = s->labels[n];
             if (s->samples > 0) { /* x_n + noise, then + shift: one float add each */
-                MR_TRY(be->fill_normal(be->ctx, xq, d, s->seed, s->keys[n], noise_offset(t, s->samples, i, d),
-                                       0.f, s->noise_std[n]));
+                unsigned long serial = mr_error_serial();
+                int rc = be->fill_normal(be->ctx, xq, d, s->seed, s->keys[n], noise_offset(t, s->samples, i, d),
+                                         0.f, s->noise_std[n]);
+                MR_TRY(mr_backend_status(be, "fill_normal", rc, serial));
                 be->add(be->ctx, xq, xn, d);
             } else {
                 be->copy(be->ctx, xq, xn, d);

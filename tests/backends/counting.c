@@ -3,7 +3,8 @@
  * the backend interface and delegates the work to the CPU backend, so results
  * are the CPU's, bit for bit. tests/backend_spec.lua loads it (built by CMake
  * as a test-only library next to libmoreau) and checks the counts, the
- * results and the fallback rule (mr_counting_refuse). It is the proof of
+ * results, the fallback rule (mr_counting_refuse) and the engine's report of
+ * a failing entry (mr_counting_fail). It is the proof of
  * docs/architecture.md, "How to add a backend": it touches no engine file and
  * no op's shape logic, only the public header.
  */
@@ -17,6 +18,7 @@ static const mr_backend *cpu;
 static int64_t runs[MAX_OPS][MR_PASS_COUNT];
 static int64_t n_alloc, n_free, n_copy, n_zero, n_add, n_fill;
 static int refused = -1; /* an op the backend claims not to support; -1: none */
+static int fail_fill, fail_run; /* 1: that entry returns MR_EINVAL without computing */
 
 static void *c_alloc(void *ctx, size_t bytes) { n_alloc++; return cpu->alloc(cpu->ctx, bytes); }
 static void c_free(void *ctx, void *p) { n_free += p != NULL; cpu->free(cpu->ctx, p); }
@@ -28,6 +30,8 @@ static int c_fill_normal(void *ctx, float *d, int64_t n, uint64_t seed, uint64_t
                          float mean, float std)
 {
     n_fill++;
+    if (fail_fill)
+        return MR_EINVAL;
     return cpu->fill_normal(cpu->ctx, d, n, seed, stream, offset, mean, std);
 }
 
@@ -36,10 +40,12 @@ static int c_supports(void *ctx, int op, int pass)
     return op != refused && op >= 0 && op < MAX_OPS && cpu->supports(cpu->ctx, op, pass);
 }
 
-static void c_run(void *ctx, int op, int pass, const mr_op_call *call)
+static int c_run(void *ctx, int op, int pass, const mr_op_call *call)
 {
     runs[op][pass]++;
-    cpu->run(cpu->ctx, op, pass, call);
+    if (fail_run)
+        return MR_EINVAL;
+    return cpu->run(cpu->ctx, op, pass, call);
 }
 
 static mr_backend counting = {
@@ -89,3 +95,13 @@ void mr_counting_reset(void)
 
 /* From now on the backend does not support op `op` (-1: supports every op). */
 void mr_counting_refuse(int op) { refused = op; }
+
+/* From now on entry `entry` ("fill_normal" or "run") returns MR_EINVAL
+ * without setting a message, as a failing device would; NULL: none fails.
+ * MR_EINVAL for another name. */
+int mr_counting_fail(const char *entry)
+{
+    fail_fill = entry && strcmp(entry, "fill_normal") == 0;
+    fail_run = entry && strcmp(entry, "run") == 0;
+    return !entry || fail_fill || fail_run ? MR_OK : MR_EINVAL;
+}

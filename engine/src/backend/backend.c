@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "cpu/cpu.h"
 
+#include <stdio.h>
 #include <string.h>
 
 enum { MR_MAX_BACKENDS = 16 };
@@ -31,6 +32,31 @@ int mr_op_tables_check(void)
     MR_TRY(mr_cpu_kernels_check());
     checked = 1;
     return MR_OK;
+}
+
+static const char *code_name(int rc)
+{
+    static const char *const names[] = {"MR_OK",     "MR_EINVAL",    "MR_ESHAPE", "MR_ENOMEM",
+                                        "MR_EIO",    "MR_EFORMAT",   "MR_ENOTFOUND", "MR_ESTATE"};
+    return rc <= 0 && rc >= MR_ESTATE ? names[-rc] : "an unknown code";
+}
+
+int mr_backend_status(const mr_backend *b, const char *entry, int rc, unsigned long serial)
+{
+    if (rc >= 0 || mr_error_serial() != serial)
+        return rc;
+    if (rc >= MR_ESTATE)
+        return mr_error(rc, "backend '%s': %s failed (%s)", b->name, entry, code_name(rc));
+    return mr_error(rc, "backend '%s': %s failed (%s %d)", b->name, entry, code_name(rc), rc);
+}
+
+int mr_backend_run_status(const mr_backend *b, int op, int pass, int rc, unsigned long serial)
+{
+    static const char *const passes[MR_PASS_COUNT] = {"forward", "vjp", "jvp", "vjp_tangent"};
+    char entry[64];
+    snprintf(entry, sizeof entry, "%s of %s", pass >= 0 && pass < MR_PASS_COUNT ? passes[pass] : "a pass",
+             op >= 0 && op < MR_OP_COUNT ? mr_op_names()[op] : "an op");
+    return mr_backend_status(b, entry, rc, serial);
 }
 
 const mr_backend *mr_backend_get(const char *name)

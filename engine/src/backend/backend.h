@@ -28,15 +28,27 @@ struct mr_op_call {
 /* The CPU backend (backend/cpu/cpu.c). */
 extern const mr_backend mr_cpu_backend;
 
+/* rc from backend b's entry `entry` (e.g. "fill_normal"), called when
+ * mr_error_serial() was `serial`: a negative rc gets the fresh message
+ * "backend 'NAME': ENTRY failed (MR_E...)" unless the entry set its own during
+ * the call (so an old, unrelated message never surfaces). Returns rc. */
+int mr_backend_status(const mr_backend *b, const char *entry, int rc, unsigned long serial);
+
+/* The same for `run`: the entry is named "PASS of OP" (e.g. "vjp of conv2d"). */
+int mr_backend_run_status(const mr_backend *b, int op, int pass, int rc, unsigned long serial);
+
 /* Runs `pass` of op `op` on b, or on the CPU backend when b does not support
- * it (the fallback rule of moreau.h); returns the backend that ran it. */
-static inline const mr_backend *mr_backend_dispatch(const mr_backend *b, int op, int pass,
-                                                    const mr_op_call *call)
+ * it (the fallback rule of moreau.h); *ran = the backend that ran it. 0, or
+ * the backend's MR_E* with its message (mr_backend_run_status). */
+static inline int mr_backend_dispatch(const mr_backend *b, int op, int pass, const mr_op_call *call,
+                                      const mr_backend **ran)
 {
     if (b != &mr_cpu_backend && !b->supports(b->ctx, op, pass))
         b = &mr_cpu_backend;
-    b->run(b->ctx, op, pass, call);
-    return b;
+    *ran = b;
+    unsigned long serial = mr_error_serial();
+    int rc = b->run(b->ctx, op, pass, call);
+    return rc < 0 ? mr_backend_run_status(b, op, pass, rc, serial) : MR_OK;
 }
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 static _Thread_local char last_error[512];
+static _Thread_local unsigned long serial; /* messages set so far on this thread */
 
 int mr_error(int code, const char *fmt, ...)
 {
@@ -16,8 +17,11 @@ int mr_error(int code, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     memcpy(last_error, buf, sizeof buf);
+    serial++;
     return code;
 }
+
+unsigned long mr_error_serial(void) { return serial; }
 
 const char *mr_last_error(void) { return last_error; }
 

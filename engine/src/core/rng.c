@@ -74,10 +74,21 @@ static void fill(float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t
     }
 }
 
+/* The values offset .. offset + n - 1 of a stream must not wrap past 2^64 - 1
+ * (a wrapped offset would silently repeat the stream's first values). */
+static int offsets_fit(const char *what, int64_t n, uint64_t offset)
+{
+    if (n > 0 && (uint64_t)(n - 1) > UINT64_MAX - offset)
+        return mr_error(MR_EINVAL, "%s: offset %llu + %lld values passes 2^64", what, (unsigned long long)offset,
+                        (long long)n);
+    return MR_OK;
+}
+
 int mr_rng_uniform(float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset)
 {
     if (!out || n < 0)
         return mr_error(MR_EINVAL, "rng_uniform: bad output buffer or count %lld", (long long)n);
+    MR_TRY(offsets_fit("rng_uniform", n, offset));
     fill(out, n, seed, stream, offset, 0, 0.f, 1.f);
     return MR_OK;
 }
@@ -87,6 +98,7 @@ int mr_rng_normal(float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_
 {
     if (!out || n < 0)
         return mr_error(MR_EINVAL, "rng_normal: bad output buffer or count %lld", (long long)n);
+    MR_TRY(offsets_fit("rng_normal", n, offset));
     if (!isfinite(mean) || !isfinite(std) || std < 0)
         return mr_error(MR_EINVAL, "rng_normal: mean %g and std %g must be finite, std >= 0",
                         (double)mean, (double)std);

@@ -21,6 +21,7 @@
  */
 #include "../internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +89,15 @@ float *mr_tensor_data(mr_tensor *t) { return t ? t->data : NULL; }
 
 static int range_ok(const mr_tensor *t, int64_t offset, int64_t n, const char *what)
 {
-    if (offset < 0 || n < 0 || offset > t->numel || n > t->numel - offset)
-        return mr_error(MR_EINVAL, "%s: entries [%lld, %lld) outside the %lld of the tensor", what,
-                        (long long)offset, (long long)offset + (long long)n, (long long)t->numel);
+    if (offset < 0 || n < 0 || offset > t->numel || n > t->numel - offset) {
+        /* The end offset + n is printed only when it is an int64 (it can
+         * overflow for a bad n, and the message must not). */
+        if (n >= 0 ? offset <= INT64_MAX - n : offset >= INT64_MIN - n)
+            return mr_error(MR_EINVAL, "%s: entries [%lld, %lld) outside the %lld of the tensor", what,
+                            (long long)offset, (long long)(offset + n), (long long)t->numel);
+        return mr_error(MR_EINVAL, "%s: %lld entries from entry %lld: outside the %lld of the tensor", what,
+                        (long long)n, (long long)offset, (long long)t->numel);
+    }
     return MR_OK;
 }
 
@@ -210,6 +217,12 @@ int mr_tensor_uniform_(mr_tensor *t, uint64_t seed, uint64_t stream, uint64_t of
     MR_TRY(need(t, "mr_tensor_uniform_", "tensor"));
     if (!isfinite(lo) || !isfinite(hi) || !(lo <= hi))
         return mr_error(MR_EINVAL, "mr_tensor_uniform_: need finite lo <= hi, got [%g, %g]", lo, hi);
+    /* The entries are floats in [lo, hi]: bounds past the float range (or a
+     * width hi - lo that overflows) would fill infinities. */
+    if (!isfinite((float)lo) || !isfinite((float)hi) || !isfinite(hi - lo))
+        return mr_error(MR_EINVAL,
+                        "mr_tensor_uniform_: bounds [%g, %g] lie outside the float range (|bound| <= %g)", lo, hi,
+                        (double)FLT_MAX);
     MR_TRY(mr_rng_uniform(t->data, t->numel, seed, stream, offset));
     if (lo != 0 || hi != 1) {
         double w = hi - lo;
@@ -772,6 +785,11 @@ int mr_tensor_gini(double *out, const mr_tensor *t)
     MR_TRY(need(out, "gini", "out"));
     MR_TRY(need(t, "gini", "tensor"));
     MR_TRY(check_no_nan(t, "gini"));
+    /* An infinite entry makes the l1 norm infinite and c_k / l1 NaN. */
+    for (int64_t i = 0; i < t->numel; i++)
+        if (isinf(t->data[i]))
+            return mr_error(MR_EINVAL, "gini: entry %lld is %s, the index needs finite entries", (long long)i,
+                            t->data[i] > 0 ? "inf" : "-inf");
     int64_t N, d;
     items_of(t, &N, &d);
     float *c = scratch(d, sizeof(float), "gini");

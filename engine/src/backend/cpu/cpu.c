@@ -51,7 +51,8 @@ static int cpu_supports(void *ctx, int op, int pass)
     return op >= 0 && op < MR_OP_COUNT && pass >= 0 && pass < MR_PASS_COUNT;
 }
 
-static void cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
+/* The CPU kernels cannot fail (their checks ran in each op's infer): MR_OK. */
+static int cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
 {
     const mr_op_kernels *k = kernels[op];
     switch (pass) {
@@ -68,6 +69,7 @@ static void cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
         k->vjp_tangent(a->ctx, a->x, a->dx, a->y, a->dy, a->gy, a->dgy, a->dgx);
         break;
     }
+    return MR_OK;
 }
 
 const mr_backend mr_cpu_backend = {
