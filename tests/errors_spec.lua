@@ -50,14 +50,7 @@ describe('network-level argument checks', function()
 end)
 
 describe('command-line argument checks', function()
-  local core = require 'moreau.core'
-  local function moreau(args)
-    local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, core.root, args))
-    local out = p:read('*a')
-    p:close()
-    local rc = tonumber(out:match('rc=(%d+)%s*$'))
-    return out:gsub('rc=%d+%s*$', ''), rc
-  end
+  local moreau = require('helpers.cli').moreau
 
   it('bench checks its lists up front and lists every section in --help', function()
     for args, msg in pairs {

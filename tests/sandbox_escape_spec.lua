@@ -18,19 +18,8 @@ os.remove(tmp)
 lfs.mkdir(tmp)
 tmp = isolation.realpath(tmp)
 
-local function write(path, text)
-  local f = assert(io.open(path, 'w'))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, 'rb')
-  if not f then return nil end
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local cli = require 'helpers.cli'
+local moreau, write, read = cli.moreau, cli.write, cli.read
 
 -- A host file the recipes try to read, and a variable they try to see.
 local secret_dir = tmp .. '/host-secrets'
@@ -38,15 +27,6 @@ lfs.mkdir(secret_dir)
 write(secret_dir .. '/token.txt', 'SECRET-7f3a')
 ffi.cdef 'int setenv(const char *name, const char *value, int overwrite);'
 ffi.C.setenv('MOREAU_TEST_SECRET', 'SECRET-ENV-91c2', 1)
-
---- Runs the moreau command; returns its output (stdout and stderr) and exit code.
-local function moreau(args)
-  local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, root, args))
-  local out = p:read('*a')
-  p:close()
-  local rc = tonumber(out:match('rc=(%d+)%s*$'))
-  return out:gsub('rc=%d+%s*$', ''), rc
-end
 
 local n = 0
 --- Runs `body` as a sandboxed recipe's run function; returns output, exit code, results folder.

@@ -12,28 +12,8 @@ local tmp = os.tmpname()
 os.remove(tmp)
 lfs.mkdir(tmp)
 
-local function write(path, text)
-  local f = assert(io.open(path, 'w'))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, 'r')
-  if not f then return nil end
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-
---- Runs the moreau command; returns its output (stdout and stderr) and exit code.
-local function moreau(args)
-  local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau %s 2>&1; echo "rc=$?"'):format(core.lib_path, root, args))
-  local out = p:read('*a')
-  p:close()
-  local rc = tonumber(out:match('rc=(%d+)%s*$'))
-  return out:gsub('rc=%d+%s*$', ''), rc
-end
+local cli = require 'helpers.cli'
+local moreau, write, read = cli.moreau, cli.write, cli.read
 
 -- A small recipe with typed parameters that writes a picture and a table.
 local demo = tmp .. '/demo.lua'
