@@ -239,7 +239,9 @@ function data.cifar10(opts)
   }
 end
 
--- The formats mr_image_load reads (TGA, PSD and HDR are refused by the engine).
+-- The image files of a folder: the formats mr_image_load reads (PNG, JPEG,
+-- PNM), and BMP and GIF, which it refuses by name, so that a folder holding
+-- them stops with that clear message instead of silently losing those images.
 local image_ext = { png = true, jpg = true, jpeg = true, bmp = true, gif = true,
   ppm = true, pgm = true, pnm = true }
 
