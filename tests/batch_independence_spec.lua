@@ -246,7 +246,7 @@ describe('sampling methods bound their memory by default', function()
     for _, tangents in ipairs { false, true } do
       local fresh = softplus_net(5)
       local est = ffi.new('int64_t[1]')
-      core.check(C.mr_net_workspace_estimate(est, fresh.ptr, 9, tangents and 1 or 0))
+      core.check(C.mr_net_workspace_estimate(est, core.handle(fresh), 9, tangents and 1 or 0))
       local x = T.randn({ 9, 1, 6, 6 }, { seed = SEED })
       local oracle = require 'moreau.oracle'
       if tangents then
@@ -276,7 +276,7 @@ describe('sampling methods bound their memory by default', function()
     assert.is_true(used <= budget + 2 ^ 20, ('peak %d bytes > budget %d'):format(used, budget))
     -- and the old default (all 4 x 256 copies in one pass) would not fit
     local all = ffi.new('int64_t[1]')
-    core.check(C.mr_net_workspace_estimate(all, big.ptr, 4 * 256, 0))
+    core.check(C.mr_net_workspace_estimate(all, core.handle(big), 4 * 256, 0))
     assert.is_true(tonumber(all[0]) > 4 * budget, 'one pass of every copy is far over the budget')
   end)
 
@@ -292,7 +292,7 @@ describe('sampling methods bound their memory by default', function()
     local ref = methods.sparsified_smoothgrad { samples = 16, seed = 3, clip = 0.1, keep = 0.5, chunk = 8 }
       :explain(net, x, labels)
     local per = ffi.new('int64_t[1]')
-    core.check(C.mr_net_workspace_estimate(per, net.ptr, 8, 0))
+    core.check(C.mr_net_workspace_estimate(per, core.handle(net), 8, 0))
     local budget = tonumber(per[0]) + 8 * (2 * 36 * 4 + 8) -- room for 8 copies per pass
     for _, how in ipairs { 'option', 'global' } do
       local o = { samples = 16, seed = 3, clip = 0.1, keep = 0.5 }
@@ -323,9 +323,9 @@ describe('sampling methods bound their memory by default', function()
       assert.is_true(used <= budget + 12 * 7 * 36 * 4 + 4096, m.name .. ': ' .. used .. ' > ' .. budget)
     end
     local k = ffi.new('int64_t[1]')
-    core.check(C.mr_auto_chunk(k, net.ptr, 7 * 16, 0, 2 * 36 * 4 + 8, budget))
+    core.check(C.mr_auto_chunk(k, core.handle(net), 7 * 16, 0, 2 * 36 * 4 + 8, budget))
     assert.are.equal(8, tonumber(k[0]))
-    core.check(C.mr_auto_chunk(k, net.ptr, 7 * 16, 0, 2 * 36 * 4 + 8, 1))
+    core.check(C.mr_auto_chunk(k, core.handle(net), 7 * 16, 0, 2 * 36 * 4 + 8, 1))
     assert.are.equal(1, tonumber(k[0]), 'one copy when nothing fits')
     assert.has_error(function() methods.set_memory_budget(-1) end,
       'methods.set_memory_budget: bytes must be an integer in [0, 2^62), got -1')

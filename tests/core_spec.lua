@@ -64,7 +64,7 @@ describe('tensors', function()
   it('report NaN through mr_tensor_check_finite', function()
     local x = T.zeros { 3 }
     x:data()[1] = 0 / 0
-    assert.are.equal(C.MR_EINVAL, C.mr_tensor_check_finite(x.ptr, 'x'))
+    assert.are.equal(C.MR_EINVAL, C.mr_tensor_check_finite(core.handle(x), 'x'))
     assert.are.equal('x: entry 1 is NaN', ffi.string(C.mr_last_error()))
   end)
 end)

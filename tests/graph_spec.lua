@@ -8,7 +8,8 @@ local nn = require 'moreau.nn'
 local oracle = require 'moreau.oracle'
 local models = require 'moreau.models'
 local gc = require 'helpers.gradcheck'
-local C = require('moreau.core').C
+local core = require 'moreau.core'
+local C = core.C
 
 -- A small softplus net with a skip connection and a node feeding three
 -- consumers: conv -> softplus -> (conv, add, mul) -> ... -> linear.
@@ -56,18 +57,18 @@ describe('a network', function()
     local labels = ffi.new('int32_t[4]', { 0, 1, 2, 3 })
     local scores = ffi.new('float[4]')
     local g, hv = T.zeros(x:shape()), T.zeros(x:shape())
-    assert.are.equal(0, C.mr_oracle_hvp(net.ptr, x.ptr, labels, 0, v.ptr, scores, g.ptr, hv.ptr))
+    assert.are.equal(0, C.mr_oracle_hvp(core.handle(net), core.handle(x), labels, 0, core.handle(v), scores, core.handle(g), core.handle(hv)))
     local before = C.mr_alloc_count()
     for _ = 1, 5 do
-      assert.are.equal(0, C.mr_oracle_grad(net.ptr, x.ptr, labels, 0, scores, g.ptr))
-      assert.are.equal(0, C.mr_oracle_hvp(net.ptr, x.ptr, labels, 0, v.ptr, scores, g.ptr, hv.ptr))
+      assert.are.equal(0, C.mr_oracle_grad(core.handle(net), core.handle(x), labels, 0, scores, core.handle(g)))
+      assert.are.equal(0, C.mr_oracle_hvp(core.handle(net), core.handle(x), labels, 0, core.handle(v), scores, core.handle(g), core.handle(hv)))
     end
     assert.are.equal(before, C.mr_alloc_count())
     -- a smaller batch reuses the same workspace
     local x2 = x:narrow(1, 2)
     local g2 = T.zeros(x2:shape())
     local before2 = C.mr_alloc_count()
-    assert.are.equal(0, C.mr_oracle_grad(net.ptr, x2.ptr, labels, 0, scores, g2.ptr))
+    assert.are.equal(0, C.mr_oracle_grad(core.handle(net), core.handle(x2), labels, 0, scores, core.handle(g2)))
     assert.are.equal(before2, C.mr_alloc_count())
     assert.is_true(net:workspace_bytes() > 0)
   end)
@@ -343,7 +344,7 @@ describe('the workspace', function()
     local x = T.randn({ 2, 4 }, { seed = 1 })
     local u = T.randn({ 2, 4 }, { seed = 2 })
     net:forward(x)
-    assert.are.equal(0, C.mr_net_set_output(net.ptr, 4))
+    assert.are.equal(0, C.mr_net_set_output(core.handle(net), 4))
     assert.has_error(function() net:backward(u) end,
       'backward: the output node moved to 4 after the forward pass; run it again')
     -- after a forward the slot map is for node 4: the gradient of the first two pairs

@@ -140,7 +140,7 @@ describe('a non-finite input', function()
     so.samples, so.mode, so.sigma = 2, C.MR_SG_MEAN, 0.1
     local lab = ffi.new('int32_t[2]', { 0, 2 })
     local out = T.zeros(x:shape())
-    assert.are.equal(C.MR_EINVAL, C.mr_smoothgrad(out.ptr, nt.ptr, x.ptr, lab, so))
+    assert.are.equal(C.MR_EINVAL, C.mr_smoothgrad(core.handle(out), core.handle(nt), core.handle(x), lab, so))
     assert.are.equal('input: entry 41 is NaN', ffi.string(C.mr_last_error()))
   end)
 end)
@@ -148,17 +148,17 @@ end)
 describe('the engine as the one home of the noise', function()
   local x = T.randn({ 3, 1, 6, 6 }, { seed = SEED, stream = 1 })
   local N, d = 3, 36
-  local keys = methods.keys(x, nil, 'test', 2)
+  local keys = require('moreau.methods.common').keys(x, nil, 'test', 2)
 
   local function scales(sigma)
     local s = ffi.new('float[?]', N)
-    assert.are.equal(0, C.mr_noise_scales(s, nil, nil, x.ptr, sigma))
+    assert.are.equal(0, C.mr_noise_scales(s, nil, nil, core.handle(x), sigma))
     return s
   end
 
   it('mr_noise_copies with sigma = 0 copies each item, exactly', function()
     local xb = T.zeros { 7, 1, 6, 6 }
-    assert.are.equal(0, C.mr_noise_copies(xb.ptr, nil, x.ptr, scales(0), keys, 5, 4, 3))
+    assert.are.equal(0, C.mr_noise_copies(core.handle(xb), nil, core.handle(x), scales(0), keys, 5, 4, 3))
     for q = 0, 6 do
       local n = math.floor((3 + q) / 4)
       for j = 0, d - 1 do
@@ -171,7 +171,7 @@ describe('the engine as the one home of the noise', function()
     local s = scales(0.2)
     local xb, eps = T.zeros { 5, 1, 6, 6 }, ffi.new('float[?]', 5 * d)
     -- copies 4..8 of 3 items x 3 samples: (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)
-    assert.are.equal(0, C.mr_noise_copies(xb.ptr, eps, x.ptr, s, keys, 9, 3, 4))
+    assert.are.equal(0, C.mr_noise_copies(core.handle(xb), eps, core.handle(x), s, keys, 9, 3, 4))
     local z = ffi.new('float[?]', d)
     for q = 0, 4 do
       local n, i = math.floor((4 + q) / 3), (4 + q) % 3
@@ -188,10 +188,10 @@ describe('the engine as the one home of the noise', function()
 
   it('mr_noise_copies refuses copies past the end and a wrong shape', function()
     local xb = T.zeros { 2, 1, 6, 6 }
-    assert.are.equal(C.MR_EINVAL, C.mr_noise_copies(xb.ptr, nil, x.ptr, scales(0.1), keys, 0, 2, 5))
+    assert.are.equal(C.MR_EINVAL, C.mr_noise_copies(core.handle(xb), nil, core.handle(x), scales(0.1), keys, 0, 2, 5))
     assert.are.equal('noise_copies: copies 5..6 out of range for 3 items x 2 samples', ffi.string(C.mr_last_error()))
     local bad = T.zeros { 2, 36 }
-    assert.are.equal(C.MR_ESHAPE, C.mr_noise_copies(bad.ptr, nil, x.ptr, scales(0.1), keys, 0, 2, 0))
+    assert.are.equal(C.MR_ESHAPE, C.mr_noise_copies(core.handle(bad), nil, core.handle(x), scales(0.1), keys, 0, 2, 0))
     assert.are.equal('noise_copies: xb 2x36 must be (k, sample shape) of x 3x1x6x6', ffi.string(C.mr_last_error()))
   end)
 

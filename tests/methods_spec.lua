@@ -9,6 +9,7 @@ local methods = require 'moreau.methods'
 local prox = require 'moreau.prox'
 local oracle = require 'moreau.oracle'
 local gc = require 'helpers.gradcheck'
+local core = require 'moreau.core'
 
 -- float32 precision of results that should equal a closed form exactly
 local EXACT = 2e-6
@@ -236,7 +237,7 @@ describe('the solver stepped from Lua', function()
     local s = prox.solver(net, x, { 1 }, { reg = 'group', T = 50, m = 3, seed = 1 })
     s:step()
     local before = C.mr_alloc_count()
-    for _ = 1, 10 do C.mr_moreau_step(s.ptr) end
+    for _ = 1, 10 do C.mr_moreau_step(core.handle(s)) end
     assert.are.equal(before, C.mr_alloc_count())
   end)
 

@@ -312,25 +312,25 @@ describe('shapes are checked by shape, not by element count', function()
   it('the engine: oracle, smoothgrad, DeepLIFT, the Moreau result and the L2-ball projection', function()
     local lab = ffi.new('int32_t[2]', { 0, 1 })
     local other = T.zeros { 2, 6, 6, 1 } -- the same 72 entries
-    assert.are.equal(C.MR_ESHAPE, C.mr_oracle_grad(net.ptr, x.ptr, lab, C.MR_SCORE_LOGIT, nil, other.ptr))
+    assert.are.equal(C.MR_ESHAPE, C.mr_oracle_grad(core.handle(net), core.handle(x), lab, C.MR_SCORE_LOGIT, nil, core.handle(other)))
     assert.are.equal('oracle.grad: grad has shape 2x6x6x1, x has 2x1x6x6', ffi.string(C.mr_last_error()))
-    assert.are.equal(C.MR_ESHAPE, C.mr_oracle_hvp(net.ptr, x.ptr, lab, C.MR_SCORE_LOGIT, other.ptr, nil, nil,
-      T.zeros(x:shape()).ptr))
+    assert.are.equal(C.MR_ESHAPE, C.mr_oracle_hvp(core.handle(net), core.handle(x), lab, C.MR_SCORE_LOGIT, core.handle(other), nil, nil,
+      core.handle(T.zeros(x:shape()))))
     local so = ffi.new('mr_smoothgrad_opts')
     so.samples, so.sigma = 2, 0.1
-    assert.are.equal(C.MR_ESHAPE, C.mr_smoothgrad(other.ptr, net.ptr, x.ptr, lab, so))
-    assert.are.equal(C.MR_ESHAPE, C.mr_deeplift(T.zeros(x:shape()).ptr, net.ptr, x.ptr, other.ptr, lab))
+    assert.are.equal(C.MR_ESHAPE, C.mr_smoothgrad(core.handle(other), core.handle(net), core.handle(x), lab, so))
+    assert.are.equal(C.MR_ESHAPE, C.mr_deeplift(core.handle(T.zeros(x:shape())), core.handle(net), core.handle(x), core.handle(other), lab))
     assert.are.equal('deeplift: baseline has shape 2x6x6x1, expected 2x1x6x6 (like x)',
       ffi.string(C.mr_last_error()))
     local s = prox.solver(net, x, { 0, 1 }, { T = 2, m = 0 })
     s:run()
-    assert.are.equal(C.MR_ESHAPE, C.mr_moreau_result(s.ptr, other.ptr))
+    assert.are.equal(C.MR_ESHAPE, C.mr_moreau_result(core.handle(s), core.handle(other)))
     assert.are.equal('moreau_result: out has shape 2x6x6x1, the batch has shape 2x1x6x6',
       ffi.string(C.mr_last_error()))
-    assert.are.equal(C.MR_ESHAPE, C.mr_proj_l2_ball(other.ptr, x.ptr, 1))
+    assert.are.equal(C.MR_ESHAPE, C.mr_proj_l2_ball(core.handle(other), core.handle(x), 1))
     local logits, lab2 = T.zeros { 2, 3 }, ffi.new('int32_t[2]', { 0, 1 })
     local loss = ffi.new('float[1]')
-    assert.are.equal(C.MR_ESHAPE, C.mr_cross_entropy(loss, T.zeros { 2, 3, 1 }.ptr, logits.ptr, lab2, 0))
+    assert.are.equal(C.MR_ESHAPE, C.mr_cross_entropy(loss, core.handle(T.zeros { 2, 3, 1 }), core.handle(logits), lab2, 0))
   end)
 
   it('elementwise tensor arithmetic', function()
@@ -545,7 +545,7 @@ end)
 
 -- One parser (issue 12): options given as strings (recipe parameters, the
 -- bench's command line) go through options.params; the labels of every
--- entry point through oracle.labels.
+-- entry point through core.labels.
 describe('options given as strings', function()
   local asserts = require 'helpers.asserts'
   local params = {
@@ -627,26 +627,32 @@ end)
 
 describe('labels, one helper for the oracle and training', function()
   local asserts = require 'helpers.asserts'
-  local oracle = require 'moreau.oracle'
   it('convert arrays, cdata and one number to int32', function()
-    local a = oracle.labels({ 3, 0, 7 }, 3)
+    local a = core.labels({ 3, 0, 7 }, 3)
     assert.are.same({ 3, 0, 7 }, { a[0], a[1], a[2] })
-    local b = oracle.labels(5, 2)
+    local b = core.labels(5, 2)
     assert.are.same({ 5, 5 }, { b[0], b[1] })
     local into = ffi.new('int32_t[4]')
-    assert.are.equal(into, train.labels(a, 3, into))
+    assert.are.equal(into, core.labels(a, 3, into))
     assert.are.same({ 3, 0, 7 }, { into[0], into[1], into[2] })
   end)
 
   it('name the owner, the position and the value of a bad label', function()
-    asserts.error_with(function() train.labels({ 0, 1.5 }, 2) end, 'train: labels[2] = 1.5 is not an integer class id')
-    asserts.error_with(function() train.labels({ 0 }, 2) end, 'train: 1 labels for a batch of 2')
-    asserts.error_with(function() oracle.labels({ 0, NAN }, 2) end, 'oracle: labels[2] = nan is not an integer class id')
-    asserts.error_with(function() oracle.labels({ INF }, 1) end, 'oracle: labels[1] = inf is not an integer class id')
-    asserts.error_with(function() oracle.labels(0.5, 3) end, 'oracle: labels = 0.5 is not an integer class id')
+    local logits = T.zeros { 2, 3 }
+    asserts.error_with(function() train.cross_entropy(logits, { 0, 1.5 }) end,
+      'train: labels[2] = 1.5 is not an integer class id')
+    asserts.error_with(function() train.cross_entropy(logits, { 0 }) end, 'train: 1 labels for a batch of 2')
+    asserts.error_with(function() core.labels({ 0, NAN }, 2) end, 'oracle: labels[2] = nan is not an integer class id')
+    asserts.error_with(function() core.labels({ INF }, 1) end, 'oracle: labels[1] = inf is not an integer class id')
+    asserts.error_with(function() core.labels(0.5, 3) end, 'oracle: labels = 0.5 is not an integer class id')
     -- 2^32 would wrap to a valid-looking int32
-    asserts.error_with(function() oracle.labels({ 2 ^ 32 }, 1) end,
+    asserts.error_with(function() core.labels({ 2 ^ 32 }, 1) end,
       'oracle: labels[1] = 4294967296 is outside the int32 range of class ids')
-    asserts.error_with(function() oracle.labels('0,1', 2) end, 'oracle: labels must be a table of class ids, got string')
+    asserts.error_with(function() core.labels('0,1', 2) end, 'oracle: labels must be a table of class ids, got string')
+  end)
+
+  it('stay private: no public module hands out the unchecked int32 array', function()
+    assert.is_nil(require('moreau.oracle').labels)
+    assert.is_nil(train.labels)
   end)
 end)

@@ -201,7 +201,7 @@ describe('safetensors round trip', function()
     local function save(names, metadata)
       local n = #names
       local cn, ct = ffi.new('const char*[?]', n + 1), ffi.new('const mr_tensor*[?]', n + 1)
-      for i, name in ipairs(names) do cn[i - 1], ct[i - 1] = name, one.ptr end
+      for i, name in ipairs(names) do cn[i - 1], ct[i - 1] = name, core.handle(one) end
       return function() core.check(C.mr_safetensors_save(path, n, cn, ct, metadata)) end
     end
     fails_with(save({ 'x', 'y', 'x' }), path, "two tensors are named 'x'")
@@ -679,13 +679,13 @@ describe('safetensors and networks', function()
 
   it('walks the parameters of a const network with mr_net_param_value (what save_net writes)', function()
     local net = small_net(13)
-    local n = C.mr_net_param_count(net.ptr)
+    local n = C.mr_net_param_count(core.handle(net))
     assert.are.equal(6, n)
     for i = 0, n - 1 do
-      assert.is_true(C.mr_net_param_value(net.ptr, i) == C.mr_net_param_get(net.ptr, i))
+      assert.is_true(C.mr_net_param_value(core.handle(net), i) == C.mr_net_param_get(core.handle(net), i))
     end
-    assert.is_true(C.mr_net_param_value(net.ptr, -1) == nil)
-    assert.is_true(C.mr_net_param_value(net.ptr, n) == nil)
+    assert.is_true(C.mr_net_param_value(core.handle(net), -1) == nil)
+    assert.is_true(C.mr_net_param_value(core.handle(net), n) == nil)
     assert.is_true(C.mr_net_param_value(nil, 0) == nil)
   end)
 end)

@@ -280,3 +280,111 @@ describe('the sandbox: the operating system wall alone (payloads with every LuaJ
     assert.is_true(lfs.attributes(dir .. '/big.bin', 'size') <= 1024 * 1024)
   end)
 end)
+
+describe('the sandbox: the Lua wall hands a recipe no pointer', function()
+  local sandbox = require 'moreau.sandbox'
+
+  -- What a recipe may hold as cdata: 64-bit integers (noise keys, seeds) are
+  -- values; any pointer, array, struct or C library namespace is an address
+  -- it could free, wrap again, keep past its owner or index out of bounds.
+  local function is_value(v)
+    return type(v) == 'cdata' and (ffi.istype('uint64_t', v) or ffi.istype('int64_t', v))
+  end
+
+  --- Every path from `root` through table keys, values and metatables (the
+  -- recipe has getmetatable and pairs; it has no debug, so no upvalues) that
+  -- ends at a cdata or userdata that is not a value.
+  local function pointers_within_reach(root)
+    local found, seen, stack = {}, {}, { { root, 'recipe' } }
+    while #stack > 0 do
+      local v, path = unpack(table.remove(stack))
+      local t = type(v)
+      if (t == 'cdata' and not is_value(v)) or t == 'userdata' then
+        found[#found + 1] = ('%s = %s'):format(path, tostring(v))
+      elseif (t == 'table' or t == 'string' or t == 'cdata') and not seen[v] then
+        seen[v] = true
+        if t == 'table' then
+          for k, x in next, v do
+            stack[#stack + 1] = { k, path .. ' key ' .. tostring(k) }
+            stack[#stack + 1] = { x, path .. '.' .. tostring(k) }
+          end
+        end
+        local mt = debug.getmetatable(v)
+        if mt ~= nil then stack[#stack + 1] = { mt, path .. ' <metatable>' } end
+      end
+    end
+    table.sort(found)
+    return found
+  end
+
+  -- A recipe that makes one of every kind of object the public modules hand
+  -- out and returns them all, with its environment.
+  local make_everything = [[
+    local moreau = require 'moreau'
+    local T, data, prox, methods, viz = moreau.tensor, moreau.data, moreau.prox, moreau.methods, moreau.viz
+    local metrics, attacks, train, oracle = moreau.metrics, moreau.attacks, moreau.train, moreau.oracle
+    local out = { env = _G }
+    local net, card = moreau.models.pretrained('resnet_fmnist')
+    out.net, out.card = net, card
+    local test = data.fashion_mnist { split = 'test' }
+    out.test = test
+    local x, y = data.get(test, 1)
+    x = data.normalize(x, card.data.normalization.mean, card.data.normalization.std)
+    out.x, out.y, out.subset, out.perm = x, y, data.subset(test, 1, 2), data.permutation(5, 0)
+    for bx, by, idx in data.batches(data.subset(test, 1, 2), 2) do out.batch = { bx, by, idx } end
+    out.param, out.params = net:param(net:params()[1].name), net:params()
+    out.scores, out.grad = oracle.grad(net, x, y)
+    out.hv = oracle.hvp(net, x, y, out.grad)
+    local solver = prox.solver(net, x, { y }, { T = 2, m = 2, K = 2 })
+    solver:run()
+    out.solver, out.result, out.stats = solver, solver:result(), solver:stats(1)
+    out.groups = prox.blocks(1, 28, 28, 2)
+    out.method = methods.create('moreaugrad', { T = 2, m = 2, K = 2 })
+    out.map = out.method:explain(net, x, { y })
+    out.item_keys, out.streams = methods.item_keys(x), methods.perturbation_streams(x)
+    out.attack = attacks.create('topk', { iters = 1 })
+    out.attacked = { out.attack:run(net, methods.create('gradient'), x, { y }) }
+    out.lipschitz = metrics.local_lipschitz(net, methods.create('gradient'), x, { y }, { samples = 2 })
+    out.members = { metrics.topk_members(out.map, 1, 5) }
+    out.optimizer = train.sgd { lr = 0.1 }:build(net)
+    out.loss = { train.cross_entropy(net:forward(x), { y }) }
+    out.canvas = viz.heatmap(out.map)
+    out.grid = viz.grid { rows = { { out.canvas } } }
+    out.picture = out.canvas:to_tensor()
+    return out
+  ]]
+
+  it('in what the public modules hand out, down to the metatables', function()
+    local dir = tmp .. '/reach'
+    lfs.mkdir(dir)
+    local env = sandbox.env()
+    local chunk = assert(loadstring(make_everything, '=make_everything'))
+    setfenv(chunk, env)
+    sandbox.confine(dir)
+    local ok, everything = pcall(chunk)
+    sandbox.release()
+    assert(ok, everything)
+    assert.are.same({}, pointers_within_reach(everything))
+  end)
+
+  it('the old ways to one fail with a clear error', function()
+    local out, rc = run_recipe([[
+      local T = require 'moreau.tensor'
+      local x = T.zeros { 2 }
+      print('field', x.ptr, rawget(x, 'ptr'))
+      for k, v in pairs(x) do print('pair', k, v) end
+      print('wrap', pcall(T.wrap, x.ptr))
+      print('borrow', pcall(T.borrow, 12345, x))
+      print('data', pcall(x.data, x))
+      x:free()
+      print('freed', pcall(x.sum, x))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('field\tnil\tnil', 1, true), out)
+    assert.falsy(out:find('pair', 1, true), out)
+    assert.truthy(out:find('wrap\tfalse\t[^\n]*expected a non%-NULL mr_tensor%* from the engine, got nil'), out)
+    assert.truthy(out:find('borrow\tfalse\t[^\n]*expected a non%-NULL mr_tensor%* from the engine, got 12345'), out)
+    assert.truthy(out:find('data\tfalse\t[^\n]*not available in a sandboxed recipe'), out)
+    assert.truthy(out:find('freed\tfalse\t[^\n]*the tensor was freed'), out)
+  end)
+end)

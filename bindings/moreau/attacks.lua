@@ -42,7 +42,7 @@ local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local methods = require 'moreau.methods'
 local options = require 'moreau.options'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local attacks = {}
 
@@ -84,7 +84,7 @@ end
 function Attack:run(net, method, x, labels)
   if not T.is(x) then error(self.name .. ':run: x must be a tensor', 2) end
   if not x:isfinite() then error(self.name .. ':run: x contains NaN or infinite values', 2) end
-  local lab = oracle.labels(labels, x:size(1))
+  local lab = core.labels(labels, x:size(1))
   return self:_run(net, method, x, lab, labels)
 end
 
@@ -98,7 +98,7 @@ function attacks.predict(net, x)
   local y = net:forward_inference(x)
   local N = y:size(1)
   local arg = ffi.new('int64_t[?]', N)
-  check(C.mr_tensor_argmax_items(arg, y.ptr)) -- the first largest; NaN never wins
+  check(C.mr_tensor_argmax_items(arg, handle(y))) -- the first largest; NaN never wins
   local out = {}
   for n = 1, N do out[n] = tonumber(arg[n - 1]) end
   return out
@@ -112,11 +112,11 @@ local function sign_step(x, g, alpha) x:add_(g:clone():sign_(), -alpha) end
 local floats, store = core.floats, core.store
 
 local function project(xp, x, o)
-  check(C.mr_proj_l2_ball(xp.ptr, x.ptr, o.eps))
-  if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
+  check(C.mr_proj_l2_ball(handle(xp), handle(x), o.eps))
+  if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(handle(xp), o.lo, o.hi)) end
 end
 
-local function copy_item(dst, src, n) check(C.mr_tensor_copy_items(dst.ptr, n, src.ptr, n, 1)) end
+local function copy_item(dst, src, n) check(C.mr_tensor_copy_items(handle(dst), n, handle(src), n, 1)) end
 
 --- True for methods whose map depends on a noise seed.
 function attacks.is_stochastic(method)
@@ -406,7 +406,7 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
         local y = x:narrow(n + 1)
         y:add_(T.randn(y:shape(), { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s }))
         y:clamp_(o.lo, o.hi)
-        check(C.mr_tensor_copy_items(xp.ptr, n, y.ptr, 0, 1))
+        check(C.mr_tensor_copy_items(handle(xp), n, handle(y), 0, 1))
         info[n + 1] = { tries = r + 1, label_kept = true }
       end
       if not o.keep_label then break end
@@ -443,8 +443,8 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   local xp = x:clone()
   local function proj()
     if o.norm == 'linf' then
-      check(C.mr_proj_linf_ball(xp.ptr, x.ptr, o.eps))
-      if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(xp.ptr, o.lo, o.hi)) end
+      check(C.mr_proj_linf_ball(handle(xp), handle(x), o.eps))
+      if o.lo > -INF or o.hi < INF then check(C.mr_proj_box(handle(xp), o.lo, o.hi)) end
     else
       project(xp, x, o)
     end
@@ -463,9 +463,9 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
         local u = T.rand({ 1 }, { seed = o.seed, stream = stream, offset = 2 * d + 1 }):get(1)
         scale[n] = o.eps * u ^ (1 / d) / math.max(z:norm(), 1e-30)
       end
-      check(C.mr_tensor_copy_items(noise.ptr, n, z.ptr, 0, 1))
+      check(C.mr_tensor_copy_items(handle(noise), n, handle(z), 0, 1))
     end
-    check(C.mr_tensor_add_items_(xp.ptr, noise.ptr, scale)) -- x' = x + scale_n · z_n
+    check(C.mr_tensor_add_items_(handle(xp), handle(noise), scale)) -- x' = x + scale_n · z_n
     proj()
   end
   local function loss(xx)
@@ -486,12 +486,12 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
     if o.norm == 'linf' then
       sign_step(xp, g, o.alpha)
     else
-      check(C.mr_tensor_dot_items(scale, g.ptr, g.ptr)) -- ‖g_n‖²
+      check(C.mr_tensor_dot_items(scale, handle(g), handle(g))) -- ‖g_n‖²
       for n = 0, N - 1 do
         local s = scale[n]
         scale[n] = -(s > 0 and o.alpha / math.sqrt(s) or 0) -- −0 for g = 0: p + (−0)·g = p − 0·g, bit for bit
       end
-      check(C.mr_tensor_add_items_(xp.ptr, g.ptr, scale)) -- x' − alpha·g/‖g‖ per item
+      check(C.mr_tensor_add_items_(handle(xp), handle(g), scale)) -- x' − alpha·g/‖g‖ per item
     end
     proj()
   end

@@ -69,21 +69,111 @@ function core.check(rc, level)
   return rc
 end
 
+-- ------------------------------------------------------------ handles
+-- The engine object behind a Lua object (a tensor's mr_tensor*, a network's
+-- mr_net*, a solver's, an optimizer's, an open safetensors file's) lives in
+-- this module's tables, keyed by the Lua object, never in a field of it, and
+-- so does every C array the engine object borrows. Code that holds only the
+-- object (a sandboxed recipe: it cannot require moreau.core) can therefore
+-- never reach a pointer: it cannot free one twice, wrap it again, keep it
+-- past its owner or index an unchecked array (docs/sandbox.md). The keys are
+-- weak, so collecting the object lets the pointer's finalizer (ffi.gc) run.
+local handles = setmetatable({}, { __mode = 'k' })
+local borrowed = setmetatable({}, { __mode = 'k' })
+local released = setmetatable({}, { __mode = 'k' })
+
+--- Binds the engine pointer ptr (and `keep`, anything the C object borrows
+-- and that must live as long as it) to the Lua object obj. RETURN: obj.
+function core.attach(obj, ptr, keep)
+  handles[obj], borrowed[obj] = ptr, keep
+  return obj
+end
+
+--- The engine pointer behind obj; nil for anything that is not a live
+-- moreau object (the engine then reports the NULL argument by name). Raises
+-- the message given to core.detach for an object released on purpose.
+function core.handle(obj)
+  local p = handles[obj]
+  if p == nil and released[obj] then error(released[obj], 3) end
+  return p
+end
+local handle = core.handle
+
+--- Unbinds obj from its pointer and returns the pointer (the caller frees
+-- it). `why`, when given, is the error every later core.handle(obj) raises.
+function core.detach(obj, why)
+  local p = handles[obj]
+  handles[obj], borrowed[obj], released[obj] = nil, nil, why
+  return p
+end
+
+-- ------------------------------------------------------------- labels
+
+local INT32_MAX = 2 ^ 31 - 1
+
+-- c when it is a class id the engine can hold (an integer in int32's range:
+-- 2^32 would wrap to INT_MIN); else raises, naming labels[i] (or labels when
+-- i is nil), at `level` (1: the caller of class_id).
+local function class_id(c, i, who, level)
+  if type(c) ~= 'number' or c ~= math.floor(c) or c - c ~= 0 then
+    error(('%s: %s = %s is not an integer class id'):format(who, i and ('labels[%d]'):format(i) or 'labels',
+      tostring(c)), level + 1)
+  end
+  if math.abs(c) > INT32_MAX then
+    error(('%s: %s = %.0f is outside the int32 range of class ids'):format(who,
+      i and ('labels[%d]'):format(i) or 'labels', c), level + 1)
+  end
+  return c
+end
+
+--- Labels as the engine takes them: one 0-based class id per batch item, as an
+-- int32_t[N] cdata. The one home of this conversion. Private to moreau, as
+-- every C array is (see handles above): an int32_t[N] is not bounds checked.
+-- ARGS: labels (a Lua array of N class ids, an int32_t cdata array of at
+--   least N, or one number for every item), N (the batch size), into
+--   (optional int32_t[>= N] to fill instead of a fresh array), who (the owner
+--   named in errors, default 'oracle'), level (where errors point, 1: the
+--   caller of core.labels; default 2, the caller's caller).
+-- Errors: "WHO: K labels for a batch of N"; "WHO: labels[I] = V is not an
+-- integer class id" (NaN, ±inf and fractions too; "labels = V" for one
+-- number); "WHO: labels[I] = V is outside the int32 range of class ids";
+-- "WHO: labels must be a table of class ids, got TYPE". The range 0..K-1 is
+-- checked by the engine, which knows K.
+-- RETURN: the cdata (`into` when given).
+function core.labels(labels, N, into, who, level)
+  who, level = who or 'oracle', (level or 2) + 1
+  local out = into or ffi.new('int32_t[?]', math.max(N, 1))
+  if type(labels) == 'number' then
+    class_id(labels, nil, who, level + 1)
+    for i = 0, N - 1 do out[i] = labels end
+  elseif type(labels) == 'table' then
+    if #labels ~= N then
+      error(('%s: %d labels for a batch of %d'):format(who, #labels, N), level)
+    end
+    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level + 1) end
+  elseif type(labels) == 'cdata' then
+    if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
+  else
+    error(('%s: labels must be a table of class ids, got %s'):format(who, type(labels)), level)
+  end
+  return out
+end
+
 --- A copy of the entries of tensor t (a moreau.tensor) in a new float array,
 -- for Lua code that computes on the values itself: it reads a copy, never
 -- tensor memory, and core.store writes the results back. The array is
 -- 0-based and unchecked, so it stays inside moreau (the sandbox does not
 -- expose core). ARGS: t. RETURN: float[numel].
 function core.floats(t)
-  local n = tonumber(C.mr_tensor_numel(t.ptr))
+  local n = tonumber(C.mr_tensor_numel(handle(t)))
   local buf = ffi.new('float[?]', n)
-  core.check(C.mr_tensor_read(buf, t.ptr, 0, n))
+  core.check(C.mr_tensor_read(buf, handle(t), 0, n))
   return buf
 end
 
 --- Writes the numel floats of buf (from core.floats) into tensor t. RETURN: t.
 function core.store(t, buf)
-  core.check(C.mr_tensor_write(t.ptr, 0, buf, C.mr_tensor_numel(t.ptr)))
+  core.check(C.mr_tensor_write(handle(t), 0, buf, C.mr_tensor_numel(handle(t))))
   return t
 end
 

@@ -22,7 +22,7 @@ local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local options = require 'moreau.options'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local data = {}
 
@@ -142,7 +142,7 @@ function data.save_png(path, img)
     error(('data.save_png: expected an image (1, C, H, W), got %s%s'):format(table.concat(s, 'x'), hint), 2)
   end
   core.check_write(path, 2)
-  check(C.mr_image_write_png(path, img.ptr))
+  check(C.mr_image_write_png(path, handle(img)))
 end
 
 -- ------------------------------------------------------------ data sets
@@ -225,7 +225,7 @@ function data.cifar10(opts)
     images = T.zeros { n, 3, 32, 32 }
     local item = 0
     for i, x in ipairs(parts) do
-      check(C.mr_tensor_copy_items(images.ptr, item, x.ptr, 0, x:size(1)))
+      check(C.mr_tensor_copy_items(handle(images), item, handle(x), 0, x:size(1)))
       item = item + x:size(1)
       x:free()
       parts[i] = nil
@@ -331,7 +331,7 @@ function data.image_folder(opts)
       error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
         f, table.concat(x:shape(), 'x', 2), files[1], table.concat(images:shape(), 'x', 2)), 2)
     end
-    check(C.mr_tensor_copy_items(images.ptr, i - 1, x.ptr, 0, 1))
+    check(C.mr_tensor_copy_items(handle(images), i - 1, handle(x), 0, 1))
     x:free()
   end
   return {
@@ -377,7 +377,7 @@ local function affine(x, a, b, nc)
   local y = x:clone()
   local sa, sb = ffi.new('double[?]', nc), ffi.new('double[?]', nc)
   for c = 1, nc do sa[c - 1], sb[c - 1] = a[c], b[c] end
-  check(C.mr_tensor_channel_affine_(y.ptr, sa, sb))
+  check(C.mr_tensor_channel_affine_(handle(y), sa, sb))
   return y
 end
 
@@ -503,7 +503,7 @@ function data.batches(ds, batch_size, opts)
       idx[k] = i
       if y then y[k] = ds.labels[i] end
     end
-    check(C.mr_tensor_index_select(x.ptr, ds.images.ptr, index, b))
+    check(C.mr_tensor_index_select(handle(x), handle(ds.images), index, b))
     pos = pos + b
     return x, y, idx
   end

@@ -76,10 +76,6 @@ end
 -- batch dim first (README "The rules on hard cases"). Raises at `level`.
 methods.check_input = common.check_input
 
---- The N noise keys of a batch as a C array (uint64_t[N]) for the engine
--- (moreau.methods.common.keys: ids, errors and levels).
-methods.keys = common.keys
-
 --- Copies per forward pass (moreau.methods.common.chunk_size).
 methods.chunk_size = common.chunk_size
 

@@ -55,7 +55,7 @@ local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local options = require 'moreau.options'
 
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local floor, sqrt = math.floor, math.sqrt
 local NAN = 0 / 0
@@ -139,7 +139,7 @@ end
 function metrics.normalized_distance(a, b)
   local N = items(a, b, 'normalized_distance')
   local buf = ffi.new('double[?]', N)
-  check(C.mr_tensor_normalized_distance(buf, a.ptr, b.ptr))
+  check(C.mr_tensor_normalized_distance(buf, handle(a), handle(b)))
   return per_item(buf, N)
 end
 
@@ -174,7 +174,7 @@ function metrics.topk_members(t, n, k, signed)
   end
   local d = t:numel() / N
   local mb, sz, sh = ffi.new('double[?]', d), ffi.new('double[1]'), ffi.new('double[1]')
-  check(C.mr_tensor_topk_members(mb, sz, sh, t.ptr, n - 1, k, signed and 1 or 0), 2)
+  check(C.mr_tensor_topk_members(mb, sz, sh, handle(t), n - 1, k, signed and 1 or 0), 2)
   local m = {}
   for j = 0, d - 1 do
     local v = mb[j]
@@ -213,7 +213,7 @@ function metrics.topk_intersection(a, b, opts)
   -- Σ_j min(m_a(j), m_b(j)) is summed in C as counts of membership pairs (1
   -- or the tied share of each map), so the order of the positions cannot matter.
   local buf = ffi.new('double[?]', N)
-  check(C.mr_tensor_topk_intersection(buf, a.ptr, b.ptr, opts.k or 0, frac, signed and 1 or 0))
+  check(C.mr_tensor_topk_intersection(buf, handle(a), handle(b), opts.k or 0, frac, signed and 1 or 0))
   return per_item(buf, N)
 end
 
@@ -356,7 +356,7 @@ end
 function metrics.spearman(a, b)
   local N = items(a, b, 'spearman')
   local buf = ffi.new('double[?]', N)
-  check(C.mr_tensor_spearman(buf, a.ptr, b.ptr))
+  check(C.mr_tensor_spearman(buf, handle(a), handle(b)))
   return per_item(buf, N)
 end
 
@@ -369,7 +369,7 @@ end
 function metrics.gini(a)
   local N = items(a, nil, 'gini')
   local buf = ffi.new('double[?]', N)
-  check(C.mr_tensor_gini(buf, a.ptr))
+  check(C.mr_tensor_gini(buf, handle(a)))
   return per_item(buf, N)
 end
 
@@ -378,7 +378,7 @@ end
 function metrics.sparsity(a)
   local N, d = items(a, nil, 'sparsity')
   local z = ffi.new('int64_t[?]', N)
-  check(C.mr_tensor_count_zero_items(z, a.ptr))
+  check(C.mr_tensor_count_zero_items(z, handle(a)))
   local out = {}
   for n = 1, N do out[n] = tonumber(z[n - 1]) / d end
   return out
@@ -391,7 +391,7 @@ end
 -- map stays zero. ARGS: E (N, d) or (N, C, H, W), finite. RETURN: E.
 function metrics.normalise_by_negative(E)
   metrics.check_map(E, 'metrics.normalise_by_negative', 'E', 2)
-  check(C.mr_tensor_normalise_by_negative_(E.ptr))
+  check(C.mr_tensor_normalise_by_negative_(handle(E)))
   return E
 end
 
@@ -421,7 +421,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   metrics.check_map(x, what, 'x', 3)
   local N = x:size(1)
   local d = x:numel() / N
-  oracle.labels(labels, N) -- checks them
+  core.labels(labels, N) -- checks them
   local function prep(E)
     if o.normalise then metrics.normalise_by_negative(E) end
     if o.abs then E:abs_() end
@@ -435,11 +435,11 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   local noise_j = T.zeros(x:shape())
   local num, den = ffi.new('double[?]', N), ffi.new('double[?]', N)
   for j = 0, o.samples - 1 do
-    for n = 0, N - 1 do check(C.mr_tensor_copy_items(noise_j.ptr, n, noise(d, streams[n + 1], j).ptr, 0, 1)) end
+    for n = 0, N - 1 do check(C.mr_tensor_copy_items(handle(noise_j), n, handle(noise(d, streams[n + 1], j)), 0, 1)) end
     local xj = x:clone():add_(noise_j)
     local aj = method:explain(net, xj, labels, ids)
     aj = prep(metrics.check_map(aj, what, ('the map of sample %d'):format(j + 1), 3))
-    check(C.mr_tensor_sqdist_items(num, a.ptr, aj.ptr))
+    check(C.mr_tensor_sqdist_items(num, handle(a), handle(aj)))
     ratio(den, x, xj)
     for n = 0, N - 1 do
       local r = den[n] > 0 and sqrt(num[n]) / sqrt(den[n]) or NAN
@@ -463,7 +463,7 @@ function metrics.local_lipschitz(net, method, x, labels, opts)
   return monte_carlo(net, method, x, labels, o, function(d, stream, j)
     return T.randn({ 1, d }, { seed = o.seed, stream = stream, offset = j * d, mean = o.mean, std = o.std })
   end, function(den, x0, xj) -- ‖x − x_j‖²
-    check(C.mr_tensor_sqdist_items(den, x0.ptr, xj.ptr))
+    check(C.mr_tensor_sqdist_items(den, handle(x0), handle(xj)))
   end, 'local_lipschitz')
 end
 
@@ -478,7 +478,7 @@ function metrics.max_sensitivity(net, method, x, labels, opts)
   return monte_carlo(net, method, x, labels, o, function(d, stream, j)
     return T.rand({ 1, d }, { seed = o.seed, stream = stream, offset = j * d, lo = -o.radius, hi = o.radius })
   end, function(den, x0) -- ‖x‖²
-    check(C.mr_tensor_dot_items(den, x0.ptr, x0.ptr))
+    check(C.mr_tensor_dot_items(den, handle(x0), handle(x0)))
   end, 'max_sensitivity')
 end
 

@@ -30,7 +30,7 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local nn = {}
 
@@ -57,8 +57,8 @@ end
 local function run_forward(self, x, what, pass)
   check_input(self, x, what)
   self._x = x -- the reverse pass reads x: keep it alive
-  check(pass(self.ptr, x.ptr, nil))
-  check(C.mr_tensor_clone(out_tensor, C.mr_net_output_get(self.ptr)))
+  check(pass(handle(self), handle(x), nil))
+  check(C.mr_tensor_clone(out_tensor, C.mr_net_output_get(handle(self))))
   return T.wrap(out_tensor[0])
 end
 
@@ -82,7 +82,7 @@ function Net:backward(gy, opts)
   check_input(self, gy, 'backward')
   if not self._x then error('backward: run forward first', 2) end
   local gx = T.zeros(self._x:shape())
-  check(C.mr_net_backward(self.ptr, gy.ptr, gx.ptr, (opts and opts.params) and 1 or 0))
+  check(C.mr_net_backward(handle(self), handle(gy), handle(gx), (opts and opts.params) and 1 or 0))
   return gx
 end
 
@@ -93,7 +93,7 @@ function Net:jvp(x, v)
   self._x = x
   local N = x:size(1)
   local y, dy = new_like_output(self, N), new_like_output(self, N)
-  check(C.mr_net_jvp(self.ptr, x.ptr, v.ptr, y.ptr, dy.ptr))
+  check(C.mr_net_jvp(handle(self), handle(x), handle(v), handle(y), handle(dy)))
   return y, dy
 end
 
@@ -103,43 +103,43 @@ function Net:hvp_backward(gy, dgy)
   check_input(self, gy, 'hvp_backward')
   if not self._x then error('hvp_backward: run jvp first', 2) end
   local gx, dgx = T.zeros(self._x:shape()), T.zeros(self._x:shape())
-  check(C.mr_net_hvp_backward(self.ptr, gy.ptr, dgy and dgy.ptr or nil, gx.ptr, dgx.ptr))
+  check(C.mr_net_hvp_backward(handle(self), handle(gy), dgy and handle(dgy) or nil, handle(gx), handle(dgx)))
   return gx, dgx
 end
 
 function Net:__call(x) return self:forward(x) end
 
 function Net:train(on)
-  check(C.mr_net_set_training(self.ptr, on == false and 0 or 1))
+  check(C.mr_net_set_training(handle(self), on == false and 0 or 1))
   return self
 end
 function Net:eval() return self:train(false) end
-function Net:seed(s) check(C.mr_net_set_seed(self.ptr, s)) return self end
-function Net:zero_grad() check(C.mr_net_zero_grad(self.ptr)) return self end
+function Net:seed(s) check(C.mr_net_set_seed(handle(self), s)) return self end
+function Net:zero_grad() check(C.mr_net_zero_grad(handle(self))) return self end
 
 --- Parameter `name` as a tensor that shares the network's memory.
 function Net:param(name)
-  local id = C.mr_net_param_find(self.ptr, name)
+  local id = C.mr_net_param_find(handle(self), name)
   if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
-  return T.borrow(C.mr_net_param_get(self.ptr, id), self)
+  return T.borrow(C.mr_net_param_get(handle(self), id), self)
 end
 
 --- Gradient of parameter `name` (nil for buffers such as running statistics).
 function Net:grad(name)
-  local id = C.mr_net_param_find(self.ptr, name)
+  local id = C.mr_net_param_find(handle(self), name)
   if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
-  local g = C.mr_net_param_grad_get(self.ptr, id)
+  local g = C.mr_net_param_grad_get(handle(self), id)
   return g ~= nil and T.borrow(g, self) or nil
 end
 
 --- All parameters in creation order: a list of {name=, kind='weight'|'buffer', tensor=}.
 function Net:params()
   local list = {}
-  for i = 0, C.mr_net_param_count(self.ptr) - 1 do
+  for i = 0, C.mr_net_param_count(handle(self)) - 1 do
     list[#list + 1] = {
-      name = ffi.string(C.mr_net_param_name(self.ptr, i)),
-      kind = C.mr_net_param_kind(self.ptr, i) == C.MR_PARAM_WEIGHT and 'weight' or 'buffer',
-      tensor = T.borrow(C.mr_net_param_get(self.ptr, i), self),
+      name = ffi.string(C.mr_net_param_name(handle(self), i)),
+      kind = C.mr_net_param_kind(handle(self), i) == C.MR_PARAM_WEIGHT and 'weight' or 'buffer',
+      tensor = T.borrow(C.mr_net_param_get(handle(self), i), self),
     }
   end
   return list
@@ -156,7 +156,7 @@ end
 
 local function node_shape(self, node)
   local nd, s = ffi.new('int[1]'), ffi.new('int64_t[3]')
-  check(C.mr_net_node_shape(self.ptr, node, nd, s))
+  check(C.mr_net_node_shape(handle(self), node, nd, s))
   local t = {}
   for i = 0, nd[0] - 1 do t[i + 1] = tonumber(s[i]) end
   return t
@@ -164,19 +164,19 @@ end
 
 function Net:input_shape() return node_shape(self, 0) end
 function Net:output_shape() return node_shape(self, self.output) end
-function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(self.ptr)) end
+function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(handle(self))) end
 
 --- Moves the network to the backend registered as `name` ("cpu", the default,
 -- or one a library registered with mr_backend_register). The workspace is
 -- freed: run a forward (or jvp) before a reverse pass.
 function Net:set_backend(name)
-  check(C.mr_net_set_backend(self.ptr, name))
+  check(C.mr_net_set_backend(handle(self), name))
   self._x = nil
   return self
 end
 
 --- The name of the network's backend ('cpu' unless set_backend moved it).
-function Net:backend() return ffi.string(C.mr_net_backend_name(self.ptr)) end
+function Net:backend() return ffi.string(C.mr_net_backend_name(handle(self))) end
 
 --- The backend that ran node i's most recent pass (0-based node ids as in
 -- net:nodes(), whose entry i + 1 it describes): the network's own backend, or
@@ -184,22 +184,22 @@ function Net:backend() return ffi.string(C.mr_net_backend_name(self.ptr)) end
 -- the input node (0) and for a node no pass has run yet. An i that is not an
 -- integer in 0..#net:nodes()−1 raises "net:ran_on: node I outside 0..M".
 function Net:ran_on(i)
-  local m = C.mr_net_node_count(self.ptr) - 1
+  local m = C.mr_net_node_count(handle(self)) - 1
   if type(i) ~= 'number' or i ~= math.floor(i) or i < 0 or i > m then
     error(('net:ran_on: node %s outside 0..%d (0-based node ids, as net:nodes()[i + 1])'):format(
       require('moreau.options').show(i), m), 2)
   end
-  local s = C.mr_net_node_ran_on(self.ptr, i)
+  local s = C.mr_net_node_ran_on(handle(self), i)
   return s ~= nil and ffi.string(s) or nil
 end
 
 --- The nodes: a list of {op=, label=, shape=}.
 function Net:nodes()
   local list = {}
-  for i = 0, C.mr_net_node_count(self.ptr) - 1 do
+  for i = 0, C.mr_net_node_count(handle(self)) - 1 do
     list[#list + 1] = {
-      op = ffi.string(C.mr_net_node_op(self.ptr, i)),
-      label = ffi.string(C.mr_net_node_label(self.ptr, i)),
+      op = ffi.string(C.mr_net_node_op(handle(self), i)),
+      label = ffi.string(C.mr_net_node_label(handle(self), i)),
       shape = node_shape(self, i),
     }
   end
@@ -232,7 +232,7 @@ end
 
 function Net:__tostring()
   return ('net %s -> %s, %d nodes, %d parameters'):format(table.concat(self:input_shape(), 'x'),
-    table.concat(self:output_shape(), 'x'), C.mr_net_node_count(self.ptr), self:num_params())
+    table.concat(self:output_shape(), 'x'), C.mr_net_node_count(handle(self)), self:num_params())
 end
 
 --- Loads weights by name from a safetensors file (see moreau.safetensors).
@@ -258,13 +258,13 @@ Builder.__index = Builder
 function nn.builder(input_shape, opts)
   local ptr = ffi.new('mr_net*[1]')
   check(C.mr_net_new(ptr))
-  local net = setmetatable({ ptr = ffi.gc(ptr[0], C.mr_net_free) }, Net)
+  local net = core.attach(setmetatable({}, Net), ffi.gc(ptr[0], C.mr_net_free))
   local s = ffi.new('int64_t[3]')
   if type(input_shape) ~= 'table' or #input_shape < 1 or #input_shape > 3 then
     error('nn.builder: the input shape is a table of 1..3 dims, e.g. {3, 32, 32}', 2)
   end
   for i, d in ipairs(input_shape) do s[i - 1] = d end
-  local input = check(C.mr_net_input(net.ptr, #input_shape, s))
+  local input = check(C.mr_net_input(handle(net), #input_shape, s))
   return setmetatable({ net = net, input = input, seed = (opts and opts.seed) or 0 }, Builder)
 end
 
@@ -297,15 +297,15 @@ end
 function Builder:param(name, shape, kind, init)
   local s = ffi.new('int64_t[4]')
   for i, d in ipairs(shape) do s[i - 1] = d end
-  local id = check(C.mr_net_param(self.net.ptr, name, #shape,
+  local id = check(C.mr_net_param(handle(self.net), name, #shape,
     s, kind == 'buffer' and C.MR_PARAM_BUFFER or C.MR_PARAM_WEIGHT))
-  local t = T.borrow(C.mr_net_param_get(self.net.ptr, id), self.net)
+  local t = T.borrow(C.mr_net_param_get(handle(self.net), id), self.net)
   if init == 'ones' then
     t:fill(1)
   elseif type(init) == 'table' and init.uniform then
     -- U(−b, b) as (2u − 1)·b in double, u from stream (seed, param id)
     local b = init.uniform
-    check(C.mr_tensor_uniform_(t.ptr, self.seed, id, 0, 0, 1))
+    check(C.mr_tensor_uniform_(handle(t), self.seed, id, 0, 0, 1))
     t:apply_(function(u) return (2 * u - 1) * b end)
   elseif type(init) == 'function' then
     init(t)
@@ -319,7 +319,7 @@ function Builder:op(op, inputs, params, attrs, label)
   local ni, np = #inputs, #(params or {})
   local iv = ffi.new('int[?]', math.max(ni, 1), inputs)
   local pv = ffi.new('int[?]', math.max(np, 1), params or {})
-  return check(C.mr_net_node(self.net.ptr, op, iv, ni, pv, np, to_attrs(attrs), label or op), 2)
+  return check(C.mr_net_node(handle(self.net), op, iv, ni, pv, np, to_attrs(attrs), label or op), 2)
 end
 
 --- Per-sample output shape of a node.
@@ -327,8 +327,8 @@ function Builder:shape(node) return node_shape(self.net, node) end
 
 --- Finishes: the output is `node` (default: the last one). RETURN: the Net.
 function Builder:build(node)
-  if node then check(C.mr_net_set_output(self.net.ptr, node)) end
-  self.net.output = node or (C.mr_net_node_count(self.net.ptr) - 1)
+  if node then check(C.mr_net_set_output(handle(self.net), node)) end
+  self.net.output = node or (C.mr_net_node_count(handle(self.net)) - 1)
   return self.net
 end
 

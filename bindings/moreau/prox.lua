@@ -17,7 +17,7 @@ local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local prox = {}
 
@@ -26,28 +26,28 @@ local prox = {}
 --- ST_a(v) as a new tensor. ARGS: v (tensor), a (>= 0).
 function prox.soft_threshold(v, a)
   local out = v:clone()
-  check(C.mr_prox_soft_threshold(out.ptr, a))
+  check(C.mr_prox_soft_threshold(handle(out), a))
   return out
 end
 
 --- GST_a(v) per batch item, as a new tensor. ARGS: v (N, ...), groups (prox.groups), a (>= 0).
 function prox.group_soft_threshold(v, groups, a)
   local out = v:clone()
-  check(C.mr_prox_group_soft_threshold(out.ptr, groups.ptr, a))
+  check(C.mr_prox_group_soft_threshold(handle(out), handle(groups), a))
   return out
 end
 
 --- Projection of each item of x onto the L2 ball of radius r around the matching item of center.
 function prox.project_l2_ball(x, center, r)
   local out = x:clone()
-  check(C.mr_proj_l2_ball(out.ptr, center.ptr, r))
+  check(C.mr_proj_l2_ball(handle(out), handle(center), r))
   return out
 end
 
 --- Projection onto the box [lo, hi].
 function prox.project_box(x, lo, hi)
   local out = x:clone()
-  check(C.mr_proj_box(out.ptr, lo, hi))
+  check(C.mr_proj_box(handle(out), lo, hi))
   return out
 end
 
@@ -57,7 +57,7 @@ local Groups = {}
 Groups.__index = Groups
 
 local function wrap_groups(ptr)
-  return setmetatable({ ptr = ffi.gc(ptr, C.mr_groups_free) }, Groups)
+  return core.attach(setmetatable({}, Groups), ffi.gc(ptr, C.mr_groups_free))
 end
 
 --- The default block size for an H-row image: about 16 blocks per side, as
@@ -85,8 +85,8 @@ function prox.group_map(map, ngroups)
   return wrap_groups(out[0])
 end
 
-function Groups:count() return C.mr_groups_count(self.ptr) end
-function Groups:dim() return tonumber(C.mr_groups_dim(self.ptr)) end
+function Groups:count() return C.mr_groups_count(handle(self)) end
+function Groups:dim() return tonumber(C.mr_groups_dim(handle(self))) end
 
 -- --------------------------------------------------------------- solver
 
@@ -168,7 +168,7 @@ function prox.solver(net, x, labels, opts, ids)
     o.group_size = o.group_size or prox.default_group_size(s[3])
     groups = prox.blocks(s[2], s[3], s[4], o.group_size)
   end
-  local lab = oracle.labels(labels, N)
+  local lab = core.labels(labels, N)
   local keys = ids
   if type(ids) == 'table' then
     keys = require('moreau.methods').keys(x, ids, 'moreau solver', 3)
@@ -180,17 +180,15 @@ function prox.solver(net, x, labels, opts, ids)
   end
   co.keys, co.memory_budget = keys, o.memory_budget
   local out = ffi.new('mr_moreau*[1]')
-  check(C.mr_moreau_new(out, net.ptr, x.ptr, lab, co, groups and groups.ptr or nil))
+  check(C.mr_moreau_new(out, handle(net), handle(x), lab, co, groups and handle(groups) or nil))
   -- The C solver borrows net, x, labels, keys and groups: the Lua object keeps them alive.
-  return setmetatable({
-    ptr = ffi.gc(out[0], C.mr_moreau_free), net = net, x = x, labels = lab, groups = groups, keys = keys,
-    opts = o, N = N, done = false,
-  }, Solver)
+  return core.attach(setmetatable({ net = net, x = x, groups = groups, opts = o, N = N, done = false }, Solver),
+    ffi.gc(out[0], C.mr_moreau_free), { labels = lab, keys = keys })
 end
 
 --- One iteration. RETURN: true when T is reached or every item converged.
 function Solver:step()
-  local rc = check(C.mr_moreau_step(self.ptr))
+  local rc = check(C.mr_moreau_step(handle(self)))
   self.done = rc == 1
   return self.done
 end
@@ -200,7 +198,7 @@ end
 function Solver:run(opts)
   local cb = opts and opts.callback
   if not cb then
-    check(C.mr_moreau_run(self.ptr))
+    check(C.mr_moreau_run(handle(self)))
     self.done = true
     return self
   end
@@ -220,9 +218,9 @@ local function view_copy(ptr)
 end
 
 --- A copy of the current iterate δ_t.
-function Solver:delta() return view_copy(C.mr_moreau_delta_get(self.ptr)) end
+function Solver:delta() return view_copy(C.mr_moreau_delta_get(handle(self))) end
 --- A copy of the last gradient g_t.
-function Solver:grad() return view_copy(C.mr_moreau_grad_get(self.ptr)) end
+function Solver:grad() return view_copy(C.mr_moreau_grad_get(handle(self))) end
 
 --- Statistics of item n (1-based): iter, converged, score, objective,
 -- grad_norm, delta_norm, step_norm, sparsity. An n that is not an integer in
@@ -233,7 +231,7 @@ function Solver:stats(n)
     error(('moreau solver:stats: item %s outside 1..%d'):format(require('moreau.options').show(n), self.N), 2)
   end
   local st = ffi.new('mr_moreau_stats')
-  check(C.mr_moreau_stats_get(self.ptr, n - 1, st))
+  check(C.mr_moreau_stats_get(handle(self), n - 1, st))
   return {
     iter = st.iter, converged = st.converged == 1, score = st.score, objective = st.objective,
     grad_norm = st.grad_norm, delta_norm = st.delta_norm, step_norm = st.step_norm,
@@ -251,7 +249,7 @@ function Solver:set(knobs)
   end
   local o = self.opts
   local rho, eta, gamma = knobs.rho or o.rho, knobs.eta or o.eta, knobs.gamma or o.gamma
-  check(C.mr_moreau_set(self.ptr, rho, eta, gamma))
+  check(C.mr_moreau_set(handle(self), rho, eta, gamma))
   o.rho, o.eta, o.gamma = rho, eta, gamma
   return self
 end
@@ -259,7 +257,7 @@ end
 --- The map: −mean(tail δ)/ρ (output 'gradient') or the tail mean ('delta').
 function Solver:result()
   local out = T.zeros(self.x:shape())
-  check(C.mr_moreau_result(self.ptr, out.ptr))
+  check(C.mr_moreau_result(handle(self), handle(out)))
   return out
 end
 

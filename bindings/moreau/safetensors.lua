@@ -18,7 +18,7 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local st = {}
 
@@ -74,14 +74,14 @@ local function open(path, level)
     error('safetensors: path must be a string, got ' .. type(path), level + 1)
   end
   check(C.mr_safetensors_load(handle_buf, path), level + 1)
-  return setmetatable({ ptr = ffi.gc(handle_buf[0], C.mr_safetensors_free), path = path }, File)
+  return core.attach(setmetatable({ path = path }, File), ffi.gc(handle_buf[0], C.mr_safetensors_free))
 end
 
 function st.open(path) return open(path, 2) end
 
 local function live(self, level)
-  if self.ptr == nil then error('safetensors: ' .. self.path .. ' is closed', level + 1) end
-  return self.ptr
+  if handle(self) == nil then error('safetensors: ' .. self.path .. ' is closed', level + 1) end
+  return handle(self)
 end
 
 --- Tensor names, sorted.
@@ -128,8 +128,8 @@ end
 
 --- Frees the file's memory now (otherwise when collected).
 function File:close()
-  if self.ptr ~= nil then C.mr_safetensors_free(ffi.gc(self.ptr, nil)) end
-  self.ptr = nil
+  local p = core.detach(self)
+  if p ~= nil then C.mr_safetensors_free(ffi.gc(p, nil)) end
 end
 
 -- ------------------------------------------------------------- whole files
@@ -175,7 +175,7 @@ function st.save(path, tensors, metadata)
   local ctensors = ffi.new('const mr_tensor*[?]', math.max(n, 1))
   for i, name in ipairs(names) do
     cnames[i - 1] = name -- the strings stay alive in `names`
-    ctensors[i - 1] = tensors[name].ptr
+    ctensors[i - 1] = handle(tensors[name])
   end
   core.check_write(path, 2)
   check(C.mr_safetensors_save(path, n, cnames, ctensors, metadata_json(metadata, 2)), 2)
@@ -188,7 +188,7 @@ end
 function st.load_net(net, path, opts)
   if type(path) ~= 'string' then error('safetensors.load_net: path must be a string, got ' .. type(path), 2) end
   local strict = not (opts and opts.strict == false)
-  check(C.mr_net_load(net.ptr, path, strict and 1 or 0))
+  check(C.mr_net_load(handle(net), path, strict and 1 or 0))
   return net
 end
 
@@ -197,7 +197,7 @@ end
 function st.save_net(net, path, metadata)
   if type(path) ~= 'string' then error('safetensors.save_net: path must be a string, got ' .. type(path), 2) end
   core.check_write(path, 2)
-  check(C.mr_net_save(net.ptr, path, metadata_json(metadata, 2)))
+  check(C.mr_net_save(handle(net), path, metadata_json(metadata, 2)))
   return net
 end
 

@@ -17,9 +17,9 @@
 -- --sandbox` runs this environment only inside a process confined by
 -- moreau.isolation (bubblewrap, seccomp, rlimits; docs/sandbox.md), because a
 -- Lua environment alone cannot hold — the recipe would share the host's
--- memory (a tensor's handle x.ptr is an FFI pointer, opaque but still one;
--- x:data() is refused while a recipe runs confined), its string metatable
--- and modules.
+-- memory, its string metatable and modules. What this wall does keep from a
+-- recipe are pointers: no object it can reach holds one (moreau.core keeps
+-- every engine pointer in private tables, and x:data() is refused here).
 local core = require 'moreau.core'
 local recipe = require 'moreau.recipe'
 

@@ -20,7 +20,7 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local options = require 'moreau.options'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local T = {}
 local Tensor = {}
@@ -53,13 +53,22 @@ end
 
 --- Wraps an owned `mr_tensor*` (from a C call that returns a new tensor): the
 -- wrapper frees it when collected.
+-- The pointer is kept out of the object's fields (moreau.core's handles).
+local tensor_ptr = ffi.typeof('mr_tensor*')
+local function must_be_tensor_ptr(who, ptr)
+  if not (ffi.istype(tensor_ptr, ptr) and ptr ~= nil) then
+    error(('tensor.%s: expected a non-NULL mr_tensor* from the engine, got %s'):format(who, options.show(ptr)), 3)
+  end
+end
 function T.wrap(ptr)
-  return setmetatable({ ptr = ffi.gc(ptr, C.mr_tensor_free) }, Tensor)
+  must_be_tensor_ptr('wrap', ptr)
+  return core.attach(setmetatable({}, Tensor), ffi.gc(ptr, C.mr_tensor_free))
 end
 
 --- Wraps a borrowed `mr_tensor*` owned by `owner` (kept alive by the wrapper).
 function T.borrow(ptr, owner)
-  return setmetatable({ ptr = ptr, owner = owner }, Tensor)
+  must_be_tensor_ptr('borrow', ptr)
+  return core.attach(setmetatable({ owner = owner }, Tensor), ptr)
 end
 
 --- True if v is a moreau tensor.
@@ -94,7 +103,7 @@ function T.from(values, shape)
   local n = #values
   local buf = ffi.new('float[?]', n)
   for i = 1, n do buf[i - 1] = values[i] end
-  check(C.mr_tensor_write(x.ptr, 0, buf, n))
+  check(C.mr_tensor_write(handle(x), 0, buf, n))
   return x
 end
 
@@ -124,7 +133,7 @@ T.check_counters = check_counters
 function T.randn(shape, opts)
   opts = check_counters('tensor.randn', opts, 2)
   local x = T.zeros(shape)
-  check(C.mr_tensor_normal_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.mean or 0,
+  check(C.mr_tensor_normal_(handle(x), opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.mean or 0,
     opts.std or 1))
   return x
 end
@@ -135,7 +144,7 @@ end
 function T.rand(shape, opts)
   opts = check_counters('tensor.rand', opts, 2)
   local x = T.zeros(shape)
-  check(C.mr_tensor_uniform_(x.ptr, opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.lo or 0,
+  check(C.mr_tensor_uniform_(handle(x), opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.lo or 0,
     opts.hi or 1))
   return x
 end
@@ -167,7 +176,7 @@ function T.cat(list)
   local item = 0
   for _, t in ipairs(list) do
     local k = t:size(1)
-    check(C.mr_tensor_copy_items(out.ptr, item, t.ptr, 0, k))
+    check(C.mr_tensor_copy_items(handle(out), item, handle(t), 0, k))
     item = item + k
   end
   return out
@@ -182,24 +191,24 @@ end
 -- while a sandboxed recipe runs (moreau.sandbox.confine .. release).
 function Tensor:data()
   if core.sandboxed then error('tensor:data: the raw pointer is not available in a sandboxed recipe', 2) end
-  return C.mr_tensor_data(self.ptr)
+  return C.mr_tensor_data(handle(self))
 end
 -- (a freed tensor raises the engine's "tensor is NULL" message)
-function Tensor:numel() return tonumber(check(C.mr_tensor_numel(self.ptr), 2)) end
-function Tensor:dim() return check(C.mr_tensor_ndim(self.ptr), 2) end
+function Tensor:numel() return tonumber(check(C.mr_tensor_numel(handle(self)), 2)) end
+function Tensor:dim() return check(C.mr_tensor_ndim(handle(self)), 2) end
 --- Where the memory lives: every tensor of this build is in CPU memory.
 function Tensor:device() return 'cpu' end
 
 --- The shape as a new Lua table.
 function Tensor:shape()
   local s = {}
-  for i = 0, check(C.mr_tensor_shape(self.ptr, get_shape), 2) - 1 do s[i + 1] = tonumber(get_shape[i]) end
+  for i = 0, check(C.mr_tensor_shape(handle(self), get_shape), 2) - 1 do s[i + 1] = tonumber(get_shape[i]) end
   return s
 end
 
 --- Size of dim i (1-based, 1..x:dim()).
 function Tensor:size(i)
-  local nd = check(C.mr_tensor_shape(self.ptr, get_shape), 2)
+  local nd = check(C.mr_tensor_shape(handle(self), get_shape), 2)
   if type(i) ~= 'number' or i < 1 or i > nd or i ~= math.floor(i) then
     error(('tensor:size: dim %s outside 1..%d'):format(tostring(i), nd), 2)
   end
@@ -207,7 +216,7 @@ function Tensor:size(i)
 end
 
 local function offset(self, idx, level)
-  local nd = check(C.mr_tensor_shape(self.ptr, get_shape), level + 1)
+  local nd = check(C.mr_tensor_shape(handle(self), get_shape), level + 1)
   if #idx ~= nd then error(('tensor: %d indices for a %d-dim tensor'):format(#idx, nd), level + 1) end
   local off = 0
   for d = 0, nd - 1 do
@@ -222,14 +231,14 @@ end
 
 --- Element at 1-based indices: x:get(n, c, h, w).
 function Tensor:get(...)
-  check(C.mr_tensor_read(one, self.ptr, offset(self, { ... }, 2), 1))
+  check(C.mr_tensor_read(one, handle(self), offset(self, { ... }, 2), 1))
   return tonumber(one[0])
 end
 --- Sets the element at 1-based indices: x:set(v, n, c, h, w). Returns x.
 function Tensor:set(v, ...)
   local off = offset(self, { ... }, 2)
   one[0] = v
-  check(C.mr_tensor_write(self.ptr, off, one, 1))
+  check(C.mr_tensor_write(handle(self), off, one, 1))
   return self
 end
 
@@ -237,7 +246,7 @@ end
 function Tensor:totable()
   local n = self:numel()
   local buf = ffi.new('float[?]', n)
-  check(C.mr_tensor_read(buf, self.ptr, 0, n))
+  check(C.mr_tensor_read(buf, handle(self), 0, n))
   local t = {}
   for i = 0, n - 1 do t[i + 1] = tonumber(buf[i]) end
   return t
@@ -246,7 +255,7 @@ end
 -- ---------------------------------------------------------- new tensors
 
 function Tensor:clone()
-  check(C.mr_tensor_clone(out_buf, self.ptr))
+  check(C.mr_tensor_clone(out_buf, handle(self)))
   return T.wrap(out_buf[0])
 end
 
@@ -254,7 +263,7 @@ end
 function Tensor:reshape(shape)
   local y = self:clone()
   local nd = fill_shape(shape, 2)
-  check(C.mr_tensor_reshape(y.ptr, nd, shape_buf))
+  check(C.mr_tensor_reshape(handle(y), nd, shape_buf))
   return y
 end
 
@@ -276,7 +285,7 @@ function Tensor:narrow(i, j)
   end
   s[1] = j - i + 1
   local y = T.zeros(s)
-  check(C.mr_tensor_copy_items(y.ptr, 0, self.ptr, i - 1, s[1]))
+  check(C.mr_tensor_copy_items(handle(y), 0, handle(self), i - 1, s[1]))
   return y
 end
 
@@ -289,19 +298,19 @@ function Tensor:repeat_items(k)
   local s = self:shape()
   s[1] = s[1] * k
   local y = T.zeros(s)
-  check(C.mr_tensor_repeat_interleave(y.ptr, self.ptr, k))
+  check(C.mr_tensor_repeat_interleave(handle(y), handle(self), k))
   return y
 end
 
 -- ------------------------------------------------------------ in place
 
 function Tensor:fill(v)
-  check(C.mr_tensor_fill_(self.ptr, v))
+  check(C.mr_tensor_fill_(handle(self), v))
   return self
 end
 
 function Tensor:copy(src)
-  check(C.mr_tensor_copy(self.ptr, src.ptr))
+  check(C.mr_tensor_copy(handle(self), handle(src)))
   return self
 end
 
@@ -326,41 +335,41 @@ end
 function Tensor:add_(y, alpha)
   alpha = alpha or 1
   if type(y) == 'number' then
-    check(C.mr_tensor_add_scalar_(self.ptr, y))
+    check(C.mr_tensor_add_scalar_(handle(self), y))
     return self
   end
   same_size(self, y, 'add_', 2, true)
-  check(C.mr_tensor_add_(self.ptr, y.ptr, alpha))
+  check(C.mr_tensor_add_(handle(self), handle(y), alpha))
   return self
 end
 
 --- self *= s (a number, or a tensor elementwise). Returns self.
 function Tensor:mul_(s)
   if type(s) == 'number' then
-    check(C.mr_tensor_mul_scalar_(self.ptr, s))
+    check(C.mr_tensor_mul_scalar_(handle(self), s))
   else
     same_size(self, s, 'mul_', 2, true)
-    check(C.mr_tensor_mul_(self.ptr, s.ptr))
+    check(C.mr_tensor_mul_(handle(self), handle(s)))
   end
   return self
 end
 
 --- self = |self|, elementwise. Returns self.
 function Tensor:abs_()
-  check(C.mr_tensor_abs_(self.ptr))
+  check(C.mr_tensor_abs_(handle(self)))
   return self
 end
 
 --- self = sign(self): 1, −1 or 0 (0 for 0 and NaN). Returns self.
 function Tensor:sign_()
-  check(C.mr_tensor_sign_(self.ptr))
+  check(C.mr_tensor_sign_(handle(self)))
   return self
 end
 
 --- self = min(max(self, lo), hi), elementwise (NaN stays NaN); lo <= hi.
 -- Returns self.
 function Tensor:clamp_(lo, hi)
-  check(C.mr_tensor_clamp_(self.ptr, lo or -math.huge, hi or math.huge))
+  check(C.mr_tensor_clamp_(handle(self), lo or -math.huge, hi or math.huge))
   return self
 end
 
@@ -369,9 +378,9 @@ end
 function Tensor:apply_(f)
   local n = self:numel()
   local buf = ffi.new('float[?]', n)
-  check(C.mr_tensor_read(buf, self.ptr, 0, n))
+  check(C.mr_tensor_read(buf, handle(self), 0, n))
   for i = 0, n - 1 do buf[i] = f(buf[i]) end
-  check(C.mr_tensor_write(self.ptr, 0, buf, n))
+  check(C.mr_tensor_write(handle(self), 0, buf, n))
   return self
 end
 
@@ -379,10 +388,8 @@ end
 -- object stays a tensor whose every use raises "tensor: the tensor was freed
 -- (x:free())"; tostring gives 'tensor (freed)'; a second free does nothing.
 function Tensor:free()
-  if self.owner == nil and self.ptr ~= nil then
-    C.mr_tensor_free(ffi.gc(self.ptr, nil))
-  end
-  self.ptr = nil
+  local p = core.detach(self, 'tensor: the tensor was freed (x:free()); it can no longer be used')
+  if self.owner == nil and p ~= nil then C.mr_tensor_free(ffi.gc(p, nil)) end
   self.owner = nil
   setmetatable(self, Freed)
 end
@@ -415,23 +422,23 @@ function Tensor:abs() return self:clone():abs_() end
 
 -- Sums run in double in storage order; min and max skip NaN.
 function Tensor:sum()
-  check(C.mr_tensor_sum(dbl, self.ptr))
+  check(C.mr_tensor_sum(dbl, handle(self)))
   return dbl[0]
 end
 function Tensor:mean() return self:sum() / self:numel() end
 function Tensor:min()
-  check(C.mr_tensor_min(dbl, self.ptr))
+  check(C.mr_tensor_min(dbl, handle(self)))
   return dbl[0]
 end
 function Tensor:max()
-  check(C.mr_tensor_max(dbl, self.ptr))
+  check(C.mr_tensor_max(dbl, handle(self)))
   return dbl[0]
 end
 function Tensor:norm() return math.sqrt(self:dot(self)) end
 --- Largest |self - y| over all elements (NaN if any difference is NaN).
 function Tensor:max_abs_diff(y)
   same_size(self, y, 'max_abs_diff', 2)
-  check(C.mr_tensor_max_abs_diff(dbl, self.ptr, y.ptr))
+  check(C.mr_tensor_max_abs_diff(dbl, handle(self), handle(y)))
   return dbl[0]
 end
 
@@ -439,34 +446,34 @@ end
 -- (README: tensors are compared by shape, not by element count).
 function Tensor:dot(y)
   same_size(self, y, 'dot', 2, true)
-  check(C.mr_tensor_dot(dbl, self.ptr, y.ptr))
+  check(C.mr_tensor_dot(dbl, handle(self), handle(y)))
   return dbl[0]
 end
 
 --- True if every element is finite.
 function Tensor:isfinite()
-  return tonumber(check(C.mr_tensor_find_nonfinite(self.ptr))) == self:numel()
+  return tonumber(check(C.mr_tensor_find_nonfinite(handle(self)))) == self:numel()
 end
 
 --- The 1-based flat index of the first NaN or infinite element and its value,
 -- or nil when every element is finite.
 function Tensor:find_nonfinite()
-  local i = tonumber(check(C.mr_tensor_find_nonfinite(self.ptr)))
+  local i = tonumber(check(C.mr_tensor_find_nonfinite(handle(self))))
   if i == self:numel() then return nil end
-  check(C.mr_tensor_read(one, self.ptr, i, 1))
+  check(C.mr_tensor_read(one, handle(self), i, 1))
   return i + 1, tonumber(one[0])
 end
 
 -- ------------------------------------------------------------- printing
 
 function Tensor:__tostring()
-  if self.ptr == nil then return 'tensor (freed)' end
+  if handle(self) == nil then return 'tensor (freed)' end
   local n = self:numel()
   local s = ('tensor %s float32 %s  min %.4g  max %.4g  mean %.4g'):format(
     table.concat(self:shape(), 'x'), self:device(), self:min(), self:max(), self:mean())
   local k = math.min(n, 6)
   local p = ffi.new('float[?]', k)
-  check(C.mr_tensor_read(p, self.ptr, 0, k))
+  check(C.mr_tensor_read(p, handle(self), 0, k))
   local corner = {}
   for i = 0, k - 1 do corner[#corner + 1] = ('%.4g'):format(p[i]) end
   return s .. '\n  [' .. table.concat(corner, ', ') .. (n > 6 and ', ...]' or ']')
@@ -499,7 +506,6 @@ for k, v in pairs(Tensor) do
 end
 Freed.__tostring = function() return 'tensor (freed)' end
 Freed.__index = function(_, k)
-  if k == 'ptr' then error('tensor: the tensor was freed (x:free()); it can no longer be used', 3) end
   if k == 'free' then return function() end end
   return Tensor[k]
 end

@@ -23,9 +23,8 @@
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
-local oracle = require 'moreau.oracle'
 local options = require 'moreau.options'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local train = {}
 
@@ -34,11 +33,11 @@ local train = {}
 -- Options go through moreau.options.fill (defaults, `_domains`; options with
 -- no default, such as fit's optimizer or schedule, are listed in `_extra`).
 
---- Labels (Lua array of class ids, int32_t cdata or one number) as an
--- int32_t[N] cdata, by oracle.labels (its one home), errors named 'train: ...'.
+-- Labels (Lua array of class ids, int32_t cdata or one number) as an
+-- int32_t[N] cdata, by core.labels (its one home), errors named 'train: ...'.
 -- RETURN: the cdata (a fresh one unless `into` is given).
-function train.labels(labels, N, into)
-  local out = oracle.labels(labels, N, into, 'train', 3) -- not a tail call: level 3 is our caller's caller
+local function labels_of(labels, N, into)
+  local out = core.labels(labels, N, into, 'train', 3) -- not a tail call: level 3 is our caller's caller
   return out
 end
 
@@ -62,17 +61,17 @@ function train.cross_entropy(logits, labels, opts)
   local o = options.fill('train.cross_entropy', { label_smoothing = 0, grad = true,
     _domains = { label_smoothing = 'num in [0, 1]', grad = 'bool' } }, opts)
   local N = logits:size(1)
-  local lab = train.labels(labels, N)
+  local lab = labels_of(labels, N)
   local g = o.grad and T.zeros(logits:shape()) or nil
-  check(C.mr_cross_entropy(loss_buf, g and g.ptr or nil, logits.ptr, lab, o.label_smoothing))
+  check(C.mr_cross_entropy(loss_buf, g and handle(g) or nil, handle(logits), lab, o.label_smoothing))
   return tonumber(loss_buf[0]), g
 end
 
 --- Number of items whose top-1 class is their label.
 function train.correct(logits, labels)
   if not T.is(logits) then error('train.correct: logits must be a tensor', 2) end
-  local lab = train.labels(labels, logits:size(1))
-  check(C.mr_accuracy_count(count_buf, logits.ptr, lab))
+  local lab = labels_of(labels, logits:size(1))
+  check(C.mr_accuracy_count(count_buf, handle(logits), lab))
   return tonumber(count_buf[0])
 end
 
@@ -119,16 +118,16 @@ local optim_out = ffi.new('mr_optim*[1]')
 
 --- The optimizer of this description over net's weights (state allocated now).
 function Spec:build(net)
-  if type(net) ~= 'table' or net.ptr == nil then error('optimizer:build: expected a moreau.nn Net', 2) end
+  if type(net) ~= 'table' or handle(net) == nil then error('optimizer:build: expected a moreau.nn Net', 2) end
   if self.kind == 'sgd' then
-    check(C.mr_optim_new(optim_out, net.ptr, C.MR_OPTIM_SGD, self.lr, self.momentum, 0,
+    check(C.mr_optim_new(optim_out, handle(net), C.MR_OPTIM_SGD, self.lr, self.momentum, 0,
       self.weight_decay, self.nesterov and 1 or 0))
   else
-    check(C.mr_optim_new(optim_out, net.ptr, C.MR_OPTIM_ADAM, self.lr, self.beta1, self.beta2,
+    check(C.mr_optim_new(optim_out, handle(net), C.MR_OPTIM_ADAM, self.lr, self.beta1, self.beta2,
       self.weight_decay, 0))
   end
   -- net is kept alive by the optimizer: the C object borrows it.
-  return setmetatable({ ptr = ffi.gc(optim_out[0], C.mr_optim_free), net = net, spec = self }, Optim)
+  return core.attach(setmetatable({ net = net, spec = self }, Optim), ffi.gc(optim_out[0], C.mr_optim_free))
 end
 
 --- A short description, e.g. "sgd lr=0.1 momentum=0.9 nesterov weight_decay=0.0005".
@@ -142,14 +141,14 @@ function Spec:__tostring()
 end
 
 --- One update of every weight from its accumulated gradient.
-function Optim:step() check(C.mr_optim_step(self.ptr)) return self end
-function Optim:set_lr(lr) check(C.mr_optim_set_lr(self.ptr, lr)) return self end
-function Optim:lr() return tonumber(C.mr_optim_get_lr(self.ptr)) end
-function Optim:steps() return tonumber(C.mr_optim_steps(self.ptr)) end
+function Optim:step() check(C.mr_optim_step(handle(self))) return self end
+function Optim:set_lr(lr) check(C.mr_optim_set_lr(handle(self), lr)) return self end
+function Optim:lr() return tonumber(C.mr_optim_get_lr(handle(self))) end
+function Optim:steps() return tonumber(C.mr_optim_steps(handle(self))) end
 function Optim:zero_grad() self.net:zero_grad() return self end
 function Optim:free()
-  if self.ptr ~= nil then C.mr_optim_free(ffi.gc(self.ptr, nil)) end
-  self.ptr = nil
+  local p = core.detach(self, 'optimizer: freed (optimizer:free()); build a new one')
+  if p ~= nil then C.mr_optim_free(ffi.gc(p, nil)) end
 end
 
 -- -------------------------------------------------------------- schedules
@@ -252,7 +251,7 @@ local function logits_grad(net, N, K)
 end
 
 local function check_net(net, who)
-  if type(net) ~= 'table' or net.ptr == nil then error(who .. ': expected a moreau.nn Net', 3) end
+  if type(net) ~= 'table' or handle(net) == nil then error(who .. ': expected a moreau.nn Net', 3) end
 end
 
 --- One training step on a batch: forward (in the net's current mode; call
@@ -267,16 +266,16 @@ function train.step(net, optim, x, labels, opts)
   local ls = opts and options.fill('train.step', { label_smoothing = 0, _domains = { label_smoothing = 'num in [0, 1]' } },
     opts).label_smoothing or 0
   local N = x:size(1)
-  local lab = train.labels(labels, N)
-  check(C.mr_net_forward(net.ptr, x.ptr, nil))
-  local z = C.mr_net_output_get(net.ptr)
+  local lab = labels_of(labels, N)
+  check(C.mr_net_forward(handle(net), handle(x), nil))
+  local z = C.mr_net_output_get(handle(net))
   local g = logits_grad(net, N, tonumber(C.mr_tensor_numel(z)) / N)
-  check(C.mr_cross_entropy(loss_buf, g.ptr, z, lab, ls))
+  check(C.mr_cross_entropy(loss_buf, handle(g), z, lab, ls))
   check(C.mr_accuracy_count(count_buf, z, lab))
   local loss, correct = tonumber(loss_buf[0]), tonumber(count_buf[0])
-  check(C.mr_net_zero_grad(net.ptr))
-  check(C.mr_net_backward(net.ptr, g.ptr, nil, 1))
-  check(C.mr_optim_step(optim.ptr))
+  check(C.mr_net_zero_grad(handle(net)))
+  check(C.mr_net_backward(handle(net), handle(g), nil, 1))
+  check(C.mr_optim_step(handle(optim)))
   return loss, correct
 end
 
@@ -305,9 +304,9 @@ function train.evaluate(net, ds, opts)
   local correct, loss_sum = 0, 0
   for x, y in batches(ds, o.batch_size, false) do
     local N = x:size(1)
-    train.labels(y, N, lab)
-    check(C.mr_net_forward(net.ptr, x.ptr, nil))
-    local z = C.mr_net_output_get(net.ptr)
+    labels_of(y, N, lab)
+    check(C.mr_net_forward(handle(net), handle(x), nil))
+    local z = C.mr_net_output_get(handle(net))
     check(C.mr_cross_entropy(loss_buf, nil, z, lab, 0))
     check(C.mr_accuracy_count(count_buf, z, lab))
     loss_sum = loss_sum + tonumber(loss_buf[0]) * N
@@ -452,7 +451,7 @@ function train.fit(net, ds, opts)
         lr = o.schedule(step)
         optim:set_lr(lr)
       end
-      train.labels(y, N, lab)
+      labels_of(y, N, lab)
       local ok, loss, c = pcall(train.step, net, optim, xb, lab, { label_smoothing = o.label_smoothing })
       xb:free()
       if not ok then

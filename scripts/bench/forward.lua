@@ -26,9 +26,9 @@ local function forward_section(peak)
     local scores = ffi.new('float[?]', N)
     local g = T.zeros(x:shape())
     B.progress('engine: resnet18_cifar batch %d ...', N)
-    local tf = B.time_median(function() core.check(C.mr_net_forward(net.ptr, x.ptr, nil)) end, B.opts.repeats)
+    local tf = B.time_median(function() core.check(C.mr_net_forward(core.handle(net), core.handle(x), nil)) end, B.opts.repeats)
     local tg = B.time_median(function()
-      core.check(C.mr_oracle_grad(net.ptr, x.ptr, lab, C.MR_SCORE_LOGIT, scores, g.ptr))
+      core.check(C.mr_oracle_grad(core.handle(net), core.handle(x), lab, C.MR_SCORE_LOGIT, scores, core.handle(g)))
     end, B.opts.repeats)
     rows[#rows + 1] = { N = N, tf = tf, tg = tg }
   end

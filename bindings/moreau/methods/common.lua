@@ -18,7 +18,7 @@
 --   configure    optional function(m): checks and derived options once the
 --                options are filled (the method is refused when it raises)
 --
--- lab is the int32_t[N] of oracle.labels, keys the uint64_t[N] of
+-- lab is the int32_t[N] of core.labels, keys the uint64_t[N] of
 -- common.keys. The entry (Method:explain, Method:explain_vjp) checks x once:
 -- that it is a tensor, finite (the only scan of x for NaN and infinities in
 -- Lua), and a batch of the network's inputs; then the labels and the ids.
@@ -27,7 +27,7 @@ local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local options = require 'moreau.options'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local common = {}
 
@@ -78,7 +78,7 @@ function common.keys(x, ids, who, level)
     end
   end
   local keys = ffi.new('uint64_t[?]', N)
-  check(C.mr_item_keys(keys, x.ptr, idp))
+  check(C.mr_item_keys(keys, handle(x), idp))
   return keys
 end
 
@@ -100,7 +100,7 @@ end
 -- (int32_t[k]), kind (MR_SCORE_*). RETURN: a tensor like x.
 function common.grad(net, x, lab, kind)
   local g = T.zeros(x:shape())
-  check(C.mr_oracle_grad(net.ptr, x.ptr, lab, kind, nil, g.ptr))
+  check(C.mr_oracle_grad(handle(net), handle(x), lab, kind, nil, handle(g)))
   return g
 end
 
@@ -108,7 +108,7 @@ end
 -- ARGS: as common.grad, v (like x). RETURN: hv, g.
 function common.hvp(net, x, lab, kind, v)
   local g, hv = T.zeros(x:shape()), T.zeros(x:shape())
-  check(C.mr_oracle_hvp(net.ptr, x.ptr, lab, kind, v.ptr, nil, g.ptr, hv.ptr))
+  check(C.mr_oracle_hvp(handle(net), handle(x), lab, kind, handle(v), nil, handle(g), handle(hv)))
   return hv, g
 end
 
@@ -136,7 +136,7 @@ end
 function common.chunk_size(net, o, copies, per_copy, tangents)
   if o.chunk > 0 then return math.min(o.chunk, copies) end
   local k = ffi.new('int64_t[1]')
-  check(C.mr_auto_chunk(k, net.ptr, copies, tangents and 1 or 0, per_copy, o.memory_budget or 0))
+  check(C.mr_auto_chunk(k, handle(net), copies, tangents and 1 or 0, per_copy, o.memory_budget or 0))
   return tonumber(k[0])
 end
 
@@ -219,8 +219,8 @@ function common.ig_path(net, x, lab, o, per_copy, tangents)
       for q = 0, k - 1 do
         local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
         -- x_q = x0_n + α_step · (x − x0)_n, in double, rounded once
-        check(C.mr_tensor_copy_items(xb.ptr, q, x0.ptr, n, 1))
-        check(C.mr_tensor_add_item_(xb.ptr, q, diff.ptr, n, alphas[step]))
+        check(C.mr_tensor_copy_items(handle(xb), q, handle(x0), n, 1))
+        check(C.mr_tensor_add_item_(handle(xb), q, handle(diff), n, alphas[step]))
         lb[q] = lab[n]
       end
       fn(xb, lb, k, p0)
@@ -232,7 +232,7 @@ function common.ig_path(net, x, lab, o, per_copy, tangents)
   function path.accumulate(dst, src, k, p0, coef)
     for q = 0, k - 1 do
       local n, step = math.floor((p0 + q) / o.steps), (p0 + q) % o.steps + 1
-      check(C.mr_tensor_add_item_(dst.ptr, n, src.ptr, q, coef and coef(step) or weights[step]))
+      check(C.mr_tensor_add_item_(handle(dst), n, handle(src), q, coef and coef(step) or weights[step]))
     end
   end
   return path
@@ -257,7 +257,7 @@ end
 function Method:explain(net, x, labels, ids)
   local who = self.name .. ':explain'
   check_x(who, net, x)
-  local lab = oracle.labels(labels, x:size(1))
+  local lab = core.labels(labels, x:size(1))
   return self._impl.explain(self, net, x, lab, common.keys(x, ids, who, 3))
 end
 
@@ -272,7 +272,7 @@ function Method:explain_vjp(net, x, labels, u, ids)
   end
   local who = self.name .. ':explain_vjp'
   check_x(who, net, x)
-  local lab = oracle.labels(labels, x:size(1))
+  local lab = core.labels(labels, x:size(1))
   if u == nil then error(who .. ': u is missing', 2) end
   return f(self, net, x, lab, u, common.keys(x, ids, who, 3))
 end

@@ -9,7 +9,7 @@
 local T = require 'moreau.tensor'
 local core = require 'moreau.core'
 local common = require 'moreau.methods.common'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local M = {
   name = 'deeplift',
@@ -27,7 +27,7 @@ function M.explain(self, net, x, lab)
   if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
     base = common.baseline_of('deeplift', self.opts, x, 3)
   end
-  check(C.mr_deeplift(out.ptr, net.ptr, x.ptr, base and base.ptr or nil, lab))
+  check(C.mr_deeplift(handle(out), handle(net), handle(x), base and handle(base) or nil, lab))
   return out
 end
 

@@ -9,7 +9,7 @@
 -- for the map and its VJP.
 local T = require 'moreau.tensor'
 local core = require 'moreau.core'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
@@ -73,7 +73,7 @@ function M.explain_vjp(self, net, x, lab, u)
   path.chunks(function(xb, lb, k, p0)
     local vb = T.zeros(xb:shape())
     for q = 0, k - 1 do
-      check(C.mr_tensor_copy_items(vb.ptr, q, du.ptr, math.floor((p0 + q) / o.steps), 1))
+      check(C.mr_tensor_copy_items(handle(vb), q, handle(du), math.floor((p0 + q) / o.steps), 1))
     end
     local hv, g = common.hvp(net, xb, lb, kind, vb)
     if fresh then path.accumulate(G, g, k, p0) end

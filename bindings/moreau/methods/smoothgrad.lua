@@ -24,7 +24,7 @@ local core = require 'moreau.core'
 local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
-local C, check = core.C, core.check
+local C, check, handle = core.C, core.check, core.handle
 
 local M = {
   name = 'smoothgrad',
@@ -52,7 +52,7 @@ end
 -- RETURN: a tensor like x.
 function M.engine_map(net, x, lab, o, mode, keys)
   local out = T.zeros(x:shape())
-  check(C.mr_smoothgrad(out.ptr, net.ptr, x.ptr, lab, engine_opts(o, mode, keys)))
+  check(C.mr_smoothgrad(handle(out), handle(net), handle(x), lab, engine_opts(o, mode, keys)))
   return out
 end
 
@@ -67,7 +67,7 @@ local function sampler(net, x, lab, o, keys)
   local so = engine_opts(o, C.MR_SG_MEAN, keys)
   local std = ffi.new('float[?]', N)
   local imax, imin = ffi.new('int64_t[?]', N), ffi.new('int64_t[?]', N)
-  check(C.mr_noise_scales(std, imax, imin, x.ptr, so.sigma))
+  check(C.mr_noise_scales(std, imax, imin, handle(x), so.sigma))
   local copies = N * t
   -- xb, eps, vb, g, hv per copy and the tangent buffers of the network
   local chunk = common.chunk_size(net, o, copies, 20 * d + 4, true)
@@ -79,7 +79,7 @@ local function sampler(net, x, lab, o, keys)
       local xb = T.zeros(common.batch_shape(x, k))
       local eps = ffi.new('float[?]', k * d)
       local lb = ffi.new('int32_t[?]', k)
-      check(C.mr_noise_copies(xb.ptr, eps, x.ptr, std, keys, so.seed, t, p0))
+      check(C.mr_noise_copies(handle(xb), eps, handle(x), std, keys, so.seed, t, p0))
       for q = 0, k - 1 do lb[q] = lab[math.floor((p0 + q) / t)] end
       fn(xb, lb, eps, k, p0)
       xb:free() -- the collector does not see its size; the budget counts it
