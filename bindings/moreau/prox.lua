@@ -171,7 +171,7 @@ function prox.solver(net, x, labels, opts, ids)
   local lab = core.labels(labels, N)
   local keys = ids
   if type(ids) == 'table' then
-    keys = require('moreau.methods').keys(x, ids, 'moreau solver', 3)
+    keys = require('moreau.methods.common').keys(x, ids, 'moreau solver', 3)
   elseif ids ~= nil and not (type(ids) == 'cdata' and not ffi.istype('uint64_t*', ids) and
       ffi.sizeof(ids) == 8 * N and ffi.istype('uint64_t', ids[0])) then
     -- a cdata is accepted only as a uint64_t[N] array (the size is checked: the engine reads N keys)
