@@ -18,11 +18,12 @@ return {
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel' },
   },
   writes = { 'grid.png', 'methods.csv', 'results.json' },
+  method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
+    local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
     local net, card, test = ex.model(p.model)
     local norm = card.data.normalization
     local x, labels, idx, preds = ex.images(net, card, test, { n = p.images, start = p.start })
-    local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods }
     local rows, row_titles = {}, {}
     for n = 1, #idx do
       rows[n] = { viz.upscale(viz.image(x, { item = n, mean = norm.mean, std = norm.std }), p.scale) }

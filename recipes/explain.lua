@@ -34,7 +34,11 @@ return {
     scale = { type = 'int', default = 4, domain = 'int >= 1', help = 'pixels per input pixel in the pictures' },
   },
   writes = { 'grid.png', 'METHOD.png', 'results.json', 'index.html' },
+  method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
+    -- every method's options are checked before the model loads
+    local table_of_methods = experiment.methods { preset = p.fast and 'fast' or 'paper', seed = p.seed,
+      overrides = p }
     -- The label is checked against the model card's classes before the
     -- weights load (a class id is 0-based, as in the data sets).
     local ok, card0 = pcall(moreau.models.card, p.model)
@@ -78,7 +82,6 @@ return {
     local row = { viz.upscale(viz.image(x, { mean = norm.mean, std = norm.std }), p.scale) }
     local titles = { 'Input' }
     local per_method = {}
-    local table_of_methods = experiment.methods { preset = p.fast and 'fast' or 'paper', seed = p.seed }
     for _, entry in ipairs(table_of_methods) do
       if #p.methods == 0 or wanted[entry.key] then
         local m = entry.make()

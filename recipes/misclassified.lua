@@ -19,7 +19,9 @@ return {
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel' },
   },
   writes = { 'grid.png', 'images.csv', 'results.json' },
+  method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
+    local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
     local net, card, test = ex.model(p.model)
     local norm = card.data.normalization
     local x, labels, idx, preds = ex.images(net, card, test, { n = p.images, start = p.start, which = 'misclassified' })
@@ -31,7 +33,6 @@ return {
     end
     local titles = { 'Input' }
     local t0 = ex.now()
-    local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods }
     for k, m in ipairs(list) do
       ex.progress('misclassified: ' .. m.key, k - 1, #list, t0)
       local maps = m.make():explain(net, x, preds)      -- what made the model say the wrong class

@@ -42,6 +42,7 @@ return {
   },
   writes = { 'maps.png', 'distance.csv', 'topk.csv', 'ssim.csv', 'distance.png', 'topk.png', 'ssim.png',
     'results.json' },
+  method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
     local net, card, test = ex.model(p.model)
     local norm = card.data.normalization
@@ -57,7 +58,7 @@ return {
     for si, seed in ipairs(seeds) do
       local list = ex.methods { seed = seed, only = p.methods, samples = p.samples,
         ssg_samples = 2 * p.samples, ig_steps = p.ig_steps,
-        moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) } }
+        moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) }, overrides = p }
       for _, m in ipairs(list) do
         local method = m.make()
         local clean = method:explain(net, x, labels)

@@ -326,7 +326,8 @@ describe('baselines', function()
     assert.truthy(tostring(m):find('samples=10', 1, true))
     assert.are.equal(5e-3, methods.moreaugrad { reg = 'l1' }.opts.eta == nil and 5e-3 or 5e-3)
     assert.has_error(function() methods.smoothgrad { samplez = 3 } end, 
-      "methods.smoothgrad: unknown option 'samplez' (chunk, memory_budget, samples, score, seed, sigma, variant)")
+      "methods.smoothgrad: unknown option 'samplez' (chunk, memory_budget, samples, score, seed, sigma, variant) " ..
+      "(did you mean 'samples'?)")
     assert.has_error(function() methods.create('lime') end)
     assert.has_error(function() methods.integrated_gradients { rule = 'simpson' }:explain(linear_net(), T.zeros { 1, 2, 3, 3 }, { 0 }) end,
       "methods.integrated_gradients: option 'rule' must be one of 'riemann_right', 'gauss_legendre', " ..

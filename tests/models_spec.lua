@@ -299,7 +299,7 @@ describe('model options', function()
 
   it('reject an unknown option, listing the known ones', function()
     assert.has_error(function() models.resnet18_cifar { widht = 2 } end,
-      "resnet18_cifar: unknown option 'widht' (activation, beta, num_classes, seed, width)")
+      "resnet18_cifar: unknown option 'widht' (activation, beta, num_classes, seed, width) (did you mean 'width'?)")
     assert.has_error(function() models.resnet_fmnist { activation = 'relu' } end,
       "resnet_fmnist: unknown option 'activation' (beta, num_classes, seed, width)")
     assert.has_error(function() models.efficientnet_b0 { input_size = 32 } end,

@@ -49,15 +49,21 @@ end
 
 function cli.run_recipe(path, args, opts)
   local recipe = require 'moreau.recipe'
-  local given, rest = recipe.parse_args(args)
-  if #rest > 0 then error('moreau run: unexpected argument ' .. rest[1] .. ' (parameters are --key=value)', 0) end
+  local options = require 'moreau.options'
   local r
   if opts and opts.sandbox then
     -- inside the confined process: the write guard holds from the recipe's first line on
-    if given.out then require('moreau.sandbox').confine(given.out) end
+    local out = recipe.parse_args(options.normalize_args(args, function(k) return k == 'out' end)).out
+    if out then require('moreau.sandbox').confine(out) end
     r = require('moreau.sandbox').load(path)
   else
     r = recipe.load(path)
+  end
+  -- `--key value` and `-h` read as `--key=value` and `--help`, now that the parameters' types are known
+  local given, rest = recipe.parse_args(options.normalize_args(args, function(k) return recipe.takes_value(r, k) end))
+  if #rest > 0 then
+    error(('moreau run: unexpected argument %s (parameters are --key=value or --key value; %s)'):format(rest[1],
+      r.path and ('`moreau run ' .. r.path .. ' --help` lists them') or '--help lists them'), 0)
   end
   if given.help then
     print(recipe.help(r))
@@ -131,6 +137,9 @@ end
 local function run_isolated(path, args, limits)
   local isolation = require 'moreau.isolation'
   local recipe = require 'moreau.recipe'
+  -- the recipe is not loaded here (its code runs only confined): of its
+  -- arguments only --out and --help are read, the rest the confined run reads
+  args = require('moreau.options').normalize_args(args, function(k) return k == 'out' end)
   local given = recipe.parse_args(args)
   local out
   if not given.help then

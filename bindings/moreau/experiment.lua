@@ -73,21 +73,23 @@ experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, d
 -- 0.067 per pixel): the authors' 5e-3 / 5e-2, set for ImageNet, leave its maps
 -- dense; 0.1 / 0.2 make about 40% of the entries zero on test images 0-3,
 -- comparable to Sparsified SmoothGrad's averaged map, as the paper
--- standardizes sparsity.
--- RETURN: a list of {key, title, make = function() -> method}.
+-- standardizes sparsity. overrides = a table whose 'KEY.OPTION' entries set
+-- one option of one entry last, over everything above (a recipe's
+-- parameters: `--moreaugrad.T=100`, experiment.method_option); a T below the
+-- preset's K lowers K to T unless K is given too.
+-- RETURN: a list of {key, title, method (the moreau.methods name), opts,
+-- make = function() -> the method}.
 experiment.methods_defaults = {
   preset = 'paper', seed = 0, eta_l1 = 0.1, eta_group = 0.2,
-  _extra = { moreau = true, samples = true, ssg_samples = true, ig_steps = true, only = true },
+  _extra = { moreau = true, samples = true, ssg_samples = true, ig_steps = true, only = true, overrides = true },
   _domains = { preset = 'one of paper, fast', seed = 'seed', eta_l1 = 'num >= 0', eta_group = 'num >= 0',
-    moreau = 'table', samples = 'int >= 1', ssg_samples = 'int >= 1', ig_steps = 'int >= 1', only = 'table' },
+    moreau = 'table', samples = 'int >= 1', ssg_samples = 'int >= 1', ig_steps = 'int >= 1', only = 'table',
+    overrides = 'table' },
 }
 
-function experiment.methods(opts)
-  opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
-  for i, k in ipairs(opts.only or {}) do
-    options.check('experiment.methods', ('only[%d]'):format(i), k, experiment.METHODS, 2)
-  end
-  local M = moreau.methods
+-- key, title, the moreau.methods name, and its options under opts (the
+-- filled experiment.methods options)
+local function method_table(opts)
   local fast = opts.preset == 'fast'
   local seed = opts.seed
   local mg = { T = fast and 100 or 300, m = fast and 8 or 32, K = fast and 30 or 101, seed = seed }
@@ -98,29 +100,100 @@ function experiment.methods(opts)
     for k, v in pairs(extra or {}) do o[k] = v end
     return o
   end
-  local sg = opts.samples or (fast and 16 or 50)
-  local list = {
-    { key = 'gradient', title = 'Gradient', make = function() return M.gradient() end },
-    { key = 'input_x_gradient', title = 'Input x Grad', make = function() return M.input_x_gradient() end },
-    { key = 'integrated_gradients', title = 'Integ. Grad',
-      make = function() return M.integrated_gradients { steps = opts.ig_steps or (fast and 16 or 50) } end },
-    { key = 'deeplift', title = 'DeepLIFT', make = function() return M.deeplift() end },
-    { key = 'smoothgrad', title = 'SmoothGrad', make = function() return M.smoothgrad { samples = sg, seed = seed } end },
-    { key = 'sparsified_smoothgrad', title = 'Sparsified SG',
-      make = function() return M.sparsified_smoothgrad { samples = opts.ssg_samples or (fast and 32 or 256), seed = seed } end },
-    { key = 'moreaugrad', title = 'MoreauGrad', make = function() return M.moreaugrad(with()) end },
-    { key = 'sparse_moreaugrad', title = 'Sparse MG',
-      make = function() return M.moreaugrad(with { reg = 'l1', eta = opts.eta_l1 }) end },
-    { key = 'group_moreaugrad', title = 'Group-Sparse MG',
-      make = function() return M.moreaugrad(with { reg = 'group', eta = opts.eta_group }) end },
+  return {
+    { 'gradient', 'Gradient', 'gradient', {} },
+    { 'input_x_gradient', 'Input x Grad', 'input_x_gradient', {} },
+    { 'integrated_gradients', 'Integ. Grad', 'integrated_gradients',
+      { steps = opts.ig_steps or (fast and 16 or 50) } },
+    { 'deeplift', 'DeepLIFT', 'deeplift', {} },
+    { 'smoothgrad', 'SmoothGrad', 'smoothgrad', { samples = opts.samples or (fast and 16 or 50), seed = seed } },
+    { 'sparsified_smoothgrad', 'Sparsified SG', 'sparsified_smoothgrad',
+      { samples = opts.ssg_samples or (fast and 32 or 256), seed = seed } },
+    { 'moreaugrad', 'MoreauGrad', 'moreaugrad', with() },
+    { 'sparse_moreaugrad', 'Sparse MG', 'moreaugrad', with { reg = 'l1', eta = opts.eta_l1 } },
+    { 'group_moreaugrad', 'Group-Sparse MG', 'moreaugrad', with { reg = 'group', eta = opts.eta_group } },
   }
+end
+
+function experiment.methods(opts)
+  opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
+  for i, k in ipairs(opts.only or {}) do
+    options.check('experiment.methods', ('only[%d]'):format(i), k, experiment.METHODS, 2)
+  end
+  local keep
   if opts.only and #opts.only > 0 then
-    local keep, out = {}, {}
+    keep = {}
     for _, k in ipairs(opts.only) do keep[k] = true end
-    for _, m in ipairs(list) do if keep[m.key] then out[#out + 1] = m end end
-    list = out
+  end
+  local list = {}
+  for _, row in ipairs(method_table(opts)) do
+    local key, title, name, o = row[1], row[2], row[3], row[4]
+    local given = {}
+    for k, v in pairs(opts.overrides or {}) do
+      local mk, ok = tostring(k):match('^([%w_]+)%.([%w_]+)$')
+      if mk == key then o[ok], given[ok] = v, true end
+    end
+    -- a T set below the preset's K takes K with it (K <= T: the solver's
+    -- noise-decay horizon cannot outlast its iterations), unless K is set too
+    if given.T and not given.K and o.K and o.K > o.T then o.K = o.T end
+    if not keep or keep[key] then
+      -- every option checked now, before anything runs; the message without this file's position
+      local ok, err = pcall(moreau.methods.create, name, o)
+      if not ok then error((tostring(err):gsub('^[^\n]-:%d+: ', '')), 0) end
+      list[#list + 1] = { key = key, title = title, method = name, opts = o,
+        make = function() return moreau.methods.create(name, o) end }
+    end
   end
   return list
+end
+
+--- A method option given on the command line as `--KEY.OPTION=VALUE` (KEY
+-- one of experiment.METHODS, OPTION one of that method's options), read by
+-- the option's domain and checked by it: "WHO: parameter 'KEY.OPTION' ...".
+-- Unknown keys and options raise with the valid names (and the nearest one).
+-- Options that are not numbers, booleans or names (tensors, functions) cannot
+-- be given this way. RETURN: the typed value.
+function experiment.method_option(who, name, v)
+  local key, opt = tostring(name):match('^([%w_]+)%.([%w_]+)$')
+  local keys = {}
+  for _, row in ipairs(method_table(options.fill('experiment.methods', experiment.methods_defaults, {}))) do
+    keys[row[1]] = row[3]
+  end
+  if not key or not keys[key] then
+    local names = {}
+    for k in pairs(keys) do names[#names + 1] = k end
+    table.sort(names)
+    error(("%s: unknown method '%s' in parameter '%s' (methods: %s)%s"):format(who, tostring(key or name), name,
+      table.concat(names, ', '), options.nearest(key or name, names)), 0)
+  end
+  local defaults = moreau.methods.impl(keys[key]).defaults
+  local domain = (defaults._domains or {})[opt]
+  local extra = defaults._extra or {}
+  if (defaults[opt] == nil and not extra[opt]) or opt:match('^_') then
+    local names = {}
+    for k in pairs(defaults) do if not k:match('^_') then names[#names + 1] = k end end
+    for k in pairs(extra) do if defaults[k] == nil then names[#names + 1] = k end end
+    table.sort(names)
+    error(("%s: %s has no option '%s' (options: %s)%s"):format(who, key, opt, table.concat(names, ', '),
+      options.nearest(opt, names)), 0)
+  end
+  local kind = domain and domain:match('^%a+')
+  local read = (kind == 'int' or kind == 'odd' or kind == 'seed' or kind == 'bytes') and options.types.int
+    or kind == 'num' and options.types.number or kind == 'bool' and options.types.bool
+    or (kind == 'one' or kind == 'string') and options.types.string
+  if not read then
+    error(("%s: option '%s' of %s cannot be given on the command line (it takes %s)"):format(who, opt, key,
+      domain and options.domain(domain).text or 'a value of code'), 0)
+  end
+  local val = read(v)
+  if val == nil then
+    error(("%s: parameter '%s' expects %s, got '%s'"):format(who, name, options.domain(domain).text, tostring(v)), 0)
+  end
+  if not options.domain(domain).ok(val) then
+    error(("%s: parameter '%s' must be %s, got %s%s"):format(who, name, options.domain(domain).text,
+      options.show(val), options.suggest(domain, val)), 0)
+  end
+  return val
 end
 
 --- Wall-clock seconds (os.clock counts CPU time of every thread).

@@ -143,33 +143,45 @@ function options.domain(spec)
   return d
 end
 
---- Levenshtein distance of two short strings.
+--- Edit distance of two short strings: insertions, deletions, substitutions
+-- and swaps of two neighbouring letters count one each (the optimal string
+-- alignment distance; a swap is the commonest typo: 'stpes' is one from 'steps').
 local function edit_distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
   for i = 1, #a do
-    local cur = { [0] = i }
     for j = 1, #b do
       local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
     end
-    prev = cur
   end
-  return prev[#b]
+  return d[#a][#b]
 end
 
---- For a string v outside a 'one of' domain: " (did you mean 'X'?)" naming the
--- nearest listed name when it has 4 or more letters and v is within a third
--- of its length in edits (a typo, not another short name), else ''.
-function options.suggest(spec, v)
-  if type(v) ~= 'string' or not spec:match('^one of ') then return '' end
+--- " (did you mean 'X'?)" naming the name in `names` (a list) nearest to the
+-- string v, when it has 4 or more letters and v is within a third of its
+-- length in edits (a typo, not another short name); else ''.
+function options.nearest(v, names)
+  if type(v) ~= 'string' then return '' end
   local best, bd
-  for name in spec:sub(8):gmatch('[^,%s]+') do
+  for _, name in ipairs(names) do
     local dist = edit_distance(v, name)
     if not bd or dist < bd then best, bd = name, dist end
   end
   if best and #best >= 4 and bd <= math.floor(#best / 3) then return (" (did you mean '%s'?)"):format(best) end
   return ''
+end
+
+--- options.nearest for a string v outside a 'one of' domain ('' for other domains).
+function options.suggest(spec, v)
+  if not spec:match('^one of ') then return '' end
+  local names = {}
+  for name in spec:sub(8):gmatch('[^,%s]+') do names[#names + 1] = name end
+  return options.nearest(v, names)
 end
 
 --- Checks one value against a domain string; raises "WHO: option 'NAME' must
@@ -215,7 +227,7 @@ local function known(defaults)
   for k in pairs(defaults) do if k ~= '_extra' and k ~= '_domains' then names[#names + 1] = tostring(k) end end
   for k in pairs(defaults._extra or {}) do if defaults[k] == nil then names[#names + 1] = tostring(k) end end
   table.sort(names)
-  return table.concat(names, ', ')
+  return names
 end
 
 --- A new table: defaults, then opts on top. Every value given in opts is
@@ -234,7 +246,8 @@ function options.fill(who, defaults, opts, level)
   local domains = defaults._domains or {}
   for k, v in pairs(opts or {}) do
     if defaults[k] == nil and not (defaults._extra and defaults._extra[k]) or k == '_extra' or k == '_domains' then
-      error(("%s: unknown option '%s' (%s)"):format(who, tostring(k), known(defaults)), level)
+      error(("%s: unknown option '%s' (%s)%s"):format(who, tostring(k), table.concat(known(defaults), ', '),
+        options.nearest(k, known(defaults))), level)
     end
     if domains[k] then options.check(who, k, v, domains[k], level) end
     o[k] = v
@@ -295,21 +308,44 @@ function options.check_params(where, params, level)
 end
 
 --- Splits command-line arguments into `--key=value` / `--flag` pairs (dashes
--- in keys become underscores; a bare flag is the string 'true') and the rest.
+-- in keys become underscores; a bare flag is the string 'true'; keys may hold
+-- dots, as `--moreaugrad.T=100`) and the rest.
 -- RETURN: table key -> string, list of the other arguments in order.
 function options.parse_args(args)
   local out, rest = {}, {}
   for _, a in ipairs(args) do
-    local k, v = a:match('^%-%-([%w_%-]+)=(.*)$')
+    local k, v = a:match('^%-%-([%w_%-%.]+)=(.*)$')
     if k then
       out[k:gsub('-', '_')] = v
-    elseif a:match('^%-%-[%w_%-]+$') then
+    elseif a:match('^%-%-[%w_%-%.]+$') then
       out[(a:sub(3):gsub('-', '_'))] = 'true'
     else
       rest[#rest + 1] = a
     end
   end
   return out, rest
+end
+
+--- The command line as options.parse_args reads it: `-h` becomes `--help`,
+-- and `--key value` becomes `--key=value` when takes_value(key) says the key
+-- takes a value (key with dashes as underscores) and the next argument does
+-- not start with `--`. A bare `--flag` stays a flag. RETURN: a new list.
+function options.normalize_args(args, takes_value)
+  local out, i = {}, 1
+  while i <= #args do
+    local a = args[i]
+    local k = a:match('^%-%-([%w_%-%.]+)$')
+    if a == '-h' then
+      out[#out + 1] = '--help'
+    elseif k and takes_value(k:gsub('-', '_')) and args[i + 1] ~= nil and not args[i + 1]:match('^%-%-') then
+      out[#out + 1] = ('--%s=%s'):format(k, args[i + 1])
+      i = i + 1
+    else
+      out[#out + 1] = a
+    end
+    i = i + 1
+  end
+  return out
 end
 
 --- Typed values of a parameter table from their defaults and `given` (strings
@@ -331,7 +367,8 @@ function options.params(who, params, given, noun)
       local names = {}
       for name in pairs(params) do names[#names + 1] = name end
       table.sort(names)
-      error(("%s: unknown %s '%s' (%ss: %s)"):format(who, noun, tostring(k), noun, table.concat(names, ', ')), 0)
+      error(("%s: unknown %s '%s' (%ss: %s)%s"):format(who, noun, tostring(k), noun, table.concat(names, ', '),
+        options.nearest(k, names)), 0)
     end
     local val = options.types[spec.type or 'string'](v)
     if val == nil then

@@ -11,7 +11,7 @@
 --       rhos   = { type = 'list', default = { 0.1, 1, 3 }, domain = 'num > 0', help = 'values of rho' },
 --     },
 --     writes = { 'grid.png', 'results.json' },
---     run = function(p, ctx)       -- p: typed parameters; ctx.report: the results folder
+--     run = function(p, rep)       -- p: typed parameters; rep: the report (moreau.report) of the results folder
 --       ...
 --     end,
 --   }
@@ -55,9 +55,29 @@ end
 --- Typed parameters from defaults and `--key=value` strings (or a table of
 -- values, e.g. from a results.json), by moreau.options.params: unknown keys,
 -- values of the wrong type and values outside their domain raise
--- "NAME: parameter 'K' ...". RETURN: table name -> value.
+-- "NAME: parameter 'K' ...". A recipe that sets `method_options = true`
+-- (one that builds its methods with experiment.methods) also takes
+-- `--KEY.OPTION=VALUE`, one option of one method (`--moreaugrad.T=100`,
+-- `--smoothgrad.samples=20`), read and checked by experiment.method_option;
+-- they stay in the table under their dotted names (so results.json records
+-- them and `--from` repeats them). RETURN: table name -> value.
 function recipe.params(r, given)
-  return options.params(r.name, r.params, given)
+  local plain, dotted = {}, {}
+  for k, v in pairs(given or {}) do
+    if r.method_options and type(k) == 'string' and k:find('.', 1, true) then dotted[k] = v else plain[k] = v end
+  end
+  local p = options.params(r.name, r.params, plain)
+  for k, v in pairs(dotted) do p[k] = require('moreau.experiment').method_option(r.name, k, v) end
+  return p
+end
+
+--- Whether `--key` takes a value on the command line, so that `--key value`
+-- reads as `--key=value` (moreau.options.normalize_args): every parameter
+-- but a bool, `--out`, and a recipe's `--KEY.OPTION`.
+function recipe.takes_value(r, key)
+  if key == 'out' or (r.method_options and key:find('.', 1, true)) then return true end
+  local spec = r.params[key]
+  return spec ~= nil and spec.type ~= 'bool'
 end
 
 --- The help text of a recipe: description and parameters with defaults.
@@ -71,6 +91,11 @@ function recipe.help(r)
     local d = s.default
     if type(d) == 'table' then d = table.concat(d, ',') end
     lines[#lines + 1] = ('  --%-14s %-7s %s (default %s)'):format(k, s.type or 'string', s.help or '', tostring(d))
+  end
+  if r.method_options then
+    lines[#lines + 1] = '\n  --KEY.OPTION=VALUE   one option of one method, over the preset: KEY is a name of'
+    lines[#lines + 1] = '                       --methods, OPTION one of its options (--moreaugrad.T=100,'
+    lines[#lines + 1] = '                       --sparse_moreaugrad.eta=0.05, --smoothgrad.samples=20)'
   end
   if r.writes then lines[#lines + 1] = '\nwrites: ' .. table.concat(r.writes, ', ') end
   return table.concat(lines, '\n')

@@ -1,0 +1,135 @@
+-- The command line catches mistakes before anything runs: `--key value` and
+-- `-h` read as `--key=value` and `--help`, unknown names are refused with the
+-- valid ones and the nearest, and every method option of the main job can be
+-- set as `--METHOD.OPTION=VALUE` (moreau.recipe.params, experiment.method_option).
+local lfs = require 'lfs'
+local cjson = require 'cjson'
+local options = require 'moreau.options'
+local recipe = require 'moreau.recipe'
+local experiment = require 'moreau.experiment'
+local asserts = require 'helpers.asserts'
+
+local tmp = os.tmpname()
+os.remove(tmp)
+lfs.mkdir(tmp)
+
+local cli = require 'helpers.cli'
+local moreau, write, read = cli.moreau, cli.write, cli.read
+
+-- a recipe that records its parameters and builds its methods as the shipped ones do
+local probe = tmp .. '/probe.lua'
+write(probe, [[
+local ex = require 'moreau.experiment'
+return {
+  name = 'probe',
+  params = {
+    n = { type = 'int', default = 1, domain = 'int >= 1', help = 'a count' },
+    flag = { type = 'bool', default = false, help = 'a switch' },
+    methods = { type = 'list', default = { 'moreaugrad' }, domain = ex.METHODS, help = 'methods' },
+  },
+  method_options = true,
+  run = function(p, rep)
+    local list = ex.methods { preset = 'fast', only = p.methods, overrides = p }
+    rep.results.n, rep.results.flag = p.n, p.flag
+    rep.results.opts = list[1].opts
+  end,
+}
+]])
+
+describe('the command line', function()
+  it('reads --key value as --key=value for parameters that take a value, and -h as --help', function()
+    local args = options.normalize_args({ '--n', '3', '--flag', '--out', 'dir', '-h', '--tag=x' }, function(k)
+      return k == 'n' or k == 'out' or k == 'tag'
+    end)
+    assert.are.same({ '--n=3', '--flag', '--out=dir', '--help', '--tag=x' }, args)
+    -- a flag followed by another option, and a value-taking key at the end, stay as they are
+    assert.are.same({ '--n', '--flag' }, options.normalize_args({ '--n', '--flag' }, function() return true end))
+
+    local out, rc = moreau(('run %q --n 4 --flag --out %q'):format(probe, tmp .. '/r1'))
+    assert.are.equal(0, rc, out)
+    local res = cjson.decode(read(tmp .. '/r1/results.json'))
+    assert.are.equal(4, res.n)
+    assert.is_true(res.flag)
+    out, rc = moreau(('run %q -h'):format(probe))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('--n ', 1, true) and out:find('--KEY.OPTION=VALUE', 1, true), out)
+  end)
+
+  it('refuses a stray word, naming it and where the parameters are listed', function()
+    local out, rc = moreau(('run %q --flag yes'):format(probe))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('unexpected argument yes (parameters are --key=value or --key value; `moreau run ' ..
+      probe .. ' --help` lists them)', 1, true), out)
+  end)
+
+  it('suggests the nearest name for an unknown parameter or option', function()
+    local r = recipe.load(probe)
+    asserts.error_with(function() recipe.params(r, { flgg = 'true' }) end,
+      "probe: unknown parameter 'flgg' (parameters: flag, methods, n) (did you mean 'flag'?)")
+    asserts.error_with(function() options.fill('tool', { steps = 1, alpha = 2 }, { stpes = 3 }) end,
+      "tool: unknown option 'stpes' (alpha, steps) (did you mean 'steps'?)")
+    assert.are.equal('', options.nearest('zzzzzz', { 'alpha', 'steps' }))
+  end)
+end)
+
+describe('method options on the command line', function()
+  it('set one option of one method, typed by its domain, and are recorded for --from', function()
+    local out, rc = moreau(('run %q --moreaugrad.T=7 --moreaugrad.accelerated=false --moreaugrad.output delta ' ..
+      '--out=%q'):format(probe, tmp .. '/m1'))
+    assert.are.equal(0, rc, out)
+    local res = cjson.decode(read(tmp .. '/m1/results.json'))
+    assert.are.equal(7, res.opts.T)
+    assert.is_false(res.opts.accelerated)
+    assert.are.equal('delta', res.opts.output)
+    assert.are.equal(8, res.opts.m) -- the preset's, untouched
+    assert.are.equal(7, res.opts.K) -- the preset's 30, lowered to T
+    assert.are.equal(7, res.params['moreaugrad.T'])
+    -- repeated from its results.json, with the same options
+    out, rc = moreau(('run --trust --from=%q --out=%q'):format(tmp .. '/m1/results.json', tmp .. '/m2'))
+    assert.are.equal(0, rc, out)
+    assert.are.same(res.opts, cjson.decode(read(tmp .. '/m2/results.json')).opts)
+  end)
+
+  it('apply to the entry they name only', function()
+    local list = experiment.methods { preset = 'fast', overrides = { ['sparse_moreaugrad.eta'] = 0.05,
+      ['smoothgrad.samples'] = 3 } }
+    local by = {}
+    for _, e in ipairs(list) do by[e.key] = e.opts end
+    assert.are.equal(0.05, by.sparse_moreaugrad.eta)
+    assert.are.equal(0.2, by.group_moreaugrad.eta)
+    assert.are.equal(3, by.smoothgrad.samples)
+    assert.are.equal(32, by.sparsified_smoothgrad.samples)
+  end)
+
+  it('are refused before anything runs: unknown method or option, wrong type, outside the domain', function()
+    local function fails(arg, want)
+      local out, rc = moreau(('run %q %s --out=%q'):format(probe, arg, tmp .. '/bad'))
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find(want, 1, true), arg .. ': ' .. out)
+      -- refused with the parameters (no results folder), or when the methods are built (nothing explained)
+      local res = read(tmp .. '/bad/results.json')
+      assert.truthy(res == nil or cjson.decode(res).error, res)
+    end
+    fails('--moreaugrd.T=5', "probe: unknown method 'moreaugrd' in parameter 'moreaugrd.T' (methods: deeplift, " ..
+      'gradient, group_moreaugrad, input_x_gradient, integrated_gradients, moreaugrad, smoothgrad, ' ..
+      "sparse_moreaugrad, sparsified_smoothgrad) (did you mean 'moreaugrad'?)")
+    fails('--moreaugrad.sigmaa=1', "probe: moreaugrad has no option 'sigmaa' (options: K, T, accelerated, chunk, " ..
+      'eta, gamma, group_size, groups, m, memory_budget, output, reg, rho, score, seed, sigma, tol) ' ..
+      "(did you mean 'sigma'?)")
+    fails('--moreaugrad.T=2.5', "probe: parameter 'moreaugrad.T' expects an integer >= 1, got '2.5'")
+    fails('--moreaugrad.T=0', "probe: parameter 'moreaugrad.T' must be an integer >= 1, got 0")
+    fails('--moreaugrad.reg=l2', "probe: parameter 'moreaugrad.reg' must be one of 'none', 'l1', 'group', got 'l2'")
+    fails('--moreaugrad.groups=1', "probe: option 'groups' of moreaugrad cannot be given on the command line " ..
+      '(it takes a table)')
+    -- checked with the others when the methods are built, before any image is explained
+    fails('--moreaugrad.K=500', "methods.moreaugrad: option 'K' must be an integer in [1, T = 100], got 500")
+  end)
+
+  it('are not accepted by a recipe that does not build methods', function()
+    local plain = tmp .. '/plain.lua'
+    write(plain, "return { name = 'plain', params = {}, run = function() end }\n")
+    local out, rc = moreau(('run %q --moreaugrad.T=5'):format(plain))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("plain: unknown parameter 'moreaugrad.T' (parameters: )", 1, true), out)
+  end)
+end)
