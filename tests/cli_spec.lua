@@ -133,3 +133,42 @@ describe('method options on the command line', function()
     assert.truthy(out:find("plain: unknown parameter 'moreaugrad.T' (parameters: )", 1, true), out)
   end)
 end)
+
+describe('errors of a recipe', function()
+  -- line 4 passes a number where a picture goes; line 5 trips over a library line
+  local bad = tmp .. '/bad_recipe.lua'
+  write(bad, [[
+local moreau = require 'moreau'
+return { name = 'bad_recipe', params = { which = { type = 'int', default = 1 } }, run = function(p, rep)
+  local canvas = moreau.viz.heatmap(moreau.tensor.ones { 1, 1, 2, 2 })
+  if p.which == 1 then rep:image('a.png', 5) end
+  if p.which == 2 then canvas.save_png(nil, 'b.png') end
+end }
+]])
+
+  it("point at the recipe's line that made the call", function()
+    local out, rc = moreau(('run %q --out=%q'):format(bad, tmp .. '/e1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(bad .. ':4: report:image: 5 is not a picture', 1, true), out)
+    assert.are.equal(bad .. ':4: report:image: 5 is not a picture (a moreau.viz canvas: viz.heatmap, viz.grid, ...)',
+      cjson.decode(read(tmp .. '/e1/results.json')).error)
+  end)
+
+  it("put the recipe's line first when moreau's own line raised, the library frames behind --traceback", function()
+    -- a library chunk that fails on what a recipe chunk gave it
+    local lib = assert(loadstring('return function(t) return t.field end', '@moreau/lib.lua'))()
+    local rec = assert(loadstring('local lib = ...\nreturn function() local v = lib(nil) return v end', '@/r/recipe.lua'))(lib)
+    local _, msg = xpcall(rec, function(e) return recipe.locate_error(e, '/r/recipe.lua') end)
+    assert.are.equal("/r/recipe.lua:2: attempt to index local 't' (a nil value) [raised at moreau/lib.lua:1; " ..
+      '--traceback shows every frame]', msg)
+    -- a message that names the recipe already, or no file, stays as it is
+    assert.are.equal('/r/recipe.lua:7: x', recipe.locate_error('/r/recipe.lua:7: x', '/r/recipe.lua'))
+    assert.are.equal('explain: --index=99 is outside', recipe.locate_error('explain: --index=99 is outside', '/r/recipe.lua'))
+    for _, flag in ipairs { '--traceback', '--threads=1 --traceback' } do
+      out, rc = moreau(('%s run %q --which=2 --out=%q'):format(flag, bad, tmp .. '/e3'))
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find('stack traceback:', 1, true), out)
+      assert.truthy(out:find(bad .. ':5:', 1, true), out)
+    end
+  end)
+end)

@@ -16,9 +16,11 @@ local cli = {}
 
 local function usage()
   return [[
-usage: moreau [--threads=N] COMMAND [ARGS]
+usage: moreau [--threads=N] [--traceback] COMMAND [ARGS]
 
   --threads=N           threads of the engine (default: OMP_NUM_THREADS, else every core)
+  --traceback           an error shows every frame of the stack, moreau's own too
+                        (also: the environment variable MOREAU_TRACEBACK set)
 
 commands:
   explain [--index=N | --image=PATH] [--key=value ...]
@@ -227,15 +229,21 @@ end
 
 --- Entry point. ARGS: the command line arguments (a Lua array).
 function cli.main(args)
-  -- --threads=N before the command: the engine's thread count (default:
-  -- OMP_NUM_THREADS, else every core)
-  while args[1] and args[1]:match('^%-%-threads=') do
+  -- options before the command: --threads=N, the engine's thread count
+  -- (default: OMP_NUM_THREADS, else every core); --traceback, every frame of an error
+  while args[1] and (args[1]:match('^%-%-threads=') or args[1] == '--traceback') do
+    if args[1] == '--traceback' then
+      table.remove(args, 1)
+      require('moreau.recipe').want_traceback = true
+      goto next
+    end
     local n = tonumber(table.remove(args, 1):match('^%-%-threads=(.*)$'))
     if not require('moreau.options').domain('int in [1, 4096]').ok(n) then
       io.stderr:write('moreau: --threads must be an integer in [1, 4096]\n')
       return 2
     end
     core.C.mr_set_num_threads(n)
+    ::next::
   end
   local cmd = table.remove(args, 1)
   if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
@@ -252,7 +260,7 @@ function cli.main(args)
     return 2
   end
   local ok, err = xpcall(function() return fn(args) end, function(e)
-    if os.getenv('MOREAU_TRACEBACK') then return debug.traceback(e) end
+    if require('moreau.recipe').traceback() then return debug.traceback(e) end
     return e
   end)
   if not ok then

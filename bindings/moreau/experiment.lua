@@ -27,6 +27,15 @@ function experiment.images(net, card, test, opts)
   local o = options.fill('experiment.images', { start = 0, which = 'all', _extra = { n = true },
     _domains = { n = 'int >= 1', start = 'int >= 0', which = 'one of all, correct, misclassified' } }, opts)
   if o.n == nil then error("experiment.images: option 'n' (the number of images) is required", 2) end
+  if getmetatable(net) ~= moreau.nn.Net then
+    error('experiment.images: net must be a moreau.nn network (experiment.model gives net, card, test)', 2)
+  end
+  if type(card) ~= 'table' or type(card.data) ~= 'table' or type(card.data.normalization) ~= 'table' then
+    error('experiment.images: card must be a model card with data.normalization (experiment.model gives it)', 2)
+  end
+  if type(test) ~= 'table' or type(test.n) ~= 'number' then
+    error('experiment.images: test must be a data set (experiment.model gives it)', 2)
+  end
   local data = moreau.data
   local norm = card.data.normalization
   local want, start, which = o.n, o.start, o.which

@@ -200,8 +200,9 @@ end
 -- RETURNS: the exit status of the confined run (see isolation.explain_status).
 -- ERRORS: the launcher is not built; it cannot be started.
 function isolation.run(opts)
-  local command = { isolation.luajit(), isolation.realpath(core.root .. '/scripts/moreau.lua'), 'run', '--confined',
-    isolation.realpath(opts.recipe) }
+  local command = { isolation.luajit(), isolation.realpath(core.root .. '/scripts/moreau.lua') }
+  if require('moreau.recipe').want_traceback then command[#command + 1] = '--traceback' end
+  for _, a in ipairs { 'run', '--confined', isolation.realpath(opts.recipe) } do command[#command + 1] = a end
   if opts.out then command[#command + 1] = '--out=' .. opts.out end
   for _, a in ipairs(opts.args or {}) do command[#command + 1] = a end
   io.stdout:flush()

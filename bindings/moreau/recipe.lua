@@ -105,6 +105,32 @@ end
 -- RETURN: table of strings, list of the other arguments.
 recipe.parse_args = options.parse_args
 
+--- Whether errors carry the whole stack (`moreau --traceback`, or the
+-- environment variable MOREAU_TRACEBACK set to anything).
+function recipe.traceback()
+  return recipe.want_traceback or os.getenv('MOREAU_TRACEBACK') ~= nil
+end
+
+--- The message of an error raised while the recipe at `path` ran, pointing
+-- at the recipe: when the message starts with a position in another file (a
+-- line of moreau's own code that failed on what the recipe gave it), the
+-- recipe's innermost line on the stack comes first and the library's position
+-- follows in brackets. Messages that already name the recipe, or no file,
+-- stay as they are. Call it from the error handler (the stack is still there).
+function recipe.locate_error(e, path)
+  local msg = tostring(e)
+  local pos, rest = msg:match('^([^\n]-:%d+): (.*)$')
+  if not pos or not path or pos:sub(1, #path) == path then return msg end
+  for level = 2, 200 do
+    local info = debug.getinfo(level, 'Sl')
+    if not info then break end
+    if info.source == '@' .. path and info.currentline > 0 then
+      return ('%s:%d: %s [raised at %s; --traceback shows every frame]'):format(path, info.currentline, rest, pos)
+    end
+  end
+  return msg
+end
+
 --- Runs a recipe: creates its results folder, runs it, writes results.json.
 -- ARGS: r (from recipe.load), p (from recipe.params), opts {out = folder,
 --   on_start = function(report) run before the recipe}
@@ -116,7 +142,7 @@ function recipe.run(r, p, opts)
   local t0 = os.clock()
   local wall0 = os.time()
   local ok, err = xpcall(function() return r.run(p, rep) end, function(e)
-    return os.getenv('MOREAU_TRACEBACK') and debug.traceback(e) or e
+    return recipe.traceback() and debug.traceback(e) or recipe.locate_error(e, r.path)
   end)
   rep.results.seconds_cpu = os.clock() - t0
   rep.results.seconds_wall = os.time() - wall0

@@ -105,6 +105,10 @@ end
 
 --- Saves a canvas (moreau.viz) as PNG and lists it on the page.
 function Report:image(file, canvas, caption)
+  if not require('moreau.viz').is_canvas(canvas) then
+    error(('report:image: %s is not a picture (a moreau.viz canvas: viz.heatmap, viz.grid, ...)'):format(
+      require('moreau.options').show(canvas)), 2)
+  end
   canvas:save_png(self:path(file))
   self.items[#self.items + 1] = { kind = 'image', file = file, caption = caption }
 end
