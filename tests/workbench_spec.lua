@@ -253,22 +253,6 @@ describe('the results page', function()
   end)
 end)
 
-describe('cmake --install', function()
-  it('puts the library, header, Lua modules, recipes, command and pkg-config file in standard places', function()
-    local build = core.lib_path:match('^(.*)/[^/]+$')
-    local prefix = tmp .. '/prefix'
-    local ok = os.execute(('env -u LD_PRELOAD cmake --install %q --prefix %q >/dev/null 2>&1'):format(build, prefix))
-    assert.is_true(ok == 0 or ok == true)
-    for _, f in ipairs { 'lib/libmoreau.so', 'include/moreau.h', 'share/lua/5.1/moreau/init.lua',
-      'share/lua/5.1/moreau/_install.lua', 'share/moreau/recipes/explain.lua', 'share/moreau/scripts/moreau.lua',
-      'bin/moreau', 'lib/pkgconfig/moreau.pc' } do
-      local path = prefix .. '/' .. f
-      if not lfs.attributes(path) then path = prefix .. '/' .. f:gsub('^lib/', 'lib/x86_64-linux-gnu/') end
-      assert.truthy(lfs.attributes(path), f .. ' installed')
-    end
-  end)
-end)
-
 describe('the REPL on "statements; expression"', function()
   it('prints the value of the last part', function()
     local env = repl.env()

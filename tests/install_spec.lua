@@ -1,0 +1,111 @@
+-- `cmake --install build --prefix P` gives a working moreau under any P, and
+-- the installed tree still works after it is moved: the command, the Lua
+-- modules (a plain LuaJIT finds them under P/share/lua/5.1), pkg-config and a
+-- C program linked against the library, each run from another folder with
+-- nothing of the source tree in its environment.
+local lfs = require 'lfs'
+local core = require 'moreau.core'
+
+local tmp = os.tmpname()
+os.remove(tmp)
+lfs.mkdir(tmp)
+
+local cli = require 'helpers.cli'
+local write, read = cli.write, cli.read
+
+-- a shell command run in `dir` without the test run's pointers into the
+-- source tree (the sanitizer runtime's variables stay: the ASan build's
+-- library needs them); RETURNS: its output, its exit code.
+local function sh(dir, cmd)
+  local quoted = "'" .. cmd:gsub("'", "'\\''") .. "'" -- for the outer shell: cmd's $(...) runs inside sh -c
+  local p = io.popen(('cd %q && env -u MOREAU_LIB -u MOREAU_HEADER -u LUA_PATH -u LUA_CPATH -u MOREAU_MODELS ' ..
+    'sh -c %s 2>&1; echo "rc=$?"'):format(dir, quoted))
+  local out = p:read('*a')
+  p:close()
+  local rc = tonumber(out:match('rc=(%d+)%s*$'))
+  return out:gsub('rc=%d+%s*$', ''), rc
+end
+
+local function find(prefix, name)
+  local p = io.popen(('find %q -name %q | head -n 1'):format(prefix, name))
+  local path = p:read('*l')
+  p:close()
+  return path
+end
+
+describe('cmake --install --prefix P', function()
+  local build = core.lib_path:match('^(.*)/[^/]+$')
+  local first, prefix = tmp .. '/first', tmp .. '/moved/here'
+  local elsewhere = tmp .. '/elsewhere'
+  lfs.mkdir(elsewhere)
+  lfs.mkdir(tmp .. '/moved')
+
+  setup(function()
+    local out, rc = sh(tmp, ('env -u LD_PRELOAD cmake --install %q --prefix %q'):format(build, first))
+    assert.are.equal(0, rc, out)
+    -- the installed tree moves: nothing in it may name where it was installed
+    assert.is_true(os.rename(first, prefix))
+  end)
+
+  it('puts every part in its standard place, naming no absolute path of the install', function()
+    for _, f in ipairs { 'libmoreau.so', 'moreau.h', 'init.lua', '_install.lua', 'explain.lua', 'moreau.lua',
+      'moreau.pc', 'moreau-sandbox' } do
+      assert.truthy(find(prefix, f), f .. ' installed')
+    end
+    assert.truthy(lfs.attributes(prefix .. '/bin/moreau'))
+    for _, f in ipairs { prefix .. '/bin/moreau', find(prefix, '_install.lua'), find(prefix, 'moreau.pc') } do
+      assert.is_nil(read(f):find(first, 1, true), f .. ' names the install prefix')
+    end
+  end)
+
+  it('runs the moreau command from another folder on the installed library', function()
+    local out, rc = sh(elsewhere, prefix .. '/bin/moreau info')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('library: ' .. prefix .. '/', 1, true), out)
+    assert.truthy(out:find('model shipped: resnet_fmnist', 1, true), out)
+    out, rc = sh(elsewhere, prefix .. '/bin/moreau explain --methods=gradient --out=res')
+    assert.are.equal(0, rc, out)
+    assert.truthy(read(elsewhere .. '/res/results.json'), out)
+    -- through a link on PATH, as a package manager or a user's ~/bin would put it
+    lfs.link(prefix .. '/bin/moreau', elsewhere .. '/moreau', true)
+    out, rc = sh(elsewhere, './moreau --version')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('moreau ' .. core.version(), 1, true), out)
+  end)
+
+  it("lets a plain LuaJIT require 'moreau' from the installed modules", function()
+    local lua_dir = find(prefix, 'init.lua'):match('^(.*)/moreau/init%.lua$')
+    local out, rc = sh(elsewhere, ("LUA_PATH='%s/?.lua;%s/?/init.lua;;' luajit -e \"local m = require 'moreau' " ..
+      "print(m.version, require('moreau.core').lib_path)\""):format(lua_dir, lua_dir))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find(core.version() .. '\t' .. prefix .. '/', 1, true), out)
+  end)
+
+  it('gives pkg-config flags under the prefix, and a C program links and runs against the library', function()
+    local pc_dir = find(prefix, 'moreau.pc'):match('^(.*)/[^/]+$')
+    local out, rc = sh(elsewhere, ('PKG_CONFIG_PATH=%q pkg-config --cflags --libs moreau'):format(pc_dir))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('-I' .. prefix .. '/', 1, true), out)
+    assert.truthy(out:find('-L' .. prefix .. '/', 1, true) and out:find('-lmoreau', 1, true), out)
+    write(elsewhere .. '/use.c', [[
+#include <moreau.h>
+#include <stdio.h>
+int main(void)
+{
+    mr_tensor *t = NULL;
+    int64_t shape[2] = {2, 3};
+    if (mr_tensor_new(&t, 2, shape) != 0) return 1;
+    printf("moreau %s, %lld elements\n", mr_version(), (long long)mr_tensor_numel(t));
+    mr_tensor_free(t);
+    return 0;
+}
+]])
+    -- the sanitizer build's library needs the sanitizer runtime at link time too
+    local san = os.getenv('MOREAU_SANITIZE') and '-fsanitize=address,undefined ' or ''
+    out, rc = sh(elsewhere, ('PKG_CONFIG_PATH=%q; export PKG_CONFIG_PATH; cc -std=c11 %suse.c -o use ' ..
+      '$(pkg-config --cflags --libs moreau) -Wl,-rpath,$(pkg-config --variable=libdir moreau) && ./use'):format(
+      pc_dir, san))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('moreau ' .. core.version() .. ', 6 elements', 1, true), out)
+  end)
+end)
