@@ -25,7 +25,7 @@ return {
   description = 'explain one image with every method on a shipped model (the main job)',
   params = {
     index = { type = 'int', default = 0, domain = 'int >= 0', help = 'Fashion-MNIST test image (0-based)' },
-    image = { type = 'string', default = '', domain = 'string', help = 'an image file instead of a test image' },
+    image = { type = 'string', default = '', domain = 'string', file = 'read', help = 'an image file instead of a test image' },
     label = { type = 'int', default = -1, domain = 'int >= -1', help = 'class to explain (-1: the predicted class)' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },

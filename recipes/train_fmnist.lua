@@ -34,7 +34,7 @@ local train = require 'moreau.train'
 
 local params = {
   epochs = { type = 'int', default = 8, domain = 'int >= 1', help = 'passes over the training set' },
-  weights = { type = 'string', default = '', domain = 'string',
+  weights = { type = 'string', default = '', domain = 'string', file = 'write',
     help = "weights (safetensors, checkpointed every epoch; the card goes next to it as .json); '': " ..
       'resnet_fmnist.safetensors in the results folder (moreau run/train) or the current folder (a script), ' ..
       'never the shipped model unless named' },
@@ -50,9 +50,9 @@ local params = {
   width = { type = 'number', default = 1, domain = 'num > 0', help = 'channel multiplier of the model' },
   subset = { type = 'int', default = 0, domain = 'int >= 0', help = 'train on the first N images only (0: all 60000), for timing' },
   test_subset = { type = 'int', default = 0, domain = 'int >= 0', help = 'evaluate on the first N test images only (0: all 10000)' },
-  threads = { type = 'int', default = 0, domain = 'int >= 0', help = 'engine threads (0: all cores)' },
+  threads = { type = 'int', default = 0, domain = 'int in [0, 4096]', help = 'engine threads (0: all cores)' },
   progress = { type = 'string', default = 'auto', domain = 'one of auto, tty, lines, off', help = 'auto, tty, lines or off' },
-  data_dir = { type = 'string', default = '', domain = 'string', help = "Fashion-MNIST directory (empty: $MOREAU_FMNIST_DIR or Debian's)" },
+  data_dir = { type = 'string', default = '', domain = 'string', file = 'read', help = "Fashion-MNIST directory (empty: $MOREAU_FMNIST_DIR or Debian's)" },
 }
 
 -- Direct runs: --key=value arguments checked against params (--out = --weights).

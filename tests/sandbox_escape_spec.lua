@@ -9,6 +9,7 @@
 --     a raw pointer, could still do. The operating system's wall must hold alone.
 local ffi = require 'ffi'
 local lfs = require 'lfs'
+local cjson = require 'cjson'
 local core = require 'moreau.core'
 local isolation = require 'moreau.isolation'
 
@@ -181,6 +182,111 @@ describe('the sandbox: hostile recipes through moreau run --sandbox', function()
   end)
 end)
 
+describe('the sandbox: memory stays intact whatever a recipe does with the objects it holds', function()
+  it('freeing a borrowed parameter, or a batch a solver reads, leaves the engine nothing freed to read', function()
+    local out, rc = run_recipe([[
+      local moreau = require 'moreau'
+      local T = moreau.tensor
+      local net = moreau.models.pretrained('resnet_fmnist')
+      local w = net:params()[1].tensor
+      w.owner = nil                      -- no field holds the owner: nothing to clear
+      w:free()                           -- lets go of the borrowed view only
+      local y = net:forward(T.rand { 1, 1, 28, 28 })
+      print('forward', y:isfinite(), y:numel())
+      local x = T.rand { 1, 1, 28, 28 }
+      local s = moreau.prox.solver(net, x, { 0 }, { T = 2, m = 1, K = 2, reg = 'l1' })
+      print('free x', pcall(x.free, x))
+      s.x = nil
+      for i = 1, 300000 do local t = { i, tostring(i) } end -- the collector runs
+      print('step', pcall(s.step, s))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('forward\ttrue\t10', 1, true), out)
+    assert.truthy(out:find("free x\tfalse\t[^\n]*tensor:free: the tensor is in use by a moreau solver %(prox.solver%)"), out)
+    assert.truthy(out:find('step\ttrue', 1, true), out)
+  end)
+
+  it('a replaced tensor method cannot make moreau size a buffer wrong', function()
+    local out, rc = run_recipe([[
+      local T, metrics = require 'moreau.tensor', require 'moreau.metrics'
+      local a, b = T.rand { 20000, 2 }, T.rand { 20000, 2 }
+      T.Tensor.size = function() return 1 end
+      T.Tensor.numel = function() return 1 end
+      T.Tensor.shape = function() return { 1, 1 } end
+      local d = metrics.normalized_distance(a, b)
+      print('items', #d)
+      local t = {}
+      for i = 1, 100000 do t[i] = { i } end
+      print('heap intact')
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('items\t20000', 1, true), out)
+    assert.truthy(out:find('heap intact', 1, true), out)
+  end)
+
+  it('a network parameter or input shape longer than 4 dims is refused, not copied past its buffer', function()
+    local out, rc = run_recipe([[
+      local nn = require 'moreau.nn'
+      local b = nn.builder { 4 }
+      local shape = {}
+      for i = 1, 64 do shape[i] = 0x4141414141 end
+      print('param', pcall(b.param, b, 'w', shape, 'weight'))
+      print('input', pcall(nn.builder, shape))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('param\tfalse\t[^\n]*builder:param: the shape is a table of 1..4 dims'), out)
+    assert.truthy(out:find('input\tfalse\t[^\n]*nn.builder: the shape is a table of 1..3 dims'), out)
+  end)
+
+  it("sees its own copy through the strings' metatable, not the host's string table", function()
+    local out, rc, dir = run_recipe([[
+      local mt = getmetatable('')
+      mt.__index.sub = function() return 'x' end
+      mt.__index.find = function() return nil end
+      print('own copy', string.sub('abc', 1, 1), ('abc'):sub(1, 1))
+      local T = require 'moreau.tensor'
+      print('guard', pcall(T.save, '../escaped.safetensors', T.zeros { 1 }))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('own copy\tx\ta', 1, true), out)
+    assert.truthy(out:find("guard\tfalse\t[^\n]*writing '../escaped.safetensors' is not allowed"), out)
+    assert.is_nil(read(dir .. '/../escaped.safetensors'))
+  end)
+end)
+
+describe('the sandbox: a results.json someone sent', function()
+  local victim = tmp .. '/victim'
+  lfs.mkdir(victim)
+
+  it('cannot choose the results folder of a run: not with --sandbox, not without', function()
+    local from = tmp .. '/from-out'
+    lfs.mkdir(from)
+    write(from .. '/writer.lua', "return { name = 'writer', params = {}, run = function(p, rep) " ..
+      "rep:table('planted.csv', { 'x' }, {}) end }\n")
+    write(from .. '/results.json', cjson.encode { recipe = 'writer', recipe_file = from .. '/writer.lua',
+      params = { out = victim } })
+    local out, rc = moreau(('run --sandbox --from=%q --out=%q'):format(from .. '/results.json', from .. '/run'))
+    assert.are.equal(0, rc, out)
+    assert.is_nil(read(victim .. '/planted.csv'))
+    assert.truthy(read(from .. '/run/planted.csv'), out)
+  end)
+
+  it('unconfined, cannot name a file for a shipped recipe to write or read unless the user gives it', function()
+    write(tmp .. '/weights.json', cjson.encode { recipe = 'train_fmnist',
+      params = { weights = victim .. '/notes.txt', epochs = 1, subset = 64, test_subset = 64, progress = 'off' } })
+    write(victim .. '/notes.txt', 'precious')
+    local out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/weights.json', tmp .. '/w1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('sets --weights=' .. victim .. '/notes.txt, a file the recipe would write outside ' ..
+      'its results folder', 1, true), out)
+    assert.are.equal('precious', read(victim .. '/notes.txt'))
+    write(tmp .. '/image.json', cjson.encode { recipe = 'explain', params = { image = '/etc/hostname' } })
+    out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/image.json', tmp .. '/w2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('sets --image=/etc/hostname, a file the recipe would read', 1, true), out)
+  end)
+end)
+
 describe('the sandbox: the operating system wall alone (payloads with every LuaJIT power)', function()
   local outside = tmp .. '/outside'
   lfs.mkdir(outside)
@@ -282,6 +388,67 @@ describe('the sandbox: the operating system wall alone (payloads with every LuaJ
     assert.are.equal(0, rc, out)
     assert.truthy(out:find('small\ttrue', 1, true), out)
     assert.truthy(out:find('large\tfalse', 1, true), out)
+  end)
+
+  it('inherits no descriptor of the caller but stdout and stderr, and reads nothing on stdin', function()
+    local outside = tmp .. '/fd-outside.log'
+    write(outside, '')
+    -- the caller holds a file open for writing as descriptor 7 when it starts the run
+    ffi.cdef 'int open(const char *, int, ...); int dup2(int, int); int close(int);'
+    local fd = ffi.C.open(outside, 1 + 1024) -- O_WRONLY | O_APPEND
+    assert.is_true(fd >= 0)
+    assert.are.equal(7, ffi.C.dup2(fd, 7))
+    local out, rc = run_payload([[
+      local ffi = require 'ffi'
+      ffi.cdef 'long write(int, const void *, unsigned long); long read(int, void *, unsigned long);'
+      print('fd7', tonumber(ffi.C.write(7, 'escaped', 7)), ffi.errno())
+      local b = ffi.new('char[8]')
+      print('stdin', tonumber(ffi.C.read(0, b, 8)))
+    ]])
+    ffi.C.close(7)
+    ffi.C.close(fd)
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('fd7\t-1\t9', 1, true), out) -- EBADF
+    assert.truthy(out:find('stdin\t0', 1, true), out) -- /dev/null: end of file
+    assert.are.equal('', read(outside))
+  end)
+
+  it('cannot leave a set-user-ID or set-group-ID file behind', function()
+    local out, rc, dir = run_payload([[
+      local ffi = require 'ffi'
+      ffi.cdef 'int chmod(const char *, unsigned); int open(const char *, int, ...);'
+      local f = assert(io.open('tool', 'w')) f:write('#!/bin/sh\n') f:close()
+      print('chmod suid', ffi.C.chmod('tool', tonumber('4755', 8)), ffi.errno())
+      print('chmod sgid', ffi.C.chmod('tool', tonumber('2755', 8)), ffi.errno())
+      print('create suid', ffi.C.open('tool2', 64 + 1, ffi.new('unsigned', tonumber('4755', 8))), ffi.errno())
+      print('chmod plain', ffi.C.chmod('tool', tonumber('755', 8)))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('chmod suid\t-1\t1', 1, true), out)
+    assert.truthy(out:find('chmod sgid\t-1\t1', 1, true), out)
+    assert.truthy(out:find('create suid\t-1\t1', 1, true), out)
+    assert.truthy(out:find('chmod plain\t0', 1, true), out)
+    assert.are.equal('rwxr-xr-x', lfs.attributes(dir .. '/tool', 'permissions'))
+  end)
+
+  it('has a /tmp of at most 256 MiB, and ends at its wall-clock limit', function()
+    local out, rc = run_payload([[
+      local f = assert(io.open('/tmp/fill', 'wb'))
+      local block = string.rep('x', 1024 * 1024)
+      local n = 0
+      for i = 1, 400 do
+        if not f:write(block) then break end
+        n = i
+      end
+      f:close()
+      print('tmp MiB', n)
+    ]])
+    assert.are.equal(0, rc, out)
+    local mib = tonumber(out:match('tmp MiB\t(%d+)'))
+    assert.truthy(mib and mib <= 256, out)
+    out, rc = run_payload('os.execute("sleep 30") print("woke")', { wall_seconds = 2 })
+    assert.are.equal(128 + 14, rc, out)
+    assert.falsy(out:find('woke', 1, true), out)
   end)
 
   it('cannot write a file larger than its limit', function()

@@ -84,7 +84,7 @@ end
 function Attack:run(net, method, x, labels)
   if not T.is(x) then error(self.name .. ':run: x must be a tensor', 2) end
   if not x:isfinite() then error(self.name .. ':run: x contains NaN or infinite values', 2) end
-  local lab = core.labels(labels, x:size(1))
+  local lab = core.labels(labels, core.size(x, 1))
   return self:_run(net, method, x, lab, labels)
 end
 
@@ -96,7 +96,7 @@ function Attack:__tostring() return options.describe(self.name, self.opts) end
 -- inference mode (net:forward_inference), whatever net:train()/eval() says.
 function attacks.predict(net, x)
   local y = net:forward_inference(x)
-  local N = y:size(1)
+  local N = core.size(y, 1)
   local arg = ffi.new('int64_t[?]', N)
   check(C.mr_tensor_argmax_items(arg, handle(y))) -- the first largest; NaN never wins
   local out = {}
@@ -148,7 +148,7 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
   if type(method) ~= 'table' or not method.explain_abs_vjp then
     error(self.name .. ':run: needs a method from moreau.methods', 3)
   end
-  local N, d = x:size(1), x:numel() / x:size(1)
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local clean = attacks.predict(net, x)
   local info = { seeds = {}, J = {} }
   local state
@@ -267,7 +267,7 @@ local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, h
   _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]' } }
 
 define('topk', topk_defaults, function(self, net, method, x, lab, labels)
-  local N, d = x:size(1), x:numel() / x:size(1)
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local k = attacks.topk_k(self.opts, d)
   local xp, info = interpretation_attack(self, net, method, x, lab, labels, {
     init = function(E0)
@@ -277,7 +277,7 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
       return masks
     end,
     eval = function(E, masks)
-      local J, W = {}, T.zeros(E:shape())
+      local J, W = {}, T.zeros(core.shape(E))
       local pe, pw = floats(E), floats(W)
       for n = 0, N - 1 do
         local A, B, M = 0, 0, masks[n]
@@ -310,8 +310,8 @@ end, finish_ball, 'top-k interpretation attack (Ghorbani et al. 2019), L2 ball')
 -- random direction if C0 is the center.
 define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
   fresh_noise = true, _extra = { alpha = true }, _domains = ball_domains { seed = 'seed' } }, function(self, net, method, x, lab, labels)
-  if x:dim() ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end
-  local N, Cn, Hh, Ww = x:size(1), x:size(2), x:size(3), x:size(4)
+  if core.ndim(x) ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end
+  local N, Cn, Hh, Ww = core.size(x, 1), core.size(x, 2), core.size(x, 3), core.size(x, 4)
   local d, hw = Cn * Hh * Ww, Hh * Ww
   local function center(pe, n)
     local p, S, ch, cw = pe + n * d, 0, 0, 0
@@ -347,7 +347,7 @@ define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
       return st
     end,
     eval = function(E, st)
-      local J, W = {}, T.zeros(E:shape())
+      local J, W = {}, T.zeros(core.shape(E))
       local pe, pw = floats(E), floats(W)
       for n = 0, N - 1 do
         local ch, cw, S = center(pe, n)
@@ -392,7 +392,7 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
     hi = 'num or inf' } },
   function(self, net, _, x, lab)
     local o = self.opts
-    local N, d = x:size(1), x:numel() / x:size(1)
+    local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
     local clean = o.keep_label and attacks.predict(net, x) or nil
     local xp = x:clone()
     local info = {}
@@ -404,7 +404,7 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
         -- x + z rounds to float before the clamp; rounding is monotone, so
         -- this is the float of the clamp of the exact sum
         local y = x:narrow(n + 1)
-        y:add_(T.randn(y:shape(), { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s }))
+        y:add_(T.randn(core.shape(y), { seed = o.seed, stream = streams[n + 1], offset = r * d, std = o.s }))
         y:clamp_(o.lo, o.hi)
         check(C.mr_tensor_copy_items(handle(xp), n, handle(y), 0, 1))
         info[n + 1] = { tries = r + 1, label_kept = true }
@@ -439,7 +439,7 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   _domains = { norm = 'one of linf, l2', steps = 'int >= 0', random_start = 'bool', seed = 'seed',
     lo = 'num or inf', hi = 'num or inf', eps = 'num >= 0', alpha = 'num > 0' } }, function(self, net, _, x, lab)
   local o = self.opts
-  local N, d = x:size(1), x:numel() / x:size(1)
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local xp = x:clone()
   local function proj()
     if o.norm == 'linf' then
@@ -452,7 +452,7 @@ define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   local scale = ffi.new('double[?]', N)
   if o.random_start and o.eps > 0 then
     local streams = methods.perturbation_streams(x)
-    local noise = T.zeros(x:shape())
+    local noise = T.zeros(core.shape(x))
     for n = 0, N - 1 do
       local stream, z = streams[n + 1]
       if o.norm == 'linf' then

@@ -29,7 +29,8 @@ commands:
   run --from results.json        re-run a recorded run with its parameters: a shipped recipe
                                  as it is; any other recipe file the results.json names only
                                  with --sandbox (confined) or --trust (you vouch for the file)
-  run --sandbox RECIPE ...       run a shared recipe with only the moreau API available
+  run --sandbox [--cpu-seconds=N] [--wall-seconds=N] [--memory=8G] [--file-size=4G] [--read=PATH] RECIPE ...
+                                 run a shared recipe with only the moreau API available
   train [--key=value ...]        train the Fashion-MNIST model (recipes/train_fmnist.lua)
   bench [--key=value ...]        benchmarks, engine next to PyTorch when installed
   repl                           an interactive LuaJIT session with moreau loaded
@@ -113,14 +114,47 @@ local function recorded_recipe(results, path, sandbox, trust)
   return find_recipe(file)
 end
 
+--- The recorded parameters of a results.json as `--key=value` arguments.
+-- A results.json may come from anyone, so what it says is replayed only
+-- where it cannot reach outside the run: never `--out` or `--help` (the
+-- results folder is yours: a fresh one, or the --out you give), and, when the
+-- recipe runs unconfined and untrusted, no parameter that names a file
+-- (declared `file = 'read'` or `'write'` in the recipe) unless it is the
+-- default or you give it yourself on the command line.
+local function replayed_args(results, path, file, args, confined_or_trusted)
+  local options = require 'moreau.options'
+  local mine = options.parse_args(options.normalize_args(args, function() return true end))
+  local r = not confined_or_trusted and require('moreau.recipe').load(file) or nil -- a shipped recipe: loading it is safe
+  local out, keys = {}, {}
+  for k in pairs(results.params or {}) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = results.params[k]
+    local spec = r and r.params[k]
+    if k == 'out' or k == 'help' then
+      -- dropped: the results folder and --help are the caller's
+    elseif spec and spec.file and mine[k] == nil and v ~= spec.default then
+      error(("moreau run --from: %s sets --%s=%s, a file the recipe would %s outside its results folder; a " ..
+        "results.json may come from anyone, so give --%s yourself, or add --trust if you made this " ..
+        "results.json"):format(path, k, tostring(v), spec.file == 'write' and 'write' or 'read', k), 0)
+    else
+      if type(v) == 'table' then v = table.concat(v, ',') end
+      out[#out + 1] = ('--%s=%s'):format(k, tostring(v))
+    end
+  end
+  return out
+end
+
 --- The options of `run --sandbox` that the person running it gives before
 -- RECIPE: the limits of moreau.isolation and extra read-only paths.
 local function sandbox_option(a, limits)
   local k, v = a:match('^%-%-([%w%-]+)=(.*)$')
-  if k == 'cpu-seconds' then
+  if k == 'cpu-seconds' or k == 'wall-seconds' then
     local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) then error('moreau run: --cpu-seconds must be a positive integer, got ' .. v, 0) end
-    limits.cpu_seconds = n
+    if not n or n < 1 or n ~= math.floor(n) or n > 2 ^ 30 then
+      error(('moreau run: --%s must be an integer in [1, 2^30], got %s'):format(k, v), 0)
+    end
+    limits[k == 'cpu-seconds' and 'cpu_seconds' or 'wall_seconds'] = n
   elseif k == 'memory' or k == 'file-size' then
     if not v:match('^%d+[KMGkmg]?$') then
       error(('moreau run: --%s must be a byte count such as 8G, 512M or 1048576, got %s'):format(k, v), 0)
@@ -187,13 +221,9 @@ function commands.run(args)
   if first:match('^%-%-from=') or first == '--from' then
     local path = first:match('^%-%-from=(.*)$') or table.remove(args, 1)
     local results = require('moreau.report').read(path)
-    local rargs = {}
-    for k, v in pairs(results.params or {}) do
-      if type(v) == 'table' then v = table.concat(v, ',') end
-      rargs[#rargs + 1] = ('--%s=%s'):format(k, tostring(v))
-    end
-    for _, a in ipairs(args) do rargs[#rargs + 1] = a end
     local file = recorded_recipe(results, path, sandbox, trust)
+    local rargs = replayed_args(results, path, file, args, sandbox or trust)
+    for _, a in ipairs(args) do rargs[#rargs + 1] = a end
     if sandbox then return run_isolated(file, rargs, limits) end
     return cli.run_recipe(file, rargs)
   end

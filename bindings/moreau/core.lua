@@ -107,6 +107,61 @@ function core.detach(obj, why)
   return p
 end
 
+--- Marks tensor obj as borrowed by the engine object of `holder` (a solver
+-- keeps the batch it explains): obj:free() is refused while holder lives, so
+-- the engine never reads freed memory. `what` names holder in that refusal.
+-- The marks are weak both ways: collecting holder lifts its mark.
+local pins = setmetatable({}, { __mode = 'k' })
+function core.pin(obj, holder, what)
+  local set = pins[obj]
+  if not set then
+    set = setmetatable({}, { __mode = 'k' })
+    pins[obj] = set
+  end
+  set[holder] = what
+end
+
+--- What a live holder of obj is called (core.pin), or nil when none holds it.
+function core.pinned_by(obj)
+  local set = pins[obj]
+  if set then
+    local _, what = next(set)
+    return what
+  end
+end
+
+-- ------------------------------------------------------ sizes from C
+-- The shape of a tensor as the engine holds it. moreau's own code sizes every
+-- buffer it hands to C from these, never from a tensor method: a method is a
+-- field of a shared class table that code holding a tensor (a sandboxed
+-- recipe) can replace, and a buffer sized by a lying x:size(1) would let the
+-- engine write past its end. Each raises the engine's message for a freed
+-- tensor or a value that is not one ("tensor is NULL"), at the caller's caller.
+local shape_buf = ffi.new('int64_t[4]')
+
+--- Number of dims of tensor t (1..4).
+function core.ndim(t) return core.check(C.mr_tensor_ndim(handle(t)), 2) end
+
+--- Number of entries of tensor t.
+function core.numel(t) return tonumber(core.check(C.mr_tensor_numel(handle(t)), 2)) end
+
+--- The shape of tensor t as a new Lua table.
+function core.shape(t)
+  local s = {}
+  for i = 0, core.check(C.mr_tensor_shape(handle(t), shape_buf), 2) - 1 do s[i + 1] = tonumber(shape_buf[i]) end
+  return s
+end
+
+--- Size of dim i (1-based, 1..ndim) of tensor t. Raises "tensor:size: dim I
+-- outside 1..ND" for any other i.
+function core.size(t, i)
+  local nd = core.check(C.mr_tensor_shape(handle(t), shape_buf), 2)
+  if type(i) ~= 'number' or i < 1 or i > nd or i ~= math.floor(i) then
+    error(('tensor:size: dim %s outside 1..%d'):format(tostring(i), nd), 2)
+  end
+  return tonumber(shape_buf[i - 1])
+end
+
 -- ------------------------------------------------------------- labels
 
 local INT32_MAX = 2 ^ 31 - 1
@@ -171,9 +226,16 @@ function core.floats(t)
   return buf
 end
 
---- Writes the numel floats of buf (from core.floats) into tensor t. RETURN: t.
+--- Writes the numel floats of buf (from core.floats) into tensor t; a
+-- buffer shorter than t (its real length, from ffi.sizeof) is refused, never
+-- read past. RETURN: t.
 function core.store(t, buf)
-  core.check(C.mr_tensor_write(handle(t), 0, buf, C.mr_tensor_numel(handle(t))))
+  local n = core.numel(t)
+  local have = math.floor((ffi.sizeof(buf) or 0) / 4) -- a float[?] array's length
+  if have < n then
+    error(('core.store: a buffer of %s floats for a tensor of %d entries'):format(tostring(have), n), 2)
+  end
+  core.check(C.mr_tensor_write(handle(t), 0, buf, n))
   return t
 end
 

@@ -135,8 +135,8 @@ function data.load_image(path, opts) return image(path, opts, 2) end
 -- a 3-D tensor is refused.
 function data.save_png(path, img)
   if not T.is(img) then error('data.save_png: img must be a tensor, got ' .. type(img), 2) end
-  if img:dim() ~= 4 or img:size(1) ~= 1 then
-    local s = img:shape()
+  if core.ndim(img) ~= 4 or core.size(img, 1) ~= 1 then
+    local s = core.shape(img)
     local hint = #s == 3 and (', a 3-D tensor; images are batch first: add a batch dim, x:reshape{1, %d, %d, %d}')
       :format(s[1], s[2], s[3]) or ''
     error(('data.save_png: expected an image (1, C, H, W), got %s%s'):format(table.concat(s, 'x'), hint), 2)
@@ -171,9 +171,9 @@ function data.fashion_mnist(opts)
   local lpath = find(prefix .. '-labels-idx1-ubyte')
   local images = idx_images(ipath, 2)
   local labels = idx_labels(lpath, 2)
-  if #labels ~= images:size(1) then
+  if #labels ~= core.size(images, 1) then
     error(('data.fashion_mnist: %s holds %d images but %s holds %d labels'):format(ipath,
-      images:size(1), lpath, #labels), 2)
+      core.size(images, 1), lpath, #labels), 2)
   end
   for i, c in ipairs(labels) do
     if c > 9 then
@@ -215,7 +215,7 @@ function data.cifar10(opts)
     local x, y = cifar_batch(f, 2)
     parts[i] = x
     for _, c in ipairs(y) do labels[#labels + 1] = c end
-    n = n + x:size(1)
+    n = n + core.size(x, 1)
   end
   local images
   if #parts == 1 then
@@ -225,8 +225,8 @@ function data.cifar10(opts)
     images = T.zeros { n, 3, 32, 32 }
     local item = 0
     for i, x in ipairs(parts) do
-      check(C.mr_tensor_copy_items(handle(images), item, handle(x), 0, x:size(1)))
-      item = item + x:size(1)
+      check(C.mr_tensor_copy_items(handle(images), item, handle(x), 0, core.size(x, 1)))
+      item = item + core.size(x, 1)
       x:free()
       parts[i] = nil
     end
@@ -323,13 +323,13 @@ function data.image_folder(opts)
   for i, f in ipairs(files) do
     local x = image(f, { channels = channels, size = opts.size }, 2)
     if i == 1 then
-      local s = x:shape()
+      local s = core.shape(x)
       s[1] = #files
       images = T.zeros(s)
-      per = x:numel()
-    elseif x:numel() ~= per or x:size(3) ~= images:size(3) then
+      per = core.numel(x)
+    elseif core.numel(x) ~= per or core.size(x, 3) ~= core.size(images, 3) then
       error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
-        f, table.concat(x:shape(), 'x', 2), files[1], table.concat(images:shape(), 'x', 2)), 2)
+        f, table.concat(core.shape(x), 'x', 2), files[1], table.concat(core.shape(images), 'x', 2)), 2)
     end
     check(C.mr_tensor_copy_items(handle(images), i - 1, handle(x), 0, 1))
     x:free()
@@ -343,15 +343,15 @@ end
 -- --------------------------------------------------------- normalization
 
 local function channel_stats(x, mean, std, what)
-  local nd = x:dim()
+  local nd = core.ndim(x)
   if nd == 3 then
-    local s = x:shape()
+    local s = core.shape(x)
     error(('%s: expected (N, C, H, W), got %s, a 3-D tensor; images are batch first: add a batch dim, '
       .. 'x:reshape{1, %d, %d, %d}'):format(what, table.concat(s, 'x'), s[1], s[2], s[3]), 3)
   elseif nd ~= 4 then
-    error(('%s: expected (N, C, H, W), got %s'):format(what, table.concat(x:shape(), 'x')), 3)
+    error(('%s: expected (N, C, H, W), got %s'):format(what, table.concat(core.shape(x), 'x')), 3)
   end
-  local nc = x:size(nd - 2)
+  local nc = core.size(x, nd - 2)
   local function per_channel(v, name)
     if type(v) == 'number' then v = { v } end
     if type(v) ~= 'table' or (#v ~= 1 and #v ~= nc) then
@@ -368,8 +368,8 @@ local function channel_stats(x, mean, std, what)
   for c = 1, nc do
     if not (s[c] > 0) then error(('%s: std[%d] = %s must be > 0'):format(what, c, tostring(s[c])), 3) end
   end
-  local plane = x:size(nd - 1) * x:size(nd)
-  return m, s, nc, plane, x:size(1)
+  local plane = core.size(x, nd - 1) * core.size(x, nd)
+  return m, s, nc, plane, core.size(x, 1)
 end
 
 -- y = a[c] * x + b[c] per channel (in double, rounded once), into a new tensor.
@@ -483,7 +483,7 @@ function data.batches(ds, batch_size, opts)
     order = {}
     for i = 1, n do order[i] = i end
   end
-  local shape = ds.images:shape()
+  local shape = core.shape(ds.images)
   local index = ffi.new('int64_t[?]', math.min(batch_size, n))
   local pos = 1
   return function()

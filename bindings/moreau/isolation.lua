@@ -167,7 +167,7 @@ end
 --- The command line that runs `command` (a Lua array: program and arguments)
 -- confined exactly as a recipe is. ARGS: opts {recipe = path read-only,
 -- out = the one writable folder (absolute) or nil, read = extra read-only
--- paths, cpu_seconds, memory, file_size}, command.
+-- paths, cpu_seconds, wall_seconds (default twice cpu_seconds), memory, file_size}, command.
 -- ERRORS: the launcher is not built.
 function isolation.command(opts, command)
   local launcher = isolation.launcher()
@@ -188,6 +188,8 @@ function isolation.command(opts, command)
   local memory = opts.memory or isolation.DEFAULTS.memory
   if os.getenv('MOREAU_SANITIZE') then memory = 'unlimited' end
   argv[#argv + 1] = '--cpu-seconds=' .. tostring(opts.cpu_seconds or isolation.DEFAULTS.cpu_seconds)
+  -- the launcher's default wall-clock limit is twice the CPU seconds
+  if opts.wall_seconds then argv[#argv + 1] = '--wall-seconds=' .. tostring(opts.wall_seconds) end
   argv[#argv + 1] = '--memory=' .. tostring(memory)
   argv[#argv + 1] = '--file-size=' .. tostring(opts.file_size or isolation.DEFAULTS.file_size)
   argv[#argv + 1] = '--'
@@ -216,6 +218,11 @@ function isolation.explain_status(status, opts)
   if status == 128 + 24 or status == 128 + 9 then
     return ('the recipe ran out of CPU time (limit %s s; the person running it may raise it with --cpu-seconds=N)')
       :format(tostring(opts.cpu_seconds or isolation.DEFAULTS.cpu_seconds))
+  end
+  if status == 128 + 14 then
+    return ('the recipe ran past its wall-clock limit (%s s; the person running it may raise it with ' ..
+      '--wall-seconds=N)'):format(tostring(opts.wall_seconds or
+      2 * (opts.cpu_seconds or isolation.DEFAULTS.cpu_seconds)))
   end
   if status == 128 + 25 then
     return ('the recipe wrote a file larger than the limit (%s; raise it with --file-size=BYTES)')

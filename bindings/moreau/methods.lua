@@ -95,7 +95,7 @@ function methods.item_keys(x, ids)
   if not T.is(x) then error('methods.item_keys: x must be a tensor', 2) end
   local keys = common.keys(x, ids, 'methods.item_keys', 3)
   local out = {}
-  for n = 1, x:size(1) do out[n] = keys[n - 1] end
+  for n = 1, core.size(x, 1) do out[n] = keys[n - 1] end
   return out
 end
 

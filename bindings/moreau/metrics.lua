@@ -62,15 +62,15 @@ local NAN = 0 / 0
 
 local metrics = {}
 
-local function shape_str(t) return table.concat(t:shape(), 'x') end
+local function shape_str(t) return table.concat(core.shape(t), 'x') end
 
 --- The shape convention: t must be a tensor (N, d) or (N, C, H, W).
 -- `name` says which argument t is ('a', 'x', ...).
 local function check_batched(t, what, name, level)
   if not T.is(t) then error(('%s: %s must be a tensor, got %s'):format(what, name, type(t)), level + 1) end
-  local nd = t:dim()
+  local nd = core.ndim(t)
   if nd == 3 then
-    local s = t:shape()
+    local s = core.shape(t)
     error(('%s: %s is %s, a 3-D tensor; maps are batch first, (N, C, H, W) or (N, d): add a batch dim, '
       .. 'x:reshape{1, %d, %d, %d}'):format(what, name, shape_str(t), s[1], s[2], s[3]), level + 1)
   elseif nd ~= 2 and nd ~= 4 then
@@ -89,15 +89,15 @@ end
 function metrics.check_map(t, what, name, level)
   level = (level or 1) + 1
   check_batched(t, what, name, level)
-  local N = t:size(1)
-  local d = t:numel() / N
+  local N = core.size(t, 1)
+  local d = core.numel(t) / N
   local first, v = t:find_nonfinite()
   if first then
     local i = first - 1
     local n, j = floor(i / d), i % d
     local where = ''
-    if t:dim() == 4 then
-      local H, W = t:size(3), t:size(4)
+    if core.ndim(t) == 4 then
+      local H, W = core.size(t, 3), core.size(t, 4)
       where = (' (c=%d, h=%d, w=%d)'):format(floor(j / (H * W)) + 1, floor(j / W) % H + 1, j % W + 1)
     end
     error(('%s: item %d of %s has %s at position %d of %d%s'):format(what, n + 1, name,
@@ -112,7 +112,7 @@ local function items(a, b, what)
   check_batched(a, what, 'a', 3)
   if b ~= nil then
     check_batched(b, what, 'b', 3)
-    local sa, sb = a:shape(), b:shape()
+    local sa, sb = core.shape(a), core.shape(b)
     local same = #sa == #sb
     for i = 1, #sa do same = same and sa[i] == sb[i] end
     if not same then
@@ -121,8 +121,8 @@ local function items(a, b, what)
   end
   metrics.check_map(a, what, 'a', 3)
   if b ~= nil then metrics.check_map(b, what, 'b', 3) end
-  local N = a:size(1)
-  return N, a:numel() / N
+  local N = core.size(a, 1)
+  return N, core.numel(a) / N
 end
 
 --- A Lua array of the N numbers of a C array.
@@ -165,14 +165,14 @@ end
 function metrics.topk_members(t, n, k, signed)
   local what = 'metrics.topk_members'
   metrics.check_map(t, what, 'the map', 2)
-  local N = t:size(1)
+  local N = core.size(t, 1)
   if type(n) ~= 'number' or n ~= floor(n) or n < 1 or n > N then
     error(('%s: item %s outside 1..%d'):format(what, options.show(n), N), 2)
   end
   if type(k) ~= 'number' or k < 1 or k ~= floor(k) then
     error(('%s: k must be an integer >= 1, got %s'):format(what, options.show(k)), 2)
   end
-  local d = t:numel() / N
+  local d = core.numel(t) / N
   local mb, sz, sh = ffi.new('double[?]', d), ffi.new('double[1]'), ffi.new('double[1]')
   check(C.mr_tensor_topk_members(mb, sz, sh, handle(t), n - 1, k, signed and 1 or 0), 2)
   local m = {}
@@ -308,7 +308,7 @@ function metrics.ssim(a, b, opts)
   local N = items(a, b, 'ssim')
   local preset = opts.preset
   local size, sigma = opts.window, opts.sigma
-  local s = a:shape()
+  local s = core.shape(a)
   local Cn, H, W
   if #s ~= 4 then error('ssim: maps must be (N, C, H, W), got ' .. table.concat(s, 'x'), 2) end
   Cn, H, W = s[2], s[3], s[4]
@@ -419,8 +419,8 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   if not T.is(x) then error('metrics.' .. what .. ': x must be a tensor', 3) end
   what = 'metrics.' .. what
   metrics.check_map(x, what, 'x', 3)
-  local N = x:size(1)
-  local d = x:numel() / N
+  local N = core.size(x, 1)
+  local d = core.numel(x) / N
   core.labels(labels, N) -- checks them
   local function prep(E)
     if o.normalise then metrics.normalise_by_negative(E) end
@@ -432,7 +432,7 @@ local function monte_carlo(net, method, x, labels, o, noise, ratio, what)
   local a = prep(metrics.check_map(method:explain(net, x, labels, ids), what, 'the map of x', 3))
   local best = {}
   for n = 1, N do best[n] = 0 end
-  local noise_j = T.zeros(x:shape())
+  local noise_j = T.zeros(core.shape(x))
   local num, den = ffi.new('double[?]', N), ffi.new('double[?]', N)
   for j = 0, o.samples - 1 do
     for n = 0, N - 1 do check(C.mr_tensor_copy_items(handle(noise_j), n, handle(noise(d, streams[n + 1], j)), 0, 1)) end

@@ -316,7 +316,11 @@ end
 
 --- The card (JSON) of a shipped model: architecture, options, data, training, results.
 function models.card(name)
-  local path = models.dir() .. '/' .. tostring(name) .. '.json'
+  if type(name) ~= 'string' or not name:match('^[%w_%-]+$') then
+    error(("models: %s is not a model name (letters, digits, '_' and '-'; shipped: %s)"):format(
+      require('moreau.options').show(name), table.concat(models.shipped(), ', ')), 2)
+  end
+  local path = models.dir() .. '/' .. name .. '.json'
   local f = io.open(path, 'r')
   if not f then
     error(("models: no shipped model '%s' (shipped: %s)"):format(tostring(name),

@@ -81,7 +81,7 @@ end
 function Net:backward(gy, opts)
   check_input(self, gy, 'backward')
   if not self._x then error('backward: run forward first', 2) end
-  local gx = T.zeros(self._x:shape())
+  local gx = T.zeros(core.shape(self._x))
   check(C.mr_net_backward(handle(self), handle(gy), handle(gx), (opts and opts.params) and 1 or 0))
   return gx
 end
@@ -91,7 +91,7 @@ function Net:jvp(x, v)
   check_input(self, x, 'jvp')
   check_input(self, v, 'jvp')
   self._x = x
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local y, dy = new_like_output(self, N), new_like_output(self, N)
   check(C.mr_net_jvp(handle(self), handle(x), handle(v), handle(y), handle(dy)))
   return y, dy
@@ -102,7 +102,7 @@ end
 function Net:hvp_backward(gy, dgy)
   check_input(self, gy, 'hvp_backward')
   if not self._x then error('hvp_backward: run jvp first', 2) end
-  local gx, dgx = T.zeros(self._x:shape()), T.zeros(self._x:shape())
+  local gx, dgx = T.zeros(core.shape(self._x)), T.zeros(core.shape(self._x))
   check(C.mr_net_hvp_backward(handle(self), handle(gy), dgy and handle(dgy) or nil, handle(gx), handle(dgx)))
   return gx, dgx
 end
@@ -149,7 +149,7 @@ end
 function Net:num_params()
   local n = 0
   for _, p in ipairs(self:params()) do
-    if p.kind == 'weight' then n = n + p.tensor:numel() end
+    if p.kind == 'weight' then n = n + core.numel(p.tensor) end
   end
   return n
 end
@@ -255,16 +255,31 @@ Builder.__index = Builder
 
 --- A builder for a network whose samples have `input_shape` (e.g. {3, 32, 32}).
 -- opts: {seed = 0} for the parameter initialization.
+-- The dims of `shape` (a Lua array of 1..most positive integers below 2^62)
+-- in an int64_t[most]; raises "WHO: ..." at the caller's caller otherwise.
+local function dims(who, shape, most, example)
+  if type(shape) ~= 'table' or #shape < 1 or #shape > most then
+    error(('%s: the shape is a table of 1..%d dims, e.g. %s, got %s'):format(who, most, example,
+      require('moreau.options').show(shape)), 3)
+  end
+  local s = ffi.new('int64_t[?]', most)
+  for i = 1, #shape do
+    local d = shape[i]
+    if type(d) ~= 'number' or d ~= math.floor(d) or not (d >= 1 and d < 2 ^ 62) then
+      error(('%s: dim %d of the shape must be a positive integer, got %s'):format(who, i,
+        require('moreau.options').show(d)), 3)
+    end
+    s[i - 1] = d
+  end
+  return s, #shape
+end
+
 function nn.builder(input_shape, opts)
+  local s, nd = dims('nn.builder', input_shape, 3, '{3, 32, 32}')
   local ptr = ffi.new('mr_net*[1]')
   check(C.mr_net_new(ptr))
   local net = core.attach(setmetatable({}, Net), ffi.gc(ptr[0], C.mr_net_free))
-  local s = ffi.new('int64_t[3]')
-  if type(input_shape) ~= 'table' or #input_shape < 1 or #input_shape > 3 then
-    error('nn.builder: the input shape is a table of 1..3 dims, e.g. {3, 32, 32}', 2)
-  end
-  for i, d in ipairs(input_shape) do s[i - 1] = d end
-  local input = check(C.mr_net_input(handle(net), #input_shape, s))
+  local input = check(C.mr_net_input(handle(net), nd, s))
   return setmetatable({ net = net, input = input, seed = (opts and opts.seed) or 0 }, Builder)
 end
 
@@ -295,9 +310,8 @@ end
 -- 'buffer'), init: 'zeros' | 'ones' | {uniform = bound} | function(tensor).
 -- RETURN: its id.
 function Builder:param(name, shape, kind, init)
-  local s = ffi.new('int64_t[4]')
-  for i, d in ipairs(shape) do s[i - 1] = d end
-  local id = check(C.mr_net_param(handle(self.net), name, #shape,
+  local s, nd = dims('builder:param', shape, 4, '{16, 3, 3, 3}')
+  local id = check(C.mr_net_param(handle(self.net), name, nd,
     s, kind == 'buffer' and C.MR_PARAM_BUFFER or C.MR_PARAM_WEIGHT))
   local t = T.borrow(C.mr_net_param_get(handle(self.net), id), self.net)
   if init == 'ones' then

@@ -39,11 +39,11 @@ end
 -- RETURN: scores (Lua array of N numbers), grad (tensor shaped like x)
 function oracle.grad(net, x, labels, opts)
   if not T.is(x) then error('oracle.grad: x must be a tensor', 2) end
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local kind = oracle.score_kind(opts and opts.score)
   local lab = labels_of(labels, N)
   local scores = ffi.new('float[?]', N)
-  local grad = T.zeros(x:shape())
+  local grad = T.zeros(core.shape(x))
   check(C.mr_oracle_grad(handle(net), handle(x), lab, kind, scores, handle(grad)))
   return scores_table(scores, N), grad
 end
@@ -53,11 +53,11 @@ end
 -- RETURN: hv (like x), scores, grad
 function oracle.hvp(net, x, labels, v, opts)
   if not T.is(x) or not T.is(v) then error('oracle.hvp: x and v must be tensors', 2) end
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local kind = oracle.score_kind(opts and opts.score)
   local lab = labels_of(labels, N)
   local scores = ffi.new('float[?]', N)
-  local grad, hv = T.zeros(x:shape()), T.zeros(x:shape())
+  local grad, hv = T.zeros(core.shape(x)), T.zeros(core.shape(x))
   check(C.mr_oracle_hvp(handle(net), handle(x), lab, kind, handle(v), scores, handle(grad), handle(hv)))
   return hv, scores_table(scores, N), grad
 end

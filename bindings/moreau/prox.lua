@@ -154,7 +154,7 @@ prox.Solver = Solver
 function prox.solver(net, x, labels, opts, ids)
   local o = prox.solver_options(opts, 2)
   if not T.is(x) then error('moreau solver: x must be a tensor', 2) end
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local co = ffi.new('mr_moreau_opts')
   co.rho, co.eta, co.gamma, co.sigma, co.tol = o.rho, o.eta, o.gamma, o.sigma, o.tol
   co.T, co.m, co.K = o.T, o.m, o.K
@@ -163,7 +163,7 @@ function prox.solver(net, x, labels, opts, ids)
   co.chunk, co.accelerated, co.seed = o.chunk, o.accelerated and 1 or 0, o.seed
   local groups = o.groups
   if o.reg == 'group' and not groups then
-    local s = x:shape()
+    local s = core.shape(x)
     if #s ~= 4 then error('moreau solver: group-sparse needs (N, C, H, W) inputs or opts.groups', 2) end
     o.group_size = o.group_size or prox.default_group_size(s[3])
     groups = prox.blocks(s[2], s[3], s[4], o.group_size)
@@ -181,9 +181,12 @@ function prox.solver(net, x, labels, opts, ids)
   co.keys, co.memory_budget = keys, o.memory_budget
   local out = ffi.new('mr_moreau*[1]')
   check(C.mr_moreau_new(out, handle(net), handle(x), lab, co, groups and handle(groups) or nil))
-  -- The C solver borrows net, x, labels, keys and groups: the Lua object keeps them alive.
-  return core.attach(setmetatable({ net = net, x = x, groups = groups, opts = o, N = N, done = false }, Solver),
-    ffi.gc(out[0], C.mr_moreau_free), { labels = lab, keys = keys })
+  -- The C solver borrows net, x, labels, keys and groups: moreau.core keeps them
+  -- alive with the solver (privately: the public fields are for reading).
+  local solver = core.attach(setmetatable({ net = net, x = x, groups = groups, opts = o, N = N, done = false },
+    Solver), ffi.gc(out[0], C.mr_moreau_free), { net = net, x = x, groups = groups, labels = lab, keys = keys })
+  core.pin(x, solver, 'a moreau solver (prox.solver)') -- x:free() waits for the solver
+  return solver
 end
 
 --- One iteration. RETURN: true when T is reached or every item converged.
@@ -256,7 +259,7 @@ end
 
 --- The map: −mean(tail δ)/ρ (output 'gradient') or the tail mean ('delta').
 function Solver:result()
-  local out = T.zeros(self.x:shape())
+  local out = T.zeros(core.shape(self.x))
   check(C.mr_moreau_result(handle(self), handle(out)))
   return out
 end

@@ -62,9 +62,18 @@ function sandbox.env()
     'getmetatable', '_VERSION' } do
     env[name] = _G[name]
   end
+  local getmetatable = getmetatable
   env.string = copy(string)
   env.string.dump = nil
+  -- The strings' metatable is the host's: through it a recipe would reach the
+  -- real string table, which moreau's own code calls (s:sub, s:find). The
+  -- recipe sees a view whose __index is its own copy.
+  local string_view = { __index = env.string }
   env.table, env.math, env.bit = copy(table), copy(math), copy(bit)
+  env.getmetatable = function(v)
+    if type(v) == 'string' then return string_view end
+    return getmetatable(v)
+  end
   env.os = only(os, { 'time', 'clock', 'date', 'getenv', 'difftime' }, 'os')
   env.io = only({ write = function(...) return io.write(...) end }, { 'write' }, 'io')
   env.debug = refuse('debug')
@@ -121,12 +130,15 @@ function sandbox.load(path)
 end
 
 --- Confines every file write of moreau to `dir` (until sandbox.release).
+-- the string functions the write guard uses, as they were when moreau loaded
+local gsub, find, sub = string.gsub, string.find, string.sub
+
 function sandbox.confine(dir)
   core.sandboxed = true -- tensor:data() refuses (moreau.tensor)
-  local root = dir:gsub('/+$', '')
+  local root = gsub(dir, '/+$', '')
   core.write_guard = function(path, level)
-    local p = tostring(path):gsub('^%./', '')
-    if p:find('%.%.') or p:sub(1, #root + 1) ~= root .. '/' then
+    local p = gsub(tostring(path), '^%./', '')
+    if find(p, '%.%.') or sub(p, 1, #root + 1) ~= root .. '/' then
       error(("sandbox: writing '%s' is not allowed: a sandboxed recipe writes only inside %s"):format(
         tostring(path), root), level + 1)
     end

@@ -66,9 +66,14 @@ function T.wrap(ptr)
 end
 
 --- Wraps a borrowed `mr_tensor*` owned by `owner` (kept alive by the wrapper).
+-- (the owner is kept in moreau.core's private tables, not in a field a
+-- recipe could clear: the owner outlives every tensor borrowed from it)
+local borrowed = setmetatable({}, { __mode = 'k' })
 function T.borrow(ptr, owner)
   must_be_tensor_ptr('borrow', ptr)
-  return core.attach(setmetatable({ owner = owner }, Tensor), ptr)
+  local t = core.attach(setmetatable({}, Tensor), ptr, owner)
+  borrowed[t] = true
+  return t
 end
 
 --- True if v is a moreau tensor.
@@ -96,9 +101,9 @@ function T.ones(shape) return T.full(shape, 1) end
 function T.from(values, shape)
   shape = shape or { #values }
   local x = T.zeros(shape)
-  if #values ~= x:numel() then
+  if #values ~= core.numel(x) then
     error(('tensor.from: %d values for shape %s (%d elements)'):format(#values,
-      table.concat(shape, 'x'), x:numel()), 2)
+      table.concat(shape, 'x'), core.numel(x)), 2)
   end
   local n = #values
   local buf = ffi.new('float[?]', n)
@@ -158,10 +163,10 @@ function T.cat(list)
   for i, t in ipairs(list) do
     if not T.is(t) then error(('tensor.cat: entry %d is %s, not a tensor'):format(i, options.show(t)), 2) end
   end
-  local s = list[1]:shape()
+  local s = core.shape(list[1])
   local n = 0
   for i, t in ipairs(list) do
-    local si = t:shape()
+    local si = core.shape(t)
     if #si ~= #s then error('tensor.cat: tensor ' .. i .. ' has a different number of dims', 2) end
     for d = 2, #s do
       if si[d] ~= s[d] then
@@ -175,7 +180,7 @@ function T.cat(list)
   local out = T.zeros(s)
   local item = 0
   for _, t in ipairs(list) do
-    local k = t:size(1)
+    local k = core.size(t, 1)
     check(C.mr_tensor_copy_items(handle(out), item, handle(t), 0, k))
     item = item + k
   end
@@ -193,27 +198,18 @@ function Tensor:data()
   if core.sandboxed then error('tensor:data: the raw pointer is not available in a sandboxed recipe', 2) end
   return C.mr_tensor_data(handle(self))
 end
--- (a freed tensor raises the engine's "tensor is NULL" message)
-function Tensor:numel() return tonumber(check(C.mr_tensor_numel(handle(self)), 2)) end
-function Tensor:dim() return check(C.mr_tensor_ndim(handle(self)), 2) end
+-- (a freed tensor raises the engine's "tensor is NULL" message; the sizes
+-- come from the engine through moreau.core, which moreau's own code calls)
+function Tensor:numel() return core.numel(self) end
+function Tensor:dim() return core.ndim(self) end
 --- Where the memory lives: every tensor of this build is in CPU memory.
 function Tensor:device() return 'cpu' end
 
 --- The shape as a new Lua table.
-function Tensor:shape()
-  local s = {}
-  for i = 0, check(C.mr_tensor_shape(handle(self), get_shape), 2) - 1 do s[i + 1] = tonumber(get_shape[i]) end
-  return s
-end
+function Tensor:shape() return core.shape(self) end
 
 --- Size of dim i (1-based, 1..x:dim()).
-function Tensor:size(i)
-  local nd = check(C.mr_tensor_shape(handle(self), get_shape), 2)
-  if type(i) ~= 'number' or i < 1 or i > nd or i ~= math.floor(i) then
-    error(('tensor:size: dim %s outside 1..%d'):format(tostring(i), nd), 2)
-  end
-  return tonumber(get_shape[i - 1])
-end
+function Tensor:size(i) return core.size(self, i) end
 
 local function offset(self, idx, level)
   local nd = check(C.mr_tensor_shape(handle(self), get_shape), level + 1)
@@ -244,7 +240,7 @@ end
 
 --- All elements as a flat Lua array (row-major).
 function Tensor:totable()
-  local n = self:numel()
+  local n = core.numel(self)
   local buf = ffi.new('float[?]', n)
   check(C.mr_tensor_read(buf, handle(self), 0, n))
   local t = {}
@@ -269,7 +265,7 @@ end
 
 --- Items i..j (1-based, inclusive) of the batch dim, as a new tensor.
 function Tensor:narrow(i, j)
-  local s = self:shape()
+  local s = core.shape(self)
   j = j or i
   if i == nil then
     error('tensor:narrow: items i..j must be integers, got nil..nil', 2)
@@ -295,7 +291,7 @@ function Tensor:select(n) return self:narrow(n, n) end
 --- Repeats each batch item k times (item-major: 1,1,..,2,2,..).
 function Tensor:repeat_items(k)
   options.check('tensor:repeat_items', 'repeats', k, 'int >= 1', 2)
-  local s = self:shape()
+  local s = core.shape(self)
   s[1] = s[1] * k
   local y = T.zeros(s)
   check(C.mr_tensor_repeat_interleave(handle(y), handle(self), k))
@@ -319,15 +315,15 @@ end
 -- runs over the elements in storage order and needs only the same count.
 local function same_size(a, b, what, level, strict)
   if not T.is(b) then error(what .. ': expected a tensor, got ' .. type(b), level + 1) end
-  local ok = a:numel() == b:numel()
+  local ok = core.numel(a) == core.numel(b)
   if ok and strict then
-    local sa, sb = a:shape(), b:shape()
+    local sa, sb = core.shape(a), core.shape(b)
     ok = #sa == #sb
     for i = 1, #sa do ok = ok and sa[i] == sb[i] end
   end
   if not ok then
-    error(('%s: shapes %s and %s differ'):format(what, table.concat(a:shape(), 'x'),
-      table.concat(b:shape(), 'x')), level + 1)
+    error(('%s: shapes %s and %s differ'):format(what, table.concat(core.shape(a), 'x'),
+      table.concat(core.shape(b), 'x')), level + 1)
   end
 end
 
@@ -376,7 +372,7 @@ end
 --- Applies the Lua function f to every element in place (through a copy of
 -- the values: f sees numbers, never tensor memory). Returns self.
 function Tensor:apply_(f)
-  local n = self:numel()
+  local n = core.numel(self)
   local buf = ffi.new('float[?]', n)
   check(C.mr_tensor_read(buf, handle(self), 0, n))
   for i = 0, n - 1 do buf[i] = f(buf[i]) end
@@ -388,9 +384,13 @@ end
 -- object stays a tensor whose every use raises "tensor: the tensor was freed
 -- (x:free())"; tostring gives 'tensor (freed)'; a second free does nothing.
 function Tensor:free()
+  local holder = core.pinned_by(self)
+  if holder then
+    error(('tensor:free: the tensor is in use by %s, whose engine object reads it; it is freed when both are ' ..
+      'collected'):format(holder), 2)
+  end
   local p = core.detach(self, 'tensor: the tensor was freed (x:free()); it can no longer be used')
-  if self.owner == nil and p ~= nil then C.mr_tensor_free(ffi.gc(p, nil)) end
-  self.owner = nil
+  if p ~= nil and not borrowed[self] then C.mr_tensor_free(ffi.gc(p, nil)) end
   setmetatable(self, Freed)
 end
 
@@ -414,7 +414,7 @@ function Tensor.__div(a, b)
   return a:clone():mul_(1 / b)
 end
 function Tensor.__unm(a) return a:clone():mul_(-1) end
-function Tensor.__len(a) return a:numel() end
+function Tensor.__len(a) return core.numel(a) end
 
 function Tensor:abs() return self:clone():abs_() end
 
@@ -425,7 +425,7 @@ function Tensor:sum()
   check(C.mr_tensor_sum(dbl, handle(self)))
   return dbl[0]
 end
-function Tensor:mean() return self:sum() / self:numel() end
+function Tensor:mean() return self:sum() / core.numel(self) end
 function Tensor:min()
   check(C.mr_tensor_min(dbl, handle(self)))
   return dbl[0]
@@ -452,14 +452,14 @@ end
 
 --- True if every element is finite.
 function Tensor:isfinite()
-  return tonumber(check(C.mr_tensor_find_nonfinite(handle(self)))) == self:numel()
+  return tonumber(check(C.mr_tensor_find_nonfinite(handle(self)))) == core.numel(self)
 end
 
 --- The 1-based flat index of the first NaN or infinite element and its value,
 -- or nil when every element is finite.
 function Tensor:find_nonfinite()
   local i = tonumber(check(C.mr_tensor_find_nonfinite(handle(self))))
-  if i == self:numel() then return nil end
+  if i == core.numel(self) then return nil end
   check(C.mr_tensor_read(one, handle(self), i, 1))
   return i + 1, tonumber(one[0])
 end
@@ -468,9 +468,9 @@ end
 
 function Tensor:__tostring()
   if handle(self) == nil then return 'tensor (freed)' end
-  local n = self:numel()
+  local n = core.numel(self)
   local s = ('tensor %s float32 %s  min %.4g  max %.4g  mean %.4g'):format(
-    table.concat(self:shape(), 'x'), self:device(), self:min(), self:max(), self:mean())
+    table.concat(core.shape(self), 'x'), self:device(), self:min(), self:max(), self:mean())
   local k = math.min(n, 6)
   local p = ffi.new('float[?]', k)
   check(C.mr_tensor_read(p, handle(self), 0, k))

@@ -60,9 +60,9 @@ function train.cross_entropy(logits, labels, opts)
   if not T.is(logits) then error('train.cross_entropy: logits must be a tensor', 2) end
   local o = options.fill('train.cross_entropy', { label_smoothing = 0, grad = true,
     _domains = { label_smoothing = 'num in [0, 1]', grad = 'bool' } }, opts)
-  local N = logits:size(1)
+  local N = core.size(logits, 1)
   local lab = labels_of(labels, N)
-  local g = o.grad and T.zeros(logits:shape()) or nil
+  local g = o.grad and T.zeros(core.shape(logits)) or nil
   check(C.mr_cross_entropy(loss_buf, g and handle(g) or nil, handle(logits), lab, o.label_smoothing))
   return tonumber(loss_buf[0]), g
 end
@@ -70,7 +70,7 @@ end
 --- Number of items whose top-1 class is their label.
 function train.correct(logits, labels)
   if not T.is(logits) then error('train.correct: logits must be a tensor', 2) end
-  local lab = labels_of(labels, logits:size(1))
+  local lab = labels_of(labels, core.size(logits, 1))
   check(C.mr_accuracy_count(count_buf, handle(logits), lab))
   return tonumber(count_buf[0])
 end
@@ -202,15 +202,15 @@ function train.augment(x, opts)
   local o = options.fill('train.augment', { pad = 2, flip = true, pad_value = 0, seed = 0, stream = 0,
     offset = 0, _domains = { pad = 'int >= 0', flip = 'bool', pad_value = 'num', seed = 'seed', stream = 'seed',
       offset = 'seed' } }, opts)
-  if not T.is(x) or x:dim() ~= 4 then error('train.augment: x must be a (B, C, H, W) tensor', 2) end
-  local B, Cc, H, W = x:size(1), x:size(2), x:size(3), x:size(4)
+  if not T.is(x) or core.ndim(x) ~= 4 then error('train.augment: x must be a (B, C, H, W) tensor', 2) end
+  local B, Cc, H, W = core.size(x, 1), core.size(x, 2), core.size(x, 3), core.size(x, 4)
   local pad, pv = o.pad, o.pad_value
   if 3 * B > aug_n then
     aug_n = 3 * B
     aug_u = ffi.new('float[?]', aug_n)
   end
   check(C.mr_rng_uniform(aug_u, 3 * B, o.seed, o.stream, 3 * o.offset))
-  local y = T.zeros(x:shape())
+  local y = T.zeros(core.shape(x))
   -- the crop and flip move whole values, between copies of the entries (core.floats)
   local src, dst = core.floats(x), core.floats(y)
   local plane = H * W
@@ -265,7 +265,7 @@ function train.step(net, optim, x, labels, opts)
   if not T.is(x) then error('train.step: x must be a tensor', 2) end
   local ls = opts and options.fill('train.step', { label_smoothing = 0, _domains = { label_smoothing = 'num in [0, 1]' } },
     opts).label_smoothing or 0
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local lab = labels_of(labels, N)
   check(C.mr_net_forward(handle(net), handle(x), nil))
   local z = C.mr_net_output_get(handle(net))
@@ -303,7 +303,7 @@ function train.evaluate(net, ds, opts)
   local lab = ffi.new('int32_t[?]', o.batch_size)
   local correct, loss_sum = 0, 0
   for x, y in batches(ds, o.batch_size, false) do
-    local N = x:size(1)
+    local N = core.size(x, 1)
     labels_of(y, N, lab)
     check(C.mr_net_forward(handle(net), handle(x), nil))
     local z = C.mr_net_output_get(handle(net))
@@ -440,7 +440,7 @@ function train.fit(net, ds, opts)
     for x, y in data.batches(ds, bs, { shuffle = true, seed = o.seed, epoch = epoch, drop_last = o.drop_last }) do
       if k >= per_epoch then x:free(); break end
       k = k + 1
-      local N = x:size(1)
+      local N = core.size(x, 1)
       local xb = x
       if aug then
         xb = train.augment(x, { pad = aug.pad, flip = aug.flip, pad_value = aug.pad_value,

@@ -2,7 +2,8 @@
  * moreau-sandbox — run one command confined by the operating system.
  *
  *   moreau-sandbox [--ro=PATH]... [--rw=PATH]... [--env=NAME=VALUE]... [--chdir=DIR]
- *                  [--cpu-seconds=N] [--memory=BYTES|unlimited] [--file-size=BYTES] -- COMMAND [ARGS]...
+ *                  [--cpu-seconds=N] [--wall-seconds=N] [--memory=BYTES|unlimited] [--file-size=BYTES]
+ *                  -- COMMAND [ARGS]...
  *
  * `moreau run --sandbox` runs a shared recipe through this launcher (the Lua
  * side is bindings/moreau/isolation.lua; the threat model is docs/sandbox.md).
@@ -12,25 +13,32 @@
  *      address space (RLIMIT_AS, default 8 GiB), largest file written
  *      (RLIMIT_FSIZE, default 4 GiB), no core dumps, at most 256 open files,
  *      at most 512 processes and threads more than the user runs already
- *      (RLIMIT_NPROC; the kernel does not apply it to root).
+ *      (RLIMIT_NPROC; the kernel does not apply it to root); and a wall-clock
+ *      limit kept by this launcher (default twice the CPU seconds: CPU time
+ *      is counted per process, so children of the run each have their own).
  *   2. bubblewrap (Debian's `bwrap`, the sandbox Flatpak uses) with every
  *      namespace unshared — no network, its own PID, IPC, UTS and cgroup
  *      namespaces, a user namespace with every capability dropped — a new
  *      session (no terminal injection), and a filesystem that holds only: the
  *      system's programs and libraries read-only (/usr and the links into it,
  *      /etc/ld.so.cache, /etc/alternatives), the --ro paths read-only, the --rw
- *      paths writable, an empty /tmp, /proc and a minimal /dev. The environment
- *      is cleared to the --env pairs. bwrap dies with this process.
+ *      paths writable, an empty /tmp of at most 256 MiB, /proc and a minimal
+ *      /dev. The environment is cleared to the --env pairs; no descriptor but
+ *      stdout and stderr crosses (stdin is /dev/null). bwrap dies with this
+ *      process.
  *   3. a seccomp filter (built here with libseccomp, handed to bwrap, applied
  *      just before COMMAND starts) that refuses with EPERM the system calls a
  *      recipe never needs and an escape would: sockets, ptrace and
  *      process_vm_*, mount and namespace calls, new user namespaces through
  *      clone, keyrings, bpf, perf_event_open, userfaultfd, io_uring, kernel
- *      modules, kexec, reboot, swap, TIOCSTI; clone3 answers ENOSYS so that the
- *      C library falls back to clone, whose flags the filter can see.
+ *      modules, kexec, reboot, swap, TIOCSTI and TIOCLINUX, modify_ldt, and
+ *      chmod or file creation with the set-user-ID or set-group-ID bit; clone3
+ *      answers ENOSYS so that the C library falls back to clone, whose flags
+ *      the filter can see.
  *
- * Exit status: COMMAND's; 125 when the sandbox itself cannot be set up (a
- * message on stderr names the step); 126 for bad arguments.
+ * Exit status: COMMAND's; 128 + 14 (SIGALRM's number) when the wall-clock
+ * limit ended it; 125 when the sandbox itself cannot be set up (a message on
+ * stderr names the step); 126 for bad arguments.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -45,7 +53,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { EXIT_SETUP = 125, EXIT_USAGE = 126, MAX_ARGS = 4096 };
@@ -162,13 +172,38 @@ static int seccomp_fd(void)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         deny(ctx, refused[i], EPERM);
     deny(ctx, "clone3", ENOSYS);
+    deny(ctx, "modify_ldt", EPERM);
     int nr_clone = seccomp_syscall_resolve_name("clone");
     int nr_ioctl = seccomp_syscall_resolve_name("ioctl");
     if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr_clone, 1,
                          SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) != 0 ||
         seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr_ioctl, 1,
-                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) != 0)
+                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr_ioctl, 1,
+                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX)) != 0)
         die(EXIT_SETUP, "%s", "cannot add the seccomp rules for clone and ioctl");
+    /* No set-user-ID or set-group-ID file may be left behind: in the results
+     * folder it would outlive the run and run as its owner (as Flatpak's
+     * filter, chmod and file creation with S_ISUID or S_ISGID get EPERM). */
+    static const struct { const char *name; unsigned mode_arg; int flags_arg; } modes[] = {
+        {"chmod", 1, -1}, {"fchmod", 1, -1}, {"fchmodat", 2, -1}, {"fchmodat2", 2, -1},
+        {"creat", 1, -1}, {"open", 2, 1}, {"openat", 3, 2},
+    };
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        int nr = seccomp_syscall_resolve_name(modes[k].name);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not a system call of this kernel header / architecture */
+        for (unsigned bit = 0; bit < 2; bit++) {
+            scmp_datum_t m = bit ? S_ISGID : S_ISUID;
+            struct scmp_arg_cmp cmp[2] = {SCMP_CMP(modes[k].mode_arg, SCMP_CMP_MASKED_EQ, m, m)};
+            unsigned n = 1;
+            if (modes[k].flags_arg >= 0) /* open: the mode counts only with O_CREAT or O_TMPFILE */
+                cmp[n++] = (struct scmp_arg_cmp)SCMP_CMP((unsigned)modes[k].flags_arg, SCMP_CMP_MASKED_EQ,
+                                                          O_CREAT, O_CREAT);
+            if (seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, n, cmp) != 0)
+                die(EXIT_SETUP, "cannot add the seccomp rule for %s", modes[k].name);
+        }
+    }
     int fd = memfd_create("moreau-seccomp", 0);
     if (fd < 0)
         die(EXIT_SETUP, "%s", "cannot create the seccomp program file (memfd_create)");
@@ -176,6 +211,55 @@ static int seccomp_fd(void)
         die(EXIT_SETUP, "%s", "cannot write the seccomp program");
     seccomp_release(ctx);
     return fd;
+}
+
+static volatile sig_atomic_t child_pid, deadline_passed;
+
+static void on_deadline(int sig)
+{
+    (void)sig;
+    deadline_passed = 1;
+    if (child_pid > 0)
+        kill((pid_t)child_pid, SIGKILL); /* bwrap: its child dies with it (--die-with-parent) */
+}
+
+/* Starts bwrap with only stdout, stderr and the seccomp program open (a
+ * descriptor the caller left open — a log file, a socket, a terminal — would be
+ * a way out of both walls; stdin reads nothing), and waits for it, killing it
+ * when `wall_seconds` pass. RETURNS: its exit status, 128 + a signal that
+ * ended it, or 128 + SIGALRM at the deadline. */
+static int run_with_deadline(int seccomp, unsigned wall_seconds)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die(EXIT_SETUP, "cannot start bubblewrap (fork: %s)", strerror(errno));
+    if (pid == 0) {
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd < 0 || dup2(null_fd, 0) < 0)
+            die(EXIT_SETUP, "%s", "cannot point stdin at /dev/null");
+        if ((seccomp > 3 && close_range(3, (unsigned)seccomp - 1, 0) != 0) ||
+            close_range((unsigned)seccomp + 1, ~0u, 0) != 0)
+            die(EXIT_SETUP, "cannot close inherited descriptors (close_range: %s)", strerror(errno));
+        execvp("bwrap", (char *const *)argv_out);
+        die(EXIT_SETUP, "cannot run bubblewrap (%s): install Debian's bubblewrap package", strerror(errno));
+    }
+    child_pid = pid;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_deadline;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGALRM, &sa, NULL) != 0)
+        die(EXIT_SETUP, "%s", "cannot set the wall-clock alarm");
+    alarm(wall_seconds);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            die(EXIT_SETUP, "cannot wait for bubblewrap (%s)", strerror(errno));
+    alarm(0);
+    if (deadline_passed)
+        return 128 + SIGALRM;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
 }
 
 /* The tasks (threads) this user runs now, from /proc/PID/status: RLIMIT_NPROC
@@ -222,7 +306,7 @@ static const char *absolute_existing(const char *path, const char *opt)
 
 int main(int argc, char **argv)
 {
-    uint64_t cpu_seconds = 3600, memory = 8ull << 30, file_size = 4ull << 30;
+    uint64_t cpu_seconds = 3600, wall_seconds = 0, memory = 8ull << 30, file_size = 4ull << 30;
     const char *chdir_to = NULL;
 
     push("bwrap");
@@ -235,6 +319,8 @@ int main(int argc, char **argv)
         system_path(system[i]);
     push3("--proc", "/proc", NULL);
     push3("--dev", "/dev", NULL);
+    /* /tmp is memory (tmpfs): capped, so it cannot hold the machine's RAM past --memory */
+    push3("--size", "268435456", NULL);
     push3("--tmpfs", "/tmp", NULL);
 
     int i = 1;
@@ -263,6 +349,9 @@ int main(int argc, char **argv)
         } else if (strncmp(a, "--cpu-seconds=", 14) == 0) {
             if (parse_bytes(a + 14, &cpu_seconds) != 0 || cpu_seconds > 1u << 30)
                 die(EXIT_USAGE, "--cpu-seconds wants a positive number of seconds, got '%s'", a + 14);
+        } else if (strncmp(a, "--wall-seconds=", 15) == 0) {
+            if (parse_bytes(a + 15, &wall_seconds) != 0 || wall_seconds > 1u << 30)
+                die(EXIT_USAGE, "--wall-seconds wants a positive number of seconds, got '%s'", a + 15);
         } else if (strcmp(a, "--memory=unlimited") == 0) {
             memory = RLIM_INFINITY; /* for AddressSanitizer builds, whose shadow memory is terabytes */
         } else if (strncmp(a, "--memory=", 9) == 0) {
@@ -300,7 +389,7 @@ int main(int argc, char **argv)
     uint64_t nproc = tasks_of_this_user() + 512;
     set_limit(RLIMIT_NPROC, nproc, nproc, "processes");
 
-    execvp("bwrap", (char *const *)argv_out);
-    die(EXIT_SETUP, "cannot run bubblewrap (%s): install Debian's bubblewrap package", strerror(errno));
-    return EXIT_SETUP;
+    if (wall_seconds == 0)
+        wall_seconds = 2 * cpu_seconds;
+    return run_with_deadline(atoi(fd_text), (unsigned)wall_seconds);
 }

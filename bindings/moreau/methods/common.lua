@@ -41,7 +41,7 @@ common.sign = sign
 --- Checks that x is a batch of the network's inputs: (N, input shape...), the
 -- batch dim first (README "The rules on hard cases"). Raises at `level`.
 function common.check_input(who, net, x, level)
-  local want, got = net:input_shape(), x:shape()
+  local want, got = net:input_shape(), core.shape(x)
   local same = #got == #want + 1
   for i = 1, #want do same = same and got[i + 1] == want[i] end
   if not same then
@@ -57,7 +57,7 @@ end
 -- (as methods.item_keys returns). Errors name the position and the problem,
 -- raised at `level` as error() counts from here (3: the caller's caller).
 function common.keys(x, ids, who, level)
-  local N = x:size(1)
+  local N = core.size(x, 1)
   local idp
   if ids ~= nil then
     if type(ids) ~= 'table' or #ids ~= N then
@@ -99,7 +99,7 @@ end
 --- g(x) = ∇f_c(x) for a batch of points. ARGS: net, x (k, ...), lab
 -- (int32_t[k]), kind (MR_SCORE_*). RETURN: a tensor like x.
 function common.grad(net, x, lab, kind)
-  local g = T.zeros(x:shape())
+  local g = T.zeros(core.shape(x))
   check(C.mr_oracle_grad(handle(net), handle(x), lab, kind, nil, handle(g)))
   return g
 end
@@ -107,7 +107,7 @@ end
 --- H(x) v and g(x) for a batch of points (moreau.oracle: forward-over-reverse).
 -- ARGS: as common.grad, v (like x). RETURN: hv, g.
 function common.hvp(net, x, lab, kind, v)
-  local g, hv = T.zeros(x:shape()), T.zeros(x:shape())
+  local g, hv = T.zeros(core.shape(x)), T.zeros(core.shape(x))
   check(C.mr_oracle_hvp(handle(net), handle(x), lab, kind, handle(v), nil, handle(g), handle(hv)))
   return hv, g
 end
@@ -118,14 +118,14 @@ function common.cotangent(u, E, name, x)
   local U = type(u) == 'function' and u(E) or u
   if not T.is(U) or not options.same_shape(U, x) then
     error(('%s:explain_vjp: the cotangent must be a tensor shaped like x (%s), got %s'):format(name,
-      table.concat(x:shape(), 'x'), options.show(U)), 3)
+      table.concat(core.shape(x), 'x'), options.show(U)), 3)
   end
   return U
 end
 
 --- x's shape with the batch dim set to k.
 function common.batch_shape(x, k)
-  local s = x:shape()
+  local s = core.shape(x)
   s[1] = k
   return s
 end
@@ -143,7 +143,7 @@ end
 --- The baseline tensor of IG / DeepLIFT: o.baseline as a tensor like x (a
 -- number fills one), checked by shape and for NaN/Inf. Raises at `level`.
 function common.baseline_of(who, o, x, level)
-  if not T.is(o.baseline) then return T.full(x:shape(), o.baseline) end
+  if not T.is(o.baseline) then return T.full(core.shape(x), o.baseline) end
   local b = options.check_shape(who, 'baseline', o.baseline, x, level + 1)
   if not b:isfinite() then error(who .. ': option \'baseline\' contains NaN or infinite values', level + 1) end
   return b
@@ -205,7 +205,7 @@ end
 -- frees xb (the collector does not see its size; the budget counts it).
 function common.ig_path(net, x, lab, o, per_copy, tangents)
   local alphas, weights = common.ig_rule(o.rule, o.steps)
-  local N, d = x:size(1), x:numel() / x:size(1)
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local x0 = common.baseline_of('integrated_gradients', o, x, 4)
   local diff = x - x0
   local P = N * o.steps
@@ -257,7 +257,7 @@ end
 function Method:explain(net, x, labels, ids)
   local who = self.name .. ':explain'
   check_x(who, net, x)
-  local lab = core.labels(labels, x:size(1))
+  local lab = core.labels(labels, core.size(x, 1))
   return self._impl.explain(self, net, x, lab, common.keys(x, ids, who, 3))
 end
 
@@ -272,7 +272,7 @@ function Method:explain_vjp(net, x, labels, u, ids)
   end
   local who = self.name .. ':explain_vjp'
   check_x(who, net, x)
-  local lab = core.labels(labels, x:size(1))
+  local lab = core.labels(labels, core.size(x, 1))
   if u == nil then error(who .. ': u is missing', 2) end
   return f(self, net, x, lab, u, common.keys(x, ids, who, 3))
 end
@@ -286,7 +286,7 @@ function Method:explain_abs_vjp(net, x, labels, w, ids)
     local W = type(w) == 'function' and w(E) or w
     if not T.is(W) or not options.same_shape(W, E) then
       error(('%s:explain_abs_vjp: w must be a tensor shaped like x (%s), got %s'):format(self.name,
-        table.concat(E:shape(), 'x'), options.show(W)), 4)
+        table.concat(core.shape(E), 'x'), options.show(W)), 4)
     end
     return W:clone():mul_(E:clone():sign_()) -- w ⊙ sign(E), sign(0) = 0
   end, ids)

@@ -22,7 +22,7 @@ local M = {
 --- ARGS: self, net, x (N, ...), lab (int32_t[N]). RETURN: the attributions, like x.
 function M.explain(self, net, x, lab)
   if self.opts.score ~= 'logit' then error('deeplift: only the logit score is supported', 3) end
-  local out = T.zeros(x:shape())
+  local out = T.zeros(core.shape(x))
   local base = nil
   if T.is(self.opts.baseline) or self.opts.baseline ~= 0 then
     base = common.baseline_of('deeplift', self.opts, x, 3)

@@ -33,8 +33,8 @@ function M.explain(self, net, x, lab)
   local o = self.opts
   local kind = oracle.score_kind(o.score)
   -- xb and g: 2 d floats per point
-  local path = common.ig_path(net, x, lab, o, 8 * (x:numel() / x:size(1)) + 4)
-  local total = T.zeros(x:shape())
+  local path = common.ig_path(net, x, lab, o, 8 * (core.numel(x) / core.size(x, 1)) + 4)
+  local total = T.zeros(core.shape(x))
   path.chunks(function(xb, lb, k, p0)
     local g = common.grad(net, xb, lb, kind)
     path.accumulate(total, g, k, p0)
@@ -49,11 +49,11 @@ end
 function M.explain_vjp(self, net, x, lab, u)
   local o = self.opts
   local kind = oracle.score_kind(o.score)
-  local d = x:numel() / x:size(1)
+  local d = core.numel(x) / core.size(x, 1)
   -- xb, vb, g, hv per point and the tangent buffers of the network
   local path = common.ig_path(net, x, lab, o, 16 * d + 4, true)
   local diff = path.diff
-  local G = T.zeros(x:shape()) -- Σ_k w_k g_k per item
+  local G = T.zeros(core.shape(x)) -- Σ_k w_k g_k per item
   local U
   if type(u) == 'function' then
     path.chunks(function(xb, lb, k, p0)
@@ -66,12 +66,12 @@ function M.explain_vjp(self, net, x, lab, u)
     U = common.cotangent(u, nil, self.name, x)
   end
   local du = diff:clone():mul_(U) -- (x − x0) ⊙ u, the same for every step
-  local out = T.zeros(x:shape())
+  local out = T.zeros(core.shape(x))
   local fresh = type(u) ~= 'function'
   local alphas, weights = path.alphas, path.weights
   local function walpha(step) return weights[step] * alphas[step] end
   path.chunks(function(xb, lb, k, p0)
-    local vb = T.zeros(xb:shape())
+    local vb = T.zeros(core.shape(xb))
     for q = 0, k - 1 do
       check(C.mr_tensor_copy_items(handle(vb), q, handle(du), math.floor((p0 + q) / o.steps), 1))
     end

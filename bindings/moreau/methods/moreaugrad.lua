@@ -61,11 +61,11 @@ function M.explain_vjp(self, net, x, lab, u, keys)
   local xs = x + dT
   local g = common.grad(net, xs, lab, kind)
   local U = common.cotangent(u, E, self.name, x)
-  local v = T.zeros(x:shape())
-  local S = T.zeros(x:shape())
+  local v = T.zeros(core.shape(x))
+  local S = T.zeros(core.shape(x))
   -- on copies of the values (core.floats): v = u ⊙ sign(g), S = |g| where E ≠ 0
   local pv, pu, pg, pe, ps = core.floats(v), core.floats(U), core.floats(g), core.floats(E), core.floats(S)
-  for j = 0, x:numel() - 1 do
+  for j = 0, core.numel(x) - 1 do
     if pe[j] ~= 0 then
       pv[j] = pu[j] * common.sign(pg[j])
       ps[j] = math.abs(pg[j])

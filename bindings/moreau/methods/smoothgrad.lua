@@ -51,7 +51,7 @@ end
 -- ARGS: net, x (N, ...), lab (int32_t[N]), o (options), mode (MR_SG_*), keys.
 -- RETURN: a tensor like x.
 function M.engine_map(net, x, lab, o, mode, keys)
-  local out = T.zeros(x:shape())
+  local out = T.zeros(core.shape(x))
   check(C.mr_smoothgrad(handle(out), handle(net), handle(x), lab, engine_opts(o, mode, keys)))
   return out
 end
@@ -61,7 +61,7 @@ end
 -- sigma the engine scales by) } with s.chunks(fn): fn(xb, lb, eps, k, p0) for
 -- each chunk of k copies from copy p0 (eps: ε of each copy, k·d floats).
 local function sampler(net, x, lab, o, keys)
-  local N, d = x:size(1), x:numel() / x:size(1)
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local t = o.samples
   if t < 1 then error('smoothgrad: samples must be >= 1, got ' .. tostring(t), 4) end
   local so = engine_opts(o, C.MR_SG_MEAN, keys)
@@ -115,13 +115,13 @@ function M.family_vjp(self, net, x, lab, u, mode, keys)
   -- Σ_i H_i v_i with v_i = u ⊙ ∂φ/∂g at g_i, and ⟨H_i v_i, ε_i⟩ for the scale term.
   -- The loops below run on copies of the values (core.floats), written back
   -- with core.store; out is accumulated in its copy and stored at the end.
-  local out = T.zeros(x:shape())
+  local out = T.zeros(core.shape(x))
   local po, pU = core.floats(out), core.floats(U)
   local pmean = mean and core.floats(mean)
   local scale = {}
   for n = 0, N - 1 do scale[n] = 0 end
   s.chunks(function(xb, lb, eps, k, p0)
-    local vb = T.zeros(xb:shape())
+    local vb = T.zeros(core.shape(xb))
     local g = mode ~= 'mean' and common.grad(net, xb, lb, kind) or nil
     local pvb, pg = core.floats(vb), g and core.floats(g)
     for q = 0, k - 1 do
