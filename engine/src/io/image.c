@@ -26,7 +26,6 @@
 #include "image_decode.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,22 +62,6 @@
 
 /* Largest side accepted for a resize target and for a PNG written. */
 #define MR_IMAGE_MAX_SIDE (1 << 15)
-
-/* ------------------------------------------------------------ loader budget */
-
-static atomic_llong loader_budget;
-
-int mr_set_loader_budget(int64_t bytes)
-{
-    atomic_store(&loader_budget, bytes > 0 ? (long long)bytes : 0);
-    return MR_OK;
-}
-
-int64_t mr_get_loader_budget(void)
-{
-    long long b = atomic_load(&loader_budget);
-    return b > 0 ? b : (int64_t)MR_LOADER_BUDGET_MIB << 20;
-}
 
 /* ------------------------------------------------------------- formats */
 
@@ -129,26 +112,22 @@ static const char *img_format_name(enum img_fmt f)
 static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, int64_t file_bytes,
                           int w, int h, int file_c, int is16, int c, int oh, int ow)
 {
-    int64_t budget = mr_get_loader_budget(), px = 0, decoded = 0, resized = 0;
+    int64_t px = 0, decoded = 0, resized = 0;
     int cmax = MR_MAX(c, file_c);
     int overflow = mr_size_mul(w, h, &px) || mr_size_mul(px, cmax, &decoded) ||
                    mr_size_mul(decoded, (int64_t)sizeof(float), &decoded);
-    if (overflow || decoded > budget) {
-        char nbytes[32];
-        if (overflow)
-            snprintf(nbytes, sizeof nbytes, "more than 2^63");
-        else
-            snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
-        return mr_error(MR_ENOMEM, "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as "
-                        "float32 samples), over the loader budget of %lld bytes "
-                        "(mr_set_loader_budget)", fn, path, h, w, cmax, cmax == 1 ? "" : "s",
-                        nbytes, (long long)budget);
-    }
-    if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized) ||
-        resized > budget)
-        return mr_error(MR_ENOMEM, "%s: resizing '%s' to %dx%d with %d channels needs %lld "
-                        "bytes, over the loader budget of %lld bytes (mr_set_loader_budget)", fn,
-                        path, oh, ow, c, (long long)resized, (long long)budget);
+    char nbytes[32];
+    if (overflow)
+        snprintf(nbytes, sizeof nbytes, "more than 2^63");
+    else
+        snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
+    MR_TRY(mr_loader_check(overflow ? -1 : decoded,
+                           "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as float32 samples)",
+                           fn, path, h, w, cmax, cmax == 1 ? "" : "s", nbytes));
+    if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized))
+        resized = -1;
+    MR_TRY(mr_loader_check(resized, "%s: resizing '%s' to %dx%d with %d channels needs %lld bytes", fn, path,
+                           oh, ow, c, (long long)resized));
     /* The least the file must hold for that size. */
     int64_t need = 0;
     const char *what;
