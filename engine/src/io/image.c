@@ -313,6 +313,25 @@ static void png_sink_write(void *ctx, void *data, int size)
         s->err = errno ? errno : -1;
 }
 
+/* stb_image_write works in int: it filters the rows into (W*C + 1) * H bytes
+ * and deflates them into an array whose capacity doubles (2 m + 1, an int),
+ * at most 9/8 of its input (literal codes of up to 9 bits). Up to 2^29
+ * filtered bytes every such size stays below 2^30, clear of INT_MAX; past
+ * it, the product (W*C + 1) * H wraps (a 32768x32768 RGBA image: 32768
+ * bytes allocated for 4 GiB of rows). */
+#define MR_PNG_MAX_FILTERED ((int64_t)1 << 29)
+
+static int png_size_ok(const char *fn, int code, int64_t w, int64_t h, int64_t c)
+{
+    int64_t filtered;
+    MR_TRY(MR_SIZE_PROD(&filtered, fn, "PNG filtered bytes (W*C+1)*H", w * c + 1, h));
+    if (filtered > MR_PNG_MAX_FILTERED)
+        return mr_error(code, "%s: a %lldx%lld PNG of %lld channels has (W*C+1)*H = %lld filtered bytes, "
+                        "more than the %lld the PNG writer's int sizes allow", fn, (long long)h, (long long)w,
+                        (long long)c, (long long)filtered, (long long)MR_PNG_MAX_FILTERED);
+    return MR_OK;
+}
+
 /* The one place PNG bytes reach a file: open, encode, write, close, and report
  * whichever step fails. */
 static int png_write(const char *fn, const char *path, const uint8_t *px, int w, int h, int c)
@@ -346,6 +365,7 @@ int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int he
     if (width < 1 || height < 1 || width > MR_IMAGE_MAX_SIDE || height > MR_IMAGE_MAX_SIDE)
         return mr_error(MR_EINVAL, "%s: size must be 1..%d on each side, got %dx%d (HxW)", fn,
                         MR_IMAGE_MAX_SIDE, height, width);
+    MR_TRY(png_size_ok(fn, MR_EINVAL, width, height, channels));
     return png_write(fn, path, pixels, width, height, channels);
 }
 
@@ -371,6 +391,7 @@ int mr_image_write_png(const char *path, const mr_tensor *img)
     if (h > MR_IMAGE_MAX_SIDE || w > MR_IMAGE_MAX_SIDE)
         return mr_error(MR_ESHAPE, "%s: %s is larger than %d on a side", fn,
                         mr_tensor_shape_str(img, buf, sizeof buf), MR_IMAGE_MAX_SIDE);
+    MR_TRY(png_size_ok(fn, MR_ESHAPE, w, h, c));
     size_t hw = (size_t)h * (size_t)w;
     uint8_t *px = malloc(hw * (size_t)c);
     if (!px)
