@@ -331,3 +331,29 @@ describe('sampling methods bound their memory by default', function()
       'methods.set_memory_budget: bytes must be an integer in [0, 2^62), got -1')
   end)
 end)
+
+describe('the memory budget with sizes past int64 (issue 13)', function()
+  it('mr_net_workspace_estimate refuses a batch whose workspace passes 2^63 bytes', function()
+    local bytes = ffi.new('int64_t[1]')
+    assert.are.equal(C.MR_EINVAL, C.mr_net_workspace_estimate(bytes, core.handle(net), 0x4000000000000000LL, 0))
+    assert.are.equal('mr_net_workspace_estimate: a batch of 4611686018427387904 needs more than 2^63 bytes',
+      ffi.string(C.mr_last_error()))
+    -- a batch within int64 is still estimated: linear in N for this net
+    local a, b = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
+    core.check(C.mr_net_workspace_estimate(a, core.handle(net), 2 ^ 20, 0))
+    core.check(C.mr_net_workspace_estimate(b, core.handle(net), 2 ^ 21, 0))
+    assert.is_true(b[0] > a[0] and a[0] > 0)
+  end)
+
+  it('mr_auto_chunk counts a per-copy cost past int64 as over any budget (it wrapped and fit)', function()
+    local k = ffi.new('int64_t[1]')
+    -- 50 copies of 2^62 bytes each wrapped to a negative cost, which "fit" every budget
+    core.check(C.mr_auto_chunk(k, core.handle(net), 100, 0, 0x4000000000000000LL, 0))
+    assert.are.equal(1, tonumber(k[0]))
+    -- huge copy counts bisect within int32 and never multiply past int64
+    core.check(C.mr_auto_chunk(k, core.handle(net), 0x7fffffffffffffffLL, 0, 0x7fffffffffffffffLL, 0))
+    assert.are.equal(1, tonumber(k[0]))
+    core.check(C.mr_auto_chunk(k, core.handle(net), 0x7fffffffffffffffLL, 1, 8, 0))
+    assert.is_true(k[0] >= 1 and k[0] < 2 ^ 31)
+  end)
+end)

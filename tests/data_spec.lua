@@ -558,3 +558,18 @@ describe('items and batches', function()
     assert_error_with(function() data.batches(ds, 0) end, 'batch_size must be a positive integer')
   end)
 end)
+
+describe('PNG sizes the writer takes in int (issue 13)', function()
+  it('mr_png_write_rgb8 refuses (W*C+1)*H past 2^29 bytes before reading a pixel', function()
+    -- 32768x32768 RGBA: stb_image_write's (W*C+1)*H = 4295000064 wrapped to 32768 bytes, then
+    -- 4 GiB of rows were filtered into them; the 1-byte buffer shows no pixel is read now
+    local px = ffi.new('uint8_t[1]')
+    assert.are.equal(C.MR_EINVAL, C.mr_png_write_rgb8(path('huge.png'), px, 32768, 32768, 4))
+    assert.are.equal('mr_png_write_rgb8: a 32768x32768 PNG of 4 channels has (W*C+1)*H = 4295000064 filtered '
+      .. "bytes, more than the 536870912 the PNG writer's int sizes allow", ffi.string(C.mr_last_error()))
+    assert.are.equal(C.MR_EINVAL, C.mr_png_write_rgb8(path('huge.png'), px, 32768, 16384, 1))
+    assert.are.equal('mr_png_write_rgb8: a 16384x32768 PNG of 1 channels has (W*C+1)*H = 536887296 filtered '
+      .. "bytes, more than the 536870912 the PNG writer's int sizes allow", ffi.string(C.mr_last_error()))
+    assert.is_nil(io.open(path('huge.png'), 'rb'))
+  end)
+end)

@@ -425,3 +425,41 @@ describe('the gradient oracle', function()
       "oracle: unknown score 'prob' (logit, log_softmax or softmax)")
   end)
 end)
+
+describe('sample sizes at the C entry points (issue 13)', function()
+  local function new_net()
+    local p = ffi.new('mr_net*[1]')
+    core.check(C.mr_net_new(p))
+    return ffi.gc(p[0], C.mr_net_free)
+  end
+
+  it('mr_net_input refuses a sample whose dims multiply past int64 or past INT_MAX entries', function()
+    local net = new_net()
+    local huge = ffi.new('int64_t[3]', { 2 ^ 31, 2 ^ 31, 2 ^ 31 })
+    assert.are.equal(C.MR_EINVAL, C.mr_net_input(net, 3, huge))
+    assert.are.equal('mr_net_input: entries per sample = 2147483648*2147483648*2147483648 overflows int64',
+      ffi.string(C.mr_last_error()))
+    local big = ffi.new('int64_t[3]', { 3, 32768, 32768 })
+    assert.are.equal(C.MR_EINVAL, C.mr_net_input(net, 3, big))
+    assert.are.equal('mr_net_input: entries per sample = 3221225472 is over INT_MAX (2147483647), the most an '
+      .. "int size parameter (OpenBLAS, oneDNN's int arguments, loop bounds) takes", ffi.string(C.mr_last_error()))
+    assert.are.equal(0, C.mr_net_node_count(net))
+    assert.are.equal(0, C.mr_net_input(net, 3, ffi.new('int64_t[3]', { 1, 32768, 32768 })))
+  end)
+
+  it('mr_net_node refuses an op output over INT_MAX entries (adaptive pooling to 2^31 - 1 squared)', function()
+    -- the output's N * numel * 4 bytes wrapped to 0 in the workspace, which the pass then wrote past
+    local net = new_net()
+    assert.are.equal(0, C.mr_net_input(net, 3, ffi.new('int64_t[3]', { 1, 2, 2 })))
+    local a = ffi.new('mr_op_attrs')
+    a.out_size[0], a.out_size[1] = 2147483647, 2147483647
+    local inputs = ffi.new('int[1]', { 0 })
+    assert.are.equal(C.MR_EINVAL, C.mr_net_node(net, 'adaptive_avgpool2d', inputs, 1, nil, 0, a, 'pool'))
+    assert.are.equal('pool: adaptive_avgpool2d output entries per sample = 4611686014132420609 is over INT_MAX '
+      .. "(2147483647), the most an int size parameter (OpenBLAS, oneDNN's int arguments, loop bounds) takes",
+      ffi.string(C.mr_last_error()))
+    assert.are.equal(1, C.mr_net_node_count(net))
+    a.out_size[0], a.out_size[1] = 3, 3
+    assert.are.equal(1, C.mr_net_node(net, 'adaptive_avgpool2d', inputs, 1, nil, 0, a, 'pool'))
+  end)
+end)

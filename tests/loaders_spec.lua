@@ -529,3 +529,71 @@ describe('the decoders: libpng, libjpeg-turbo and the PNM reader', function()
     assert_error_with(function() data.load_image(cut) end, "cut.jpg' is not a readable image: Premature end of JPEG file")
   end)
 end)
+
+describe('CIFAR and safetensors budgets', function()
+  -- Each test sets a small budget, asserts the exact message, and restores the default.
+  local function cifar_records(n)
+    return string.rep(string.char(3) .. string.rep('\128', 3072), n)
+  end
+  local function u64le(n) return le32(n % 2 ^ 32) .. le32(math.floor(n / 2 ^ 32)) end
+  local function safetensors(name, header, data_bytes)
+    return write(name, u64le(#header) .. header .. data_bytes)
+  end
+
+  it('a CIFAR batch whose records take more than the budget is refused before allocating', function()
+    local f = write('three.bin', cifar_records(3))
+    data.set_loader_budget(3 * 12292 - 1)
+    local before = tonumber(C.mr_alloc_live_bytes())
+    assert_error_with(function() data.load_cifar_batch(f) end,
+      "mr_cifar_load: '" .. f .. "' holds 3 records, 36876 bytes loaded (float32 images and int32 labels), "
+      .. 'over the loader budget of 36875 bytes (mr_set_loader_budget)')
+    local imgs, labs, n = ffi.new('mr_tensor*[1]'), ffi.new('int32_t*[1]'), ffi.new('int64_t[1]')
+    assert.are.equal(C.MR_ENOMEM, C.mr_cifar_load(imgs, labs, n, f))
+    assert.is_true(imgs[0] == nil and labs[0] == nil and n[0] == 0)
+    assert.are.equal(before, tonumber(C.mr_alloc_live_bytes()))
+    -- exactly the budget loads
+    data.set_loader_budget(3 * 12292)
+    local x, y = data.load_cifar_batch(f)
+    assert.are.same({ 3, 3, 32, 32 }, x:shape())
+    assert.are.same({ 3, 3, 3 }, y)
+    data.set_loader_budget(nil)
+    assert.are.equal(BUDGET, data.loader_budget())
+  end)
+
+  it('a safetensors file larger than the budget is refused before it is read', function()
+    local header = '{"w":{"dtype":"F32","shape":[64],"data_offsets":[0,256]}}'
+    local f = safetensors('big.safetensors', header, string.rep('\0', 256))
+    local size = 8 + #header + 256
+    data.set_loader_budget(size - 1)
+    local st = ffi.new('mr_safetensors*[1]')
+    assert.are.equal(C.MR_ENOMEM, C.mr_safetensors_load(st, f))
+    assert.are.equal("mr_safetensors_load: '" .. f .. "' is " .. size .. ' bytes, all read into memory, '
+      .. 'over the loader budget of ' .. (size - 1) .. ' bytes (mr_set_loader_budget)', ffi.string(C.mr_last_error()))
+    assert.is_true(st[0] == nil)
+    data.set_loader_budget(size)
+    assert.are.equal(0, C.mr_safetensors_load(st, f))
+    C.mr_safetensors_free(st[0])
+    data.set_loader_budget(nil)
+  end)
+
+  it('a safetensors tensor whose float32 copy exceeds the budget: BF16 doubles in size', function()
+    local header = '{"w":{"dtype":"BF16","shape":[10,100],"data_offsets":[0,2000]}}'
+    local f = safetensors('bf16.safetensors', header, string.rep('\0\63', 1000)) -- 0.5 in BF16
+    data.set_loader_budget(3999) -- the file (2000 + header bytes) fits, its 4000-byte float32 copy does not
+    local st = ffi.new('mr_safetensors*[1]')
+    assert.are.equal(0, C.mr_safetensors_load(st, f))
+    local h = ffi.gc(st[0], C.mr_safetensors_free)
+    local t = ffi.new('mr_tensor*[1]')
+    assert.are.equal(C.MR_ENOMEM, C.mr_safetensors_get(t, h, 0))
+    assert.are.equal("mr_safetensors_get: '" .. f .. "': tensor 'w' of shape 10x100 (BF16) takes 4000 bytes "
+      .. 'as float32, over the loader budget of 3999 bytes (mr_set_loader_budget)', ffi.string(C.mr_last_error()))
+    assert.is_true(t[0] == nil)
+    data.set_loader_budget(4000)
+    assert.are.equal(0, C.mr_safetensors_get(t, h, 0))
+    assert.are.equal(1000, tonumber(C.mr_tensor_numel(t[0])))
+    assert.are.equal(0.5, C.mr_tensor_data(t[0])[999])
+    C.mr_tensor_free(t[0])
+    data.set_loader_budget(nil)
+    assert.are.equal(BUDGET, data.loader_budget())
+  end)
+end)

@@ -227,3 +227,40 @@ describe('the engine as the one home of the noise', function()
     assert.are.equal(C.MR_EINVAL, C.mr_sparsify_thresholds(tau, keep, g, 6, 2, 7, scratch))
   end)
 end)
+
+describe('sizes the noise helpers take as plain numbers (issue 13)', function()
+  local x = T.randn({ 3, 1, 6, 6 }, { seed = SEED, stream = 2 })
+  local keys = require('moreau.methods.common').keys(x, nil, 'test', 2)
+  local s = ffi.new('float[3]', { 0.1, 0.1, 0.1 })
+
+  it('mr_noise_copies refuses a first copy whose end overflows int64 (it read past x before)', function()
+    local xb = T.zeros { 2, 1, 6, 6 }
+    local p0 = 0x7fffffffffffffffLL -- INT64_MAX
+    assert.are.equal(C.MR_EINVAL, C.mr_noise_copies(core.handle(xb), nil, core.handle(x), s, keys, 0, 2, p0))
+    assert.are.equal('noise_copies: 2 copies from copy 9223372036854775807: out of range for 3 items x 2 samples',
+      ffi.string(C.mr_last_error()))
+    assert.are.equal(C.MR_EINVAL, C.mr_noise_copies(core.handle(xb), nil, core.handle(x), s, keys, 0, 2147483647,
+      ffi.new('int64_t', 2 ^ 40)))
+    assert.are.equal('noise_copies: copies 1099511627776..1099511627777 out of range for 3 items x 2147483647 samples',
+      ffi.string(C.mr_last_error()))
+  end)
+
+  it('mr_sparsify_counts caps the float32 product at d and refuses d < 1', function()
+    local ck, kk = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
+    -- float(16777219) = 16777220: the count was d + 1, and the selection read one entry past the item
+    assert.are.equal(0, C.mr_sparsify_counts(ck, kk, 16777219, 1, 1))
+    assert.are.equal(16777219, tonumber(ck[0]))
+    assert.are.equal(16777219, tonumber(kk[0]))
+    -- below the cap the float32 product is unchanged: float(16777219) * 0.5 = 8388610
+    assert.are.equal(0, C.mr_sparsify_counts(ck, kk, 16777219, 0.5, 1))
+    assert.are.equal(8388610, tonumber(ck[0]))
+    -- INT64_MAX: float(d) = 2^63, whose cast back to int64 was undefined
+    local dmax = 0x7fffffffffffffffLL
+    assert.are.equal(0, C.mr_sparsify_counts(ck, kk, dmax, 1, 1))
+    assert.is_true(ck[0] == dmax and kk[0] == dmax)
+    for _, d in ipairs { 0, -5 } do
+      assert.are.equal(C.MR_EINVAL, C.mr_sparsify_counts(ck, kk, d, 0.5, 0.5))
+      assert.are.equal('sparsify_counts: d must be >= 1 entries, got ' .. d, ffi.string(C.mr_last_error()))
+    end
+  end)
+end)

@@ -437,3 +437,23 @@ describe('sampling methods on sparse and constant gradients (issue 11, kind 5)',
     assert.is_true(a:max_abs_diff(b) <= 1e-5 * b:abs():max())
   end)
 end)
+
+describe('the solver with sizes past int64 (issue 13)', function()
+  local C = core.C
+  it('mr_moreau_new refuses T*m*d past int64: the noise streams would wrap and repeat', function()
+    local net = linear_net(3)
+    local x = T.randn({ 1, 2, 3, 3 }, { seed = 5 })
+    local lab = ffi.new('int32_t[1]', { 0 })
+    local o = ffi.new('mr_moreau_opts')
+    o.rho, o.gamma, o.T, o.m, o.K = 1, 0.5, 2147483647, 2147483647, 1
+    local out = ffi.new('mr_moreau*[1]')
+    assert.are.equal(C.MR_EINVAL, C.mr_moreau_new(out, core.handle(net), core.handle(x), lab, o, nil))
+    assert.are.equal('moreau: noise values per item T*m*d = 2147483647*2147483647*18 overflows int64',
+      ffi.string(C.mr_last_error()))
+    assert.is_true(out[0] == nil)
+    -- T*m*d within int64 is accepted (no noise round runs here)
+    o.T, o.m = 1000, 1000
+    assert.are.equal(0, C.mr_moreau_new(out, core.handle(net), core.handle(x), lab, o, nil))
+    C.mr_moreau_free(out[0])
+  end)
+end)

@@ -77,3 +77,18 @@ describe('tensor argument checks', function()
     assert.are.equal(6, a:dot(T.ones { 2, 3 }))
   end)
 end)
+
+describe('tensor shapes past int64 (issue 13)', function()
+  it('mr_tensor_new names the shape whose float32 bytes overflow int64', function()
+    local ffi = require 'ffi'
+    local C = require('moreau.core').C
+    local out = ffi.new('mr_tensor*[1]')
+    assert.are.equal(C.MR_ESHAPE, C.mr_tensor_new(out, 2, ffi.new('int64_t[2]', { 2 ^ 31, 2 ^ 31 })))
+    assert.are.equal('tensor: shape 2147483648x2147483648 has more than 2^61 entries (numel*4 bytes overflows int64)',
+      ffi.string(C.mr_last_error()))
+    assert.are.equal(C.MR_ESHAPE, C.mr_tensor_new(out, 4, ffi.new('int64_t[4]', { 2 ^ 20, 2 ^ 20, 2 ^ 20, 2 })))
+    assert.are.equal('tensor: shape 1048576x1048576x1048576x2 has more than 2^61 entries (numel*4 bytes overflows '
+      .. 'int64)', ffi.string(C.mr_last_error()))
+    assert.is_true(out[0] == nil)
+  end)
+end)

@@ -103,7 +103,8 @@ enum { MR_MAX_DIMS = 4 };
  * the accessors and transfers of the tensor math section. */
 typedef struct mr_tensor mr_tensor;
 
-/* A new zero-filled tensor of the given shape (ndim 1..4, every dim >= 1).
+/* A new zero-filled tensor of the given shape (ndim 1..4, every dim >= 1;
+ * MR_ESHAPE, naming the shape, when numel * 4 bytes would pass int64).
  * Caller frees with mr_tensor_free. */
 int mr_tensor_new(mr_tensor **out, int ndim, const int64_t *shape);
 /* A new tensor holding a copy of src. */
@@ -301,7 +302,10 @@ int mr_net_new(mr_net **out);
 void mr_net_free(mr_net *net);
 
 /* Declares the input: the shape of one sample (ndim 1..3, e.g. {3, 32, 32}).
- * Returns the input's node id (>= 0) or a negative error. Once per network. */
+ * Returns the input's node id (>= 0) or a negative error. Once per network.
+ * A sample holds at most INT_MAX (2^31 - 1) entries, its dims' product
+ * overflow-checked (MR_EINVAL naming the dims): the kernels pass per-sample
+ * sizes to OpenBLAS's int parameters. */
 int mr_net_input(mr_net *net, int ndim, const int64_t *sample_shape);
 
 /* Adds a parameter (kind MR_PARAM_WEIGHT: trained; MR_PARAM_BUFFER: state such
@@ -312,7 +316,8 @@ int mr_net_param(mr_net *net, const char *name, int ndim, const int64_t *shape, 
 /* Adds a node applying op `op_name` (see mr_op_names) to the outputs of nodes
  * inputs[0..ninputs) with parameters params[0..nparams) (ids from mr_net_param,
  * in the order the op documents). Checks and infers shapes now. Returns the new
- * node's id or a negative error naming the op, label and shapes involved.
+ * node's id or a negative error naming the op, label and shapes involved; an
+ * output sample of more than INT_MAX entries is MR_EINVAL, as for the input.
  * label names the node in messages (may be NULL). */
 int mr_net_node(mr_net *net, const char *op_name, const int *inputs, int ninputs,
                 const int *params, int nparams, const mr_op_attrs *attrs, const char *label);
@@ -351,7 +356,8 @@ int mr_net_set_seed(mr_net *net, uint64_t seed);
 int64_t mr_net_workspace_bytes(const mr_net *net);
 
 /* Forward pass of x (N, sample shape...). y receives the output (N, out shape...);
- * y may be NULL (use mr_net_output_get). */
+ * y may be NULL (use mr_net_output_get). Every pass takes a batch of at most
+ * INT_MAX items (MR_EINVAL: an OpenBLAS int dimension of the weight gradient). */
 int mr_net_forward(mr_net *net, const mr_tensor *x, mr_tensor *y);
 /* Forward pass of the inference-mode function, whatever mr_net_set_training
  * says: batchnorm normalizes with its running statistics, dropout is the
@@ -545,13 +551,14 @@ int mr_noise_scales(float *scales, int64_t *imax, int64_t *imin, const mr_tensor
  * offset = i * d), the noise of mr_smoothgrad bit for bit; eps (k * d floats,
  * or NULL) receives z. scales: the N s_n of mr_noise_scales; keys: the N
  * keys of mr_item_keys. MR_EINVAL for a NULL argument, samples < 1 or copies
- * past N * samples; MR_ESHAPE when xb is not (k, sample shape of x). */
+ * past N * samples (p0 + k and N * samples overflow-checked), or samples * d
+ * past int64; MR_ESHAPE when xb is not (k, sample shape of x). */
 int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *scales, const uint64_t *keys,
                     uint64_t seed, int32_t samples, int64_t p0);
 /* Sparsified SmoothGrad's counts for d entries: *clip_k = max(1, floor(clip_frac d)),
  * *keep_k = max(1, floor(keep_frac d)), the product taken in float32 as
- * mr_smoothgrad takes it. MR_EINVAL for a NULL argument or a fraction
- * outside (0, 1]. */
+ * mr_smoothgrad takes it, and capped at d (past 2^24 float(d) may round above
+ * d). MR_EINVAL for a NULL argument, d < 1 or a fraction outside (0, 1]. */
 int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_frac, float keep_frac);
 /* Sparsified SmoothGrad's selection of one gradient g (d floats), as
  * mr_smoothgrad makes it: *tau = the clip_k-th largest |g|, *keep = the
@@ -570,13 +577,15 @@ int64_t mr_get_memory_budget(void);
 /* *bytes = the workspace (bytes) mr_net would hold for a batch of N: the
  * buffers of gradient passes (tangents = 0) or of Hessian-vector products
  * (tangents = 1), on top of the kinds of buffer it already holds. Allocates
- * nothing but the slot map (computed once per output node). */
+ * nothing but the slot map (computed once per output node). MR_EINVAL when
+ * that size passes 2^63 bytes. */
 int mr_net_workspace_estimate(int64_t *bytes, mr_net *net, int64_t N, int tangents);
 /* *chunk = the most copies per pass, k in 1..copies, with
  * workspace_estimate(k) + conv_arena(k) + k * per_copy_bytes <= budget
  * (budget <= 0: the global budget), conv_arena(k) bounding the blocked
  * copies oneDNN's conv makes outside the workspace (0 with the BLAS
- * backend); 1 when even one copy does not fit. */
+ * backend); 1 when even one copy does not fit. The cost is summed
+ * overflow-checked: a cost past int64 fits no budget. */
 int mr_auto_chunk(int64_t *chunk, mr_net *net, int64_t copies, int tangents, int64_t per_copy_bytes,
                   int64_t budget);
 
@@ -676,7 +685,8 @@ typedef struct mr_moreau_stats {
 
 typedef struct mr_moreau mr_moreau;
 
-/* A solver for the batch x (N, ...) with one class per item. groups is
+/* A solver for the batch x (N, ...) with one class per item (MR_EINVAL when
+ * the noise offsets T * m * d of an item's stream would pass int64). groups is
  * required for MR_REG_GROUP (borrowed: it must outlive the solver). net, x
  * and labels are borrowed too. All buffers are allocated here: steps allocate
  * nothing. */
@@ -714,9 +724,12 @@ int mr_moreau_set(mr_moreau *s, float rho, float eta, float gamma);
  * "__metadata__", if present, must map strings to strings. Every message names
  * the file and the tensor. Entries are listed sorted by name. F32 tensors load
  * as they are; F64, F16 and BF16 are converted to float32; other dtypes (I64,
- * U8, ...) are listed but mr_safetensors_get refuses them.
- * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open / read), MR_ENOMEM,
- * MR_EFORMAT (anything wrong in the file). Caller frees with mr_safetensors_free. */
+ * U8, ...) are listed but mr_safetensors_get refuses them. The file's size
+ * must fit the loader budget (mr_set_loader_budget) before it is read.
+ * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open / read), MR_ENOMEM
+ * (out of memory; the file over the loader budget, naming its size and the
+ * budget), MR_EFORMAT (anything wrong in the file). Caller frees with
+ * mr_safetensors_free. */
 typedef struct mr_safetensors mr_safetensors;
 
 int mr_safetensors_load(mr_safetensors **out, const char *path);
@@ -730,8 +743,10 @@ int mr_safetensors_find(const mr_safetensors *st, const char *name);
  * MR_ESHAPE for a tensor of more than 4 dims (listed, not usable). */
 int mr_safetensors_shape(const mr_safetensors *st, int i, int *ndim, int64_t *shape);
 /* A new float32 tensor with a copy of tensor i (a scalar becomes shape {1}).
- * Fails (MR_EFORMAT) on dtypes that do not convert to float32 and (MR_ESHAPE)
- * on tensors with a zero dim or more than 4 dims. Caller frees. */
+ * Fails (MR_EFORMAT) on dtypes that do not convert to float32, (MR_ESHAPE)
+ * on tensors with a zero dim or more than 4 dims, and (MR_ENOMEM) when the
+ * copy's numel * 4 bytes (twice the file's bytes for F16 and BF16) are over
+ * the loader budget. Caller frees. */
 int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i);
 /* The "__metadata__" object of the header as JSON text ("{}" if none). Borrowed. */
 const char *mr_safetensors_metadata(const mr_safetensors *st);
@@ -778,7 +793,9 @@ int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
  * against the sizes a file's header declares before anything is allocated.
  * Images: the float32 samples H * W * max(C_file, C) * 4 (and the resized
  * result H' * W' * C * 4); IDX: the float32 tensor N * rows * cols * 4, or
- * the N int32 labels. Products are overflow-checked. Independently of the
+ * the N int32 labels; CIFAR: N records of 3072 * 4 + 4 = 12292 bytes;
+ * safetensors: the whole file (read into memory) and each tensor's float32
+ * copy, numel * 4. Products are overflow-checked. Independently of the
  * budget, a header is refused when the file is too small to hold what it
  * declares: uncompressed data (PNM, BMP, plain IDX) must be in the file;
  * compressed data may expand at most by its codec's ratio (deflate 1032:1 for
@@ -816,7 +833,8 @@ void mr_labels_free(int32_t *labels);
  * three are NULL / 0.
  * Errors: MR_EINVAL (NULL argument), MR_EIO (cannot open or read; not a
  * regular file), MR_EFORMAT (empty; size not a multiple of 3073; a label
- * outside 0..9, naming the record and its byte offset). */
+ * outside 0..9, naming the record and its byte offset), MR_ENOMEM (N * 12292
+ * bytes over the loader budget, checked before anything is allocated). */
 int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *path);
 
 /* An image file: PNG (libpng), JPEG (libjpeg-turbo) or binary PNM (P5, P6),
@@ -842,13 +860,15 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
  * 2 = grey + alpha also works), as an 8-bit PNG: each value v becomes
  * round(255 * clamp(v, 0, 1)); NaN becomes 0.
  * Errors: MR_EINVAL (NULL), MR_ESHAPE (other shapes, a side
- * over 32768), MR_EIO (cannot create or write the file). */
+ * over 32768, or (W * C + 1) * H over 2^29 bytes: the PNG writer, stb_image_write,
+ * sizes its buffers in int), MR_EIO (cannot create or write the file). */
 int mr_image_write_png(const char *path, const mr_tensor *img);
 
 /* Writes 8-bit pixels as a PNG: pixels holds height rows of width pixels of
  * `channels` interleaved bytes (HWC; 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA),
  * no row padding. Borrowed; not kept.
- * Errors: MR_EINVAL (NULL, channels outside 1..4, a side outside 1..32768),
+ * Errors: MR_EINVAL (NULL, channels outside 1..4, a side outside 1..32768,
+ * (width * channels + 1) * height over 2^29 bytes, as mr_image_write_png),
  * MR_EIO (cannot create or write the file). */
 int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int height,
                       int channels);

@@ -136,11 +136,16 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
             return mr_error(MR_EINVAL, "deeplift: node %d '%s' (%s) has no exact DeepLIFT rule; explain "
                             "a network whose output is the scores before it", i, nd.label, nd.op);
         }
-        int64_t need = 0;
+        int64_t need = 0, part;
         for (int k = 0; k < nd.nin; k++) {
             reach[nd.in[k]] = 1;
             mr_net_node_info(net, nd.in[k], &src);
-            need += N * src.sample_numel;
+            /* before any pass has sized the workspace for N: checked */
+            if (mr_size_mul(N, src.sample_numel, &part) || mr_size_add(need, part, &need)) {
+                mr_free(reach);
+                return mr_error(MR_ENOMEM, "deeplift: node %d '%s': %lld items of its inputs overflow int64", i,
+                                nd.label, (long long)N);
+            }
         }
         if (nd.rule == MR_DL_BILINEAR)
             mid_floats = MR_MAX(mid_floats, need);
@@ -159,7 +164,11 @@ int mr_deeplift(mr_tensor *out, mr_net *net, const mr_tensor *x, const mr_tensor
     mr_tensor *gy = NULL;
     c.y0 = mr_calloc((size_t)nnodes * sizeof(float *));
     c.arg0 = mr_calloc((size_t)nnodes * sizeof(int32_t *));
-    c.mid = mid_floats ? mr_alloc((size_t)mid_floats * sizeof(float)) : NULL;
+    int64_t mid_bytes = 0;
+    if (mid_floats && (rc = mr_bytes_of(&mid_bytes, "deeplift", "product splits", mid_floats,
+                                        (int64_t)sizeof(float))) < 0)
+        goto done;
+    c.mid = mid_floats ? mr_alloc((size_t)mid_bytes) : NULL;
     if (!c.y0 || !c.arg0 || (mid_floats && !c.mid)) {
         rc = MR_ENOMEM;
         goto done;

@@ -133,7 +133,8 @@ mr_tensor *mr_net_output_view(mr_net *net, int buf);
 /* mr_net_jvp of the inference-mode function whatever the net's mode (see
  * mr_net_forward_inference): the oracle's HVPs. */
 int mr_net_jvp_inference(mr_net *net, const mr_tensor *x, const mr_tensor *v, mr_tensor *y, mr_tensor *dy);
-/* Bytes oneDNN's conv arena may hold for a batch of N (graph_plan.c). */
+/* Bytes oneDNN's conv arena may hold for a batch of N, saturating at
+ * INT64_MAX (graph_plan.c). */
 int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N);
 
 /* A reverse pass whose input gradients a method may rewrite node by node

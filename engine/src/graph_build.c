@@ -68,6 +68,18 @@ static int check_building(mr_net *net, const char *what)
     return MR_OK;
 }
 
+/* Every node's sample (the input's and each op's output) has at most INT_MAX
+ * entries, its dims' product overflow-checked: the kernels hand per-sample
+ * sizes (a linear layer's in/out features, a conv's Ho*Wo and channel
+ * strides) to OpenBLAS's int parameters, and the workspace multiplies them by
+ * the batch. fn and what name the call and the sample in the message. */
+static int check_sample(const char *fn, const char *what, const mr_shape *s)
+{
+    int64_t numel;
+    MR_TRY(mr_size_prod(&numel, fn, what, s->ndim, s->d));
+    return mr_size_int(fn, what, numel);
+}
+
 int mr_net_input(mr_net *net, int ndim, const int64_t *sample_shape)
 {
     MR_TRY(check_building(net, "mr_net_input"));
@@ -78,15 +90,17 @@ int mr_net_input(mr_net *net, int ndim, const int64_t *sample_shape)
     for (int i = 0; i < ndim; i++)
         if (sample_shape[i] < 1)
             return mr_error(MR_ESHAPE, "mr_net_input: dim %d is %lld", i, (long long)sample_shape[i]);
+    mr_shape shape = {.ndim = ndim};
+    for (int i = 0; i < ndim; i++)
+        shape.d[i] = sample_shape[i];
+    MR_TRY(check_sample("mr_net_input", "entries per sample", &shape));
     MR_TRY(grow((void **)&net->nodes, &net->node_cap, 1, sizeof(mr_node)));
     mr_node *n = &net->nodes[0];
     memset(n, 0, sizeof *n);
     n->def = NULL;
     n->op = -1;
     n->gslot = -1; /* the input's gradient is the caller's gx */
-    n->shape.ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        n->shape.d[i] = sample_shape[i];
+    n->shape = shape;
     snprintf(n->label, sizeof n->label, "input");
     net->nnodes = 1;
     return 0;
@@ -164,6 +178,9 @@ int mr_net_node(mr_net *net, const char *op_name, const int *inputs, int ninputs
     int rc = def->infer(&a, in, ptens, nparams, &out, cache);
     if (rc < 0) /* the op's message starts with its name; prefix the label when it says more */
         return strcmp(lab, def->name) == 0 ? rc : mr_error(rc, "%s: %s", lab, mr_last_error());
+    char what[48];
+    snprintf(what, sizeof what, "%s output entries per sample", def->name);
+    MR_TRY(check_sample(lab, what, &out));
     MR_TRY(grow((void **)&net->nodes, &net->node_cap, net->nnodes + 1, sizeof(mr_node)));
     mr_node *n = &net->nodes[net->nnodes];
     memset(n, 0, sizeof *n);

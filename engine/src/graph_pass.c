@@ -34,7 +34,8 @@ static int check_batch(const mr_net *net, const mr_tensor *x, const char *what)
         return mr_error(MR_ESHAPE, "%s: input has shape %s, the network expects Nx%s", what,
                         mr_tensor_shape_str(x, a, sizeof a), mr_shape_str(s, b, sizeof b));
     }
-    return MR_OK;
+    /* The batch is an OpenBLAS int dimension (a linear layer's weight gradient). */
+    return mr_size_int(what, "batch N", x->shape[0]);
 }
 
 static int check_like(const mr_tensor *t, const mr_tensor *ref, const char *what, const char *name)

@@ -208,6 +208,46 @@ static int plan_slots(mr_net *net)
     return MR_OK;
 }
 
+/* Workspace sizes multiply the batch (a plain number in the estimate) by
+ * per-sample sizes: saturating at INT64_MAX, which no budget admits and no
+ * allocation serves. */
+static int64_t sat_mul(int64_t a, int64_t b)
+{
+    int64_t p;
+    return mr_size_mul(a, b, &p) ? INT64_MAX : p;
+}
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t s;
+    return mr_size_add(a, b, &s) ? INT64_MAX : s;
+}
+
+/* Bytes of the buffers `have` (MR_BUF_* bits), the state and the scratch for
+ * a batch of N, as mr_graph_reserve allocates them; INT64_MAX when that
+ * passes int64. The slot map must be current. */
+static int64_t workspace_bytes(const mr_net *net, int64_t N, unsigned have)
+{
+    int grads = (have & (1u << MR_BUF_GY)) != 0, tangents = (have & (1u << MR_BUF_DGY)) != 0;
+    int64_t total = 0, max_scratch = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        const mr_node *n = &net->nodes[i];
+        int64_t bytes = sat_mul(sat_mul(N, mr_shape_numel(&n->shape)), (int64_t)sizeof(float));
+        for (int b = 0; b < MR_BUF_GY; b++)
+            if ((have & (1u << b)) && !(i == 0 && b == MR_BUF_Y))
+                total = sat_add(total, bytes);
+        if (n->def) {
+            max_scratch = MR_MAX(max_scratch, (int64_t)node_floats(net, n, n->def->scratch_floats, N));
+            total = sat_add(total, sat_mul((int64_t)node_floats(net, n, n->def->state_floats, N),
+                                           (int64_t)sizeof(float)));
+        }
+    }
+    for (int s = 0; s < net->ngslots && grads; s++)
+        total = sat_add(total, sat_mul(sat_mul(sat_mul(tangents ? 2 : 1, N), net->gslots[s].sample_numel),
+                                       (int64_t)sizeof(float)));
+    return sat_add(total, sat_mul(max_scratch, (int64_t)sizeof(float)));
+}
+
 /* Makes sure buffers `need` (MR_BUF_* bits) exist for a batch of N. Allocates
  * only when the batch grows past the capacity, a new kind of buffer is needed,
  * or the slot map is stale. */
@@ -225,6 +265,11 @@ int mr_graph_reserve(mr_net *net, int64_t N, unsigned need)
     mr_graph_free_workspace(net);
     if (replan && plan_slots(net) < 0)
         goto oom;
+    if (workspace_bytes(net, cap, have) == INT64_MAX) {
+        net->gslots_output = -1;
+        return mr_error(MR_ENOMEM, "network workspace: a batch of %lld needs more than 2^63 bytes",
+                        (long long)cap);
+    }
     for (int i = 0; i < net->nnodes; i++) {
         mr_node *n = &net->nodes[i];
         int64_t numel = cap * mr_shape_numel(&n->shape);
@@ -292,24 +337,10 @@ int mr_net_workspace_estimate(int64_t *bytes, mr_net *net, int64_t N, int tangen
     unsigned need = (1u << MR_BUF_Y) | (1u << MR_BUF_GY);
     if (tangents)
         need |= (1u << MR_BUF_DY) | (1u << MR_BUF_DGY);
-    unsigned have = net->bufs_have | need;
-    int tang = (have & (1u << MR_BUF_DGY)) != 0;
-    int64_t total = 0;
-    size_t max_scratch = 0;
-    for (int i = 0; i < net->nnodes; i++) {
-        mr_node *n = &net->nodes[i];
-        int64_t numel = N * mr_shape_numel(&n->shape);
-        for (int b = 0; b < MR_BUF_GY; b++)
-            if ((have & (1u << b)) && !(i == 0 && b == MR_BUF_Y))
-                total += numel * (int64_t)sizeof(float);
-        if (n->def) {
-            max_scratch = MR_MAX(max_scratch, node_floats(net, n, n->def->scratch_floats, N));
-            total += (int64_t)(node_floats(net, n, n->def->state_floats, N) * sizeof(float));
-        }
-    }
-    for (int s = 0; s < net->ngslots; s++)
-        total += (tang ? 2 : 1) * N * net->gslots[s].sample_numel * (int64_t)sizeof(float);
-    total += (int64_t)(max_scratch * sizeof(float));
+    int64_t total = workspace_bytes(net, N, net->bufs_have | need);
+    if (total == INT64_MAX)
+        return mr_error(MR_EINVAL, "mr_net_workspace_estimate: a batch of %lld needs more than 2^63 bytes",
+                        (long long)N);
     *bytes = total;
     return MR_OK;
 }
@@ -333,7 +364,7 @@ int64_t mr_net_conv_arena_bound(const mr_net *net, int64_t N)
                           (n->shape.d[0] + 15) / 16 * 16 * n->shape.d[1] * n->shape.d[2];
         most = MR_MAX(most, blocked);
     }
-    return most * N * (int64_t)sizeof(float);
+    return sat_mul(sat_mul(most, N), (int64_t)sizeof(float));
 }
 
 /* Points the node's tensor views at its buffers for a batch of N: y and dy at

@@ -55,9 +55,26 @@ static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)
     return 1;
 }
 
-/* *out = a * b for sizes and counts; 1 (and *out untouched) when the product
- * overflows int64 or an operand is negative. Every product of sizes that a
- * caller or a file controls goes through it. */
+/* ------------------------------------------------------------ sizes
+ *
+ * One family for the arithmetic of sizes, counts, strides and byte sizes.
+ * Every product or sum of sizes that a caller or a file controls goes through
+ * it, so no size wraps around int64 and no int64 size is cut to an int.
+ *
+ *   mr_size_mul, mr_size_add   a * b, a + b: 1 on overflow or a negative
+ *                              operand (*out untouched), 0 otherwise; for
+ *                              callers that word their own message
+ *   mr_size_prod               the product of n sizes, or MR_EINVAL with
+ *                              "FN: WHAT = 2147483648*2147483648*2147483648 overflows int64"
+ *   mr_bytes_of                count * elem_size bytes (fits int64 and size_t),
+ *                              or MR_ENOMEM with "FN: WHAT: COUNT elements of
+ *                              SIZE bytes overflow int64"
+ *   mr_size_int                MR_EINVAL unless 0 <= v <= INT_MAX, for sizes
+ *                              handed to int parameters (OpenBLAS's blasint
+ *                              in this build, int loop bounds): "FN: WHAT =
+ *                              V is over INT_MAX (2147483647)"
+ *
+ * MR_SIZE_PROD(&out, fn, what, a, b, c) passes its operands as int64_t. */
 static inline int mr_size_mul(int64_t a, int64_t b, int64_t *out)
 {
     int64_t p;
@@ -66,6 +83,31 @@ static inline int mr_size_mul(int64_t a, int64_t b, int64_t *out)
     *out = p;
     return 0;
 }
+
+static inline int mr_size_add(int64_t a, int64_t b, int64_t *out)
+{
+    int64_t s;
+    if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &s))
+        return 1;
+    *out = s;
+    return 0;
+}
+
+int mr_size_prod(int64_t *out, const char *fn, const char *what, int n, const int64_t *ops);
+int mr_bytes_of(int64_t *out, const char *fn, const char *what, int64_t count, int64_t elem_size);
+int mr_size_int(const char *fn, const char *what, int64_t v);
+
+#define MR_SIZE_PROD(out, fn, what, ...)                                                    \
+    mr_size_prod(out, fn, what, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+                 (const int64_t[]){__VA_ARGS__})
+
+/* The loader budget (io/budget.c; mr_set_loader_budget): every reader calls
+ * it with the bytes its result will take, computed with the size helpers
+ * above (-1 for a size past int64), before allocating what a file declares.
+ * MR_OK when bytes fits the budget; else MR_ENOMEM with the message
+ *   "<fmt, args>, over the loader budget of N bytes (mr_set_loader_budget)"
+ * where fmt names the function, the file and what it declares. */
+int mr_loader_check(int64_t bytes, const char *fmt, ...) MR_PRINTF(2, 3);
 
 #define MR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MR_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -96,6 +96,12 @@ static int check_opts(const mr_moreau_opts *o, const mr_groups *groups, int64_t 
                         (long long)o->memory_budget);
     if (o->m < 0)
         return mr_error(MR_EINVAL, "moreau: m must be >= 0, got %d", o->m);
+    /* Iteration t's noise for item n is values (t m + i) d .. of its stream
+     * (t < T, i < m): the last offset, below T m d, must fit int64, or the
+     * stream would wrap and repeat its first draws. */
+    int64_t span;
+    if (o->m > 0)
+        MR_TRY(MR_SIZE_PROD(&span, "moreau", "noise values per item T*m*d", o->T, o->m, d));
     if (o->K < 1 || o->K > o->T)
         return mr_error(MR_EINVAL, "moreau: K must be in 1..T (%d), got %d", o->T, o->K);
     if (o->reg < MR_REG_NONE || o->reg > MR_REG_GROUP)

@@ -20,13 +20,16 @@ struct mr_groups {
 
 static int groups_alloc(mr_groups **out, int64_t d, int32_t ngroups)
 {
+    int64_t map_bytes, norm_bytes;
+    MR_TRY(mr_bytes_of(&map_bytes, "groups", "map", d, (int64_t)sizeof(int32_t)));
+    MR_TRY(mr_bytes_of(&norm_bytes, "groups", "norms", ngroups, (int64_t)sizeof(double)));
     mr_groups *g = mr_calloc(sizeof *g);
     if (!g)
         return MR_ENOMEM;
     g->d = d;
     g->ngroups = ngroups;
-    g->map = mr_alloc((size_t)d * sizeof(int32_t));
-    g->norms = mr_alloc((size_t)ngroups * sizeof(double));
+    g->map = mr_alloc((size_t)map_bytes);
+    g->norms = mr_alloc((size_t)norm_bytes);
     if (!g->map || !g->norms) {
         mr_groups_free(g);
         return MR_ENOMEM;
@@ -141,8 +144,8 @@ int mr_prox_group_soft_threshold(mr_tensor *v, mr_groups *g, float a)
     if (!(a >= 0) || !isfinite(a))
         return mr_error(MR_EINVAL, "group_soft_threshold: threshold must be finite and >= 0, got %g",
                         (double)a);
-    int64_t N = v->shape[0];
-    if (v->numel != N * g->d) {
+    int64_t N = v->shape[0], covered;
+    if (mr_size_mul(N, g->d, &covered) || v->numel != covered) {
         char buf[64];
         return mr_error(MR_ESHAPE, "group_soft_threshold: the group map covers %lld entries per item, tensor %s has %lld",
                         (long long)g->d, mr_tensor_shape_str(v, buf, sizeof buf), (long long)(v->numel / N));

@@ -122,9 +122,17 @@ int mr_noise_copies(mr_tensor *xb, float *eps, const mr_tensor *x, const float *
         return mr_error(MR_ESHAPE, "noise_copies: xb %s must be (k, sample shape) of x %s",
                         mr_tensor_shape_str(xb, a, sizeof a), mr_tensor_shape_str(x, b, sizeof b));
     }
-    if (samples < 1 || p0 < 0 || p0 + k > N * samples)
-        return mr_error(MR_EINVAL, "noise_copies: copies %lld..%lld out of range for %lld items x %d samples",
-                        (long long)p0, (long long)(p0 + k - 1), (long long)N, samples);
+    /* p0 and samples are plain numbers: N * samples, p0 + k and the noise
+     * offsets i * d (i < samples) are overflow-checked before any is used. */
+    int64_t copies = 0, end = 0, span = 0;
+    if (samples < 1 || p0 < 0 || mr_size_mul(N, samples, &copies) || mr_size_add(p0, k, &end) || end > copies) {
+        if (p0 >= 0 && p0 <= INT64_MAX - k)
+            return mr_error(MR_EINVAL, "noise_copies: copies %lld..%lld out of range for %lld items x %d samples",
+                            (long long)p0, (long long)(p0 + k - 1), (long long)N, samples);
+        return mr_error(MR_EINVAL, "noise_copies: %lld copies from copy %lld: out of range for %lld items x %d samples",
+                        (long long)k, (long long)p0, (long long)N, samples);
+    }
+    MR_TRY(MR_SIZE_PROD(&span, "noise_copies", "noise values per item samples*d", samples, d));
     for (int64_t q = 0; q < k; q++) {
         int64_t n = (p0 + q) / samples;
         int32_t i = (int32_t)((p0 + q) % samples);
@@ -177,9 +185,15 @@ int mr_sparsify_counts(int64_t *clip_k, int64_t *keep_k, int64_t d, float clip_f
     if (!(clip_frac > 0 && clip_frac <= 1 && keep_frac > 0 && keep_frac <= 1))
         return mr_error(MR_EINVAL, "smoothgrad: sparsified needs clip and keep fractions in (0, 1], got %g and %g",
                         (double)clip_frac, (double)keep_frac);
-    /* float * int64_t is a float product (C's usual conversions), floored in double. */
-    *clip_k = MR_MAX((int64_t)1, (int64_t)floor(clip_frac * d));
-    *keep_k = MR_MAX((int64_t)1, (int64_t)floor(keep_frac * d));
+    if (d < 1)
+        return mr_error(MR_EINVAL, "sparsify_counts: d must be >= 1 entries, got %lld", (long long)d);
+    /* float * int64_t is a float product (C's usual conversions), floored in
+     * double. Past 2^24 the float d may round above d (16777219 -> 16777220),
+     * and a count past d would read past the item: counts are capped at d,
+     * compared in double before the cast (which past 2^63 would be undefined). */
+    double c = floor(clip_frac * d), k = floor(keep_frac * d);
+    *clip_k = c >= (double)d ? d : MR_MAX((int64_t)1, (int64_t)c);
+    *keep_k = k >= (double)d ? d : MR_MAX((int64_t)1, (int64_t)k);
     return MR_OK;
 }
 
@@ -210,12 +224,18 @@ int mr_auto_chunk(int64_t *chunk, mr_net *net, int64_t copies, int tangents, int
     if (budget <= 0)
         budget = mr_get_memory_budget();
     /* The cost est(k) + arena(k) + k * per_copy_bytes grows with k: bisect for the
-     * largest k in 1..copies within the budget (lo always fits or is 1). */
+     * largest k in 1..copies within the budget (lo always fits or is 1). The
+     * cost is summed overflow-checked: a cost past int64 fits no budget. */
     int64_t lo = 1, hi = MR_MIN(copies, (int64_t)INT32_MAX);
     while (lo < hi) {
-        int64_t mid = lo + (hi - lo + 1) / 2, ws;
-        MR_TRY(mr_net_workspace_estimate(&ws, net, mid, tangents));
-        if (ws + mr_net_conv_arena_bound(net, mid) + mid * per_copy_bytes <= budget)
+        int64_t mid = lo + (hi - lo + 1) / 2, ws, per, cost;
+        int rc = mr_net_workspace_estimate(&ws, net, mid, tangents);
+        if (rc < 0 && rc != MR_EINVAL) /* MR_EINVAL: more than 2^63 bytes (mid >= 1, net checked) */
+            return rc;
+        int fits = rc == MR_OK && !mr_size_mul(mid, per_copy_bytes, &per) &&
+                   !mr_size_add(ws, mr_net_conv_arena_bound(net, mid), &cost) && !mr_size_add(cost, per, &cost) &&
+                   cost <= budget;
+        if (fits)
             lo = mid;
         else
             hi = mid - 1;
@@ -245,7 +265,11 @@ int mr_sampler_init(mr_sampler *s, mr_net *net, const mr_tensor *x, const int32_
     s->N = x->shape[0];
     s->d = x->numel / s->N;
     s->samples = samples;
-    int64_t copies = s->N * (samples > 0 ? samples : 1);
+    /* samples (and the solver's T) are plain numbers: the copies per round N * samples
+     * and one round's noise values per item samples * d must fit int64. */
+    int64_t copies, span;
+    MR_TRY(MR_SIZE_PROD(&copies, "sampler", "copies N*samples", s->N, samples > 0 ? samples : 1));
+    MR_TRY(MR_SIZE_PROD(&span, "sampler", "noise values per item samples*d", samples, s->d));
     if (chunk == 0) {
         int64_t k;
         MR_TRY(mr_auto_chunk(&k, net, copies, 0, 2 * s->d * (int64_t)sizeof(float) + 8, budget));
@@ -256,6 +280,8 @@ int mr_sampler_init(mr_sampler *s, mr_net *net, const mr_tensor *x, const int32_
     s->score_kind = score_kind;
     s->seed = seed;
     s->labels = (int32_t *)labels;
+    /* N * 8 bytes: N <= numel, whose float32 bytes mr_tensor_new checked, so
+     * N * 8 <= 2 * numel * 4 fits too. */
     s->keys = mr_alloc((size_t)s->N * sizeof(uint64_t));
     s->noise_std = mr_alloc((size_t)s->N * sizeof(float));
     s->items = mr_alloc((size_t)s->N * sizeof(int64_t));

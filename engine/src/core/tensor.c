@@ -16,9 +16,16 @@ static int shape_numel(int ndim, const int64_t *shape, int64_t *numel)
         if (shape[i] < 1)
             return mr_error(MR_ESHAPE, "tensor: dim %d is %lld, must be >= 1", i,
                             (long long)shape[i]);
-        if (n > INT64_MAX / 4 / shape[i])
-            return mr_error(MR_ESHAPE, "tensor: too many elements");
-        n *= shape[i];
+        /* numel * sizeof(float) bytes must fit int64 (and so size_t): every
+         * item offset and byte count derived from a tensor then fits too. */
+        if (mr_size_mul(n, shape[i], &n) || n > INT64_MAX / (int64_t)sizeof(float)) {
+            char buf[128];
+            size_t used = 0;
+            for (int k = 0; k < ndim && used < sizeof buf; k++)
+                used += (size_t)snprintf(buf + used, sizeof buf - used, k ? "x%lld" : "%lld", (long long)shape[k]);
+            return mr_error(MR_ESHAPE, "tensor: shape %s has more than 2^61 entries (numel*4 bytes overflows int64)",
+                            buf);
+        }
     }
     *numel = n;
     return MR_OK;

@@ -53,10 +53,8 @@ static void items_of(const mr_tensor *t, int64_t *N, int64_t *d)
 static void *scratch(int64_t n, size_t size, const char *what)
 {
     int64_t bytes;
-    if (mr_size_mul(n, (int64_t)size, &bytes)) {
-        mr_error(MR_ENOMEM, "%s: %lld entries of scratch overflow", what, (long long)n);
+    if (mr_bytes_of(&bytes, what, "scratch", n, (int64_t)size) < 0)
         return NULL;
-    }
     return mr_alloc((size_t)bytes);
 }
 

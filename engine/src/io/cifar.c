@@ -5,7 +5,9 @@
  * 32x32 colour image as 1024 red, 1024 green, 1024 blue bytes, each plane
  * row-major — already CHW, so a record maps onto one (3, 32, 32) item as is.
  * Pixels become x / 255 (as torchvision's ToTensor). The file size is checked
- * before anything is read, and every label as it is read.
+ * before anything is read (a whole number of records, and the loaded size,
+ * 3072 * 4 + 4 = 12292 bytes a record, within the loader budget), and every
+ * label as it is read.
  */
 #include "../internal.h"
 
@@ -58,6 +60,14 @@ int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *
         goto fail;
     }
     int64_t count = size / CIFAR_RECORD;
+    /* What loading takes: count float32 images of 3072 samples and count int32
+     * labels, 12292 bytes a record, against the loader budget. */
+    int64_t bytes;
+    if ((rc = mr_bytes_of(&bytes, fn, "records", count, CIFAR_PIXELS * (int64_t)sizeof(float) +
+                                                        (int64_t)sizeof(int32_t))) < 0 ||
+        (rc = mr_loader_check(bytes, "%s: '%s' holds %lld records, %lld bytes loaded (float32 images "
+                              "and int32 labels)", fn, path, (long long)count, (long long)bytes)) < 0)
+        goto fail;
     int64_t shape[4] = {count, 3, 32, 32};
     if ((rc = mr_tensor_new(&x, 4, shape)) < 0)
         goto fail;

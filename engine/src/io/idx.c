@@ -53,11 +53,8 @@ static int idx_open(gzFile *gz, const char *fn, const char *path)
 static int idx_check_size(gzFile gz, const char *fn, const char *path, int64_t expected,
                           int64_t out_bytes, const char *what)
 {
-    int64_t budget = mr_get_loader_budget();
-    if (out_bytes > budget)
-        return mr_error(MR_ENOMEM, "%s: '%s' declares %s, %lld bytes loaded, over the loader "
-                        "budget of %lld bytes (mr_set_loader_budget)", fn, path, what,
-                        (long long)out_bytes, (long long)budget);
+    MR_TRY(mr_loader_check(out_bytes, "%s: '%s' declares %s, %lld bytes loaded", fn, path, what,
+                           (long long)out_bytes));
     struct stat st;
     if (gzdirect(gz) || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return MR_OK; /* plain, or not a regular file: the read below reports it */

@@ -26,7 +26,6 @@
 #include "image_decode.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,22 +62,6 @@
 
 /* Largest side accepted for a resize target and for a PNG written. */
 #define MR_IMAGE_MAX_SIDE (1 << 15)
-
-/* ------------------------------------------------------------ loader budget */
-
-static atomic_llong loader_budget;
-
-int mr_set_loader_budget(int64_t bytes)
-{
-    atomic_store(&loader_budget, bytes > 0 ? (long long)bytes : 0);
-    return MR_OK;
-}
-
-int64_t mr_get_loader_budget(void)
-{
-    long long b = atomic_load(&loader_budget);
-    return b > 0 ? b : (int64_t)MR_LOADER_BUDGET_MIB << 20;
-}
 
 /* ------------------------------------------------------------- formats */
 
@@ -129,26 +112,22 @@ static const char *img_format_name(enum img_fmt f)
 static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, int64_t file_bytes,
                           int w, int h, int file_c, int is16, int c, int oh, int ow)
 {
-    int64_t budget = mr_get_loader_budget(), px = 0, decoded = 0, resized = 0;
+    int64_t px = 0, decoded = 0, resized = 0;
     int cmax = MR_MAX(c, file_c);
     int overflow = mr_size_mul(w, h, &px) || mr_size_mul(px, cmax, &decoded) ||
                    mr_size_mul(decoded, (int64_t)sizeof(float), &decoded);
-    if (overflow || decoded > budget) {
-        char nbytes[32];
-        if (overflow)
-            snprintf(nbytes, sizeof nbytes, "more than 2^63");
-        else
-            snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
-        return mr_error(MR_ENOMEM, "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as "
-                        "float32 samples), over the loader budget of %lld bytes "
-                        "(mr_set_loader_budget)", fn, path, h, w, cmax, cmax == 1 ? "" : "s",
-                        nbytes, (long long)budget);
-    }
-    if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized) ||
-        resized > budget)
-        return mr_error(MR_ENOMEM, "%s: resizing '%s' to %dx%d with %d channels needs %lld "
-                        "bytes, over the loader budget of %lld bytes (mr_set_loader_budget)", fn,
-                        path, oh, ow, c, (long long)resized, (long long)budget);
+    char nbytes[32];
+    if (overflow)
+        snprintf(nbytes, sizeof nbytes, "more than 2^63");
+    else
+        snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
+    MR_TRY(mr_loader_check(overflow ? -1 : decoded,
+                           "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as float32 samples)",
+                           fn, path, h, w, cmax, cmax == 1 ? "" : "s", nbytes));
+    if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized))
+        resized = -1;
+    MR_TRY(mr_loader_check(resized, "%s: resizing '%s' to %dx%d with %d channels needs %lld bytes", fn, path,
+                           oh, ow, c, (long long)resized));
     /* The least the file must hold for that size. */
     int64_t need = 0;
     const char *what;
@@ -334,6 +313,25 @@ static void png_sink_write(void *ctx, void *data, int size)
         s->err = errno ? errno : -1;
 }
 
+/* stb_image_write works in int: it filters the rows into (W*C + 1) * H bytes
+ * and deflates them into an array whose capacity doubles (2 m + 1, an int),
+ * at most 9/8 of its input (literal codes of up to 9 bits). Up to 2^29
+ * filtered bytes every such size stays below 2^30, clear of INT_MAX; past
+ * it, the product (W*C + 1) * H wraps (a 32768x32768 RGBA image: 32768
+ * bytes allocated for 4 GiB of rows). */
+#define MR_PNG_MAX_FILTERED ((int64_t)1 << 29)
+
+static int png_size_ok(const char *fn, int code, int64_t w, int64_t h, int64_t c)
+{
+    int64_t filtered;
+    MR_TRY(MR_SIZE_PROD(&filtered, fn, "PNG filtered bytes (W*C+1)*H", w * c + 1, h));
+    if (filtered > MR_PNG_MAX_FILTERED)
+        return mr_error(code, "%s: a %lldx%lld PNG of %lld channels has (W*C+1)*H = %lld filtered bytes, "
+                        "more than the %lld the PNG writer's int sizes allow", fn, (long long)h, (long long)w,
+                        (long long)c, (long long)filtered, (long long)MR_PNG_MAX_FILTERED);
+    return MR_OK;
+}
+
 /* The one place PNG bytes reach a file: open, encode, write, close, and report
  * whichever step fails. */
 static int png_write(const char *fn, const char *path, const uint8_t *px, int w, int h, int c)
@@ -367,6 +365,7 @@ int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int he
     if (width < 1 || height < 1 || width > MR_IMAGE_MAX_SIDE || height > MR_IMAGE_MAX_SIDE)
         return mr_error(MR_EINVAL, "%s: size must be 1..%d on each side, got %dx%d (HxW)", fn,
                         MR_IMAGE_MAX_SIDE, height, width);
+    MR_TRY(png_size_ok(fn, MR_EINVAL, width, height, channels));
     return png_write(fn, path, pixels, width, height, channels);
 }
 
@@ -392,6 +391,7 @@ int mr_image_write_png(const char *path, const mr_tensor *img)
     if (h > MR_IMAGE_MAX_SIDE || w > MR_IMAGE_MAX_SIDE)
         return mr_error(MR_ESHAPE, "%s: %s is larger than %d on a side", fn,
                         mr_tensor_shape_str(img, buf, sizeof buf), MR_IMAGE_MAX_SIDE);
+    MR_TRY(png_size_ok(fn, MR_ESHAPE, w, h, c));
     size_t hw = (size_t)h * (size_t)w;
     uint8_t *px = malloc(hw * (size_t)c);
     if (!px)

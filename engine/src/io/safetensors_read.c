@@ -132,6 +132,10 @@ static int read_file(const char *path, unsigned char **buf, uint64_t *size)
                           (long long)end);
             goto done;
         }
+        /* The whole file is held while it is open: its size is what the budget judges. */
+        if ((rc = mr_loader_check((int64_t)end, "mr_safetensors_load: '%s' is %lld bytes, all read "
+                                  "into memory", path, (long long)end)) < 0)
+            goto done;
         *buf = mr_alloc((size_t)end);
         if (!*buf) {
             rc = mr_error(MR_ENOMEM, "%s: out of memory reading %lld bytes", path, (long long)end);
@@ -627,6 +631,15 @@ int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i)
     MR_TRY(check_index(st, i, "mr_safetensors_get"));
     const st_entry *e = &st->e[i];
     MR_TRY(check_convertible(st, e));
+    /* The float32 copy takes numel * 4 bytes: twice the file's bytes for F16
+     * and BF16. numel * dtype size fit int64 (parse_entry), numel * 4 may not. */
+    int64_t bytes;
+    char sbuf[64];
+    if (mr_size_mul(e->numel, (int64_t)sizeof(float), &bytes))
+        bytes = -1;
+    MR_TRY(mr_loader_check(bytes, "mr_safetensors_get: '%s': tensor '%s' of shape %s (%s) takes %lld bytes "
+                           "as float32", st->path, e->name, mr_st_shape_str(e->ndim, e->shape, sbuf, sizeof sbuf),
+                           dtypes[e->dtype].name, (long long)bytes));
     int64_t one = 1;
     MR_TRY(mr_tensor_new(out, e->ndim ? e->ndim : 1, e->ndim ? e->shape : &one));
     convert(st, e, (*out)->data);

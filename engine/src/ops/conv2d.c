@@ -84,7 +84,15 @@ static int conv_geom_make(conv_geom *g, const mr_op_attrs *a, int64_t C, int64_t
             (long long)C, (long long)w->shape[1], (long long)g->G, (long long)(w->shape[1] * g->G),
             ws);
     }
-    int64_t eh = g->dh * (g->kh - 1) + 1, ew = g->dw * (g->kw - 1) + 1;
+    /* The sizes below come from the weight's shape and the attributes: products
+     * overflow-checked, and a kernel row Cin/groups*kh*kw (an OpenBLAS int
+     * dimension of the GEMM path) within INT_MAX. */
+    int64_t eh, ew, kgr;
+    MR_TRY(MR_SIZE_PROD(&eh, "conv2d", "dilation*(kh-1)", g->dh, g->kh - 1));
+    MR_TRY(MR_SIZE_PROD(&ew, "conv2d", "dilation*(kw-1)", g->dw, g->kw - 1));
+    eh++, ew++;
+    MR_TRY(MR_SIZE_PROD(&kgr, "conv2d", "Cin/groups*kh*kw", g->cg, g->kh, g->kw));
+    MR_TRY(mr_size_int("conv2d", "Cin/groups*kh*kw", kgr));
     if (eh > H + 2 * g->ph || ew > W + 2 * g->pw)
         return mr_error(
             MR_ESHAPE,
@@ -137,8 +145,16 @@ static size_t conv_scratch_floats(const mr_op_attrs *a, const mr_shape *in, mr_t
         return 0;
     int64_t per = gemm_per_sample(g), slot = item_slot(g);
     int64_t least = MR_MIN(omp_get_num_procs(), CONV_MIN_SLOTS);
-    return (size_t)MR_MAX(MR_MIN(N * per, MR_MAX(per, CONV_SCRATCH_CAP)),
-                          MR_MIN(N * slot, MR_MAX(CONV_SCRATCH_CAP, least * slot)));
+    /* N is a plain number in mr_net_workspace_estimate: the products saturate, never wrap. */
+    int64_t n_per, n_slot, least_slot;
+    if (mr_size_mul(N, per, &n_per))
+        n_per = INT64_MAX;
+    if (mr_size_mul(N, slot, &n_slot))
+        n_slot = INT64_MAX;
+    if (mr_size_mul(least, slot, &least_slot))
+        least_slot = INT64_MAX;
+    return (size_t)MR_MAX(MR_MIN(n_per, MR_MAX(per, CONV_SCRATCH_CAP)),
+                          MR_MIN(n_slot, MR_MAX(CONV_SCRATCH_CAP, least_slot)));
 }
 
 const mr_op_def mr_op_conv2d = {

@@ -143,7 +143,8 @@ static int adaptive_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *c
 static size_t maxpool_state_floats(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
                   int nparams, const mr_shape *out, const void *cache, int64_t N)
 {
-    return (size_t)(N * mr_shape_numel(out));
+    int64_t floats; /* N is a plain number in mr_net_workspace_estimate: saturate, never wrap */
+    return mr_size_mul(N, mr_shape_numel(out), &floats) ? (size_t)INT64_MAX : (size_t)floats;
 }
 
 const mr_op_def mr_op_maxpool2d = {
