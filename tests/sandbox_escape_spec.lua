@@ -254,6 +254,20 @@ describe('the sandbox: memory stays intact whatever a recipe does with the objec
   end)
 end)
 
+describe('the sandbox: the terminal', function()
+  it("shows a recipe's escape sequences as text, not as commands to the terminal", function()
+    local out, rc = run_recipe([[
+      io.write('clip\27]52;c;ZXZpbA==\7 title\27]0;owned\7 bell\7 ok\r\n')
+      print('tab\tkept')
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.falsy(out:find('\27', 1, true), out)
+    assert.falsy(out:find('\7', 1, true), out)
+    assert.truthy(out:find('clip?]52;c;ZXZpbA==? title?]0;owned? bell? ok\r\n', 1, true), out)
+    assert.truthy(out:find('tab\tkept', 1, true), out)
+  end)
+end)
+
 describe('the sandbox: a results.json someone sent', function()
   local victim = tmp .. '/victim'
   lfs.mkdir(victim)

@@ -24,8 +24,9 @@
  *      /etc/ld.so.cache, /etc/alternatives), the --ro paths read-only, the --rw
  *      paths writable, an empty /tmp of at most 256 MiB, /proc and a minimal
  *      /dev. The environment is cleared to the --env pairs; no descriptor but
- *      stdout and stderr crosses (stdin is /dev/null). bwrap dies with this
- *      process.
+ *      stdout and stderr crosses (stdin is /dev/null), and those two reach the
+ *      caller through this launcher with control characters (terminal escape
+ *      sequences) shown as '?'. bwrap dies with this process.
  *   3. a seccomp filter (built here with libseccomp, handed to bwrap, applied
  *      just before COMMAND starts) that refuses with EPERM the system calls a
  *      recipe never needs and an escape would: sockets, ptrace and
@@ -53,6 +54,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -223,6 +225,31 @@ static void on_deadline(int sig)
         kill((pid_t)child_pid, SIGKILL); /* bwrap: its child dies with it (--die-with-parent) */
 }
 
+/* Copies what the run writes to `fd` onto `out`, with every control
+ * character but tab, newline and carriage return (ESC first: terminal escape
+ * sequences can set the clipboard, retitle windows or redraw the screen)
+ * shown as '?'. RETURNS: 0 at end of input, 1 while it is open. */
+static int relay(int fd, int out)
+{
+    unsigned char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN;
+    if (n == 0)
+        return 0;
+    for (ssize_t i = 0; i < n; i++)
+        if ((buf[i] < 0x20 && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r') || buf[i] == 0x7f)
+            buf[i] = '?';
+    for (ssize_t done = 0; done < n;) {
+        ssize_t w = write(out, buf + done, (size_t)(n - done));
+        if (w < 0 && errno != EINTR)
+            return 1; /* our reader is gone: keep draining so the run is not blocked */
+        if (w > 0)
+            done += w;
+    }
+    return 1;
+}
+
 /* Starts bwrap with only stdout, stderr and the seccomp program open (a
  * descriptor the caller left open — a log file, a socket, a terminal — would be
  * a way out of both walls; stdin reads nothing), and waits for it, killing it
@@ -230,6 +257,9 @@ static void on_deadline(int sig)
  * ended it, or 128 + SIGALRM at the deadline. */
 static int run_with_deadline(int seccomp, unsigned wall_seconds)
 {
+    int pipes[2][2];
+    if (pipe2(pipes[0], O_CLOEXEC) != 0 || pipe2(pipes[1], O_CLOEXEC) != 0)
+        die(EXIT_SETUP, "cannot make the output pipes (%s)", strerror(errno));
     pid_t pid = fork();
     if (pid < 0)
         die(EXIT_SETUP, "cannot start bubblewrap (fork: %s)", strerror(errno));
@@ -237,6 +267,9 @@ static int run_with_deadline(int seccomp, unsigned wall_seconds)
         int null_fd = open("/dev/null", O_RDONLY);
         if (null_fd < 0 || dup2(null_fd, 0) < 0)
             die(EXIT_SETUP, "%s", "cannot point stdin at /dev/null");
+        /* stdout and stderr reach the caller through relay() */
+        if (dup2(pipes[0][1], 1) < 0 || dup2(pipes[1][1], 2) < 0)
+            die(EXIT_SETUP, "%s", "cannot connect the output pipes");
         if ((seccomp > 3 && close_range(3, (unsigned)seccomp - 1, 0) != 0) ||
             close_range((unsigned)seccomp + 1, ~0u, 0) != 0)
             die(EXIT_SETUP, "cannot close inherited descriptors (close_range: %s)", strerror(errno));
@@ -250,6 +283,24 @@ static int run_with_deadline(int seccomp, unsigned wall_seconds)
     if (sigaction(SIGALRM, &sa, NULL) != 0)
         die(EXIT_SETUP, "%s", "cannot set the wall-clock alarm");
     alarm(wall_seconds);
+    close(pipes[0][1]);
+    close(pipes[1][1]);
+    struct pollfd fds[2] = {{pipes[0][0], POLLIN, 0}, {pipes[1][0], POLLIN, 0}};
+    int open_pipes = 2;
+    while (open_pipes > 0) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int k = 0; k < 2; k++)
+            if (fds[k].fd >= 0 && (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                !relay(fds[k].fd, k == 0 ? 1 : 2)) {
+                close(fds[k].fd);
+                fds[k].fd = -1;
+                open_pipes--;
+            }
+    }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
