@@ -367,13 +367,14 @@ local function setup_readline(env)
   local getc = function(stream)
     local fd = ffi.C.fileno(stream)
     while true do
-      local n = ffi.C.read(fd, byte, 1)
-      if n == 1 then return byte[0] end
-      if n == 0 or ffi.errno() ~= EINTR then return -1 end
+      -- a press that came before read() began (read would not see it) or interrupted it
       if C.mr_interrupted() ~= 0 then
         rl.rl_replace_line('', 0)
         return NEWLINE
       end
+      local n = ffi.C.read(fd, byte, 1)
+      if n == 1 then return byte[0] end
+      if n == 0 or ffi.errno() ~= EINTR then return -1 end
     end
   end
   jit.off(getc)
@@ -456,8 +457,8 @@ function repl.start()
     end
   end
   core.check(C.mr_interrupt_install_sigint(1))
-  print(('moreau %s REPL (LuaJIT %s). help() for a start; Ctrl-C stops a call; Ctrl-D leaves.'):format(
-    env.moreau.version, jit and jit.version or ''))
+  print(('moreau %s REPL (%s). help() for a start; Ctrl-C stops a call; Ctrl-D leaves.'):format(
+    env.moreau.version, jit and jit.version or 'Lua'))
   local buffer = nil
   while true do
     local line = read_line(rl, buffer and '    .. ' or 'moreau> ', hist)
