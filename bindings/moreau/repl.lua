@@ -113,6 +113,22 @@ local function fields(v, methods_only)
   return out
 end
 
+-- v[name] without calling anything: a raw field, or one of the tables its
+-- metatables' __index chain reaches (an __index function is not called).
+local function field(v, name)
+  if type(v) == 'table' then
+    local x = rawget(v, name)
+    if x ~= nil then return x end
+  end
+  local mt = (type(v) == 'table' or type(v) == 'userdata' or type(v) == 'cdata') and getmetatable(v)
+  for _ = 1, 8 do
+    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return nil end
+    local x = rawget(mt.__index, name)
+    if x ~= nil then return x end
+    mt = getmetatable(mt.__index)
+  end
+end
+
 --- Completions of `text` as trepl gives them: a global of env (or a Lua
 -- keyword) for a plain name; a field after `a.b.`, a method after `a:`
 -- (including the methods of the metatable's __index table). Only names are
@@ -137,10 +153,8 @@ function repl.complete(text, env)
     if not path:match('^[%a_][%w_]*$') and not path:match('^[%a_][%w_]*[%.%w_]*[%w_]$') then return out end
     local v = env
     for name in path:gmatch('[^%.]+') do
-      if type(v) ~= 'table' and not (type(v) == 'cdata' or type(v) == 'userdata') then return out end
-      local ok, x = pcall(function() return v[name] end)
-      if not ok or x == nil then return out end
-      v = x
+      v = field(v, name)
+      if v == nil then return out end
     end
     candidates = fields(v, sep == ':')
   end
