@@ -121,16 +121,15 @@ local session_count = 0
 -- a FIFO this process writes, its output a file this process reads. Every
 -- wait has a deadline, and `timeout` ends the session after 90 s whatever
 -- happens. RETURN: a session {send, expect, close, transcript}.
-local function start_repl(history)
+local function start_repl(history, command)
   session_count = session_count + 1
   local dir = ('%s/pty%d'):format(tmp, session_count)
   lfs.mkdir(dir)
   local fifo, out = dir .. '/in', dir .. '/out'
   assert(os.execute(('mkfifo %q'):format(fifo)) == 0)
-  -- (without the sanitizer runtimes the ASan build preloads into this process)
-  local cmd = ('cd %q && env -u LD_PRELOAD MOREAU_HISTORY=%q MOREAU_LIB=%q TERM=dumb timeout 90 ' ..
+  local cmd = ('cd %q && env MOREAU_HISTORY=%q MOREAU_LIB=%q TERM=dumb timeout 90 ' ..
     'script -qfec %q /dev/null < %q > %q 2>&1; echo "[exit $?]" >> %q'):format(root, history, core.lib_path,
-    'scripts/moreau repl', fifo, out, out)
+    command or 'scripts/moreau repl', fifo, out, out)
   assert(os.execute('( ' .. cmd .. ' ) &') == 0)
   local w = assert(io.open(fifo, 'w'))
   local s = { cursor = 1 }
@@ -265,5 +264,36 @@ describe('the REPL in a terminal', function()
     s.send('print(vvvv_lo\t.ans\t)\n')
     s.expect('\n17\n')
     assert.are.equal(0, s.close(), s.transcript())
+  end)
+
+  it('works without libreadline (plain reads): Ctrl-C at the prompt and during a loop', function()
+    -- the REPL as it runs where libreadline is absent: core.readline() then says there is none
+    local script = tmp .. '/plain.lua'
+    local f = assert(io.open(script, 'w'))
+    f:write("local core = require 'moreau.core'; core.readline(); core._readline = false\n" ..
+      "require('moreau.repl').start()\n")
+    f:close()
+    local s = start_repl(tmp .. '/history4',
+      ("env LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit %s"):format(script))
+    s.expect('moreau> ')
+    s.send('v = 6*7\n')
+    s.expect('moreau> ')
+    s.send('x = 1 +\n')
+    s.expect('    .. ')
+    sleep_ms(100)
+    s.send('\3')
+    s.expect('moreau> ')
+    s.send('x = 5\n')
+    s.expect('moreau> ')
+    s.send("print('loo' .. 'ping'); while true do end\n")
+    s.expect('looping')
+    sleep_ms(300)
+    s.send('\3')
+    s.expect('interrupted')
+    s.expect('moreau> ')
+    s.send('print(x + v)\n')
+    s.expect('\n47\n')
+    assert.are.equal(0, s.close(), s.transcript())
+    assert.falsy(s.transcript():find('error', 1, true), s.transcript())
   end)
 end)

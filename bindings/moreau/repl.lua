@@ -483,7 +483,10 @@ function repl.start()
       buffer = buffer and (buffer .. '\n' .. line) or line
       local ok, res, incomplete = repl.eval(buffer, env)
       if ok then
-        for i = 1, res.n do print(repl.pretty(res[i])) end
+        for i = 1, res.n do
+          local shown, text = pcall(repl.pretty, res[i])
+          print(shown and text or ('error while printing the value: ' .. tostring(text)))
+        end
         if C.mr_interrupted() ~= 0 then print('interrupted') end
         buffer = nil
       elseif incomplete then
