@@ -140,10 +140,7 @@ function repl.complete(text, env)
   local candidates = {}
   if not path then
     stem = text
-    for _, k in ipairs(fields(env)) do candidates[#candidates + 1] = k end
-    for k in pairs(_G) do
-      if is_identifier(k) and rawget(env, k) == nil then candidates[#candidates + 1] = k end
-    end
+    candidates = fields(env) -- the session's names, then _G's (env's __index)
     for w in ('and break do else elseif end false for function goto if in local nil not or repeat return then true until while')
         :gmatch('%a+') do
       candidates[#candidates + 1] = w
