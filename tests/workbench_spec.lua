@@ -308,3 +308,116 @@ describe('the thread count', function()
     assert.truthy(threads(out) >= 1)
   end)
 end)
+
+describe('the REPL printer', function()
+  it('prints sequences in index order, then the other keys sorted, and elides long tables with the count', function()
+    local twelve = {}
+    for i = 1, 12 do twelve[i] = i end
+    assert.are.equal('{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }', repl.pretty(twelve))
+    assert.are.equal('{ 3, 4, [10] = 5, a = 1, b = { 1, 2, {...} }, ["x y"] = 2 }',
+      repl.pretty { 3, 4, a = 1, b = { 1, 2, { 3 } }, [10] = 5, ['x y'] = 2 })
+    assert.are.equal('{}', repl.pretty {})
+    local long = {}
+    for i = 1, 120 do long[i] = i * 10 end
+    local text = repl.pretty(long)
+    assert.truthy(text:find('^{ 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, ' ..
+      '190, 200, 210, 220, 230, 240, %.%.%. %(120 entries%) }$'), text)
+    assert.are.equal('"a\\"b"', repl.pretty('a"b'))
+  end)
+
+  it('prints a tensor as its summary and a 2-D slice: the last two dims of the first item, corners around ...', function()
+    local T = require 'moreau.tensor'
+    local x = T.zeros { 2, 3, 10, 12 }
+    for i = 1, 10 do
+      for j = 1, 12 do x:set(100 * i + j, 1, 1, i, j) end
+    end
+    assert.are.equal(table.concat({
+      -- mean: sum_{i<=10, j<=12} (100 i + j) / 720 = (12·100·55 + 10·78) / 720 = 92.75
+      'tensor 2x3x10x12 float32 cpu  min 0  max 1012  mean 92.75',
+      '  [1, 1, :, :]',
+      '  [[ 101,  102,  103,  ...,  110,  111,  112],',
+      '   [ 201,  202,  203,  ...,  210,  211,  212],',
+      '   [ 301,  302,  303,  ...,  310,  311,  312],',
+      '   ...,',
+      '   [ 801,  802,  803,  ...,  810,  811,  812],',
+      '   [ 901,  902,  903,  ...,  910,  911,  912],',
+      '   [1001, 1002, 1003,  ..., 1010, 1011, 1012]]' }, '\n'), tostring(x))
+    local m = T.zeros { 2, 3 }
+    m:set(0.5, 1, 2)
+    m:set(-1.25, 2, 3)
+    assert.are.equal('tensor 2x3 float32 cpu  min -1.25  max 0.5  mean -0.125\n' ..
+      '  [[    0,   0.5,     0],\n   [    0,     0, -1.25]]', tostring(m))
+    assert.are.equal('tensor 3 float32 cpu  min 1  max 1  mean 1\n  [1, 1, 1]', tostring(T.ones { 3 }))
+  end)
+end)
+
+describe('REPL completion', function()
+  it('completes globals, fields after ".", methods after ":" (through the metatable), and calls nothing', function()
+    local env = repl.env()
+    assert.are.same({ 'methods', 'metrics' }, repl.complete('me', env))
+    assert.are.same({ 'prox.solver', 'prox.solver_options' }, repl.complete('prox.sol', env))
+    assert.are.same({ 'string.format' }, repl.complete('string.fo', env))
+    env.x = require('moreau.tensor').ones { 2 }
+    local m = repl.complete('x:', env)
+    for _, name in ipairs { 'x:sum', 'x:shape', 'x:clone', 'x:max_abs_diff' } do
+      assert.truthy(table.concat(m, ' '):find(name, 1, true), name)
+    end
+    assert.are.same({ 'x:max', 'x:max_abs_diff' }, repl.complete('x:max', env))
+    assert.are.same({ 'while' }, repl.complete('whi', env))
+    -- a field behind an __index function is not looked up by calling it
+    local called = false
+    env.lazy = setmetatable({}, { __index = function() called = true end })
+    assert.are.same({}, repl.complete('lazy.a', env))
+    assert.are.same({}, repl.complete('lazy.a.b', env))
+    assert.is_false(called)
+    assert.are.same({}, repl.complete('nosuch.x', env))
+  end)
+end)
+
+describe('REPL help', function()
+  local env = repl.env()
+
+  it('shows the doc comment above a function: module functions, methods, tensor methods', function()
+    local h = repl.help(env.prox.solver)
+    assert.truthy(h:find('^function prox%.solver%(net, x, labels, opts, ids%)\nA Moreau solver for the batch x'), h)
+    assert.truthy(h:find('RETURN: a Solver; nothing runs until step or run.', 1, true), h)
+    assert.truthy(h:find('prox.lua:%d+%)$'), h)
+    local x = env.T.ones { 2 }
+    assert.truthy(repl.help(x.sum):find('^function Tensor:sum%(%)\nSums run in double'), repl.help(x.sum))
+    local net = require('helpers.nets').softplus_net()
+    assert.truthy(repl.help(net.forward):find('^function Net:forward'), repl.help(net.forward))
+    assert.are.equal('function: a built-in function (no Lua source)', repl.help(print))
+    assert.truthy(repl.help(loadstring('return function() end')()):find('typed at the prompt', 1, true))
+    assert.truthy(repl.help(env.prox):find('solver, solver_options', 1, true), repl.help(env.prox))
+  end)
+
+  it('lists each option of a method with its value, domain and meaning', function()
+    local h = repl.help(env.methods.moreaugrad { T = 50, accelerated = true, tol = 1e-3 })
+    assert.truthy(h:find('^moreaugrad — MoreauGrad'), h)
+    for _, want in ipairs {
+      '  K = 50  (an integer >= 1)\n      the map averages the last K iterates',
+      '  T = 50  (an integer >= 1)\n      iterations of the solver',
+      '  accelerated = true  (true or false)\n      FISTA with restart',
+      '  chunk = 0  (an integer >= 0)\n      noisy copies per network batch',
+      "  output = 'gradient'  (one of 'gradient', 'delta')\n      'gradient': the map −mean(δ)/ρ",
+      "  score = 'logit'  (one of 'logit', 'log_softmax', 'softmax')\n      the class score explained",
+      '  tol = 0.001  (a number >= 0)\n      stop an image once',
+    } do
+      assert.truthy(h:find(want, 1, true), want .. '\nin\n' .. h)
+    end
+    -- every option of every method has a meaning
+    for _, name in ipairs { 'gradient', 'input_x_gradient', 'integrated_gradients', 'smoothgrad',
+      'sparsified_smoothgrad', 'deeplift', 'moreaugrad' } do
+      for k in pairs(env.methods[name] {}.opts) do
+        assert.truthy(repl.OPTION_HELP[k], name .. ': no meaning for option ' .. k)
+      end
+    end
+  end)
+
+  it('loads metrics, attacks, train and experiment as globals and names them in the overview', function()
+    for _, m in ipairs { 'metrics', 'attacks', 'train', 'experiment' } do
+      assert.are.equal(require('moreau.' .. m), env[m], m)
+      assert.truthy(repl.help():find(m, 1, true), m)
+    end
+  end)
+end)

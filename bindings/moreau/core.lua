@@ -248,15 +248,37 @@ function core.check_write(path, level)
 end
 
 --- GNU readline for the REPL (declared here, the one module that calls
--- ffi.cdef), or nil when the library is absent.
+-- ffi.cdef), or nil when the library is absent. The libc functions the REPL
+-- reads its input with (read, fileno, clearerr, stdin, strdup, free) are
+-- declared either way, and so are readline's signal, getc and completion
+-- hooks (readline manual, "Readline Signal Handling", "Completion Functions").
 function core.readline()
   if core._readline ~= nil then return core._readline or nil end
   ffi.cdef [[
+    typedef int rl_getc_func_t(void *);
+    typedef char *rl_compentry_func_t(const char *, int);
+    typedef char **rl_completion_func_t(const char *, int, int);
     char *readline(const char *prompt);
     void add_history(const char *line);
     int read_history(const char *filename);
     int write_history(const char *filename);
+    int append_history(int nelements, const char *filename);
+    int history_truncate_file(const char *filename, int nlines);
+    void rl_replace_line(const char *text, int clear_undo);
+    char **rl_completion_matches(const char *text, rl_compentry_func_t *entry);
+    extern rl_getc_func_t *rl_getc_function;
+    extern rl_completion_func_t *rl_attempted_completion_function;
+    extern const char *rl_basic_word_break_characters;
+    extern const char *rl_readline_name;
+    extern int rl_catch_signals;
+    extern int rl_attempted_completion_over;
+    extern int rl_completion_append_character;
     void free(void *p);
+    char *strdup(const char *s);
+    int fileno(void *stream);
+    ssize_t read(int fd, void *buf, size_t count);
+    void clearerr(void *stream);
+    extern void *stdin;
   ]]
   core._readline = false
   for _, name in ipairs { 'readline', 'libreadline.so.8', 'libreadline.so' } do

@@ -1,9 +1,21 @@
 --- moreau.repl — an interactive LuaJIT session with moreau loaded.
 --
--- Line editing and history come from GNU readline (Debian's libreadline8),
--- history is kept in ~/.moreau_history. Expressions print their values;
--- tensors print their shape, device, min/max/mean and a corner of the values.
--- `help(x)` describes a module, a method, a solver or a recipe file.
+-- Line editing, tab completion and history come from GNU readline (Debian's
+-- libreadline8; without it the session reads plain lines). Every line goes to
+-- the history file as it is entered: $MOREAU_HISTORY, else ~/.moreau_history,
+-- capped at repl.HISTORY_LINES lines. Expressions print their values;
+-- sequences print in index order; tensors print their shape, device,
+-- min/max/mean and a 2-D slice. `help(x)` shows the doc comment of a
+-- function, the options of a method, a module's functions.
+--
+-- Ctrl-C at the prompt drops the line being typed (and an unfinished
+-- multi-line chunk); during an evaluation it stops the running call with the
+-- error "interrupted" and keeps the session and its variables. A C handler
+-- (mr_interrupt_install_sigint) sets the engine's interrupt request; the
+-- engine's long loops check it, and a debug hook checks it in Lua code. Code
+-- typed at the prompt (and the functions it defines) runs in LuaJIT's
+-- interpreter, because the JIT's compiled loops never call debug hooks;
+-- library code stays compiled and stops at its next engine call.
 --
 --   moreau> net = models.pretrained 'resnet_fmnist'
 --   moreau> x = data.normalize(data.get(data.fashion_mnist{split='test'}, 1), {0.286}, {0.353})
@@ -11,26 +23,38 @@
 --   moreau> s:step(); s
 --   moreau> s:set { eta = 1e-2 }; for i = 1, 50 do s:step() end; s:stats(1)
 local ffi = require 'ffi'
+local core = require 'moreau.core'
+local C = core.C
 
 local repl = {}
 
-local rl = require('moreau.core').readline() -- nil without libreadline: plain io.read
+--- Lines kept in the history file.
+repl.HISTORY_LINES = 10000
+--- Entries of a table printed before the rest is elided.
+repl.MAX_ENTRIES = 24
 
-local function read_line(prompt)
-  if rl then
-    local p = rl.readline(prompt)
-    if p == nil then return nil end
-    local s = ffi.string(p)
-    ffi.C.free(p)
-    if s:match('%S') then rl.add_history(s) end
-    return s
-  end
-  io.write(prompt)
-  io.flush()
-  return io.read('*l')
+-- ------------------------------------------------------------ printing
+
+local function is_identifier(k)
+  return type(k) == 'string' and k:match('^[%a_][%w_]*$') ~= nil
 end
 
---- A readable one-line (or few-line) rendering of any value.
+-- Keys that are not the array part, in a stable order: numbers by value,
+-- then strings, then anything else, each by its text.
+local function key_order(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    local rank = { number = 1, string = 2 }
+    return (rank[ta] or 3) < (rank[tb] or 3) or ((rank[ta] or 3) == (rank[tb] or 3) and ta < tb)
+  end
+  if ta == 'number' or ta == 'string' then return a < b end
+  return tostring(a) < tostring(b)
+end
+
+--- A readable rendering of any value. Tables print their array part 1..n in
+-- index order, then the other keys sorted; after repl.MAX_ENTRIES entries the
+-- rest is elided with the count, `... (120 entries)`; tables inside tables
+-- deeper than one level print as `{...}`.
 function repl.pretty(v, depth)
   depth = depth or 0
   local T = require 'moreau.tensor'
@@ -39,16 +63,23 @@ function repl.pretty(v, depth)
     local mt = getmetatable(v)
     if mt and mt.__tostring then return tostring(v) end
     if depth > 1 then return '{...}' end
-    local parts, n = {}, 0
+    local n = 0
+    while v[n + 1] ~= nil do n = n + 1 end
     local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    for _, k in ipairs(keys) do
-      n = n + 1
-      if n > 24 then parts[#parts + 1] = '...' break end
-      local key = type(k) == 'number' and '' or (tostring(k) .. ' = ')
-      parts[#parts + 1] = key .. repl.pretty(v[k], depth + 1)
+    for k in pairs(v) do
+      if not (type(k) == 'number' and k >= 1 and k <= n and k == math.floor(k)) then keys[#keys + 1] = k end
     end
+    table.sort(keys, key_order)
+    local total = n + #keys
+    if total == 0 then return '{}' end
+    local parts = {}
+    for i = 1, math.min(n, repl.MAX_ENTRIES) do parts[#parts + 1] = repl.pretty(v[i], depth + 1) end
+    for _, k in ipairs(keys) do
+      if #parts >= repl.MAX_ENTRIES then break end
+      local key = is_identifier(k) and k or ('[' .. repl.pretty(k, 2) .. ']')
+      parts[#parts + 1] = key .. ' = ' .. repl.pretty(v[k], depth + 1)
+    end
+    if total > #parts then parts[#parts + 1] = ('... (%d entries)'):format(total) end
     return '{ ' .. table.concat(parts, ', ') .. ' }'
   elseif type(v) == 'string' then
     return ('%q'):format(v)
@@ -56,47 +87,226 @@ function repl.pretty(v, depth)
   return tostring(v)
 end
 
---- Describes an object: a module's functions, a method's options, a solver's
--- state, a recipe file's parameters.
+-- ------------------------------------------------------------ completion
+
+-- The fields a value offers after '.' or ':': its own string keys, then
+-- those of the tables its metatables' __index chain reaches.
+local function fields(v, methods_only)
+  local out, seen = {}, {}
+  local function add(t)
+    for k, x in pairs(t) do
+      if is_identifier(k) and not seen[k] and (not methods_only or type(x) == 'function')
+          and k:sub(1, 2) ~= '__' then
+        seen[k] = true
+        out[#out + 1] = k
+      end
+    end
+  end
+  if type(v) == 'table' then add(v) end
+  local mt = (type(v) == 'table' or type(v) == 'userdata' or type(v) == 'cdata') and getmetatable(v)
+  if type(v) == 'string' then mt = getmetatable('') end
+  for _ = 1, 8 do -- __index chains are short; the bound keeps a cycle finite
+    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then break end
+    add(mt.__index)
+    mt = getmetatable(mt.__index)
+  end
+  return out
+end
+
+-- v[name] without calling anything: a raw field, or one of the tables its
+-- metatables' __index chain reaches (an __index function is not called).
+local function field(v, name)
+  if type(v) == 'table' then
+    local x = rawget(v, name)
+    if x ~= nil then return x end
+  end
+  local mt = (type(v) == 'table' or type(v) == 'userdata' or type(v) == 'cdata') and getmetatable(v)
+  for _ = 1, 8 do
+    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return nil end
+    local x = rawget(mt.__index, name)
+    if x ~= nil then return x end
+    mt = getmetatable(mt.__index)
+  end
+end
+
+--- Completions of `text` as trepl gives them: a global of env (or a Lua
+-- keyword) for a plain name; a field after `a.b.`, a method after `a:`
+-- (including the methods of the metatable's __index table). Only names are
+-- looked up: nothing is called. ARGS: text (the word before the cursor),
+-- env (the session's environment). RETURN: a sorted list of full words.
+function repl.complete(text, env)
+  local out = {}
+  local path, sep, stem = text:match('^(.-)([%.:])([%w_]*)$')
+  local candidates = {}
+  if not path then
+    stem = text
+    candidates = fields(env) -- the session's names, then _G's (env's __index)
+    for w in ('and break do else elseif end false for function goto if in local nil not or repeat return then true until while')
+        :gmatch('%a+') do
+      candidates[#candidates + 1] = w
+    end
+    path, sep = '', ''
+  else
+    if not path:match('^[%a_][%w_]*$') and not path:match('^[%a_][%w_]*[%.%w_]*[%w_]$') then return out end
+    local v = env
+    for name in path:gmatch('[^%.]+') do
+      v = field(v, name)
+      if v == nil then return out end
+    end
+    candidates = fields(v, sep == ':')
+  end
+  local seen = {}
+  for _, k in ipairs(candidates) do
+    if not seen[k] and k:sub(1, #stem) == stem then
+      seen[k] = true
+      out[#out + 1] = path .. sep .. k
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- ------------------------------------------------------------ help
+
+local source_lines = {}
+
+local function lines_of(path)
+  if source_lines[path] == nil then
+    local f = io.open(path, 'rb')
+    local t = false
+    if f then
+      t = {}
+      for line in f:lines() do t[#t + 1] = line end
+      f:close()
+    end
+    source_lines[path] = t
+  end
+  return source_lines[path] or nil
+end
+
+--- The doc comment of a Lua function: the contiguous `--` lines just above
+-- the line that defines it (debug.getinfo's source file and linedefined),
+-- with the dashes taken off, after the definition line itself.
+-- RETURN: text, or nil and why not.
+function repl.doc(fn)
+  local info = debug.getinfo(fn, 'S')
+  if info.what == 'C' then return nil, 'a built-in function (no Lua source)' end
+  local src = info.source or ''
+  if src:sub(1, 1) ~= '@' then return nil, 'a function typed at the prompt or loaded from a string' end
+  local path = src:sub(2)
+  local lines = lines_of(path)
+  local where = ('%s:%d'):format(path, info.linedefined)
+  if not lines or not lines[info.linedefined] then return nil, 'defined at ' .. where .. ' (source not readable)' end
+  local doc = {}
+  local i = info.linedefined - 1
+  while i >= 1 and lines[i]:match('^%s*%-%-') do
+    table.insert(doc, 1, (lines[i]:gsub('^%s*%-%-%-?%s?', '')))
+    i = i - 1
+  end
+  local head = lines[info.linedefined]:gsub('^%s+', '')
+  if #doc == 0 then return head .. '\n(no doc comment; defined at ' .. where .. ')' end
+  return head .. '\n' .. table.concat(doc, '\n') .. '\n(' .. where .. ')'
+end
+
+--- What each option of a method or solver means (the formulas are in the
+-- README, "MoreauGrad, as pinned" and "Sampling methods"; domains come from
+-- each method's `_domains`).
+repl.OPTION_HELP = {
+  rho = 'ρ of the Moreau envelope min_δ f(x + δ) + ‖δ‖²/(2ρ): larger, a smoother map',
+  gamma = 'γ, the proximal-gradient step size: δ ← prox(δ − γ (g + δ/ρ))',
+  T = 'iterations of the solver',
+  m = 'noise samples averaged per iteration (0: deterministic, the plain gradient at x + δ)',
+  sigma = 'noise scale: the noise std is sigma·(max x − min x) per image',
+  K = 'the map averages the last K iterates δ_{T−K+1..T} (the tail average)',
+  reg = "regularizer of δ: 'none', 'l1' (sparse, soft-threshold) or 'group' (group-sparse)",
+  eta = 'η, the weight of the regularizer (the prox threshold is γη)',
+  group_size = 'side g of the g×g pixel groups of the group regularizer (over all channels)',
+  groups = 'an explicit group map (prox.groups) instead of g×g blocks',
+  output = "'gradient': the map −mean(δ)/ρ (MoreauGrad); 'delta': the mean δ itself",
+  score = "the class score explained: 'logit', 'log_softmax' or 'softmax' of the logits",
+  chunk = 'noisy copies per network batch (0: as many as the memory budget allows); the map does not depend on it',
+  memory_budget = 'bytes of workspace that chunk = 0 sizes the batch from (0: the global budget)',
+  accelerated = 'FISTA with restart instead of the plain proximal-gradient step',
+  tol = 'stop an image once ‖δ_{t+1} − δ_t‖ <= tol·max(1, ‖δ_t‖) (0: always run T iterations)',
+  seed = "the noise seed; an image's noise also depends on its noise key (its content, or an id)",
+  steps = 'points on the path from the baseline to x',
+  rule = "quadrature rule of the path integral: 'riemann_right', 'trapezoid' or 'gauss_legendre'",
+  baseline = 'the reference input x0 (a number for every entry, or a tensor shaped like x)',
+  samples = 'noisy copies averaged per image',
+  variant = "'mean' (SmoothGrad), 'square' (mean of g²) or 'vargrad' (variance of g)",
+  clip = 'fraction of entries at or above the clip value τ (the (clip·d)-th largest |g|), which count 1',
+  keep = 'fraction of entries kept per sample (those at or above the (keep·d)-th largest |g|)',
+}
+
+local function method_help(obj)
+  local options = require 'moreau.options'
+  local lines = { ('%s — %s'):format(obj.name, obj.doc or ''), 'options (the value in force, its domain, what it means):' }
+  local names = {}
+  for k in pairs(obj.opts) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local spec = obj.domains and obj.domains[k]
+    local ok, d = pcall(options.domain, spec or 'any')
+    local domain = spec and ok and d.text or ''
+    lines[#lines + 1] = ('  %s = %s%s'):format(k, options.show(obj.opts[k]), domain ~= '' and ('  (' .. domain .. ')') or '')
+    if repl.OPTION_HELP[k] then lines[#lines + 1] = '      ' .. repl.OPTION_HELP[k] end
+  end
+  lines[#lines + 1] = 'methods: explain(net, x, labels [, ids]), explain_vjp(net, x, labels, u [, ids]); ' ..
+    'help(obj.explain) for more'
+  return table.concat(lines, '\n')
+end
+
+--- Describes an object: a function's doc comment, a method's options, a
+-- solver's state, a module's functions, a recipe file's parameters.
 function repl.help(obj)
   if obj == nil then
     return [[
 moreau REPL: the modules are loaded as globals: moreau, T (tensor), nn, models,
-data, oracle, prox, methods, viz, report. help(x) describes x:
-  help(methods)              the interpretation methods
-  help(methods.moreaugrad{}) a method's options
+data, oracle, prox, methods, attacks, metrics, train, experiment, viz, report.
+help(x) describes x:
+  help(methods)              a module: its functions
+  help(prox.solver)          a function: its doc comment (also help(x.sum), help(net.forward))
+  help(methods.moreaugrad{}) a method: each option, its value, domain and meaning
   help(s)                    a solver's state (s = prox.solver(net, x, labels, opts))
-  help('recipes/explain.lua') a recipe's parameters]]
+  help('recipes/explain.lua') a recipe's parameters
+Tab completes names and fields (x:<Tab> lists methods); Ctrl-C stops a running
+call or drops the line being typed; Ctrl-D leaves.]]
   end
   if type(obj) == 'string' then
     local ok, r = pcall(require('moreau.recipe').load, obj)
     if ok then return require('moreau.recipe').help(r) end
     return 'no recipe at ' .. obj .. ': ' .. tostring(r)
   end
+  if type(obj) == 'function' then
+    local text, why = repl.doc(obj)
+    return text or ('function: ' .. why)
+  end
   if type(obj) == 'table' then
-    if obj.name and obj.opts and obj.explain then
-      return ('%s — %s\noptions: %s'):format(obj.name, obj.doc or '', repl.pretty(obj.opts))
-    end
+    if obj.name and obj.opts and obj.explain then return method_help(obj) end
     if obj.opts and obj.step then
       return tostring(obj) .. '\noptions: ' .. repl.pretty(obj.opts) ..
         '\nmethods: step(), run{callback=}, delta(), grad(), stats(n), set{rho=, eta=, gamma=}, result()'
     end
     local names = {}
-    for k, v in pairs(obj) do
-      if type(v) == 'function' and not tostring(k):match('^_') then names[#names + 1] = k end
+    for _, k in ipairs(fields(obj)) do
+      local ok, v = pcall(function() return obj[k] end)
+      if ok and type(v) == 'function' and k:sub(1, 1) ~= '_' then names[#names + 1] = k end
     end
     table.sort(names)
-    return 'functions: ' .. table.concat(names, ', ')
+    return 'functions: ' .. table.concat(names, ', ') .. '\n(help(x.name) shows one)'
   end
   return type(obj) .. ': ' .. tostring(obj)
 end
+
+-- ------------------------------------------------------------ evaluation
 
 --- The environment of the session: moreau's modules as globals.
 function repl.env()
   local moreau = require 'moreau'
   local env = setmetatable({}, { __index = _G })
   env.moreau = moreau
-  for _, m in ipairs { 'tensor', 'nn', 'models', 'data', 'oracle', 'prox', 'methods', 'viz', 'report' } do
+  for _, m in ipairs { 'tensor', 'nn', 'models', 'data', 'oracle', 'prox', 'methods', 'attacks', 'metrics',
+    'train', 'experiment', 'viz', 'report' } do
     env[m] = moreau[m]
   end
   env.T = env.tensor
@@ -104,8 +314,17 @@ function repl.env()
   return env
 end
 
---- Evaluates one chunk in env. RETURN: ok, results (packed) or error message,
--- incomplete (true when the chunk needs more lines).
+-- Raises "interrupted" in Lua code while the engine's interrupt request is
+-- pending: called by the count hook of an evaluation.
+local function interrupt_hook()
+  if C.mr_interrupted() ~= 0 then error('interrupted', 2) end
+end
+
+--- Evaluates one chunk in env. While it runs, a debug hook raises
+-- "interrupted" every 1000 VM instructions if an interrupt is pending (the
+-- chunk runs in the interpreter, where hooks are called: jit.off). RETURN:
+-- ok, results (packed) or error message ("interrupted" when an interrupt
+-- stopped it), incomplete (true when the chunk needs more lines).
 function repl.eval(src, env)
   -- An expression prints its value; so does the last part of "statements; expression".
   local f, err = loadstring('return ' .. src, '=repl')
@@ -118,36 +337,166 @@ function repl.eval(src, env)
     return false, err, err:find("'<eof>'", 1, true) ~= nil
   end
   setfenv(f, env)
+  jit.off(f, true)
+  debug.sethook(interrupt_hook, '', 1000)
   local res = { pcall(f) }
-  if not res[1] then return false, res[2] end
+  debug.sethook()
+  if not res[1] then
+    if C.mr_interrupted() ~= 0 then return false, 'interrupted' end
+    return false, res[2]
+  end
   return true, { n = select('#', unpack(res)) - 1, unpack(res, 2) }
 end
 
---- Runs the loop until end of input.
-function repl.start()
+-- ------------------------------------------------------------ input
+
+--- The history file: $MOREAU_HISTORY, else ~/.moreau_history (nil without HOME).
+function repl.history_path()
+  local p = os.getenv('MOREAU_HISTORY')
+  if p and p ~= '' then return p end
   local home = os.getenv('HOME')
-  local hist = home and (home .. '/.moreau_history')
-  if rl and hist then rl.read_history(hist) end
-  local env = repl.env()
-  print(('moreau %s REPL (LuaJIT %s). help() for a start; Ctrl-D leaves.'):format(env.moreau.version,
-    jit and jit.version or ''))
-  local buffer = nil
-  while true do
-    local line = read_line(buffer and '    .. ' or 'moreau> ')
-    if line == nil then break end
-    buffer = buffer and (buffer .. '\n' .. line) or line
-    local ok, res, incomplete = repl.eval(buffer, env)
-    if ok then
-      for i = 1, res.n do print(repl.pretty(res[i])) end
-      buffer = nil
-    elseif incomplete then
-      -- wait for more lines
-    else
-      print('error: ' .. tostring(res))
-      buffer = nil
+  return home and (home .. '/.moreau_history') or nil
+end
+
+local EINTR = 4 -- Linux
+local NEWLINE = 10
+
+-- Readline's hooks: FFI callbacks, kept alive in this table for the session.
+local anchors = {}
+
+-- Sets up readline: our getc (so that Ctrl-C ends readline() with an empty
+-- line instead of being lost in its read loop), completion over env, and
+-- Lua's word breaks. RETURN: the readline library, or nil.
+local function setup_readline(env)
+  local rl = core.readline()
+  if not rl then return nil end
+  -- readline's own SIGINT handler would only redraw the line and resend the
+  -- signal (readline manual, "Readline Signal Handling"); ours sets the
+  -- interrupt request, and the getc below turns it into the end of the line.
+  rl.rl_catch_signals = 0
+  local byte = ffi.new('unsigned char[1]')
+  local getc = function(stream)
+    local fd = ffi.C.fileno(stream)
+    while true do
+      -- a press that came before read() began (read would not see it) or interrupted it
+      if C.mr_interrupted() ~= 0 then
+        rl.rl_replace_line('', 0)
+        return NEWLINE
+      end
+      local n = ffi.C.read(fd, byte, 1)
+      if n == 1 then return byte[0] end
+      if n == 0 or ffi.errno() ~= EINTR then return -1 end
     end
   end
-  if rl and hist then rl.write_history(hist) end
+  jit.off(getc)
+  anchors.getc = ffi.cast('rl_getc_func_t *', getc)
+  rl.rl_getc_function = anchors.getc
+
+  local matches, at = {}, 0
+  local entry = function(_, state)
+    if state == 0 then at = 0 end
+    at = at + 1
+    if matches[at] == nil then return nil end
+    return ffi.C.strdup(matches[at]) -- readline frees it
+  end
+  local attempt = function(text)
+    rl.rl_attempted_completion_over = 1 -- no file-name completion
+    rl.rl_completion_append_character = 0
+    local ok, list = pcall(repl.complete, ffi.string(text), env)
+    matches = ok and list or {}
+    if #matches == 0 then return nil end
+    return rl.rl_completion_matches(text, anchors.entry)
+  end
+  jit.off(entry)
+  jit.off(attempt)
+  anchors.entry = ffi.cast('rl_compentry_func_t *', entry)
+  anchors.attempt = ffi.cast('rl_completion_func_t *', attempt)
+  rl.rl_attempted_completion_function = anchors.attempt
+  -- a word ends at anything that cannot be inside a.b:c
+  anchors.breaks = ffi.new('char[?]', 64, ' \t\n"\\\'`@$><=;|&{}()[],+-*/%^~#')
+  rl.rl_basic_word_break_characters = anchors.breaks
+  anchors.name = ffi.new('char[?]', 7, 'moreau')
+  rl.rl_readline_name = anchors.name
+  return rl
+end
+
+-- One line from readline or stdin. RETURN: the line; or nil at end of input;
+-- or false when Ctrl-C ended the line (the interrupt request is cleared).
+local function read_line(rl, prompt, hist)
+  local s
+  if rl then
+    local p = rl.readline(prompt)
+    if p ~= nil then
+      s = ffi.string(p)
+      ffi.C.free(p)
+    end
+  else
+    io.write(prompt)
+    io.flush()
+    s = io.read('*l')
+    if s == nil and C.mr_interrupted() ~= 0 then ffi.C.clearerr(ffi.C.stdin) end
+  end
+  if C.mr_interrupted() ~= 0 then
+    C.mr_interrupt_clear()
+    if not rl then io.write('\n') end
+    return false
+  end
+  if s and rl and s:match('%S') then
+    rl.add_history(s)
+    if hist then rl.append_history(1, hist) end
+  end
+  return s
+end
+jit.off(read_line)
+
+-- ------------------------------------------------------------ the loop
+
+--- Runs the loop until end of input.
+function repl.start()
+  local env = repl.env()
+  local rl = setup_readline(env)
+  local hist = rl and repl.history_path()
+  if hist then
+    local f = io.open(hist, 'a') -- append_history writes only to an existing file
+    if f then
+      f:close()
+      rl.read_history(hist)
+      rl.history_truncate_file(hist, repl.HISTORY_LINES)
+    else
+      io.stderr:write('moreau repl: cannot write the history file ' .. hist .. '; history is not kept\n')
+      hist = nil
+    end
+  end
+  core.check(C.mr_interrupt_install_sigint(1))
+  print(('moreau %s REPL (%s). help() for a start; Ctrl-C stops a call; Ctrl-D leaves.'):format(
+    env.moreau.version, jit and jit.version or 'Lua'))
+  local buffer = nil
+  while true do
+    local line = read_line(rl, buffer and '    .. ' or 'moreau> ', hist)
+    if line == nil then break end
+    if line == false then
+      buffer = nil -- Ctrl-C: drop the line and the unfinished chunk
+    else
+      buffer = buffer and (buffer .. '\n' .. line) or line
+      local ok, res, incomplete = repl.eval(buffer, env)
+      if ok then
+        for i = 1, res.n do
+          local shown, text = pcall(repl.pretty, res[i])
+          print(shown and text or ('error while printing the value: ' .. tostring(text)))
+        end
+        if C.mr_interrupted() ~= 0 then print('interrupted') end
+        buffer = nil
+      elseif incomplete then
+        -- wait for more lines
+      else
+        print(res == 'interrupted' and res or ('error: ' .. tostring(res)))
+        buffer = nil
+      end
+      C.mr_interrupt_clear()
+    end
+  end
+  C.mr_interrupt_install_sigint(0)
+  if hist then rl.history_truncate_file(hist, repl.HISTORY_LINES) end
   print()
 end
 

@@ -466,17 +466,56 @@ end
 
 -- ------------------------------------------------------------- printing
 
+--- The shape, device, min/max/mean, then a 2-D slice as PyTorch's repr
+-- shows one: the last two dims of the first item (a 1-D tensor is one row),
+-- labelled with its index (1-based, `:` for the dims shown), rows and
+-- columns beyond 8 elided to the first 3 and the last 3 with `...`.
 function Tensor:__tostring()
   if handle(self) == nil then return 'tensor (freed)' end
-  local n = core.numel(self)
+  local shape = core.shape(self)
   local s = ('tensor %s float32 %s  min %.4g  max %.4g  mean %.4g'):format(
-    table.concat(core.shape(self), 'x'), self:device(), self:min(), self:max(), self:mean())
-  local k = math.min(n, 6)
-  local p = ffi.new('float[?]', k)
-  check(C.mr_tensor_read(p, handle(self), 0, k))
-  local corner = {}
-  for i = 0, k - 1 do corner[#corner + 1] = ('%.4g'):format(p[i]) end
-  return s .. '\n  [' .. table.concat(corner, ', ') .. (n > 6 and ', ...]' or ']')
+    table.concat(shape, 'x'), self:device(), self:min(), self:max(), self:mean())
+  local nd = #shape
+  local rows, cols = nd >= 2 and shape[nd - 1] or 1, shape[nd]
+  -- the indices kept on each axis of the slice: all, or 1..3 and n-2..n around a gap (0)
+  local function kept(n)
+    if n <= 8 then
+      local t = {}
+      for i = 1, n do t[i] = i end
+      return t
+    end
+    return { 1, 2, 3, 0, n - 2, n - 1, n }
+  end
+  local R, K = kept(rows), kept(cols)
+  local row = ffi.new('float[?]', cols)
+  local cells, width = {}, 1
+  for a, r in ipairs(R) do
+    cells[a] = {}
+    if r > 0 then check(C.mr_tensor_read(row, handle(self), (r - 1) * cols, cols)) end
+    for b, c in ipairs(K) do
+      local text = (r == 0 or c == 0) and '...' or ('%.4g'):format(row[c - 1])
+      cells[a][b] = text
+      width = math.max(width, #text)
+    end
+  end
+  local lines = {}
+  for a = 1, #R do
+    local parts = {}
+    for b = 1, #K do parts[b] = (' '):rep(width - #cells[a][b]) .. cells[a][b] end
+    if nd == 1 then
+      lines[a] = '[' .. table.concat(parts, ', ') .. ']'
+    elseif R[a] == 0 then
+      lines[a] = ' ...,'
+    else
+      lines[a] = (a == 1 and '[[' or ' [') .. table.concat(parts, ', ') .. (a == #R and ']]' or '],')
+    end
+  end
+  local index = {}
+  for i = 1, nd - 2 do index[i] = '1' end
+  if nd >= 2 then index[#index + 1] = ':' end
+  index[#index + 1] = ':'
+  local label = nd > 2 and ('  [' .. table.concat(index, ', ') .. ']\n') or ''
+  return s .. '\n' .. label .. '  ' .. table.concat(lines, '\n  ')
 end
 
 -- ---------------------------------------------------------- load / save

@@ -44,7 +44,8 @@ enum {
     MR_EIO = -4,       /* a file could not be opened, read or written */
     MR_EFORMAT = -5,   /* a file is truncated, corrupted or of the wrong kind */
     MR_ENOTFOUND = -6, /* an unknown name: op, parameter, layer */
-    MR_ESTATE = -7     /* called in the wrong order (e.g. backward before forward) */
+    MR_ESTATE = -7,    /* called in the wrong order (e.g. backward before forward) */
+    MR_EINTR = -8      /* interrupted on request (Ctrl-C in the REPL): see mr_interrupt_request */
 };
 
 /* The message of the last failed call on this thread ("" if none). Borrowed;
@@ -93,6 +94,27 @@ void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks);
 double mr_wall_seconds(void);
 /* 1 if standard error is a terminal (progress bars redraw in place), else 0. */
 int mr_stderr_is_terminal(void);
+
+/* ------------------------------------------------------------ interrupts */
+
+/* A process-wide interrupt request, the REPL's Ctrl-C. While it is pending,
+ * the long loops (mr_moreau_run per iteration; mr_oracle_grad and
+ * mr_oracle_hvp, hence every sampling round, Integrated Gradients chunk and
+ * attack step; mr_optim_step per batch) fail with MR_EINTR and the message
+ * "interrupted" before changing any state, so a solver interrupted between
+ * iterations resumes exactly where it stopped. The request stays pending
+ * until mr_interrupt_clear. The first three are async-signal-safe. */
+void mr_interrupt_request(void);
+void mr_interrupt_clear(void);
+/* 1 while a request is pending, else 0. */
+int mr_interrupted(void);
+/* MR_EINTR ("interrupted") while a request is pending, else 0: the check the
+ * loops make. */
+int mr_interrupt_check(void);
+/* on = 1: SIGINT sets the request (a C handler, no SA_RESTART, so a blocking
+ * read returns EINTR); on = 0: SIGINT's previous disposition comes back.
+ * Process-wide; MR_EINVAL if sigaction fails. */
+int mr_interrupt_install_sigint(int on);
 
 /* ---------------------------------------------------------------- tensors */
 
@@ -469,13 +491,14 @@ enum { MR_SCORE_LOGIT = 0, MR_SCORE_LOG_SOFTMAX = 1, MR_SCORE_SOFTMAX = 2 };
 
 /* One forward + one reverse pass: scores[n] = f_{labels[n]}(x[n]) and
  * grad = d scores / d x (shaped like x). scores (N floats) or grad may be NULL.
- * labels: N class ids in [0, K). Fails on NaN/inf in x. */
+ * labels: N class ids in [0, K). Fails on NaN/inf in x; MR_EINTR, computing
+ * nothing, while an interrupt is pending (mr_interrupt_request). */
 int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int score_kind,
                    float *scores, mr_tensor *grad);
 
 /* Exact Hessian-vector product by forward-over-reverse:
  * hv[n] = (d^2 f_{labels[n]} / dx^2)(x[n]) v[n]. scores and grad, when not NULL,
- * receive what mr_oracle_grad would. */
+ * receive what mr_oracle_grad would. MR_EINTR as mr_oracle_grad. */
 int mr_oracle_hvp(mr_net *net, const mr_tensor *x, const int32_t *labels, int score_kind,
                   const mr_tensor *v, float *scores, mr_tensor *grad, mr_tensor *hv);
 
@@ -699,7 +722,8 @@ void mr_moreau_free(mr_moreau *s);
  * keeps with factor 1; moreau.c); the message names gamma and rho, and the
  * solver then refuses further steps and its result. */
 int mr_moreau_step(mr_moreau *s);
-/* Iterates until T or convergence (errors as mr_moreau_step). */
+/* Iterates until T or convergence (errors as mr_moreau_step); MR_EINTR between
+ * iterations while an interrupt is pending (mr_interrupt_request). */
 int mr_moreau_run(mr_moreau *s);
 /* out (x's shape exactly, MR_ESHAPE otherwise) = the map from the tail average
  * (the current iterate when no tail iterate has been reached yet); MR_ESTATE
@@ -918,7 +942,8 @@ int mr_optim_new(mr_optim **out, mr_net *net, int kind, float lr, float momentum
                  float beta2, float weight_decay, int nesterov);
 /* One update of every weight from its gradient. Refuses the whole step, changing
  * nothing, if any gradient entry is NaN or infinite (MR_EINVAL naming the
- * parameter and entry); MR_ESTATE if parameters were added to the net since. */
+ * parameter and entry); MR_ESTATE if parameters were added to the net since;
+ * MR_EINTR, changing nothing, while an interrupt is pending. */
 int mr_optim_step(mr_optim *o);
 /* Sets the learning rate of the next steps (schedules call it before each step).
  * Errors: MR_EINVAL (NULL, negative or not finite). */

@@ -338,7 +338,7 @@ int mr_moreau_step(mr_moreau *s)
 int mr_moreau_run(mr_moreau *s)
 {
     int rc;
-    while ((rc = mr_moreau_step(s)) == 0)
+    while ((rc = mr_interrupt_check()) == 0 && (rc = mr_moreau_step(s)) == 0)
         ;
     return rc < 0 ? rc : MR_OK;
 }

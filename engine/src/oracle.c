@@ -103,6 +103,7 @@ static void score_seed(const mr_tensor *z, const mr_tensor *dz, const int32_t *l
 int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int score_kind,
                    float *scores, mr_tensor *grad)
 {
+    MR_TRY(mr_interrupt_check());
     MR_TRY(check_oracle_args(net, x, labels, score_kind, "oracle.grad"));
     if (grad && !mr_same_shape(grad, x)) {
         char a[64], b[64];
@@ -122,6 +123,7 @@ int mr_oracle_grad(mr_net *net, const mr_tensor *x, const int32_t *labels, int s
 int mr_oracle_hvp(mr_net *net, const mr_tensor *x, const int32_t *labels, int score_kind,
                   const mr_tensor *v, float *scores, mr_tensor *grad, mr_tensor *hv)
 {
+    MR_TRY(mr_interrupt_check());
     MR_TRY(check_oracle_args(net, x, labels, score_kind, "oracle.hvp"));
     if (!v || !hv)
         return mr_error(MR_EINVAL, "oracle.hvp: v and hv are required");

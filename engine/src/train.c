@@ -282,6 +282,7 @@ int mr_optim_step(mr_optim *o)
 {
     if (!o)
         return mr_error(MR_EINVAL, "optim_step: optimizer is NULL");
+    MR_TRY(mr_interrupt_check());
     if (mr_net_param_count(o->net) != o->nparams_net)
         return mr_error(MR_ESTATE, "optim_step: the network has %d parameters, it had %d when the "
                         "optimizer was made", mr_net_param_count(o->net), o->nparams_net);
