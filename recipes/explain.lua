@@ -150,7 +150,7 @@ return {
     local function add_row(c)
       if shown[c] then return end
       shown[c] = true
-      top[#top + 1] = { rank_of[c], ('%s (%d)'):format(class_name(c), c), ('%.4f'):format(probs[c + 1]),
+      top[#top + 1] = { rank_of[c], ('%s (%d)'):format(class_name(c), c), ('%.4g'):format(probs[c + 1]),
         ('%.4g'):format(logits[c + 1]), roles(c) }
     end
     for r = 1, k do add_row(order[r]) end
@@ -208,7 +208,14 @@ return {
         row[#row + 1] = heat
         titles[#titles + 1] = entry.title
         per_method[entry.key] = { method = m.name, options = options_record(m.opts, baseline_record),
-          seconds = seconds, sparsity = sparsity, l2 = map:norm(), clip_abs = q_abs, clip_signed = q_signed }
+          seconds = seconds, sparsity = sparsity, l2 = map:norm(), sum = map:sum(), clip_abs = q_abs,
+          clip_signed = q_signed }
+        -- completeness (IG, DeepLIFT): sum of the map = f_c(x) - f_c(x0) for
+        -- the logit f_c (exactly for DeepLIFT, up to the path rule's error for IG)
+        if m.opts.baseline ~= nil and (m.opts.score or 'logit') == 'logit' then
+          local x0 = baseline_tensor or moreau.tensor.full(x:shape(), m.opts.baseline)
+          per_method[entry.key].score_difference = logits[label + 1] - net:forward_inference(x0):totable()[label + 1]
+        end
         figures[#figures + 1] = { entry = entry, m = m,
           abs = viz.upscale(abs_map, 2 * p.scale), signed = viz.upscale(signed_map, 2 * p.scale),
           overlay = viz.overlay(big_input, map, OVERLAY_ALPHA, { cmap = 'viridis' }) }
@@ -222,7 +229,7 @@ return {
     -- The paper-style figure. Its text is drawn twice the bitmap font's size
     -- so it reads at 100%; the page carries the same labels in real fonts.
     local grid = viz.grid { rows = { row }, col_titles = titles, text_scale = 2, title_scale = 2,
-      title = ('%s: explaining %s; predicted %s (p = %.2f)%s'):format(p.model, class_name(label), class_name(pred),
+      title = ('%s: explaining %s; predicted %s (p = %.3g)%s'):format(p.model, class_name(label), class_name(pred),
         probs[pred + 1], true_label and ('; true ' .. class_name(true_label)) or '') }
     rep:heading('All methods')
     rep:image('grid.png', grid, ('every method on %s, explaining class %s: sum over channels of |map|, each '
@@ -257,6 +264,10 @@ return {
         { 'sparsity', ('%.3f (fraction of entries exactly 0)'):format(r.sparsity) },
         { 'L2 norm', ('%.4g'):format(r.l2) },
       }
+      if r.score_difference then
+        details[#details + 1] = { 'completeness', ('Σ map = %.5g; logit(x) - logit(x0) = %.5g'):format(r.sum,
+          r.score_difference) }
+      end
       local caption = ('%s (%s), explaining class %s.'):format(f.entry.title, m.name, class_name(label))
       if m.opts.baseline ~= nil then
         caption = caption .. ' Baseline x0: ' .. baseline_text .. '.'

@@ -290,7 +290,7 @@ local STYLE = table.concat {
   'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
   'th{background:#f2f2f2}caption{font-weight:bold;padding:4px}code{background:#f5f5f5}',
   '#error{border:2px solid #b00020;background:#fdecee;color:#5a000d;padding:.8em 1em;margin:1em 0}',
-  '#error pre{white-space:pre-wrap;margin:.4em 0 0 0;font-size:.95em}',
+  '#error pre{white-space:pre-wrap;margin:.4em 0 0 0;font-size:1em}',
 }
 
 -- A cell of a table as text on the page (numbers with 6 significant digits,
