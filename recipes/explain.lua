@@ -30,6 +30,15 @@ end
 -- difference); the others are gradients: score per unit of normalized input.
 local ATTRIBUTION = { input_x_gradient = true, integrated_gradients = true, deeplift = true }
 
+-- The units of a method's map.
+local function units_of(key, opts)
+  local score = opts.score or 'logit'
+  if ATTRIBUTION[key] then return score end
+  -- MoreauGrad with output = 'delta' gives the solver's displacement itself
+  if opts.output == 'delta' then return 'normalized input units (the solver\'s displacement delta)' end
+  return score .. ' per normalized input unit'
+end
+
 -- The alpha of the overlay: each byte is (1 - alpha) input + alpha colour.
 local OVERLAY_ALPHA = 0.5
 
@@ -81,8 +90,8 @@ return {
     baseline = { type = 'string', default = 'zero', domain = 'one of zero, black',
       help = 'IG and DeepLIFT baseline: zero (normalized 0 = the data mean, grey) or black ((0 - mean) / std)' },
   },
-  writes = { 'grid.png', 'input.png', 'METHOD.png', 'METHOD_signed.png', 'METHOD_overlay.png', 'colorbar_*.png',
-    'methods.csv', 'results.json', 'index.html' },
+  writes = { 'grid.png', 'input.png', 'METHOD.png', 'METHOD_signed.png', 'METHOD_overlay.png', 'colorbar_gray.png',
+    'colorbar_diverging.png', 'colorbar_viridis.png', 'methods.csv', 'results.json', 'index.html' },
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
     -- every method's options are checked before the model loads
@@ -244,7 +253,7 @@ return {
       .. '99th percentile of |d| (white is 0; blue negative, red positive). Overlay: '
       .. ('%g %% input + %g %% the absolute view in viridis. '):format(100 * (1 - OVERLAY_ALPHA), 100 * OVERLAY_ALPHA)
       .. 'Gradient-like maps are in units of the score per unit of normalized input; Input x Gradient, '
-      .. 'Integrated Gradients and DeepLIFT in units of the score.')
+      .. 'Integrated Gradients and DeepLIFT in units of the score (each figure names its units).')
     rep:figure { id = 'input', title = 'Input', images = { { file = 'input.png', canvas = big_input,
       label = source } }, caption = ('%s, as the model sees it (un-normalized for display).'):format(source) }
     local bars = {
@@ -256,7 +265,7 @@ return {
       local key, m = f.entry.key, f.m
       local r = per_method[key]
       local function bar(name) return i == 1 and bars[name] or nil end
-      local units = ATTRIBUTION[key] and m.opts.score or (m.opts.score or 'logit') .. ' per normalized input unit'
+      local units = units_of(key, m.opts)
       local details = {
         { 'settings', settings(m.opts, baseline_text) },
         { 'time', ('%.2f s'):format(r.seconds) },

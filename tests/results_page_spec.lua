@@ -118,6 +118,10 @@ describe('report:figure and report:html_table', function()
       "report:figure: id must be a letter then letters, digits, '_' or '-', got '1 bad\"'")
     assert_error_with(function() rep:figure { images = { { file = 'x.png', canvas = cv } }, details = { {} } } end,
       "report:figure: details[1] must be { 'name', 'value' }")
+    assert_error_with(function() rep:figure { id = 'error', images = { { file = 'x.png', canvas = cv } } } end,
+      "report:figure: id 'error' is the page's own (taken: error, params)")
+    -- nothing is written by a figure that was refused
+    assert.is_nil(lfs.attributes(tmp .. '/errors/x.png'))
     assert_error_with(function() rep:html_table { header = {}, rows = {} } end,
       'report:html_table: spec needs header (a non-empty list) and rows (a list of lists)')
     assert_error_with(function() rep:html_table { header = { 'a' }, rows = { 5 } } end,

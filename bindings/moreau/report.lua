@@ -165,37 +165,43 @@ local function check_text(v, what, level)
   return v
 end
 
+-- ids the page gives its own parts (a recipe's figure cannot pose as the error box)
+local PAGE_IDS = { error = true, params = true }
+
 local function check_id(id, what, level)
   if id ~= nil and (type(id) ~= 'string' or not id:match('^[%a][%w_%-]*$')) then
     error(("report:%s: id must be a letter then letters, digits, '_' or '-', got %s"):format(what,
       require('moreau.options').show(id)), level + 1)
   end
+  if PAGE_IDS[id] then
+    error(("report:%s: id '%s' is the page's own (taken: error, params)"):format(what, id), level + 1)
+  end
   return id
 end
 
--- Saves a picture of a figure (or takes one this report saved already).
--- RETURN: the file name.
-local function figure_image(self, file, cv, what, level)
+-- Checks a picture of a figure: a canvas to save as file, or (canvas nil) a
+-- file this report saved already (or one of pending, the files this figure
+-- saves). Writes nothing (report:figure saves the
+-- pictures once every part of the figure has been checked).
+-- RETURN: the path to save the canvas to (nil for a file already saved).
+local function figure_image(self, file, cv, what, level, pending)
   if type(file) ~= 'string' then
     error(('report:figure: %s needs a file name, got %s'):format(what, type(file)), level + 1)
   end
   if cv == nil then
-    if not self.written[file] then
+    if not self.written[file] and not pending[file] then
       error(("report:figure: %s '%s' has no canvas and was not saved by this report"):format(what, file),
         level + 1)
     end
-    return file
+    return nil
   end
   if not require('moreau.viz').is_canvas(cv) then
     error(('report:figure: %s is not a picture (a moreau.viz canvas), got %s'):format(what,
       require('moreau.options').show(cv)), level + 1)
   end
-  local path
-  local ok, err = pcall(function() path = self:path(file) end)
-  if not ok then error((tostring(err):gsub('^[^\n]-:%d+: ', '')), level + 1) end
-  cv:save_png(path)
-  self.written[file] = true
-  return file
+  local ok, path = pcall(self.path, self, file)
+  if not ok then error((tostring(path):gsub('^[^\n]-:%d+: ', '')), level + 1) end
+  return path
 end
 
 --- A figure: pictures side by side, each with a label and an optional colour
@@ -221,12 +227,21 @@ function Report:figure(spec)
   end
   local item = { kind = 'figure', images = {}, title = check_text(spec.title, 'figure: title', 2),
     caption = check_text(spec.caption, 'figure: caption', 2), details = {}, id = check_id(spec.id, 'figure', 2) }
+  local saves, pending = {}, {} -- { path, canvas, file }, written after every check passed
+  local function picture(file, cv, what)
+    local path = figure_image(self, file, cv, what, 3, pending)
+    if path then
+      saves[#saves + 1] = { path, cv, file }
+      pending[file] = true
+    end
+    return file
+  end
   for i, im in ipairs(spec.images) do
     if type(im) ~= 'table' then
       error(('report:figure: images[%d] must be a table { file, canvas, label }, got %s'):format(i, type(im)), 2)
     end
     local what = ('images[%d]'):format(i)
-    local entry = { file = figure_image(self, im.file, im.canvas, what, 2),
+    local entry = { file = picture(im.file, im.canvas, what),
       label = check_text(im.label, 'figure: ' .. what .. '.label', 2),
       alt = check_text(im.alt, 'figure: ' .. what .. '.alt', 2) }
     local cb = im.colorbar
@@ -234,7 +249,7 @@ function Report:figure(spec)
       if type(cb) ~= 'table' then
         error(('report:figure: %s.colorbar must be a table { file, canvas, low, mid, high, note }'):format(what), 2)
       end
-      entry.colorbar = { file = figure_image(self, cb.file, cb.canvas, what .. '.colorbar', 2) }
+      entry.colorbar = { file = picture(cb.file, cb.canvas, what .. '.colorbar') }
       for _, k in ipairs { 'low', 'mid', 'high', 'note' } do
         entry.colorbar[k] = check_text(cb[k], ('figure: %s.colorbar.%s'):format(what, k), 2)
       end
@@ -249,6 +264,10 @@ function Report:figure(spec)
       error(("report:figure: details[%d] must be { 'name', 'value' }"):format(i), 2)
     end
     item.details[i] = { check_text(d[1], 'figure: details name', 2), check_text(d[2], 'figure: details value', 2) }
+  end
+  for _, sv in ipairs(saves) do
+    sv[2]:save_png(sv[1])
+    self.written[sv[3]] = true
   end
   self.items[#self.items + 1] = item
 end
