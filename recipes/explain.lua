@@ -47,7 +47,7 @@ local function num(v) return ('%.3g'):format(v) end
 
 -- A method's options as one short line, by name ("T = 100, m = 8, ..."),
 -- without the ones that only say how the work is split (chunk,
--- memory_budget: the map does not depend on them).
+-- memory_budget: the map does not depend on them); the baseline as a word.
 local function settings(opts, baseline_text)
   local keys = {}
   for k in pairs(opts) do
@@ -237,7 +237,7 @@ return {
 
     -- The paper-style figure. Its text is drawn twice the bitmap font's size
     -- so it reads at 100%; the page carries the same labels in real fonts.
-    local grid = viz.grid { rows = { row }, col_titles = titles, text_scale = 2, title_scale = 2,
+    local grid = viz.grid { rows = { row }, col_titles = titles, text_scale = 2, title_scale = 2, pad = 8,
       title = ('%s: explaining %s; predicted %s (p = %.3g)%s'):format(p.model, class_name(label), class_name(pred),
         probs[pred + 1], true_label and ('; true ' .. class_name(true_label)) or '') }
     rep:heading('All methods')
@@ -267,7 +267,7 @@ return {
       local function bar(name) return i == 1 and bars[name] or nil end
       local units = units_of(key, m.opts)
       local details = {
-        { 'settings', settings(m.opts, baseline_text) },
+        { 'settings', settings(m.opts, baseline_record.kind == 'black' and 'black (pixel space)' or '0 (data mean)') },
         { 'time', ('%.2f s'):format(r.seconds) },
         { 'units', units },
         { 'sparsity', ('%.3f (fraction of entries exactly 0)'):format(r.sparsity) },
@@ -278,10 +278,7 @@ return {
           r.score_difference) }
       end
       local caption = ('%s (%s), explaining class %s.'):format(f.entry.title, m.name, class_name(label))
-      if m.opts.baseline ~= nil then
-        caption = caption .. ' Baseline x0: ' .. baseline_text .. '.'
-        table.insert(details, 2, { 'baseline', baseline_text })
-      end
+      if m.opts.baseline ~= nil then caption = caption .. ' Baseline x0: ' .. baseline_text .. '.' end
       rep:figure { id = 'method-' .. key, title = f.entry.title, caption = caption, details = details,
         images = {
           { file = key .. '.png', canvas = f.abs, label = 'absolute: Σc |map|',

@@ -27,7 +27,9 @@ lfs.mkdir(tmp)
 teardown(function() os.execute('rm -rf ' .. shell_quote(tmp)) end)
 
 local function has(text, piece) return text:find(piece, 1, true) ~= nil end
-local function assert_has(text, piece) assert.is_true(has(text, piece), ('%q missing from:\n%s'):format(piece, text)) end
+local function assert_has(text, piece)
+  assert.is_true(has(text, piece), ('%q missing from:\n%s'):format(piece, text))
+end
 
 -- One explain run shared by the tests that read its page (gradient and IG on
 -- test image 0, an Ankle boot the model predicts at p = 0.997).
@@ -254,7 +256,7 @@ describe("explain's page", function()
     end
   end)
 
-  it('has a figure per method: absolute, signed and overlay, colour bars with the clip values, settings, time', function()
+  it('has a figure per method: absolute, signed, overlay, colour bars with clip values, settings, time', function()
     local e = explain_page()
     local html, res, dir = e.html, e.res, e.dir
     for _, key in ipairs { 'gradient', 'integrated_gradients' } do
@@ -283,7 +285,8 @@ describe("explain's page", function()
     assert.is_true(res.methods.gradient.clip_abs > 0)
     -- how the panels are normalized, said once, truthfully (viz.normalize's rule)
     assert_has(html, 'How each panel is normalized: every panel on its own')
-    assert_has(html, 'with q the 99th percentile of s over the map&#39;s pixels (its maximum when that percentile is 0)')
+    assert_has(html,
+      'with q the 99th percentile of s over the map&#39;s pixels (its maximum when that percentile is 0)')
     -- the baseline is said where IG's maps are, and only there
     local ig = html:match('id="method%-integrated_gradients">(.-)</figure>')
     assert_has(ig, 'Baseline x0: 0 in normalized units = the data set mean (mean grey), not black.')
@@ -338,7 +341,8 @@ describe("explain's page", function()
     cv:fill_rect(8, 4, 12, 20, 'white')
     cv:save_png(png)
     dir = tmp .. '/image'
-    out, rc = moreau(('explain --fast --methods=gradient --image=%s --out=%s'):format(shell_quote(png), shell_quote(dir)))
+    out, rc = moreau(('explain --fast --methods=gradient --image=%s --out=%s'):format(shell_quote(png),
+      shell_quote(dir)))
     assert.are.equal(0, rc, out)
     local html = read(dir .. '/index.html')
     assert_has(html, 'the true class is not known (an image file).</p>')
@@ -380,7 +384,8 @@ describe('the results page in headless Chromium', function()
     local plane = H * W
     return function(x, y)
       local i = y * W + x + 1
-      return math.floor(v[i] * 255 + 0.5), math.floor(v[plane + i] * 255 + 0.5), math.floor(v[2 * plane + i] * 255 + 0.5)
+      local function byte(t) return math.floor(t * 255 + 0.5) end
+      return byte(v[i]), byte(v[plane + i]), byte(v[2 * plane + i])
     end, W, H
   end
   -- every picture on a page is a PNG of its own folder, and no tag carries a handler
