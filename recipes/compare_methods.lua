@@ -47,8 +47,28 @@ return {
       per[m.key] = { options = method.opts, seconds = seconds, sparsity = sp, gini = g }
     end
     ex.progress('compare_methods', #list, #list, t0)
-    rep:image('grid.png', viz.grid { rows = rows, col_titles = titles, row_titles = row_titles,
-      title = 'Interpretation maps of ' .. p.model }, 'All methods on test images ' .. table.concat(idx, ', '))
+    -- which class each row explains, as text on the page (the grid's row
+    -- titles give the true class; every map explains the predicted one)
+    local image_rows = {}
+    for n = 1, #idx do
+      image_rows[n] = { idx[n], ex.class_name(card, labels[n]), ex.class_name(card, preds[n]),
+        preds[n] == labels[n] and '' or 'misclassified' }
+    end
+    rep:html_table { id = 'images', header = { 'test image', 'true class', 'predicted = explained class', 'note' },
+      rows = image_rows, caption = 'the rows of the grid' }
+    local with_baseline = false
+    for _, m in ipairs(list) do
+      if m.method == 'integrated_gradients' or m.method == 'deeplift' then with_baseline = true end
+    end
+    rep:note('Each panel is the sum over channels of |map|, normalized on its own: clipped at its own 99th '
+      .. 'percentile (white: that value and above, black: 0), so colours are not comparable between panels.'
+      .. (with_baseline and ' Integrated Gradients and DeepLIFT start from a baseline of 0 in normalized units, '
+        .. 'the data set mean (mean grey), not black.' or ''))
+    -- the bitmap font drawn twice its size, to read at 100%
+    rep:image('grid.png', viz.grid { rows = rows, col_titles = titles, row_titles = row_titles, text_scale = 2,
+      title_scale = 2, pad = 8, title = 'Interpretation maps of ' .. p.model .. ' (each explains the predicted class)',
+    },
+      'All methods on test images ' .. table.concat(idx, ', ') .. ', each explaining the predicted class')
     rep:table('methods.csv', { 'method', 'seconds per image', 'sparsity', 'gini' }, table_rows,
       'Cost and sparsity of each method (mean over the images)')
     rep.results.images = idx

@@ -3,11 +3,17 @@
 --   moreau explain                          Fashion-MNIST test image 0
 --   moreau explain --index=17 --fast        fewer solver iterations and samples
 --   moreau explain --image=shirt.png        any image file, resized to the model's input
+--   moreau explain --baseline=black         IG and DeepLIFT from a black image
 --
--- Writes grid.png (the input, then one heatmap per method, as the paper shows
--- them: sum of |map| over channels, clipped at the 99th percentile), one PNG per
--- method, and results.json with the model's prediction, every method's options
--- and seed, the map's sparsity and the seconds it took.
+-- Writes index.html: the prediction (true, predicted and explained class, the
+-- top-5 softmax probabilities) as a table; grid.png (the input, then one map
+-- per method as the paper shows them: sum of |map| over channels, clipped at
+-- the 99th percentile); then one figure per method with three views, each
+-- with a colour bar and its clip value: absolute (METHOD.png, the grid's
+-- panel), signed (METHOD_signed.png, diverging map, clipped symmetrically)
+-- and an overlay on the input (METHOD_overlay.png), the method's settings and
+-- time under them. results.json holds the prediction, every method's options
+-- and seed, the clip values, the map's sparsity and the seconds it took.
 local moreau = require 'moreau'
 local data, viz = moreau.data, moreau.viz
 local experiment = require 'moreau.experiment'
@@ -18,6 +24,54 @@ local function softmax(logits)
   for i, z in ipairs(logits) do p[i] = math.exp(z - m); s = s + p[i] end
   for i = 1, #p do p[i] = p[i] / s end
   return p
+end
+
+-- Maps in the units of the score (attributions that add up to a score
+-- difference); the others are gradients: score per unit of normalized input.
+local ATTRIBUTION = { input_x_gradient = true, integrated_gradients = true, deeplift = true }
+
+-- The units of a method's map.
+local function units_of(key, opts)
+  local score = opts.score or 'logit'
+  if ATTRIBUTION[key] then return score end
+  -- MoreauGrad with output = 'delta' gives the solver's displacement itself
+  if opts.output == 'delta' then return 'normalized input units (the solver\'s displacement delta)' end
+  return score .. ' per normalized input unit'
+end
+
+-- The alpha of the overlay: each byte is (1 - alpha) input + alpha colour.
+local OVERLAY_ALPHA = 0.5
+
+-- A number in a few significant digits.
+local function num(v) return ('%.3g'):format(v) end
+
+-- A method's options as one short line, by name ("T = 100, m = 8, ..."),
+-- without the ones that only say how the work is split (chunk,
+-- memory_budget: the map does not depend on them); the baseline as a word.
+local function settings(opts, baseline_text)
+  local keys = {}
+  for k in pairs(opts) do
+    if k ~= 'chunk' and k ~= 'memory_budget' then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return a:lower() < b:lower() end)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = opts[k]
+    if k == 'baseline' then v = baseline_text
+    elseif type(v) == 'number' then v = ('%.6g'):format(v)
+    else v = tostring(v) end
+    parts[#parts + 1] = k .. ' = ' .. v
+  end
+  return table.concat(parts, ', ')
+end
+
+-- The options as results.json keeps them (a baseline tensor becomes its
+-- description and per-channel values).
+local function options_record(opts, baseline_record)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  if o.baseline ~= nil then o.baseline = baseline_record end
+  return o
 end
 
 return {
@@ -31,9 +85,13 @@ return {
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
     fast = { type = 'bool', default = false, domain = 'bool', help = 'T = 100, m = 8 and fewer samples' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
-    scale = { type = 'int', default = 4, domain = 'int >= 1', help = 'pixels per input pixel in the pictures' },
+    scale = { type = 'int', default = 4, domain = 'int >= 1',
+      help = 'pixels per input pixel in grid.png (each method\'s views: twice that)' },
+    baseline = { type = 'string', default = 'zero', domain = 'one of zero, black',
+      help = 'IG and DeepLIFT baseline: zero (normalized 0 = the data mean, grey) or black ((0 - mean) / std)' },
   },
-  writes = { 'grid.png', 'METHOD.png', 'results.json', 'index.html' },
+  writes = { 'grid.png', 'input.png', 'METHOD.png', 'METHOD_signed.png', 'METHOD_overlay.png', 'colorbar_gray.png',
+    'colorbar_diverging.png', 'colorbar_viridis.png', 'methods.csv', 'results.json', 'index.html' },
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
     -- every method's options are checked before the model loads
@@ -77,36 +135,171 @@ return {
     io.stderr:write(('explain: %s, true %s, predicted %s (p = %.3f), explaining %s\n'):format(source,
       true_label and class_name(true_label) or '?', class_name(pred), probs[pred + 1], class_name(label)))
 
+    -- The prediction, as text on the page: one sentence, then the top-k
+    -- softmax probabilities (k = 5 or fewer classes), with the true and the
+    -- explained class added below when they are not among them.
+    local summary = ('Explaining class %s (%d); the model predicts %s (%d) with softmax p = %s; %s.'):format(
+      class_name(label), label, class_name(pred), pred, num(probs[pred + 1]),
+      true_label and ('true class %s (%d)'):format(class_name(true_label), true_label)
+        or 'the true class is not known (an image file)')
+    local order = {}
+    for i = 1, #probs do order[i] = i - 1 end
+    table.sort(order, function(a, b) return probs[a + 1] > probs[b + 1] or (probs[a + 1] == probs[b + 1] and a < b) end)
+    local rank_of = {}
+    for r, c in ipairs(order) do rank_of[c] = r end
+    local function roles(c)
+      local t = {}
+      if c == pred then t[#t + 1] = 'predicted' end
+      if c == true_label then t[#t + 1] = 'true' end
+      if c == label then t[#t + 1] = 'explained' end
+      return table.concat(t, ', ')
+    end
+    local k = math.min(5, #probs)
+    local top, shown = {}, {}
+    local function add_row(c)
+      if shown[c] then return end
+      shown[c] = true
+      top[#top + 1] = { rank_of[c], ('%s (%d)'):format(class_name(c), c), ('%.4g'):format(probs[c + 1]),
+        ('%.4g'):format(logits[c + 1]), roles(c) }
+    end
+    for r = 1, k do add_row(order[r]) end
+    if true_label then add_row(true_label) end
+    add_row(label)
+    rep:heading('Prediction')
+    rep:note(('%s, model %s.'):format(source, p.model))
+    rep:note(summary)
+    rep:html_table { id = 'prediction', header = { 'rank', 'class', 'softmax p', 'logit', '' }, rows = top,
+      caption = ('top %d of %d classes by softmax probability'):format(k, #probs) }
+
+    -- IG and DeepLIFT integrate from a baseline x0. Its zero is 0 in
+    -- normalized units, the data set's mean (a mean-grey image), not black;
+    -- --baseline=black starts from black in pixel space: (0 - mean) / std per channel.
+    local baseline_tensor, baseline_text, baseline_record
+    if p.baseline == 'black' then
+      baseline_tensor = data.normalize(moreau.tensor.zeros(x:shape()), norm.mean, norm.std)
+      local per_channel = {}
+      for c = 1, shape[1] do
+        per_channel[c] = (0 - (type(norm.mean) == 'table' and norm.mean[c] or norm.mean))
+          / (type(norm.std) == 'table' and norm.std[c] or norm.std)
+      end
+      local vals = {}
+      for c, v in ipairs(per_channel) do vals[c] = num(v) end
+      baseline_text = ('black in pixel space, (0 - mean) / std = %s in normalized units'):format(
+        table.concat(vals, ', '))
+      baseline_record = { kind = 'black', normalized = per_channel }
+    else
+      baseline_text = '0 in normalized units = the data set mean (mean grey), not black'
+      baseline_record = { kind = 'zero', normalized = 0 }
+    end
+
     local wanted = {}
     for _, m in ipairs(p.methods) do wanted[m] = true end
-    local row = { viz.upscale(viz.image(x, { mean = norm.mean, std = norm.std }), p.scale) }
+    -- the input at --scale (the grid) and at twice that (each method's views)
+    local input_pixels = viz.image(x, { mean = norm.mean, std = norm.std })
+    local input, big_input = viz.upscale(input_pixels, p.scale), viz.upscale(input_pixels, 2 * p.scale)
+    local row = { input }
     local titles = { 'Input' }
-    local per_method = {}
+    local per_method, figures = {}, {}
     for _, entry in ipairs(table_of_methods) do
       if #p.methods == 0 or wanted[entry.key] then
+        -- (a method with a baseline option: IG and DeepLIFT; make() reads entry.opts)
+        if baseline_tensor and moreau.methods.impl(entry.method).defaults.baseline ~= nil then
+          entry.opts.baseline = baseline_tensor
+        end
         local m = entry.make()
         local t0 = experiment.now()
         local map = m:explain(net, x, { label })
         local seconds = experiment.now() - t0
         local sparsity = moreau.metrics.sparsity(map)[1]
-        local heat = viz.upscale(viz.heatmap(map), p.scale)
-        rep:image(entry.key .. '.png', heat, entry.title)
+        local abs_map, q_abs = viz.heatmap(map)
+        local signed_map, q_signed = viz.signed(map)
+        local heat = viz.upscale(abs_map, p.scale)
         row[#row + 1] = heat
         titles[#titles + 1] = entry.title
-        per_method[entry.key] = { method = m.name, options = m.opts, seconds = seconds,
-          sparsity = sparsity, l2 = map:norm() }
+        per_method[entry.key] = { method = m.name, options = options_record(m.opts, baseline_record),
+          seconds = seconds, sparsity = sparsity, l2 = map:norm(), sum = map:sum(), clip_abs = q_abs,
+          clip_signed = q_signed }
+        -- completeness (IG, DeepLIFT): sum of the map = f_c(x) - f_c(x0) for
+        -- the logit f_c (exactly for DeepLIFT, up to the path rule's error for IG)
+        if m.opts.baseline ~= nil and (m.opts.score or 'logit') == 'logit' then
+          local x0 = baseline_tensor or moreau.tensor.full(x:shape(), m.opts.baseline)
+          per_method[entry.key].score_difference = logits[label + 1] - net:forward_inference(x0):totable()[label + 1]
+        end
+        figures[#figures + 1] = { entry = entry, m = m,
+          abs = viz.upscale(abs_map, 2 * p.scale), signed = viz.upscale(signed_map, 2 * p.scale),
+          overlay = viz.overlay(big_input, map, OVERLAY_ALPHA, { cmap = 'viridis' }) }
         io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, sparsity))
       end
     end
-    for k in pairs(wanted) do
-      if not per_method[k] then error("explain: unknown method '" .. k .. "'", 0) end
+    for key in pairs(wanted) do
+      if not per_method[key] then error("explain: unknown method '" .. key .. "'", 0) end
     end
-    local grid = viz.grid { rows = { row }, col_titles = titles,
-      title = ('%s: %s -> %s'):format(p.model, true_label and class_name(true_label) or source, class_name(label)) }
-    rep:image('grid.png', grid, 'every method on ' .. source)
+
+    -- The paper-style figure. Its text is drawn twice the bitmap font's size
+    -- so it reads at 100%; the page carries the same labels in real fonts.
+    local grid = viz.grid { rows = { row }, col_titles = titles, text_scale = 2, title_scale = 2, pad = 8,
+      title = ('%s: explaining %s; predicted %s (p = %.3g)%s'):format(p.model, class_name(label), class_name(pred),
+        probs[pred + 1], true_label and ('; true ' .. class_name(true_label)) or '') }
+    rep:heading('All methods')
+    rep:image('grid.png', grid, ('every method on %s, explaining class %s: sum over channels of |map|, each '
+      .. 'panel clipped at its own 99th percentile (white: that value and above, black: 0)'):format(source,
+      class_name(label)))
+
+    rep:heading('Each method')
+    rep:note('How each panel is normalized: every panel on its own (colours are not comparable between panels; '
+      .. 'compare the clip values). Absolute: s = sum over channels of |map| per pixel, shown as min(s, q) / q '
+      .. 'with q the 99th percentile of s over the map\'s pixels (its maximum when that percentile is 0). '
+      .. 'Signed: d = sum over channels of map, shown as clamp(d / q, -1, 1) on a blue-white-red map with q the '
+      .. '99th percentile of |d| (white is 0; blue negative, red positive). Overlay: '
+      .. ('%g %% input + %g %% the absolute view in viridis. '):format(100 * (1 - OVERLAY_ALPHA), 100 * OVERLAY_ALPHA)
+      .. 'Gradient-like maps are in units of the score per unit of normalized input; Input x Gradient, '
+      .. 'Integrated Gradients and DeepLIFT in units of the score (each figure names its units).')
+    rep:figure { id = 'input', title = 'Input', images = { { file = 'input.png', canvas = big_input,
+      label = source } }, caption = ('%s, as the model sees it (un-normalized for display).'):format(source) }
+    local bars = {
+      gray = viz.colorbar('gray', { width = big_input.width }),
+      diverging = viz.colorbar('diverging', { width = big_input.width }),
+      viridis = viz.colorbar('viridis', { width = big_input.width }),
+    }
+    for i, f in ipairs(figures) do
+      local key, m = f.entry.key, f.m
+      local r = per_method[key]
+      local function bar(name) return i == 1 and bars[name] or nil end
+      local units = units_of(key, m.opts)
+      local details = {
+        { 'settings', settings(m.opts, baseline_record.kind == 'black' and 'black (pixel space)' or '0 (data mean)') },
+        { 'time', ('%.2f s'):format(r.seconds) },
+        { 'units', units },
+        { 'sparsity', ('%.3f (fraction of entries exactly 0)'):format(r.sparsity) },
+        { 'L2 norm', ('%.4g'):format(r.l2) },
+      }
+      if r.score_difference then
+        details[#details + 1] = { 'completeness', ('Σ map = %.5g; logit(x) - logit(x0) = %.5g'):format(r.sum,
+          r.score_difference) }
+      end
+      local caption = ('%s (%s), explaining class %s.'):format(f.entry.title, m.name, class_name(label))
+      if m.opts.baseline ~= nil then caption = caption .. ' Baseline x0: ' .. baseline_text .. '.' end
+      rep:figure { id = 'method-' .. key, title = f.entry.title, caption = caption, details = details,
+        images = {
+          { file = key .. '.png', canvas = f.abs, label = 'absolute: Σc |map|',
+            colorbar = { file = 'colorbar_gray.png', canvas = bar('gray'), low = '0', high = num(r.clip_abs),
+              note = ('clip q = %s: 99th percentile of Σc |map|'):format(num(r.clip_abs)) } },
+          { file = key .. '_signed.png', canvas = f.signed, label = 'signed: Σc map',
+            colorbar = { file = 'colorbar_diverging.png', canvas = bar('diverging'), low = num(-r.clip_signed),
+              mid = '0', high = num(r.clip_signed),
+              note = ('clip ±q, q = %s: 99th percentile of |Σc map|'):format(num(r.clip_signed)) } },
+          { file = key .. '_overlay.png', canvas = f.overlay,
+            label = ('overlay: absolute view at %g %% over the input'):format(100 * OVERLAY_ALPHA),
+            colorbar = { file = 'colorbar_viridis.png', canvas = bar('viridis'), low = '0', high = num(r.clip_abs),
+              note = ('viridis, clipped as the absolute view (q = %s)'):format(num(r.clip_abs)) } },
+        } }
+    end
+
     rep.results.input = { source = source, true_label = true_label, true_class = true_label and class_name(true_label) }
     rep.results.prediction = { label = pred, class = class_name(pred), probabilities = probs, logits = logits }
     rep.results.explained_label = label
+    rep.results.explained_class = class_name(label)
+    rep.results.baseline = baseline_record
     rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
     rep.results.methods = per_method
     local rows = {}

@@ -639,3 +639,58 @@ describe('the module', function()
     assert.is_function(require('moreau').viz.grid)
   end)
 end)
+
+describe('viz.colorbar (the strip a panel was coloured with)', function()
+  it('runs its colour map left to right: t = x / (width - 1)', function()
+    local g = viz.colorbar('gray', { width = 11, height = 3 })
+    assert.are.equal(11, g.width)
+    assert.are.equal(3, g.height)
+    -- gray: byte round(255 t), t = 0, 0.1, ..., 1; every row the same
+    for x = 1, 11 do
+      local v = math.floor(255 * (x - 1) / 10 + 0.5)
+      for y = 1, 3 do assert.are.same({ v, v, v }, { g:get(x, y) }) end
+    end
+    -- diverging: the ends are viz.signed's -1 and +1 colours, white in the middle
+    local d = viz.colorbar('diverging', { width = 5, height = 1 })
+    assert.are.same({ viz.diverging(-1) }, { d:get(1, 1) })
+    assert.are.same({ 255, 255, 255 }, { d:get(3, 1) })
+    assert.are.same({ viz.diverging(1) }, { d:get(5, 1) })
+    assert.are.same({ viz.diverging(-0.5) }, { d:get(2, 1) })
+    -- viridis: its published ends, #440154 and #FDE725
+    local v = viz.colorbar('viridis', { width = 2, height = 1 })
+    assert.are.same({ 0x44, 0x01, 0x54 }, { v:get(1, 1) })
+    assert.are.same({ 0xFD, 0xE7, 0x25 }, { v:get(2, 1) })
+    -- the default size is a 28x28 map at scale 4
+    local def = viz.colorbar('gray')
+    assert.are.equal(112, def.width)
+    assert.are.equal(10, def.height)
+  end)
+
+  it('rejects bad sizes and colour maps clearly', function()
+    assert_error_with(function() viz.colorbar('gray', { width = 1 }) end,
+      'viz.colorbar: width must be an integer >= 2, got 1')
+    assert_error_with(function() viz.colorbar('gray', { width = 8, height = 0 }) end,
+      'viz.colorbar: size must be two integers in 1..32768, got 8 x 0')
+    assert_error_with(function() viz.colorbar('jet') end, "viz: unknown color map 'jet'")
+  end)
+end)
+
+describe('viz.grid with title_scale', function()
+  it('draws the title at title_scale and the column titles at text_scale (layout as documented)', function()
+    local a = viz.canvas(10, 10, { 255, 0, 0 })
+    local pad = 4
+    local g = viz.grid { rows = { { a, a } }, col_titles = { 'a', 'b' }, title = 'T', text_scale = 2,
+      title_scale = 3, pad = pad }
+    -- TH = 3 * 8 + pad, CH = 2 * 8 + pad; a title wider than the cells widens the columns
+    local _, th = viz.text_size('T', 3)
+    local _, ch = viz.text_size('a', 2)
+    assert.are.equal(24, th)
+    assert.are.equal(16, ch)
+    assert.are.equal(pad + (th + pad) + (ch + pad) + 10 + pad, g.height)
+    -- the default stays twice the text scale
+    local d = viz.grid { rows = { { a } }, title = 'T', text_scale = 2, pad = pad }
+    assert.are.equal(pad + (32 + pad) + 10 + pad, d.height)
+    assert_error_with(function() viz.grid { rows = { { a } }, title = 'T', title_scale = 0 } end,
+      'viz.grid (title_scale): scale must be an integer >= 1, got 0')
+  end)
+end)

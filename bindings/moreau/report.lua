@@ -4,11 +4,21 @@
 --   local rep = report.new('compare_methods', { params = p })
 --   rep:image('grid.png', canvas, 'All methods on 8 test images')
 --   rep:table('metrics.csv', { 'method', 'distance' }, rows, 'Top-k attack, eps = 1')
+--   rep:figure { images = { { file = 'g.png', canvas = heat, label = '|grad|' } },
+--     caption = 'the gradient', details = { { 'time', '0.1 s' } } }
+--   rep:html_table { header = { 'class', 'p' }, rows = { { 'Coat', 0.62 } }, caption = 'top 5' }
 --   rep.results.per_image = {...}       -- anything JSON-serializable
 --   rep:finish()                        -- writes results.json and index.html
 --
 -- results.json holds the recipe, its parameters, the git revision, the
 -- library versions and the date, next to what the recipe put in rep.results.
+--
+-- The page is text in the browser's own fonts (system-ui, sans-serif; nothing
+-- is fetched) around the PNGs. Every string a recipe gives (captions, labels,
+-- cells, notes, the error of a failed run) is HTML-escaped, so none becomes
+-- markup, and the page's Content-Security-Policy forbids script anyway. A run
+-- whose recipe raised (results.error, set by moreau.recipe.run) shows the
+-- message in a box at the top of the page.
 local ffi = require 'ffi'
 local cjson = require('cjson').new()
 cjson.encode_invalid_numbers('null') -- a NaN in a result must not lose the whole file
@@ -81,7 +91,7 @@ function report.new(name, opts)
   local dir = opts.dir
   if dir then mkdir_p(dir) else dir = report.new_run_dir(name) end
   return setmetatable({
-    name = name, dir = dir, items = {},
+    name = name, dir = dir, items = {}, written = {},
     results = {
       recipe = name, recipe_file = opts.recipe, params = opts.params or {},
       git = report.git_revision(), versions = report.versions(), date = os.date('!%Y-%m-%dT%H:%M:%SZ'),
@@ -110,6 +120,7 @@ function Report:image(file, canvas, caption)
       require('moreau.options').show(canvas)), 2)
   end
   canvas:save_png(self:path(file))
+  self.written[file] = true
   self.items[#self.items + 1] = { kind = 'image', file = file, caption = caption }
 end
 
@@ -132,6 +143,7 @@ function Report:table(file, header, rows, caption)
     f:write(table.concat(line, ','), '\n')
   end
   f:close()
+  self.written[file] = true
   self.items[#self.items + 1] = { kind = 'table', file = file, caption = caption, header = header, rows = rows }
 end
 
@@ -140,10 +152,224 @@ function Report:note(text)
   self.items[#self.items + 1] = { kind = 'note', text = text }
 end
 
+--- A section heading on the page (an h2).
+function Report:heading(text)
+  if text == nil then error('report:heading: text is required', 2) end
+  self.items[#self.items + 1] = { kind = 'heading', text = text }
+end
+
+local function check_text(v, what, level)
+  if v ~= nil and type(v) ~= 'string' and type(v) ~= 'number' then
+    error(('report:%s must be a string or a number, got %s'):format(what, type(v)), level + 1)
+  end
+  return v
+end
+
+-- ids the page gives its own parts (a recipe's figure cannot pose as the error box)
+local PAGE_IDS = { error = true, params = true }
+
+local function check_id(id, what, level)
+  if id ~= nil and (type(id) ~= 'string' or not id:match('^[%a][%w_%-]*$')) then
+    error(("report:%s: id must be a letter then letters, digits, '_' or '-', got %s"):format(what,
+      require('moreau.options').show(id)), level + 1)
+  end
+  if PAGE_IDS[id] then
+    error(("report:%s: id '%s' is the page's own (taken: error, params)"):format(what, id), level + 1)
+  end
+  return id
+end
+
+-- Checks a picture of a figure: a canvas to save as file, or (canvas nil) a
+-- file this report saved already (or one of pending, the files this figure
+-- saves). Writes nothing (report:figure saves the
+-- pictures once every part of the figure has been checked).
+-- RETURN: the path to save the canvas to (nil for a file already saved).
+local function figure_image(self, file, cv, what, level, pending)
+  if type(file) ~= 'string' then
+    error(('report:figure: %s needs a file name, got %s'):format(what, type(file)), level + 1)
+  end
+  if cv == nil then
+    if not self.written[file] and not pending[file] then
+      error(("report:figure: %s '%s' has no canvas and was not saved by this report"):format(what, file),
+        level + 1)
+    end
+    return nil
+  end
+  if not require('moreau.viz').is_canvas(cv) then
+    error(('report:figure: %s is not a picture (a moreau.viz canvas), got %s'):format(what,
+      require('moreau.options').show(cv)), level + 1)
+  end
+  local ok, path = pcall(self.path, self, file)
+  if not ok then error((tostring(path):gsub('^[^\n]-:%d+: ', '')), level + 1) end
+  return path
+end
+
+--- A figure: pictures side by side, each with a label and an optional colour
+-- bar, then a caption and details in text (the browser's fonts) under them.
+-- ARGS: spec {
+--   images  = { { file = 'name.png' (a plain file name in the folder),
+--                 canvas = a moreau.viz canvas, saved as file (nil: a file this
+--                   report saved already, e.g. a colour bar shared by panels),
+--                 label = text under the picture,
+--                 alt = text for the image (default: the label),
+--                 colorbar = nil or { file, canvas (as above), low, mid, high
+--                   (texts at its left end, middle, right end), note (text
+--                   under it, e.g. the clip value and how it was chosen) } },
+--               ... } (at least one),
+--   title   = text (optional: the figure's heading),
+--   caption = text (optional),
+--   details = { { 'name', 'value' }, ... } (optional: a list of settings),
+--   id      = an anchor for the figure (a letter, then letters, digits, _ or -) }
+-- Every text is escaped: it shows as written, never as markup.
+function Report:figure(spec)
+  if type(spec) ~= 'table' or type(spec.images) ~= 'table' or #spec.images == 0 then
+    error('report:figure: spec.images must be a non-empty list of { file, canvas, label }', 2)
+  end
+  local item = { kind = 'figure', images = {}, title = check_text(spec.title, 'figure: title', 2),
+    caption = check_text(spec.caption, 'figure: caption', 2), details = {}, id = check_id(spec.id, 'figure', 2) }
+  local saves, pending = {}, {} -- { path, canvas, file }, written after every check passed
+  local function picture(file, cv, what)
+    local path = figure_image(self, file, cv, what, 3, pending)
+    if path then
+      saves[#saves + 1] = { path, cv, file }
+      pending[file] = true
+    end
+    return file
+  end
+  for i, im in ipairs(spec.images) do
+    if type(im) ~= 'table' then
+      error(('report:figure: images[%d] must be a table { file, canvas, label }, got %s'):format(i, type(im)), 2)
+    end
+    local what = ('images[%d]'):format(i)
+    local entry = { file = picture(im.file, im.canvas, what),
+      label = check_text(im.label, 'figure: ' .. what .. '.label', 2),
+      alt = check_text(im.alt, 'figure: ' .. what .. '.alt', 2) }
+    local cb = im.colorbar
+    if cb ~= nil then
+      if type(cb) ~= 'table' then
+        error(('report:figure: %s.colorbar must be a table { file, canvas, low, mid, high, note }'):format(what), 2)
+      end
+      entry.colorbar = { file = picture(cb.file, cb.canvas, what .. '.colorbar') }
+      for _, k in ipairs { 'low', 'mid', 'high', 'note' } do
+        entry.colorbar[k] = check_text(cb[k], ('figure: %s.colorbar.%s'):format(what, k), 2)
+      end
+    end
+    item.images[i] = entry
+  end
+  if spec.details ~= nil and type(spec.details) ~= 'table' then
+    error("report:figure: spec.details must be a list of { 'name', 'value' }", 2)
+  end
+  for i, d in ipairs(spec.details or {}) do
+    if type(d) ~= 'table' or d[1] == nil then
+      error(("report:figure: details[%d] must be { 'name', 'value' }"):format(i), 2)
+    end
+    item.details[i] = { check_text(d[1], 'figure: details name', 2), check_text(d[2], 'figure: details value', 2) }
+  end
+  for _, sv in ipairs(saves) do
+    sv[2]:save_png(sv[1])
+    self.written[sv[3]] = true
+  end
+  self.items[#self.items + 1] = item
+end
+
+--- A table shown on the page only (no CSV file: use report:table for data
+-- others will read back). ARGS: spec { header = { text, ... }, rows = { {
+-- cell, ... }, ... } (numbers shown with 6 significant digits), caption =
+-- text (optional), id = an anchor (optional, as report:figure) }.
+function Report:html_table(spec)
+  if type(spec) ~= 'table' or type(spec.header) ~= 'table' or #spec.header == 0 or type(spec.rows) ~= 'table' then
+    error('report:html_table: spec needs header (a non-empty list) and rows (a list of lists)', 2)
+  end
+  for i, r in ipairs(spec.rows) do
+    if type(r) ~= 'table' then error(('report:html_table: rows[%d] must be a list of cells'):format(i), 2) end
+  end
+  self.items[#self.items + 1] = { kind = 'html_table', header = spec.header, rows = spec.rows,
+    caption = check_text(spec.caption, 'html_table: caption', 2), id = check_id(spec.id, 'html_table', 2) }
+end
+
 local function html_escape(s)
   return (tostring(s):gsub('&', '&amp;'):gsub('<', '&lt;'):gsub('>', '&gt;'):gsub('"', '&quot;'):gsub("'", '&#39;'))
 end
 
+-- The page's style: the browser's own fonts (nothing fetched), pictures at
+-- their pixel size and never smoothed.
+local STYLE = table.concat {
+  'body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;',
+  'max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}',
+  'h2{margin-top:1.6em;border-bottom:1px solid #ddd}',
+  'figure{margin:1.5em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}',
+  'figure.panels h3{margin:0 0 .4em 0;font-size:1.1em}',
+  '.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}',
+  '.panel{display:flex;flex-direction:column;width:min-content}.panel img{max-width:none}',
+  '.panel .label{font-size:.9em;margin-top:2px}',
+  '.cbar{margin-top:6px;font-size:.8em;color:#444}.cbar img{display:block;border:1px solid #bbb}',
+  '.ticks{display:flex;justify-content:space-between;font-variant-numeric:tabular-nums}',
+  'figcaption{margin-top:.5em}dl.details{display:grid;grid-template-columns:max-content auto;',
+  'gap:2px 12px;margin:.4em 0 0 0;font-size:.9em}dl.details dt{font-weight:bold}dl.details dd{margin:0}',
+  'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
+  'th{background:#f2f2f2}caption{font-weight:bold;padding:4px}code{background:#f5f5f5}',
+  '#error{border:2px solid #b00020;background:#fdecee;color:#5a000d;padding:.8em 1em;margin:1em 0}',
+  '#error pre{white-space:pre-wrap;margin:.4em 0 0 0;font-size:1em}',
+}
+
+-- A cell of a table as text on the page (numbers with 6 significant digits,
+-- as in the CSV file; no CSV quoting: the page is not a CSV file).
+local function cell_text(v)
+  if v == nil then return '' end
+  if type(v) == 'number' then return csv_cell(v) end
+  return tostring(v)
+end
+
+local function table_html(out, attrs, caption_html, header, rows)
+  out[#out + 1] = '<table' .. attrs .. '>'
+  if caption_html then out[#out + 1] = '<caption>' .. caption_html .. '</caption>' end
+  out[#out + 1] = '<tr>'
+  for _, h in ipairs(header) do out[#out + 1] = '<th>' .. html_escape(h) .. '</th>' end
+  out[#out + 1] = '</tr>'
+  for _, r in ipairs(rows) do
+    out[#out + 1] = '<tr>'
+    for i = 1, #header do out[#out + 1] = '<td>' .. html_escape(cell_text(r[i])) .. '</td>' end
+    out[#out + 1] = '</tr>'
+  end
+  out[#out + 1] = '</table>'
+end
+
+local function figure_html(out, it)
+  out[#out + 1] = '<figure class="panels"' .. (it.id and (' id="' .. html_escape(it.id) .. '"') or '') .. '>'
+  if it.title then out[#out + 1] = '<h3>' .. html_escape(it.title) .. '</h3>' end
+  out[#out + 1] = '<div class="row">'
+  for _, im in ipairs(it.images) do
+    local alt = im.alt or im.label or im.file
+    out[#out + 1] = ('<div class="panel"><img src="%s" alt="%s">'):format(html_escape(im.file), html_escape(alt))
+    if im.label then out[#out + 1] = '<div class="label">' .. html_escape(im.label) .. '</div>' end
+    local cb = im.colorbar
+    if cb then
+      out[#out + 1] = ('<div class="cbar"><img src="%s" alt="colour bar"><div class="ticks"><span>%s</span>')
+        :format(html_escape(cb.file), html_escape(cb.low or ''))
+      if cb.mid then out[#out + 1] = '<span>' .. html_escape(cb.mid) .. '</span>' end
+      out[#out + 1] = '<span>' .. html_escape(cb.high or '') .. '</span></div>'
+      if cb.note then out[#out + 1] = '<div class="cnote">' .. html_escape(cb.note) .. '</div>' end
+      out[#out + 1] = '</div>'
+    end
+    out[#out + 1] = '</div>'
+  end
+  out[#out + 1] = '</div>'
+  if it.caption or #it.details > 0 then
+    out[#out + 1] = '<figcaption>'
+    if it.caption then out[#out + 1] = html_escape(it.caption) end
+    if #it.details > 0 then
+      out[#out + 1] = '<dl class="details">'
+      for _, d in ipairs(it.details) do
+        out[#out + 1] = ('<dt>%s</dt><dd>%s</dd>'):format(html_escape(d[1]), html_escape(d[2] == nil and '' or d[2]))
+      end
+      out[#out + 1] = '</dl>'
+    end
+    out[#out + 1] = '</figcaption>'
+  end
+  out[#out + 1] = '</figure>'
+end
+
+--- The page, as text (Report:finish writes it to index.html).
 function Report:html()
   local out = {
     -- No script runs on a results page, whoever wrote the recipe: every string
@@ -152,15 +378,18 @@ function Report:html()
     '<!doctype html><html><head><meta charset="utf-8">',
     '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src \'self\'; ',
     'style-src \'unsafe-inline\'; base-uri \'none\'; form-action \'none\'">',
-    '<title>', html_escape(self.name), '</title>',
-    '<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}',
-    'figure{margin:1.5em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}',
-    'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
-    'th{background:#f2f2f2}caption{font-weight:bold;padding:4px}code{background:#f5f5f5}</style></head><body>',
+    '<title>', html_escape(self.name), self.results.error and ' (failed)' or '', '</title>',
+    '<style>', STYLE, '</style></head><body>',
     '<h1>', html_escape(self.name), '</h1>',
-    '<p>', html_escape(self.results.date), ' · moreau ', html_escape(self.results.versions.moreau),
-    ' · git ', html_escape(self.results.git or 'unknown'), ' · <a href="results.json">results.json</a></p>',
   }
+  if self.results.error then
+    -- a failed run says so first: what follows is whatever it wrote before the error
+    out[#out + 1] = '<div id="error" role="alert"><strong>This run failed.</strong> '
+      .. 'Whatever appears below was written before the error; results.json keeps the message.<pre>'
+      .. html_escape(self.results.error) .. '</pre></div>'
+  end
+  out[#out + 1] = '<p>' .. html_escape(self.results.date) .. ' · moreau ' .. html_escape(self.results.versions.moreau)
+    .. ' · git ' .. html_escape(self.results.git or 'unknown') .. ' · <a href="results.json">results.json</a></p>'
   local keys = {}
   for k in pairs(self.results.params or {}) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -178,16 +407,15 @@ function Report:html()
       out[#out + 1] = ('<figure><img src="%s" alt="%s"><figcaption>%s</figcaption></figure>'):format(
         html_escape(it.file), html_escape(it.caption or it.file), html_escape(it.caption or it.file))
     elseif it.kind == 'table' then
-      out[#out + 1] = ('<table class="results"><caption>%s (<a href="%s">%s</a>)</caption><tr>'):format(
-        html_escape(it.caption or it.file), html_escape(it.file), html_escape(it.file))
-      for _, h in ipairs(it.header) do out[#out + 1] = '<th>' .. html_escape(h) .. '</th>' end
-      out[#out + 1] = '</tr>'
-      for _, r in ipairs(it.rows) do
-        out[#out + 1] = '<tr>'
-        for i = 1, #it.header do out[#out + 1] = '<td>' .. html_escape(csv_cell(r[i] == nil and '' or r[i])) .. '</td>' end
-        out[#out + 1] = '</tr>'
-      end
-      out[#out + 1] = '</table>'
+      table_html(out, ' class="results"', ('%s (<a href="%s">%s</a>)'):format(html_escape(it.caption or it.file),
+        html_escape(it.file), html_escape(it.file)), it.header, it.rows)
+    elseif it.kind == 'html_table' then
+      table_html(out, ' class="results"' .. (it.id and (' id="' .. html_escape(it.id) .. '"') or ''),
+        it.caption and html_escape(it.caption), it.header, it.rows)
+    elseif it.kind == 'figure' then
+      figure_html(out, it)
+    elseif it.kind == 'heading' then
+      out[#out + 1] = '<h2>' .. html_escape(it.text) .. '</h2>'
     else
       out[#out + 1] = '<p>' .. html_escape(it.text) .. '</p>'
     end

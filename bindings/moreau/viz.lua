@@ -20,7 +20,8 @@
 --   color.lua      colors, color maps (gray, viridis, diverging), the palette
 --   normalize.lua  the paper's display normalization (sum_c |map|, clipped
 --                  at the 99th percentile), as numbers
---   maps.lua       heatmap, signed, image, overlay: maps and images as canvases
+--   maps.lua       heatmap, signed, image, overlay, colorbar: maps and images
+--                  as canvases
 --   font.lua       a 5x7 bitmap font for titles and labels
 --   grid.lua       labeled grids of canvases
 --   plot.lua       line plots
@@ -54,6 +55,7 @@ viz.heatmap = maps.heatmap
 viz.signed = maps.signed
 viz.image = maps.image
 viz.overlay = maps.overlay
+viz.colorbar = maps.colorbar
 
 -- text
 --- The font's metrics: glyph_w, glyph_h (ink box), advance (per character),

@@ -16,10 +16,11 @@ local grid = {}
 --                rows may be short),
 --   col_titles = { 'str', ... } (optional, above the columns, centred),
 --   row_titles = { 'str', ... } (optional, left of the rows, right-aligned),
---   title      = 'str' (optional, centred on top, drawn at 2x text_scale),
+--   title      = 'str' (optional, centred on top, drawn at title_scale),
 --   pad        = 4 (pixels between and around everything),
 --   scale      = 1 (integer: cells are upscaled by it, nearest neighbour),
 --   text_scale = 1 (integer: size of the titles' font),
+--   title_scale = 2 * text_scale (integer: size of the title's font),
 --   border     = light gray (a 1-pixel frame drawn around each cell inside
 --                the padding when pad >= 2; false for none) }
 -- Layout, with cw_j = max(widest cell of column j (after scale), width of its
@@ -42,6 +43,7 @@ function grid.grid(opts)
   end
   local scale = font.check_scale(opts.scale, 'viz.grid', 2)
   local ts = font.check_scale(opts.text_scale, 'viz.grid (text_scale)', 2)
+  local tts = font.check_scale(opts.title_scale or 2 * ts, 'viz.grid (title_scale)', 2)
   local border = opts.border == nil and { 200, 200, 200 } or opts.border
   if border then color.parse(border, 'viz.grid (border)', 2) end
   local rows = opts.rows
@@ -98,7 +100,7 @@ function grid.grid(opts)
   end
   local title_w, title_h
   if opts.title then
-    title_w, title_h = text_size(opts.title, 2 * ts)
+    title_w, title_h = text_size(opts.title, tts)
     TH = title_h + pad
   end
   local width = pad + RW + pad * (ncols - 1) + pad
@@ -123,7 +125,7 @@ function grid.grid(opts)
     layout.rows[i] = { y = y, h = rh[i] }
     y = y + rh[i] + pad
   end
-  if opts.title then out:text(1 + floor((width - title_w) / 2), 1 + pad, opts.title, 'black', 2 * ts) end
+  if opts.title then out:text(1 + floor((width - title_w) / 2), 1 + pad, opts.title, 'black', tts) end
   if col_titles then
     for j = 1, ncols do
       if col_titles[j] then

@@ -1,5 +1,5 @@
 --- moreau.viz.maps — saliency maps and input images as canvases (part of
--- moreau.viz: viz.heatmap, viz.signed, viz.image, viz.overlay).
+-- moreau.viz: viz.heatmap, viz.signed, viz.image, viz.overlay, viz.colorbar).
 --
 -- The numbers come from moreau.viz.normalize (the paper's display
 -- normalization), the colors from moreau.viz.color; each map item becomes a
@@ -128,6 +128,32 @@ function maps.overlay(img, heat, alpha, opts)
     heat = canvas.upscale(heat, k)
   end
   return canvas.blend(img, heat, alpha)
+end
+
+--- A colour bar: the colour map a panel was drawn with, as a horizontal
+-- strip, low values on the left. For the absolute view (viz.heatmap) the
+-- left end is t = 0 (map value 0) and the right end t = 1 (the clip value q
+-- and above); for the signed view (viz.signed, cmap = 'diverging') the strip
+-- runs u = -1 .. 1, left end -q (and below), middle 0, right end +q (and above).
+-- Pixel column x (0-based) shows t = x / (width - 1) (or u = 2 t - 1).
+-- The numbers belong next to it in text (the results page writes them in HTML).
+-- ARGS: cmap ('gray', 'viridis', 'diverging' / 'bwr', or a function t -> r, g, b
+--   over [0, 1]); opts {width = 112, height = 10 (pixels, integers >= 2 and >= 1)}.
+-- RETURN: canvas (width x height).
+function maps.colorbar(cmap, opts)
+  opts = opts or {}
+  local w, h = opts.width or 112, opts.height or 10
+  if type(w) ~= 'number' or w < 2 or w ~= floor(w) then
+    error('viz.colorbar: width must be an integer >= 2, got ' .. tostring(opts.width), 2)
+  end
+  canvas.check_size(w, h, 'viz.colorbar', 2)
+  local f = color.colormap(cmap or 'gray', 2)
+  local row = {}
+  for x = 0, w - 1 do row[x] = { f(x / (w - 1)) } end
+  return canvas.paint(w, h, function(i)
+    local c = row[i % w]
+    return c[1], c[2], c[3]
+  end)
 end
 
 return maps
