@@ -268,6 +268,48 @@ describe('the sandbox: the terminal', function()
   end)
 end)
 
+describe('the sandbox: the results page is drawn by moreau, not by the recipe', function()
+  it('whatever the recipe does to its report, its page.json or index.html', function()
+    local outside = tmp .. '/page-outside.html'
+    write(outside, 'untouched')
+    local out, rc, dir = run_recipe(([[
+      rep.html = function() return '<script>alert(1)</script>' end
+      rep:note('<script>alert(2)</script>')
+    ]]), {})
+    assert.are.equal(0, rc, out)
+    local page = read(dir .. '/index.html')
+    assert.falsy(page:find('<script', 1, true), page)
+    assert.truthy(page:find('&lt;script&gt;alert(2)&lt;/script&gt;', 1, true), page)
+    assert.truthy(page:find('Content-Security-Policy', 1, true), page)
+    assert.are.equal('untouched', read(outside))
+  end)
+
+  it('a link or malformed page data left in the folder changes nothing outside it', function()
+    local outside = tmp .. '/link-target.html'
+    write(outside, 'untouched')
+    local out, rc, dir = run_payload(([[
+      os.remove('index.html')
+      os.execute('ln -s %s index.html')
+      local f = io.open('page.json', 'w') f:write('{"name": "x", "items": [{"kind": "figure", "images": 5}]}') f:close()
+      f = io.open('results.json', 'w') f:write('{"error": "<b>bold</b>", "params": 7}') f:close()
+    ]]):format(outside))
+    assert.are.equal(0, rc, out)
+    local report = require 'moreau.report'
+    isolation.replace_file(dir, 'index.html', report.render(dir))
+    assert.are.equal('untouched', read(outside))
+    assert.are.equal('file', lfs.symlinkattributes(dir .. '/index.html', 'mode'))
+    local page = read(dir .. '/index.html')
+    assert.truthy(page:find('&lt;b&gt;bold&lt;/b&gt;', 1, true), page)
+    assert.truthy(page:find('page.json cannot be drawn', 1, true), page)
+    -- nothing at all: a page that says so
+    local empty = tmp .. '/empty-run'
+    lfs.mkdir(empty)
+    isolation.replace_file(empty, 'index.html', report.render(empty, 'the confined run was ended by signal 9'))
+    page = read(empty .. '/index.html')
+    assert.truthy(page:find('the confined run was ended by signal 9; results.json is missing', 1, true), page)
+  end)
+end)
+
 describe('the sandbox: a results.json someone sent', function()
   local victim = tmp .. '/victim'
   lfs.mkdir(victim)

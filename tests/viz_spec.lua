@@ -694,3 +694,37 @@ describe('viz.grid with title_scale', function()
       'viz.grid (title_scale): scale must be an integer >= 1, got 0')
   end)
 end)
+
+describe('drawing with coordinates that are not pixels', function()
+  local viz = require 'moreau.viz'
+  it('is refused with the method named: NaN, infinities, far-off points, a huge brush', function()
+    local cv = viz.canvas(8, 8)
+    local NAN = 0 / 0
+    assert.has_error(function() cv:rect(1, NAN, 3, 3, 'red') end,
+      'canvas:rect: coordinates and sizes must be finite numbers within ±2^24 pixels, got nan')
+    assert.has_error(function() cv:line(1, 1, NAN, 4, 'red') end,
+      'canvas:line: coordinates and sizes must be finite numbers within ±2^24 pixels, got nan')
+    assert.has_error(function() cv:line(1, 1, 1e15, 4, 'red') end,
+      'canvas:line: coordinates and sizes must be finite numbers within ±2^24 pixels, got 1e+15')
+    assert.has_error(function() cv:line(1, 1, 4, 4, 'red', 1e6) end,
+      'canvas:line: width must be a number of pixels in [1, 256], got 1000000')
+    assert.has_error(function() cv:fill_rect(1, 1, math.huge, 2, 'red') end,
+      'canvas:fill_rect: coordinates and sizes must be finite numbers within ±2^24 pixels, got inf')
+    assert.has_error(function() cv:blit(viz.canvas(2, 2), NAN, 1) end,
+      'canvas:blit: coordinates and sizes must be finite numbers within ±2^24 pixels, got nan')
+    assert.has_error(function() cv:text(NAN, 1, 'x') end,
+      'canvas:text: coordinates and sizes must be finite numbers within ±2^24 pixels, got nan')
+    -- the canvas is untouched and still usable
+    local before = { cv:get(4, 4) }
+    cv:line(-100, -100, 100, 100, 'red')
+    assert.are_not.same(before, { cv:get(4, 4) })
+  end)
+
+  it('a plot of a diverged series or NaN limits is refused, naming the axis', function()
+    assert.has_error(function() viz.line_plot { series = { { x = { 1, 2 }, y = { -1e308, 1e308 } } } } end,
+      'viz.line_plot: the y axis of the data [-1e+308, 1e+308] is not a finite range (a diverged series? give opts.ylim)')
+    assert.has_error(function()
+      viz.line_plot { series = { { x = { 1, 2 }, y = { 1, 2 } } }, xlim = { 0 / 0, 1 } }
+    end, 'viz.line_plot: the x axis limits (opts.xlim) [nan, 1] is not a finite range')
+  end)
+end)

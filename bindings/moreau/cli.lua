@@ -83,7 +83,8 @@ function cli.run_recipe(path, args, opts)
   local ok, rep = pcall(recipe.run, r, p, { out = out, on_start = on_start })
   if opts and opts.sandbox then require('moreau.sandbox').release() end
   if not ok then error(rep, 0) end
-  io.stderr:write('results: ', rep.dir, '/index.html\n')
+  -- (a confined run's page is drawn, and announced, by the process that started it)
+  if not (opts and opts.sandbox) then io.stderr:write('results: ', rep.dir, '/index.html\n') end
   return rep
 end
 
@@ -194,6 +195,13 @@ local function run_isolated(path, args, limits)
   limits.recipe, limits.out, limits.args = path, out, rargs
   local status = isolation.run(limits)
   local why = isolation.explain_status(status, limits)
+  if out then
+    -- the page is drawn here, from the run's data, not taken from the run:
+    -- whatever the recipe did to its report or its own index.html, the page
+    -- is moreau's (escaped, no script)
+    isolation.replace_file(out, 'index.html', require('moreau.report').render(out, why))
+    if not why then io.stderr:write('results: ', out, '/index.html\n') end
+  end
   if why then error(why .. (out and ('; results folder: ' .. out) or ''), 0) end
 end
 

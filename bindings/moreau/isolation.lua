@@ -43,6 +43,12 @@ moreau_pid_t waitpid(moreau_pid_t pid, int *status, int options);
 char *realpath(const char *path, char *resolved);
 void free(void *p);
 extern char **environ;
+int moreau_open(const char *path, int flags, ...) __asm__("open");
+long moreau_write(int fd, const void *buf, unsigned long n) __asm__("write");
+int moreau_close(int fd) __asm__("close");
+int moreau_rename(const char *from, const char *to) __asm__("rename");
+int moreau_unlink(const char *path) __asm__("unlink");
+int moreau_getpid(void) __asm__("getpid");
 ]]
 
 --- The absolute, link-free form of an existing path, or nil.
@@ -87,6 +93,35 @@ function isolation.spawn(argv)
   local s = status[0]
   if bit.band(s, 0x7f) == 0 then return bit.band(bit.rshift(s, 8), 0xff) end
   return 128 + bit.band(s, 0x7f)
+end
+
+local O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 1, 64, 128, 131072, 524288 -- Linux
+
+--- Writes `text` as dir/name where a confined run may have left anything
+-- (a link to elsewhere, a folder, a file it keeps open): into a new file
+-- created exclusively beside it, never through a link, then renamed over
+-- dir/name (rename replaces a link itself, never its target).
+-- ERRORS: the file cannot be written.
+function isolation.replace_file(dir, name, text)
+  local tmp = ('%s/.%s.%d.%d'):format(dir, name, ffi.C.moreau_getpid(), math.random(1, 2 ^ 30))
+  local fd = ffi.C.moreau_open(tmp, O_WRONLY + O_CREAT + O_EXCL + O_NOFOLLOW + O_CLOEXEC, ffi.new('int', 420))
+  if fd < 0 then error(('isolation: cannot create %s (error %d)'):format(tmp, ffi.errno()), 2) end
+  local done = 0
+  while done < #text do
+    local n = tonumber(ffi.C.moreau_write(fd, ffi.cast('const char *', text) + done, #text - done))
+    if n <= 0 then
+      ffi.C.moreau_close(fd)
+      ffi.C.moreau_unlink(tmp)
+      error(('isolation: cannot write %s (error %d)'):format(tmp, ffi.errno()), 2)
+    end
+    done = done + n
+  end
+  ffi.C.moreau_close(fd)
+  if ffi.C.moreau_rename(tmp, dir .. '/' .. name) ~= 0 then
+    local err = ffi.errno()
+    ffi.C.moreau_unlink(tmp)
+    error(('isolation: cannot replace %s/%s (error %d)'):format(dir, name, err), 2)
+  end
 end
 
 --- The environment the confined process gets: what moreau reads, nothing else.

@@ -424,15 +424,68 @@ function Report:html()
   return table.concat(out)
 end
 
---- Writes results.json and index.html. RETURN: the folder.
+--- Writes results.json, page.json (what the page shows, as data: the run's
+-- name and its items) and index.html. RETURN: the folder.
 function Report:finish()
   local f = assert(io.open(self:path('results.json'), 'w'))
   f:write(cjson.encode(self.results), '\n')
+  f:close()
+  f = assert(io.open(self:path('page.json'), 'w'))
+  f:write(cjson.encode { name = self.name, items = self.items }, '\n')
   f:close()
   f = assert(io.open(self:path('index.html'), 'w'))
   f:write(self:html())
   f:close()
   return self.dir
+end
+
+-- The text of a JSON file of the folder, or nil and why. Files over `most`
+-- bytes are not read (a results folder is written by whoever ran the recipe).
+local function folder_json(dir, file, most)
+  local f = io.open(dir .. '/' .. file, 'rb')
+  if not f then return nil, file .. ' is missing' end
+  local text = f:read(most + 1)
+  f:close()
+  if text and #text > most then return nil, ('%s is over %d bytes'):format(file, most) end
+  local ok, v = pcall(cjson.decode, text or '')
+  if not ok or type(v) ~= 'table' then return nil, file .. ' is not a JSON object' end
+  return v
+end
+
+--- The page of a results folder drawn again from its results.json and
+-- page.json, by a process that did not run the recipe: `moreau run --sandbox`
+-- draws the page of a confined run this way, so the page is this code's
+-- (every string escaped, the Content-Security-Policy in place) whatever the
+-- recipe did to its report object or its own index.html. A folder whose data
+-- cannot be drawn (missing, too large, malformed) gets a page that says so,
+-- with `failure` (the caller's message for a run that did not finish) when
+-- given. RETURN: the HTML text.
+function report.render(dir, failure)
+  local results, why = folder_json(dir, 'results.json', 64 * 2 ^ 20)
+  local page, why2 = folder_json(dir, 'page.json', 64 * 2 ^ 20)
+  local name = type(page) == 'table' and type(page.name) == 'string' and page.name or 'run'
+  local function draw(res, items)
+    local rep = setmetatable({ name = name, dir = dir, items = items, results = res }, Report)
+    local ok, html = pcall(rep.html, rep)
+    return ok and html or nil
+  end
+  if results then
+    results.versions = type(results.versions) == 'table' and results.versions or {}
+    if type(results.params) ~= 'table' then results.params = {} end
+    if failure and not results.error then results.error = failure end
+    local html = draw(results, type(page) == 'table' and type(page.items) == 'table' and page.items or {})
+    if html and page then return html end
+    if html == nil then why2 = 'page.json cannot be drawn' end
+  end
+  -- what can be said without the recipe's data
+  local parts = {}
+  local recorded = type(results) == 'table' and type(results.error) == 'string' and results.error
+  for _, part in ipairs { recorded ~= failure and recorded or false, failure or false, why or why2 or false } do
+    if part then parts[#parts + 1] = part end
+  end
+  local note = table.concat(parts, '; ')
+  return draw({ error = note ~= '' and note or 'the run left no page data', versions = {}, params = {} },
+    { { kind = 'note', text = 'The pictures and tables of this run, if any, are the files of this folder.' } })
 end
 
 --- Reads a results.json back (to re-run with the same parameters).

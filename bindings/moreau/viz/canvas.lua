@@ -123,11 +123,12 @@ end
 
 -- Write of bytes for the drawing methods: pixels outside the canvas (or its
 -- clip box, which lies inside it) are skipped.
+-- (written so that NaN, which fails every comparison, is skipped too)
 local function put(s, x, y, r, g, b)
   local cl = s.clip
   if cl then
-    if x < cl[1] or y < cl[2] or x > cl[3] or y > cl[4] then return end
-  elseif x < 1 or y < 1 or x > s.w or y > s.h then
+    if not (x >= cl[1] and y >= cl[2] and x <= cl[3] and y <= cl[4]) then return end
+  elseif not (x >= 1 and y >= 1 and x <= s.w and y <= s.h) then
     return
   end
   local o = ((y - 1) * s.w + (x - 1)) * 3
@@ -166,6 +167,20 @@ function Canvas:clip(x0, y0, x1, y1)
   return self
 end
 
+-- The coordinates and sizes given to a drawing method: finite numbers within
+-- ±2^24 pixels (a line's loop runs over its pixels, so a line to 1e15 would
+-- never end; NaN would index nothing sensible), else an error naming the method.
+local COORD_MAX = 2 ^ 24
+local function check_coords(what, level, ...)
+  for i = 1, select('#', ...) do
+    local v = select(i, ...)
+    if type(v) ~= 'number' or not (v >= -COORD_MAX and v <= COORD_MAX) then
+      error(('%s: coordinates and sizes must be finite numbers within ±2^24 pixels, got %s'):format(what,
+        tostring(v)), level + 1)
+    end
+  end
+end
+
 -- The drawable box {x0, y0, x1, y1}: the clip box, or the whole canvas.
 local function box(s) return s.clip or { 1, 1, s.w, s.h } end
 
@@ -173,6 +188,7 @@ local function box(s) return s.clip or { 1, 1, s.w, s.h } end
 -- are cut off (the loops run over the visible part only). RETURN: self.
 function Canvas:fill_rect(x, y, w, h, c)
   local s = state(self, 'canvas:fill_rect', 2)
+  check_coords('canvas:fill_rect', 2, x, y, w, h)
   local r, g, b = color_of(c, 'canvas:fill_rect', 2)
   x, y = floor(x), floor(y)
   local bx = box(s)
@@ -186,6 +202,7 @@ end
 -- are cut off. RETURN: self.
 function Canvas:rect(x, y, w, h, c)
   local s = state(self, 'canvas:rect', 2)
+  check_coords('canvas:rect', 2, x, y, w, h)
   local r, g, b = color_of(c, 'canvas:rect', 2)
   x, y = floor(x), floor(y)
   local bx = box(s)
@@ -201,8 +218,12 @@ end
 -- RETURN: self.
 function Canvas:line(x0, y0, x1, y1, c, width)
   local s = state(self, 'canvas:line', 2)
+  check_coords('canvas:line', 2, x0, y0, x1, y1)
   local r, g, b = color_of(c, 'canvas:line', 2)
   width = width or 1
+  if type(width) ~= 'number' or not (width >= 1 and width <= 256) then
+    error(('canvas:line: width must be a number of pixels in [1, 256], got %s'):format(tostring(width)), 2)
+  end
   x0, y0, x1, y1 = floor(x0 + 0.5), floor(y0 + 0.5), floor(x1 + 0.5), floor(y1 + 0.5)
   local lo, hi = -floor((width - 1) / 2), floor(width / 2)
   local dx, dy = abs(x1 - x0), -abs(y1 - y0)
@@ -227,6 +248,7 @@ function Canvas:blit(src, x, y)
   local d = state(self, 'canvas:blit', 2)
   local s = store[src]
   if not s then error('canvas:blit: src must be a canvas, got ' .. type(src), 2) end
+  check_coords('canvas:blit', 2, x, y)
   x, y = floor(x), floor(y)
   local sw, dw = s.w, d.w
   for sy = 1, s.h do
@@ -250,6 +272,7 @@ end
 -- RETURN: w, h (the text's box, as viz.text_size).
 function Canvas:text(x, y, str, c, scale)
   local s = state(self, 'canvas:text', 2)
+  check_coords('canvas:text', 2, x, y)
   local r, g, b = color_of(c, 'canvas:text', 2)
   scale = font.check_scale(scale, 'canvas:text', 2)
   x, y = floor(x), floor(y)
@@ -260,6 +283,7 @@ end
 -- its box (h wide, w tall) with the top-left at (x, y). RETURN: h, w.
 function Canvas:text_vertical(x, y, str, c, scale)
   local s = state(self, 'canvas:text_vertical', 2)
+  check_coords('canvas:text_vertical', 2, x, y)
   local r, g, b = color_of(c, 'canvas:text_vertical', 2)
   scale = font.check_scale(scale, 'canvas:text_vertical', 2)
   x, y = floor(x), floor(y)

@@ -131,6 +131,16 @@ function plot.line_plot(opts)
   end
   if opts.xlim then xmin, xmax = opts.xlim[1], opts.xlim[2] end
   if opts.ylim then ymin, ymax = opts.ylim[1], opts.ylim[2] end
+  -- an axis is a finite span: limits that are not numbers, and data whose
+  -- range overflows a double (a diverged series, ±1e308), cannot be drawn
+  for _, ax in ipairs { { 'x', xmin, xmax, opts.xlim }, { 'y', ymin, ymax, opts.ylim } } do
+    local name, lo, hi = ax[1], ax[2], ax[3]
+    if type(lo) ~= 'number' or type(hi) ~= 'number' or not (hi - lo < math.huge) or lo ~= lo or hi ~= hi then
+      error(('viz.line_plot: the %s axis %s [%s, %s] is not a finite range%s'):format(name,
+        ax[4] and ('limits (opts.' .. name .. 'lim)') or 'of the data', tostring(lo), tostring(hi),
+        ax[4] and '' or ' (a diverged series? give opts.' .. name .. 'lim)'), 2)
+    end
+  end
   local function fx(v) return logx and math.log10(v) or v end
   local function fy(v) return logy and math.log10(v) or v end
 
