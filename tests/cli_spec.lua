@@ -8,6 +8,7 @@ local options = require 'moreau.options'
 local recipe = require 'moreau.recipe'
 local experiment = require 'moreau.experiment'
 local asserts = require 'helpers.asserts'
+local function core_root() return require('moreau.isolation').realpath(require('moreau.core').root) end
 
 local tmp = os.tmpname()
 os.remove(tmp)
@@ -169,6 +170,47 @@ end }
       assert.are.equal(1, rc, out)
       assert.truthy(out:find('stack traceback:', 1, true), out)
       assert.truthy(out:find(bad .. ':5:', 1, true), out)
+    end
+  end)
+end)
+
+describe('the guides in docs/', function()
+  local function lua_blocks(path)
+    local text = assert(read(core_root() .. '/' .. path))
+    local blocks = {}
+    for code in text:gmatch('```lua\n(.-)```') do blocks[#blocks + 1] = code end
+    return blocks
+  end
+
+  it('docs/recipes.md: the example recipe runs as printed, with method options', function()
+    local file = tmp .. '/two_methods.lua'
+    write(file, lua_blocks('docs/recipes.md')[1])
+    local out, rc = moreau(('run %q --images=1 --moreaugrad.T=5 --out=%q'):format(file, tmp .. '/guide1'))
+    assert.are.equal(0, rc, out)
+    local csv = read(tmp .. '/guide1/gini.csv')
+    assert.truthy(csv:find('gradient,0,', 1, true) and csv:find('moreaugrad,0,', 1, true), csv)
+    assert.are.equal(5, cjson.decode(read(tmp .. '/guide1/results.json')).params['moreaugrad.T'])
+  end)
+
+  it('docs/models.md: a network described in Lua loads a state_dict and is explained', function()
+    local dir = tmp .. '/guide2'
+    lfs.mkdir(dir)
+    local blocks = lua_blocks('docs/models.md')
+    -- the weights a PyTorch user would have saved, and the picture to explain
+    local prep = blocks[1]:gsub("moreau%.models%.load%(net, 'mynet%.safetensors'%)[^\n]*",
+      "moreau.models.save(net, 'mynet.safetensors')")
+      .. "\nmoreau.data.save_png('shirt.png', moreau.tensor.rand { 1, 1, 40, 30 })\n"
+    write(dir .. '/prep.lua', prep)
+    write(dir .. '/guide.lua', blocks[1] .. '\n' .. blocks[2] ..
+      "\nprint('map', table.concat(map:shape(), 'x'), map:isfinite())\n")
+    local env = ('cd %q && LUA_PATH=%q luajit'):format(dir, core_root() .. '/bindings/?.lua;' ..
+      core_root() .. '/bindings/?/init.lua;;')
+    for _, script in ipairs { 'prep.lua', 'guide.lua' } do
+      local p = io.popen(('%s %s 2>&1; echo "rc=$?"'):format(env, script))
+      local out = p:read('*a')
+      p:close()
+      assert.truthy(out:find('rc=0', 1, true), script .. ': ' .. out)
+      if script == 'guide.lua' then assert.truthy(out:find('map\t1x1x28x28\ttrue', 1, true), out) end
     end
   end)
 end)

@@ -253,8 +253,6 @@ end
 local Builder = {}
 Builder.__index = Builder
 
---- A builder for a network whose samples have `input_shape` (e.g. {3, 32, 32}).
--- opts: {seed = 0} for the parameter initialization.
 -- The dims of `shape` (a Lua array of 1..most positive integers below 2^62)
 -- in an int64_t[most]; raises "WHO: ..." at the caller's caller otherwise.
 local function dims(who, shape, most, example)
@@ -274,6 +272,8 @@ local function dims(who, shape, most, example)
   return s, #shape
 end
 
+--- A builder for a network whose samples have `input_shape` (e.g. {3, 32, 32}).
+-- opts: {seed = 0} for the parameter initialization.
 function nn.builder(input_shape, opts)
   local s, nd = dims('nn.builder', input_shape, 3, '{3, 32, 32}')
   local ptr = ffi.new('mr_net*[1]')
