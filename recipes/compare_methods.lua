@@ -31,8 +31,11 @@ return {
     end
     local titles, table_rows, per = { 'Input' }, {}, {}
     local t0 = ex.now()
+    local work, work_total = 0, 0
+    for _, m in ipairs(list) do work_total = work_total + ex.cost(m) end
     for k, m in ipairs(list) do
-      ex.progress('compare_methods: ' .. m.key, k - 1, #list, t0)
+      ex.progress('compare_methods: ' .. m.key, k - 1, #list, t0, work, work_total)
+      work = work + ex.cost(m)
       local method = m.make()
       local t1 = ex.now()
       local maps = method:explain(net, x, preds)       -- explain the predicted class, as the paper

@@ -33,8 +33,11 @@ return {
     end
     local titles = { 'Input' }
     local t0 = ex.now()
+    local work, work_total = 0, 0
+    for _, m in ipairs(list) do work_total = work_total + ex.cost(m) end
     for k, m in ipairs(list) do
-      ex.progress('misclassified: ' .. m.key, k - 1, #list, t0)
+      ex.progress('misclassified: ' .. m.key, k - 1, #list, t0, work, work_total)
+      work = work + ex.cost(m)
       local maps = m.make():explain(net, x, preds)      -- what made the model say the wrong class
       for n = 1, #idx do rows[n][#rows[n] + 1] = viz.upscale(viz.heatmap(maps, { item = n }), p.scale) end
       titles[#titles + 1] = m.title

@@ -214,3 +214,39 @@ describe('the guides in docs/', function()
     end
   end)
 end)
+
+describe('long calls', function()
+  local function run(mode)
+    local script = tmp .. '/progress.lua'
+    write(script, ([[
+      local moreau = require 'moreau'
+      moreau.set_progress(%q)
+      local net = require('helpers.nets').softplus_net { seed = 1 }
+      local x = moreau.tensor.rand { 2, 1, 6, 6 }
+      moreau.methods.create('moreaugrad', { T = 20, m = 2, K = 10, reg = 'l1', eta = 0.1 }):explain(net, x, { 0, 1 })
+      moreau.methods.create('smoothgrad', { samples = 30, chunk = 6 }):explain(net, x, { 0, 1 })
+      print('done')
+    ]]):format(mode))
+    local p = io.popen(('LUA_PATH=%q luajit %q 2>&1'):format(package.path, script))
+    local out = p:read('*a')
+    p:close()
+    return out
+  end
+
+  it('report their progress on stderr when asked: a line at each tenth of the work', function()
+    local out = run('lines')
+    assert.truthy(out:find('  Sparse MoreauGrad: iteration 2/20  [%d.]+/s  %d+ s left\n'), out)
+    assert.truthy(out:find('  Sparse MoreauGrad: iteration 20/20  ', 1, true), out)
+    assert.truthy(out:find('  SmoothGrad: copy 60/60  ', 1, true), out)
+    assert.truthy(out:find('done', 1, true), out)
+  end)
+
+  it('stay quiet by default, and in tty mode when stderr is not a terminal', function()
+    for _, mode in ipairs { 'off', 'tty' } do
+      local out = run(mode)
+      assert.are.equal('done\n', out:gsub('^%s+', ''))
+    end
+    assert.has_error(function() require('moreau').set_progress('loud') end,
+      "moreau.set_progress: mode must be 'off', 'tty' or 'lines', got 'loud'")
+  end)
+end)

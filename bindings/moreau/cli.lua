@@ -283,6 +283,8 @@ function cli.main(args)
     core.C.mr_set_num_threads(n)
     ::next::
   end
+  -- long engine calls draw a progress line when stderr is a terminal
+  core.C.mr_progress_set(core.C.MR_PROGRESS_TTY)
   local cmd = table.remove(args, 1)
   if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
     print(usage())

@@ -208,10 +208,27 @@ end
 --- Wall-clock seconds (os.clock counts CPU time of every thread).
 function experiment.now() return require('moreau.core').C.mr_wall_seconds() end
 
---- A progress line on stderr: "label  i/n  elapsed  left".
-function experiment.progress(label, i, n, t0)
+--- The work of one entry of experiment.methods per image, in gradient
+-- evaluations: T·m for MoreauGrad (T iterations of m noisy gradients; T when
+-- m = 0), the samples of SmoothGrad, the steps of integrated gradients, 2 for
+-- DeepLIFT (its forward and reverse pass over x and the baseline), 1 for the
+-- gradient. A progress line's time left weighs the methods by it.
+function experiment.cost(entry)
+  local o = entry.opts or {}
+  if entry.method == 'moreaugrad' then return (o.T or 300) * math.max(o.m or 32, 1) end
+  if entry.method == 'smoothgrad' or entry.method == 'sparsified_smoothgrad' then return o.samples or 50 end
+  if entry.method == 'integrated_gradients' then return o.steps or 50 end
+  if entry.method == 'deeplift' then return 2 end
+  return 1
+end
+
+--- A progress line on stderr: "label  i/n  elapsed  left". The time left is
+-- the elapsed time scaled by the work left: by the counts i/n, or by
+-- work_done / work_total when given (methods weighed by experiment.cost).
+function experiment.progress(label, i, n, t0, work_done, work_total)
   local el = experiment.now() - t0
-  local left = i > 0 and el / i * (n - i) or 0
+  local frac = (work_total and work_total > 0) and work_done / work_total or (n > 0 and i / n or 1)
+  local left = frac > 0 and el / frac * (1 - frac) or 0
   local tty = require('moreau.core').C.mr_stderr_is_terminal() == 1
   io.stderr:write(tty and '\r' or '', ('%-40s %4d/%-4d  %6.0f s elapsed  %6.0f s left'):format(label, i, n, el, left))
   if i == n or not tty then io.stderr:write('\n') end

@@ -16,6 +16,22 @@ local moreau = {
 --- Threads used by the engine and by BLAS (results do not depend on it).
 function moreau.set_num_threads(n) core.check(core.C.mr_set_num_threads(n or 0)) end
 function moreau.get_num_threads() return core.C.mr_get_num_threads() end
+--- Progress lines of the long engine calls (the MoreauGrad solver per
+-- iteration, SmoothGrad's copies) on stderr: 'off' (a library's default),
+-- 'tty' (one line redrawn in place when stderr is a terminal, else nothing:
+-- the moreau command and the REPL use it), 'lines' (a line at each tenth of
+-- the work, for logs). RETURN: the previous mode's name.
+local progress_modes = { off = 0, tty = 1, lines = 2 }
+function moreau.set_progress(mode)
+  local m = progress_modes[mode]
+  if not m then
+    error(("moreau.set_progress: mode must be 'off', 'tty' or 'lines', got %s"):format(
+      require('moreau.options').show(mode)), 2)
+  end
+  local old = core.check(core.C.mr_progress_set(m))
+  for name, v in pairs(progress_modes) do if v == old then return name end end
+end
+
 --- One line naming the backends: BLAS and conv2d's kernels.
 function moreau.backend_info() return require('ffi').string(core.C.mr_backend_info()) end
 --- conv2d's kernels, process-wide: 'onednn' (the default when built with

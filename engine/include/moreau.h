@@ -116,6 +116,18 @@ int mr_interrupt_check(void);
  * Process-wide; MR_EINVAL if sigaction fails. */
 int mr_interrupt_install_sigint(int on);
 
+/* ------------------------------------------------------------- progress */
+
+/* Progress lines of the long calls (mr_moreau_run per iteration, the
+ * sampler of SmoothGrad and Sparsified SmoothGrad per chunk of copies) on
+ * stderr: MR_PROGRESS_OFF, the default; MR_PROGRESS_TTY, a line redrawn in
+ * place when stderr is a terminal and nothing otherwise (the moreau command
+ * and the REPL set it); MR_PROGRESS_LINES, a line at each tenth of the work.
+ * mr_progress_set returns the previous mode, MR_EINVAL for another value. */
+enum { MR_PROGRESS_OFF = 0, MR_PROGRESS_TTY = 1, MR_PROGRESS_LINES = 2 };
+int mr_progress_set(int mode);
+int mr_progress_get(void);
+
 /* ---------------------------------------------------------------- tensors */
 
 enum { MR_MAX_DIMS = 4 };

@@ -338,8 +338,16 @@ int mr_moreau_step(mr_moreau *s)
 int mr_moreau_run(mr_moreau *s)
 {
     int rc;
+    mr_progress p;
+    int32_t first = s->iter;
+    mr_progress_begin(&p, s->o.reg == MR_REG_NONE ? "MoreauGrad" : s->o.reg == MR_REG_L1 ? "Sparse MoreauGrad"
+                                                                                           : "Group-Sparse MoreauGrad",
+                      "iteration", (int64_t)s->o.T - first);
     while ((rc = mr_interrupt_check()) == 0 && (rc = mr_moreau_step(s)) == 0)
-        ;
+        mr_progress_update(&p, (int64_t)s->iter - first);
+    if (rc == 1) /* the last iteration, or every item converged: all the work is done */
+        mr_progress_update(&p, (int64_t)s->o.T - first);
+    mr_progress_end(&p);
     return rc < 0 ? rc : MR_OK;
 }
 

@@ -357,6 +357,8 @@ int mr_sampler_round(mr_sampler *s, const float *shift, uint64_t t, const unsign
         MR_TRY(mr_oracle_grad(s->net, s->xb, s->chunk_labels, s->score_kind, s->chunk_scores, s->gb));
         for (int64_t q = 0; q < k; q++)
             visit(ctx, s->items[(p0 + q) / per], (int32_t)((p0 + q) % per), s->gb->data + q * d, s->chunk_scores[q]);
+        if (s->progress)
+            mr_progress_update(s->progress, p0 + k);
     }
     set_batch(s->xb, s->chunk, d);
     set_batch(s->gb, s->chunk, d);
@@ -459,7 +461,13 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
         return MR_ENOMEM;
     }
     memset(out->data, 0, (size_t)out->numel * sizeof(float));
+    mr_progress p;
+    mr_progress_begin(&p, o->mode == MR_SG_SPARSIFIED ? "Sparsified SmoothGrad" : o->mode == MR_SG_VAR ? "VarGrad"
+                                                                                 : "SmoothGrad",
+                      "copy", s.N * (int64_t)o->samples);
+    s.progress = &p;
     int rc = mr_sampler_round(&s, NULL, 0, NULL, sg_visit, &c);
+    mr_progress_end(&p);
     if (rc == MR_OK) {
         float inv = 1.f / (float)o->samples;
         const float *src = o->mode == MR_SG_VAR ? c.sq : out->data;

@@ -30,6 +30,7 @@ typedef struct mr_sampler {
     int32_t *chunk_labels; /* chunk */
     float *chunk_scores;   /* chunk */
     mr_tensor *xb, *gb;  /* (chunk, sample shape) */
+    mr_progress *progress; /* NULL, or reported to after each chunk of a round (copies done) */
 } mr_sampler;
 
 /* Called for every copy in order (n, i): g its gradient (d floats), score its score. */
