@@ -80,6 +80,8 @@ return {
   params = {
     index = { type = 'int', default = 0, domain = 'int >= 0', help = 'Fashion-MNIST test image (0-based)' },
     image = { type = 'string', default = '', domain = 'string', file = 'read', help = 'an image file instead of a test image' },
+    fit = { type = 'string', default = 'crop', domain = 'one of crop, stretch',
+      help = "--image of another aspect: 'crop' (resize keeping the aspect, cut the centre) or 'stretch'" },
     label = { type = 'int', default = -1, domain = 'int >= -1', help = 'class to explain (-1: the predicted class)' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
@@ -112,9 +114,29 @@ return {
     local shape = net:input_shape()
     local x, source, true_label
     if p.image ~= '' then
-      local img = data.load_image(p.image, { channels = shape[1], size = { shape[2], shape[3] } })
+      local img, done = data.load_image(p.image, { channels = shape[1], size = { shape[2], shape[3] },
+        fit = p.fit })
       x = data.normalize(img, norm.mean, norm.std)
       source = p.image
+      -- say what was done to the picture: the model sees only this
+      local said = {}
+      if done.file_channels ~= shape[1] then
+        said[#said + 1] = ('converted to %s'):format(shape[1] == 1 and 'grey (BT.601 luma)' or
+          ('%d channels'):format(shape[1]))
+      end
+      if done.cropped then
+        said[#said + 1] = ('resized to %dx%d keeping its aspect, then the centre %dx%d cut out ' ..
+          '(--fit=stretch stretches instead)'):format(done.cropped.from[1], done.cropped.from[2], shape[2], shape[3])
+      elseif done.resized then
+        said[#said + 1] = ('resized to %dx%d'):format(shape[2], shape[3])
+      end
+      if #said > 0 then
+        local text = ('explain: %s is %dx%d with %d channel%s; %s takes %dx%dx%d: %s'):format(p.image,
+          done.file_height, done.file_width, done.file_channels, done.file_channels == 1 and '' or 's', p.model,
+          shape[1], shape[2], shape[3], table.concat(said, '; '))
+        io.stderr:write(text, '\n')
+        rep:note(text)
+      end
     else
       local test = data.fashion_mnist { split = 'test' }
       if p.index < 0 or p.index >= test.n then

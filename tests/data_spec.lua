@@ -573,3 +573,39 @@ describe('PNG sizes the writer takes in int (issue 13)', function()
     assert.is_nil(io.open(path('huge.png'), 'rb'))
   end)
 end)
+
+describe('images of another aspect (load_image fit)', function()
+  -- a 20x10 grey image whose row r (0-based) is r/255: covering 10x10 needs
+  -- no resize, so the centre crop is rows 5..14 exactly
+  local rows = {}
+  for r = 0, 19 do for _ = 1, 10 do rows[#rows + 1] = r / 255 end end
+  local tall = path('tall.png')
+  data.save_png(tall, T.from(rows, { 1, 1, 20, 10 }))
+
+  it("'crop' resizes to cover the size keeping the aspect, then cuts the centre", function()
+    local img, done = data.load_image(tall, { size = { 10, 10 }, fit = 'crop' })
+    assert.are.same({ 1, 1, 10, 10 }, img:shape())
+    for y = 1, 10 do
+      for x = 1, 10 do
+        assert.are.equal(tonumber(ffi.new('float', (y + 4) / 255)), img:get(1, 1, y, x), ('pixel %d,%d'):format(y, x))
+      end
+    end
+    assert.are.same({ top = 5, left = 0, from = { 20, 10 } }, done.cropped)
+    assert.is_false(done.resized)
+    assert.are.same({ 1, 20, 10 }, { done.file_channels, done.file_height, done.file_width })
+    -- half the size: resized to 10x5 to cover 5x5, then rows 2..6 of it
+    local small, d2 = data.load_image(tall, { size = { 5, 5 }, fit = 'crop' })
+    assert.are.same({ 1, 1, 5, 5 }, small:shape())
+    assert.are.same({ top = 2, left = 0, from = { 10, 5 } }, d2.cropped)
+    assert.is_true(d2.resized)
+  end)
+
+  it("'stretch' (the default) resizes to the size whatever the aspect, and says so", function()
+    local img, done = data.load_image(tall, { size = { 10, 10 } })
+    assert.are.same({ 1, 1, 10, 10 }, img:shape())
+    assert.is_false(done.cropped)
+    assert.is_true(done.resized)
+    assert.has_error(function() data.load_image(tall, { size = { 10, 10 }, fit = 'zoom' }) end,
+      "data.load_image: option 'fit' must be one of 'stretch', 'crop', got 'zoom'")
+  end)
+end)

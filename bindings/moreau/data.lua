@@ -93,12 +93,53 @@ local function cifar_batch(path, level)
   return x, t
 end
 
+-- The h x w window of img (1, C, H, W) whose top-left pixel is (top, left),
+-- 0-based, as a new tensor.
+local function crop(img, top, left, h, w)
+  local Cn, H, W = core.size(img, 2), core.size(img, 3), core.size(img, 4)
+  local src = core.floats(img)
+  local out = T.zeros { 1, Cn, h, w }
+  local dst = core.floats(out)
+  for c = 0, Cn - 1 do
+    for y = 0, h - 1 do
+      local from, to = (c * H + top + y) * W + left, (c * h + y) * w
+      for x = 0, w - 1 do dst[to + x] = src[from + x] end
+    end
+  end
+  return core.store(out, dst)
+end
+
 local function image(path, opts, level)
-  opts = opts or {}
+  opts = options.fill('data.load_image', { channels = 0, fit = 'stretch', _extra = { size = true },
+    _domains = { fit = 'one of stretch, crop', size = 'table' } }, opts, level) -- channels: the engine checks them
   local h, w = 0, 0
   if opts.size then h, w = opts.size[1], opts.size[2] end
-  check(C.mr_image_load(img_out, path, opts.channels or 0, h, w), level + 1)
-  return T.wrap(img_out[0])
+  local info = { resized = false, cropped = false }
+  if opts.size then
+    -- the file's own size and channels first (what was done is reported)
+    check(C.mr_image_load(img_out, path, 0, 0, 0), level + 1)
+    local full = T.wrap(img_out[0])
+    info.file_channels, info.file_height, info.file_width = core.size(full, 2), core.size(full, 3),
+      core.size(full, 4)
+    full:free()
+  end
+  if opts.fit == 'crop' and opts.size then
+    -- resize so the image covers h x w, keeping its aspect, and cut the
+    -- centre (torchvision's Resize(min side) + CenterCrop)
+    local H, W = info.file_height, info.file_width
+    local scale = math.max(h / H, w / W)
+    local rh, rw = math.max(h, math.floor(H * scale + 0.5)), math.max(w, math.floor(W * scale + 0.5))
+    check(C.mr_image_load(img_out, path, opts.channels, rh, rw), level + 1)
+    local img = T.wrap(img_out[0])
+    info.resized = rh ~= H or rw ~= W
+    if rh == h and rw == w then return img, info end
+    local top, left = math.floor((rh - h) / 2), math.floor((rw - w) / 2)
+    info.cropped = { top = top, left = left, from = { rh, rw } }
+    return crop(img, top, left, h, w), info
+  end
+  check(C.mr_image_load(img_out, path, opts.channels, h, w), level + 1)
+  info.resized = opts.size ~= nil and (h ~= info.file_height or w ~= info.file_width)
+  return T.wrap(img_out[0]), info
 end
 
 --- Images of an IDX file (plain or .gz) as a tensor (N, 1, rows, cols) in [0, 1].
@@ -127,7 +168,13 @@ function data.loader_budget() return tonumber(C.mr_get_loader_budget()) end
 function data.load_cifar_batch(path) return cifar_batch(path, 2) end
 
 --- One image file as a (1, C, H, W) tensor in [0, 1].
--- ARGS: path; opts {channels = 0 (as in the file) | 1 | 3 | 4, size = {H, W} (nil: keep)}
+-- ARGS: path; opts {channels = 0 (as in the file) | 1 | 3 | 4, size = {H, W}
+--   (nil: keep), fit = 'stretch' (resize to H x W whatever the file's aspect)
+--   | 'crop' (resize so the image covers H x W, keeping its aspect, then cut
+--   the centre: torchvision's Resize + CenterCrop)}
+-- RETURN: the image, and what was done {resized, cropped = false or {top,
+--   left, from = {h, w}} (the window of the resized image, 0-based), and when
+--   a size is given the file's file_channels, file_height, file_width}.
 function data.load_image(path, opts) return image(path, opts, 2) end
 
 --- Writes an image tensor (1, C, H, W), C in {1, 3, 4}, values in [0, 1]
