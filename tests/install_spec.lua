@@ -109,3 +109,27 @@ int main(void)
     assert.truthy(out:find('moreau ' .. core.version() .. ', 6 elements', 1, true), out)
   end)
 end)
+
+describe('the API reference', function()
+  it('builds from the doc comments with LDoc, without a warning, one page per module', function()
+    local p = io.popen('command -v ldoc')
+    local ldoc = p:read('*l')
+    p:close()
+    if not ldoc then
+      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
+      return
+    end
+    local root = require('moreau.isolation').realpath(core.root)
+    local out = tmp .. '/api'
+    local q = io.popen(('cd %q && ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    local log = q:read('*a')
+    q:close()
+    assert.truthy(log:find('rc=0', 1, true), log)
+    for _, m in ipairs { 'moreau.tensor', 'moreau.nn', 'moreau.methods', 'moreau.prox', 'moreau.report',
+      'moreau.experiment', 'moreau.viz' } do
+      assert.truthy(lfs.attributes(out .. '/modules/' .. m .. '.html'), m)
+    end
+    local page = read(out .. '/modules/moreau.tensor.html')
+    assert.truthy(page:find('Tensor:clamp_', 1, true), 'tensor methods are listed')
+  end)
+end)

@@ -387,6 +387,7 @@ end, finish_ball, 'center-of-mass interpretation attack (Ghorbani et al. 2019), 
 -- the box. With keep_label, an item whose predicted label changes is redrawn,
 -- up to `tries` draws; if none keeps it, the last draw is returned and
 -- info[n].label_kept is false.
+-- @function gaussian
 define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF, hi = INF,
   _domains = { s = 'num >= 0', seed = 'seed', tries = 'int >= 1', keep_label = 'bool', lo = 'num or inf',
     hi = 'num or inf' } },
@@ -434,6 +435,7 @@ define('gaussian', { s = 0.1, seed = 0, tries = 10, keep_label = true, lo = -INF
 -- item's perturbation stream, methods.perturbation_streams).
 -- Defaults: eps 8/255 (linf) or 0.5 (l2), alpha = 2.5·eps/steps (Madry et al.).
 -- Returns the last iterate.
+-- @function pgd
 define('pgd', { norm = 'linf', steps = 10, random_start = false, seed = 0,
   lo = -INF, hi = INF, _extra = { eps = true, alpha = true },
   _domains = { norm = 'one of linf, l2', steps = 'int >= 0', random_start = 'bool', seed = 'seed',

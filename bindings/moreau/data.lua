@@ -35,7 +35,7 @@ data.fashion_mnist_classes = { 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'C
 data.cifar10_classes = { 'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
   'ship', 'truck' }
 
---- Per-channel statistics of the training sets (pixels in [0, 1]), the
+-- Per-channel statistics of the training sets (pixels in [0, 1]), the
 -- constants recipes normalize with.
 data.FASHION_MNIST_MEAN = { 0.2860 }
 data.FASHION_MNIST_STD = { 0.3530 }

@@ -53,7 +53,7 @@ local impls = {}
 for _, name in ipairs(methods.files) do
   local impl = require('moreau.methods.' .. name)
   impls[name] = impl
-  --- The constructor: options filled from the file's defaults and checked
+  -- The constructor: options filled from the file's defaults and checked
   -- against their domains, then the file's own checks (configure).
   methods[name] = function(opts)
     local o = options.fill('methods.' .. name, impl.defaults, opts, 2)

@@ -129,9 +129,10 @@ function sandbox.load(path)
   return r
 end
 
---- Confines every file write of moreau to `dir` (until sandbox.release).
 -- the string functions the write guard uses, as they were when moreau loaded
 local gsub, find, sub = string.gsub, string.find, string.sub
+
+--- Confines every file write of moreau to `dir` (until sandbox.release).
 
 function sandbox.confine(dir)
   core.sandboxed = true -- tensor:data() refuses (moreau.tensor)

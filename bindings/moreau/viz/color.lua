@@ -113,7 +113,7 @@ function color.colormap(name, level)
   return f
 end
 
---- Distinct colors for series, in order (the common categorical "tab10" set).
+-- Distinct colors for series, in order (the common categorical "tab10" set).
 color.palette = {
   { 31, 119, 180 }, { 255, 127, 14 }, { 44, 160, 44 }, { 214, 39, 40 }, { 148, 103, 189 },
   { 140, 86, 75 }, { 227, 119, 194 }, { 127, 127, 127 }, { 188, 189, 34 }, { 23, 190, 207 },

@@ -14,7 +14,7 @@ local font = {}
 
 local GLYPH_W, GLYPH_H, ADVANCE, LINE = 5, 8, 6, 10
 
---- The metrics, in pixels at scale 1: glyph_w, glyph_h (a glyph's ink box),
+-- The metrics, in pixels at scale 1: glyph_w, glyph_h (a glyph's ink box),
 -- advance (per character), line (per line).
 font.glyph_w, font.glyph_h, font.advance, font.line = GLYPH_W, GLYPH_H, ADVANCE, LINE
 
