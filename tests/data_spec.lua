@@ -433,6 +433,19 @@ describe('image folders', function()
     os.execute('mkdir -p ' .. shell_quote(path('void')))
     assert_error_with(function() data.image_folder { dir = path('void') } end, 'no image files in')
   end)
+
+  it('count the whole set against the loader budget before allocating it', function()
+    os.execute('mkdir -p ' .. shell_quote(path('many')))
+    for i = 1, 5 do data.save_png(path(('many/%d.png'):format(i)), T.full({ 1, 1, 8, 8 }, 0.5)) end
+    local old = data.loader_budget()
+    data.set_loader_budget(4 * 64 * 4) -- four of the five 1x8x8 float32 images
+    local ok, err = pcall(data.image_folder, { dir = path('many'), channels = 1 })
+    data.set_loader_budget(old)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find('data.image_folder: 5 images of 1x8x8 take 1280 bytes as float32, over the ' ..
+      'loader budget of 1024 bytes (data.set_loader_budget; or give size = {H, W})', 1, true), err)
+    assert.are.equal(5, data.image_folder({ dir = path('many'), channels = 1 }).n)
+  end)
 end)
 
 describe('normalization', function()

@@ -254,6 +254,125 @@ describe('the sandbox: memory stays intact whatever a recipe does with the objec
   end)
 end)
 
+describe('the sandbox: what the new-user trial found', function()
+  it("a results.json's parameter names are parameter names: not 'out=DIR', not a dash for an underscore", function()
+    for _, key in ipairs { 'out=' .. tmp .. '/planted', 'data-dir', '--out', 'a b' } do
+      write(tmp .. '/keys.json', cjson.encode { recipe = 'explain', params = { [key] = 'x' } })
+      local out, rc = moreau(('run --from=%q --out=%q'):format(tmp .. '/keys.json', tmp .. '/k1'))
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find('records a parameter named', 1, true), out)
+      out, rc = moreau(('run --sandbox --from=%q'):format(tmp .. '/keys.json'))
+      assert.are.equal(1, rc, out)
+    end
+    assert.is_nil(lfs.attributes(tmp .. '/planted'))
+    assert.is_nil(lfs.attributes(tmp .. '/k1/results.json'))
+  end)
+
+  it("the caller's environment is nowhere inside, not even in the sandbox's init process", function()
+    local out, rc = run_payload([[
+      for _, pid in ipairs { '1', 'self' } do
+        local f = io.open('/proc/' .. pid .. '/environ', 'rb')
+        print(pid, f and f:read('*a'):gsub('%z', ' ') or 'unreadable')
+        if f then f:close() end
+      end
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.falsy(out:find('SECRET-ENV-91c2', 1, true), out)
+  end)
+
+  it('a replaced rep.path or rep.dir moves no write out of the folder; / and /dev are read-only', function()
+    local out, rc, dir = run_recipe(([[
+      rep.path = function(_, f) return %q .. '/' .. f end
+      rep.dir = %q
+      rep:table('moved.csv', { 'x' }, { { 1 } })
+      print('shm', pcall(require('moreau.tensor').save, '/dev/shm/fill', require('moreau.tensor').zeros { 1 }))
+    ]]):format(tmp, tmp))
+    assert.are.equal(0, rc, out)
+    assert.is_nil(read(tmp .. '/moved.csv'))
+    assert.truthy(read(dir .. '/moved.csv'), out)
+    local pout, prc = run_payload([[
+      for _, p in ipairs { '/planted', '/dev/shm/planted', '/dev/planted' } do
+        local f = io.open(p, 'w')
+        print(p, f ~= nil)
+        if f then f:close() end
+      end
+      local f = io.open('/dev/null', 'w')
+      print('null', f ~= nil and f:write('x') ~= nil)
+    ]])
+    assert.are.equal(0, prc, pout)
+    for _, p in ipairs { '/planted', '/dev/shm/planted', '/dev/planted' } do
+      assert.truthy(pout:find(p .. '\tfalse', 1, true), pout)
+    end
+    assert.truthy(pout:find('null\ttrue', 1, true), pout)
+  end)
+
+  it('ends with the process that started it', function()
+    local beat = tmp .. '/beat'
+    lfs.mkdir(beat)
+    write(tmp .. '/heartbeat.lua', [[
+      return { name = 'heartbeat', run = function(p, rep)
+        local T = require 'moreau.tensor'
+        for i = 1, 600 do
+          T.save(rep:path('beat.safetensors'), T.full({ 1 }, i))
+          local t = os.clock() while os.clock() - t < 0.1 do end
+        end
+      end }
+    ]])
+    -- the caller: a shell that starts the run in the background, then is killed
+    local p = io.popen(('MOREAU_LIB=%q %q/scripts/moreau run --sandbox %q --out=%q >/dev/null 2>&1 & echo $!')
+      :format(core.lib_path, core.root, tmp .. '/heartbeat.lua', beat))
+    local pid = p:read('*l')
+    p:close()
+    local function beats()
+      return lfs.attributes(beat .. '/beat.safetensors', 'modification') or 0
+    end
+    local t0 = os.time()
+    while beats() == 0 and os.time() - t0 < 60 do os.execute('sleep 0.2') end
+    assert.truthy(beats() > 0, 'the run started')
+    -- kill the luajit process the command runs as (scripts/moreau execs it)
+    os.execute('kill -9 ' .. pid)
+    os.execute('sleep 2')
+    local size = lfs.attributes(beat .. '/beat.safetensors', 'change')
+    os.execute('sleep 2')
+    assert.are.equal(size, lfs.attributes(beat .. '/beat.safetensors', 'change'), 'the run still writes')
+  end)
+
+  it('prints through io.stderr and io.stdout as the shipped recipes do', function()
+    local out, rc = run_recipe([[
+      io.stderr:write('to stderr\n')
+      io.stdout:write('to stdout\n'):flush()
+      print('read', pcall(function() return io.stdin end))
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('to stderr', 1, true) and out:find('to stdout', 1, true), out)
+    assert.truthy(out:find('read\tfalse\t[^\n]*io.stdin is not available'), out)
+  end)
+
+  it('repeats a run whose list parameter was left at its empty default', function()
+    write(tmp .. '/lists.lua', "return { name = 'lists', params = { xs = { type = 'list', default = {} }, " ..
+      "n = { type = 'int', default = 1 } }, run = function(p, rep) rep.results.count = #p.xs end }\n")
+    write(tmp .. '/empty-list.json', cjson.encode { recipe = 'lists', recipe_file = tmp .. '/lists.lua',
+      params = { xs = setmetatable({}, cjson.array_mt), n = 3 } })
+    local out, rc = moreau(('run --trust --from=%q --out=%q'):format(tmp .. '/empty-list.json', tmp .. '/el'))
+    assert.are.equal(0, rc, out)
+    local res = cjson.decode(read(tmp .. '/el/results.json'))
+    assert.are.equal(3, res.params.n)
+    assert.are.equal(0, res.count)
+  end)
+
+  it('leaves no results folder when it refuses a run before the recipe writes anything', function()
+    local before = {}
+    for name in lfs.dir(root .. '/results') do before[name] = true end
+    local out, rc = moreau(('run --sandbox %q --no-such-param=1'):format(root .. '/recipes/explain.lua'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("unknown parameter 'no_such_param'", 1, true), out)
+    for name in lfs.dir(root .. '/results') do assert.truthy(before[name], 'left behind: ' .. name) end
+    out, rc = moreau(('run --sandbox --memory=300M %q'):format(root .. '/recipes/explain.lua'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('moreau run: --memory must be at least 1G', 1, true), out)
+  end)
+end)
+
 describe('the sandbox: the terminal', function()
   it("shows a recipe's escape sequences as text, not as commands to the terminal", function()
     local out, rc = run_recipe([[

@@ -154,7 +154,9 @@ describe('the sandbox', function()
     { "io.popen('ls')", 'sandbox: io.popen is not available in a sandboxed recipe' },
     { "io.open('/etc/passwd')", 'sandbox: io.open is not available in a sandboxed recipe' },
     { "debug.getinfo(1)", 'sandbox: debug.getinfo is not available in a sandboxed recipe' },
-    { "load(('').dump(function() end))", 'sandbox: loading bytecode is not allowed in a sandboxed recipe' },
+    -- no bytecode can be made in the confined process, and none loaded (below)
+    { "load(('').dump(function() end))", "attempt to call field 'dump' (a nil value)" },
+    { "load('\\27LJ\\2')", 'sandbox: loading bytecode is not allowed in a sandboxed recipe' },
     { "dofile('/etc/passwd')", 'sandbox: dofile is not allowed in a sandboxed recipe' },
     { "loadfile('/etc/passwd')", 'sandbox: loadfile is not allowed in a sandboxed recipe' },
     { "assert(getfenv == nil and setfenv == nil); error('ok: no fenv')", 'ok: no fenv' },

@@ -55,7 +55,11 @@ function cli.run_recipe(path, args, opts)
   local options = require 'moreau.options'
   local r
   if opts and opts.sandbox then
-    -- inside the confined process: the write guard holds from the recipe's first line on
+    -- inside the confined process: the write guard holds from the recipe's first line on;
+    -- no bytecode can be made (none can be loaded either), and what the recipe
+    -- prints reaches the terminal line by line (a run a limit ends loses nothing)
+    string.dump = nil
+    io.stdout:setvbuf('line')
     local out = recipe.parse_args(options.normalize_args(args, function(k) return k == 'out' end)).out
     if out then require('moreau.sandbox').confine(out) end
     r = require('moreau.sandbox').load(path)
@@ -101,12 +105,20 @@ local function recorded_recipe(results, path, sandbox, trust)
     local f = io.open(shipped, 'r')
     if f and (file == nil or file == shipped or tostring(file):match('[^/]+$') == name .. '.lua') then
       f:close()
+      local isolation = require 'moreau.isolation'
+      if file ~= nil and isolation.realpath(tostring(file)) ~= isolation.realpath(shipped) then
+        io.stderr:write(('moreau run --from: %s names %s; running the shipped recipe %s\n'):format(path,
+          tostring(file), isolation.realpath(shipped)))
+      end
       return shipped
     end
     if f then f:close() end
   end
   local file = results.recipe_file or name
   if type(file) ~= 'string' then error('moreau run --from: ' .. path .. ' names no recipe', 0) end
+  if not file:match('%.lua$') then
+    error(('moreau run --from: %s names %s as its recipe, which is not a .lua file'):format(path, file), 0)
+  end
   if not (sandbox or trust) then
     error(('moreau run --from: %s names the recipe file %s, which is not a shipped recipe; a results.json ' ..
       'may come from anyone, so run it confined with `moreau run --sandbox --from=%s`, or add --trust if you ' ..
@@ -127,13 +139,26 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
   local mine = options.parse_args(options.normalize_args(args, function() return true end))
   local r = not confined_or_trusted and require('moreau.recipe').load(file) or nil -- a shipped recipe: loading it is safe
   local out, keys = {}, {}
-  for k in pairs(results.params or {}) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
-    local v = results.params[k]
+  if type(results.params) ~= 'table' then results.params = {} end
+  for k in pairs(results.params) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, raw in ipairs(keys) do
+    -- a parameter's name as a recipe declares it (a method option has one dot);
+    -- anything else ('out=DIR', a dash for an underscore) would parse as another
+    -- argument than the one it says
+    if type(raw) ~= 'string' or not (raw:match('^[%a_][%w_]*$') or raw:match('^[%a_][%w_]*%.[%a_][%w_]*$')) then
+      error(("moreau run --from: %s records a parameter named %s, which is not a parameter name (letters, " ..
+        "digits and '_', a method option with one dot); it was not written by moreau"):format(path,
+        require('moreau.options').show(raw)), 0)
+    end
+    local k, v = raw, results.params[raw]
     local spec = r and r.params[k]
     if k == 'out' or k == 'help' then
       -- dropped: the results folder and --help are the caller's
+    elseif type(v) == 'table' and #v == 0 then
+      -- an empty list (the recipe's default, recorded as []) is not a value the command line can give
+    elseif type(v) ~= 'string' and type(v) ~= 'number' and type(v) ~= 'boolean' and type(v) ~= 'table' then
+      error(("moreau run --from: %s records --%s as %s, not a value"):format(path, k, type(v)), 0)
     elseif spec and spec.file and mine[k] == nil and v ~= spec.default then
       error(("moreau run --from: %s sets --%s=%s, a file the recipe would %s outside its results folder; a " ..
         "results.json may come from anyone, so give --%s yourself, or add --trust if you made this " ..
@@ -157,8 +182,14 @@ local function sandbox_option(a, limits)
     end
     limits[k == 'cpu-seconds' and 'cpu_seconds' or 'wall_seconds'] = n
   elseif k == 'memory' or k == 'file-size' then
-    if not v:match('^%d+[KMGkmg]?$') then
+    local n, unit = v:match('^(%d+)([KMGkmg]?)$')
+    if not n then
       error(('moreau run: --%s must be a byte count such as 8G, 512M or 1048576, got %s'):format(k, v), 0)
+    end
+    local bytes = tonumber(n) * ({ [''] = 1, k = 2 ^ 10, m = 2 ^ 20, g = 2 ^ 30 })[unit:lower()]
+    if k == 'memory' and bytes < 2 ^ 30 then
+      error(('moreau run: --memory must be at least 1G (OpenBLAS and oneDNN reserve their pools at start), ' ..
+        'got %s'):format(v), 0)
     end
     limits[k == 'memory' and 'memory' or 'file_size'] = v
   elseif k == 'read' then
@@ -178,7 +209,7 @@ local function run_isolated(path, args, limits)
   -- arguments only --out and --help are read, the rest the confined run reads
   args = require('moreau.options').normalize_args(args, function(k) return k == 'out' end)
   local given = recipe.parse_args(args)
-  local out
+  local out, fresh = nil, not given.out
   if not given.help then
     if given.out then
       require('moreau.report').mkdir_p(given.out)
@@ -195,6 +226,19 @@ local function run_isolated(path, args, limits)
   limits.recipe, limits.out, limits.args = path, out, rargs
   local status = isolation.run(limits)
   local why = isolation.explain_status(status, limits)
+  if out and why and fresh then
+    -- refused before the recipe wrote anything (a misspelt parameter, a
+    -- launcher refusal): the fresh folder made for it goes again
+    local lfs = require 'lfs'
+    local empty = true
+    for name in lfs.dir(out) do
+      if name ~= '.' and name ~= '..' then empty = false break end
+    end
+    if empty then
+      lfs.rmdir(out)
+      error(why, 0)
+    end
+  end
   if out then
     -- the page is drawn here, from the run's data, not taken from the run:
     -- whatever the recipe did to its report or its own index.html, the page
@@ -304,7 +348,9 @@ function cli.main(args)
     return e
   end)
   if not ok then
-    io.stderr:write('moreau ', cmd, ': ', tostring(err), '\n')
+    -- (a message that names its command already is not prefixed twice)
+    local msg = tostring(err)
+    io.stderr:write(msg:match('^moreau[ :]') and '' or ('moreau ' .. cmd .. ': '), msg, '\n')
     return 1
   end
   return 0

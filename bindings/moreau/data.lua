@@ -109,13 +109,15 @@ local function crop(img, top, left, h, w)
   return core.store(out, dst)
 end
 
-local function image(path, opts, level)
+-- (probe: read the file's own size and channels first, to report them; the
+-- image folder, which loads many files, does not)
+local function image(path, opts, level, probe)
   opts = options.fill('data.load_image', { channels = 0, fit = 'stretch', _extra = { size = true },
     _domains = { fit = 'one of stretch, crop', size = 'table' } }, opts, level) -- channels: the engine checks them
   local h, w = 0, 0
   if opts.size then h, w = opts.size[1], opts.size[2] end
   local info = { resized = false, cropped = false }
-  if opts.size then
+  if opts.size and (probe or opts.fit == 'crop') then
     -- the file's own size and channels first (what was done is reported)
     check(C.mr_image_load(img_out, path, 0, 0, 0), level + 1)
     local full = T.wrap(img_out[0])
@@ -138,7 +140,7 @@ local function image(path, opts, level)
     return crop(img, top, left, h, w), info
   end
   check(C.mr_image_load(img_out, path, opts.channels, h, w), level + 1)
-  info.resized = opts.size ~= nil and (h ~= info.file_height or w ~= info.file_width)
+  info.resized = opts.size ~= nil and (info.file_height == nil or h ~= info.file_height or w ~= info.file_width)
   return T.wrap(img_out[0]), info
 end
 
@@ -175,7 +177,7 @@ function data.load_cifar_batch(path) return cifar_batch(path, 2) end
 -- RETURN: the image, and what was done {resized, cropped = false or {top,
 --   left, from = {h, w}} (the window of the resized image, 0-based), and when
 --   a size is given the file's file_channels, file_height, file_width}.
-function data.load_image(path, opts) return image(path, opts, 2) end
+function data.load_image(path, opts) return image(path, opts, 2, true) end
 
 --- Writes an image tensor (1, C, H, W), C in {1, 3, 4}, values in [0, 1]
 -- (clamped), as an 8-bit PNG. Images are batch first, as everywhere in moreau:
@@ -368,12 +370,20 @@ function data.image_folder(opts)
   if #files == 0 then error('data.image_folder: no image files in ' .. dir, 2) end
   local images, per
   for i, f in ipairs(files) do
-    local x = image(f, { channels = channels, size = opts.size }, 2)
+    local x = image(f, { channels = channels, size = opts.size }, 2, false)
     if i == 1 then
       local s = core.shape(x)
       s[1] = #files
-      images = T.zeros(s)
       per = core.numel(x)
+      -- the whole set against the loader budget before it is allocated (each
+      -- file was checked alone; a thousand small files of large images are not)
+      local bytes, budget = #files * per * 4, data.loader_budget()
+      if bytes > budget then
+        error(('data.image_folder: %d images of %s take %.0f bytes as float32, over the loader budget of %d ' ..
+          'bytes (data.set_loader_budget; or give size = {H, W})'):format(#files, table.concat(s, 'x', 2), bytes,
+          budget), 2)
+      end
+      images = T.zeros(s)
     elseif core.numel(x) ~= per or core.size(x, 3) ~= core.size(images, 3) then
       error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
         f, table.concat(core.shape(x), 'x', 2), files[1], table.concat(core.shape(images), 'x', 2)), 2)

@@ -28,6 +28,11 @@ local report = {}
 local Report = {}
 Report.__index = Report
 
+-- The folder of each report, as it was made: the report's own methods write
+-- only there, whatever its `dir` field or its `path` method says later (a
+-- sandboxed recipe holds the report object and may change both).
+local folders = setmetatable({}, { __mode = 'k' })
+
 local function mkdir_p(dir)
   local lfs = require 'lfs'
   local path = ''
@@ -90,28 +95,34 @@ function report.new(name, opts)
   end
   local dir = opts.dir
   if dir then mkdir_p(dir) else dir = report.new_run_dir(name) end
-  return setmetatable({
+  local rep = setmetatable({
     name = name, dir = dir, items = {}, written = {},
     results = {
       recipe = name, recipe_file = opts.recipe, params = opts.params or {},
       git = report.git_revision(), versions = report.versions(), date = os.date('!%Y-%m-%dT%H:%M:%SZ'),
     },
   }, Report)
+  folders[rep] = dir
+  return rep
 end
 
 --- The path of a file inside the folder.
-function Report:path(file)
+local function target(self, file)
+  local dir = folders[self]
+  if not dir then error('report: not a report made by report.new', 3) end
   if type(file) ~= 'string' or file == '' or file:find('/', 1, true) or file:find('..', 1, true) then
     error("report: '" .. tostring(file) .. "' must be a plain file name inside the results folder", 3)
   end
   -- a link already in the folder would carry the write elsewhere: refused
-  -- (the OS sandbox of issue 13 is the wall that holds; this check is the second)
-  local attr = require('lfs').symlinkattributes(self.dir .. '/' .. file)
+  -- (the OS sandbox is the wall that holds; this check is the second)
+  local attr = require('lfs').symlinkattributes(dir .. '/' .. file)
   if attr and attr.mode ~= 'file' then
     error(("report: '%s' in the results folder is a %s, not a plain file: not written"):format(file, attr.mode), 3)
   end
-  return core.check_write(self.dir .. '/' .. file, 3)
+  return core.check_write(dir .. '/' .. file, 3)
 end
+
+function Report:path(file) return target(self, file) end
 
 --- Saves a canvas (moreau.viz) as PNG and lists it on the page.
 function Report:image(file, canvas, caption)
@@ -119,7 +130,7 @@ function Report:image(file, canvas, caption)
     error(('report:image: %s is not a picture (a moreau.viz canvas: viz.heatmap, viz.grid, ...)'):format(
       require('moreau.options').show(canvas)), 2)
   end
-  canvas:save_png(self:path(file))
+  canvas:save_png(target(self, file))
   self.written[file] = true
   self.items[#self.items + 1] = { kind = 'image', file = file, caption = caption }
 end
@@ -133,7 +144,7 @@ end
 
 --- Writes a CSV table and shows it on the page. rows: arrays of cells.
 function Report:table(file, header, rows, caption)
-  local f = assert(io.open(self:path(file), 'w'))
+  local f = assert(io.open(target(self, file), 'w'))
   local line = {}
   for i, h in ipairs(header) do line[i] = csv_cell(h) end
   f:write(table.concat(line, ','), '\n')
@@ -199,7 +210,7 @@ local function figure_image(self, file, cv, what, level, pending)
     error(('report:figure: %s is not a picture (a moreau.viz canvas), got %s'):format(what,
       require('moreau.options').show(cv)), level + 1)
   end
-  local ok, path = pcall(self.path, self, file)
+  local ok, path = pcall(target, self, file)
   if not ok then error((tostring(path):gsub('^[^\n]-:%d+: ', '')), level + 1) end
   return path
 end
@@ -427,16 +438,16 @@ end
 --- Writes results.json, page.json (what the page shows, as data: the run's
 -- name and its items) and index.html. RETURN: the folder.
 function Report:finish()
-  local f = assert(io.open(self:path('results.json'), 'w'))
+  local f = assert(io.open(target(self, 'results.json'), 'w'))
   f:write(cjson.encode(self.results), '\n')
   f:close()
-  f = assert(io.open(self:path('page.json'), 'w'))
+  f = assert(io.open(target(self, 'page.json'), 'w'))
   f:write(cjson.encode { name = self.name, items = self.items }, '\n')
   f:close()
-  f = assert(io.open(self:path('index.html'), 'w'))
+  f = assert(io.open(target(self, 'index.html'), 'w'))
   f:write(self:html())
   f:close()
-  return self.dir
+  return folders[self]
 end
 
 -- The text of a JSON file of the folder, or nil and why. Files over `most`

@@ -75,7 +75,20 @@ function sandbox.env()
     return getmetatable(v)
   end
   env.os = only(os, { 'time', 'clock', 'date', 'getenv', 'difftime' }, 'os')
-  env.io = only({ write = function(...) return io.write(...) end }, { 'write' }, 'io')
+  -- writing to the terminal: io.write, io.stdout:write and io.stderr:write
+  -- (the shipped recipes print their progress there), and flush
+  local function stream(f)
+    local s = {}
+    s.write = function(self, ...)
+      f:write(...)
+      return self
+    end
+    s.flush = function() f:flush() end
+    return setmetatable(s, getmetatable(refuse('io stream')))
+  end
+  local streams = { stdout = stream(io.stdout), stderr = stream(io.stderr) }
+  env.io = only({ write = function(...) return io.write(...) end, stdout = streams.stdout, stderr = streams.stderr },
+    { 'write', 'stdout', 'stderr' }, 'io')
   env.debug = refuse('debug')
   env.jit = nil
 

@@ -524,13 +524,15 @@ end
 -- the name 'tensor', or a table name -> tensor), metadata (table of strings).
 function T.save(path, x, metadata)
   local tensors = T.is(x) and { tensor = x } or x
-  require('moreau.safetensors').save(path, tensors, metadata)
+  local ok, err = pcall(require('moreau.safetensors').save, path, tensors, metadata)
+  if not ok then error((tostring(err):gsub('^[^\n]-:%d+: ', '')), 2) end
 end
 
 --- Loads a safetensors file: the tensor `name`, or (no name) a table name ->
 -- tensor and the metadata.
 function T.load(path, name)
-  local tensors, metadata = require('moreau.safetensors').load(path)
+  local ok, tensors, metadata = pcall(require('moreau.safetensors').load, path)
+  if not ok then error((tostring(tensors):gsub('^[^\n]-:%d+: ', '')), 2) end -- the caller's line, not ours
   if name == nil then return tensors, metadata end
   if tensors[name] == nil then
     error(("tensor.load: %s holds no tensor named '%s'"):format(path, tostring(name)), 2)

@@ -53,6 +53,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <poll.h>
 #include <signal.h>
@@ -273,6 +274,11 @@ static int run_with_deadline(int seccomp, unsigned wall_seconds)
         if ((seccomp > 3 && close_range(3, (unsigned)seccomp - 1, 0) != 0) ||
             close_range((unsigned)seccomp + 1, ~0u, 0) != 0)
             die(EXIT_SETUP, "cannot close inherited descriptors (close_range: %s)", strerror(errno));
+        /* bwrap keeps the environment it starts with (as PID 1 inside, its
+         * /proc/1/environ is readable there): only a fixed PATH crosses; the
+         * command gets the --env pairs (--clearenv, --setenv). */
+        if (clearenv() != 0 || setenv("PATH", "/usr/bin:/bin", 1) != 0)
+            die(EXIT_SETUP, "%s", "cannot clear the environment");
         execvp("bwrap", (char *const *)argv_out);
         die(EXIT_SETUP, "cannot run bubblewrap (%s): install Debian's bubblewrap package", strerror(errno));
     }
@@ -357,6 +363,12 @@ static const char *absolute_existing(const char *path, const char *opt)
 
 int main(int argc, char **argv)
 {
+    /* The run dies with the process that started it (a stopped IDE, `timeout`,
+     * a killed shell): this launcher gets SIGKILL when its parent ends, and
+     * bwrap, started with --die-with-parent, follows it. */
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        die(EXIT_SETUP, "%s", "the process that started the sandbox is gone");
     uint64_t cpu_seconds = 3600, wall_seconds = 0, memory = 8ull << 30, file_size = 4ull << 30;
     const char *chdir_to = NULL;
 
@@ -406,8 +418,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--memory=unlimited") == 0) {
             memory = RLIM_INFINITY; /* for AddressSanitizer builds, whose shadow memory is terabytes */
         } else if (strncmp(a, "--memory=", 9) == 0) {
-            if (parse_bytes(a + 9, &memory) != 0 || memory < (64u << 20))
-                die(EXIT_USAGE, "--memory wants at least 64M (a byte count, or with K, M, G), got '%s'", a + 9);
+            if (parse_bytes(a + 9, &memory) != 0 || memory < (1u << 30))
+                die(EXIT_USAGE, "--memory wants at least 1G (OpenBLAS and oneDNN reserve their pools at start; "
+                    "a byte count, or with K, M, G), got '%s'", a + 9);
         } else if (strncmp(a, "--file-size=", 12) == 0) {
             if (parse_bytes(a + 12, &file_size) != 0)
                 die(EXIT_USAGE, "--file-size wants a byte count (or with K, M, G), got '%s'", a + 12);
@@ -417,6 +430,11 @@ int main(int argc, char **argv)
     }
     if (i >= argc)
         die(EXIT_USAGE, "%s", "no command: moreau-sandbox [OPTIONS] -- COMMAND [ARGS]...");
+    /* Nothing but the --rw paths and the capped /tmp is writable: the root
+     * and /dev are tmpfs (memory) that bwrap makes, read-only from here on
+     * (device nodes such as /dev/null stay usable; /dev/shm does not). */
+    push3("--remount-ro", "/", NULL);
+    push3("--remount-ro", "/dev", NULL);
     if (chdir_to)
         push3("--chdir", chdir_to, NULL);
 
