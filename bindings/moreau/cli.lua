@@ -164,7 +164,15 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
         "results.json may come from anyone, so give --%s yourself, or add --trust if you made this " ..
         "results.json"):format(path, k, tostring(v), spec.file == 'write' and 'write' or 'read', k), 0)
     else
-      if type(v) == 'table' then v = table.concat(v, ',') end
+      if type(v) == 'table' then
+        for i, item in ipairs(v) do
+          if type(item) ~= 'string' and type(item) ~= 'number' then
+            error(("moreau run --from: %s records --%s with item %d a %s, not a value"):format(path, k, i,
+              type(item)), 0)
+          end
+        end
+        v = table.concat(v, ',')
+      end
       out[#out + 1] = ('--%s=%s'):format(k, tostring(v))
     end
   end
