@@ -43,8 +43,9 @@ describe('the command line', function()
       return k == 'n' or k == 'out' or k == 'tag'
     end)
     assert.are.same({ '--n=3', '--flag', '--out=dir', '--help', '--tag=x' }, args)
-    -- a flag followed by another option, and a value-taking key at the end, stay as they are
-    assert.are.same({ '--n', '--flag' }, options.normalize_args({ '--n', '--flag' }, function() return true end))
+    -- a value-taking key with no value after it is refused, naming it
+    assert.has_error(function() options.normalize_args({ '--n', '--flag' }, function() return true end) end,
+      "parameter 'n' needs a value: --n=VALUE or --n VALUE")
 
     local out, rc = moreau(('run %q --n 4 --flag --out %q'):format(probe, tmp .. '/r1'))
     assert.are.equal(0, rc, out)
@@ -54,6 +55,19 @@ describe('the command line', function()
     out, rc = moreau(('run %q -h'):format(probe))
     assert.are.equal(0, rc, out)
     assert.truthy(out:find('--n ', 1, true) and out:find('--KEY.OPTION=VALUE', 1, true), out)
+  end)
+
+  it('refuses a parameter that takes a value given none', function()
+    local out, rc = moreau(('run %q --n'):format(probe))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("parameter 'n' needs a value: --n=VALUE or --n VALUE", 1, true), out)
+    out, rc = moreau('explain --image --methods=gradient')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("parameter 'image' needs a value", 1, true), out)
+    out, rc = moreau('explain stray')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('unexpected argument stray (parameters are --key=value or --key value; ' ..
+      '`moreau explain --help` lists them)', 1, true), out)
   end)
 
   it('refuses a stray word, naming it and where the parameters are listed', function()
@@ -131,7 +145,7 @@ describe('method options on the command line', function()
     write(plain, "return { name = 'plain', params = {}, run = function() end }\n")
     local out, rc = moreau(('run %q --moreaugrad.T=5'):format(plain))
     assert.are.equal(1, rc, out)
-    assert.truthy(out:find("plain: unknown parameter 'moreaugrad.T' (parameters: )", 1, true), out)
+    assert.truthy(out:find("plain: unknown parameter 'moreaugrad.T' (it takes no parameters)", 1, true), out)
   end)
 end)
 
@@ -239,6 +253,34 @@ describe('long calls', function()
     assert.truthy(out:find('  Sparse MoreauGrad: iteration 20/20  ', 1, true), out)
     assert.truthy(out:find('  SmoothGrad: copy 60/60  ', 1, true), out)
     assert.truthy(out:find('done', 1, true), out)
+  end)
+
+  it('count a resumed solver on from where it stopped', function()
+    local script = tmp .. '/resume.lua'
+    write(script, [[
+      local moreau = require 'moreau'
+      moreau.set_progress('lines')
+      local net = require('helpers.nets').softplus_net { seed = 1 }
+      local s = moreau.prox.solver(net, moreau.tensor.rand { 1, 1, 6, 6 }, { 0 }, { T = 20, m = 2, K = 10 })
+      for _ = 1, 10 do s:step() end
+      s:run()
+    ]])
+    local p = io.popen(('LUA_PATH=%q luajit %q 2>&1'):format(package.path, script))
+    local out = p:read('*a')
+    p:close()
+    assert.truthy(out:find('  MoreauGrad: iteration 11/20  ', 1, true), out)
+    assert.truthy(out:find('  MoreauGrad: iteration 20/20  ', 1, true), out)
+    assert.falsy(out:find('iteration [1-9]/20'), out)
+  end)
+
+  it('follow --progress and MOREAU_PROGRESS on the command line', function()
+    local out, rc = moreau('--progress=loud info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find('moreau: --progress (or MOREAU_PROGRESS) must be off, tty or lines, got loud', 1, true), out)
+    out, rc = moreau(('--progress=lines explain --methods=moreaugrad --moreaugrad.T=10 --moreaugrad.m=1 ' ..
+      '--out=%q'):format(tmp .. '/pl'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('  MoreauGrad: iteration 10/10  ', 1, true), out)
   end)
 
   it('stay quiet by default, and in tty mode when stderr is not a terminal', function()

@@ -16,11 +16,14 @@ local cli = {}
 
 local function usage()
   return [[
-usage: moreau [--threads=N] [--traceback] COMMAND [ARGS]
+usage: moreau [--threads=N] [--traceback] [--progress=MODE] COMMAND [ARGS]
 
   --threads=N           threads of the engine (default: OMP_NUM_THREADS, else every core)
   --traceback           an error shows every frame of the stack, moreau's own too
                         (also: the environment variable MOREAU_TRACEBACK set)
+  --progress=MODE       long engine calls: tty (a line redrawn on a terminal; the default),
+                        lines (a line at each tenth of the work, for logs), off
+                        (also: MOREAU_PROGRESS=MODE)
 
 commands:
   explain [--index=N | --image=PATH] [--key=value ...]
@@ -38,7 +41,9 @@ commands:
   --version, --help]]
 end
 
-local function recipes_dir() return core.root .. '/recipes' end
+local function recipes_dir()
+  return require('moreau.isolation').realpath(core.root .. '/recipes') or (core.root .. '/recipes')
+end
 
 --- Resolves a recipe argument: a path, or a name under recipes/.
 local function find_recipe(name)
@@ -69,8 +74,8 @@ function cli.run_recipe(path, args, opts)
   -- `--key value` and `-h` read as `--key=value` and `--help`, now that the parameters' types are known
   local given, rest = recipe.parse_args(options.normalize_args(args, function(k) return recipe.takes_value(r, k) end))
   if #rest > 0 then
-    error(('moreau run: unexpected argument %s (parameters are --key=value or --key value; %s)'):format(rest[1],
-      r.path and ('`moreau run ' .. r.path .. ' --help` lists them') or '--help lists them'), 0)
+    error(('moreau run: unexpected argument %s (parameters are --key=value or --key value; `moreau %s --help` ' ..
+      'lists them)'):format(rest[1], opts and opts.command or ('run ' .. tostring(r.path))), 0)
   end
   if given.help then
     print(recipe.help(r))
@@ -136,7 +141,7 @@ end
 -- default or you give it yourself on the command line.
 local function replayed_args(results, path, file, args, confined_or_trusted)
   local options = require 'moreau.options'
-  local mine = options.parse_args(options.normalize_args(args, function() return true end))
+  local mine = options.parse_args(args) -- the keys the caller gave (with a value or not)
   local r = not confined_or_trusted and require('moreau.recipe').load(file) or nil -- a shipped recipe: loading it is safe
   local out, keys = {}, {}
   if type(results.params) ~= 'table' then results.params = {} end
@@ -292,8 +297,8 @@ function commands.run(args)
   return cli.run_recipe(find_recipe(first), args)
 end
 
-function commands.explain(args) return cli.run_recipe(find_recipe('explain'), args) end
-function commands.train(args) return cli.run_recipe(find_recipe('train_fmnist'), args) end
+function commands.explain(args) return cli.run_recipe(find_recipe('explain'), args, { command = 'explain' }) end
+function commands.train(args) return cli.run_recipe(find_recipe('train_fmnist'), args, { command = 'train' }) end
 
 function commands.bench(args)
   local path = core.root .. '/scripts/bench.lua'
@@ -321,7 +326,12 @@ end
 function cli.main(args)
   -- options before the command: --threads=N, the engine's thread count
   -- (default: OMP_NUM_THREADS, else every core); --traceback, every frame of an error
-  while args[1] and (args[1]:match('^%-%-threads=') or args[1] == '--traceback') do
+  local progress = os.getenv('MOREAU_PROGRESS') or 'tty'
+  while args[1] and (args[1]:match('^%-%-threads=') or args[1] == '--traceback' or args[1]:match('^%-%-progress=')) do
+    if args[1]:match('^%-%-progress=') then
+      progress = table.remove(args, 1):match('^%-%-progress=(.*)$')
+      goto next
+    end
     if args[1] == '--traceback' then
       table.remove(args, 1)
       require('moreau.recipe').want_traceback = true
@@ -335,8 +345,13 @@ function cli.main(args)
     core.C.mr_set_num_threads(n)
     ::next::
   end
-  -- long engine calls draw a progress line when stderr is a terminal
-  core.C.mr_progress_set(core.C.MR_PROGRESS_TTY)
+  -- long engine calls draw a progress line when stderr is a terminal (tty),
+  -- or print one at each tenth of the work (lines, for logs), or nothing (off)
+  local ok_p = pcall(require('moreau').set_progress, progress)
+  if not ok_p then
+    io.stderr:write(('moreau: --progress (or MOREAU_PROGRESS) must be off, tty or lines, got %s\n'):format(progress))
+    return 2
+  end
   local cmd = table.remove(args, 1)
   if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
     print(usage())

@@ -328,8 +328,9 @@ end
 
 --- The command line as options.parse_args reads it: `-h` becomes `--help`,
 -- and `--key value` becomes `--key=value` when takes_value(key) says the key
--- takes a value (key with dashes as underscores) and the next argument does
--- not start with `--`. A bare `--flag` stays a flag. RETURN: a new list.
+-- takes a value (key with dashes as underscores); such a key with no value
+-- after it raises "parameter 'K' needs a value". A bare `--flag` of any other
+-- key stays a flag. RETURN: a new list.
 function options.normalize_args(args, takes_value)
   local out, i = {}, 1
   while i <= #args do
@@ -337,7 +338,10 @@ function options.normalize_args(args, takes_value)
     local k = a:match('^%-%-([%w_%-%.]+)$')
     if a == '-h' then
       out[#out + 1] = '--help'
-    elseif k and takes_value(k:gsub('-', '_')) and args[i + 1] ~= nil and not args[i + 1]:match('^%-%-') then
+    elseif k and takes_value(k:gsub('-', '_')) then
+      if args[i + 1] == nil or args[i + 1]:match('^%-%-') then
+        error(("parameter '%s' needs a value: --%s=VALUE or --%s VALUE"):format(k:gsub('-', '_'), k, k), 0)
+      end
       out[#out + 1] = ('--%s=%s'):format(k, args[i + 1])
       i = i + 1
     else
@@ -367,7 +371,8 @@ function options.params(who, params, given, noun)
       local names = {}
       for name in pairs(params) do names[#names + 1] = name end
       table.sort(names)
-      error(("%s: unknown %s '%s' (%ss: %s)%s"):format(who, noun, tostring(k), noun, table.concat(names, ', '),
+      error(("%s: unknown %s '%s' (%s)%s"):format(who, noun, tostring(k),
+        #names > 0 and (noun .. 's: ' .. table.concat(names, ', ')) or ('it takes no ' .. noun .. 's'),
         options.nearest(k, names)), 0)
     end
     local val = options.types[spec.type or 'string'](v)

@@ -109,16 +109,17 @@ int mr_size_int(const char *fn, const char *what, int64_t v);
  * where fmt names the function, the file and what it declares. */
 int mr_loader_check(int64_t bytes, const char *fmt, ...) MR_PRINTF(2, 3);
 
-/* A long call's progress (core/progress.c): begin with the total work (in
- * `unit`s: "iteration", "copy"), update with the work done, end when done or
- * failed. Inert unless mr_progress_set turned the lines on. */
+/* A long call's progress (core/progress.c): begin with where it starts and
+ * the whole (in `unit`s: "iteration", "copy"; a resumed solver starts past
+ * 0), update with where it is, end when done or failed. Inert unless
+ * mr_progress_set turned the lines on. */
 typedef struct mr_progress {
     int on, tenth, drawn;
     const char *what, *unit;
-    int64_t total;
+    int64_t first, total;
     double t0, last;
 } mr_progress;
-void mr_progress_begin(mr_progress *p, const char *what, const char *unit, int64_t total);
+void mr_progress_begin(mr_progress *p, const char *what, const char *unit, int64_t first, int64_t total);
 void mr_progress_update(mr_progress *p, int64_t done);
 void mr_progress_end(mr_progress *p);
 

@@ -342,11 +342,11 @@ int mr_moreau_run(mr_moreau *s)
     int32_t first = s->iter;
     mr_progress_begin(&p, s->o.reg == MR_REG_NONE ? "MoreauGrad" : s->o.reg == MR_REG_L1 ? "Sparse MoreauGrad"
                                                                                            : "Group-Sparse MoreauGrad",
-                      "iteration", (int64_t)s->o.T - first);
+                      "iteration", first, s->o.T);
     while ((rc = mr_interrupt_check()) == 0 && (rc = mr_moreau_step(s)) == 0)
-        mr_progress_update(&p, (int64_t)s->iter - first);
+        mr_progress_update(&p, s->iter);
     if (rc == 1) /* the last iteration, or every item converged: all the work is done */
-        mr_progress_update(&p, (int64_t)s->o.T - first);
+        mr_progress_update(&p, s->o.T);
     mr_progress_end(&p);
     return rc < 0 ? rc : MR_OK;
 }

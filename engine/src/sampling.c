@@ -464,7 +464,7 @@ int mr_smoothgrad(mr_tensor *out, mr_net *net, const mr_tensor *x, const int32_t
     mr_progress p;
     mr_progress_begin(&p, o->mode == MR_SG_SPARSIFIED ? "Sparsified SmoothGrad" : o->mode == MR_SG_VAR ? "VarGrad"
                                                                                  : "SmoothGrad",
-                      "copy", s.N * (int64_t)o->samples);
+                      "copy", 0, s.N * (int64_t)o->samples);
     s.progress = &p;
     int rc = mr_sampler_round(&s, NULL, 0, NULL, sg_visit, &c);
     mr_progress_end(&p);

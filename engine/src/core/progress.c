@@ -13,8 +13,9 @@
  *                      `moreau` command and the REPL use this)
  *   MR_PROGRESS_LINES  a line at each tenth of the work, for logs
  *
- * The line: "  moreaugrad: iteration 37/300  12.4/s  21 s left", the rate and
- * the time left from the work done so far (wall clock). A finished call's
+ * The line: "  moreaugrad: iteration 37/300  12.4/s  21 s left": where the
+ * call is out of the whole (a resumed solver counts on from where it stopped),
+ * the rate and the time left from the work done in this call (wall clock). A finished call's
  * line is erased on a terminal, so the caller's own summary follows cleanly.
  * Only the calling thread reports: the loops call in between their parallel
  * regions.
@@ -36,30 +37,32 @@ int mr_progress_set(int m)
 
 int mr_progress_get(void) { return atomic_load(&mode); }
 
-void mr_progress_begin(mr_progress *p, const char *what, const char *unit, int64_t total)
+void mr_progress_begin(mr_progress *p, const char *what, const char *unit, int64_t first, int64_t total)
 {
     memset(p, 0, sizeof *p);
     int m = atomic_load(&mode);
-    if (m == MR_PROGRESS_OFF || total <= 0 || (m == MR_PROGRESS_TTY && !mr_stderr_is_terminal()))
+    if (m == MR_PROGRESS_OFF || total <= first || (m == MR_PROGRESS_TTY && !mr_stderr_is_terminal()))
         return;
     p->on = m;
     p->what = what;
     p->unit = unit;
+    p->first = first;
     p->total = total;
     p->t0 = p->last = mr_wall_seconds();
 }
 
 void mr_progress_update(mr_progress *p, int64_t done)
 {
-    if (!p->on || done <= 0)
+    int64_t work = done - p->first; /* done in this call (a resumed solver starts past 0) */
+    if (!p->on || work <= 0)
         return;
     double now = mr_wall_seconds(), el = now - p->t0;
-    int tenth = (int)(10 * done / p->total);
+    int tenth = (int)(10 * work / (p->total - p->first));
     if (p->on == MR_PROGRESS_TTY ? now - p->last < 0.2 && done < p->total : tenth <= p->tenth)
         return;
     p->last = now;
     p->tenth = tenth;
-    double rate = el > 0 ? (double)done / el : 0, left = rate > 0 ? (double)(p->total - done) / rate : 0;
+    double rate = el > 0 ? (double)work / el : 0, left = rate > 0 ? (double)(p->total - done) / rate : 0;
     char line[160];
     snprintf(line, sizeof line, "  %s: %s %lld/%lld  %.1f/s  %.0f s left", p->what, p->unit, (long long)done,
              (long long)p->total, rate, left);
