@@ -121,8 +121,9 @@ return {
       -- say what was done to the picture: the model sees only this
       local said = {}
       if done.file_channels ~= shape[1] then
-        said[#said + 1] = ('converted to %s'):format(shape[1] == 1 and 'grey (BT.601 luma)' or
-          ('%d channels'):format(shape[1]))
+        said[#said + 1] = ('converted to %s%s'):format(shape[1] == 1 and 'grey (BT.601 luma)' or
+          ('%d channels'):format(shape[1]), (done.file_channels == 2 or done.file_channels == 4) and
+          (shape[1] == 1 or shape[1] == 3) and ', its alpha channel dropped' or '')
       end
       if done.cropped then
         said[#said + 1] = ('resized to %dx%d keeping its aspect, then the centre %dx%d cut out ' ..

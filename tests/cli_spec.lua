@@ -105,6 +105,15 @@ describe('method options on the command line', function()
     assert.are.same(res.opts, cjson.decode(read(tmp .. '/m2/results.json')).opts)
   end)
 
+  it('for a method that does not run are said to have no effect', function()
+    local out, rc = moreau(('run %q --methods=moreaugrad --smoothgrad.samples=3 --moreaugrad.T=4 --out=%q')
+      :format(probe, tmp .. '/m3'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('experiment: --smoothgrad.samples set for a method not among the methods run ' ..
+      '(moreaugrad): no effect', 1, true), out)
+    assert.falsy(out:find('moreaugrad.T set', 1, true), out)
+  end)
+
   it('apply to the entry they name only', function()
     local list = experiment.methods { preset = 'fast', overrides = { ['sparse_moreaugrad.eta'] = 0.05,
       ['smoothgrad.samples'] = 3 } }
@@ -307,5 +316,12 @@ describe('explain --image', function()
     out, rc = moreau(('explain --image=%q --fit=stretch --methods=gradient --out=%q'):format(photo, tmp .. '/img2'))
     assert.are.equal(0, rc, out)
     assert.truthy(out:find('converted to grey (BT.601 luma); resized to 28x28\n', 1, true), out)
+    -- a transparent picture: its alpha is dropped, and that is said too
+    local rgba = tmp .. '/rgba.png'
+    require('moreau.data').save_png(rgba, require('moreau.tensor').rand({ 1, 4, 28, 28 }, { seed = 4 }))
+    out, rc = moreau(('explain --image=%q --methods=gradient --out=%q'):format(rgba, tmp .. '/img3'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('is 28x28 with 4 channels; resnet_fmnist takes 1x28x28: converted to grey (BT.601 ' ..
+      'luma), its alpha channel dropped\n', 1, true), out)
   end)
 end)

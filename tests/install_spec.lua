@@ -131,5 +131,9 @@ describe('the API reference', function()
     end
     local page = read(out .. '/modules/moreau.tensor.html')
     assert.truthy(page:find('Tensor:clamp_', 1, true), 'tensor methods are listed')
+    page = read(out .. '/modules/moreau.nn.html')
+    for _, m in ipairs { 'nn.Conv2d', 'nn.BatchNorm2d', 'nn.Sequential', 'nn.ReLU' } do
+      assert.truthy(page:find(m, 1, true), m .. ' is in the reference')
+    end
   end)
 end)

@@ -124,6 +124,8 @@ local function method_table(opts)
   }
 end
 
+local warned = setmetatable({}, { __mode = 'k' })
+
 function experiment.methods(opts)
   opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
   for i, k in ipairs(opts.only or {}) do
@@ -134,7 +136,22 @@ function experiment.methods(opts)
     keep = {}
     for _, k in ipairs(opts.only) do keep[k] = true end
   end
-  local list = {}
+  local list, known = {}, {}
+  for _, row in ipairs(method_table(opts)) do known[row[1]] = true end
+  -- an option for a method this list leaves out has no effect: said once per overrides table
+  if opts.overrides and keep and not warned[opts.overrides] then
+    warned[opts.overrides] = true
+    local unused = {}
+    for k in pairs(opts.overrides) do
+      local mk = tostring(k):match('^([%w_]+)%.[%w_]+$')
+      if mk and known[mk] and not keep[mk] then unused[#unused + 1] = '--' .. tostring(k) end
+    end
+    table.sort(unused)
+    if #unused > 0 then
+      io.stderr:write(('experiment: %s set for a method not among the methods run (%s): no effect\n'):format(
+        table.concat(unused, ', '), table.concat(opts.only, ', ')))
+    end
+  end
   for _, row in ipairs(method_table(opts)) do
     local key, title, name, o = row[1], row[2], row[3], row[4]
     local given = {}

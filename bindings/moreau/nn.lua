@@ -436,31 +436,48 @@ end
 
 local function leaf(fn) return setmetatable({}, { __index = { build = fn } }) end
 
+--- torch.nn.Conv2d: cin -> cout channels, kernel k (n or {kh, kw}); opts {stride = 1,
+-- padding = 0, dilation = 1, groups = 1, bias = true}. Parameters weight (cout, cin/groups, kh, kw), bias (cout).
 function nn.Conv2d(cin, cout, k, opts)
   return leaf(function(_, b, x, prefix) return b:conv2d(prefix, x, cin, cout, k, opts) end)
 end
+--- torch.nn.Linear: fin -> fout features on 1-dim samples; opts {bias = true}. Parameters
+-- weight (fout, fin), bias (fout).
 function nn.Linear(fin, fout, opts)
   return leaf(function(_, b, x, prefix) return b:linear(prefix, x, fin, fout, opts) end)
 end
+--- torch.nn.BatchNorm2d over c channels; opts {eps = 1e-5, momentum = 0.1}. Parameters weight,
+-- bias; buffers running_mean, running_var (num_batches_tracked is not kept).
 function nn.BatchNorm2d(c, opts)
   return leaf(function(_, b, x, prefix) return b:batchnorm2d(prefix, x, c, opts) end)
 end
+--- torch.nn.Softplus: log(1 + exp(beta x)) / beta, linear above threshold; opts {beta = 1,
+-- threshold = 20}.
 function nn.Softplus(opts)
   return leaf(function(_, b, x, prefix) return b:softplus(x, opts, prefix) end)
 end
+--- torch.nn.MaxPool2d with kernel k; opts {stride = k, padding = 0, ceil_mode = false}.
 function nn.MaxPool2d(k, opts)
   return leaf(function(_, b, x, prefix) return b:maxpool2d(x, k, opts, prefix) end)
 end
+--- torch.nn.AvgPool2d with kernel k; opts {stride = k, padding = 0, ceil_mode = false,
+-- count_include_pad = true}.
 function nn.AvgPool2d(k, opts)
   return leaf(function(_, b, x, prefix) return b:avgpool2d(x, k, opts, prefix) end)
 end
+--- torch.nn.AdaptiveAvgPool2d to size (n or {oh, ow}).
 function nn.AdaptiveAvgPool2d(size)
   return leaf(function(_, b, x, prefix) return b:adaptive_avgpool2d(x, size, prefix) end)
 end
+--- torch.nn.Dropout with probability p (0.5 by default); the identity in inference mode.
 function nn.Dropout(p)
   return leaf(function(_, b, x, prefix) return b:dropout(x, p, prefix) end)
 end
+--- torch.nn.Identity.
 function nn.Identity() return leaf(function(_, _, x) return x end) end
+--- torch.nn.ReLU, SiLU, Sigmoid, Tanh, Flatten (all but the batch dim), Softmax and LogSoftmax
+-- (over the last dim), without arguments: nn.ReLU(), nn.SiLU(), ...
+-- @function ReLU
 for name, op in pairs { ReLU = 'relu', SiLU = 'silu', Sigmoid = 'sigmoid', Tanh = 'tanh',
   Flatten = 'flatten', Softmax = 'softmax', LogSoftmax = 'log_softmax' } do
   nn[name] = function() return leaf(function(_, b, x, prefix) return b[op](b, x, prefix) end) end
