@@ -103,8 +103,13 @@ local O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 1, 64, 128, 131072, 524
 -- dir/name (rename replaces a link itself, never its target).
 -- ERRORS: the file cannot be written.
 function isolation.replace_file(dir, name, text)
-  local tmp = ('%s/.%s.%d.%d'):format(dir, name, ffi.C.moreau_getpid(), math.random(1, 2 ^ 30))
-  local fd = ffi.C.moreau_open(tmp, O_WRONLY + O_CREAT + O_EXCL + O_NOFOLLOW + O_CLOEXEC, ffi.new('int', 420))
+  -- a name the run could not have planted in advance: a few tries, each new
+  local tmp, fd
+  for _ = 1, 8 do
+    tmp = ('%s/.%s.%d.%d.%d'):format(dir, name, ffi.C.moreau_getpid(), os.time(), math.random(1, 2 ^ 30))
+    fd = ffi.C.moreau_open(tmp, O_WRONLY + O_CREAT + O_EXCL + O_NOFOLLOW + O_CLOEXEC, ffi.new('int', 420))
+    if fd >= 0 or ffi.errno() ~= 17 then break end -- 17: EEXIST
+  end
   if fd < 0 then error(('isolation: cannot create %s (error %d)'):format(tmp, ffi.errno()), 2) end
   local done = 0
   while done < #text do
