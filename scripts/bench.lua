@@ -45,7 +45,11 @@
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
 -- process), and the time ratio engine / torch (> 1: the engine is slower).
 --
--- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32
+-- --load=N runs N competing busy single-thread processes (shell loops) for
+-- the whole run, started before the first section and stopped after the last
+-- (each also stops by itself when the bench process is gone): every figure is
+-- then "under load"; compare with the same command at --load=0.
+-- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32 --load=0
 --   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=64 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
@@ -83,6 +87,7 @@ local params = {
   models = { type = 'string', default = 'resnet18_cifar,resnet_fmnist', domain = 'string' },
   torch = { type = 'string', default = 'auto', domain = 'one of auto, on, off' },
   seed = { type = 'int', default = 0, domain = 'seed' },
+  load = { type = 'int', default = 0, domain = 'int in [0, 64]' },
   images = { type = 'int', default = 64, domain = 'int >= 1' },
   batch_T = { type = 'int', default = 20, domain = 'int >= 1' },
   batch_m = { type = 'int', default = 16, domain = 'int >= 0' },
@@ -165,8 +170,30 @@ end
 
 B.start()
 
+-- The competing load: N shell loops that burn a core each and end when this
+-- process does (they test it every ~0.1 s), so a killed bench leaves none.
+local load_pids = {}
+local function start_load(n)
+  if n == 0 then return end
+  local me = B.read_all('echo $PPID'):match('%d+')
+  for _ = 1, n do
+    local cmd = ("sh -c 'while kill -0 %s 2>/dev/null; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; " ..
+      "done' >/dev/null 2>&1 & echo $!"):format(me)
+    load_pids[#load_pids + 1] = B.read_all(cmd):match('%d+')
+  end
+  os.execute('sleep 1') -- let them take their cores
+end
+local function stop_load()
+  for _, pid in ipairs(load_pids) do os.execute('kill ' .. pid .. ' 2>/dev/null') end
+end
+
 local ok, err = pcall(function()
+  start_load(opts.load)
   B.header()
+  if opts.load > 0 then
+    print(('competing load: %d busy single-thread process%s running during every section (--load)'):format(
+      opts.load, opts.load == 1 and '' or 'es'))
+  end
   local peak
   if sections.peak or sections.forward then peak = section('peak').measure() end
   if sections.peak then section('peak').print(peak) end
@@ -178,6 +205,7 @@ local ok, err = pcall(function()
   local load = (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('load average %s at the end (a busy machine makes every figure slower and noisier)'):format(load))
 end)
+stop_load()
 if opts.keep then
   print('temp folder kept: ' .. B.tmp)
 else
