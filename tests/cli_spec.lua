@@ -10,9 +10,7 @@ local experiment = require 'moreau.experiment'
 local asserts = require 'helpers.asserts'
 local function core_root() return require('moreau.isolation').realpath(require('moreau.core').root) end
 
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 
 local cli = require 'helpers.cli'
 local moreau, write, read = cli.moreau, cli.write, cli.read

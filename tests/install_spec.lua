@@ -6,9 +6,7 @@
 local lfs = require 'lfs'
 local core = require 'moreau.core'
 
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 
 local cli = require 'helpers.cli'
 local write, read = cli.write, cli.read

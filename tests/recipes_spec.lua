@@ -7,9 +7,7 @@ local moreau = require 'moreau'
 local recipe = require 'moreau.recipe'
 local core = require 'moreau.core'
 
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 
 describe('the shipped model', function()
   it('loads by name and matches its card on the first 1000 test images', function()

@@ -13,9 +13,7 @@ local nets = require 'helpers.nets'
 local C = core.C
 
 local root = core.root
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 
 -- The message of an error, without the "file:line: " prefix.
 local function message(f)

@@ -21,9 +21,7 @@ local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'
 local function absolute(p) return p:sub(1, 1) == '/' and p or lfs.currentdir() .. '/' .. p end
 local root, lib = absolute(core.root), absolute(core.lib_path)
 
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 teardown(function() os.execute('rm -rf ' .. shell_quote(tmp)) end)
 
 local function has(text, piece) return text:find(piece, 1, true) ~= nil end

@@ -14,9 +14,7 @@ local core = require 'moreau.core'
 local isolation = require 'moreau.isolation'
 
 local root = isolation.realpath(core.root)
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 tmp = isolation.realpath(tmp)
 
 local cli = require 'helpers.cli'

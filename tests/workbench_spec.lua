@@ -8,9 +8,7 @@ local repl = require 'moreau.repl'
 local core = require 'moreau.core'
 
 local root = core.root
-local tmp = os.tmpname()
-os.remove(tmp)
-lfs.mkdir(tmp)
+local tmp = require('helpers.cli').tmpdir()
 
 local cli = require 'helpers.cli'
 local moreau, write, read = cli.moreau, cli.write, cli.read

@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* A dense float32 tensor (opaque in moreau.h: engine code reads the fields,
@@ -45,6 +46,19 @@ void mr_free(void *p);
 int mr_threads(void);
 
 /* 1 when a and b have the same dims and sizes (an equal numel is not enough). */
+/* A process-wide byte budget (the sampler's memory budget, the loaders'
+ * budget): set to bytes > 0, or back to its default with 0 (or less);
+ * read as the bytes in force. */
+static inline void mr_budget_store(atomic_llong *budget, int64_t bytes)
+{
+    atomic_store(budget, bytes > 0 ? (long long)bytes : 0);
+}
+static inline int64_t mr_budget_load(atomic_llong *budget, int64_t default_bytes)
+{
+    long long b = atomic_load(budget);
+    return b > 0 ? b : default_bytes;
+}
+
 static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)
 {
     if (a->ndim != b->ndim)

@@ -203,15 +203,11 @@ static atomic_llong memory_budget;
 
 int mr_set_memory_budget(int64_t bytes)
 {
-    atomic_store(&memory_budget, bytes > 0 ? (long long)bytes : 0);
+    mr_budget_store(&memory_budget, bytes);
     return MR_OK;
 }
 
-int64_t mr_get_memory_budget(void)
-{
-    long long b = atomic_load(&memory_budget);
-    return b > 0 ? b : (int64_t)MR_MEMORY_BUDGET_MIB << 20;
-}
+int64_t mr_get_memory_budget(void) { return mr_budget_load(&memory_budget, (int64_t)MR_MEMORY_BUDGET_MIB << 20); }
 
 int mr_auto_chunk(int64_t *chunk, mr_net *net, int64_t copies, int tangents, int64_t per_copy_bytes,
                   int64_t budget)

@@ -14,6 +14,14 @@ function cli.moreau(args)
   return out:gsub('rc=%d+%s*$', ''), rc
 end
 
+--- A new empty folder for one spec's files (os.tmpname's name, made a folder).
+function cli.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(require('lfs').mkdir(dir))
+  return dir
+end
+
 --- Writes text to path (whole file).
 function cli.write(path, text)
   local f = assert(io.open(path, 'wb'))

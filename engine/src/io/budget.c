@@ -10,15 +10,11 @@ static atomic_llong loader_budget;
 
 int mr_set_loader_budget(int64_t bytes)
 {
-    atomic_store(&loader_budget, bytes > 0 ? (long long)bytes : 0);
+    mr_budget_store(&loader_budget, bytes);
     return MR_OK;
 }
 
-int64_t mr_get_loader_budget(void)
-{
-    long long b = atomic_load(&loader_budget);
-    return b > 0 ? b : (int64_t)MR_LOADER_BUDGET_MIB << 20;
-}
+int64_t mr_get_loader_budget(void) { return mr_budget_load(&loader_budget, (int64_t)MR_LOADER_BUDGET_MIB << 20); }
 
 int mr_loader_check(int64_t bytes, const char *fmt, ...)
 {
