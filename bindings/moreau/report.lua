@@ -40,7 +40,11 @@ local function mkdir_p(dir)
     path = (path == '' and (dir:sub(1, 1) == '/' and '/' or '') or path .. '/') .. part
     if not lfs.attributes(path) then
       local ok, err = lfs.mkdir(path)
-      if not ok then error('report: cannot create ' .. path .. ': ' .. tostring(err), 3) end
+      -- another run may have made it between the check and the mkdir (runs
+      -- started together all make results/): that is no error
+      if not ok and lfs.attributes(path, 'mode') ~= 'directory' then
+        error('report: cannot create ' .. path .. ': ' .. tostring(err), 3)
+      end
     end
   end
 end
