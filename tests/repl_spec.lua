@@ -125,9 +125,13 @@ local function start_repl(history, command)
   lfs.mkdir(dir)
   local fifo, out = dir .. '/in', dir .. '/out'
   assert(os.execute(('mkfifo %q'):format(fifo)) == 0)
-  local cmd = ('cd %q && env MOREAU_HISTORY=%q MOREAU_LIB=%q TERM=dumb timeout 90 ' ..
+  -- `script -c` runs the command through $SHELL -c; with `exec` no shell stays in
+  -- the terminal's foreground group (dash, unlike bash, would wait there, take
+  -- the Ctrl-C too and end the session with status 130). SHELL is pinned so that
+  -- every machine runs the session the same way.
+  local cmd = ('cd %q && env SHELL=/bin/sh MOREAU_HISTORY=%q MOREAU_LIB=%q TERM=dumb timeout 90 ' ..
     'script -qfec %q /dev/null < %q > %q 2>&1; echo "[exit $?]" >> %q'):format(root, history, core.lib_path,
-    command or 'scripts/moreau repl', fifo, out, out)
+    'exec ' .. (command or 'scripts/moreau repl'), fifo, out, out)
   assert(os.execute('( ' .. cmd .. ' ) &') == 0)
   local w = assert(io.open(fifo, 'w'))
   local s = { cursor = 1 }
