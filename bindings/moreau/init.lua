@@ -13,9 +13,22 @@ local moreau = {
   version = core.version(),
 }
 
---- Threads used by the engine and by BLAS (results do not depend on it).
+--- The most threads the engine's loops and oneDNN use (OpenBLAS runs on one
+-- thread inside them); n nil or 0: OMP_NUM_THREADS, else every core this
+-- process may use (affinity mask, cgroup CPU quota). Results do not depend
+-- on it (docs/determinism.md).
 function moreau.set_num_threads(n) core.check(core.C.mr_set_num_threads(n or 0)) end
 function moreau.get_num_threads() return core.C.mr_get_num_threads() end
+--- Adaptive team size, on by default: the engine uses fewer threads than
+-- `get_num_threads()` while other processes keep cores busy, and all of them
+-- again when the cores are free (looked at every 0.2 s from /proc/stat;
+-- docs/architecture.md, "Threads"). Off (`false`), the team is always
+-- `get_num_threads()`. MOREAU_ADAPTIVE_THREADS=0 turns it off for a process.
+-- Timings only: results do not depend on the team size.
+function moreau.set_adaptive_threads(on) core.check(core.C.mr_set_adaptive_threads(on and 1 or 0)) end
+function moreau.get_adaptive_threads() return core.C.mr_get_adaptive_threads() ~= 0 end
+--- The team size in use now (1..get_num_threads()).
+function moreau.get_threads_in_use() return core.C.mr_get_threads_in_use() end
 --- Progress lines of the long engine calls (the MoreauGrad solver per
 -- iteration, SmoothGrad's copies) on stderr: 'off' (a library's default),
 -- 'tty' (one line redrawn in place when stderr is a terminal, else nothing:

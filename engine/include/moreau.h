@@ -75,6 +75,18 @@ void mr_alloc_peak_reset(void);
  * passes for every batch. */
 int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
+/* Adaptive team size (on by default; MOREAU_ADAPTIVE_THREADS=0 in the
+ * environment turns it off before the first call): before each op pass, at
+ * most every 0.2 s, the team shrinks below mr_get_num_threads() by the cores
+ * other processes keep busy (from /proc/stat, less this process's own CPU
+ * time; a neighbour using under 0.4 of a core is ignored), and grows back when
+ * they are free. Static loops with spinning barriers otherwise wait a
+ * scheduler slice for a descheduled thread in every parallel region. Results
+ * do not depend on the team size. docs/architecture.md, "Threads". */
+int mr_set_adaptive_threads(int on);
+int mr_get_adaptive_threads(void);
+/* The team size the engine's loops use now (1..mr_get_num_threads()). */
+int mr_get_threads_in_use(void);
 /* A one-line description of the backends ("cpu: OpenBLAS 0.3.21 ...; conv2d:
  * onednn (oneDNN 2.6.3, avx512_core)"). Static. */
 const char *mr_backend_info(void);

@@ -55,6 +55,7 @@ static int cpu_supports(void *ctx, int op, int pass)
 static int cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
 {
     const mr_op_kernels *k = kernels[op];
+    mr_threads_update();
     switch (pass) {
     case MR_PASS_FORWARD:
         k->forward(a->ctx, a->x, a->y);

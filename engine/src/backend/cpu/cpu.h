@@ -24,6 +24,11 @@ int mr_conv_dnnl_backward_data(const struct conv_geom *g, int64_t N, const float
 /* conv2d's path, one line, for mr_backend_info (conv2d_dnnl.c). */
 const char *mr_conv_backend_info(void);
 
+/* Looks, at most every 0.2 s, at the cores other processes leave free and
+ * sets the team size mr_threads() returns (threads.c). Called before each op
+ * pass, from outside parallel regions. */
+void mr_threads_update(void);
+
 /* MR_ESTATE naming the op when a row of the CPU kernel table lacks a pass. */
 int mr_cpu_kernels_check(void);
 

@@ -1,0 +1,93 @@
+-- The adaptive team size (engine/src/backend/cpu/threads.c): the engine's
+-- loops use fewer threads while other processes keep cores busy, and results
+-- never depend on the team.
+local moreau = require 'moreau'
+local core = require 'moreau.core'
+local T = require 'moreau.tensor'
+local oracle = require 'moreau.oracle'
+local nets = require 'helpers.nets'
+local cli = require 'helpers.cli'
+
+local tmp = cli.tmpdir()
+
+-- Starts n busy single-thread processes (shell loops, each ended after 60 s
+-- whatever happens). RETURN: a function that stops them.
+local function busy(n)
+  local pids = tmp .. '/busy.pids'
+  os.remove(pids)
+  for _ = 1, n do
+    assert(os.execute(("(timeout 60 sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $! >> %q)"):format(pids)) == 0)
+  end
+  return function()
+    for pid in io.lines(pids) do os.execute('kill ' .. pid .. ' 2>/dev/null') end
+  end
+end
+
+local function bits_equal(a, b)
+  return a:numel() == b:numel() and a:max_abs_diff(b) == 0
+end
+
+describe('the adaptive team size', function()
+  local limit_before = moreau.get_num_threads()
+  after_each(function()
+    moreau.set_num_threads(0)
+    moreau.set_adaptive_threads(true)
+  end)
+
+  it('is on by default and can be turned off; off, the team is the limit', function()
+    assert.is_true(moreau.get_adaptive_threads())
+    local net = nets.softplus_net { seed = 1 }
+    local x = T.randn({ 4, 1, 6, 6 }, { seed = 1 })
+    moreau.set_num_threads(3)
+    moreau.set_adaptive_threads(false)
+    assert.is_false(moreau.get_adaptive_threads())
+    oracle.grad(net, x, { 0, 1, 2, 0 })
+    assert.are.equal(3, moreau.get_threads_in_use())
+    assert.are.equal(3, moreau.get_num_threads())
+    moreau.set_adaptive_threads(true)
+    oracle.grad(net, x, { 0, 1, 2, 0 })
+    local t = moreau.get_threads_in_use()
+    assert.is_true(t >= 1 and t <= 3, 'team ' .. t)
+  end)
+
+  it('MOREAU_ADAPTIVE_THREADS=0 turns it off for the process', function()
+    local cmd = ("env MOREAU_ADAPTIVE_THREADS=0 MOREAU_LIB=%q LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' " ..
+      "luajit -e \"io.write(tostring(require('moreau').get_adaptive_threads()))\""):format(core.lib_path)
+    local p = assert(io.popen(('cd %q && %s'):format(core.root, cmd)))
+    local out = p:read('*a')
+    p:close()
+    assert.are.equal('false', out)
+  end)
+
+  it('shrinks while other processes keep every core busy, and the results do not change', function()
+    local cores = limit_before
+    if cores < 2 then
+      print('\nSKIPPED: one core only: there is no team to shrink')
+      return
+    end
+    local seed = 5
+    local net = nets.softplus_net { seed = seed }
+    local x = T.randn({ 8, 1, 6, 6 }, { seed = seed })
+    local labels = { 0, 1, 2, 0, 1, 2, 0, 1 }
+    moreau.set_adaptive_threads(false)
+    local _, ref = oracle.grad(net, x, labels)
+    moreau.set_adaptive_threads(true)
+    moreau.set_num_threads(cores)
+    -- `cores` busy processes beside a team of `cores` threads: the others hold
+    -- at least half of the machine, so the team must shrink within a few looks
+    -- (one every 0.2 s)
+    local stop = busy(cores)
+    local smallest = cores
+    local ok, err = pcall(function()
+      local t0 = core.C.mr_wall_seconds()
+      while core.C.mr_wall_seconds() - t0 < 5 and smallest == cores do
+        local _, g = oracle.grad(net, x, labels)
+        assert(bits_equal(g, ref), 'the gradient changed with the team size (seed ' .. seed .. ')')
+        smallest = math.min(smallest, moreau.get_threads_in_use())
+      end
+    end)
+    stop()
+    assert(ok, err)
+    assert.is_true(smallest < cores, ('the team stayed at %d threads with %d busy processes'):format(cores, cores))
+  end)
+end)
