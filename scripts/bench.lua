@@ -40,6 +40,10 @@
 --   methods  resnet18_cifar, one image: SmoothGrad (--samples noisy copies,
 --            sigma 0.15) and Integrated Gradients (--steps points, right
 --            Riemann sum), each in one batch: median seconds.
+--   denormals (only when named in --only) each model's bench image through
+--            Sparse MoreauGrad (--batch_T, --batch_m), SmoothGrad and IG
+--            with the engine's subnormal census on: the subnormal float32
+--            values each op's passes wrote (engine only).
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
@@ -162,8 +166,8 @@ end
 
 local sections = {}
 for _, s in ipairs(only) do
-  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1 })[s] then
-    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods)", 0)
+  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, denormals = 1 })[s] then
+    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, denormals)", 0)
   end
   sections[s] = true
 end
@@ -202,6 +206,7 @@ local ok, err = pcall(function()
   if sections.train then section('train').run() end
   if sections.batch then section('batch').run() end
   if sections.methods then section('methods').run() end
+  if sections.denormals then section('denormals').run() end
   local load = (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('load average %s at the end (a busy machine makes every figure slower and noisier)'):format(load))
 end)

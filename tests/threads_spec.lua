@@ -91,3 +91,42 @@ describe('the adaptive team size', function()
     assert.is_true(smallest < cores, ('the team stayed at %d threads with %d busy processes'):format(cores, cores))
   end)
 end)
+
+describe('the subnormal census', function()
+  local ffi = require 'ffi'
+  local gc = require 'helpers.gradcheck'
+  local function count(name, pass)
+    local names, i = core.C.mr_op_names(), 0
+    while ffi.string(names[i]) ~= name do i = i + 1 end
+    local s, v = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
+    core.check(core.C.mr_subnormal_census(i, pass, s, v))
+    return tonumber(s[0]), tonumber(v[0])
+  end
+  after_each(function() core.C.mr_set_subnormal_census(0) end)
+
+  it('counts the subnormal values each pass writes, only while it is on', function()
+    -- y = x·x with x = 1e-20: y = 1e-40 < 2^-126, subnormal; with gy = 1e-19
+    -- each input slot of the vjp gets gy·x = 1e-39, subnormal too; 1 is not
+    local net = gc.net { input = { 4 }, build = function(b, x) return b:mul(x, x) end }
+    local x = T.from({ 1e-20, 1e-20, 1e-20, 1 }, { 1, 4 })
+    net:forward(x)
+    assert.are.same({ 0, 0 }, { count('mul', core.C.MR_PASS_FORWARD) })
+    core.C.mr_set_subnormal_census(1)
+    net:forward(x)
+    net:backward(T.from({ 1e-19, 1e-19, 1e-19, 1e-19 }, { 1, 4 }))
+    assert.are.same({ 3, 4 }, { count('mul', core.C.MR_PASS_FORWARD) })
+    assert.are.same({ 6, 8 }, { count('mul', core.C.MR_PASS_VJP) })
+    core.C.mr_set_subnormal_census(0)
+    net:forward(x)
+    assert.are.same({ 3, 4 }, { count('mul', core.C.MR_PASS_FORWARD) }, 'off: nothing more is counted')
+    core.C.mr_set_subnormal_census(1)
+    assert.are.same({ 0, 0 }, { count('mul', core.C.MR_PASS_FORWARD) }, 'on again: the counts start from 0')
+  end)
+
+  it('names an op or pass out of range', function()
+    local s, v = ffi.new('int64_t[1]'), ffi.new('int64_t[1]')
+    assert.are.equal(core.C.MR_EINVAL, core.C.mr_subnormal_census(-1, 0, s, v))
+    assert.are.equal('subnormal census: no op -1, pass 0', ffi.string(core.C.mr_last_error()))
+    assert.are.equal(core.C.MR_EINVAL, core.C.mr_subnormal_census(0, 4, s, v))
+  end)
+end)

@@ -102,6 +102,16 @@ const char *mr_get_conv_backend(void);
  * oneDNN computed, and passes it handed back to im2col + OpenBLAS while it was
  * the backend (a geometry it rejects, a failure). Either pointer may be NULL. */
 void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks);
+/* Diagnostics, process-wide: the subnormal census. On (which zeroes the
+ * counts), every pass the CPU backend runs scans what it wrote (forward: y;
+ * vjp: each gx; jvp: dy; vjp_tangent: each dgx) for subnormal float32 values
+ * (exponent bits 0, mantissa not 0: |v| < 2^-126 ≈ 1.18e-38), which some CPUs
+ * compute far more slowly. Off by default (a scan per pass). Read per op (index
+ * of mr_op_names()) and pass (MR_PASS_*): MR_EINVAL for either out of range.
+ * scripts/bench's `denormals` section reports it; docs/promises.md,
+ * "Subnormal numbers", what was found. */
+void mr_set_subnormal_census(int on);
+int mr_subnormal_census(int op, int pass, int64_t *subnormal, int64_t *values);
 /* Seconds on a monotonic wall clock (for timings: os.clock sums CPU time over threads). */
 double mr_wall_seconds(void);
 /* 1 if standard error is a terminal (progress bars redraw in place), else 0. */

@@ -51,23 +51,68 @@ static int cpu_supports(void *ctx, int op, int pass)
     return op >= 0 && op < MR_OP_COUNT && pass >= 0 && pass < MR_PASS_COUNT;
 }
 
+/* The subnormal census (mr_set_subnormal_census): per op and pass, the
+ * subnormal values among the outputs, and the values scanned. */
+static _Atomic int census_on;
+static _Atomic int64_t census[MR_OP_COUNT][MR_PASS_COUNT][2];
+
+/* A float32 is subnormal when its exponent bits are 0 and its mantissa is not. */
+static void census_add(int op, int pass, const mr_tensor *t)
+{
+    if (!t)
+        return;
+    const uint32_t *u = (const uint32_t *)(const void *)t->data;
+    int64_t sub = 0;
+    for (int64_t i = 0; i < t->numel; i++)
+        sub += (u[i] & 0x7f800000u) == 0 && (u[i] & 0x007fffffu) != 0;
+    census[op][pass][0] += sub;
+    census[op][pass][1] += t->numel;
+}
+
+void mr_set_subnormal_census(int on)
+{
+    if (on)
+        for (int op = 0; op < MR_OP_COUNT; op++)
+            for (int pass = 0; pass < MR_PASS_COUNT; pass++)
+                census[op][pass][0] = census[op][pass][1] = 0;
+    census_on = on != 0;
+}
+
+int mr_subnormal_census(int op, int pass, int64_t *subnormal, int64_t *values)
+{
+    if (op < 0 || op >= MR_OP_COUNT || pass < 0 || pass >= MR_PASS_COUNT)
+        return mr_error(MR_EINVAL, "subnormal census: no op %d, pass %d", op, pass);
+    *subnormal = census[op][pass][0];
+    *values = census[op][pass][1];
+    return MR_OK;
+}
+
 /* The CPU kernels cannot fail (their checks ran in each op's infer): MR_OK. */
 static int cpu_run(void *ctx, int op, int pass, const mr_op_call *a)
 {
     const mr_op_kernels *k = kernels[op];
+    const int n_in = mr_op_table[op]->ninputs;
     mr_threads_update();
     switch (pass) {
     case MR_PASS_FORWARD:
         k->forward(a->ctx, a->x, a->y);
+        if (census_on)
+            census_add(op, pass, a->y);
         break;
     case MR_PASS_VJP:
         k->vjp(a->ctx, a->x, a->y, a->gy, a->gx);
+        for (int i = 0; census_on && i < n_in; i++)
+            census_add(op, pass, a->gx[i]);
         break;
     case MR_PASS_JVP:
         k->jvp(a->ctx, a->x, a->dx, a->y, a->dy);
+        if (census_on)
+            census_add(op, pass, a->dy);
         break;
     default: /* MR_PASS_VJP_TANGENT */
         k->vjp_tangent(a->ctx, a->x, a->dx, a->y, a->dy, a->gy, a->dgy, a->dgx);
+        for (int i = 0; census_on && i < n_in; i++)
+            census_add(op, pass, a->dgx[i]);
         break;
     }
     return MR_OK;
