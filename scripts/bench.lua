@@ -59,10 +59,12 @@
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
 -- A quick run: --T=5 --m=4 --repeats=3.
 -- Both sides use OpenMP, whose threads spin-wait by default: on a machine
--- shared with other busy processes the 2-thread figures of both collapse
--- (each small parallel region waits a scheduler slice). Export
--- OMP_WAIT_POLICY=PASSIVE there, or compare at --threads=1; the header prints
--- the OpenMP/BLAS variables in force.
+-- shared with other busy processes, a fixed team's 2-thread figures collapse
+-- (each small parallel region waits a scheduler slice for a descheduled
+-- thread). The engine's team follows the cores other processes leave free
+-- (docs/architecture.md, "Threads"; MOREAU_ADAPTIVE_THREADS=0 fixes it at
+-- --threads); PyTorch's does not. The header prints the OpenMP/BLAS
+-- variables in force.
 
 -- The driver: the options, then each section from its own file,
 -- scripts/bench/SECTION.lua (common.lua holds what they share).

@@ -199,7 +199,9 @@ local function header()
   local cores = read_all('nproc 2>/dev/null'):gsub('%s+', '')
   local load = (read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('moreau bench — %s, %s cores, load average %s at start'):format(cpu, cores, load))
-  print(('engine: moreau %s, %s, %d threads'):format(moreau.version, moreau.backend_info(), moreau.get_num_threads()))
+  print(('engine: moreau %s, %s, %d threads (%s)'):format(moreau.version, moreau.backend_info(),
+    moreau.get_num_threads(), moreau.get_adaptive_threads() and 'adaptive: fewer while other processes keep cores busy'
+      or 'fixed: MOREAU_ADAPTIVE_THREADS=0'))
   if torch_info then
     print(('torch:  PyTorch %s (torchvision %s), CPU, torch.set_num_threads(%d)'):format(
       torch_info.torch, torch_info.torchvision, opts.threads))
@@ -207,13 +209,14 @@ local function header()
     print('torch:  not run (' .. torch_why .. ')')
   end
   local env = {}
-  for _, k in ipairs { 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS' } do
+  for _, k in ipairs { 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
+    'MOREAU_ADAPTIVE_THREADS' } do
     if os.getenv(k) then env[#env + 1] = k .. '=' .. os.getenv(k) end
   end
   if #env > 0 then print('environment: ' .. table.concat(env, ' ')) end
   if opts.threads > 1 and not os.getenv('OMP_WAIT_POLICY') then
-    print('note: OpenMP threads spin-wait by default; when other processes share the cores, 2-thread figures')
-    print('      collapse for both sides (export OMP_WAIT_POLICY=PASSIVE, or compare at --threads=1)')
+    print('note: OpenMP threads spin-wait by default; when other processes share the cores, PyTorch\'s 2-thread')
+    print('      figures collapse (and the engine\'s with MOREAU_ADAPTIVE_THREADS=0)')
   end
   print(('command: moreau bench %s'):format(table.concat(argv, ' ')))
   print()
