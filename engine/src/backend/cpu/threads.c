@@ -113,7 +113,20 @@ static int default_threads(void)
     return cores_allowed();
 }
 
-static int limit(void) { return limit_set > 0 ? limit_set : default_threads(); }
+/* The limit: mr_set_num_threads's n, else the default (read once, and again
+ * after each mr_set_num_threads: the cgroup file is not read per pass). */
+static _Atomic int default_limit;
+static int limit(void)
+{
+    if (limit_set > 0)
+        return limit_set;
+    int d = atomic_load_explicit(&default_limit, memory_order_relaxed);
+    if (d == 0) {
+        d = default_threads();
+        atomic_store(&default_limit, d);
+    }
+    return d;
+}
 
 /* OpenBLAS on one thread from the moment the library is loaded, before any
  * mr_set_num_threads (OpenBLAS and OpenMP start with every core). */
@@ -224,6 +237,7 @@ void mr_threads_update(void)
 int mr_set_num_threads(int n)
 {
     limit_set = n > 0 ? n : 0;
+    atomic_store(&default_limit, 0);
     atomic_store(&team, 0);
     last.valid = 0;
     openblas_set_num_threads(1);
