@@ -186,19 +186,37 @@ local function torch_run(task, args)
   return res
 end
 
-local function header()
-  local cpu = 'unknown CPU'
+-- The instruction sets the figures depend on, in the order printed.
+local ISA_FLAGS = { 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_bf16', 'amx_tile' }
+
+--- The first CPU of /proc/cpuinfo: "MODEL NAME (family F, model M)" and its
+-- instruction sets among ISA_FLAGS (a VM's model name may be generic, as
+-- "AMD EPYC": the family and model numbers tell the generation).
+local function cpu_description()
   local f = io.open('/proc/cpuinfo', 'r')
-  if f then
-    for line in f:lines() do
-      local name = line:match('^model name%s*:%s*(.-)%s*$')
-      if name then cpu = name break end
-    end
-    f:close()
+  if not f then return 'unknown CPU', '?' end
+  local info = {}
+  for line in f:lines() do
+    if line:match('^%s*$') then break end
+    local k, v = line:match('^(.-)%s*:%s*(.-)%s*$')
+    if k then info[k] = v end
   end
+  f:close()
+  local have = {}
+  for flag in (info.flags or ''):gmatch('%S+') do have[flag] = true end
+  local isa = {}
+  for _, flag in ipairs(ISA_FLAGS) do if have[flag] then isa[#isa + 1] = flag end end
+  local cpu = ('%s (family %s, model %s)'):format(info['model name'] or 'unknown CPU', info['cpu family'] or '?',
+    info.model or '?')
+  return cpu, #isa > 0 and table.concat(isa, ' ') or 'none of ' .. table.concat(ISA_FLAGS, ' ')
+end
+
+local function header()
+  local cpu, isa = cpu_description()
   local cores = read_all('nproc 2>/dev/null'):gsub('%s+', '')
   local load = (read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('moreau bench — %s, %s cores, load average %s at start'):format(cpu, cores, load))
+  print(('instruction sets: %s'):format(isa))
   print(('engine: moreau %s, %s, %d threads (%s)'):format(moreau.version, moreau.backend_info(),
     moreau.get_num_threads(), moreau.get_adaptive_threads() and 'adaptive: fewer while other processes keep cores busy'
       or 'fixed: MOREAU_ADAPTIVE_THREADS=0'))
