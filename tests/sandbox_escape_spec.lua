@@ -150,7 +150,9 @@ describe('the sandbox: hostile recipes through moreau run --sandbox', function()
   end)
 
   it('stops a recipe that runs past its CPU time, with a message naming the limit', function()
-    local out, rc = run_recipe('while true do end', { flags = '--cpu-seconds=1' })
+    -- the wall-clock limit (2x the CPU seconds by default) is raised, so that
+    -- on a busy machine, where 1 CPU second takes longer, the CPU limit ends it
+    local out, rc = run_recipe('while true do end', { flags = '--cpu-seconds=1 --wall-seconds=120' })
     assert.are.equal(1, rc, out)
     assert.truthy(out:find('the recipe ran out of CPU time (limit 1 s', 1, true), out)
   end)
