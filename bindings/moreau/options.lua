@@ -259,7 +259,7 @@ end
 -- ------------------------------------------------- options given as strings
 
 --- The types of a string parameter: each converts a string (or an already
--- typed value, e.g. from a results.json) to its value, or gives nil when it
+-- typed value, e.g., from a results.json) to its value, or gives nil when it
 -- cannot.
 --   int     a number without a fraction ('3', '1e3')
 --   number  any number tonumber reads

@@ -1,4 +1,4 @@
---- moreau.methods.deeplift — DeepLIFT (Shrikumar et al. 2017).
+--- moreau.methods.deeplift — DeepLIFT (Shrikumar et al., 2017).
 --
 --   E = (x − x0) ⊙ multipliers of one reverse pass with an exact rule per op
 --   (linear ops keep their VJP, elementwise nonlinearities the rescale rule,

@@ -1,4 +1,4 @@
---- moreau.methods.gradient — the simple gradient (Simonyan et al. 2014).
+--- moreau.methods.gradient — the simple gradient (Simonyan et al., 2014).
 --
 --   E = ∇f_c(x)                  explain_vjp: Σ u ⊙ ∂E/∂x = H(x) u, H = ∇²f_c
 --

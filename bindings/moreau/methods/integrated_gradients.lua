@@ -1,4 +1,4 @@
---- moreau.methods.integrated_gradients — integrated gradients (Sundararajan et al. 2017).
+--- moreau.methods.integrated_gradients — integrated gradients (Sundararajan et al., 2017).
 --
 --   E = (x − x0) ⊙ Σ_k w_k g(p_k),  p_k = x0 + α_k (x − x0),  g = ∇f_c
 --   explain_vjp: u ⊙ Σ_k w_k g_k + Σ_k w_k α_k H(p_k)((x − x0) ⊙ u)

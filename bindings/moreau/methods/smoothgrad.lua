@@ -1,4 +1,4 @@
---- moreau.methods.smoothgrad — SmoothGrad (Smilkov et al. 2017) and its
+--- moreau.methods.smoothgrad — SmoothGrad (Smilkov et al., 2017) and its
 -- variants, and the noisy-copy machinery of the SmoothGrad family
 -- (sparsified_smoothgrad uses it too).
 --

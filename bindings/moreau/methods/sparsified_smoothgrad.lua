@@ -1,4 +1,4 @@
---- moreau.methods.sparsified_smoothgrad — Sparsified SmoothGrad (Levine et al. 2019).
+--- moreau.methods.sparsified_smoothgrad — Sparsified SmoothGrad (Levine et al., 2019).
 --
 --   E = (1/t) Σ_i S_i,  S_i = 1[kept] (1 if |g_i| >= τ_i, else |g_i|/τ_i)
 --

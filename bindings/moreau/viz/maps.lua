@@ -38,7 +38,7 @@ function maps.heatmap(map, opts)
   return cv, q
 end
 
---- A signed map (e.g. a raw gradient) on a diverging color map: per pixel
+--- A signed map (e.g., a raw gradient) on a diverging color map: per pixel
 -- d = sum of map over channels, u = clamp(d / q, -1, 1) with q the 99th
 -- percentile of |d|; -1 is dark blue, 0 white, +1 dark red.
 -- ARGS: map (as heatmap); opts {item = 1, percentile = 99,
