@@ -11,6 +11,10 @@ local core = require 'moreau.core'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
 
+--- The options of deeplift: only the common options baseline and score
+-- (moreau.methods.common).
+-- @table options
+
 local M = {
   name = 'deeplift',
   doc = 'DeepLIFT (Shrikumar et al. 2017): linear, rescale, max-pool and product rules; complete',

@@ -6,6 +6,10 @@
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
+--- The options of gradient: only the common option score
+-- (moreau.methods.common).
+-- @table options
+
 local M = {
   name = 'gradient',
   doc = 'simple gradient ∇f_c(x) (Simonyan et al. 2014)',

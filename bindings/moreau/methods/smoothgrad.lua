@@ -26,6 +26,13 @@ local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
 
+--- The options of smoothgrad (`defaults` holds their default values and
+-- `_domains` their domains).
+-- It also takes the common options samples, sigma, chunk, memory_budget, seed, score (moreau.methods.common).
+-- @table options
+-- @field variant 'mean' (SmoothGrad), 'square' (the mean of g²) or 'vargrad' (the
+-- variance of g, VarGrad)
+
 local M = {
   name = 'smoothgrad',
   doc = 'SmoothGrad (Smilkov et al. 2017): noise std sigma·(max x − min x), 0 for a constant image; VarGrad by Welford',

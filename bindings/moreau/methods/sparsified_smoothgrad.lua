@@ -17,6 +17,15 @@ local C = require('moreau.core').C
 local common = require 'moreau.methods.common'
 local smoothgrad = require 'moreau.methods.smoothgrad'
 
+--- The options of sparsified_smoothgrad (`defaults` holds their default values and
+-- `_domains` their domains).
+-- It also takes the common options samples, sigma, chunk, memory_budget, seed, score (moreau.methods.common).
+-- @table options
+-- @field clip fraction of entries at or above the clip value τ (the (clip·d)-th largest
+-- |g|), which count 1
+-- @field keep fraction of entries kept per sample (those at or above the (keep·d)-th
+-- largest |g|)
+
 local M = {
   name = 'sparsified_smoothgrad',
   doc = 'Sparsified SmoothGrad (Levine et al. 2019): kept entries at or above tau count 1, so tau = 0 keeps them',
