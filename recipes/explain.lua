@@ -215,8 +215,13 @@ return {
       baseline_record = { kind = 'zero', normalized = 0 }
     end
 
-    local wanted = {}
+    local wanted, ran = {}, {}
     for _, m in ipairs(p.methods) do wanted[m] = true end
+    for _, entry in ipairs(table_of_methods) do
+      if #p.methods == 0 or wanted[entry.key] then ran[#ran + 1] = entry.key end
+    end
+    -- the default (an empty list) runs them all: the page says which
+    if #p.methods == 0 then rep:param_shown('methods', 'all: ' .. table.concat(ran, ', ')) end
     -- the input at --scale (the grid) and at twice that (each method's views)
     local input_pixels = viz.image(x, { mean = norm.mean, std = norm.std })
     local input, big_input = viz.upscale(input_pixels, p.scale), viz.upscale(input_pixels, 2 * p.scale)
