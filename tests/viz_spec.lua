@@ -238,7 +238,7 @@ describe('viz.image, viz.overlay and viz.upscale', function()
     local o2 = viz.overlay(img, T.from({ 0, 1, 1, 0 }, { 1, 1, 2, 2 }), 1)
     assert.are.same({ 0xFD, 0xE7, 0x25 }, { o2:get(3, 1) })
     assert_error_with(function() viz.overlay(img, viz.canvas(3, 3), 0.5) end,
-      'viz.overlay: heat is 3x3, image is 4x4')
+      'viz.overlay: heat is 3 wide × 3 high, image is 4 wide × 4 high')
     assert_error_with(function() viz.overlay(img, heat, 2) end, 'viz.overlay: alpha must be a number in [0, 1]')
   end)
 
@@ -487,25 +487,25 @@ describe('a canvas', function()
     local raw, pix, err, nfields, ok_req = chunk()
     assert.is_nil(raw)
     assert.is_nil(pix)
-    assert.truthy(tostring(err):find('canvas:set: pixel (5, 5) outside 1..2 x 1..2', 1, true), tostring(err))
+    assert.truthy(tostring(err):find('canvas:set: pixel (5, 5) outside x in 1..2, y in 1..2', 1, true), tostring(err))
     assert.are.equal(0, nfields)
     assert.is_false(ok_req) -- the parts stay behind moreau.viz
   end)
 
   it('refuses reads and writes outside itself with a clear error', function()
     local cv = viz.canvas(2, 3, 'black')
-    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
-    assert_error_with(function() cv:set(1, 0, 'red') end, 'canvas:set: pixel (1, 0) outside 1..2 x 1..3')
-    assert_error_with(function() cv:set(1.5, 1, 'red') end, 'canvas:set: pixel (1.5, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:set(1, 0, 'red') end, 'canvas:set: pixel (1, 0) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:set(1.5, 1, 'red') end, 'canvas:set: pixel (1.5, 1) outside x in 1..2, y in 1..3')
     assert_error_with(function() cv:set(1e9, 1e9, 'red') end, 'canvas:set: pixel (1000000000, 1000000000) outside')
-    assert_error_with(function() cv:get(1, 4) end, 'canvas:get: pixel (1, 4) outside 1..2 x 1..3')
-    assert_error_with(function() cv:get('1', 1) end, 'canvas:get: pixel (1, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:get(1, 4) end, 'canvas:get: pixel (1, 4) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:get('1', 1) end, 'canvas:get: pixel (1, 1) outside x in 1..2, y in 1..3')
     -- its size cannot be changed from outside, nor a buffer planted
     assert_error_with(function() cv.width = 1000 end,
       "canvas: field 'width' cannot be set (a canvas changes only through its methods)")
     assert_error_with(function() cv.pix = 0 end, "canvas: field 'pix' cannot be set")
     rawset(cv, 'width', 1000) -- shadows the property for readers, not the canvas's own size
-    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside x in 1..2, y in 1..3')
     -- the methods check what they are called on
     assert_error_with(function() viz.Canvas.get({}, 1, 1) end, 'canvas:get: expected a canvas (from viz.canvas), got table')
     assert_error_with(function() viz.Canvas.fill_rect(setmetatable({}, getmetatable(cv)), 1, 1, 1, 1) end,
@@ -541,12 +541,12 @@ describe('a canvas', function()
     local a, b = viz.canvas(2, 2, { 10, 20, 30 }), viz.canvas(2, 2, { 110, 120, 131 })
     -- round(0.75 * 10 + 0.25 * 110) = 35, round(0.75 * 30 + 0.25 * 131) = round(55.25) = 55
     assert.are.same({ 35, 45, 55 }, { canvas.blend(a, b, 0.25):get(2, 2) })
-    assert_error_with(function() canvas.blend(a, viz.canvas(2, 3), 0.5) end, 'canvas.blend: sizes differ, 2x2 and 2x3')
+    assert_error_with(function() canvas.blend(a, viz.canvas(2, 3), 0.5) end, 'canvas.blend: sizes differ, 2 wide × 2 high and 2 wide × 3 high')
     assert_error_with(function() canvas.blend(a, {}, 0.5) end, 'canvas.blend: expected two canvases')
     local p = canvas.paint(3, 2, function(i) return i, 2 * i, 255 - i end)
     assert.are.same({ 4, 8, 251 }, { p:get(2, 2) }) -- pixel i = (2 - 1) * 3 + 2 - 1 = 4
     assert_error_with(function() viz.upscale(viz.canvas(300, 2), 200) end,
-      'viz.upscale: size must be two integers in 1..32768, got 60000 x 400')
+      'viz.upscale: size must be two integers in 1..32768, got 60000 wide × 400 high')
   end)
 end)
 
@@ -570,7 +570,7 @@ describe('errors', function()
     assert_error_with(function() viz.grid { rows = { { viz.canvas(1, 1) } }, border = 'mauve' } end, here,
       'viz.grid (border): unknown color "mauve"')
     assert_error_with(function() viz.line_plot { series = { { x = { 1 }, y = { 1 } } }, width = 10 } end, here,
-      'viz.line_plot: 10x400 is too small')
+      'viz.line_plot: 10 wide × 400 high is too small')
   end)
 end)
 
@@ -670,7 +670,7 @@ describe('viz.colorbar (the strip a panel was coloured with)', function()
     assert_error_with(function() viz.colorbar('gray', { width = 1 }) end,
       'viz.colorbar: width must be an integer >= 2, got 1')
     assert_error_with(function() viz.colorbar('gray', { width = 8, height = 0 }) end,
-      'viz.colorbar: size must be two integers in 1..32768, got 8 x 0')
+      'viz.colorbar: size must be two integers in 1..32768, got 8 wide × 0 high')
     assert_error_with(function() viz.colorbar('jet') end, "viz: unknown color map 'jet'")
   end)
 end)

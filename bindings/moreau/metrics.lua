@@ -316,7 +316,7 @@ function metrics.ssim(a, b, opts)
   local out = {}
   if preset == 'display' then
     if H < size or W < size then
-      error(('ssim: display preset needs H and W >= %d (the window), got %dx%d'):format(size, H, W), 2)
+      error(('ssim: display preset needs H and W >= %d (the window), got H = %d, W = %d'):format(size, H, W), 2)
     end
     local viz = require 'moreau.viz'
     for n = 1, N do

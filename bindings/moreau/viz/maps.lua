@@ -122,7 +122,7 @@ function maps.overlay(img, heat, alpha, opts)
   if heat.width ~= img.width or heat.height ~= img.height then
     local k = img.width / heat.width
     if k ~= floor(k) or heat.height * k ~= img.height then
-      error(('viz.overlay: heat is %dx%d, image is %dx%d (sizes must match or differ by one integer factor)')
+      error(('viz.overlay: heat is %d wide × %d high, image is %d wide × %d high (sizes must match or differ by one integer factor)')
         :format(heat.width, heat.height, img.width, img.height), 2)
     end
     heat = canvas.upscale(heat, k)
