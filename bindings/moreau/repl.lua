@@ -1,9 +1,11 @@
 --- moreau.repl — an interactive LuaJIT session with moreau loaded.
 --
 -- Line editing, tab completion and history come from GNU readline (Debian's
--- libreadline8; without it the session reads plain lines). Every line goes to
--- the history file as it is entered: $MOREAU_HISTORY, else ~/.moreau_history,
--- capped at repl.HISTORY_LINES lines. Expressions print their values;
+-- libreadline8; without it the session reads plain lines). In an interactive
+-- session (its input a terminal) every line goes to the history file as it
+-- is entered: $MOREAU_HISTORY, else ~/.moreau_history, capped at
+-- repl.HISTORY_LINES lines; input from a pipe or a file (a script fed to the
+-- REPL) neither reads nor writes the history. Expressions print their values;
 -- sequences print in index order; tensors print their shape, device,
 -- min/max/mean and a 2-D slice. `help(x)` shows the doc comment of a
 -- function, the options of a method, a module's functions.
@@ -460,11 +462,18 @@ jit.off(read_line)
 
 -- ------------------------------------------------------------ the loop
 
+--- Whether the session is interactive: its input is a terminal (isatty(0)),
+-- not a pipe or a file. Only an interactive session keeps a history.
+function repl.interactive()
+  core.readline() -- (declares isatty)
+  return ffi.C.isatty(0) == 1
+end
+
 --- Runs the loop until end of input.
 function repl.start()
   local env = repl.env()
   local rl = setup_readline(env)
-  local hist = rl and repl.history_path()
+  local hist = rl and repl.interactive() and repl.history_path()
   if hist then
     local f = io.open(hist, 'a') -- append_history writes only to an existing file
     if f then
