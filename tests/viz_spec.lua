@@ -313,8 +313,12 @@ describe('viz.grid', function()
       title = 'maps', pad = pad, scale = scale,
     }
     local tw = function(s) return (viz.text_size(s)) end
-    -- columns: max(cell widths * scale, title width)
-    local cw = { math.max(56, tw('input')), math.max(56, tw('gradient')), math.max(56, tw('MoreauGrad')) }
+    -- columns: max(cell widths * scale, title width + gap), gap = max(0, 2 advances - pad) keeping
+    -- neighbouring titles two characters apart ('MoreauGrad', one word, is wider than its cells)
+    local gap = math.max(0, 2 * viz.font.advance - pad)
+    local cw = { math.max(56, tw('input') + gap), math.max(56, tw('gradient') + gap),
+      math.max(56, tw('MoreauGrad') + gap) }
+    assert.are.equal(67, cw[3])
     local rh = { 56, 56 }
     local RW = tw('boot (7)') + pad
     local TH, CH = 16 + pad, 8 + pad
@@ -336,6 +340,54 @@ describe('viz.grid', function()
     end
     assert.is_true(ink > 0)
     g:save_png(path('grid_layout.png'))
+  end)
+
+  it('wraps long column titles to their cells: neighbouring titles never touch (title pixels read back)', function()
+    local titles = { 'Sparsified SmoothGrad', 'Group-Sparse MoreauGrad', 'Integrated Gradients (riemann_right)',
+      'MoreauGrad', 'x', 'Input x Gradient', 'SmoothGrad' }
+    for _, case in ipairs { { pad = 0, ts = 1, scale = 1 }, { pad = 8, ts = 2, scale = 4 }, { pad = 2, ts = 2, scale = 3 },
+      { pad = 30, ts = 1, scale = 1 } } do
+      local what = ('pad %d, text_scale %d, scale %d'):format(case.pad, case.ts, case.scale)
+      local row = {}
+      for j = 1, #titles do row[j] = viz.canvas(28, 28, { 0, 0, 255 }) end
+      local g, L = viz.grid { rows = { row }, col_titles = titles, pad = case.pad, text_scale = case.ts,
+        scale = case.scale, border = false }
+      -- the ink (black) of the title band above the cells, column by column
+      local first, last = {}, {}
+      for y = 1, L.rows[1].y - 1 do
+        for x = 1, g.width do
+          local r, gr, b = g:get(x, y)
+          if r == 0 and gr == 0 and b == 0 then
+            local owner
+            for j, c in ipairs(L.cols) do
+              if x >= c.x and x < c.x + c.w then owner = j end
+            end
+            assert.truthy(owner, ('%s: title ink at (%d, %d) outside every column'):format(what, x, y))
+            first[owner] = math.min(first[owner] or x, x)
+            last[owner] = math.max(last[owner] or x, x)
+          end
+        end
+      end
+      -- every title is drawn, and the blank between neighbours is at least two character widths:
+      -- wider than a space between two words of one title (1 + 6 pixels per text_scale)
+      local space = 2 * viz.font.advance * case.ts
+      for j = 1, #titles do
+        assert.truthy(first[j], what .. ': no ink for title ' .. j)
+        if j > 1 then
+          local blank = first[j] - last[j - 1] - 1
+          assert.is_true(blank >= space and blank > (1 + viz.font.advance) * case.ts,
+            ('%s: titles %d and %d are %d pixels apart'):format(what, j - 1, j, blank))
+        end
+      end
+      -- a title that fits its cells keeps their width ('x'), and wrapping keeps every word
+      if case.scale == 4 then assert.are.equal(112, L.cols[5].w) end
+    end
+    local wrap = require('moreau.viz.grid').wrap
+    assert.are.same({ 'Group-', 'Sparse MG' }, wrap('Group-Sparse MG', 60, 1))
+    assert.are.same({ 'Sparsified', 'SG' }, wrap('Sparsified SG', 60, 1))
+    assert.are.same({ 'Input x', 'Grad' }, wrap('Input x Grad', 50, 1))
+    assert.are.same({ 'MoreauGrad' }, wrap('MoreauGrad', 10, 1)) -- a word longer than the limit keeps its line
+    assert.are.same({ 'a b', 'c' }, wrap('a b\nc', 1000, 1))
   end)
 
   it('without titles is just cells and padding, and rejects non-canvases', function()
