@@ -83,7 +83,9 @@ return function(text)
         if not blank(c.text) then cut = math.min(cut, c.indent) end
       end
       local t = {}
-      for k, c in ipairs(code) do t[k] = blank(c.text) and '' or escape(string.rep(' ', c.indent - cut) .. c.text:gsub('^ +', '')) end
+      for k, c in ipairs(code) do
+        t[k] = blank(c.text) and '' or escape(string.rep(' ', c.indent - cut) .. c.text:gsub('^ +', ''))
+      end
       if #t > 0 then out[#out + 1] = { 'pre', table.concat(t, '\n') } end
       code = nil
     end

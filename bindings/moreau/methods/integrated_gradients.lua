@@ -13,9 +13,10 @@ local C, check, handle = core.C, core.check, core.handle
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
---- The options of integrated_gradients (`defaults` holds their default values and
--- `_domains` their domains).
--- It also takes the common options baseline, chunk, memory_budget, score (moreau.methods.common).
+--- The options of integrated_gradients: its own below and the common
+-- options baseline, chunk, memory_budget and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
 -- @table options
 -- @field steps points on the path from the baseline to x (at least 2 for trapezoid)
 -- @field rule quadrature rule of the path integral: 'riemann_right', 'trapezoid' or

@@ -22,9 +22,10 @@ defaults.K = nil -- derived: min(101, T) unless given
 defaults._extra = { eta = true, reg = true, group_size = true, groups = true, K = true }
 defaults._domains = prox.domains
 
---- The options of moreaugrad (`defaults` holds their default values and
--- `_domains` their domains), those of moreau.prox's solver.
--- It also takes the common options sigma, chunk, memory_budget, seed, score (moreau.methods.common).
+--- The options of moreaugrad: those of moreau.prox's solver below and the
+-- common options sigma, chunk, memory_budget, seed and score
+-- (moreau.methods.common). `M.defaults` holds their default values (the
+-- solver's, prox.defaults), `M.defaults._domains` their domains.
 -- @table options
 -- @field rho ρ of the Moreau envelope min_δ f(x + δ) + ‖δ‖²/(2ρ): larger, a smoother map
 -- @field gamma γ, the proximal-gradient step size: δ ← prox(δ − γ (g + δ/ρ))

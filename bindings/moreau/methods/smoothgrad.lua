@@ -26,9 +26,10 @@ local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
 
---- The options of smoothgrad (`defaults` holds their default values and
--- `_domains` their domains).
--- It also takes the common options samples, sigma, chunk, memory_budget, seed, score (moreau.methods.common).
+--- The options of smoothgrad: its own below and the common options samples,
+-- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
 -- @table options
 -- @field variant 'mean' (SmoothGrad), 'square' (the mean of g²) or 'vargrad' (the
 -- variance of g, VarGrad)

@@ -17,9 +17,10 @@ local C = require('moreau.core').C
 local common = require 'moreau.methods.common'
 local smoothgrad = require 'moreau.methods.smoothgrad'
 
---- The options of sparsified_smoothgrad (`defaults` holds their default values and
--- `_domains` their domains).
--- It also takes the common options samples, sigma, chunk, memory_budget, seed, score (moreau.methods.common).
+--- The options of sparsified_smoothgrad: its own below and the common options samples,
+-- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
 -- @table options
 -- @field clip fraction of entries at or above the clip value τ (the (clip·d)-th largest
 -- |g|), which count 1
