@@ -21,6 +21,11 @@ return {
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
     local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
+    if #p.methods == 0 then -- the default runs them all: the page says which
+      local keys = {}
+      for k, m in ipairs(list) do keys[k] = m.key end
+      rep:param_shown('methods', 'all: ' .. table.concat(keys, ', '))
+    end
     local net, card, test = ex.model(p.model)
     local norm = card.data.normalization
     local x, labels, idx, preds = ex.images(net, card, test, { n = p.images, start = p.start })

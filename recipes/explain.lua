@@ -125,16 +125,19 @@ return {
           ('%d channels'):format(shape[1]), (done.file_channels == 2 or done.file_channels == 4) and
           (shape[1] == 1 or shape[1] == 3) and ', its alpha channel dropped' or '')
       end
+      -- sizes width first, each side named (shapes hold them height first)
+      local size = experiment.size_text
       if done.cropped then
-        said[#said + 1] = ('resized to %dx%d keeping its aspect, then the centre %dx%d cut out ' ..
-          '(--fit=stretch stretches instead)'):format(done.cropped.from[1], done.cropped.from[2], shape[2], shape[3])
+        said[#said + 1] = ('resized to %s keeping its aspect, then the centre %s cut out ' ..
+          '(--fit=stretch stretches instead)'):format(size(done.cropped.from[2], done.cropped.from[1]),
+          size(shape[3], shape[2]))
       elseif done.resized then
-        said[#said + 1] = ('resized to %dx%d'):format(shape[2], shape[3])
+        said[#said + 1] = ('resized to %s'):format(size(shape[3], shape[2]))
       end
       if #said > 0 then
-        local text = ('explain: %s is %dx%d with %d channel%s; %s takes %dx%dx%d: %s'):format(p.image,
-          done.file_height, done.file_width, done.file_channels, done.file_channels == 1 and '' or 's', p.model,
-          shape[1], shape[2], shape[3], table.concat(said, '; '))
+        local text = ('explain: %s is %s with %d channel%s; %s takes %s with %d channel%s: %s'):format(p.image,
+          size(done.file_width, done.file_height), done.file_channels, done.file_channels == 1 and '' or 's',
+          p.model, size(shape[3], shape[2]), shape[1], shape[1] == 1 and '' or 's', table.concat(said, '; '))
         io.stderr:write(text, '\n')
         rep:note(text)
       end
@@ -215,8 +218,13 @@ return {
       baseline_record = { kind = 'zero', normalized = 0 }
     end
 
-    local wanted = {}
+    local wanted, ran = {}, {}
     for _, m in ipairs(p.methods) do wanted[m] = true end
+    for _, entry in ipairs(table_of_methods) do
+      if #p.methods == 0 or wanted[entry.key] then ran[#ran + 1] = entry.key end
+    end
+    -- the default (an empty list) runs them all: the page says which
+    if #p.methods == 0 then rep:param_shown('methods', 'all: ' .. table.concat(ran, ', ')) end
     -- the input at --scale (the grid) and at twice that (each method's views)
     local input_pixels = viz.image(x, { mean = norm.mean, std = norm.std })
     local input, big_input = viz.upscale(input_pixels, p.scale), viz.upscale(input_pixels, 2 * p.scale)

@@ -83,6 +83,46 @@ describe('the command line', function()
       "tool: unknown option 'stpes' (alpha, steps) (did you mean 'steps'?)")
     assert.are.equal('', options.nearest('zzzzzz', { 'alpha', 'steps' }))
   end)
+
+  it('suggests the name for one given in another case, however short', function()
+    local out, rc = moreau('explain --METHODS=gradient')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("explain: unknown parameter 'METHODS' (parameters: baseline, fast, fit, image, index, " ..
+      "label, methods, model, scale, seed) (did you mean 'methods'?)", 1, true), out)
+    assert.are.equal(" (did you mean 'T'?)", options.nearest('t', { 'K', 'T', 'm' }))
+    assert.are.equal(" (did you mean 'fast'?)", options.nearest('FAST', { 'paper', 'fast' }))
+    -- a value in another case too
+    out, rc = moreau('explain --methods=Gradient')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("got 'Gradient' (did you mean 'gradient'?)", 1, true), out)
+  end)
+
+  it('refuses an option given twice, naming both values, before anything runs', function()
+    local out, rc = moreau(('explain --T=5 --methods=gradient --T=7 --out=%q'):format(tmp .. '/twice'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('option --T is given twice: --T=5 and --T=7 (give it once)', 1, true), out)
+    assert.is_nil(lfs.attributes(tmp .. '/twice'))
+    -- `--key value` reads as --key=value, so it counts too; so does a dash for an underscore
+    out, rc = moreau(('run %q --n 2 --n=3'):format(probe))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('option --n is given twice: --n=2 and --n=3 (give it once)', 1, true), out)
+    asserts.error_with(function() options.parse_args { '--memory_budget=1', '--memory-budget=2' } end,
+      'option --memory_budget is given twice: --memory_budget=1 and --memory-budget=2 (give it once)')
+    -- -h and --help together are still help
+    out, rc = moreau('explain -h --help')
+    assert.are.equal(0, rc, out)
+  end)
+
+  it('refuses an item repeated in a list, naming it, before anything runs', function()
+    local out, rc = moreau(('explain --methods=gradient,smoothgrad,gradient --out=%q'):format(tmp .. '/rep'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("explain: parameter 'methods' lists 'gradient' twice (items 1 and 3); give each once",
+      1, true), out)
+    assert.is_nil(lfs.attributes(tmp .. '/rep'))
+    -- numbers are items too: 1 and 1.0 are one value
+    asserts.error_with(function() recipe.params(recipe.load('recipes/rho_eta_sweep.lua'), { rhos = '0.1,1,1.0' }) end,
+      "rho_eta_sweep: parameter 'rhos' lists 1 twice (items 2 and 3); give each once")
+  end)
 end)
 
 describe('method options on the command line', function()
@@ -101,6 +141,11 @@ describe('method options on the command line', function()
     out, rc = moreau(('run --trust --from=%q --out=%q'):format(tmp .. '/m1/results.json', tmp .. '/m2'))
     assert.are.equal(0, rc, out)
     assert.are.same(res.opts, cjson.decode(read(tmp .. '/m2/results.json')).opts)
+    -- a parameter given again with --from is yours, not the recorded one (not "given twice")
+    out, rc = moreau(('run --trust --from=%q --moreaugrad.T=5 --out=%q'):format(tmp .. '/m1/results.json',
+      tmp .. '/m4'))
+    assert.are.equal(0, rc, out)
+    assert.are.equal(5, cjson.decode(read(tmp .. '/m4/results.json')).opts.T)
   end)
 
   it('for a method that does not run are said to have no effect', function()
@@ -306,20 +351,22 @@ describe('explain --image', function()
     require('moreau.data').save_png(photo, require('moreau.tensor').rand({ 1, 3, 40, 30 }, { seed = 3 }))
     local out, rc = moreau(('explain --image=%q --methods=gradient --out=%q'):format(photo, tmp .. '/img1'))
     assert.are.equal(0, rc, out)
-    local said = ('explain: %s is 40x30 with 3 channels; resnet_fmnist takes 1x28x28: converted to grey (BT.601 ' ..
-      'luma); resized to 37x28 keeping its aspect, then the centre 28x28 cut out (--fit=stretch stretches instead)')
-      :format(photo)
+    -- (the picture is 30 wide and 40 high: sizes are said width first, each side named)
+    local said = ('explain: %s is 30 wide × 40 high with 3 channels; resnet_fmnist takes 28 wide × 28 high with ' ..
+      '1 channel: converted to grey (BT.601 luma); resized to 28 wide × 37 high keeping its aspect, then the ' ..
+      'centre 28 wide × 28 high cut out (--fit=stretch stretches instead)'):format(photo)
     assert.truthy(out:find(said, 1, true), out)
-    assert.truthy(read(tmp .. '/img1/index.html'):find('resized to 37x28 keeping its aspect', 1, true))
+    assert.truthy(read(tmp .. '/img1/index.html'):find('resized to 28 wide × 37 high keeping its aspect', 1, true))
     out, rc = moreau(('explain --image=%q --fit=stretch --methods=gradient --out=%q'):format(photo, tmp .. '/img2'))
     assert.are.equal(0, rc, out)
-    assert.truthy(out:find('converted to grey (BT.601 luma); resized to 28x28\n', 1, true), out)
+    assert.truthy(out:find('converted to grey (BT.601 luma); resized to 28 wide × 28 high\n', 1, true), out)
     -- a transparent picture: its alpha is dropped, and that is said too
     local rgba = tmp .. '/rgba.png'
     require('moreau.data').save_png(rgba, require('moreau.tensor').rand({ 1, 4, 28, 28 }, { seed = 4 }))
     out, rc = moreau(('explain --image=%q --methods=gradient --out=%q'):format(rgba, tmp .. '/img3'))
     assert.are.equal(0, rc, out)
-    assert.truthy(out:find('is 28x28 with 4 channels; resnet_fmnist takes 1x28x28: converted to grey (BT.601 ' ..
+    assert.truthy(out:find('is 28 wide × 28 high with 4 channels; resnet_fmnist takes 28 wide × 28 high with ' ..
+      '1 channel: converted to grey (BT.601 ' ..
       'luma), its alpha channel dropped\n', 1, true), out)
   end)
 end)

@@ -421,7 +421,7 @@ describe('image folders', function()
     data.save_png(path('flat/1.png'), T.full({ 1, 1, 4, 4 }, 1))
     data.save_png(path('flat/2.png'), T.full({ 1, 1, 5, 4 }, 0))
     assert_error_with(function() data.image_folder { dir = path('flat') } end,
-      path('flat/2.png') .. ' is 3x5x4, but ' .. path('flat/1.png') .. ' is 3x4x4; give size = {H, W}')
+      path('flat/2.png') .. ' is C×H×W = 3x5x4, but ' .. path('flat/1.png') .. ' is 3x4x4; give size = {H, W}')
     local ds = data.image_folder { dir = path('flat'), size = { 4, 4 } }
     assert.is_nil(ds.labels)
     assert.are.same({}, ds.classes)
@@ -442,7 +442,7 @@ describe('image folders', function()
     local ok, err = pcall(data.image_folder, { dir = path('many'), channels = 1 })
     data.set_loader_budget(old)
     assert.is_false(ok)
-    assert.truthy(tostring(err):find('data.image_folder: 5 images of 1x8x8 take 1280 bytes as float32, over the ' ..
+    assert.truthy(tostring(err):find('data.image_folder: 5 images of C×H×W = 1x8x8 take 1280 bytes as float32, over the ' ..
       'loader budget of 1024 bytes (data.set_loader_budget; or give size = {H, W})', 1, true), err)
     assert.are.equal(5, data.image_folder({ dir = path('many'), channels = 1 }).n)
   end)

@@ -119,7 +119,8 @@ describe('the API reference', function()
     end
     local root = require('moreau.isolation').realpath(core.root)
     local out = tmp .. '/api'
-    local q = io.popen(('cd %q && ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    -- config.ld's text format (scripts/ldoc_text.lua) is loaded from the root
+    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
     local log = q:read('*a')
     q:close()
     assert.truthy(log:find('rc=0', 1, true), log)
@@ -132,6 +133,81 @@ describe('the API reference', function()
     page = read(out .. '/modules/moreau.nn.html')
     for _, m in ipairs { 'nn.Conv2d', 'nn.BatchNorm2d', 'nn.Sequential', 'nn.ReLU' } do
       assert.truthy(page:find(m, 1, true), m .. ' is in the reference')
+    end
+  end)
+
+  -- every summary on every page (LDoc cuts a summary at the first '. ' or '? ')
+  local function summaries(out)
+    local found = {}
+    local files = { out .. '/index.html' }
+    for f in lfs.dir(out .. '/modules') do
+      if f:match('%.html$') then files[#files + 1] = out .. '/modules/' .. f end
+    end
+    for _, f in ipairs(files) do
+      local page = read(f)
+      for s in page:gmatch('<td class="summary">(.-)</td>') do found[#found + 1] = { f, s } end
+      local m = page:match('<h1>Module <code>.-</code></h1>%s*<p>(.-)</p>')
+      if m then found[#found + 1] = { f, m } end
+    end
+    return found
+  end
+
+  it('shows whole first sentences as summaries, code examples as code, and each method\'s options', function()
+    local p = io.popen('command -v ldoc')
+    local ldoc = p:read('*l')
+    p:close()
+    if not ldoc then
+      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
+      return
+    end
+    local root = require('moreau.isolation').realpath(core.root)
+    local out = tmp .. '/api2'
+    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    local log = q:read('*a')
+    q:close()
+    assert.truthy(log:find('rc=0', 1, true), log)
+    -- summaries: a whole sentence, never cut after an abbreviation
+    local all = summaries(out)
+    assert.truthy(#all > 100, 'summaries found: ' .. #all)
+    for _, fs in ipairs(all) do
+      local text = fs[2]:gsub('<[^>]+>', ''):gsub('%s+', ' '):gsub('^ ', ''):gsub(' $', '')
+      assert.truthy(text:match('[%.%?!]$'), fs[1] .. ': the summary does not end a sentence: ' .. text)
+      for _, abbr in ipairs { 'et al.', 'e.g.', 'i.e.', 'cf.', 'vs.' } do
+        assert.are_not.equal(abbr, text:sub(-#abbr), fs[1] .. ': the summary is cut after "' .. abbr .. '": ' .. text)
+      end
+      assert.falsy(text:find('<pre>', 1, true), fs[1] .. ': a code block in the summary: ' .. text)
+    end
+    local page = read(out .. '/modules/moreau.methods.smoothgrad.html')
+    local summary = page:match('<h1>Module <code>.-</code></h1>%s*<p>(.-)</p>')
+    assert.are.equal('moreau.methods.smoothgrad — SmoothGrad (Smilkov et al., 2017) and its\n' ..
+      'variants, and the noisy-copy machinery of the SmoothGrad family\n(sparsified_smoothgrad uses it too).', summary)
+    -- a module's example is one code block, its lines and indentation as written
+    page = read(out .. '/modules/moreau.viz.html')
+    assert.truthy(page:find("<pre>local viz = require 'moreau.viz'\n" ..
+      "local heat = viz.heatmap(grad, { item = 1 })          -- (N,C,H,W) map\n" ..
+      "local pic = viz.grid {\n  rows = { { viz.image(x), heat, viz.signed(grad) } },\n", 1, true), 'viz example')
+    page = read(out .. '/modules/moreau.nn.html')
+    assert.truthy(page:find("<pre>local nn = require 'moreau.nn'\nlocal model = nn.Sequential {\n" ..
+      "  nn.Conv2d(1, 8, 3, { padding = 1 }), nn.Softplus { beta = 10 },", 1, true), 'nn example')
+    -- each method's options, with the texts help() prints in the REPL
+    local repl = require 'moreau.repl'
+    for name, own in pairs {
+      moreaugrad = { 'rho', 'gamma', 'T', 'm', 'K', 'reg', 'eta', 'group_size', 'groups', 'output', 'accelerated', 'tol' },
+      smoothgrad = { 'variant' }, sparsified_smoothgrad = { 'clip', 'keep' },
+      integrated_gradients = { 'steps', 'rule' },
+      common = { 'score', 'chunk', 'memory_budget', 'seed', 'samples', 'sigma', 'baseline' },
+    } do
+      page = read(out .. '/modules/moreau.methods.' .. name .. '.html')
+      local tag = name == 'common' and 'common_options' or 'options'
+      page = page:match('<a name = "' .. tag .. '"></a>(.-)</dl>')
+      assert.truthy(page, name .. ': no table ' .. tag)
+      local meaning = repl.option_help(name == 'common' and 'gradient' or name)
+      for _, k in ipairs(own) do
+        local text = page:match('<span class="parameter">' .. k .. '</span>%s*(.-)%s*</li>')
+        assert.truthy(text, name .. ': option ' .. k .. ' is not listed')
+        text = text:gsub('%s+', ' '):gsub('&lt;', '<'):gsub('<code>(.-)</code>', '`%1`')
+        assert.are.equal(meaning[k], text, name .. '.' .. k)
+      end
     end
   end)
 end)

@@ -126,7 +126,7 @@ describe('metrics: properties', function()
     assert.has_error(function() metrics.normalized_distance(row { 1, 2 }, row { 1, 2, 3 }) end,
       'normalized_distance: maps of shapes 1x2 and 1x3 differ')
     assert.has_error(function() metrics.ssim(T.zeros { 1, 1, 8, 8 }, T.zeros { 1, 1, 8, 8 }) end,
-      'ssim: display preset needs H and W >= 11 (the window), got 8x8')
+      'ssim: display preset needs H and W >= 11 (the window), got H = 8, W = 8')
     assert.has_error(function() metrics.ssim(a, b, { preset = 'x' }) end,
       "metrics.ssim: option 'preset' must be one of 'display', 'pytorch_ssim', got 'x'")
   end)

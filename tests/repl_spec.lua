@@ -176,6 +176,36 @@ local function start_repl(history, command)
   return s
 end
 
+describe('the REPL fed from a pipe', function()
+  it('runs the lines but keeps no history: it neither makes, reads nor appends to the file', function()
+    local function run(history)
+      local input = tmp .. '/pipe_input'
+      local f = assert(io.open(input, 'w'))
+      f:write('x = 1 + 1\nx * 21\n')
+      f:close()
+      local p = io.popen(('cd %q && cat %q | env MOREAU_HISTORY=%q MOREAU_LIB=%q scripts/moreau repl 2>&1; ' ..
+        'echo "[exit $?]"'):format(root, input, history, core.lib_path))
+      local out = p:read('*a')
+      p:close()
+      assert.truthy(out:find('[exit 0]', 1, true), out)
+      assert.truthy(out:find('\n42\n', 1, true) or out:find(' 42\n', 1, true), out)
+      return out
+    end
+    local fresh = tmp .. '/pipe_history'
+    run(fresh)
+    assert.is_nil(lfs.attributes(fresh), 'a piped session made a history file')
+    -- an existing history (from terminal sessions) stays as it was
+    local kept = tmp .. '/pipe_history2'
+    local f = assert(io.open(kept, 'w'))
+    f:write('old = 1\n')
+    f:close()
+    run(kept)
+    f = assert(io.open(kept, 'r'))
+    assert.are.equal('old = 1\n', f:read('*a'))
+    f:close()
+  end)
+end)
+
 describe('the REPL in a terminal', function()
   if not have('script') then
     it('needs util-linux script', function()

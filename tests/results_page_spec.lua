@@ -57,6 +57,31 @@ return {
 }
 ]])
 
+describe('the parameter table', function()
+  it('shows which methods ran when the default (all) ran them, and the list as given otherwise', function()
+    local dir = tmp .. '/all_methods'
+    local out, rc = moreau(('explain --fast --index=0 --out=%s'):format(shell_quote(dir)))
+    assert.are.equal(0, rc, out)
+    local html = read(dir .. '/index.html')
+    local row = html:match('<tr><th>methods</th><td>(.-)</td></tr>')
+    assert.are.equal('all: gradient, input_x_gradient, integrated_gradients, deeplift, smoothgrad, ' ..
+      'sparsified_smoothgrad, moreaugrad, sparse_moreaugrad, group_moreaugrad', row)
+    -- results.json keeps the value as given (an empty list re-runs them all) and what the page showed
+    local res = cjson.decode(read(dir .. '/results.json'))
+    assert.are.equal(0, #res.params.methods)
+    assert.are.equal(row, res.params_shown.methods)
+    -- a list given on the command line is shown as given
+    html = explain_page().html
+    assert.are.equal('gradient, integrated_gradients', html:match('<tr><th>methods</th><td>(.-)</td></tr>'))
+  end)
+
+  it('refuses a shown value that is not a string', function()
+    local rep = report.new('shown', { dir = tmp .. '/shown' })
+    assert_error_with(function() rep:param_shown('methods', { 'gradient' }) end,
+      'report:param_shown: name and text must be strings, got string and table')
+  end)
+end)
+
 describe('report:figure and report:html_table', function()
   it('lay out pictures with labels, colour bars, captions and details, every text escaped', function()
     local dir = tmp .. '/unit'

@@ -238,7 +238,7 @@ describe('viz.image, viz.overlay and viz.upscale', function()
     local o2 = viz.overlay(img, T.from({ 0, 1, 1, 0 }, { 1, 1, 2, 2 }), 1)
     assert.are.same({ 0xFD, 0xE7, 0x25 }, { o2:get(3, 1) })
     assert_error_with(function() viz.overlay(img, viz.canvas(3, 3), 0.5) end,
-      'viz.overlay: heat is 3x3, image is 4x4')
+      'viz.overlay: heat is 3 wide × 3 high, image is 4 wide × 4 high')
     assert_error_with(function() viz.overlay(img, heat, 2) end, 'viz.overlay: alpha must be a number in [0, 1]')
   end)
 
@@ -313,8 +313,12 @@ describe('viz.grid', function()
       title = 'maps', pad = pad, scale = scale,
     }
     local tw = function(s) return (viz.text_size(s)) end
-    -- columns: max(cell widths * scale, title width)
-    local cw = { math.max(56, tw('input')), math.max(56, tw('gradient')), math.max(56, tw('MoreauGrad')) }
+    -- columns: max(cell widths * scale, title width + gap), gap = max(0, 2 advances - pad) keeping
+    -- neighbouring titles two characters apart ('MoreauGrad', one word, is wider than its cells)
+    local gap = math.max(0, 2 * viz.font.advance - pad)
+    local cw = { math.max(56, tw('input') + gap), math.max(56, tw('gradient') + gap),
+      math.max(56, tw('MoreauGrad') + gap) }
+    assert.are.equal(67, cw[3])
     local rh = { 56, 56 }
     local RW = tw('boot (7)') + pad
     local TH, CH = 16 + pad, 8 + pad
@@ -336,6 +340,54 @@ describe('viz.grid', function()
     end
     assert.is_true(ink > 0)
     g:save_png(path('grid_layout.png'))
+  end)
+
+  it('wraps long column titles to their cells: neighbouring titles never touch (title pixels read back)', function()
+    local titles = { 'Sparsified SmoothGrad', 'Group-Sparse MoreauGrad', 'Integrated Gradients (riemann_right)',
+      'MoreauGrad', 'x', 'Input x Gradient', 'SmoothGrad' }
+    for _, case in ipairs { { pad = 0, ts = 1, scale = 1 }, { pad = 8, ts = 2, scale = 4 }, { pad = 2, ts = 2, scale = 3 },
+      { pad = 30, ts = 1, scale = 1 } } do
+      local what = ('pad %d, text_scale %d, scale %d'):format(case.pad, case.ts, case.scale)
+      local row = {}
+      for j = 1, #titles do row[j] = viz.canvas(28, 28, { 0, 0, 255 }) end
+      local g, L = viz.grid { rows = { row }, col_titles = titles, pad = case.pad, text_scale = case.ts,
+        scale = case.scale, border = false }
+      -- the ink (black) of the title band above the cells, column by column
+      local first, last = {}, {}
+      for y = 1, L.rows[1].y - 1 do
+        for x = 1, g.width do
+          local r, gr, b = g:get(x, y)
+          if r == 0 and gr == 0 and b == 0 then
+            local owner
+            for j, c in ipairs(L.cols) do
+              if x >= c.x and x < c.x + c.w then owner = j end
+            end
+            assert.truthy(owner, ('%s: title ink at (%d, %d) outside every column'):format(what, x, y))
+            first[owner] = math.min(first[owner] or x, x)
+            last[owner] = math.max(last[owner] or x, x)
+          end
+        end
+      end
+      -- every title is drawn, and the blank between neighbours is at least two character widths:
+      -- wider than a space between two words of one title (1 + 6 pixels per text_scale)
+      local space = 2 * viz.font.advance * case.ts
+      for j = 1, #titles do
+        assert.truthy(first[j], what .. ': no ink for title ' .. j)
+        if j > 1 then
+          local blank = first[j] - last[j - 1] - 1
+          assert.is_true(blank >= space and blank > (1 + viz.font.advance) * case.ts,
+            ('%s: titles %d and %d are %d pixels apart'):format(what, j - 1, j, blank))
+        end
+      end
+      -- a title that fits its cells keeps their width ('x'), and wrapping keeps every word
+      if case.scale == 4 then assert.are.equal(112, L.cols[5].w) end
+    end
+    local wrap = require('moreau.viz.grid').wrap
+    assert.are.same({ 'Group-', 'Sparse MG' }, wrap('Group-Sparse MG', 60, 1))
+    assert.are.same({ 'Sparsified', 'SG' }, wrap('Sparsified SG', 60, 1))
+    assert.are.same({ 'Input x', 'Grad' }, wrap('Input x Grad', 50, 1))
+    assert.are.same({ 'MoreauGrad' }, wrap('MoreauGrad', 10, 1)) -- a word longer than the limit keeps its line
+    assert.are.same({ 'a b', 'c' }, wrap('a b\nc', 1000, 1))
   end)
 
   it('without titles is just cells and padding, and rejects non-canvases', function()
@@ -487,25 +539,25 @@ describe('a canvas', function()
     local raw, pix, err, nfields, ok_req = chunk()
     assert.is_nil(raw)
     assert.is_nil(pix)
-    assert.truthy(tostring(err):find('canvas:set: pixel (5, 5) outside 1..2 x 1..2', 1, true), tostring(err))
+    assert.truthy(tostring(err):find('canvas:set: pixel (5, 5) outside x in 1..2, y in 1..2', 1, true), tostring(err))
     assert.are.equal(0, nfields)
     assert.is_false(ok_req) -- the parts stay behind moreau.viz
   end)
 
   it('refuses reads and writes outside itself with a clear error', function()
     local cv = viz.canvas(2, 3, 'black')
-    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
-    assert_error_with(function() cv:set(1, 0, 'red') end, 'canvas:set: pixel (1, 0) outside 1..2 x 1..3')
-    assert_error_with(function() cv:set(1.5, 1, 'red') end, 'canvas:set: pixel (1.5, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:set(1, 0, 'red') end, 'canvas:set: pixel (1, 0) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:set(1.5, 1, 'red') end, 'canvas:set: pixel (1.5, 1) outside x in 1..2, y in 1..3')
     assert_error_with(function() cv:set(1e9, 1e9, 'red') end, 'canvas:set: pixel (1000000000, 1000000000) outside')
-    assert_error_with(function() cv:get(1, 4) end, 'canvas:get: pixel (1, 4) outside 1..2 x 1..3')
-    assert_error_with(function() cv:get('1', 1) end, 'canvas:get: pixel (1, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:get(1, 4) end, 'canvas:get: pixel (1, 4) outside x in 1..2, y in 1..3')
+    assert_error_with(function() cv:get('1', 1) end, 'canvas:get: pixel (1, 1) outside x in 1..2, y in 1..3')
     -- its size cannot be changed from outside, nor a buffer planted
     assert_error_with(function() cv.width = 1000 end,
       "canvas: field 'width' cannot be set (a canvas changes only through its methods)")
     assert_error_with(function() cv.pix = 0 end, "canvas: field 'pix' cannot be set")
     rawset(cv, 'width', 1000) -- shadows the property for readers, not the canvas's own size
-    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside 1..2 x 1..3')
+    assert_error_with(function() cv:set(3, 1, 'red') end, 'canvas:set: pixel (3, 1) outside x in 1..2, y in 1..3')
     -- the methods check what they are called on
     assert_error_with(function() viz.Canvas.get({}, 1, 1) end, 'canvas:get: expected a canvas (from viz.canvas), got table')
     assert_error_with(function() viz.Canvas.fill_rect(setmetatable({}, getmetatable(cv)), 1, 1, 1, 1) end,
@@ -541,12 +593,12 @@ describe('a canvas', function()
     local a, b = viz.canvas(2, 2, { 10, 20, 30 }), viz.canvas(2, 2, { 110, 120, 131 })
     -- round(0.75 * 10 + 0.25 * 110) = 35, round(0.75 * 30 + 0.25 * 131) = round(55.25) = 55
     assert.are.same({ 35, 45, 55 }, { canvas.blend(a, b, 0.25):get(2, 2) })
-    assert_error_with(function() canvas.blend(a, viz.canvas(2, 3), 0.5) end, 'canvas.blend: sizes differ, 2x2 and 2x3')
+    assert_error_with(function() canvas.blend(a, viz.canvas(2, 3), 0.5) end, 'canvas.blend: sizes differ, 2 wide × 2 high and 2 wide × 3 high')
     assert_error_with(function() canvas.blend(a, {}, 0.5) end, 'canvas.blend: expected two canvases')
     local p = canvas.paint(3, 2, function(i) return i, 2 * i, 255 - i end)
     assert.are.same({ 4, 8, 251 }, { p:get(2, 2) }) -- pixel i = (2 - 1) * 3 + 2 - 1 = 4
     assert_error_with(function() viz.upscale(viz.canvas(300, 2), 200) end,
-      'viz.upscale: size must be two integers in 1..32768, got 60000 x 400')
+      'viz.upscale: size must be two integers in 1..32768, got 60000 wide × 400 high')
   end)
 end)
 
@@ -570,7 +622,7 @@ describe('errors', function()
     assert_error_with(function() viz.grid { rows = { { viz.canvas(1, 1) } }, border = 'mauve' } end, here,
       'viz.grid (border): unknown color "mauve"')
     assert_error_with(function() viz.line_plot { series = { { x = { 1 }, y = { 1 } } }, width = 10 } end, here,
-      'viz.line_plot: 10x400 is too small')
+      'viz.line_plot: 10 wide × 400 high is too small')
   end)
 end)
 
@@ -670,7 +722,7 @@ describe('viz.colorbar (the strip a panel was coloured with)', function()
     assert_error_with(function() viz.colorbar('gray', { width = 1 }) end,
       'viz.colorbar: width must be an integer >= 2, got 1')
     assert_error_with(function() viz.colorbar('gray', { width = 8, height = 0 }) end,
-      'viz.colorbar: size must be two integers in 1..32768, got 8 x 0')
+      'viz.colorbar: size must be two integers in 1..32768, got 8 wide × 0 high')
     assert_error_with(function() viz.colorbar('jet') end, "viz: unknown color map 'jet'")
   end)
 end)

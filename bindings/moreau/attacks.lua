@@ -1,5 +1,5 @@
 --- moreau.attacks — perturbations of the input that change an explanation
--- (interpretation attacks) or a prediction (PGD), one calling convention:
+-- (interpretation attacks) or a prediction (PGD), all with one calling convention.
 --
 --   local atk = attacks.topk { eps = 10, iters = 10 }
 --   local x2, info = atk:run(net, method, x, labels)   -- x2 like x; info per item
@@ -242,7 +242,7 @@ end
 -- the clean map's top-k memberships (moreau.metrics.topk_members).
 -- An all-zero map has J = 1 and no gradient (nothing can move off the top-k).
 
---- The default k: Ghorbani et al. use k = 1000 of the 224·224 = 50176 pixels
+--- The default k: Ghorbani et al., 2019, use k = 1000 of the 224·224 = 50176 pixels
 -- of ImageNet maps, about 2%; here 2% of the C·H·W entries, at least 1.
 -- A k given above d (the C·H·W entries of an item) raises: its top-k would be
 -- the whole map, which no perturbation can move.

@@ -138,7 +138,8 @@ end
 -- results folder is yours: a fresh one, or the --out you give), and, when the
 -- recipe runs unconfined and untrusted, no parameter that names a file
 -- (declared `file = 'read'` or `'write'` in the recipe) unless it is the
--- default or you give it yourself on the command line.
+-- default or you give it yourself on the command line. A parameter you give
+-- on the command line is not replayed: your value is the one that runs.
 local function replayed_args(results, path, file, args, confined_or_trusted)
   local options = require 'moreau.options'
   local mine = options.parse_args(args) -- the keys the caller gave (with a value or not)
@@ -160,6 +161,8 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
     local spec = r and r.params[k]
     if k == 'out' or k == 'help' then
       -- dropped: the results folder and --help are the caller's
+    elseif mine[k] ~= nil then
+      -- the caller gives it again on the command line: the caller's value wins
     elseif type(v) == 'table' and #v == 0 then
       -- an empty list (the recipe's default, recorded as []) is not a value the command line can give
     elseif type(v) ~= 'string' and type(v) ~= 'number' and type(v) ~= 'boolean' and type(v) ~= 'table' then

@@ -249,7 +249,7 @@ end
 
 --- GNU readline for the REPL (declared here, the one module that calls
 -- ffi.cdef), or nil when the library is absent. The libc functions the REPL
--- reads its input with (read, fileno, clearerr, stdin, strdup, free) are
+-- reads its input with (read, fileno, isatty, clearerr, stdin, strdup, free) are
 -- declared either way, and so are readline's signal, getc and completion
 -- hooks (readline manual, "Readline Signal Handling", "Completion Functions").
 function core.readline()
@@ -276,6 +276,7 @@ function core.readline()
     void free(void *p);
     char *strdup(const char *s);
     int fileno(void *stream);
+    int isatty(int fd);
     ssize_t read(int fd, void *buf, size_t count);
     void clearerr(void *stream);
     extern void *stdin;

@@ -380,12 +380,12 @@ function data.image_folder(opts)
       local bytes, budget = #files * per * 4, data.loader_budget()
       if bytes > budget then
         error(('data.image_folder: %d images of %s take %.0f bytes as float32, over the loader budget of %d ' ..
-          'bytes (data.set_loader_budget; or give size = {H, W})'):format(#files, table.concat(s, 'x', 2), bytes,
+          'bytes (data.set_loader_budget; or give size = {H, W})'):format(#files, 'C×H×W = ' .. table.concat(s, 'x', 2), bytes,
           budget), 2)
       end
       images = T.zeros(s)
     elseif core.numel(x) ~= per or core.size(x, 3) ~= core.size(images, 3) then
-      error(('data.image_folder: %s is %s, but %s is %s; give size = {H, W} to resize'):format(
+      error(('data.image_folder: %s is C×H×W = %s, but %s is %s; give size = {H, W} to resize'):format(
         f, table.concat(core.shape(x), 'x', 2), files[1], table.concat(core.shape(images), 'x', 2)), 2)
     end
     check(C.mr_tensor_copy_items(handle(images), i - 1, handle(x), 0, 1))

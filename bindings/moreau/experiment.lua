@@ -223,6 +223,13 @@ function experiment.method_option(who, name, v)
 end
 
 --- Wall-clock seconds (os.clock counts CPU time of every thread).
+--- An image size as messages write it, width first and each side named
+-- ("80 wide × 100 high"), since tensors hold it height first (C, H, W) and
+-- a bare "100x80" reads either way. ARGS: width, height (pixels).
+function experiment.size_text(width, height)
+  return ('%d wide × %d high'):format(width, height)
+end
+
 function experiment.now() return require('moreau.core').C.mr_wall_seconds() end
 
 --- The work of one entry of experiment.methods per image, in gradient

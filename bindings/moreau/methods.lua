@@ -1,4 +1,4 @@
---- moreau.methods — interpretation methods, one calling convention:
+--- moreau.methods — interpretation methods, all with one calling convention.
 --
 --   local m = methods.moreaugrad { rho = 1, eta = 5e-3, reg = 'l1' }
 --   local maps = m:explain(net, x, labels)      -- a tensor shaped like x

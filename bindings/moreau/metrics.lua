@@ -184,7 +184,7 @@ function metrics.topk_members(t, n, k, signed)
 end
 
 --- Share of the original's top-k features that are top-k features of the
--- attacked map (Ghorbani et al. 2019's top-k intersection), with the top-k sets
+-- attacked map (the top-k intersection of Ghorbani et al., 2019), with the top-k sets
 -- of metrics.topk_members: |T_k(a) ∩ T_k(b)| / |T_k(a)| where a membership
 -- shared by a tied block counts as a fuzzy set, |A ∩ B| = Σ_j min(m_A(j), m_B(j))
 -- (the ordinary count when no tie straddles the k-th place). Hence:
@@ -283,7 +283,7 @@ local function ssim_plane(X, Y, H, W, w, size, mode, C1, C2)
   return s / m, m
 end
 
---- Structural similarity (Wang et al. 2004): 11×11 Gaussian window, sigma 1.5,
+--- Structural similarity (Wang et al., 2004): 11×11 Gaussian window, sigma 1.5,
 -- population (biased) local statistics, C1 = (0.01 L)², C2 = (0.03 L)².
 -- ARGS: a, b (N, C, H, W), the same shape, finite;
 --   opts {preset = 'display' | 'pytorch_ssim', window = 11 (odd, >= 3: the
@@ -316,7 +316,7 @@ function metrics.ssim(a, b, opts)
   local out = {}
   if preset == 'display' then
     if H < size or W < size then
-      error(('ssim: display preset needs H and W >= %d (the window), got %dx%d'):format(size, H, W), 2)
+      error(('ssim: display preset needs H and W >= %d (the window), got H = %d, W = %d'):format(size, H, W), 2)
     end
     local viz = require 'moreau.viz'
     for n = 1, N do
@@ -467,7 +467,7 @@ function metrics.local_lipschitz(net, method, x, labels, opts)
   end, 'local_lipschitz')
 end
 
---- Max-Sensitivity (Yeh et al. 2019), as Quantus's MaxSensitivity: max over
+--- Max-Sensitivity (Yeh et al., 2019), as Quantus's MaxSensitivity: max over
 -- samples of ‖a − a_j‖_F / ‖x‖_F with x_j = x + U(−radius, radius) per entry.
 -- ARGS: net, method, x, labels, opts {samples = 200, radius = 0.2 (Quantus's
 --   lower_bound), normalise = false, abs = false, seed = 0}. RETURN: Lua array

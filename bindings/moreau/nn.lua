@@ -272,7 +272,7 @@ local function dims(who, shape, most, example)
   return s, #shape
 end
 
---- A builder for a network whose samples have `input_shape` (e.g. {3, 32, 32}).
+--- A builder for a network whose samples have `input_shape` (e.g., {3, 32, 32}).
 -- opts: {seed = 0} for the parameter initialization.
 function nn.builder(input_shape, opts)
   local s, nd = dims('nn.builder', input_shape, 3, '{3, 32, 32}')

@@ -163,13 +163,19 @@ local function edit_distance(a, b)
 end
 
 --- " (did you mean 'X'?)" naming the name in `names` (a list) nearest to the
--- string v, when it has 4 or more letters and v is within a third of its
--- length in edits (a typo, not another short name); else ''.
+-- string v, when v is X in another case ('METHODS', 'Fast'), or when X has 4
+-- or more letters and v is within a third of its length in edits (a typo,
+-- not another short name); else ''. Case does not count as an edit.
 function options.nearest(v, names)
   if type(v) ~= 'string' then return '' end
   local best, bd
   for _, name in ipairs(names) do
-    local dist = edit_distance(v, name)
+    if type(name) == 'string' and v ~= name and v:lower() == name:lower() then
+      return (" (did you mean '%s'?)"):format(name)
+    end
+  end
+  for _, name in ipairs(names) do
+    local dist = edit_distance(v:lower(), tostring(name):lower())
     if not bd or dist < bd then best, bd = name, dist end
   end
   if best and #best >= 4 and bd <= math.floor(#best / 3) then return (" (did you mean '%s'?)"):format(best) end
@@ -259,7 +265,7 @@ end
 -- ------------------------------------------------- options given as strings
 
 --- The types of a string parameter: each converts a string (or an already
--- typed value, e.g. from a results.json) to its value, or gives nil when it
+-- typed value, e.g., from a results.json) to its value, or gives nil when it
 -- cannot.
 --   int     a number without a fraction ('3', '1e3')
 --   number  any number tonumber reads
@@ -309,16 +315,24 @@ end
 
 --- Splits command-line arguments into `--key=value` / `--flag` pairs (dashes
 -- in keys become underscores; a bare flag is the string 'true'; keys may hold
--- dots, as `--moreaugrad.T=100`) and the rest.
+-- dots, as `--moreaugrad.T=100`) and the rest. A key given twice raises
+-- "option --K is given twice: --K=A and --K=B (give it once)" at level 0 (a
+-- command-line error): the last one would silently win.
 -- RETURN: table key -> string, list of the other arguments in order.
 function options.parse_args(args)
-  local out, rest = {}, {}
+  local out, rest, given = {}, {}, {}
+  local function put(key, v, a)
+    if given[key] and key ~= 'help' then -- (-h --help is still help)
+      error(("option --%s is given twice: %s and %s (give it once)"):format(key, given[key], a), 0)
+    end
+    out[key], given[key] = v, a
+  end
   for _, a in ipairs(args) do
     local k, v = a:match('^%-%-([%w_%-%.]+)=(.*)$')
     if k then
-      out[k:gsub('-', '_')] = v
+      put((k:gsub('-', '_')), v, a)
     elseif a:match('^%-%-[%w_%-%.]+$') then
-      out[(a:sub(3):gsub('-', '_'))] = 'true'
+      put((a:sub(3):gsub('-', '_')), 'true', a)
     else
       rest[#rest + 1] = a
     end
@@ -354,10 +368,12 @@ end
 
 --- Typed values of a parameter table from their defaults and `given` (strings
 -- from the command line, or typed values). Unknown names, values their type
--- cannot read and values outside their domain raise, at level 0 (these are the
--- user's command-line errors, not a line of code):
+-- cannot read, values outside their domain and an item repeated in a list
+-- raise, at level 0 (these are the user's command-line errors, not a line of
+-- code):
 --   "WHO: unknown NOUN 'K' (NOUNs: a, b, c)"
 --   "WHO: NOUN 'K' expects int, got '2.5'"
+--   "WHO: NOUN 'K' lists 'x' twice (items 1 and 3); give each once"
 --   "WHO: NOUN 'K' must be DOMAIN, got V"   (a list: "... 'K' item I must be ...")
 -- ARGS: who, params (see the top of this file), given, noun (default 'parameter').
 -- RETURN: table name -> value.
@@ -381,6 +397,20 @@ function options.params(who, params, given, noun)
         (spec.type or 'string')
       error(("%s: %s '%s' expects %s, got '%s'"):format(who, noun, k, what,
         type(v) == 'table' and table.concat(v, ',') or tostring(v)), 0)
+    end
+    if spec.type == 'list' then
+      -- a repeated item would run (and be reported) twice
+      local first = {}
+      for i, x in ipairs(val) do
+        if x ~= x then
+          -- NaN: not a key, and never equal to itself (its domain refuses it below)
+        elseif first[x] then
+          error(("%s: %s '%s' lists %s twice (items %d and %d); give each once"):format(who, noun, k,
+            options.show(x), first[x], i), 0)
+        else
+          first[x] = i
+        end
+      end
     end
     p[k] = val
   end

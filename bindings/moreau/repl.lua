@@ -1,9 +1,11 @@
 --- moreau.repl — an interactive LuaJIT session with moreau loaded.
 --
 -- Line editing, tab completion and history come from GNU readline (Debian's
--- libreadline8; without it the session reads plain lines). Every line goes to
--- the history file as it is entered: $MOREAU_HISTORY, else ~/.moreau_history,
--- capped at repl.HISTORY_LINES lines. Expressions print their values;
+-- libreadline8; without it the session reads plain lines). In an interactive
+-- session (its input a terminal) every line goes to the history file as it
+-- is entered: $MOREAU_HISTORY, else ~/.moreau_history, capped at
+-- repl.HISTORY_LINES lines; input from a pipe or a file (a script fed to the
+-- REPL) neither reads nor writes the history. Expressions print their values;
 -- sequences print in index order; tensors print their shape, device,
 -- min/max/mean and a 2-D slice. `help(x)` shows the doc comment of a
 -- function, the options of a method, a module's functions.
@@ -208,35 +210,43 @@ function repl.doc(fn)
   return head .. '\n' .. table.concat(doc, '\n') .. '\n(' .. where .. ')'
 end
 
---- What each option of a method or solver means (the formulas are in the
--- README, "MoreauGrad, as pinned" and "Sampling methods"; domains come from
--- each method's `_domains`).
-repl.OPTION_HELP = {
-  rho = 'ρ of the Moreau envelope min_δ f(x + δ) + ‖δ‖²/(2ρ): larger, a smoother map',
-  gamma = 'γ, the proximal-gradient step size: δ ← prox(δ − γ (g + δ/ρ))',
-  T = 'iterations of the solver',
-  m = 'noise samples averaged per iteration (0: deterministic, the plain gradient at x + δ)',
-  sigma = 'noise scale: the noise std is sigma·(max x − min x) per image',
-  K = 'the map averages the last K iterates δ_{T−K+1..T} (the tail average)',
-  reg = "regularizer of δ: 'none', 'l1' (sparse, soft-threshold) or 'group' (group-sparse)",
-  eta = 'η, the weight of the regularizer (the prox threshold is γη)',
-  group_size = 'side g of the g×g pixel groups of the group regularizer (over all channels)',
-  groups = 'an explicit group map (prox.groups) instead of g×g blocks',
-  output = "'gradient': the map −mean(δ)/ρ (MoreauGrad); 'delta': the mean δ itself",
-  score = "the class score explained: 'logit', 'log_softmax' or 'softmax' of the logits",
-  chunk = 'noisy copies per network batch (0: as many as the memory budget allows); the map does not depend on it',
-  memory_budget = 'bytes of workspace that chunk = 0 sizes the batch from (0: the global budget)',
-  accelerated = 'FISTA with restart instead of the plain proximal-gradient step',
-  tol = 'stop an image once ‖δ_{t+1} − δ_t‖ <= tol·max(1, ‖δ_t‖) (0: always run T iterations)',
-  seed = "the noise seed; an image's noise also depends on its noise key (its content, or an id)",
-  steps = 'points on the path from the baseline to x',
-  rule = "quadrature rule of the path integral: 'riemann_right', 'trapezoid' or 'gauss_legendre'",
-  baseline = 'the reference input x0 (a number for every entry, or a tensor shaped like x)',
-  samples = 'noisy copies averaged per image',
-  variant = "'mean' (SmoothGrad), 'square' (mean of g²) or 'vargrad' (variance of g)",
-  clip = 'fraction of entries at or above the clip value τ (the (clip·d)-th largest |g|), which count 1',
-  keep = 'fraction of entries kept per sample (those at or above the (keep·d)-th largest |g|)',
-}
+-- The `@field name text` lines of the doc comment `@table <tag>` of a module
+-- (text continued on the comment lines below, up to the next tag or the end
+-- of the comment), into out[name] = text.
+local function read_fields(module, tag, out)
+  local path = package.searchpath(module, package.path)
+  local lines = path and lines_of(path)
+  if not lines then return out end
+  local inside, name = false, nil
+  for _, line in ipairs(lines) do
+    local body = line:match('^%s*%-%-%-?%s?(.*)$')
+    if not body then
+      if inside then break end
+    elseif body:match('^@table%s+' .. tag .. '%s*$') then
+      inside = true
+    elseif inside then
+      local k, text = body:match('^@field%s+([%w_]+)%s+(.*)$')
+      if k then
+        name = k
+        out[k] = text
+      elseif body:match('^@') or not body:match('%S') then
+        name = nil
+      elseif name then
+        out[name] = out[name] .. ' ' .. body
+      end
+    end
+  end
+  return out
+end
+
+--- What each option of a method means: the `@field` texts of its doc
+-- comments, the method file's table `options` (moreau.methods.<name>) and
+-- the shared `common_options` (moreau.methods.common), as the API reference
+-- shows them. ARGS: name (a method's name). RETURN: { option = text }.
+function repl.option_help(name)
+  local out = read_fields('moreau.methods.common', 'common_options', {})
+  return read_fields('moreau.methods.' .. name, 'options', out)
+end
 
 local function method_help(obj)
   local options = require 'moreau.options'
@@ -244,12 +254,13 @@ local function method_help(obj)
   local names = {}
   for k in pairs(obj.opts) do names[#names + 1] = k end
   table.sort(names)
+  local meaning = repl.option_help(obj.name)
   for _, k in ipairs(names) do
     local spec = obj.domains and obj.domains[k]
     local ok, d = pcall(options.domain, spec or 'any')
     local domain = spec and ok and d.text or ''
     lines[#lines + 1] = ('  %s = %s%s'):format(k, options.show(obj.opts[k]), domain ~= '' and ('  (' .. domain .. ')') or '')
-    if repl.OPTION_HELP[k] then lines[#lines + 1] = '      ' .. repl.OPTION_HELP[k] end
+    if meaning[k] then lines[#lines + 1] = '      ' .. meaning[k] end
   end
   lines[#lines + 1] = 'methods: explain(net, x, labels [, ids]), explain_vjp(net, x, labels, u [, ids]); ' ..
     'help(obj.explain) for more'
@@ -451,11 +462,18 @@ jit.off(read_line)
 
 -- ------------------------------------------------------------ the loop
 
+--- Whether the session is interactive: its input is a terminal (isatty(0)),
+-- not a pipe or a file. Only an interactive session keeps a history.
+function repl.interactive()
+  core.readline() -- (declares isatty)
+  return ffi.C.isatty(0) == 1
+end
+
 --- Runs the loop until end of input.
 function repl.start()
   local env = repl.env()
   local rl = setup_readline(env)
-  local hist = rl and repl.history_path()
+  local hist = rl and repl.interactive() and repl.history_path()
   if hist then
     local f = io.open(hist, 'a') -- append_history writes only to an existing file
     if f then

@@ -162,6 +162,20 @@ function Report:table(file, header, rows, caption)
   self.items[#self.items + 1] = { kind = 'table', file = file, caption = caption, header = header, rows = rows }
 end
 
+--- What the parameter table shows for parameter `name` instead of its
+-- value, when the value alone does not say what ran: an empty `methods` list
+-- means every method, so a recipe calls
+-- rep:param_shown('methods', 'all: gradient, smoothgrad, ...'). Kept in
+-- results.json as params_shown[name] (params keeps the value as given).
+-- ARGS: name (a parameter's name), text (a string).
+function Report:param_shown(name, text)
+  if type(name) ~= 'string' or type(text) ~= 'string' then
+    error('report:param_shown: name and text must be strings, got ' .. type(name) .. ' and ' .. type(text), 2)
+  end
+  self.results.params_shown = self.results.params_shown or {}
+  self.results.params_shown[name] = text
+end
+
 --- A paragraph of text on the page.
 function Report:note(text)
   self.items[#self.items + 1] = { kind = 'note', text = text }
@@ -412,7 +426,9 @@ function Report:html()
     out[#out + 1] = '<table id="params"><caption>parameters</caption>'
     for _, k in ipairs(keys) do
       local v = self.results.params[k]
-      if type(v) == 'table' then v = table.concat(v, ', ') end
+      local shown = type(self.results.params_shown) == 'table' and self.results.params_shown[k]
+      if type(shown) == 'string' then v = shown
+      elseif type(v) == 'table' then v = table.concat(v, ', ') end
       out[#out + 1] = ('<tr><th>%s</th><td>%s</td></tr>'):format(html_escape(k), html_escape(v))
     end
     out[#out + 1] = '</table>'

@@ -130,7 +130,7 @@ function Spec:build(net)
   return core.attach(setmetatable({ net = net, spec = self }, Optim), ffi.gc(optim_out[0], C.mr_optim_free))
 end
 
---- A short description, e.g. "sgd lr=0.1 momentum=0.9 nesterov weight_decay=0.0005".
+--- A short description, e.g., "sgd lr=0.1 momentum=0.9 nesterov weight_decay=0.0005".
 function Spec:__tostring()
   if self.kind == 'sgd' then
     return ('sgd lr=%g momentum=%g%s weight_decay=%g'):format(self.lr, self.momentum,

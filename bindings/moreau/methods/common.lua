@@ -29,6 +29,25 @@ local oracle = require 'moreau.oracle'
 local options = require 'moreau.options'
 local C, check, handle = core.C, core.check, core.handle
 
+--- The options several methods share (each method's `options` table names
+-- those it takes). The REPL's `help(methods.<name>{})` prints these texts
+-- too (moreau.repl reads them from here): this table is their one source.
+-- @table common_options
+-- @field score the class score explained: 'logit', 'log_softmax' or 'softmax'
+-- of the logits (moreau.oracle)
+-- @field chunk noisy copies per network batch (path points for
+-- integrated_gradients); 0: as many as `memory_budget` allows. The map does
+-- not depend on it
+-- @field memory_budget bytes of workspace that chunk = 0 sizes the batch from
+-- (0: the global budget of methods.set_memory_budget, 256 MiB unless set)
+-- @field seed the noise seed; an image's noise also depends on its noise key
+-- (its content, or the id given to explain: docs/determinism.md)
+-- @field samples noisy copies averaged per image
+-- @field sigma noise scale: the noise std is sigma·(max x − min x) per image
+-- (0 for a constant image)
+-- @field baseline the reference input x0: a number for every entry, or a
+-- tensor shaped like x (0 is mean grey in normalized units, not black)
+
 local common = {}
 
 common.SCORE = 'one of logit, log_softmax, softmax'

@@ -1,4 +1,4 @@
---- moreau.methods.deeplift — DeepLIFT (Shrikumar et al. 2017).
+--- moreau.methods.deeplift — DeepLIFT (Shrikumar et al., 2017).
 --
 --   E = (x − x0) ⊙ multipliers of one reverse pass with an exact rule per op
 --   (linear ops keep their VJP, elementwise nonlinearities the rescale rule,
@@ -10,6 +10,10 @@ local T = require 'moreau.tensor'
 local core = require 'moreau.core'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
+
+--- The options of deeplift: only the common options baseline and score
+-- (moreau.methods.common).
+-- @table options
 
 local M = {
   name = 'deeplift',

@@ -1,10 +1,14 @@
---- moreau.methods.gradient — the simple gradient (Simonyan et al. 2014).
+--- moreau.methods.gradient — the simple gradient (Simonyan et al., 2014).
 --
 --   E = ∇f_c(x)                  explain_vjp: Σ u ⊙ ∂E/∂x = H(x) u, H = ∇²f_c
 --
 -- f_c is the class score (score: logit, log_softmax or softmax; moreau.oracle).
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
+
+--- The options of gradient: only the common option score
+-- (moreau.methods.common).
+-- @table options
 
 local M = {
   name = 'gradient',

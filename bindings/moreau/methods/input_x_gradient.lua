@@ -4,6 +4,10 @@
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
+--- The options of input_x_gradient: only the common option score
+-- (moreau.methods.common).
+-- @table options
+
 local M = {
   name = 'input_x_gradient',
   doc = 'input times gradient x ⊙ ∇f_c(x)',

@@ -1,4 +1,4 @@
---- moreau.methods.integrated_gradients — integrated gradients (Sundararajan et al. 2017).
+--- moreau.methods.integrated_gradients — integrated gradients (Sundararajan et al., 2017).
 --
 --   E = (x − x0) ⊙ Σ_k w_k g(p_k),  p_k = x0 + α_k (x − x0),  g = ∇f_c
 --   explain_vjp: u ⊙ Σ_k w_k g_k + Σ_k w_k α_k H(p_k)((x − x0) ⊙ u)
@@ -12,6 +12,15 @@ local core = require 'moreau.core'
 local C, check, handle = core.C, core.check, core.handle
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
+
+--- The options of integrated_gradients: its own below and the common
+-- options baseline, chunk, memory_budget and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
+-- @table options
+-- @field steps points on the path from the baseline to x (at least 2 for trapezoid)
+-- @field rule quadrature rule of the path integral: 'riemann_right', 'trapezoid' or
+-- 'gauss_legendre' (Gauss–Legendre nodes on [0, 1])
 
 local M = {
   name = 'integrated_gradients',

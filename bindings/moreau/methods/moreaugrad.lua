@@ -22,6 +22,29 @@ defaults.K = nil -- derived: min(101, T) unless given
 defaults._extra = { eta = true, reg = true, group_size = true, groups = true, K = true }
 defaults._domains = prox.domains
 
+--- The options of moreaugrad: those of moreau.prox's solver below and the
+-- common options sigma, chunk, memory_budget, seed and score
+-- (moreau.methods.common). `M.defaults` holds their default values (the
+-- solver's, prox.defaults), `M.defaults._domains` their domains.
+-- @table options
+-- @field rho ρ of the Moreau envelope min_δ f(x + δ) + ‖δ‖²/(2ρ): larger, a smoother map
+-- @field gamma γ, the proximal-gradient step size: δ ← prox(δ − γ (g + δ/ρ))
+-- @field T iterations of the solver
+-- @field m noise samples averaged per iteration (0: deterministic, the plain gradient at
+-- x + δ)
+-- @field K the map averages the last K iterates δ_{T−K+1..T} (the tail average); unset:
+-- min(101, T)
+-- @field reg regularizer of δ: 'none', 'l1' (sparse, soft-threshold) or 'group'
+-- (group-sparse)
+-- @field eta η, the weight of the regularizer (the prox threshold is γη)
+-- @field group_size side g of the g×g pixel groups of the group regularizer (over all
+-- channels)
+-- @field groups an explicit group map (prox.groups) instead of g×g blocks
+-- @field output 'gradient': the map −mean(δ)/ρ (MoreauGrad); 'delta': the mean δ itself
+-- @field accelerated FISTA with restart instead of the plain proximal-gradient step
+-- @field tol stop an image once ‖δ_{t+1} − δ_t‖ <= tol·max(1, ‖δ_t‖) (0: always run T
+-- iterations)
+
 local M = {
   name = 'moreaugrad',
   doc = 'MoreauGrad (Zhang & Farnia 2023): gradient of the Moreau envelope; sparse with reg = l1, group-sparse with reg = group',

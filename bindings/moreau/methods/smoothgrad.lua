@@ -1,4 +1,4 @@
---- moreau.methods.smoothgrad — SmoothGrad (Smilkov et al. 2017) and its
+--- moreau.methods.smoothgrad — SmoothGrad (Smilkov et al., 2017) and its
 -- variants, and the noisy-copy machinery of the SmoothGrad family
 -- (sparsified_smoothgrad uses it too).
 --
@@ -25,6 +25,14 @@ local T = require 'moreau.tensor'
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
+
+--- The options of smoothgrad: its own below and the common options samples,
+-- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
+-- @table options
+-- @field variant 'mean' (SmoothGrad), 'square' (the mean of g²) or 'vargrad' (the
+-- variance of g, VarGrad)
 
 local M = {
   name = 'smoothgrad',

@@ -1,4 +1,4 @@
---- moreau.methods.sparsified_smoothgrad — Sparsified SmoothGrad (Levine et al. 2019).
+--- moreau.methods.sparsified_smoothgrad — Sparsified SmoothGrad (Levine et al., 2019).
 --
 --   E = (1/t) Σ_i S_i,  S_i = 1[kept] (1 if |g_i| >= τ_i, else |g_i|/τ_i)
 --
@@ -16,6 +16,16 @@
 local C = require('moreau.core').C
 local common = require 'moreau.methods.common'
 local smoothgrad = require 'moreau.methods.smoothgrad'
+
+--- The options of sparsified_smoothgrad: its own below and the common options samples,
+-- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
+-- `M.defaults` holds their default values, `M.defaults._domains` their
+-- domains.
+-- @table options
+-- @field clip fraction of entries at or above the clip value τ (the (clip·d)-th largest
+-- |g|), which count 1
+-- @field keep fraction of entries kept per sample (those at or above the (keep·d)-th
+-- largest |g|)
 
 local M = {
   name = 'sparsified_smoothgrad',

@@ -50,7 +50,7 @@ local meta = {
   end,
   __tostring = function(self)
     local s = state(self, 'canvas', 2)
-    return ('canvas %dx%d rgb8'):format(s.w, s.h)
+    return ('canvas %d wide × %d high, rgb8'):format(s.w, s.h)
   end,
 }
 
@@ -59,7 +59,7 @@ local meta = {
 function canvas.check_size(w, h, what, level)
   if type(w) ~= 'number' or type(h) ~= 'number' or w < 1 or h < 1 or w ~= floor(w) or h ~= floor(h)
       or w > 32768 or h > 32768 then
-    error(('%s: size must be two integers in 1..32768, got %s x %s'):format(what, tostring(w), tostring(h)),
+    error(('%s: size must be two integers in 1..32768, got %s wide × %s high'):format(what, tostring(w), tostring(h)),
       level + 1)
   end
 end
@@ -106,7 +106,7 @@ end
 local function check_pixel(s, x, y, what, level)
   if type(x) ~= 'number' or type(y) ~= 'number' or x < 1 or y < 1 or x > s.w or y > s.h
       or x ~= floor(x) or y ~= floor(y) then
-    error(('%s: pixel (%s, %s) outside 1..%d x 1..%d'):format(what, tostring(x), tostring(y), s.w, s.h),
+    error(('%s: pixel (%s, %s) outside x in 1..%d, y in 1..%d'):format(what, tostring(x), tostring(y), s.w, s.h),
       level + 1)
   end
 end
@@ -365,7 +365,7 @@ function canvas.blend(a, b, alpha)
   local sa, sb = store[a], store[b]
   if not sa or not sb then error('canvas.blend: expected two canvases', 2) end
   if sa.w ~= sb.w or sa.h ~= sb.h then
-    error(('canvas.blend: sizes differ, %dx%d and %dx%d'):format(sa.w, sa.h, sb.w, sb.h), 2)
+    error(('canvas.blend: sizes differ, %d wide × %d high and %d wide × %d high'):format(sa.w, sa.h, sb.w, sb.h), 2)
   end
   if type(alpha) ~= 'number' or alpha ~= alpha or alpha < 0 or alpha > 1 then
     error('canvas.blend: alpha must be a number in [0, 1], got ' .. tostring(alpha), 2)

@@ -10,11 +10,43 @@ local text_size = font.text_size
 
 local grid = {}
 
+--- A column title as lines no wider than `limit` pixels at `scale`: broken
+-- greedily at spaces and after hyphens ('Group-Sparse MG' -> 'Group-',
+-- 'Sparse MG'), and at the title's own '\n'; a word wider than limit keeps
+-- a line of its own (its column widens to it). RETURN: a list of lines.
+function grid.wrap(str, limit, scale)
+  local lines = {}
+  local function width(t) return (text_size(t, scale)) end
+  for para in (tostring(str) .. '\n'):gmatch('(.-)\n') do
+    local line = ''
+    for word in para:gmatch('%S+') do
+      local k = 0
+      for piece in word:gmatch('[^%-]*%-*') do
+        if piece ~= '' then
+          k = k + 1
+          -- a new word after a space; the rest of a hyphenated word joins without one
+          local cand = line == '' and piece or (line .. (k > 1 and '' or ' ') .. piece)
+          if line ~= '' and width(cand) > limit then
+            lines[#lines + 1] = line
+            line = piece
+          else
+            line = cand
+          end
+        end
+      end
+    end
+    lines[#lines + 1] = line
+  end
+  return lines
+end
+
 --- Canvases in a labeled grid (rows = images, columns = methods) on white.
 -- ARGS: opts {
 --   rows       = { {canvas, canvas, ...}, ... } (false/nil leaves a cell empty;
 --                rows may be short),
---   col_titles = { 'str', ... } (optional, above the columns, centred),
+--   col_titles = { 'str', ... } (optional, above the columns, centred; a
+--                title wider than its column's cells is wrapped to them,
+--                grid.wrap, so that it never runs into its neighbours),
 --   row_titles = { 'str', ... } (optional, left of the rows, right-aligned),
 --   title      = 'str' (optional, centred on top, drawn at title_scale),
 --   pad        = 4 (pixels between and around everything),
@@ -24,7 +56,13 @@ local grid = {}
 --   border     = light gray (a 1-pixel frame drawn around each cell inside
 --                the padding when pad >= 2; false for none) }
 -- Layout, with cw_j = max(widest cell of column j (after scale), width of its
---   title), rh_i = max(tallest cell of row i, height of its title),
+--   title's widest line + gap), rh_i = max(tallest cell of row i, height of
+--   its title), where a column title is wrapped (grid.wrap) to the width of
+--   its cells less gap, and gap = max(0, 2·advance·text_scale − pad): the
+--   titles of neighbouring columns stay at least two character widths apart
+--   (pad + gap), more than the one of a space between the words of a title,
+--   so that they never touch or read as one title. Wrapped lines are
+--   centred and stacked; the titles sit on the cells' top edge.
 --   TH = title and text height + pad or 0, CH = col_titles and tallest + pad or 0,
 --   RW = row_titles and widest + pad or 0:
 --   width  = pad + RW + sum_j cw_j + pad * (ncols - 1) + pad
@@ -78,11 +116,17 @@ function grid.grid(opts)
     end
   end
   local CH, RW, TH = 0, 0, 0
+  local title_lines = {}
   if col_titles then
+    local gap = max(0, 2 * font.advance * ts - pad)
     for j = 1, ncols do
       if col_titles[j] then
-        local w, h = text_size(col_titles[j], ts)
-        cw[j] = max(cw[j], w)
+        -- a column without cells keeps its title on one line
+        local limit = cw[j] > 0 and max(cw[j] - gap, 1) or math.huge
+        local lines = grid.wrap(col_titles[j], limit, ts)
+        local w, h = text_size(table.concat(lines, '\n'), ts)
+        title_lines[j] = lines
+        cw[j] = max(cw[j], w + gap)
         CH = max(CH, h)
       end
     end
@@ -129,9 +173,14 @@ function grid.grid(opts)
   if col_titles then
     for j = 1, ncols do
       if col_titles[j] then
-        local w, h = text_size(col_titles[j], ts)
+        local lines = title_lines[j]
+        local _, h = text_size(table.concat(lines, '\n'), ts)
         local c = layout.cols[j]
-        out:text(c.x + floor((c.w - w) / 2), 1 + pad + TH + (CH - pad - h), col_titles[j], 'black', ts)
+        local y0 = 1 + pad + TH + (CH - pad - h)
+        for li, line in ipairs(lines) do
+          local w = text_size(line, ts)
+          out:text(c.x + floor((c.w - w) / 2), y0 + (li - 1) * font.line * ts, line, 'black', ts)
+        end
       end
     end
   end

@@ -38,7 +38,7 @@ function maps.heatmap(map, opts)
   return cv, q
 end
 
---- A signed map (e.g. a raw gradient) on a diverging color map: per pixel
+--- A signed map (e.g., a raw gradient) on a diverging color map: per pixel
 -- d = sum of map over channels, u = clamp(d / q, -1, 1) with q the 99th
 -- percentile of |d|; -1 is dark blue, 0 white, +1 dark red.
 -- ARGS: map (as heatmap); opts {item = 1, percentile = 99,
@@ -122,7 +122,7 @@ function maps.overlay(img, heat, alpha, opts)
   if heat.width ~= img.width or heat.height ~= img.height then
     local k = img.width / heat.width
     if k ~= floor(k) or heat.height * k ~= img.height then
-      error(('viz.overlay: heat is %dx%d, image is %dx%d (sizes must match or differ by one integer factor)')
+      error(('viz.overlay: heat is %d wide × %d high, image is %d wide × %d high (sizes must match or differ by one integer factor)')
         :format(heat.width, heat.height, img.width, img.height), 2)
     end
     heat = canvas.upscale(heat, k)

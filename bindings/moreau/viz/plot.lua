@@ -181,7 +181,7 @@ function plot.line_plot(opts)
   local left = 8 + (opts.ylabel and 8 + 6 or 0) + ylab_w + 4 + 4
   local x0, x1 = 1 + left, W - right
   if x1 - x0 < 20 or y1 - y0 < 20 then
-    error(('viz.line_plot: %dx%d is too small for the axes and labels'):format(W, H), 2)
+    error(('viz.line_plot: %d wide × %d high is too small for the axes and labels'):format(W, H), 2)
   end
   local xa, xb, xticks = fit_axis(xmin, xmax, logx, x1 - x0, 6, function(ticks)
     local w = 0
