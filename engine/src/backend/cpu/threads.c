@@ -62,6 +62,8 @@
 /* A neighbour using up to SLACK of a core leaves the team whole: below that
  * the static partition loses less than a thread fewer would. */
 #define SLACK 0.4
+/* The longest window read as "now". */
+#define MAX_WINDOW_SECONDS 2.0
 
 static int limit_set;             /* mr_set_num_threads's n; 0: the default */
 static _Atomic int team;          /* the loops' team size now; 0: not chosen yet */
@@ -70,11 +72,12 @@ static atomic_flag sampling = ATOMIC_FLAG_INIT;
 
 /* The last look at the machine. */
 static struct {
-    int valid;
+    double look;     /* mr_wall_seconds() at the last look, whatever it found */
+    int valid;       /* 1: the fields below hold a reading */
     double wall;     /* mr_wall_seconds() */
     double own;      /* this process's CPU seconds */
     double busy;     /* busy seconds of the allowed CPUs */
-} last;
+} last = {.look = -1e30};
 
 /* Cores this process may use: its affinity mask, capped by a cgroup v2 CPU
  * quota (cpu.max "QUOTA PERIOD"; a container given 2 CPUs of a 64-core host
@@ -210,20 +213,23 @@ void mr_threads_update(void)
         return;
     }
     double now = mr_wall_seconds();
-    if (last.valid && now - last.wall < SAMPLE_SECONDS)
+    if (now - last.look < SAMPLE_SECONDS)
         return;
     if (atomic_flag_test_and_set(&sampling))
         return; /* another thread is looking */
+    last.look = now;
     double busy, own = own_cpu_seconds();
     if (busy_seconds(&busy) != 0 || own < 0) {
         atomic_store_explicit(&team, max, memory_order_relaxed);
         last.valid = 0;
     } else {
-        if (last.valid) {
+        /* a window longer than MAX_WINDOW_SECONDS (the engine sat idle) is
+         * an average of what was, not what is: start a fresh one */
+        if (last.valid && now - last.wall <= MAX_WINDOW_SECONDS) {
             double others = ((busy - last.busy) - (own - last.own)) / (now - last.wall);
             int t = max - (int)ceil(others - SLACK);
             atomic_store_explicit(&team, t < 1 ? 1 : (t > max ? max : t), memory_order_relaxed);
-        } else {
+        } else if (!last.valid) {
             atomic_store_explicit(&team, max, memory_order_relaxed);
         }
         last.valid = 1;
@@ -240,6 +246,7 @@ int mr_set_num_threads(int n)
     atomic_store(&default_limit, 0);
     atomic_store(&team, 0);
     last.valid = 0;
+    last.look = -1e30;
     openblas_set_num_threads(1);
     omp_set_num_threads(1);
     return MR_OK;
@@ -254,6 +261,7 @@ int mr_set_adaptive_threads(int on)
     atomic_store(&adaptive, on ? 1 : 0);
     atomic_store(&team, 0);
     last.valid = 0;
+    last.look = -1e30;
     return MR_OK;
 }
 
