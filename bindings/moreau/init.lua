@@ -16,6 +16,30 @@ local moreau = {
 --- Threads used by the engine and by BLAS (results do not depend on it).
 function moreau.set_num_threads(n) core.check(core.C.mr_set_num_threads(n or 0)) end
 function moreau.get_num_threads() return core.C.mr_get_num_threads() end
+--- The arithmetic of the convolutions, process-wide: 'fp32' (the default) or
+-- 'bf16' (opt-in, for explanation passes). bf16 rounds each convolution's
+-- inputs (activation or output gradient, and weight) to bfloat16 and
+-- accumulates in float32 on oneDNN's AVX-512 BF16 / AMX kernels; everything
+-- else stays float32. Maps then differ from fp32 ones: measured on
+-- resnet_fmnist and resnet18_cifar, Sparse MoreauGrad maps keep a cosine
+-- near 0.99 and a top-40% overlap near 0.9 with the fp32 map (docs/promises.md,
+-- section 9, has the figures and the speed-up; `scripts/moreau bench
+-- --only=precision` measures them). Thread-count and batch invariance still hold;
+-- agreement with PyTorch's float32 to the tolerances of docs/promises.md does
+-- not. Errors: an unknown name (the message names 'fp32' and 'bf16'); 'bf16'
+-- where oneDNN dispatches no AVX-512 BF16 or AMX kernels (the message names
+-- the instruction set it dispatches) or in a build without oneDNN; 'bf16'
+-- while the conv backend is 'blas'.
+function moreau.set_precision(name)
+  if type(name) ~= 'string' then
+    error(("moreau.set_precision: precision must be 'fp32' or 'bf16', got %s"):format(
+      require('moreau.options').show(name)), 2)
+  end
+  core.check(core.C.mr_set_precision(name))
+end
+function moreau.get_precision() return require('ffi').string(core.C.mr_get_precision()) end
+--- Diagnostics: convolution passes oneDNN computed in bf16 (process-wide).
+function moreau.conv_bf16_passes() return tonumber(core.C.mr_conv_bf16_passes()) end
 --- Progress lines of the long engine calls (the MoreauGrad solver per
 -- iteration, SmoothGrad's copies) on stderr: 'off' (a library's default),
 -- 'tty' (one line redrawn in place when stderr is a terminal, else nothing:
