@@ -118,6 +118,7 @@ local params = {
   input = { type = 'string', default = '', domain = 'string' },
   label = { type = 'int', default = 0, domain = 'int >= 0' },
   out = { type = 'string', default = '', domain = 'string' },
+  grad_out = { type = 'string', default = '', domain = 'string' },
   beta = { type = 'number', default = 0, domain = 'num >= 0' },
   width = { type = 'number', default = 1, domain = 'num > 0' },
   num_classes = { type = 'int', default = 10, domain = 'int >= 1' },

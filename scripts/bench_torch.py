@@ -17,12 +17,13 @@ one measurement. Progress and warnings go to stderr.
     bench_torch.py moreau --model=resnet18_cifar|resnet_fmnist --input=X.f32
                    --label=C --T=300 --m=32 --threads=2 [--weights=W.safetensors]
                    [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
-                   [--precision=fp32|bf16]
+                   [--precision=fp32|bf16] [--grad-out=GRAD.f32]
         one Sparse MoreauGrad explanation of one image (docs/methods.md §7), seconds,
         resident set before it and ru_maxrss after it. --precision=bf16 runs
         each forward under torch.autocast('cpu', dtype=torch.bfloat16) (the
         backward follows the types autocast chose; the input gradient and the
-        solver stay float32).
+        solver stay float32). --grad-out: the plain input gradient of the
+        class at the image, in the same precision, after the timing.
     bench_torch.py batch --input=X.f32 --labels=L.json --images=64 --T=20 --m=16
                    --threads=2 --weights=W.safetensors [--beta=B --width=W --num-classes=K]
         resnet_fmnist: Sparse MoreauGrad of each of the images in turn (the
@@ -300,6 +301,8 @@ def task_moreau(opts):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     if opts.get('out'):
         write_f32(opts['out'], out)
+    if opts.get('grad_out'):
+        write_f32(opts['grad_out'], input_grad(model, x, torch.tensor([c]), precision == 'bf16'))
     return {'seconds': seconds, 'peak_rss': peak, 'rss_before': rss_before, 'T': T, 'm': m, 'K': K,
             'threads': torch.get_num_threads(), 'sparsity': float((out == 0).float().mean()),
             'torch': torch.__version__, 'logits': logits, 'precision': precision}

@@ -24,6 +24,9 @@ local function child_moreau(o)
   local seconds = B.now() - t0
   local peak = B.proc_status('VmHWM')
   if o.out ~= '' then B.write_f32(o.out, map) end
+  -- the plain input gradient of the explained class too (the precision
+  -- section compares it where the sparse map is all zeros), after the timing
+  if o.grad_out ~= '' then B.write_f32(o.grad_out, select(2, moreau.oracle.grad(net, x, { o.label }))) end
   local zeros = 0
   for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
   local act, wts = B.activation_weight_bytes(net, math.max(o.m, 1))
@@ -37,15 +40,18 @@ local function child_moreau(o)
 end
 
 --- Runs the child on prepared model p in precision `precision` (default
--- --precision); the map goes to TMP/NAME_engine[_PRECISION].f32 (out_tag).
+-- --precision); the map goes to TMP/NAME_engine[OUT_TAG].f32, and with
+-- out_tag the input gradient to TMP/NAME_engineOUT_TAG_grad.f32.
 local function engine_child(p, precision, out_tag)
+  local tag = B.tmp .. '/' .. p.name .. '_engine' .. (out_tag or '')
   local cmd = table.concat({
     'LUA_PATH=' .. B.shell_quote(B.lua_path), B.shell_quote(B.luajit), B.shell_quote(B.here .. '/bench.lua'),
     '--child=moreau', '--model=' .. p.name, '--weights=' .. B.shell_quote(p.weights),
     '--input=' .. B.shell_quote(p.input), '--label=' .. p.label, '--T=' .. B.opts.T, '--m=' .. B.opts.m,
     '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--precision=' .. (precision or B.opts.precision),
-    '--out=' .. B.shell_quote(B.tmp .. '/' .. p.name .. '_engine' .. (out_tag or '') .. '.f32'),
+    '--out=' .. B.shell_quote(tag .. '.f32'),
     '--beta=' .. (p.arch.beta or 0), '--width=' .. (p.arch.width or 1), '--num_classes=' .. (p.arch.num_classes or 10),
+    out_tag and '--grad_out=' .. B.shell_quote(tag .. '_grad.f32') or '',
   }, ' ')
   local out = B.read_all(cmd)
   local line = out:match('BENCH_JSON ([^\n]+)')
