@@ -182,8 +182,8 @@ describe('precision', function()
     { name = 'grouped, 8 per group', input = { 16, 7, 7 }, cout = 16, k = 3, o = { groups = 2, padding = 1 } },
   }
   -- Bounds (rel): against the reference from the rounded inputs, float32
-  -- accumulation only (measured at most 2e-7 over these cases); against the
-  -- unrounded one, bf16's rounding (measured 1e-3 and up): the bf16 kernel ran.
+  -- accumulation only (measured at most 1.5e-7 over these cases); against the
+  -- unrounded one, bf16's rounding (measured 2e-3): the bf16 kernel ran.
   local NEAR, FAR = 2e-6, 1e-4
   for ci, case in ipairs(cases) do
     it('bf16 conv = the conv of the bf16-rounded inputs, float32 sums: ' .. case.name, function()
@@ -202,6 +202,9 @@ describe('precision', function()
       local y_bf, gx_bf = ref_conv(rounded(x), rounded(w), b, case.o, rounded(gy))
       local y_32, gx_32 = ref_conv(x, w, b, case.o, gy)
       local e_near, e_far = rel(y, y_bf), rel(y, y_32)
+      local g_near, g_far = rel(gx, gx_bf), rel(gx, gx_32)
+      print(('  %s: rel error from the rounded-input / float32 reference: forward %.2g / %.2g, '
+        .. 'input gradient %.2g / %.2g'):format(case.name, e_near, e_far, g_near, g_far))
       assert(e_near <= NEAR, with_seed(seed, ('forward: %.3g from the rounded-input reference'):format(e_near)))
       assert(e_far >= FAR, with_seed(seed, ('forward: only %.3g from the float32 reference'):format(e_far)))
       if case.fp32_backward then
@@ -210,7 +213,6 @@ describe('precision', function()
         assert(e <= NEAR, with_seed(seed, ('input gradient: %.3g from the float32 reference'):format(e)))
       else
         assert.are.equal(2, passes)
-        local g_near, g_far = rel(gx, gx_bf), rel(gx, gx_32)
         assert(g_near <= NEAR, with_seed(seed, ('input gradient: %.3g from the rounded-input reference'):format(g_near)))
         assert(g_far >= FAR, with_seed(seed, ('input gradient: only %.3g from the float32 reference'):format(g_far)))
       end
@@ -299,9 +301,12 @@ describe('precision', function()
 
   -- Sparse MoreauGrad (the bench's settings, fewer iterations) in fp32 and in
   -- bf16 from the same noise: the cosine of the maps and the top-40% overlap
-  -- of |map| summed over channels. Bounds: docs/promises.md, section 9.
+  -- of |map| summed over channels. Bounds: docs/promises.md, section 9. The
+  -- random-weight resnet18_cifar has input gradients near 1e-5, under the
+  -- bench's threshold gamma·eta = 5e-4 (an all-zero map in both precisions),
+  -- so it gets eta = 2e-6, a map with zeros and features.
   local map_cases = {
-    { name = 'the shipped resnet_fmnist', cos = 0.98, top = 0.85, build = function()
+    { name = 'the shipped resnet_fmnist', eta = 5e-3, cos = 0.999, top = 0.95, build = function()
       local net, card = models.pretrained('resnet_fmnist')
       -- Fashion-MNIST test image 0 when the data set is installed, else noise
       local ok, test = pcall(moreau.data.fashion_mnist, { split = 'test' })
@@ -309,7 +314,7 @@ describe('precision', function()
       local norm = card.data.normalization
       return net, moreau.data.normalize(moreau.data.get(test, 1), norm.mean, norm.std)
     end },
-    { name = 'resnet18_cifar (width 1/4, random weights)', cos = 0.98, top = 0.85, build = function()
+    { name = 'resnet18_cifar (width 1/4, random weights)', eta = 2e-6, cos = 0.999, top = 0.95, build = function()
       local net = models.resnet18_cifar { num_classes = 10, activation = 'softplus', width = 0.25, seed = 502 }
       return net, T.randn({ 1, 3, 32, 32 }, { seed = 502, stream = 7 })
     end },
@@ -320,7 +325,7 @@ describe('precision', function()
       local seed = 500 + mi
       local net, x = case.build()
       net:eval()
-      local method = moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
+      local method = moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = case.eta, sigma = 0.1,
         T = 30, m = 8, K = 15, seed = seed }
       local logits = net:forward(x)
       local label = { 0 } -- the predicted class
@@ -341,7 +346,10 @@ describe('precision', function()
       end
       local cos = cosine(a, b)
       local top = metrics.topk_intersection(pix(a), pix(b), { frac = 0.4 })[1]
-      print(('  %s: bf16 vs fp32 map: cosine %.5f, top-40%% overlap %.4f (seed %d)'):format(case.name, cos, top, seed))
+      local zeros = 0
+      for i = 0, a:numel() - 1 do if a:data()[i] == 0 then zeros = zeros + 1 end end
+      print(('  %s: bf16 vs fp32 map: cosine %.5f, top-40%% overlap %.4f, fp32 map sparsity %.3f (seed %d)'):format(
+        case.name, cos, top, zeros / a:numel(), seed))
       assert(a:max_abs_diff(b) > 0, with_seed(seed, 'the bf16 map equals the fp32 one: bf16 did not run'))
       assert(cos >= case.cos, with_seed(seed, ('cosine %.5f below %g'):format(cos, case.cos)))
       assert(top >= case.top, with_seed(seed, ('top-40%% overlap %.4f below %g'):format(top, case.top)))
