@@ -42,6 +42,14 @@
  * oneDNN's weight-gradient kernels split the sum over the batch between
  * threads (1 and 3 threads differ in the last bits, tried), so the weight
  * gradient stays on conv2d.c's path, which keeps the engine's promise.
+ *
+ * Precision (mr_set_precision): in bf16 a plan converts its inputs to
+ * bfloat16 in the reorders it already makes and runs oneDNN's bf16 kernels,
+ * which accumulate in float32 and write a float32 result (make_pd). The
+ * precision is part of the plan key, so fp32 plans are untouched. The bf16
+ * kernels block like the float32 ones (no sum split between threads or over
+ * the batch): the invariance above holds in bf16 too, tested on the blocked,
+ * depthwise and zoo geometries in tests/precision_spec.lua.
  */
 #include "cpu.h"
 #include "../../ops/conv2d.h"
@@ -241,9 +249,8 @@ static void conv_dims(const conv_geom *g, dnnl_dims_t strides, dnnl_dims_t dil, 
  * multiply pairs of bf16 values and accumulate in float32 (vdpbf16ps). Why
  * not the fpmath attribute (dnnl_fpmath_mode_bf16), which asks for the same
  * with float32 tensors: oneDNN 2.6.3 ignores it on avx512_core_bf16, the
- * primitive stays "jit:avx512_core" in float32 (docs/promises.md, "bf16
- * precision", has the measurement), while bf16 tensors select
- * "jit_bf16:avx512_core_bf16". */
+ * primitive stays "jit:avx512_core" in float32, no faster (docs/promises.md,
+ * section 9), while bf16 tensors select "jit_bf16:avx512_core_bf16". */
 static dnnl_primitive_desc_t make_pd(dnnl_state *s, const conv_geom *g, const plain_mds *m,
                                      int direction, int has_bias, int bf16,
                                      const dnnl_primitive_attr_t attr)
