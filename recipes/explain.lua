@@ -332,8 +332,8 @@ return {
     rep.results.input = { source = source, true_label = true_label, true_class = true_label and class_name(true_label) }
     rep.results.prediction = { label = pred, class = class_name(pred), probabilities = probs, logits = logits }
     rep.results.explained_label = label
-    rep.results.precision = moreau.get_precision()
     rep.results.explained_class = class_name(label)
+    rep.results.precision = moreau.get_precision()
     rep.results.baseline = baseline_record
     rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
     rep.results.methods = per_method

@@ -41,11 +41,13 @@
 --            sigma 0.15) and Integrated Gradients (--steps points, right
 --            Riemann sum), each in one batch: median seconds.
 --   precision  the moreau section's explanation in fp32 and in bf16
---            (moreau.set_precision), each in a fresh process, on --models:
---            seconds of each, the speed-up, and how far the bf16 map is from
---            the fp32 one: cosine similarity, and the top-40% overlap of
---            |map| summed over channels (metrics.topk_intersection, frac
---            0.4); the same for PyTorch, fp32 against torch.autocast('cpu',
+--            (moreau.set_precision), each in a fresh process, on --models,
+--            --repeats times with fp32 and bf16 in alternation: the median
+--            seconds of each, the speed-up, and how far the bf16 map (and the
+--            input gradient of the explained class) is from the fp32 one:
+--            cosine similarity, and the top-40% overlap of |map| summed over
+--            channels (metrics.topk_intersection, frac 0.4); the same for
+--            PyTorch, fp32 against torch.autocast('cpu',
 --            dtype=torch.bfloat16), the two sides each with their own noise
 --            (the same seed in both of a side's runs, so only the precision
 --            differs). Where oneDNN has no bf16 kernels the engine's bf16 run
