@@ -24,7 +24,7 @@ function moreau.get_num_threads() return core.C.mr_get_num_threads() end
 -- them, the shipped resnet_fmnist's Sparse MoreauGrad map keeps a cosine of
 -- 0.99999 and its top-40% pixels, input gradients of it and of
 -- resnet18_cifar a cosine of 0.9998 or more and 98% or more of their top 40%;
--- a whole explanation ran 1.5-1.7x faster on an AVX-512 BF16 CPU without AMX
+-- a whole explanation ran 1.3-1.7x faster on an AVX-512 BF16 CPU without AMX
 -- (docs/promises.md, section 9, has the figures; `scripts/moreau bench
 -- --only=precision` measures them). Thread-count and batch invariance still hold;
 -- agreement with PyTorch's float32 to the tolerances of docs/promises.md does
