@@ -4,6 +4,8 @@
 --   moreau explain --index=17 --fast        fewer solver iterations and samples
 --   moreau explain --image=shirt.png        any image file, resized to the model's input
 --   moreau explain --baseline=black         IG and DeepLIFT from a black image
+--   moreau explain --precision=bf16         convolutions in bfloat16 (AVX-512 BF16 / AMX CPUs;
+--                                           maps differ from fp32: docs/promises.md, section 9)
 --
 -- Writes index.html: the prediction (true, predicted and explained class, the
 -- top-5 softmax probabilities) as a table; grid.png (the input, then one map
@@ -91,6 +93,8 @@ return {
       help = 'pixels per input pixel in grid.png (each method\'s views: twice that)' },
     baseline = { type = 'string', default = 'zero', domain = 'one of zero, black',
       help = 'IG and DeepLIFT baseline: zero (normalized 0 = the data mean, grey) or black ((0 - mean) / std)' },
+    precision = { type = 'string', default = 'fp32', domain = 'one of fp32, bf16',
+      help = "the convolutions' arithmetic (moreau.set_precision): fp32, or bf16 where the CPU has AVX-512 BF16 or AMX" },
   },
   writes = { 'grid.png', 'input.png', 'METHOD.png', 'METHOD_signed.png', 'METHOD_overlay.png', 'colorbar_gray.png',
     'colorbar_diverging.png', 'colorbar_viridis.png', 'methods.csv', 'results.json', 'index.html' },
@@ -109,6 +113,9 @@ return {
       error(('explain: --label=%d is outside the classes of %s (0..%d; -1: the predicted class)'):format(p.label,
         p.model, n_classes - 1), 0)
     end
+    -- bf16 is refused here, before the model loads, where the CPU has no bf16 kernels
+    local ok_p, why = pcall(moreau.set_precision, p.precision)
+    if not ok_p then error('explain: --precision=' .. p.precision .. ': ' .. tostring(why), 0) end
     local net, card = moreau.models.pretrained(p.model)
     local norm = card.data.normalization
     local shape = net:input_shape()
@@ -193,6 +200,10 @@ return {
     add_row(label)
     rep:heading('Prediction')
     rep:note(('%s, model %s.'):format(source, p.model))
+    if p.precision == 'bf16' then
+      rep:note('Convolutions in bfloat16 (--precision=bf16): the maps differ from the fp32 ones beyond float32 ' ..
+        'rounding (docs/promises.md, section 9).')
+    end
     rep:note(summary)
     rep:html_table { id = 'prediction', header = { 'rank', 'class', 'softmax p', 'logit', '' }, rows = top,
       caption = ('top %d of %d classes by softmax probability'):format(k, #probs) }
@@ -330,6 +341,7 @@ return {
     rep.results.prediction = { label = pred, class = class_name(pred), probabilities = probs, logits = logits }
     rep.results.explained_label = label
     rep.results.explained_class = class_name(label)
+    rep.results.precision = moreau.get_precision()
     rep.results.baseline = baseline_record
     rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
     rep.results.methods = per_method

@@ -4,8 +4,8 @@
 --   scripts/moreau bench [--key=value ...]
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
--- Sections (--only=forward,moreau,peak,train,batch,methods, all by default),
--- one table each:
+-- Sections (--only=forward,moreau,peak,train,batch,methods, all by default;
+-- precision only when named), one table each:
 --   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
 --            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
@@ -44,6 +44,21 @@
 --            Sparse MoreauGrad (--batch_T, --batch_m), SmoothGrad and IG
 --            with the engine's subnormal census on: the subnormal float32
 --            values each op's passes wrote (engine only).
+--   precision  the moreau section's explanation in fp32 and in bf16
+--            (moreau.set_precision), each in a fresh process, on --models,
+--            --repeats times with fp32 and bf16 in alternation: the median
+--            seconds of each, the speed-up, and how far the bf16 map (and the
+--            input gradient of the explained class) is from the fp32 one:
+--            cosine similarity, and the top-40% overlap of |map| summed over
+--            channels (metrics.topk_intersection, frac 0.4); the same for
+--            PyTorch, fp32 against torch.autocast('cpu',
+--            dtype=torch.bfloat16), the two sides each with their own noise
+--            (the same seed in both of a side's runs, so only the precision
+--            differs). Where oneDNN has no bf16 kernels the engine's bf16 run
+--            is refused and the table says why.
+-- --precision=bf16 runs the engine's convolutions in bfloat16 in every
+-- section (and the moreau section's PyTorch side under bf16 autocast); it is
+-- refused before anything runs where the CPU has no bf16 kernels.
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
@@ -53,7 +68,7 @@
 -- the whole run, started before the first section and stopped after the last
 -- (each also stops by itself when the bench process is gone): every figure is
 -- then "under load"; compare with the same command at --load=0.
--- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32 --load=0
+-- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32 --load=0 --precision=fp32
 --   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=64 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
@@ -94,6 +109,7 @@ local params = {
   torch = { type = 'string', default = 'auto', domain = 'one of auto, on, off' },
   seed = { type = 'int', default = 0, domain = 'seed' },
   load = { type = 'int', default = 0, domain = 'int in [0, 64]' },
+  precision = { type = 'string', default = 'fp32', domain = 'one of fp32, bf16' },
   images = { type = 'int', default = 64, domain = 'int >= 1' },
   batch_T = { type = 'int', default = 20, domain = 'int >= 1' },
   batch_m = { type = 'int', default = 16, domain = 'int >= 0' },
@@ -110,6 +126,7 @@ local params = {
   input = { type = 'string', default = '', domain = 'string' },
   label = { type = 'int', default = 0, domain = 'int >= 0' },
   out = { type = 'string', default = '', domain = 'string' },
+  grad_out = { type = 'string', default = '', domain = 'string' },
   beta = { type = 'number', default = 0, domain = 'num >= 0' },
   width = { type = 'number', default = 1, domain = 'num > 0' },
   num_classes = { type = 'int', default = 10, domain = 'int >= 1' },
@@ -157,6 +174,14 @@ local B = assert(loadfile(here .. '/bench/common.lua'))(opts, argv, here)
 --- The section NAME: its file run with B (after B.start() in the parent).
 local function section(name) return assert(loadfile(here .. '/bench/' .. name .. '.lua'))(B) end
 
+-- The engine's precision for every section (the precision section compares
+-- both whatever it is); refused here, before any work, where the CPU has no
+-- bf16 kernels.
+do
+  local ok, err = pcall(require('moreau').set_precision, opts.precision)
+  if not ok then error('bench: --precision=' .. opts.precision .. ': ' .. tostring(err), 0) end
+end
+
 if opts.child == 'moreau' then
   section('moreau').child(opts)
   return
@@ -168,8 +193,8 @@ end
 
 local sections = {}
 for _, s in ipairs(only) do
-  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, denormals = 1 })[s] then
-    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, denormals)", 0)
+  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, precision = 1, denormals = 1 })[s] then
+    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, precision, denormals)", 0)
   end
   sections[s] = true
 end
@@ -196,6 +221,9 @@ end
 local ok, err = pcall(function()
   start_load(opts.load)
   B.header()
+  if opts.precision == 'bf16' then
+    print('precision: bf16 (--precision): the engine\'s convolutions round their inputs to bfloat16 in every section')
+  end
   if opts.load > 0 then
     print(('competing load: %d busy single-thread process%s running during every section (--load)'):format(
       opts.load, opts.load == 1 and '' or 'es'))
@@ -209,6 +237,7 @@ local ok, err = pcall(function()
   if sections.batch then section('batch').run() end
   if sections.methods then section('methods').run() end
   if sections.denormals then section('denormals').run() end
+  if sections.precision then section('precision').run() end
   local load = (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'
   print(('load average %s at the end (a busy machine makes every figure slower and noisier)'):format(load))
 end)

@@ -17,8 +17,13 @@ one measurement. Progress and warnings go to stderr.
     bench_torch.py moreau --model=resnet18_cifar|resnet_fmnist --input=X.f32
                    --label=C --T=300 --m=32 --threads=2 [--weights=W.safetensors]
                    [--beta=B --width=W --num-classes=K] [--out=MAP.f32] [--seed=S]
+                   [--precision=fp32|bf16] [--grad-out=GRAD.f32]
         one Sparse MoreauGrad explanation of one image (docs/methods.md §7), seconds,
-        resident set before it and ru_maxrss after it.
+        resident set before it and ru_maxrss after it. --precision=bf16 runs
+        each forward under torch.autocast('cpu', dtype=torch.bfloat16) (the
+        backward follows the types autocast chose; the input gradient and the
+        solver stay float32). --grad-out: the plain input gradient of the
+        class at the image, in the same precision, after the timing.
     bench_torch.py batch --input=X.f32 --labels=L.json --images=64 --T=20 --m=16
                    --threads=2 --weights=W.safetensors [--beta=B --width=W --num-classes=K]
         resnet_fmnist: Sparse MoreauGrad of each of the images in turn (the
@@ -200,11 +205,13 @@ def rss_bytes(field='VmRSS'):
     return 0
 
 
-def input_grad(model, x, labels):
-    """Scores f_c(x) and ∇x f_c(x) of the class logits, one forward + backward."""
+def input_grad(model, x, labels, bf16=False):
+    """Scores f_c(x) and ∇x f_c(x) of the class logits, one forward + backward;
+    bf16: the forward under CPU bfloat16 autocast."""
     x = x.detach().requires_grad_(True)
-    out = model(x)
-    score = out.gather(1, labels[:, None]).sum()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    score = out.float().gather(1, labels[:, None]).sum()
     (g,) = torch.autograd.grad(score, x)
     return g
 
@@ -246,7 +253,7 @@ def task_forward(opts):
     return result
 
 
-def sparse_moreaugrad(model, x, c, T, m, rho, gamma, eta, sigma, K, gen):
+def sparse_moreaugrad(model, x, c, T, m, rho, gamma, eta, sigma, K, gen, bf16=False):
     """docs/methods.md §7, reg = L1, for one image x (1, C, H, W) and class c:
          δ_0 = 0,  s = sigma·(max x − min x)
          g_t = (1/m) Σ_i ∇f_c(x + δ_t + z_i), z_i ~ N(0, s² I) fresh each iteration (m noisy
@@ -262,9 +269,9 @@ def sparse_moreaugrad(model, x, c, T, m, rho, gamma, eta, sigma, K, gen):
     for t in range(1, T + 1):
         if m > 0:
             z = torch.randn((m,) + tuple(x.shape[1:]), generator=gen) * s
-            g = input_grad(model, x + delta + z, labels).mean(0, keepdim=True)
+            g = input_grad(model, x + delta + z, labels, bf16).mean(0, keepdim=True)
         else:
-            g = input_grad(model, x + delta, labels)
+            g = input_grad(model, x + delta, labels, bf16)
         v = delta - gamma * (g + delta / rho)
         delta = torch.sign(v) * torch.clamp(v.abs() - thr, min=0.0)
         if t > T - K:
@@ -279,20 +286,26 @@ def task_moreau(opts):
     T, m = int(opts.get('T', 300)), int(opts.get('m', 32))
     K = int(opts.get('K', min(101, T)))
     gen = torch.Generator().manual_seed(int(opts.get('seed', 0)))
+    precision = opts.get('precision', 'fp32')
+    if precision not in ('fp32', 'bf16'):
+        raise SystemExit(f"bench_torch.py: --precision must be fp32 or bf16, got {precision}")
     with torch.no_grad():
         logits = model(x).reshape(-1).tolist()  # to compare with the engine's: same net?
     rss_before = rss_bytes()
     t0 = time.perf_counter()
     out = sparse_moreaugrad(model, x, c, T, m, rho=float(opts.get('rho', 1)),
                             gamma=float(opts.get('gamma', 0.1)), eta=float(opts.get('eta', 5e-3)),
-                            sigma=float(opts.get('sigma', 0.1)), K=K, gen=gen)
+                            sigma=float(opts.get('sigma', 0.1)), K=K, gen=gen,
+                            bf16=precision == 'bf16')
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     if opts.get('out'):
         write_f32(opts['out'], out)
+    if opts.get('grad_out'):
+        write_f32(opts['grad_out'], input_grad(model, x, torch.tensor([c]), precision == 'bf16'))
     return {'seconds': seconds, 'peak_rss': peak, 'rss_before': rss_before, 'T': T, 'm': m, 'K': K,
             'threads': torch.get_num_threads(), 'sparsity': float((out == 0).float().mean()),
-            'torch': torch.__version__, 'logits': logits}
+            'torch': torch.__version__, 'logits': logits, 'precision': precision}
 
 
 def task_batch(opts):

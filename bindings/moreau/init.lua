@@ -29,6 +29,32 @@ function moreau.set_adaptive_threads(on) core.check(core.C.mr_set_adaptive_threa
 function moreau.get_adaptive_threads() return core.C.mr_get_adaptive_threads() ~= 0 end
 --- The team size in use now (1..get_num_threads()).
 function moreau.get_threads_in_use() return core.C.mr_get_threads_in_use() end
+--- The arithmetic of the convolutions, process-wide: 'fp32' (the default) or
+-- 'bf16' (opt-in, for explanation passes). bf16 rounds each convolution's
+-- inputs (activation or output gradient, and weight) to bfloat16 and
+-- accumulates in float32 on oneDNN's AVX-512 BF16 / AMX kernels; everything
+-- else stays float32. Maps then differ from fp32 ones: measured against
+-- them, the shipped resnet_fmnist's Sparse MoreauGrad map keeps a cosine of
+-- 0.99999 and its top-40% pixels, input gradients of it and of
+-- resnet18_cifar a cosine of 0.9998 or more and 98% or more of their top 40%;
+-- a whole explanation ran 1.3-1.7x faster on an AVX-512 BF16 CPU without AMX
+-- (docs/promises.md, section 9, has the figures; `scripts/moreau bench
+-- --only=precision` measures them). Thread-count and batch invariance still hold;
+-- agreement with PyTorch's float32 to the tolerances of docs/promises.md does
+-- not. Errors: an unknown name (the message names 'fp32' and 'bf16'); 'bf16'
+-- where oneDNN dispatches no AVX-512 BF16 or AMX kernels (the message names
+-- the instruction set it dispatches) or in a build without oneDNN; 'bf16'
+-- while the conv backend is 'blas'.
+function moreau.set_precision(name)
+  if type(name) ~= 'string' then
+    error(("moreau.set_precision: precision must be 'fp32' or 'bf16', got %s"):format(
+      require('moreau.options').show(name)), 2)
+  end
+  core.check(core.C.mr_set_precision(name))
+end
+function moreau.get_precision() return require('ffi').string(core.C.mr_get_precision()) end
+--- Diagnostics: convolution passes oneDNN computed in bf16 (process-wide).
+function moreau.conv_bf16_passes() return tonumber(core.C.mr_conv_bf16_passes()) end
 --- Progress lines of the long engine calls (the MoreauGrad solver per
 -- iteration, SmoothGrad's copies) on stderr: 'off' (a library's default),
 -- 'tty' (one line redrawn in place when stderr is a terminal, else nothing:

@@ -112,6 +112,29 @@ void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks);
  * "Subnormal numbers", what was found. */
 void mr_set_subnormal_census(int on);
 int mr_subnormal_census(int op, int pass, int64_t *subnormal, int64_t *values);
+/* The arithmetic of conv2d's oneDNN passes (forward, hence JVP, and input
+ * gradient), process-wide: "fp32" (the default) or "bf16", opt-in for
+ * explanation passes where speed matters more than the last bits. In bf16,
+ * each pass rounds its two inputs (x or the output gradient, and the weight)
+ * to bfloat16 (8 significant bits; round to nearest even) and accumulates
+ * the products in float32; its output, every other op (linear, batchnorm,
+ * activations, pooling), the weight gradient and the solvers stay float32. A
+ * geometry oneDNN has no bf16 kernel for runs in float32 (mr_conv_bf16_passes
+ * counts the passes that ran bf16). Maps then differ from fp32 ones beyond
+ * float32 rounding and from PyTorch's float32 ones beyond the tolerances of
+ * docs/promises.md (section 9 there gives the measured error); thread-count
+ * and batch invariance still hold. Errors: MR_ENOTFOUND for another name;
+ * MR_EINVAL for "bf16" in a build without oneDNN or where oneDNN dispatches
+ * no AVX-512 BF16 or AMX kernels (the message names the instruction set it
+ * dispatches; never a silent or emulated float32 run); MR_ESTATE for "bf16"
+ * while the conv backend is "blas" (mr_set_conv_backend("blas") in bf16 gets
+ * MR_ESTATE too). */
+int mr_set_precision(const char *name);
+/* "fp32" or "bf16". Static string. */
+const char *mr_get_precision(void);
+/* Diagnostics, process-wide: conv2d passes oneDNN computed in bf16 (a part of
+ * mr_conv_backend_counts's onednn count). */
+int64_t mr_conv_bf16_passes(void);
 /* Seconds on a monotonic wall clock (for timings: os.clock sums CPU time over threads). */
 double mr_wall_seconds(void);
 /* 1 if standard error is a terminal (progress bars redraw in place), else 0. */

@@ -11,6 +11,7 @@ local T = moreau.tensor
 -- net's workspace bytes, and writes the map to B.opts.out.
 local function child_moreau(o)
   moreau.set_num_threads(o.threads)
+  moreau.set_precision(o.precision)
   local net = B.build_model(o.model, o, o.weights)
   local shape = net:input_shape()
   table.insert(shape, 1, 1)
@@ -23,6 +24,9 @@ local function child_moreau(o)
   local seconds = B.now() - t0
   local peak = B.proc_status('VmHWM')
   if o.out ~= '' then B.write_f32(o.out, map) end
+  -- the plain input gradient of the explained class too (the precision
+  -- section compares it where the sparse map is all zeros), after the timing
+  if o.grad_out ~= '' then B.write_f32(o.grad_out, select(2, moreau.oracle.grad(net, x, { o.label }))) end
   local zeros = 0
   for i = 0, map:numel() - 1 do if map:data()[i] == 0 then zeros = zeros + 1 end end
   local act, wts = B.activation_weight_bytes(net, math.max(o.m, 1))
@@ -30,16 +34,24 @@ local function child_moreau(o)
     seconds = seconds, peak_rss = peak, rss_before = rss_before, activations = act, weights = wts,
     workspace = net:workspace_bytes(), sparsity = zeros / map:numel(),
     T = o.T, m = o.m, K = method.opts.K, threads = moreau.get_num_threads(),
+    precision = moreau.get_precision(), bf16_passes = moreau.conv_bf16_passes(),
+    onednn_passes = (moreau.conv_backend_counts()),
   }, '\n')
 end
 
-local function engine_child(p)
+--- Runs the child on prepared model p in precision `precision` (default
+-- --precision); the map goes to TMP/NAME_engine[OUT_TAG].f32, and with
+-- out_tag the input gradient to TMP/NAME_engineOUT_TAG_grad.f32.
+local function engine_child(p, precision, out_tag)
+  local tag = B.tmp .. '/' .. p.name .. '_engine' .. (out_tag or '')
   local cmd = table.concat({
     'LUA_PATH=' .. B.shell_quote(B.lua_path), B.shell_quote(B.luajit), B.shell_quote(B.here .. '/bench.lua'),
     '--child=moreau', '--model=' .. p.name, '--weights=' .. B.shell_quote(p.weights),
     '--input=' .. B.shell_quote(p.input), '--label=' .. p.label, '--T=' .. B.opts.T, '--m=' .. B.opts.m,
-    '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--out=' .. B.shell_quote(B.tmp .. '/' .. p.name .. '_engine.f32'),
+    '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--precision=' .. (precision or B.opts.precision),
+    '--out=' .. B.shell_quote(tag .. '.f32'),
     '--beta=' .. (p.arch.beta or 0), '--width=' .. (p.arch.width or 1), '--num_classes=' .. (p.arch.num_classes or 10),
+    out_tag and '--grad_out=' .. B.shell_quote(tag .. '_grad.f32') or '',
   }, ' ')
   local out = B.read_all(cmd)
   local line = out:match('BENCH_JSON ([^\n]+)')
@@ -70,7 +82,8 @@ local function moreau_section()
       t = B.torch_run('moreau', { { 'model', name }, { 'weights', p.weights }, { 'input', p.input },
         { 'label', p.label }, { 'T', B.opts.T }, { 'm', B.opts.m }, { 'threads', B.opts.threads },
         { 'seed', B.opts.seed }, { 'out', B.tmp .. '/' .. name .. '_torch.f32' },
-        { 'beta', p.arch.beta or 1 }, { 'width', p.arch.width or 1 }, { 'num-classes', p.arch.num_classes or 10 } })
+        { 'beta', p.arch.beta or 1 }, { 'width', p.arch.width or 1 }, { 'num-classes', p.arch.num_classes or 10 },
+        { 'precision', B.opts.precision } })
       B.progress('torch: %.2f s', t.seconds)
       local me = B.read_f32(B.tmp .. '/' .. name .. '_engine.f32', p.shape)
       local mt = B.read_f32(B.tmp .. '/' .. name .. '_torch.f32', p.shape)
@@ -86,6 +99,9 @@ local function moreau_section()
   print(('== moreau: one Sparse MoreauGrad explanation per image, T = %d, m = %d, K = %d, %d threads')
     :format(B.opts.T, B.opts.m, results[1] and results[1].e.K or math.min(101, B.opts.T), B.opts.threads))
   print('  (docs/methods.md §7: reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1; the m noisy copies go through the net as one batch;')
+  if B.opts.precision == 'bf16' then
+    print('  --precision=bf16: the engine\'s convolutions in bfloat16 (moreau.set_precision), PyTorch\'s forward under bf16 autocast)')
+  end
   print('  each explanation runs in a fresh process; peak = its VmHWM / ru_maxrss, before = resident set before it starts)')
   for _, r in ipairs(results) do
     print(('  %s: %s; input %s, class %d; forward %.1f MFLOP per image'):format(r.p.name, r.p.note,
@@ -158,4 +174,4 @@ local function moreau_section()
   print()
 end
 
-return { run = moreau_section, child = child_moreau }
+return { run = moreau_section, child = child_moreau, engine_child = engine_child, cosine = cosine }

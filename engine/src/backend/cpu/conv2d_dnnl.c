@@ -42,6 +42,14 @@
  * oneDNN's weight-gradient kernels split the sum over the batch between
  * threads (1 and 3 threads differ in the last bits, tried), so the weight
  * gradient stays on conv2d.c's path, which keeps the engine's promise.
+ *
+ * Precision (mr_set_precision): in bf16 a plan converts its inputs to
+ * bfloat16 in the reorders it already makes and runs oneDNN's bf16 kernels,
+ * which accumulate in float32 and write a float32 result (make_pd). The
+ * precision is part of the plan key, so fp32 plans are untouched. The bf16
+ * kernels block like the float32 ones (no sum split between threads or over
+ * the batch): the invariance above holds in bf16 too, tested on the blocked,
+ * depthwise and zoo geometries in tests/precision_spec.lua.
  */
 #include "cpu.h"
 #include "../../ops/conv2d.h"
@@ -51,10 +59,13 @@
 #include <string.h>
 
 static int backend_blas; /* 1: mr_set_conv_backend("blas") */
+static int precision_bf16; /* 1: mr_set_precision("bf16") */
 
 /* Diagnostics (mr_conv_backend_counts): passes oneDNN computed, and passes it
  * handed back to conv2d.c's path while it was the backend. */
 static _Atomic int64_t count_onednn, count_fallback;
+/* Of count_onednn, the passes that ran oneDNN's bf16 kernels (mr_conv_bf16_passes). */
+static _Atomic int64_t count_bf16;
 
 #ifdef MR_HAVE_DNNL
 
@@ -67,6 +78,7 @@ enum { PLAN_FORWARD, PLAN_BACKWARD_DATA };
 typedef struct plan_key {
     int64_t C, H, W, K, kh, kw, sh, sw, ph, pw, dh, dw, G, N;
     int64_t direction, has_bias, threads;
+    int64_t bf16; /* the precision asked for (mr_set_precision): 1 bf16, 0 fp32 */
 } plan_key;
 
 /* One tensor a plan moves: the caller's plain buffer and the primitive's copy. */
@@ -81,6 +93,7 @@ typedef struct operand {
 typedef struct plan {
     plan_key key;
     int supported; /* 0: oneDNN rejected the geometry; use the engine's path */
+    int bf16;      /* 1: the primitive reads bf16 copies of its inputs */
     dnnl_primitive_t prim;
     operand in[2], out;
     dnnl_memory_t bias;       /* forward only, plain (K) */
@@ -176,10 +189,13 @@ static int operand_init(dnnl_state *s, operand *o, int arg, const dnnl_memory_de
 }
 
 /* The plain descriptors of a geometry: x (N, C, H, W), y (N, K, Ho, Wo), and the
- * weight (K, C/G, kh, kw), seen by oneDNN as (G, K/G, C/G, kh, kw) when grouped. */
+ * weight (K, C/G, kh, kw), seen by oneDNN as (G, K/G, C/G, kh, kw) when grouped;
+ * the _any ones leave the layout to the primitive, in float32 and (_bf16) in
+ * bfloat16, the type a bf16 plan's inputs are converted to. */
 typedef struct plain_mds {
     dnnl_memory_desc_t x, y, w, b;
     dnnl_memory_desc_t x_any, y_any, w_any;
+    dnnl_memory_desc_t x_bf16, y_bf16, w_bf16;
 } plain_mds;
 
 static int plain_mds_init(plain_mds *m, const conv_geom *g, int64_t N)
@@ -199,6 +215,12 @@ static int plain_mds_init(plain_mds *m, const conv_geom *g, int64_t N)
            dnnl_memory_desc_init_by_tag(&m->y_any, 4, yd, dnnl_f32, dnnl_format_tag_any) ==
                dnnl_success &&
            dnnl_memory_desc_init_by_tag(&m->w_any, wnd, wdims, dnnl_f32, dnnl_format_tag_any) ==
+               dnnl_success &&
+           dnnl_memory_desc_init_by_tag(&m->x_bf16, 4, xd, dnnl_bf16, dnnl_format_tag_any) ==
+               dnnl_success &&
+           dnnl_memory_desc_init_by_tag(&m->y_bf16, 4, yd, dnnl_bf16, dnnl_format_tag_any) ==
+               dnnl_success &&
+           dnnl_memory_desc_init_by_tag(&m->w_bf16, wnd, wdims, dnnl_bf16, dnnl_format_tag_any) ==
                dnnl_success;
 }
 
@@ -219,10 +241,23 @@ static void conv_dims(const conv_geom *g, dnnl_dims_t strides, dnnl_dims_t dil, 
 }
 
 /* Builds the primitive of `direction`; returns its descriptor (the caller
- * destroys it) or NULL when oneDNN has no implementation for it. */
+ * destroys it) or NULL when oneDNN has no implementation for it.
+ *
+ * bf16: the primitive's inputs (x or gy, and w) are bfloat16, its output
+ * float32: oneDNN rounds each input to bf16 (round to nearest even, in the
+ * reorder from the caller's float32) and its avx512_core_bf16 / AMX kernels
+ * multiply pairs of bf16 values and accumulate in float32 (vdpbf16ps). Why
+ * not the fpmath attribute (dnnl_fpmath_mode_bf16), which asks for the same
+ * with float32 tensors: oneDNN 2.6.3 ignores it on avx512_core_bf16, the
+ * primitive stays "jit:avx512_core" in float32, no faster (docs/promises.md,
+ * section 9), while bf16 tensors select "jit_bf16:avx512_core_bf16". */
 static dnnl_primitive_desc_t make_pd(dnnl_state *s, const conv_geom *g, const plain_mds *m,
-                                     int direction, int has_bias, const dnnl_primitive_attr_t attr)
+                                     int direction, int has_bias, int bf16,
+                                     const dnnl_primitive_attr_t attr)
 {
+    const dnnl_memory_desc_t *x_in = bf16 ? &m->x_bf16 : &m->x_any;
+    const dnnl_memory_desc_t *w_in = bf16 ? &m->w_bf16 : &m->w_any;
+    const dnnl_memory_desc_t *gy_in = bf16 ? &m->y_bf16 : &m->y_any;
     dnnl_dims_t strides, dil, pl, pr;
     conv_dims(g, strides, dil, pl, pr);
     /* forward_training, also for the forward plan: for inference oneDNN 2.6
@@ -233,7 +268,7 @@ static dnnl_primitive_desc_t make_pd(dnnl_state *s, const conv_geom *g, const pl
     dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
     if (dnnl_dilated_convolution_forward_desc_init(
             &fwd, dnnl_forward_training,
-            dnnl_convolution_direct, &m->x_any, &m->w_any, has_bias ? &m->b : NULL, &m->y_any,
+            dnnl_convolution_direct, x_in, w_in, has_bias ? &m->b : NULL, &m->y_any,
             strides, dil, pl, pr) != dnnl_success)
         return NULL;
     if (dnnl_primitive_desc_create(&fwd_pd, &fwd, attr, s->engine, NULL) != dnnl_success)
@@ -243,7 +278,7 @@ static dnnl_primitive_desc_t make_pd(dnnl_state *s, const conv_geom *g, const pl
     /* The backward-data primitive takes the forward one as a hint. */
     dnnl_convolution_desc_t bwd;
     if (dnnl_dilated_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &m->x_any,
-                                                         &m->w_any, &m->y_any, strides, dil, pl,
+                                                         w_in, gy_in, strides, dil, pl,
                                                          pr) == dnnl_success)
         dnnl_primitive_desc_create(&pd, &bwd, attr, s->engine, fwd_pd);
     dnnl_primitive_desc_destroy(fwd_pd);
@@ -262,8 +297,14 @@ static plan *plan_build(dnnl_state *s, const plan_key *key, const conv_geom *g)
     int ok = plain_mds_init(&m, g, key->N) && dnnl_primitive_attr_create(&attr) == dnnl_success &&
              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
                  dnnl_success;
-    if (ok)
-        pd = make_pd(s, g, &m, (int)key->direction, (int)key->has_bias, attr);
+    /* A geometry oneDNN has no bf16 kernel for runs its float32 one: counted
+     * apart (mr_conv_bf16_passes), never slower than the fp32 mode. */
+    if (ok && key->bf16) {
+        pd = make_pd(s, g, &m, (int)key->direction, (int)key->has_bias, 1, attr);
+        p->bf16 = pd != NULL;
+    }
+    if (ok && !pd)
+        pd = make_pd(s, g, &m, (int)key->direction, (int)key->has_bias, 0, attr);
     ok = ok && pd && dnnl_primitive_create(&p->prim, pd) == dnnl_success;
     size_t top = 0;
     if (ok && key->direction == PLAN_FORWARD) {
@@ -316,6 +357,7 @@ static plan *plan_get(dnnl_state *s, const conv_geom *g, int64_t N, int directio
     key.sh = g->sh, key.sw = g->sw, key.ph = g->ph, key.pw = g->pw, key.dh = g->dh, key.dw = g->dw;
     key.G = g->G, key.N = N, key.direction = direction, key.has_bias = has_bias;
     key.threads = mr_threads();
+    key.bf16 = precision_bf16;
     for (int i = 0; i < s->nplans; i++)
         if (memcmp(&s->plans[i]->key, &key, sizeof key) == 0)
             return s->plans[i];
@@ -416,6 +458,8 @@ static int run_plan(const conv_geom *g, int64_t N, int direction, const float *a
         return 0;
     }
     count_onednn++;
+    if (p->bf16)
+        count_bf16++;
     return 1;
 }
 
@@ -477,6 +521,19 @@ const char *mr_conv_backend_info(void)
     return info;
 }
 
+/* NULL when oneDNN dispatches bf16 kernels on this machine, else the name of
+ * the instruction set it dispatches. oneDNN's ISA values are bit sets, each
+ * holding the bits of the sets it extends (avx512_core_amx those of
+ * avx512_core_bf16), so one mask test accepts avx512_core_bf16 and AMX. The
+ * effective ISA is the CPU's, capped by DNNL_MAX_CPU_ISA when that is set. */
+static const char *bf16_missing(void)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16)
+        return NULL;
+    return dnnl_isa_name();
+}
+
 static const int have_dnnl = 1;
 
 #else /* built without oneDNN */
@@ -495,6 +552,8 @@ int mr_conv_dnnl_backward_data(const conv_geom *g, int64_t N, const float *gy, c
 
 const char *mr_conv_backend_info(void) { return "conv2d: blas (built without oneDNN)"; }
 
+static const char *bf16_missing(void) { return "none"; }
+
 static const int have_dnnl = 0;
 
 #endif
@@ -504,6 +563,9 @@ int mr_set_conv_backend(const char *name)
     if (!name)
         return mr_error(MR_EINVAL, "mr_set_conv_backend: name is NULL");
     if (strcmp(name, "blas") == 0) {
+        if (precision_bf16)
+            return mr_error(MR_ESTATE, "conv backend 'blas' has no bf16 kernels and the precision "
+                                       "is 'bf16' (set the precision to 'fp32' first)");
         backend_blas = 1;
         return MR_OK;
     }
@@ -527,3 +589,34 @@ void mr_conv_backend_counts(int64_t *onednn, int64_t *fallbacks)
     if (fallbacks)
         *fallbacks = count_fallback;
 }
+
+int mr_set_precision(const char *name)
+{
+    if (!name)
+        return mr_error(MR_EINVAL, "mr_set_precision: name is NULL");
+    if (strcmp(name, "fp32") == 0) {
+        precision_bf16 = 0;
+        return MR_OK;
+    }
+    if (strcmp(name, "bf16") != 0)
+        return mr_error(MR_ENOTFOUND, "unknown precision '%s' (expected 'fp32' or 'bf16')", name);
+    if (!have_dnnl)
+        return mr_error(MR_EINVAL, "precision 'bf16' runs on oneDNN's bf16 kernels and this build "
+                                   "has no oneDNN (install libdnnl-dev and rebuild)");
+    const char *isa = bf16_missing();
+    if (isa)
+        return mr_error(MR_EINVAL,
+                        "precision 'bf16' needs AVX-512 BF16 or AMX instructions "
+                        "(oneDNN's avx512_core_bf16 or avx512_core_amx); oneDNN dispatches %s "
+                        "on this machine (the CPU lacks them, or DNNL_MAX_CPU_ISA caps them)",
+                        isa);
+    if (backend_blas)
+        return mr_error(MR_ESTATE, "precision 'bf16' runs on the conv backend 'onednn' and the "
+                                   "backend is 'blas' (set the conv backend to 'onednn' first)");
+    precision_bf16 = 1;
+    return MR_OK;
+}
+
+const char *mr_get_precision(void) { return precision_bf16 ? "bf16" : "fp32"; }
+
+int64_t mr_conv_bf16_passes(void) { return count_bf16; }
