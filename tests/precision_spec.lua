@@ -17,6 +17,9 @@ local models = require 'moreau.models'
 local metrics = require 'moreau.metrics'
 local gc = require 'helpers.gradcheck'
 local cli = require 'helpers.cli'
+-- Thread counts are compared here: the team must be the count asked for,
+-- not fewer threads because another process is busy (moreau.set_adaptive_threads).
+moreau.set_adaptive_threads(false)
 local C = core.C
 local unpack = table.unpack or unpack
 
