@@ -198,20 +198,23 @@ static inline double exp_neg_d(double a)
     double c = a < 700.0 ? a : 700.0; /* NaN -> 700: the conversion below stays defined */
     /* round to nearest by the 1.5 * 2^52 trick: exact for |v| < 2^51, and vectorizable */
     double k = (c * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
-    double r = k * 6.93147180369123816490e-01 - c; /* ln2 high: 32 significant bits */
-    r = r + k * 1.90821492927058770002e-10;        /* ln2 low */
+    double r = k * 6.93147180369123816490e-01 - c; /* ln2 high: 32 significant bits, k ln2hi exact */
+    r = fma(k, 1.90821492927058770002e-10, r);     /* ln2 low */
+    /* Horner with explicit fma: one rounding per step, and the same instruction
+     * in the vector body and the scalar remainder (the build does not contract
+     * a * b + c on its own: -std=c11 implies -ffp-contract=off) */
     double q = 1.0 / 39916800;
-    q = q * r + 1.0 / 3628800;
-    q = q * r + 1.0 / 362880;
-    q = q * r + 1.0 / 40320;
-    q = q * r + 1.0 / 5040;
-    q = q * r + 1.0 / 720;
-    q = q * r + 1.0 / 120;
-    q = q * r + 1.0 / 24;
-    q = q * r + 1.0 / 6;
-    q = q * r + 0.5;
-    q = q * r + 1.0;
-    q = q * r + 1.0;
+    q = fma(q, r, 1.0 / 3628800);
+    q = fma(q, r, 1.0 / 362880);
+    q = fma(q, r, 1.0 / 40320);
+    q = fma(q, r, 1.0 / 5040);
+    q = fma(q, r, 1.0 / 720);
+    q = fma(q, r, 1.0 / 120);
+    q = fma(q, r, 1.0 / 24);
+    q = fma(q, r, 1.0 / 6);
+    q = fma(q, r, 0.5);
+    q = fma(q, r, 1.0);
+    q = fma(q, r, 1.0);
     union {
         int64_t i;
         double f;
@@ -225,7 +228,7 @@ static inline double exp_neg_d(double a)
 static inline void logistic_eval(const int silu, float x, double *f, double *d1, double *d2)
 {
     double xd = x, e = exp_neg_d(fabs(xd));
-    double a = 1.0 / (1.0 + e), b = e / (1.0 + e);
+    double a = 1.0 / (1.0 + e), b = e * a; /* one division: b within an ulp of e / (1 + e) */
     double s = xd >= 0 ? a : b, t = xd >= 0 ? b : a; /* s(x) and 1 - s(x) */
     if (silu) {
         *f = xd * s;
