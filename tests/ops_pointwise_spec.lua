@@ -354,6 +354,28 @@ describe('mul', function()
     assert_close(net:forward(x), want, 1e-6, 1e-7, 'mul broadcast forward, seed 34')
   end)
 
+  it('broadcast form: the gate\'s gradient sums gy x over the plane (closed form, 5x7 planes)', function()
+    -- y = x m(x), m = mean of the plane: gx_i = gy_i m + (Σ_j gy_j x_j) / 35; the
+    -- sum runs in blocks of 8 and a tail (35 = 4 x 8 + 3)
+    local seed = 35
+    local b = nn.builder { 2, 5, 7 }
+    local net = b:build(b:mul(b.input, b:adaptive_avgpool2d(b.input, 1)))
+    local x = T.randn({ 2, 2, 5, 7 }, { seed = seed, stream = 1 })
+    local gy = T.randn({ 2, 2, 5, 7 }, { seed = seed, stream = 2 })
+    net:forward(x)
+    local gx = net:backward(gy)
+    local p, g, want = x:data(), gy:data(), {}
+    for nc = 0, 3 do
+      local m, dot = 0, 0
+      for i = 0, 34 do
+        m = m + p[nc * 35 + i] / 35
+        dot = dot + g[nc * 35 + i] * p[nc * 35 + i]
+      end
+      for i = 0, 34 do want[nc * 35 + i + 1] = g[nc * 35 + i] * m + dot / 35 end
+    end
+    assert_close(gx, want, 1e-6, 1e-7, 'mul broadcast gate gradient, seed ' .. seed)
+  end)
+
   it('rejects a gate that is neither NxCx1x1 nor shaped like the input', function()
     local b = nn.builder { 3, 4, 4 }
     local f = b:flatten(b.input)
