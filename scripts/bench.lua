@@ -4,8 +4,8 @@
 --   scripts/moreau bench [--key=value ...]
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
--- Sections (--only=forward,moreau,peak,train,batch,methods, all by default;
--- precision only when named), one table each:
+-- Sections (--only=forward,moreau,peak,train,batch,methods,imagenet, all by
+-- default; precision and denormals only when named), one table each:
 --   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
 --            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
@@ -59,6 +59,13 @@
 -- --precision=bf16 runs the engine's convolutions in bfloat16 in every
 -- section (and the moreau section's PyTorch side under bf16 autocast); it is
 -- refused before anything runs where the CPU has no bf16 kernels.
+--   imagenet efficientnet_b0 at 224x224 (random weights; PyTorch: torchvision's
+--            efficientnet_b0 with the same weights, checked by parameter count
+--            and logits): forward + input gradient at --imagenet_batch (median
+--            of --repeats), and one Sparse MoreauGrad explanation (the
+--            settings of `moreau`, --imagenet_T iterations of --imagenet_m
+--            noisy copies) in a fresh process. About a minute per side on
+--            an idle 2-core machine at the defaults.
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
@@ -69,6 +76,7 @@
 -- (each also stops by itself when the bench process is gone): every figure is
 -- then "under load"; compare with the same command at --load=0.
 -- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32 --load=0 --precision=fp32
+--   --imagenet_batch=16 --imagenet_T=20 --imagenet_m=16
 --   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=64 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
@@ -99,7 +107,7 @@ local here = script_dir()
 
 --- The options, declared as moreau.options parameters (type, default, domain).
 local params = {
-  only = { type = 'string', default = 'forward,moreau,peak,train,batch,methods', domain = 'string' },
+  only = { type = 'string', default = 'forward,moreau,peak,train,batch,methods,imagenet', domain = 'string' },
   threads = { type = 'int', default = 2, domain = 'int >= 1' },
   repeats = { type = 'int', default = 5, domain = 'int >= 1' },
   batches = { type = 'string', default = '1,16,32', domain = 'string' },
@@ -116,6 +124,9 @@ local params = {
   batch_chunk = { type = 'int', default = 64, domain = 'int >= 0' },
   samples = { type = 'int', default = 50, domain = 'int >= 1' },
   steps = { type = 'int', default = 50, domain = 'int >= 1' },
+  imagenet_batch = { type = 'int', default = 16, domain = 'int >= 1' },
+  imagenet_T = { type = 'int', default = 20, domain = 'int >= 1' },
+  imagenet_m = { type = 'int', default = 16, domain = 'int >= 0' },
   python = { type = 'string', default = '', domain = 'string' },
   keep = { type = 'bool', default = false, domain = 'bool' },
   help = { type = 'bool', default = false, domain = 'bool' },
@@ -185,6 +196,9 @@ end
 if opts.child == 'moreau' then
   section('moreau').child(opts)
   return
+elseif opts.child == 'imagenet' then
+  section('imagenet').child(opts)
+  return
 elseif opts.child ~= '' then
   error('bench: unknown --child=' .. opts.child, 0)
 end
@@ -193,8 +207,10 @@ end
 
 local sections = {}
 for _, s in ipairs(only) do
-  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, precision = 1, denormals = 1 })[s] then
-    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, precision, denormals)", 0)
+  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, imagenet = 1, precision = 1,
+    denormals = 1 })[s] then
+    error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, imagenet, " ..
+      "precision, denormals)", 0)
   end
   sections[s] = true
 end
@@ -236,6 +252,7 @@ local ok, err = pcall(function()
   if sections.train then section('train').run() end
   if sections.batch then section('batch').run() end
   if sections.methods then section('methods').run() end
+  if sections.imagenet then section('imagenet').run() end
   if sections.denormals then section('denormals').run() end
   if sections.precision then section('precision').run() end
   local load = (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'

@@ -37,6 +37,20 @@ one measurement. Progress and warnings go to stderr.
     bench_torch.py train --threads=2 --repeats=5 --batch=128
         resnet_fmnist training steps (batchnorm in training mode, cross-entropy,
         SGD with Nesterov momentum and weight decay): median seconds per step.
+    bench_torch.py efficientnet_init --out=W.safetensors [--seed=S]
+        torchvision's efficientnet_b0 (1000 classes) with its own random
+        initialization (torch.manual_seed(S)), the batchnorm running
+        statistics those of one batch of 16 N(0, 1) images, saved as float32
+        safetensors (num_batches_tracked left out); its parameter count.
+    bench_torch.py efficientnet_grad --threads=2 --repeats=5 --batch=16
+                   --weights=W.safetensors [--check-input=X.f32 --check-n=2]
+        torchvision's efficientnet_b0 at 224x224 (1000 classes) with the
+        engine's weights: median seconds of forward + input gradient at one
+        batch, the parameter count, and the logits of the check input.
+    bench_torch.py efficientnet_moreau --input=X.f32 --label=C --T=20 --m=16
+                   --threads=2 --weights=W.safetensors [--out=MAP.f32] [--seed=S]
+        one Sparse MoreauGrad explanation of one 3x224x224 image by the same
+        network, as the task moreau.
 
 The models are torchvision's names and layout, as moreau.models builds them:
 resnet18_cifar is torchvision's resnet18 with the CIFAR stem (conv1 3x3
@@ -110,6 +124,24 @@ def load_weights(model, path):
     missing = [k for k in missing if not k.endswith('num_batches_tracked')]
     if missing or unexpected:
         raise ValueError(f'{path}: missing {missing[:5]}, unexpected {unexpected[:5]}')
+
+
+def save_safetensors(path, tensors):
+    """Writes {name: float32 tensor} as safetensors: the 8-byte little-endian
+    header length, the JSON header (dtype, shape, data_offsets), the raw data."""
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        raw = t.detach().contiguous().to(torch.float32).numpy().tobytes()
+        header[name] = {'dtype': 'F32', 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode('utf-8')
+    head += b' ' * (-len(head) % 8)  # the data starts 8-byte aligned
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(head)))
+        f.write(head)
+        for raw in blobs:
+            f.write(raw)
 
 
 def read_f32(path, shape):
@@ -376,6 +408,80 @@ def task_train(opts):
             'torch': torch.__version__}
 
 
+# ------------------------------------------------------------ EfficientNet-B0 at 224x224
+
+def efficientnet_b0(opts):
+    """torchvision's efficientnet_b0 (1000 classes; moreau.models.efficientnet_b0
+    builds the same modules under the same names), weights from opts['weights'],
+    in eval mode (dropout and stochastic depth the identity), parameters frozen."""
+    model = torchvision.models.efficientnet_b0(num_classes=1000)
+    if opts.get('weights'):
+        load_weights(model, opts['weights'])
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def task_efficientnet_init(opts):
+    """torchvision's own initialization (kaiming-normal fan-out convolutions,
+    unit batchnorm, uniform(±1/sqrt(out)) classifier), with the batchnorm
+    running statistics set to those of one batch: with the initial ones (mean
+    0, variance 1) each depthwise layer scales its input's variance by about
+    2/C in inference mode, and the logits come out ~1e-14; normalized by
+    actual batch statistics, as in a trained network, the activations stay
+    O(1) (and no pass runs on subnormal floats)."""
+    torch.manual_seed(int(opts.get('seed', 0)))
+    model = torchvision.models.efficientnet_b0(num_classes=1000)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.reset_running_stats()
+            mod.momentum = None  # a cumulative average: one batch sets the statistics outright
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 3, 224, 224))
+    model.eval()
+    sd = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    save_safetensors(opts['out'], sd)
+    return {'num_params': sum(p.numel() for p in model.parameters()), 'tensors': len(sd),
+            'torch': torch.__version__}
+
+
+def task_efficientnet_grad(opts):
+    model = efficientnet_b0(opts)
+    n = int(opts.get('batch', 16))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((n, 3, 224, 224), generator=gen)
+    labels = torch.arange(n) % 1000
+    tg = median_seconds(lambda: input_grad(model, x, labels), int(opts.get('repeats', 5)))
+    print(f'bench_torch: efficientnet_b0 batch {n}: forward+grad {tg * 1e3:.1f} ms', file=sys.stderr)
+    result = {'grad_s': tg, 'batch': n, 'num_params': sum(p.numel() for p in model.parameters()),
+              'threads': torch.get_num_threads(), 'torch': torch.__version__}
+    if opts.get('check_input'):
+        k = int(opts.get('check_n', 1))
+        xc = read_f32(opts['check_input'], (k, 3, 224, 224))
+        with torch.no_grad():
+            result['check_logits'] = model(xc).reshape(-1).tolist()
+    return result
+
+
+def task_efficientnet_moreau(opts):
+    model = efficientnet_b0(opts)
+    x = read_f32(opts['input'], (1, 3, 224, 224))
+    T, m = int(opts.get('T', 20)), int(opts.get('m', 16))
+    gen = torch.Generator().manual_seed(int(opts.get('seed', 0)))
+    rss_before = rss_bytes()
+    t0 = time.perf_counter()
+    out = sparse_moreaugrad(model, x, int(opts['label']), T, m, rho=1.0, gamma=0.1, eta=5e-3, sigma=0.1,
+                            K=min(101, T), gen=gen)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if opts.get('out'):
+        write_f32(opts['out'], out)
+    return {'seconds': seconds, 'peak_rss': peak, 'rss_before': rss_before, 'T': T, 'm': m,
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
 def main(argv):
     if not argv:
         raise SystemExit(__doc__)
@@ -394,6 +500,12 @@ def main(argv):
         result = task_batch(opts)
     elif task == 'methods':
         result = task_methods(opts)
+    elif task == 'efficientnet_init':
+        result = task_efficientnet_init(opts)
+    elif task == 'efficientnet_grad':
+        result = task_efficientnet_grad(opts)
+    elif task == 'efficientnet_moreau':
+        result = task_efficientnet_moreau(opts)
     else:
         raise SystemExit('bench_torch.py: unknown task ' + task)
     sys.stdout.write(json.dumps(result) + '\n')

@@ -7,6 +7,7 @@
 -- results across thread counts.
 local moreau = require 'moreau'
 local T = require 'moreau.tensor'
+local ffi = require 'ffi'
 local nn = require 'moreau.nn'
 local gc = require 'helpers.gradcheck'
 -- These specs compare thread counts: the team must be the count asked for,
@@ -575,6 +576,35 @@ describe('adaptive_avgpool2d', function()
       local y = adaptive(x, size)
       assert.are.same({ 2, 3, size[1], size[2] }, y:shape())
       assert_close(y, ref_adaptive(x, size[1], size[2]), 1e-6, ('adaptive %dx%d (seed %d)'):format(size[1], size[2], seed))
+    end
+  end)
+
+  it('global pools (one window over the whole plane): the mean, and g / (H W) in every entry', function()
+    -- the global path: 13x11 = 143 entries (17 blocks of 8 and a tail of 7),
+    -- as adaptive 1x1 and as avgpool2d with the plane as its kernel
+    local seed = 105
+    local x = T.randn({ 2, 3, 13, 11 }, { seed = seed, stream = 1 })
+    local gy = T.randn({ 2, 3, 1, 1 }, { seed = seed, stream = 2 })
+    for name, build in pairs {
+      adaptive = function(b, h) return b:adaptive_avgpool2d(h, 1) end,
+      avgpool = function(b, h) return b:avgpool2d(h, { 13, 11 }) end,
+    } do
+      local net = one_op({ 3, 13, 11 }, build)
+      assert_close(net:forward(x), ref_adaptive(x, 1, 1), 1e-6, ('%s forward (seed %d)'):format(name, seed))
+      local gx = net:backward(gy)
+      for n = 1, 2 do
+        for c = 1, 3 do
+          local want = tonumber(ffi.new('float', gy:get(n, c, 1, 1) / 143))
+          for h = 1, 13 do
+            for w = 1, 11 do
+              if gx:get(n, c, h, w) ~= want then
+                error(('%s: gx[%d,%d,%d,%d] = %.9g, expected %.9g (seed %d)'):format(name, n, c, h, w,
+                  gx:get(n, c, h, w), want, seed))
+              end
+            end
+          end
+        end
+      end
     end
   end)
 

@@ -228,6 +228,39 @@ describe('activations', function()
   end)
 end)
 
+describe('silu and sigmoid (the vectorized e^{-|x|})', function()
+  it('match their closed forms on a dense sweep, tails and the zero of silu\' included', function()
+    -- every 1/16 over [-110, 110] (e^{-|x|} reaches the float subnormals and
+    -- underflows), and x = -1.278464542761074, the zero of silu' = s (1 + x (1 - s)),
+    -- where f' is all cancellation; 3522 entries, so both the vector body and
+    -- the remainder loop of each pass run
+    local xs = {}
+    for i = -1760, 1760 do xs[#xs + 1] = i / 16 end
+    xs[#xs + 1] = -1.278464542761074
+    local n = #xs
+    local x, ones = T.from(xs, { 1, n }), T.ones { 1, n }
+    -- 1 - s(v) as s(-v) and 1 - 2 s as (1 - s) - s: no cancellation in the references either
+    local cases = {
+      silu = { function(v) return v * sigmoid(v) end, function(v) return sigmoid(v) + v * dsigmoid(v) end,
+        function(v) local s, t = sigmoid(v), sigmoid(-v) return s * t * (2 + v * (t - s)) end },
+      sigmoid = { sigmoid, dsigmoid, function(v) local s, t = sigmoid(v), sigmoid(-v) return s * t * (t - s) end },
+    }
+    for op, f in pairs(cases) do
+      local want = { {}, {}, {} }
+      for i, v in ipairs(xs) do
+        local xv = f32(v) -- the input the net sees
+        for k = 1, 3 do want[k][i] = f[k](xv) end
+      end
+      local net = one_op_net({ n }, op)
+      assert_close(net:forward(x), want[1], 3e-7, 1e-44, op .. ' forward')
+      assert_close(net:backward(ones), want[2], 3e-7, 1e-44, op .. ' derivative')
+      net:jvp(x, ones)
+      local _, dgx = net:hvp_backward(ones, nil)
+      assert_close(dgx, want[3], 3e-7, 1e-44, op .. " f''")
+    end
+  end)
+end)
+
 -- ------------------------------------------------------------- add and mul
 
 describe('add', function()
@@ -322,6 +355,28 @@ describe('mul', function()
       for i = 0, 8 do want[nc * 9 + i + 1] = p[nc * 9 + i] * m end
     end
     assert_close(net:forward(x), want, 1e-6, 1e-7, 'mul broadcast forward, seed 34')
+  end)
+
+  it('broadcast form: the gate\'s gradient sums gy x over the plane (closed form, 5x7 planes)', function()
+    -- y = x m(x), m = mean of the plane: gx_i = gy_i m + (Σ_j gy_j x_j) / 35; the
+    -- sum runs in blocks of 8 and a tail (35 = 4 x 8 + 3)
+    local seed = 35
+    local b = nn.builder { 2, 5, 7 }
+    local net = b:build(b:mul(b.input, b:adaptive_avgpool2d(b.input, 1)))
+    local x = T.randn({ 2, 2, 5, 7 }, { seed = seed, stream = 1 })
+    local gy = T.randn({ 2, 2, 5, 7 }, { seed = seed, stream = 2 })
+    net:forward(x)
+    local gx = net:backward(gy)
+    local p, g, want = x:data(), gy:data(), {}
+    for nc = 0, 3 do
+      local m, dot = 0, 0
+      for i = 0, 34 do
+        m = m + p[nc * 35 + i] / 35
+        dot = dot + g[nc * 35 + i] * p[nc * 35 + i]
+      end
+      for i = 0, 34 do want[nc * 35 + i + 1] = g[nc * 35 + i] * m + dot / 35 end
+    end
+    assert_close(gx, want, 1e-6, 1e-7, 'mul broadcast gate gradient, seed ' .. seed)
   end)
 
   it('rejects a gate that is neither NxCx1x1 nor shaped like the input', function()

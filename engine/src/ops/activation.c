@@ -21,8 +21,10 @@
  *   vjp_tangent  dgx = f'(x) dgy + f''(x) dx gy
  *
  * One driver (act_run) holds those loops; the ops differ only in act_eval.
- * Values are computed in double from the float input (the exponentials in
- * float: expf, log1pf) with stable forms
+ * Values are computed in double from the float input (tanh's exponential by
+ * libm; silu's and sigmoid's e^{-|x|} by a vectorized double polynomial, and
+ * softplus in float by vectorized polynomials: backend/cpu/activation.c gives
+ * both kernels and their error bounds) with stable forms
  * (s(z) through e^-|z|, so neither s nor 1 - s cancels; softplus as
  * max(z, 0) + log1p(e^-|z|)), then rounded once. The relu derivative at 0 is 0,
  * as in PyTorch. Every output entry is independent, so the parallel loop is

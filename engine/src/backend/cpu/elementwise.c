@@ -65,20 +65,33 @@ static void mul_rows(float *out, const float *a, const float *b, const float *da
     }
 }
 
-/* gb[r] = Σ_i (p[r,i] q[r,i] + s[r,i] t[r,i]) over the row (s, t may be NULL), in double. */
+/* acc[i mod 8] += p[i] q[i] for i < n - n mod 8, *tail += the rest, in double. */
+static inline void dot8(double acc[8], double *tail, const float *p, const float *q, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += (double)p[i + j] * q[i + j];
+    for (; i < n; i++)
+        *tail += (double)p[i] * q[i];
+}
+
+/* gb[r] = Σ_i (p[r,i] q[r,i] + s[r,i] t[r,i]) over the row (s, t may be NULL), in double:
+ * eight running sums (entry i to sum i mod 8, the last inner mod 8 to a ninth) added in
+ * a fixed tree. One running sum is a dependent add per entry; eight vectorize. The
+ * order depends on inner only: the same bits for any batch and thread count. */
 static void mul_reduce(float *gb, const float *p, const float *q, const float *s, const float *t,
                        int64_t rows, int64_t inner)
 {
 #pragma omp parallel for schedule(static) num_threads(mr_threads()) if (rows * inner > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t o = r * inner;
-        double acc = 0;
-        for (int64_t i = 0; i < inner; i++)
-            acc += (double)p[o + i] * q[o + i];
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0;
+        dot8(acc, &tail, p + o, q + o, inner);
         if (s)
-            for (int64_t i = 0; i < inner; i++)
-                acc += (double)s[o + i] * t[o + i];
-        gb[r] = (float)acc;
+            dot8(acc, &tail, s + o, t + o, inner);
+        gb[r] = (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+                        tail);
     }
 }
 

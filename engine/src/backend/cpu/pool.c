@@ -169,6 +169,38 @@ static void maxpool_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,
 
 /* ---------------------------------------------------- average pools */
 
+/* The divisor D of a pool whose single output window is the whole H x W
+ * plane (a global average pool: adaptive to 1x1, as in squeeze-excitation,
+ * or a plain pool with that window and no padding); 0 for any other pool. */
+static int64_t global_window(const pool_axis ax[2])
+{
+    if (ax[0].out != 1 || ax[1].out != 1)
+        return 0;
+    int64_t h0, h1, ch, w0, w1, cw;
+    axis_window(&ax[0], 0, &h0, &h1, &ch);
+    axis_window(&ax[1], 0, &w0, &w1, &cw);
+    if (h0 != 0 || h1 != ax[0].in || w0 != 0 || w1 != ax[1].in)
+        return 0;
+    return MR_MAX(ch * cw, 1);
+}
+
+/* Σ p[i] over n floats in double: eight running sums (entry i goes to sum
+ * i mod 8, the last n mod 8 to a ninth), added in a fixed tree. A single
+ * running sum is one dependent add per entry; eight vectorize. The order
+ * depends on n only, so the result does not depend on the batch or the
+ * thread count. */
+static double plane_sum(const float *p, int64_t n)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += p[i + j];
+    for (; i < n; i++)
+        tail += p[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
 /* y = the average pool of x (kind POOL_AVG or POOL_ADAPTIVE). */
 static void avg_apply(const mr_op_attrs *a, int kind, const mr_tensor *x, mr_tensor *y)
 {
@@ -178,6 +210,13 @@ static void avg_apply(const mr_op_attrs *a, int kind, const mr_tensor *x, mr_ten
     const int64_t planes = y->shape[0] * y->shape[1];
     const float *xd = x->data;
     float *yd = y->data;
+    const int64_t D = global_window(ax);
+    if (D) { /* the global pool: one vectorized sum per plane */
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (x->numel > 32768)
+        for (int64_t pl = 0; pl < planes; pl++)
+            yd[pl] = (float)(plane_sum(xd + pl * H * W, H * W) / (double)D);
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(mr_threads()) if (x->numel > 32768)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = xd + pl * H * W;
@@ -207,6 +246,16 @@ static void avg_transpose(const mr_op_attrs *a, int kind, const mr_tensor *g, mr
     const int64_t planes = g->shape[0] * g->shape[1];
     const float *gd = g->data;
     float *od = gx->data;
+    const int64_t D = global_window(ax);
+    if (D) { /* the global pool: g / D in every entry, stored once (the same bits as 0 + g / D) */
+#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (gx->numel > 32768)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            float v = (float)((double)gd[pl] / (double)D), *op = od + pl * H * W;
+            for (int64_t i = 0; i < H * W; i++)
+                op[i] = v;
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(mr_threads()) if (gx->numel > 32768)
     for (int64_t pl = 0; pl < planes; pl++) {
         float *op = od + pl * H * W;
