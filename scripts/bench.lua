@@ -55,7 +55,9 @@
 --            dtype=torch.bfloat16), the two sides each with their own noise
 --            (the same seed in both of a side's runs, so only the precision
 --            differs). Where oneDNN has no bf16 kernels the engine's bf16 run
---            is refused and the table says why.
+--            is refused and the table says why. Then the spread over images:
+--            the input gradient's bf16-vs-fp32 cosine on each of the first
+--            --images Fashion-MNIST test images (shipped resnet_fmnist).
 -- --precision=bf16 runs the engine's convolutions in bfloat16 in every
 -- section (and the moreau section's PyTorch side under bf16 autocast); it is
 -- refused before anything runs where the CPU has no bf16 kernels.

@@ -50,13 +50,46 @@ describe('the adaptive team size', function()
     assert.is_true(t >= 1 and t <= 3, 'team ' .. t)
   end)
 
-  it('MOREAU_ADAPTIVE_THREADS=0 turns it off for the process', function()
-    local cmd = ("env MOREAU_ADAPTIVE_THREADS=0 MOREAU_LIB=%q LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' " ..
-      "luajit -e \"io.write(tostring(require('moreau').get_adaptive_threads()))\""):format(core.lib_path)
+  -- get_adaptive_threads() in a fresh process with MOREAU_ADAPTIVE_THREADS=value
+  local function adaptive_with(value)
+    local cmd = ("env MOREAU_ADAPTIVE_THREADS=%q MOREAU_LIB=%q LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' " ..
+      "luajit -e \"io.write(tostring(require('moreau').get_adaptive_threads()))\" 2>&1"):format(value, core.lib_path)
     local p = assert(io.popen(('cd %q && %s'):format(core.root, cmd)))
     local out = p:read('*a')
     p:close()
-    assert.are.equal('false', out)
+    return out
+  end
+
+  it('MOREAU_ADAPTIVE_THREADS=0 (off, false, no) turns it off for the process; another value is refused', function()
+    for _, v in ipairs { '0', 'off', 'FALSE', 'no' } do assert.are.equal('false', adaptive_with(v), v) end
+    for _, v in ipairs { '1', 'on', 'True', 'yes', '' } do assert.are.equal('true', adaptive_with(v), v) end
+    for _, v in ipairs { 'garbage', '2', 'of' } do
+      local out = adaptive_with(v)
+      assert.truthy(out:find(("moreau: MOREAU_ADAPTIVE_THREADS must be 0, off, false or no (a fixed team) or 1, on, " ..
+        "true or yes (the default), got '%s'"):format(v), 1, true), out)
+    end
+  end)
+
+  it('refuses a thread count or a switch it cannot use, and keeps the old one', function()
+    moreau.set_num_threads(2)
+    for _, bad in ipairs { -5, 1e9, 2.5, 0 / 0, '2', true } do
+      local ok, err = pcall(moreau.set_num_threads, bad)
+      assert.is_false(ok, tostring(bad))
+      assert.truthy(tostring(err):find('moreau.set_num_threads: n must be an integer in 0..4096 (0 or nil: the default), got',
+        1, true), tostring(err))
+      assert.are.equal(2, moreau.get_num_threads())
+    end
+    assert.are.equal(core.C.MR_EINVAL, core.C.mr_set_num_threads(-1))
+    assert.are.equal('threads: the count must be 0 (the default) or in 1..4096, got -1',
+      require('ffi').string(core.C.mr_last_error()))
+    assert.are.equal(core.C.MR_EINVAL, core.C.mr_set_num_threads(4097))
+    assert.are.equal(2, moreau.get_num_threads())
+    for _, bad in ipairs { 0, 'false', 1 } do
+      local ok, err = pcall(moreau.set_adaptive_threads, bad)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find('moreau.set_adaptive_threads: on must be true or false, got', 1, true), err)
+    end
+    assert.is_true(moreau.get_adaptive_threads())
   end)
 
   it('shrinks while other processes keep every core busy, and the results do not change', function()

@@ -69,14 +69,18 @@ void mr_alloc_peak_reset(void);
 
 /* Sets the number of threads used by the engine's parallel loops and oneDNN
  * (OpenBLAS runs on one thread, called from those loops; the process's OpenMP
- * default team size is left at 1). n <= 0 means the default: OMP_NUM_THREADS
+ * default team size is left at 1). n = 0 means the default: OMP_NUM_THREADS
  * when it is set to a positive integer, else all cores (also the count before
  * any call). Results are bit-identical for every n, and an item's network
  * passes for every batch. */
 int mr_set_num_threads(int n);
 int mr_get_num_threads(void);
-/* Adaptive team size (on by default; MOREAU_ADAPTIVE_THREADS=0 in the
- * environment turns it off before the first call): before each op pass, at
+/* The most threads mr_set_num_threads and OMP_NUM_THREADS may ask for
+ * (MR_EINVAL above it, or below 0; OMP_NUM_THREADS outside 1..MR_MAX_THREADS
+ * is ignored). */
+enum { MR_MAX_THREADS = 4096 };
+/* Adaptive team size (on by default; MOREAU_ADAPTIVE_THREADS=0 (or off,
+ * false, no) in the environment turns it off before the first call): before each op pass, at
  * most every 0.2 s, the team shrinks below mr_get_num_threads() by the cores
  * other processes keep busy (from /proc/stat, less this process's own CPU
  * time; a neighbour using under 0.4 of a core is ignored), and grows back when
@@ -85,6 +89,10 @@ int mr_get_num_threads(void);
  * do not depend on the team size. docs/architecture.md, "Threads". */
 int mr_set_adaptive_threads(int on);
 int mr_get_adaptive_threads(void);
+/* What MOREAU_ADAPTIVE_THREADS says: 1 unset, empty or "1"/"on"/"true"/"yes", 0
+ * for "0"/"off"/"false"/"no" (any case), -1 for anything else (the engine
+ * then keeps the adaptive team; the Lua face refuses the value). */
+int mr_adaptive_threads_env(void);
 /* The team size the engine's loops use now (1..mr_get_num_threads()). */
 int mr_get_threads_in_use(void);
 /* A one-line description of the backends ("cpu: OpenBLAS 0.3.21 ...; conv2d:

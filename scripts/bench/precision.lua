@@ -84,6 +84,48 @@ local function measure(p, bf16_ok)
   return r
 end
 
+--- The spread over images: the input gradient of the predicted class of
+-- each of the first --images Fashion-MNIST test images on the shipped
+-- resnet_fmnist, in fp32 and in bf16 (one batch each, in this process):
+-- the cosine per image, summarized by its median, 5th percentile, minimum
+-- and the count below 0.9998. RETURN: a summary table, or nil and why not.
+local function gradient_spread()
+  local ok, test = pcall(moreau.data.fashion_mnist, { split = 'test' })
+  if not ok then return nil, 'Fashion-MNIST is not installed' end
+  local card_ok, card = pcall(moreau.models.card, 'resnet_fmnist')
+  if not card_ok then return nil, 'the shipped resnet_fmnist is not there' end
+  local net = moreau.models.pretrained('resnet_fmnist')
+  local n = math.min(B.opts.images, test.n)
+  local norm = card.data.normalization
+  local x = moreau.data.normalize(moreau.data.subset(test, 1, n).images, norm.mean, norm.std)
+  local logits = net:forward_inference(x)
+  local classes = logits:numel() / n
+  local labels = {}
+  for i = 0, n - 1 do labels[i + 1] = B.argmax(logits:narrow(i + 1, i + 1)) end
+  local before = moreau.get_precision()
+  local _, g32 = moreau.oracle.grad(net, x, labels)
+  g32 = g32:clone()
+  moreau.set_precision('bf16')
+  local ok16, g16 = pcall(function() local _, g = moreau.oracle.grad(net, x, labels) return g end)
+  moreau.set_precision(before)
+  if not ok16 then error(g16, 0) end
+  local d = g32:numel() / n
+  local a, b = g32:data(), g16:data()
+  local cos, below = {}, 0
+  for i = 0, n - 1 do
+    local ab, aa, bb = 0, 0, 0
+    for k = i * d, (i + 1) * d - 1 do ab, aa, bb = ab + a[k] * b[k], aa + a[k] * a[k], bb + b[k] * b[k] end
+    cos[i + 1] = ab / math.sqrt(aa * bb)
+    if cos[i + 1] < 0.9998 then below = below + 1 end
+  end
+  local worst_at = 1
+  for i = 2, n do if cos[i] < cos[worst_at] then worst_at = i end end
+  local sorted = { (table.unpack or unpack)(cos) }
+  table.sort(sorted)
+  return { n = n, classes = classes, median = sorted[math.floor(n / 2) + 1],
+    p5 = sorted[math.max(1, math.floor(0.05 * n))], min = sorted[1], worst_image = worst_at - 1, below = below }
+end
+
 local function precision_section()
   -- Is bf16 there? The parent's own precision is put back afterwards.
   local before = moreau.get_precision()
@@ -123,6 +165,19 @@ local function precision_section()
     print(('  %s: map sparsity engine fp32 %.3f%s'):format(r.p.name, z,
       r.e_bf16 and (', bf16 %.3f; %d of the bf16 run\'s %d oneDNN conv passes in bf16 (all else float32)')
         :format(r.e_bf16.sparsity, r.e_bf16.bf16_passes, r.e_bf16.onednn_passes) or ''))
+  end
+  if bf16_ok then
+    B.progress('precision: the input-gradient spread over %d test images ...', B.opts.images)
+    local sp, why = gradient_spread()
+    if sp then
+      print(('  over images (engine): the input gradient of the predicted class of each of the first %d'):format(sp.n))
+      print('  Fashion-MNIST test images, shipped resnet_fmnist, bf16 against fp32 (--images):')
+      B.print_table({ { 'images', 'median cosine', '5th percentile', 'worst (0-based image)', 'below 0.9998' },
+        { tostring(sp.n), ('%.5f'):format(sp.median), ('%.5f'):format(sp.p5),
+          ('%.4f (%d)'):format(sp.min, sp.worst_image), tostring(sp.below) } })
+    else
+      print('  over images: not measured: ' .. why)
+    end
   end
   print()
 end

@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,7 +111,7 @@ static int default_threads(void)
     if (s) {
         char *end;
         long n = strtol(s, &end, 10);
-        if (end != s && n > 0 && n <= 4096)
+        if (end != s && n > 0 && n <= MR_MAX_THREADS)
             return (int)n;
     }
     return cores_allowed();
@@ -192,12 +193,26 @@ static double own_cpu_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int mr_adaptive_threads_env(void)
+{
+    static const char *const off[] = {"0", "off", "false", "no"}, *const on[] = {"1", "on", "true", "yes"};
+    const char *s = getenv("MOREAU_ADAPTIVE_THREADS");
+    if (!s || !*s)
+        return 1; /* unset or empty: the default */
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, off[i]) == 0)
+            return 0;
+        if (strcasecmp(s, on[i]) == 0)
+            return 1;
+    }
+    return -1;
+}
+
 static int adaptive_on(void)
 {
     int a = atomic_load_explicit(&adaptive, memory_order_relaxed);
     if (a < 0) {
-        const char *s = getenv("MOREAU_ADAPTIVE_THREADS");
-        a = !(s && strcmp(s, "0") == 0);
+        a = mr_adaptive_threads_env() != 0; /* an unknown value: on (the Lua face refuses it) */
         atomic_store(&adaptive, a);
     }
     return a;
@@ -242,7 +257,9 @@ void mr_threads_update(void)
 
 int mr_set_num_threads(int n)
 {
-    limit_set = n > 0 ? n : 0;
+    if (n < 0 || n > MR_MAX_THREADS)
+        return mr_error(MR_EINVAL, "threads: the count must be 0 (the default) or in 1..%d, got %d", MR_MAX_THREADS, n);
+    limit_set = n;
     atomic_store(&default_limit, 0);
     atomic_store(&team, 0);
     last.valid = 0;
