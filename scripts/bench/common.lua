@@ -298,7 +298,29 @@ local function prepare(name)
   return p
 end
 
+--- Cosine similarity of two tensors of the same size (NaN when either is all
+-- zeros: a direction is not defined).
+local function cosine(a, b)
+  local ab, aa, bb = 0, 0, 0
+  local x, y = a:data(), b:data()
+  for i = 0, a:numel() - 1 do
+    ab, aa, bb = ab + x[i] * y[i], aa + x[i] * x[i], bb + y[i] * y[i]
+  end
+  if aa == 0 or bb == 0 then return 0 / 0 end
+  return ab / math.sqrt(aa * bb)
+end
+
+--- Runs a child process of the bench (scripts/bench.lua --child=...) and
+-- decodes its one "BENCH_JSON {...}" line; an error with its output if none.
+local function child_result(cmd)
+  local out = read_all(cmd)
+  local line = out:match('BENCH_JSON ([^\n]+)')
+  if not line then error('bench: the engine child gave no result:\n' .. out, 0) end
+  return cjson.decode(line)
+end
+
 local B = {
+  cosine = cosine, child_result = child_result,
   opts = opts, argv = argv, here = here, root = root, list = list, now = now, proc_status = proc_status,
   shell_quote = shell_quote, read_all = read_all, median = median, time_median = time_median,
   write_f32 = write_f32, read_f32 = read_f32, mib = mib, fmt_s = fmt_s, print_table = print_table,

@@ -62,20 +62,7 @@ local function engine_child(p)
     '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--out=' .. B.shell_quote(p.out_engine),
     '--precision=' .. B.opts.precision,
   }, ' ')
-  local out = B.read_all(cmd)
-  local line = out:match('BENCH_JSON ([^\n]+)')
-  if not line then error('bench: the engine child gave no result:\n' .. out, 0) end
-  return cjson.decode(line)
-end
-
-local function cosine(a, b)
-  local ab, aa, bb = 0, 0, 0
-  for i = 0, a:numel() - 1 do
-    local x, y = a:data()[i], b:data()[i]
-    ab, aa, bb = ab + x * y, aa + x * x, bb + y * y
-  end
-  if aa == 0 or bb == 0 then return 0 / 0 end
-  return ab / math.sqrt(aa * bb)
+  return B.child_result(cmd)
 end
 
 local function max_abs(t)
@@ -143,7 +130,7 @@ local function imagenet_section()
       { 'input', p.input }, { 'label', p.label }, { 'T', o.imagenet_T }, { 'm', o.imagenet_m },
       { 'seed', o.seed }, { 'out', p.out_torch } })
     B.progress('torch: %.2f s', tm.seconds)
-    cos = cosine(B.read_f32(p.out_engine, { 1, 3, SIZE, SIZE }), B.read_f32(p.out_torch, { 1, 3, SIZE, SIZE }))
+    cos = B.cosine(B.read_f32(p.out_engine, { 1, 3, SIZE, SIZE }), B.read_f32(p.out_torch, { 1, 3, SIZE, SIZE }))
   end
 
   print(('== imagenet: efficientnet_b0 (%s, 3x%dx%d, 1000 classes), %d threads'):format(

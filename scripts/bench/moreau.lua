@@ -53,20 +53,7 @@ local function engine_child(p, precision, out_tag)
     '--beta=' .. (p.arch.beta or 0), '--width=' .. (p.arch.width or 1), '--num_classes=' .. (p.arch.num_classes or 10),
     out_tag and '--grad_out=' .. B.shell_quote(tag .. '_grad.f32') or '',
   }, ' ')
-  local out = B.read_all(cmd)
-  local line = out:match('BENCH_JSON ([^\n]+)')
-  if not line then error('bench: the engine child gave no result:\n' .. out, 0) end
-  return cjson.decode(line)
-end
-
-local function cosine(a, b)
-  local ab, aa, bb = 0, 0, 0
-  for i = 0, a:numel() - 1 do
-    local x, y = a:data()[i], b:data()[i]
-    ab, aa, bb = ab + x * y, aa + x * x, bb + y * y
-  end
-  if aa == 0 or bb == 0 then return 0 / 0 end
-  return ab / math.sqrt(aa * bb)
+  return B.child_result(cmd)
 end
 
 local function moreau_section()
@@ -87,7 +74,7 @@ local function moreau_section()
       B.progress('torch: %.2f s', t.seconds)
       local me = B.read_f32(B.tmp .. '/' .. name .. '_engine.f32', p.shape)
       local mt = B.read_f32(B.tmp .. '/' .. name .. '_torch.f32', p.shape)
-      t.cosine = cosine(me, mt)
+      t.cosine = B.cosine(me, mt)
       t.parity = 0
       for i = 0, p.logits:numel() - 1 do
         t.parity = math.max(t.parity, math.abs(p.logits:data()[i] - t.logits[i + 1]))
@@ -174,4 +161,4 @@ local function moreau_section()
   print()
 end
 
-return { run = moreau_section, child = child_moreau, engine_child = engine_child, cosine = cosine }
+return { run = moreau_section, child = child_moreau, engine_child = engine_child }

@@ -31,7 +31,7 @@ local function distance(a, b)
   local any = false
   for j = 0, pa:numel() - 1 do if pa:data()[j] ~= 0 then any = true break end end
   if not any then return 0 / 0, 0 / 0 end
-  return M.cosine(a, b), metrics.topk_intersection(pa, pixel_importance(b), { frac = 0.4 })[1]
+  return B.cosine(a, b), metrics.topk_intersection(pa, pixel_importance(b), { frac = 0.4 })[1]
 end
 
 local function fmt(v, f) return v == nil and '-' or (v ~= v and 'n/a' or (f or '%.4f'):format(v)) end
