@@ -145,6 +145,14 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
   local mine = options.parse_args(args) -- the keys the caller gave (with a value or not)
   local r = not confined_or_trusted and require('moreau.recipe').load(file) or nil -- a shipped recipe: loading it is safe
   local out, keys = {}, {}
+  -- the caller's own --methods (not 'all'): a recorded option of a method it
+  -- leaves out is not replayed (experiment.methods refuses an option for a
+  -- method that does not run; the recorded run ran it)
+  local running
+  if type(mine.methods) == 'string' and mine.methods ~= 'all' then
+    running = {}
+    for m in mine.methods:gmatch('[^,]+') do running[m] = true end
+  end
   if type(results.params) ~= 'table' then results.params = {} end
   for k in pairs(results.params) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
@@ -159,8 +167,12 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
     end
     local k, v = raw, results.params[raw]
     local spec = r and r.params[k]
+    local of_method = k:match('^([%a_][%w_]*)%.')
     if k == 'out' or k == 'help' then
       -- dropped: the results folder and --help are the caller's
+    elseif of_method and running and not running[of_method] then
+      io.stderr:write(('moreau run --from: --%s not replayed: %s is not among your --methods=%s\n'):format(k,
+        of_method, mine.methods))
     elseif mine[k] ~= nil then
       -- the caller gives it again on the command line: the caller's value wins
     elseif type(v) == 'table' and #v == 0 then
