@@ -538,7 +538,7 @@ describe('names outside a list', function()
   it('recipe method lists are checked before anything runs', function()
     local r = recipe.load('recipes/explain.lua')
     asserts.error_with(function() recipe.params(r, { methods = 'gradient,smoothgrd' }) end,
-      "explain: parameter 'methods' item 2 must be one of 'gradient', ",
+      "explain: parameter 'methods' item 2 must be one of 'all', 'gradient', ",
       "got 'smoothgrd' (did you mean 'smoothgrad'?)")
   end)
 end)
@@ -621,7 +621,7 @@ describe('options of the recipes\' shared helpers', function()
     asserts.error_with(function() ex.methods { preset = 'slow' } end,
       "experiment.methods: option 'preset' must be one of 'paper', 'fast', got 'slow'")
     asserts.error_with(function() ex.methods { only = { 'gradient', 'smoothgrd' } } end,
-      "experiment.methods: option 'only[2]' must be one of 'gradient', ", "got 'smoothgrd' (did you mean 'smoothgrad'?)")
+      "experiment.methods: option 'only[2]' must be one of 'all', 'gradient', ", "got 'smoothgrd' (did you mean 'smoothgrad'?)")
     asserts.error_with(function() ex.methods { samples = 0 } end,
       "experiment.methods: option 'samples' must be an integer >= 1, got 0")
     asserts.error_with(function() ex.methods { sample = 3 } end, "experiment.methods: unknown option 'sample'")
