@@ -17,6 +17,7 @@ local cli = {}
 local function usage()
   return [[
 usage: moreau [--threads=N] [--traceback] [--progress=MODE] COMMAND [ARGS]
+  (options here as everywhere: --key=value or --key value, each once; -h is --help)
 
   --threads=N           threads of the engine (default: OMP_NUM_THREADS, else every core)
   --traceback           an error shows every frame of the stack, moreau's own too
