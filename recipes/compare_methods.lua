@@ -21,7 +21,7 @@ return {
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
     local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
-    if #p.methods == 0 then -- the default runs them all: the page says which
+    if #p.methods == 0 or p.methods[1] == 'all' then -- the default, or 'all', runs them all: the page says which
       local keys = {}
       for k, m in ipairs(list) do keys[k] = m.key end
       rep:param_shown('methods', 'all: ' .. table.concat(keys, ', '))

@@ -100,9 +100,31 @@ return {
     'colorbar_diverging.png', 'colorbar_viridis.png', 'methods.csv', 'results.json', 'index.html' },
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
+    -- Options that would be ignored are refused, naming both, before anything
+    -- runs: --index picks a test image and --fit says how a file is resized,
+    -- so neither means anything with (resp. without) --image. (A recipe sees
+    -- values, not what was typed: --index=0 and --fit=crop are the defaults.)
+    if p.image ~= '' and p.index ~= 0 then
+      error(('explain: --index=%d and --image=%s both name the image to explain: --index picks a Fashion-MNIST ' ..
+        'test image, --image a file; give one'):format(p.index, p.image), 0)
+    end
+    if p.image == '' and p.fit ~= 'crop' then
+      error(('explain: --fit=%s applies to --image only (how a file of another size is fitted to the model\'s ' ..
+        'input); the Fashion-MNIST test image %d has the model\'s size: drop --fit, or give --image'):format(p.fit,
+        p.index), 0)
+    end
+    -- the parameters that say "not this one" by a default, as the page shows them
+    if p.image == '' then
+      rep:param_shown('image', ('none (Fashion-MNIST test image %d)'):format(p.index))
+      rep:param_shown('fit', ('%s (applies to --image only)'):format(p.fit))
+    else
+      rep:param_shown('index', ('%d (not used: --image gives the image)'):format(p.index))
+    end
+    if p.label < 0 then rep:param_shown('label', ('%d (the predicted class)'):format(p.label)) end
     -- every method's options are checked before the model loads
+    -- (only: --methods, default every method; an option set for a method it leaves out is refused)
     local table_of_methods = experiment.methods { preset = p.fast and 'fast' or 'paper', seed = p.seed,
-      overrides = p }
+      only = p.methods, overrides = p }
     -- The label is checked against the model card's classes before the
     -- weights load (a class id is 0-based, as in the data sets).
     local ok, card0 = pcall(moreau.models.card, p.model)
@@ -121,8 +143,13 @@ return {
     local shape = net:input_shape()
     local x, source, true_label
     if p.image ~= '' then
-      local img, done = data.load_image(p.image, { channels = shape[1], size = { shape[2], shape[3] },
+      -- (a file that cannot be read or fitted: the loader's reason, worded for the command line)
+      local ok_i, img, done = pcall(data.load_image, p.image, { channels = shape[1], size = { shape[2], shape[3] },
         fit = p.fit })
+      if not ok_i then
+        error(('explain: --image=%s: %s'):format(p.image, tostring(img):gsub('^[^\n]-:%d+: ', '')
+          :gsub("^data%.load_image: ", ''):gsub("fit = '(%a+)'", '--fit=%1')), 0)
+      end
       x = data.normalize(img, norm.mean, norm.std)
       source = p.image
       -- say what was done to the picture: the model sees only this
@@ -165,6 +192,9 @@ return {
     for i = 2, #logits do if logits[i] > logits[pred + 1] then pred = i - 1 end end
     local label = p.label >= 0 and p.label or pred
     local function class_name(c) return classes and classes[c + 1] or tostring(c) end
+    if p.label < 0 then
+      rep:param_shown('label', ('%d (the predicted class: %s, %d)'):format(p.label, class_name(pred), pred))
+    end
     io.stderr:write(('explain: %s, true %s, predicted %s (p = %.3f), explaining %s\n'):format(source,
       true_label and class_name(true_label) or '?', class_name(pred), probs[pred + 1], class_name(label)))
 
@@ -229,13 +259,10 @@ return {
       baseline_record = { kind = 'zero', normalized = 0 }
     end
 
-    local wanted, ran = {}, {}
-    for _, m in ipairs(p.methods) do wanted[m] = true end
-    for _, entry in ipairs(table_of_methods) do
-      if #p.methods == 0 or wanted[entry.key] then ran[#ran + 1] = entry.key end
-    end
-    -- the default (an empty list) runs them all: the page says which
-    if #p.methods == 0 then rep:param_shown('methods', 'all: ' .. table.concat(ran, ', ')) end
+    local ran = {}
+    for _, entry in ipairs(table_of_methods) do ran[#ran + 1] = entry.key end
+    -- the default (an empty list) or 'all' runs them all: the page says which
+    if #p.methods == 0 or p.methods[1] == 'all' then rep:param_shown('methods', 'all: ' .. table.concat(ran, ', ')) end
     -- the input at --scale (the grid) and at twice that (each method's views)
     local input_pixels = viz.image(x, { mean = norm.mean, std = norm.std })
     local input, big_input = viz.upscale(input_pixels, p.scale), viz.upscale(input_pixels, 2 * p.scale)
@@ -243,38 +270,33 @@ return {
     local titles = { 'Input' }
     local per_method, figures = {}, {}
     for _, entry in ipairs(table_of_methods) do
-      if #p.methods == 0 or wanted[entry.key] then
-        -- (a method with a baseline option: IG and DeepLIFT; make() reads entry.opts)
-        if baseline_tensor and moreau.methods.impl(entry.method).defaults.baseline ~= nil then
-          entry.opts.baseline = baseline_tensor
-        end
-        local m = entry.make()
-        local t0 = experiment.now()
-        local map = m:explain(net, x, { label })
-        local seconds = experiment.now() - t0
-        local sparsity = moreau.metrics.sparsity(map)[1]
-        local abs_map, q_abs = viz.heatmap(map)
-        local signed_map, q_signed = viz.signed(map)
-        local heat = viz.upscale(abs_map, p.scale)
-        row[#row + 1] = heat
-        titles[#titles + 1] = entry.title
-        per_method[entry.key] = { method = m.name, options = options_record(m.opts, baseline_record),
-          seconds = seconds, sparsity = sparsity, l2 = map:norm(), sum = map:sum(), clip_abs = q_abs,
-          clip_signed = q_signed }
-        -- completeness (IG, DeepLIFT): sum of the map = f_c(x) - f_c(x0) for
-        -- the logit f_c (exactly for DeepLIFT, up to the path rule's error for IG)
-        if m.opts.baseline ~= nil and (m.opts.score or 'logit') == 'logit' then
-          local x0 = baseline_tensor or moreau.tensor.full(x:shape(), m.opts.baseline)
-          per_method[entry.key].score_difference = logits[label + 1] - net:forward_inference(x0):totable()[label + 1]
-        end
-        figures[#figures + 1] = { entry = entry, m = m,
-          abs = viz.upscale(abs_map, 2 * p.scale), signed = viz.upscale(signed_map, 2 * p.scale),
-          overlay = viz.overlay(big_input, map, OVERLAY_ALPHA, { cmap = 'viridis' }) }
-        io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, sparsity))
+      -- (a method with a baseline option: IG and DeepLIFT; make() reads entry.opts)
+      if baseline_tensor and moreau.methods.impl(entry.method).defaults.baseline ~= nil then
+        entry.opts.baseline = baseline_tensor
       end
-    end
-    for key in pairs(wanted) do
-      if not per_method[key] then error("explain: unknown method '" .. key .. "'", 0) end
+      local m = entry.make()
+      local t0 = experiment.now()
+      local map = m:explain(net, x, { label })
+      local seconds = experiment.now() - t0
+      local sparsity = moreau.metrics.sparsity(map)[1]
+      local abs_map, q_abs = viz.heatmap(map)
+      local signed_map, q_signed = viz.signed(map)
+      local heat = viz.upscale(abs_map, p.scale)
+      row[#row + 1] = heat
+      titles[#titles + 1] = entry.title
+      per_method[entry.key] = { method = m.name, options = options_record(m.opts, baseline_record),
+        seconds = seconds, sparsity = sparsity, l2 = map:norm(), sum = map:sum(), clip_abs = q_abs,
+        clip_signed = q_signed }
+      -- completeness (IG, DeepLIFT): sum of the map = f_c(x) - f_c(x0) for
+      -- the logit f_c (exactly for DeepLIFT, up to the path rule's error for IG)
+      if m.opts.baseline ~= nil and (m.opts.score or 'logit') == 'logit' then
+        local x0 = baseline_tensor or moreau.tensor.full(x:shape(), m.opts.baseline)
+        per_method[entry.key].score_difference = logits[label + 1] - net:forward_inference(x0):totable()[label + 1]
+      end
+      figures[#figures + 1] = { entry = entry, m = m,
+        abs = viz.upscale(abs_map, 2 * p.scale), signed = viz.upscale(signed_map, 2 * p.scale),
+        overlay = viz.overlay(big_input, map, OVERLAY_ALPHA, { cmap = 'viridis' }) }
+      io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, sparsity))
     end
 
     -- The paper-style figure. Its text is drawn twice the bitmap font's size

@@ -160,15 +160,24 @@ if opts.help then
 end
 
 -- The list options are checked whole before anything runs: a bad item would
--- otherwise fail mid-run, after minutes of the sections before it.
+-- otherwise fail mid-run, after minutes of the sections before it. An item
+-- given twice is refused too (it would run, and be reported, twice), worded
+-- as moreau.options.params words a repeated item of a recipe's list.
 local function check_list(name, is_ok, want)
-  local items = {}
+  local items, first = {}, {}
   for item in (opts[name] .. ','):gmatch('([^,]*),') do
     item = item:match('^%s*(.-)%s*$')
     if item == '' or not is_ok(item) then
       error(("bench: option '%s' must be a comma-separated list of %s, got '%s'%s"):format(name, want, opts[name],
         item == '' and ' (an empty item)' or (" (item '%s')"):format(item)), 0)
     end
+    -- (batch sizes compare as numbers: '16' and '16.0' are one size)
+    local key = tonumber(item) or item
+    if first[key] then
+      error(("bench: option '%s' lists '%s' twice (items %d and %d); give each once"):format(name, item,
+        first[key], #items + 1), 0)
+    end
+    first[key] = #items + 1
     items[#items + 1] = item
   end
   return items

@@ -148,13 +148,41 @@ describe('method options on the command line', function()
     assert.are.equal(5, cjson.decode(read(tmp .. '/m4/results.json')).opts.T)
   end)
 
-  it('for a method that does not run are said to have no effect', function()
+  it('for a method that does not run are refused, naming it and the methods that run', function()
+    -- (a warning would scroll away among the progress lines, and results.json would record an unused option)
     local out, rc = moreau(('run %q --methods=moreaugrad --smoothgrad.samples=3 --moreaugrad.T=4 --out=%q')
       :format(probe, tmp .. '/m3'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('moreau run: --smoothgrad.samples=3 sets an option of smoothgrad, which does not run ' ..
+      '(the methods that run: moreaugrad); add smoothgrad to --methods, or drop the option', 1, true), out)
+    assert.falsy(out:find('moreaugrad.T', 1, true), out)
+    -- the main job too, before anything runs (no method's line on stderr)
+    out, rc = moreau(('explain --moreaugrad.T=5 --smoothgrad.samples=2 --methods=gradient --out=%q'):format(
+      tmp .. '/m5'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('moreau explain: --moreaugrad.T=5, --smoothgrad.samples=2 set an option of moreaugrad, ' ..
+      'smoothgrad, which do not run (the methods that run: gradient); add moreaugrad, smoothgrad to --methods, or ' ..
+      'drop the options', 1, true), out)
+    assert.falsy(out:find('sparsity', 1, true), out)
+    -- the API says it the same way
+    asserts.error_with(function()
+      experiment.methods { only = { 'gradient' }, overrides = { ['deeplift.score'] = 'logit' } }
+    end, '--deeplift.score=logit sets an option of deeplift, which does not run (the methods that ' ..
+      'run: gradient); add deeplift to --methods, or drop the option')
+  end)
+
+  it('recorded for a method your --methods leaves out are not replayed by --from', function()
+    local out, rc = moreau(('run %q --methods=moreaugrad,smoothgrad --smoothgrad.samples=3 --moreaugrad.T=4 ' ..
+      '--out=%q'):format(probe, tmp .. '/f1'))
     assert.are.equal(0, rc, out)
-    assert.truthy(out:find('experiment: --smoothgrad.samples set for a method not among the methods run ' ..
-      '(moreaugrad): no effect', 1, true), out)
-    assert.falsy(out:find('moreaugrad.T set', 1, true), out)
+    out, rc = moreau(('run --trust --from=%q --methods=moreaugrad --out=%q'):format(tmp .. '/f1/results.json',
+      tmp .. '/f2'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('moreau run --from: --smoothgrad.samples not replayed: smoothgrad is not among your ' ..
+      '--methods=moreaugrad', 1, true), out)
+    local res = cjson.decode(read(tmp .. '/f2/results.json'))
+    assert.are.equal(4, res.opts.T)
+    assert.is_nil(res.params['smoothgrad.samples'])
   end)
 
   it('apply to the entry they name only', function()
@@ -368,5 +396,166 @@ describe('explain --image', function()
     assert.truthy(out:find('is 28 wide × 28 high with 4 channels; resnet_fmnist takes 28 wide × 28 high with ' ..
       '1 channel: converted to grey (BT.601 ' ..
       'luma), its alpha channel dropped\n', 1, true), out)
+  end)
+end)
+
+describe('explain --image of a picture far wider or taller than the input', function()
+  it('refuses the crop with the sizes and suggests --fit=stretch, never an internal message', function()
+    -- 1200 wide × 1 high (and its transpose): covering 28 × 28 keeping the aspect needs 33600 pixels
+    -- a side, over the 32768 the loader resizes to
+    for _, c in ipairs { { 1200, 1, '33600 wide × 28 high' }, { 1, 1200, '28 wide × 33600 high' } } do
+      local pgm = ('%s/strip_%dx%d.pgm'):format(tmp, c[1], c[2])
+      write(pgm, ('P5 %d %d 255\n'):format(c[1], c[2]) .. ('\128'):rep(1200))
+      local out, rc = moreau(('explain --image=%q --methods=gradient --out=%q'):format(pgm, tmp .. '/strip'))
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find(('moreau explain: --image=%s: --fit=crop would resize %s (%d wide × %d high) to %s ' ..
+        'to cover 28 wide × 28 high keeping its aspect, over the 32768 pixels a side the loader resizes to; its ' ..
+        'centre would keep 0.0833 %% of the picture: --fit=stretch resizes the whole picture to 28 wide × 28 high')
+        :format(pgm, pgm, c[1], c[2], c[3]), 1, true), out)
+      assert.falsy(out:find('mr_image_load', 1, true), out)
+      -- stretched, it runs
+      out, rc = moreau(('explain --image=%q --fit=stretch --methods=gradient --out=%q'):format(pgm,
+        tmp .. '/strip_s'))
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find(('is %d wide × %d high with 1 channel; resnet_fmnist takes 28 wide × 28 high with ' ..
+        '1 channel: resized to 28 wide × 28 high\n'):format(c[1], c[2]), 1, true), out)
+      os.execute(('rm -rf %q'):format(tmp .. '/strip_s'))
+    end
+    -- data.load_image says it in its own terms
+    asserts.error_with(function()
+      require('moreau.data').load_image(tmp .. '/strip_1200x1.pgm', { channels = 1, size = { 28, 28 }, fit = 'crop' })
+    end, "to 33600 wide × 28 high to cover 28 wide × 28 high keeping its aspect", "fit = 'stretch' resizes the whole")
+  end)
+end)
+
+describe('options that conflict or do nothing', function()
+  it('are refused before anything runs, naming both', function()
+    local photo = tmp .. '/conflict.pgm'
+    write(photo, 'P5 28 28 255\n' .. ('\64'):rep(28 * 28))
+    local out, rc = moreau(('explain --index=3 --image=%q --methods=gradient --out=%q'):format(photo, tmp .. '/c1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('moreau explain: --index=3 and --image=%s both name the image to explain: --index ' ..
+      'picks a Fashion-MNIST test image, --image a file; give one'):format(photo), 1, true), out)
+    assert.falsy(out:find('sparsity', 1, true), out)
+    out, rc = moreau(('explain --fit=stretch --methods=gradient --out=%q'):format(tmp .. '/c2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("moreau explain: --fit=stretch applies to --image only (how a file of another size " ..
+      "is fitted to the model's input); the Fashion-MNIST test image 0 has the model's size: drop --fit, or give " ..
+      "--image", 1, true), out)
+    assert.falsy(out:find('sparsity', 1, true), out)
+  end)
+end)
+
+describe("'all' in a list of methods", function()
+  it('is a valid name, listed in the errors, meaning every method alone and refused with others', function()
+    local out, rc = moreau('explain --methods=al')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("moreau explain: parameter 'methods' item 1 must be one of 'all', 'gradient', " ..
+      "'input_x_gradient',", 1, true), out)
+    out, rc = moreau(('explain --methods=all,gradient --out=%q'):format(tmp .. '/all1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("moreau explain: parameter 'methods' lists 'all' (item 1) with other names; 'all' " ..
+      "means every one: give it alone, or list only the ones you want", 1, true), out)
+    assert.is_nil(lfs.attributes(tmp .. '/all1'))
+    -- alone it is every method, as the empty default is
+    local every = experiment.methods { preset = 'fast' }
+    local all = experiment.methods { preset = 'fast', only = { 'all' } }
+    assert.are.equal(9, #all)
+    for i = 1, #every do assert.are.equal(every[i].key, all[i].key) end
+    asserts.error_with(function() experiment.methods { only = { 'gradient', 'all' } } end,
+      "experiment.methods: option 'only' lists 'all' with other methods (gradient, all); 'all' runs every " ..
+      "method: give it alone, or list only the methods to run")
+  end)
+end)
+
+describe('error messages of the command', function()
+  it('name the command once: a recipe\'s own prefix is replaced, not doubled', function()
+    local cli_mod = require 'moreau.cli'
+    assert.are.equal('moreau explain: --index=1 is bad', cli_mod.error_line('explain', 'explain: --index=1 is bad'))
+    assert.are.equal('moreau train: x', cli_mod.error_line('train', 'train_fmnist: x'))
+    assert.are.equal('moreau bench: x', cli_mod.error_line('bench', 'bench: x'))
+    assert.are.equal('moreau run: explain: x', cli_mod.error_line('run', 'explain: x'))
+    assert.are.equal('moreau: x', cli_mod.error_line('explain', 'moreau: x'))
+    local out, rc = moreau('explain --index=-2')
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("moreau explain: parameter 'index' must be an integer >= 0, got -2", 1, true), out)
+    assert.falsy(out:find('explain: explain:', 1, true), out)
+  end)
+end)
+
+describe('the options before the command', function()
+  local function threads(s) return tonumber(s:match('threads: (%d+)')) end
+  it('read as a command\'s: --key value, -h, each once, unknown names refused with the nearest', function()
+    local out, rc = moreau('--threads 1 info')
+    assert.are.equal(0, rc, out)
+    assert.are.equal(1, threads(out), out)
+    out, rc = moreau('--threads=1 --threads=2 info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find('moreau: option --threads is given twice: --threads=1 and --threads=2 (give it once)',
+      1, true), out)
+    out, rc = moreau('--threads 1 --threads=2 info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find('option --threads is given twice', 1, true), out)
+    out, rc = moreau('--Threads=2 info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("moreau: unknown option '--Threads' before the command (options there: --help, " ..
+      "--progress, --threads, --traceback, --version, -h) (did you mean '--threads'?)", 1, true), out)
+    out, rc = moreau('--thread 2 info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("(did you mean '--threads'?)", 1, true), out)
+    out, rc = moreau('--threads')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("moreau: parameter 'threads' needs a value: --threads=VALUE or --threads VALUE", 1,
+      true), out)
+    out, rc = moreau('--traceback=yes info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("moreau: option '--traceback' takes no value, got --traceback=yes", 1, true), out)
+    out, rc = moreau('--progress off -h')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('usage: moreau', 1, true), out)
+    out, rc = moreau('--threads=2 --version')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('moreau ' .. require('moreau.core').version(), 1, true), out)
+    out, rc = moreau('Info')
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("moreau: unknown command 'Info' (commands: bench, explain, info, repl, run, train) " ..
+      "(did you mean 'info'?)", 1, true), out)
+  end)
+end)
+
+describe('moreau info', function()
+  it('says whether the thread team is adaptive, and the precision with bf16 available or why not', function()
+    local moreau_api = require 'moreau'
+    local out, rc = moreau('info')
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('threads: %d+ %(adaptive: fewer while other processes keep cores busy; ' ..
+      'MOREAU_ADAPTIVE_THREADS=0 fixes it%)\n'), out)
+    local p = io.popen(('MOREAU_ADAPTIVE_THREADS=0 MOREAU_LIB=%q %q/scripts/moreau info 2>&1'):format(
+      require('moreau.core').lib_path, require('moreau.core').root))
+    local fixed = p:read('*a')
+    p:close()
+    assert.truthy(fixed:find('threads: %d+ %(fixed: the team is always that size%)\n'), fixed)
+    -- bf16 as this machine has it: available, or the engine's reason
+    local ok, why = pcall(moreau_api.set_precision, 'bf16')
+    moreau_api.set_precision('fp32')
+    if ok then
+      assert.truthy(out:find('precision: fp32 (bf16 available: --precision=bf16)\n', 1, true), out)
+    else
+      assert.truthy(out:find('precision: fp32 (bf16 not available: ' .. tostring(why):gsub('^[^\n]-:%d+: ', ''),
+        1, true), out)
+    end
+  end)
+end)
+
+describe('moreau bench list options', function()
+  it('refuse an item given twice, as a recipe list does, before anything runs', function()
+    for _, c in ipairs { { '--models=resnet_fmnist,resnet_fmnist', "option 'models' lists 'resnet_fmnist' twice " ..
+      "(items 1 and 2)" }, { '--only=precision,precision', "option 'only' lists 'precision' twice (items 1 and 2)" },
+      { '--batches=1,16,1.0', "option 'batches' lists '1.0' twice (items 1 and 3)" } } do
+      local out, rc = moreau('bench --torch=off ' .. c[1])
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find('moreau bench: ' .. c[2] .. '; give each once', 1, true), c[1] .. ': ' .. out)
+      assert.falsy(out:find('==', 1, true), out)
+    end
   end)
 end)

@@ -538,7 +538,7 @@ describe('names outside a list', function()
   it('recipe method lists are checked before anything runs', function()
     local r = recipe.load('recipes/explain.lua')
     asserts.error_with(function() recipe.params(r, { methods = 'gradient,smoothgrd' }) end,
-      "explain: parameter 'methods' item 2 must be one of 'gradient', ",
+      "explain: parameter 'methods' item 2 must be one of 'all', 'gradient', ",
       "got 'smoothgrd' (did you mean 'smoothgrad'?)")
   end)
 end)
@@ -582,6 +582,19 @@ describe('options given as strings', function()
       "tool: parameter 'eps' item 2 must be a number >= 0, got -1")
   end)
 
+  it("take a list's 'all' (when its names include it) alone only", function()
+    local lists = { only = { type = 'list', default = {}, domain = 'one of all, a, b' },
+      plain = { type = 'list', default = { 'a' }, domain = 'one of a, b' } }
+    assert.are.same({ 'all' }, options.params('tool', lists, { only = 'all' }).only)
+    assert.are.same({ 'b', 'a' }, options.params('tool', lists, { only = 'b,a' }).only)
+    asserts.error_with(function() options.params('tool', lists, { only = 'a,all' }) end,
+      "tool: parameter 'only' lists 'all' (item 2) with other names; 'all' means every one: give it alone, or " ..
+      "list only the ones you want")
+    -- a list whose names do not include 'all' refuses it as any other name, listing the valid ones
+    asserts.error_with(function() options.params('tool', lists, { plain = 'all' }) end,
+      "tool: parameter 'plain' item 1 must be one of 'a', 'b', got 'all'")
+  end)
+
   it('refuse a declaration with an unknown type or a domain outside the language', function()
     asserts.error_with(function() options.check_params('mine.lua', { a = { type = 'float' } }) end,
       "mine.lua: parameter 'a' has unknown type 'float'")
@@ -608,7 +621,7 @@ describe('options of the recipes\' shared helpers', function()
     asserts.error_with(function() ex.methods { preset = 'slow' } end,
       "experiment.methods: option 'preset' must be one of 'paper', 'fast', got 'slow'")
     asserts.error_with(function() ex.methods { only = { 'gradient', 'smoothgrd' } } end,
-      "experiment.methods: option 'only[2]' must be one of 'gradient', ", "got 'smoothgrd' (did you mean 'smoothgrad'?)")
+      "experiment.methods: option 'only[2]' must be one of 'all', 'gradient', ", "got 'smoothgrd' (did you mean 'smoothgrad'?)")
     asserts.error_with(function() ex.methods { samples = 0 } end,
       "experiment.methods: option 'samples' must be an integer >= 1, got 0")
     asserts.error_with(function() ex.methods { sample = 3 } end, "experiment.methods: unknown option 'sample'")

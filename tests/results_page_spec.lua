@@ -75,6 +75,35 @@ describe('the parameter table', function()
     assert.are.equal('gradient, integrated_gradients', html:match('<tr><th>methods</th><td>(.-)</td></tr>'))
   end)
 
+  it('says what a default that means "not this one" stands for, text left-aligned and numbers right', function()
+    local html = explain_page().html
+    local function row(k) return html:match('<tr><th>' .. k .. '</th>(<td.-</td>)</tr>') end
+    assert.are.equal('<td>-1 (the predicted class: Ankle boot, 9)</td>', row('label'))
+    assert.are.equal('<td>none (Fashion-MNIST test image 0)</td>', row('image'))
+    assert.are.equal('<td>crop (applies to --image only)</td>', row('fit'))
+    assert.are.equal('<td class="num">0</td>', row('index'))
+    assert.are.equal('<td class="num">4</td>', row('scale'))
+    assert.are.equal('<td>resnet_fmnist</td>', row('model'))
+    assert_has(html, 'td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}')
+    assert_has(html, 'td.num{text-align:right;font-variant-numeric:tabular-nums}')
+    -- results.json keeps the values as given, and what the page showed
+    local res = explain_page().res
+    assert.are.equal(-1, res.params.label)
+    assert.are.equal('', res.params.image)
+    assert.are.equal('-1 (the predicted class: Ankle boot, 9)', res.params_shown.label)
+    -- with --image, the index is the one not used
+    local pgm = tmp .. '/shown.pgm'
+    write(pgm, 'P5 28 28 255\n' .. ('\64'):rep(28 * 28))
+    local dir = tmp .. '/shown_image'
+    local out, rc = moreau(('explain --fast --methods=gradient --image=%s --out=%s'):format(shell_quote(pgm),
+      shell_quote(dir)))
+    assert.are.equal(0, rc, out)
+    html = read(dir .. '/index.html')
+    assert_has(html, '<tr><th>index</th><td>0 (not used: --image gives the image)</td></tr>')
+    assert_has(html, ('<tr><th>image</th><td>%s</td></tr>'):format(pgm))
+    assert_has(html, '<tr><th>fit</th><td>crop</td></tr>')
+  end)
+
   it('refuses a shown value that is not a string', function()
     local rep = report.new('shown', { dir = tmp .. '/shown' })
     assert_error_with(function() rep:param_shown('methods', { 'gradient' }) end,
@@ -109,9 +138,10 @@ describe('report:figure and report:html_table', function()
     assert_has(html, '<span>-1</span><span>0</span><span>1</span>')
     assert_has(html, '<figcaption>it&#39;s &lt;i&gt;raw&lt;/i&gt;<dl class="details"><dt>time</dt><dd>&lt;1 s</dd>'
       .. '<dt>n</dt><dd>3</dd></dl></figcaption></figure>')
-    -- a cell is text as written (no CSV quoting on the page), numbers in 6 digits
+    -- a cell is text as written (no CSV quoting on the page), numbers in 6 digits; text is
+    -- left-aligned, numbers right-aligned (class num)
     assert_has(html, '<table class="results" id="pred"><caption>top &lt;2&gt;</caption><tr><th>class</th>'
-      .. '<th>p</th></tr><tr><td>Coat, long</td><td>0.625</td></tr><tr><td>Bag</td><td></td></tr></table>')
+      .. '<th>p</th></tr><tr><td>Coat, long</td><td class="num">0.625</td></tr><tr><td>Bag</td><td></td></tr></table>')
     assert.is_nil(html:find('<script', 1, true))
     assert.is_nil(html:find('<i>', 1, true))
     for _, f in ipairs { 'a.png', 'b.png', 'bar.png' } do assert.truthy(lfs.attributes(dir .. '/' .. f), f) end
@@ -267,14 +297,16 @@ describe("explain's page", function()
       .. 'true class Ankle boot (9).</p>')
     assert_has(html, '<table class="results" id="prediction"><caption>top 5 of 10 classes by softmax probability'
       .. '</caption><tr><th>rank</th><th>class</th><th>softmax p</th><th>logit</th><th></th></tr>')
-    assert_has(html, ('<tr><td>1</td><td>Ankle boot (9)</td><td>%s</td><td>%s</td><td>predicted, true, explained'
+    assert_has(html, ('<tr><td class="num">1</td><td>Ankle boot (9)</td><td class="num">%s</td>'
+      .. '<td class="num">%s</td><td>predicted, true, explained'
       .. '</td></tr>'):format(('%.4g'):format(res.prediction.probabilities[10]),
       ('%.4g'):format(res.prediction.logits[10])))
     -- five rows, in decreasing probability
-    local _, rows = html:match('id="prediction">(.-)</table>'):gsub('<tr><td>', '')
+    local _, rows = html:match('id="prediction">(.-)</table>'):gsub('<tr><td class="num">', '')
     assert.are.equal(5, rows)
     local last = math.huge
-    for p in html:match('id="prediction">(.-)</table>'):gmatch('<tr><td>%d+</td><td>[^<]*</td><td>([^<]*)</td>') do
+    local row = '<tr><td class="num">%d+</td><td>[^<]*</td><td class="num">([^<]*)</td>'
+    for p in html:match('id="prediction">(.-)</table>'):gmatch(row) do
       assert.is_true(tonumber(p) <= last)
       last = tonumber(p)
     end

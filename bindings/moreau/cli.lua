@@ -17,6 +17,7 @@ local cli = {}
 local function usage()
   return [[
 usage: moreau [--threads=N] [--traceback] [--progress=MODE] COMMAND [ARGS]
+  (options here as everywhere: --key=value or --key value, each once; -h is --help)
 
   --threads=N           threads of the engine (default: OMP_NUM_THREADS, else every core)
   --traceback           an error shows every frame of the stack, moreau's own too
@@ -145,6 +146,14 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
   local mine = options.parse_args(args) -- the keys the caller gave (with a value or not)
   local r = not confined_or_trusted and require('moreau.recipe').load(file) or nil -- a shipped recipe: loading it is safe
   local out, keys = {}, {}
+  -- the caller's own --methods (not 'all'): a recorded option of a method it
+  -- leaves out is not replayed (experiment.methods refuses an option for a
+  -- method that does not run; the recorded run ran it)
+  local running
+  if type(mine.methods) == 'string' and mine.methods ~= 'all' then
+    running = {}
+    for m in mine.methods:gmatch('[^,]+') do running[m] = true end
+  end
   if type(results.params) ~= 'table' then results.params = {} end
   for k in pairs(results.params) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
@@ -159,8 +168,12 @@ local function replayed_args(results, path, file, args, confined_or_trusted)
     end
     local k, v = raw, results.params[raw]
     local spec = r and r.params[k]
+    local of_method = k:match('^([%a_][%w_]*)%.')
     if k == 'out' or k == 'help' then
       -- dropped: the results folder and --help are the caller's
+    elseif of_method and running and not running[of_method] then
+      io.stderr:write(('moreau run --from: --%s not replayed: %s is not among your --methods=%s\n'):format(k,
+        of_method, mine.methods))
     elseif mine[k] ~= nil then
       -- the caller gives it again on the command line: the caller's value wins
     elseif type(v) == 'table' and #v == 0 then
@@ -316,7 +329,17 @@ function commands.info()
   local moreau = require 'moreau'
   print('moreau ' .. moreau.version)
   print('backend: ' .. moreau.backend_info())
-  print('threads: ' .. moreau.get_num_threads())
+  -- adaptive: fewer while other processes keep the cores busy (moreau.set_adaptive_threads)
+  print(('threads: %d (%s)'):format(moreau.get_num_threads(), moreau.get_adaptive_threads() and
+    'adaptive: fewer while other processes keep cores busy; MOREAU_ADAPTIVE_THREADS=0 fixes it' or
+    'fixed: the team is always that size'))
+  -- bf16 is available where set_precision accepts it (the CPU's AVX-512 BF16 or AMX);
+  -- the precision in force is put back
+  local precision = moreau.get_precision()
+  local ok_bf16, why = pcall(moreau.set_precision, 'bf16')
+  moreau.set_precision(precision)
+  print(('precision: %s (bf16 %s)'):format(precision, ok_bf16 and 'available: --precision=bf16' or
+    ('not available: ' .. tostring(why):gsub('^[^\n]-:%d+: ', ''))))
   print('cuda: not available in this build')
   print('library: ' .. core.lib_path)
   local ok, models = pcall(require, 'moreau.models')
@@ -325,29 +348,86 @@ function commands.info()
   end
 end
 
+-- The options before the command, read as a command's own options are
+-- (moreau.options.normalize_args, parse_args): `--key=value` or `--key value`,
+-- `-h` for --help, each at most once, an unknown one refused with the valid
+-- names and the nearest. true: the option takes a value.
+local GLOBAL = { threads = true, progress = true, traceback = false, help = false, version = false }
+
+-- The global options at the head of args (removed from it), as a table key ->
+-- string; raises (level 0) on an unknown, repeated or value-less option.
+local function global_options(args)
+  local options = require 'moreau.options'
+  local head = {}
+  while args[1] and args[1]:match('^%-') do
+    local a = table.remove(args, 1)
+    head[#head + 1] = a
+    local k = a:match('^%-%-([%w_%-%.]+)$')
+    -- `--threads 2`: the value comes along (a missing one is refused by normalize_args)
+    if k and GLOBAL[(k:gsub('-', '_'))] and args[1] and not args[1]:match('^%-%-') then
+      head[#head + 1] = table.remove(args, 1)
+    end
+  end
+  local ok, given, rest = pcall(function()
+    return options.parse_args(options.normalize_args(head, function(k) return GLOBAL[k] == true end))
+  end)
+  if not ok then error('moreau: ' .. tostring(given), 0) end
+  local names = {}
+  for k in pairs(GLOBAL) do names[#names + 1] = '--' .. k end
+  table.sort(names)
+  local valid = table.concat(names, ', ') .. ', -h'
+  if #rest > 0 then
+    error(("moreau: unknown option '%s' before the command (options there: %s)"):format(rest[1], valid), 0)
+  end
+  for k, v in pairs(given) do
+    if GLOBAL[k] == nil then
+      error(("moreau: unknown option '--%s' before the command (options there: %s)%s"):format(k, valid,
+        options.nearest('--' .. k, names)), 0)
+    end
+    if GLOBAL[k] == false and v ~= 'true' then
+      error(("moreau: option '--%s' takes no value, got --%s=%s"):format(k, k, v), 0)
+    end
+  end
+  return given
+end
+
+-- The recipe behind each command that runs one: its messages start with the
+-- recipe's name ("explain: ...", "train_fmnist: ...").
+local RECIPE_OF = { explain = 'explain', train = 'train_fmnist', bench = 'bench' }
+
+--- The line an error of command CMD prints: "moreau CMD: MESSAGE", once. A
+-- message that names moreau already stays as it is; one that starts with
+-- the name of the command or of its recipe ("explain: --index=...") has that
+-- name replaced, not preceded ("moreau explain: --index=...", never
+-- "moreau explain: explain: ...").
+function cli.error_line(cmd, msg)
+  if msg:match('^moreau[ :]') then return msg end
+  for _, name in ipairs { cmd, RECIPE_OF[cmd] } do
+    if msg:sub(1, #name + 2) == name .. ': ' then return ('moreau %s: %s'):format(cmd, msg:sub(#name + 3)) end
+  end
+  return ('moreau %s: %s'):format(cmd, msg)
+end
+
 --- Entry point. ARGS: the command line arguments (a Lua array).
 function cli.main(args)
   -- options before the command: --threads=N, the engine's thread count
-  -- (default: OMP_NUM_THREADS, else every core); --traceback, every frame of an error
-  local progress = os.getenv('MOREAU_PROGRESS') or 'tty'
-  while args[1] and (args[1]:match('^%-%-threads=') or args[1] == '--traceback' or args[1]:match('^%-%-progress=')) do
-    if args[1]:match('^%-%-progress=') then
-      progress = table.remove(args, 1):match('^%-%-progress=(.*)$')
-      goto next
-    end
-    if args[1] == '--traceback' then
-      table.remove(args, 1)
-      require('moreau.recipe').want_traceback = true
-      goto next
-    end
-    local n = tonumber(table.remove(args, 1):match('^%-%-threads=(.*)$'))
+  -- (default: OMP_NUM_THREADS, else every core); --traceback, every frame of
+  -- an error; --progress=MODE; --help; --version
+  local ok_g, global = pcall(global_options, args)
+  if not ok_g then
+    io.stderr:write(tostring(global), '\n')
+    return 2
+  end
+  if global.traceback then require('moreau.recipe').want_traceback = true end
+  if global.threads then
+    local n = tonumber(global.threads)
     if not require('moreau.options').domain('int in [1, 4096]').ok(n) then
-      io.stderr:write('moreau: --threads must be an integer in [1, 4096]\n')
+      io.stderr:write(('moreau: --threads must be an integer in [1, 4096], got %s\n'):format(global.threads))
       return 2
     end
     core.C.mr_set_num_threads(n)
-    ::next::
   end
+  local progress = global.progress or os.getenv('MOREAU_PROGRESS') or 'tty'
   -- long engine calls draw a progress line when stderr is a terminal (tty),
   -- or print one at each tenth of the work (lines, for logs), or nothing (off)
   local ok_p = pcall(require('moreau').set_progress, progress)
@@ -355,18 +435,26 @@ function cli.main(args)
     io.stderr:write(('moreau: --progress (or MOREAU_PROGRESS) must be off, tty or lines, got %s\n'):format(progress))
     return 2
   end
-  local cmd = table.remove(args, 1)
-  if cmd == nil or cmd == '--help' or cmd == '-h' or cmd == 'help' then
+  if global.help then
     print(usage())
     return 0
   end
-  if cmd == '--version' then
+  if global.version then
     print('moreau ' .. core.version())
+    return 0
+  end
+  local cmd = table.remove(args, 1)
+  if cmd == nil or cmd == 'help' then
+    print(usage())
     return 0
   end
   local fn = commands[cmd]
   if not fn then
-    io.stderr:write(("moreau: unknown command '%s'\n%s\n"):format(cmd, usage()))
+    local names = {}
+    for name in pairs(commands) do names[#names + 1] = name end
+    table.sort(names)
+    io.stderr:write(("moreau: unknown command '%s' (commands: %s)%s\n%s\n"):format(cmd, table.concat(names, ', '),
+      require('moreau.options').nearest(cmd, names), usage()))
     return 2
   end
   local ok, err = xpcall(function() return fn(args) end, function(e)
@@ -374,9 +462,7 @@ function cli.main(args)
     return e
   end)
   if not ok then
-    -- (a message that names its command already is not prefixed twice)
-    local msg = tostring(err)
-    io.stderr:write(msg:match('^moreau[ :]') and '' or ('moreau ' .. cmd .. ': '), msg, '\n')
+    io.stderr:write(cli.error_line(cmd, tostring(err)), '\n')
     return 1
   end
   return 0

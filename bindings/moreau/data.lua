@@ -109,6 +109,9 @@ local function crop(img, top, left, h, w)
   return core.store(out, dst)
 end
 
+-- The largest side mr_image_load resizes to (its doc comment in moreau.h).
+local IMAGE_MAX_SIDE = 32768
+
 -- (probe: read the file's own size and channels first, to report them; the
 -- image folder, which loads many files, does not)
 local function image(path, opts, level, probe)
@@ -131,6 +134,15 @@ local function image(path, opts, level, probe)
     local H, W = info.file_height, info.file_width
     local scale = math.max(h / H, w / W)
     local rh, rw = math.max(h, math.floor(H * scale + 0.5)), math.max(w, math.floor(W * scale + 0.5))
+    -- mr_image_load resizes to at most 32768 pixels a side (moreau.h): a
+    -- picture far wider or taller than H x W would need more before its
+    -- centre is cut; refused, with the sizes and the fit that does it
+    if rh > IMAGE_MAX_SIDE or rw > IMAGE_MAX_SIDE then
+      error(("data.load_image: fit = 'crop' would resize %s (%d wide × %d high) to %d wide × %d high to cover " ..
+        "%d wide × %d high keeping its aspect, over the %d pixels a side the loader resizes to; its centre " ..
+        "would keep %.3g %% of the picture: fit = 'stretch' resizes the whole picture to %d wide × %d high"):format(
+        path, W, H, rw, rh, w, h, IMAGE_MAX_SIDE, 100 * (w * h) / (rw * rh), w, h), level)
+    end
     check(C.mr_image_load(img_out, path, opts.channels, rh, rw), level + 1)
     local img = T.wrap(img_out[0])
     info.resized = rh ~= H or rw ~= W

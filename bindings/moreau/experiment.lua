@@ -68,7 +68,7 @@ end
 --- The keys experiment.methods knows, as a domain of moreau.options (recipes
 -- declare their `methods` lists with it, so a wrong name is refused, with the
 -- valid ones, before anything runs).
-experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, deeplift, smoothgrad, ' ..
+experiment.METHODS = 'one of all, gradient, input_x_gradient, integrated_gradients, deeplift, smoothgrad, ' ..
   'sparsified_smoothgrad, moreaugrad, sparse_moreaugrad, group_moreaugrad'
 
 --- The methods of the paper's figures, in their order, with their titles.
@@ -76,7 +76,8 @@ experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, d
 -- Sparsified SmoothGrad samples) or 'fast' (T 100, m 8, fewer samples);
 -- moreau = a table overriding MoreauGrad's options; samples (SmoothGrad),
 -- ssg_samples (Sparsified SmoothGrad), ig_steps (Integrated Gradients): the
--- preset's unless given; only = list of keys (experiment.METHODS; default all);
+-- preset's unless given; only = list of keys (experiment.METHODS; default,
+-- an empty list or 'all' alone: every method; 'all' with other keys is refused);
 -- eta_l1, eta_group: the sparsity weights. Their defaults (0.1 and 0.2) are
 -- scaled to the shipped model, whose logit gradients are large (median |∇f|
 -- 0.067 per pixel): the authors' 5e-3 / 5e-2, set for ImageNet, leave its maps
@@ -85,7 +86,8 @@ experiment.METHODS = 'one of gradient, input_x_gradient, integrated_gradients, d
 -- standardizes sparsity. overrides = a table whose 'KEY.OPTION' entries set
 -- one option of one entry last, over everything above (a recipe's
 -- parameters: `--moreaugrad.T=100`, experiment.method_option); a T below the
--- preset's K lowers K to T unless K is given too.
+-- preset's K lowers K to T unless K is given too; an entry named there that
+-- `only` leaves out is refused (its option would have no effect).
 -- RETURN: a list of {key, title, method (the moreau.methods name), opts,
 -- make = function() -> the method}.
 experiment.methods_defaults = {
@@ -124,8 +126,6 @@ local function method_table(opts)
   }
 end
 
-local warned = setmetatable({}, { __mode = 'k' })
-
 function experiment.methods(opts)
   opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
   for i, k in ipairs(opts.only or {}) do
@@ -135,21 +135,37 @@ function experiment.methods(opts)
   if opts.only and #opts.only > 0 then
     keep = {}
     for _, k in ipairs(opts.only) do keep[k] = true end
+    if keep.all then
+      if #opts.only > 1 then
+        error(("experiment.methods: option 'only' lists 'all' with other methods (%s); 'all' runs every method: " ..
+          "give it alone, or list only the methods to run"):format(table.concat(opts.only, ', ')), 2)
+      end
+      keep = nil
+    end
   end
   local list, known = {}, {}
   for _, row in ipairs(method_table(opts)) do known[row[1]] = true end
-  -- an option for a method this list leaves out has no effect: said once per overrides table
-  if opts.overrides and keep and not warned[opts.overrides] then
-    warned[opts.overrides] = true
+  -- an option for a method this list leaves out would have no effect: refused,
+  -- naming the method and the methods that run (a warning on stderr scrolls
+  -- away among the progress lines, and the run's record would carry an option
+  -- it did not use)
+  if opts.overrides and keep then
     local unused = {}
-    for k in pairs(opts.overrides) do
+    for k, v in pairs(opts.overrides) do
       local mk = tostring(k):match('^([%w_]+)%.[%w_]+$')
-      if mk and known[mk] and not keep[mk] then unused[#unused + 1] = '--' .. tostring(k) end
+      if mk and known[mk] and not keep[mk] then unused[#unused + 1] = ('--%s=%s'):format(tostring(k), tostring(v)) end
     end
     table.sort(unused)
     if #unused > 0 then
-      io.stderr:write(('experiment: %s set for a method not among the methods run (%s): no effect\n'):format(
-        table.concat(unused, ', '), table.concat(opts.only, ', ')))
+      local off, seen = {}, {}
+      for _, u in ipairs(unused) do
+        local mk = u:match('^%-%-([%w_]+)%.')
+        if not seen[mk] then seen[mk], off[#off + 1] = true, mk end
+      end
+      local them = table.concat(off, ', ')
+      error(("%s %s an option of %s, which %s not run (the methods that run: %s); add %s to --methods, " ..
+        "or drop the option%s"):format(table.concat(unused, ', '), #unused > 1 and 'set' or 'sets', them,
+        #off > 1 and 'do' or 'does', table.concat(opts.only, ', '), them, #unused > 1 and 's' or ''), 0)
     end
   end
   for _, row in ipairs(method_table(opts)) do

@@ -375,6 +375,8 @@ end
 --   "WHO: NOUN 'K' expects int, got '2.5'"
 --   "WHO: NOUN 'K' lists 'x' twice (items 1 and 3); give each once"
 --   "WHO: NOUN 'K' must be DOMAIN, got V"   (a list: "... 'K' item I must be ...")
+--   "WHO: NOUN 'K' lists 'all' (item I) with other names; ..." (a list whose
+--   domain names 'all' takes it alone)
 -- ARGS: who, params (see the top of this file), given, noun (default 'parameter').
 -- RETURN: table name -> value.
 function options.params(who, params, given, noun)
@@ -423,6 +425,15 @@ function options.params(who, params, given, noun)
       end
       if (spec.type or 'string') == 'list' then
         for i, x in ipairs(v) do if not d.ok(x) then bad(' item ' .. i, x) end end
+        -- a list whose names include 'all' (every one of them): 'all' stands alone
+        if #v > 1 and d.ok('all') then
+          for i, x in ipairs(v) do
+            if x == 'all' then
+              error(("%s: %s '%s' lists 'all' (item %d) with other names; 'all' means every one: give it alone, " ..
+                "or list only the ones you want"):format(who, noun, k, i), 0)
+            end
+          end
+        end
       elseif not d.ok(v) then
         bad('', v)
       end

@@ -335,7 +335,8 @@ local STYLE = table.concat {
   '.ticks{display:flex;justify-content:space-between;font-variant-numeric:tabular-nums}',
   'figcaption{margin-top:.5em}dl.details{display:grid;grid-template-columns:max-content auto;',
   'gap:2px 12px;margin:.4em 0 0 0;font-size:.9em}dl.details dt{font-weight:bold}dl.details dd{margin:0}',
-  'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
+  'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}',
+  'td.num{text-align:right;font-variant-numeric:tabular-nums}',
   'th{background:#f2f2f2}caption{font-weight:bold;padding:4px}code{background:#f5f5f5}',
   '#error{border:2px solid #b00020;background:#fdecee;color:#5a000d;padding:.8em 1em;margin:1em 0}',
   '#error pre{white-space:pre-wrap;margin:.4em 0 0 0;font-size:1em}',
@@ -349,6 +350,12 @@ local function cell_text(v)
   return tostring(v)
 end
 
+-- A table cell: text left-aligned, a number (a number, or text that reads
+-- as one: '0.25', '-1', '1e-05') right-aligned, so digits line up.
+local function td(text)
+  return (tonumber(text) and '<td class="num">' or '<td>') .. html_escape(text) .. '</td>'
+end
+
 local function table_html(out, attrs, caption_html, header, rows)
   out[#out + 1] = '<table' .. attrs .. '>'
   if caption_html then out[#out + 1] = '<caption>' .. caption_html .. '</caption>' end
@@ -357,7 +364,7 @@ local function table_html(out, attrs, caption_html, header, rows)
   out[#out + 1] = '</tr>'
   for _, r in ipairs(rows) do
     out[#out + 1] = '<tr>'
-    for i = 1, #header do out[#out + 1] = '<td>' .. html_escape(cell_text(r[i])) .. '</td>' end
+    for i = 1, #header do out[#out + 1] = td(cell_text(r[i])) end
     out[#out + 1] = '</tr>'
   end
   out[#out + 1] = '</table>'
@@ -429,7 +436,7 @@ function Report:html()
       local shown = type(self.results.params_shown) == 'table' and self.results.params_shown[k]
       if type(shown) == 'string' then v = shown
       elseif type(v) == 'table' then v = table.concat(v, ', ') end
-      out[#out + 1] = ('<tr><th>%s</th><td>%s</td></tr>'):format(html_escape(k), html_escape(v))
+      out[#out + 1] = ('<tr><th>%s</th>%s</tr>'):format(html_escape(k), td(tostring(v)))
     end
     out[#out + 1] = '</table>'
   end
