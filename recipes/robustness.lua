@@ -54,11 +54,12 @@ return {
     local results, keys, titles = {}, {}, {}
     local maps_rows, row_titles = {}, {}
     local t0, done = ex.now(), 0
-    local total = #seeds * #p.methods * #p.eps
+    local total
     for si, seed in ipairs(seeds) do
       local list = ex.methods { seed = seed, only = p.methods, samples = p.samples,
         ssg_samples = 2 * p.samples, ig_steps = p.ig_steps,
         moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) }, overrides = p }
+      total = total or #seeds * #list * #p.eps -- the methods that run ('all' stands for several)
       for _, m in ipairs(list) do
         local method = m.make()
         local clean = method:explain(net, x, labels)

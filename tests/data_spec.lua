@@ -384,7 +384,7 @@ describe('images', function()
     assert_error_with(function() data.load_image(path('good.png'), { channels = 5 }) end,
       'channels must be 1 (grey), 3 (RGB), 2 or 4 (with alpha) or 0 (as in the file), got 5')
     assert_error_with(function() data.load_image(path('good.png'), { size = { 0, 10 } }) end,
-      'size must be 0x0 (keep) or both sides in 1..32768, got 0x10')
+      'size must be 0x0 (keep) or both sides in 1..32768, got 10 wide x 0 high')
     assert_error_with(function() data.save_png(path('x.png'), T.zeros { 1, 5, 4, 4 }) end,
       'mr_image_write_png: 1x5x4x4 has 5 channels')
     assert_error_with(function() data.save_png(path('x.png'), T.zeros { 2, 3, 4, 4 }) end,

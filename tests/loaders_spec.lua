@@ -66,12 +66,12 @@ describe('the loader budget', function()
     data.save_png(path('small.png'), T.full({ 1, 3, 16, 16 }, 0.5))
     data.set_loader_budget(3000)
     assert_error_with(function() data.load_image(path('small.png')) end,
-      "mr_image_load: '" .. path('small.png') .. "' declares a 16x16 image of 3 channels (3072 bytes as "
+      "mr_image_load: '" .. path('small.png') .. "' declares an image 16 wide x 16 high of 3 channels (3072 bytes as "
       .. 'float32 samples), over the loader budget of 3000 bytes (mr_set_loader_budget)')
     data.set_loader_budget(10000)
     assert.are.same({ 1, 3, 16, 16 }, data.load_image(path('small.png')):shape())
     assert_error_with(function() data.load_image(path('small.png'), { size = { 30, 30 } }) end,
-      "mr_image_load: resizing '" .. path('small.png') .. "' to 30x30 with 3 channels needs 10800 bytes, "
+      "mr_image_load: resizing '" .. path('small.png') .. "' to 30 wide x 30 high with 3 channels needs 10800 bytes, "
       .. 'over the loader budget of 10000 bytes')
     data.set_loader_budget(nil)
     assert.are.same({ 1, 3, 30, 30 }, data.load_image(path('small.png'), { size = { 30, 30 } }):shape())
@@ -81,8 +81,8 @@ end)
 describe('image bombs', function()
   local function over_budget(f, h, w, c, bytes)
     local err = assert_error_with(function() data.load_image(f) end,
-      ("mr_image_load: '%s' declares a %dx%d image of %d channel%s (%s bytes as float32 samples), "
-        .. 'over the loader budget of %d bytes'):format(f, h, w, c, c == 1 and '' or 's', bytes, BUDGET))
+      ("mr_image_load: '%s' declares an image %d wide x %d high of %d channel%s (%s bytes as float32 "
+        .. 'samples), over the loader budget of %d bytes'):format(f, w, h, c, c == 1 and '' or 's', bytes, BUDGET))
     return err
   end
 
@@ -134,19 +134,19 @@ describe('image bombs', function()
   it('headers within the budget but more than the file can hold', function()
     local f = write('thin.pgm', 'P5\n1000 1000\n255\n\0\0')
     assert_error_with(function() data.load_image(f) end,
-      "mr_image_load: '" .. f .. "' declares a 1000x1000 PNM image, which needs at least 1000000 bytes "
+      "mr_image_load: '" .. f .. "' declares a PNM image 1000 wide x 1000 high, which needs at least 1000000 bytes "
       .. 'of samples, but the file has 19 bytes')
     local sof = '\255\216' .. '\255\192' .. be16(11) .. '\8' .. be16(8000) .. be16(8000) .. '\1' .. '\1\17\0'
     local j = write('thin.jpg', pad(sof, 320))
     assert_error_with(function() data.load_image(j) end,
-      "'" .. j .. "' declares a 8000x8000 JPEG image, which needs at least 62500 bytes at JPEG's 1024 "
+      "'" .. j .. "' declares a JPEG image 8000 wide x 8000 high, which needs at least 62500 bytes at JPEG's 1024 "
       .. 'pixels per byte, but the file has 320 bytes')
     -- a PNG whose IHDR says 8000x8000 grey (1 bit): deflate's 1032:1 and 8
     -- pixels per byte need floor(64000000 / 8256) = 7751 bytes
     local ihdr = 'IHDR' .. be32(8000) .. be32(8000) .. '\1\0\0\0\0'
     local p = write('thin.png', '\137PNG\r\n\26\n' .. be32(13) .. ihdr .. be32(crc32(ihdr)) .. string.rep('\0', 100))
     assert_error_with(function() data.load_image(p) end,
-      "'" .. p .. "' declares a 8000x8000 PNG image, which needs at least 7751 bytes at deflate's "
+      "'" .. p .. "' declares a PNG image 8000 wide x 8000 high, which needs at least 7751 bytes at deflate's "
       .. '8256 pixels per byte, but the file has 133 bytes')
   end)
 end)
@@ -200,12 +200,12 @@ describe('image over-reads', function()
   it('a 0x0 image is refused, resized or not', function()
     local f = write('empty.pgm', 'P5\n0')
     assert.are.equal(4, #read(f))
-    local msg = "mr_image_load: '" .. f .. "' declares a 0x0 image with 1 channels: an image needs at "
-      .. 'least one pixel and 1..4 channels'
+    local msg = "mr_image_load: '" .. f .. "' declares an image 0 wide x 0 high with 1 channel: an image "
+      .. 'needs at least one pixel and 1..4 channels'
     assert_error_with(function() data.load_image(f, { size = { 8, 8 } }) end, msg)
     assert_error_with(function() data.load_image(f) end, msg)
     local g = write('zero-height.pgm', 'P5\n5 0\n255\n')
-    assert_error_with(function() data.load_image(g, { size = { 2, 2 } }) end, 'declares a 0x5 image')
+    assert_error_with(function() data.load_image(g, { size = { 2, 2 } }) end, 'declares an image 5 wide x 0 high')
   end)
 end)
 
@@ -383,7 +383,7 @@ describe('the decoders: libpng, libjpeg-turbo and the PNM reader', function()
     assert_error_with(function() data.load_image(short) end, "short-idat.png' is not a readable image: Not enough image data")
     local bomb = write('bomb.png', png(60000, 60000, 1, 0, { '' }))
     assert_error_with(function() data.load_image(bomb) end,
-      "bomb.png' declares a 60000x60000 image of 1 channel (14400000000 bytes as float32 samples), over the loader budget")
+      "bomb.png' declares an image 60000 wide x 60000 high of 1 channel (14400000000 bytes as float32 samples), over the loader budget")
   end)
 
   it('a PNM sample s is s / maxval; a sample over maxval and a bad header are refused', function()

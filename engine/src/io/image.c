@@ -122,12 +122,12 @@ static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, in
     else
         snprintf(nbytes, sizeof nbytes, "%lld", (long long)decoded);
     MR_TRY(mr_loader_check(overflow ? -1 : decoded,
-                           "%s: '%s' declares a %dx%d image of %d channel%s (%s bytes as float32 samples)",
-                           fn, path, h, w, cmax, cmax == 1 ? "" : "s", nbytes));
+                           "%s: '%s' declares an image %d wide x %d high of %d channel%s (%s bytes as float32 "
+                           "samples)", fn, path, w, h, cmax, cmax == 1 ? "" : "s", nbytes));
     if (mr_size_mul(oh, ow, &resized) || mr_size_mul(resized, (int64_t)c * 4, &resized))
         resized = -1;
-    MR_TRY(mr_loader_check(resized, "%s: resizing '%s' to %dx%d with %d channels needs %lld bytes", fn, path,
-                           oh, ow, c, (long long)resized));
+    MR_TRY(mr_loader_check(resized, "%s: resizing '%s' to %d wide x %d high with %d channel%s needs "
+                           "%lld bytes", fn, path, ow, oh, c, c == 1 ? "" : "s", (long long)resized));
     /* The least the file must hold for that size. */
     int64_t need = 0;
     const char *what;
@@ -140,9 +140,9 @@ static int img_check_size(const char *fn, const char *path, enum img_fmt fmt, in
     default: need = px / 8256; what = "bytes at deflate's 8256 pixels per byte"; break;
     }
     if (need > file_bytes)
-        return mr_error(MR_EFORMAT, "%s: '%s' declares a %dx%d %s image, which needs at least "
-                        "%lld %s, but the file has %lld bytes", fn, path, h, w,
-                        img_format_name(fmt), (long long)need, what, (long long)file_bytes);
+        return mr_error(MR_EFORMAT, "%s: '%s' declares a %s image %d wide x %d high, which needs at "
+                        "least %lld %s, but the file has %lld bytes", fn, path, img_format_name(fmt), w, h,
+                        (long long)need, what, (long long)file_bytes);
     return MR_OK;
 }
 
@@ -161,8 +161,9 @@ static int img_check(void *ctx, const struct mr_image_header *hdr)
     const struct img_request *r = ctx;
     int w = hdr->width, h = hdr->height, file_c = hdr->channels;
     if (w <= 0 || h <= 0 || file_c < 1 || file_c > 4)
-        return mr_error(MR_EFORMAT, "%s: '%s' declares a %dx%d image with %d channels: an image "
-                        "needs at least one pixel and 1..4 channels", r->fn, r->path, h, w, file_c);
+        return mr_error(MR_EFORMAT, "%s: '%s' declares an image %d wide x %d high with %d channel%s: "
+                        "an image needs at least one pixel and 1..4 channels", r->fn, r->path, w, h, file_c,
+                        file_c == 1 ? "" : "s");
     int c = r->channels ? r->channels : file_c;
     return img_check_size(r->fn, r->path, r->fmt, r->file_bytes, w, h, file_c, hdr->depth == 16,
                           c, r->height ? r->height : h, r->width ? r->width : w);
@@ -222,7 +223,7 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
     if (height < 0 || width < 0 || (height == 0) != (width == 0) || height > MR_IMAGE_MAX_SIDE ||
         width > MR_IMAGE_MAX_SIDE)
         return mr_error(MR_EINVAL, "%s: size must be 0x0 (keep) or both sides in 1..%d, got "
-                        "%dx%d", fn, MR_IMAGE_MAX_SIDE, height, width);
+                        "%d wide x %d high", fn, MR_IMAGE_MAX_SIDE, width, height);
 
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -265,7 +266,7 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
     float *hwc = malloc(hw * (size_t)c * sizeof(float));
     if (!hwc) {
         free(pix.data);
-        return mr_error(MR_ENOMEM, "%s: out of memory for a %dx%d image '%s'", fn, h, w, path);
+        return mr_error(MR_ENOMEM, "%s: out of memory for an image %d wide x %d high '%s'", fn, w, h, path);
     }
     img_to_float(hwc, &pix, c);
     free(pix.data);
@@ -279,8 +280,8 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
                                                STBIR_COLORSPACE_LINEAR, NULL)) {
             free(rs);
             free(hwc);
-            return mr_error(MR_ENOMEM, "%s: out of memory resizing '%s' from %dx%d to %dx%d", fn,
-                            path, h, w, oh, ow);
+            return mr_error(MR_ENOMEM, "%s: out of memory resizing '%s' from %d wide x %d high to "
+                            "%d wide x %d high", fn, path, w, h, ow, oh);
         }
         free(hwc);
         src = rs;
@@ -363,8 +364,8 @@ int mr_png_write_rgb8(const char *path, const uint8_t *pixels, int width, int he
     if (channels < 1 || channels > 4)
         return mr_error(MR_EINVAL, "%s: channels must be 1..4, got %d", fn, channels);
     if (width < 1 || height < 1 || width > MR_IMAGE_MAX_SIDE || height > MR_IMAGE_MAX_SIDE)
-        return mr_error(MR_EINVAL, "%s: size must be 1..%d on each side, got %dx%d (HxW)", fn,
-                        MR_IMAGE_MAX_SIDE, height, width);
+        return mr_error(MR_EINVAL, "%s: size must be 1..%d on each side, got %d wide x %d high", fn,
+                        MR_IMAGE_MAX_SIDE, width, height);
     MR_TRY(png_size_ok(fn, MR_EINVAL, width, height, channels));
     return png_write(fn, path, pixels, width, height, channels);
 }
@@ -395,8 +396,8 @@ int mr_image_write_png(const char *path, const mr_tensor *img)
     size_t hw = (size_t)h * (size_t)w;
     uint8_t *px = malloc(hw * (size_t)c);
     if (!px)
-        return mr_error(MR_ENOMEM, "%s: out of memory for a %lldx%lld image", fn, (long long)h,
-                        (long long)w);
+        return mr_error(MR_ENOMEM, "%s: out of memory for an image %lld wide x %lld high", fn, (long long)w,
+                        (long long)h);
     /* CHW floats -> HWC bytes. */
     for (int64_t k = 0; k < c; k++)
         for (size_t i = 0; i < hw; i++) {

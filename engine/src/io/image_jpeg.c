@@ -182,8 +182,8 @@ static int jpeg_run(struct jpeg_job *job, FILE *f, const char *fn, const char *p
     if (cmyk)
         job->row = malloc(w * 4);
     if (!job->px.data || (cmyk && !job->row))
-        return mr_error(MR_ENOMEM, "%s: out of memory for a %dx%d image '%s'", fn, hdr.height,
-                        hdr.width, path);
+        return mr_error(MR_ENOMEM, "%s: out of memory for an image %d wide x %d high '%s'", fn, hdr.width,
+                        hdr.height, path);
     while (cinfo->output_scanline < cinfo->output_height) {
         uint8_t *dst = (uint8_t *)job->px.data + (size_t)cinfo->output_scanline * row_bytes;
         JSAMPROW row = cmyk ? job->row : dst;

@@ -84,7 +84,7 @@ int mr_image_decode_pnm(FILE *f, const char *fn, const char *path, int channels,
     long offset = ftell(f);
     uint8_t *raw = malloc(bytes ? bytes : 1);
     if (!raw)
-        return mr_error(MR_ENOMEM, "%s: out of memory for a %dx%d image '%s'", fn, h, w, path);
+        return mr_error(MR_ENOMEM, "%s: out of memory for an image %d wide x %d high '%s'", fn, w, h, path);
     size_t got = fread(raw, 1, bytes, f);
     if (got != bytes) {
         free(raw);
