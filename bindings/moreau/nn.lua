@@ -109,12 +109,23 @@ end
 
 function Net:__call(x) return self:forward(x) end
 
+--- Training mode (on true or nil) or inference mode (on false), as
+-- torch.nn.Module.train: in the training passes (forward, backward)
+-- batchnorm then uses batch statistics and updates its running ones, and
+-- dropout draws masks. The explanation passes ignore it (README, "Training
+-- mode"). RETURN: self.
 function Net:train(on)
   check(C.mr_net_set_training(handle(self), on == false and 0 or 1))
   return self
 end
+--- Inference mode, as torch.nn.Module.eval (self:train(false)). RETURN: self.
 function Net:eval() return self:train(false) end
+--- The seed of the dropout masks in training mode (mask of node k at the
+-- n-th training pass: counter-based RNG with stream k, counter n; inference
+-- passes do not count). ARGS: s, an integer >= 0. RETURN: self.
 function Net:seed(s) check(C.mr_net_set_seed(handle(self), s)) return self end
+--- Sets every parameter gradient to 0 (they accumulate, `+=`, over
+-- backward calls, as in PyTorch). RETURN: self.
 function Net:zero_grad() check(C.mr_net_zero_grad(handle(self))) return self end
 
 --- Parameter `name` as a tensor that shares the network's memory.
@@ -162,8 +173,12 @@ local function node_shape(self, node)
   return t
 end
 
+--- The per-sample input shape (the batch dimension left out), e.g. {1, 28, 28}.
 function Net:input_shape() return node_shape(self, 0) end
+--- The per-sample output shape (the batch dimension left out), e.g. {10}.
 function Net:output_shape() return node_shape(self, self.output) end
+--- Bytes of workspace the network holds now (activations, gradients,
+-- tangents, scratch; it grows to the largest batch run so far).
 function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(handle(self))) end
 
 --- Moves the network to the backend registered as `name` ("cpu", the default,
@@ -422,9 +437,15 @@ function Builder:adaptive_avgpool2d(x, size, label)
   return self:op('adaptive_avgpool2d', { x }, nil, { out_size = size }, label)
 end
 
+--- Elementwise sum of nodes a and b of the same shape (a residual
+-- connection). ARGS: a, b (node ids), label (optional name). RETURN: the node id.
 function Builder:add(a, b, label) return self:op('add', { a, b }, nil, nil, label) end
 --- Broadcast multiply: a (N,C,H,W) times b (N,C,1,1) or same shape.
 function Builder:mul(a, b, label) return self:op('mul', { a, b }, nil, nil, label) end
+--- Dropout with probability p (0.5 by default), as torch.nn.Dropout: in
+-- training mode y = m ⊙ x / (1 − p) with m_i = [u_i >= p], u_i ~ U(0, 1);
+-- the identity in inference mode and in every explanation pass.
+-- ARGS: x (node id), p, label (optional name). RETURN: the node id.
 function Builder:dropout(x, p, label) return self:op('dropout', { x }, nil, { p = p or 0.5 }, label) end
 
 -- ------------------------------------------------------------- modules

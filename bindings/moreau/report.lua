@@ -126,6 +126,10 @@ local function target(self, file)
   return core.check_write(dir .. '/' .. file, 3)
 end
 
+--- The path of `file` in the results folder, for a recipe that writes the
+-- file itself. Errors: file not a plain name (empty, or with '/' or '..'); a
+-- link or a folder of that name already there; a sandboxed recipe writing
+-- outside its folder. RETURN: the path.
 function Report:path(file) return target(self, file) end
 
 --- Saves a canvas (moreau.viz) as PNG and lists it on the page.

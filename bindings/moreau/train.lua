@@ -142,10 +142,18 @@ end
 
 --- One update of every weight from its accumulated gradient.
 function Optim:step() check(C.mr_optim_step(handle(self))) return self end
+--- Sets the learning rate of the next steps (a schedule calls it before
+-- each step). Errors: lr negative or not finite. RETURN: self.
 function Optim:set_lr(lr) check(C.mr_optim_set_lr(handle(self), lr)) return self end
+--- The learning rate in force.
 function Optim:lr() return tonumber(C.mr_optim_get_lr(handle(self))) end
+--- The number of steps taken so far (t of Adam's bias corrections).
 function Optim:steps() return tonumber(C.mr_optim_steps(handle(self))) end
+--- Sets every parameter gradient of the network to 0 (net:zero_grad()):
+-- a step does not, so call it before each backward. RETURN: self.
 function Optim:zero_grad() self.net:zero_grad() return self end
+--- Frees the optimizer's state now (else the collector does); a later call
+-- on it raises "optimizer: freed".
 function Optim:free()
   local p = core.detach(self, 'optimizer: freed (optimizer:free()); build a new one')
   if p ~= nil then C.mr_optim_free(ffi.gc(p, nil)) end
