@@ -361,10 +361,14 @@ function Builder:build(node)
   return self.net
 end
 
+-- prefix.name, or name alone when prefix is nil or ''
 local function join(prefix, name)
   if prefix == nil or prefix == '' then return name end
   return prefix .. '.' .. name
 end
+--- A parameter's dotted name as PyTorch's state_dict writes it: prefix .. '.'
+-- .. name, or name alone when prefix is nil or '' (join('layer1.0', 'conv1')
+-- is 'layer1.0.conv1').
 nn.join = join
 
 --- conv2d. ARGS: name (prefix of .weight/.bias), x, cin, cout, kernel (n or
@@ -496,6 +500,24 @@ function nn.Dropout(p)
 end
 --- torch.nn.Identity.
 function nn.Identity() return leaf(function(_, _, x) return x end) end
+--- torch.nn.SiLU: x·σ(x), σ(x) = 1/(1 + e^−x) (Elfwing et al., 2018). No arguments.
+-- @function SiLU
+
+--- torch.nn.Sigmoid: σ(x) = 1/(1 + e^−x). No arguments.
+-- @function Sigmoid
+
+--- torch.nn.Tanh: tanh(x). No arguments.
+-- @function Tanh
+
+--- torch.nn.Flatten: (N, C, H, W) to (N, C·H·W), all but the batch dim. No arguments.
+-- @function Flatten
+
+--- torch.nn.Softmax over the last dim: e^x_i / Σ_j e^x_j. No arguments.
+-- @function Softmax
+
+--- torch.nn.LogSoftmax over the last dim: x_i − log Σ_j e^x_j. No arguments.
+-- @function LogSoftmax
+
 --- torch.nn.ReLU, SiLU, Sigmoid, Tanh, Flatten (all but the batch dim), Softmax and LogSoftmax
 -- (over the last dim), without arguments: nn.ReLU(), nn.SiLU(), ...
 -- @function ReLU
@@ -516,6 +538,8 @@ function nn.Sequential(children)
     return x
   end)
 end
+--- nn.Sequential under the name that says its children are named:
+-- nn.Named{ {'conv1', m1}, {'bn1', m2} }.
 nn.Named = nn.Sequential
 
 --- Builds a module into a Net. ARGS: module, input shape, opts {seed = 0}.

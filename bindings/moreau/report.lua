@@ -48,6 +48,9 @@ local function mkdir_p(dir)
     end
   end
 end
+--- Creates the folder `dir` and its missing parents, as `mkdir -p` does (a
+-- folder made meanwhile by another run is no error). Errors: a part that
+-- cannot be created (the message names it and why).
 report.mkdir_p = mkdir_p
 
 --- The git revision of the source tree (nil outside a checkout).

@@ -133,6 +133,11 @@ local function check_counters(who, opts, level)
   end
   return opts
 end
+--- Checks the RNG counters of opts (seed, stream, offset), as T.randn and
+-- T.rand do: each an integer in [0, 2^53) or a uint64_t cdata.
+-- ARGS: who (names the caller in messages), opts (table or nil), level (as
+-- error's). Errors: opts not a table; a counter out of its domain.
+-- RETURN: opts, or {} for nil.
 T.check_counters = check_counters
 
 --- Standard normal (mean, std) noise from the counter-based RNG: the same

@@ -43,6 +43,7 @@ end
 
 -- A wall clock in seconds (os.clock is CPU time, summed over threads).
 local function now() return C.mr_wall_seconds() end
+--- Wall-clock seconds (os.clock is CPU time, summed over threads).
 train.now = now
 
 local function stderr_is_tty() return C.mr_stderr_is_terminal() == 1 end
@@ -333,6 +334,8 @@ local function hms(s)
   if h > 0 then return ('%d:%02d:%02d'):format(h, m, s % 60) end
   return ('%d:%02d'):format(m, s % 60)
 end
+--- A duration of s seconds as progress lines write it: 'M:SS' or 'H:MM:SS'
+-- (rounded to the second), '?' for NaN or inf.
 train.hms = hms
 
 -- A progress line on stderr: rewritten in place with \r on a terminal, else one
