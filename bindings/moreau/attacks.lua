@@ -266,7 +266,7 @@ local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, h
   fresh_noise = true, _extra = { alpha = true },
   _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]' } }
 
---- The top-k interpretation attack of Ghorbani et al. (2019), in an L2 ball.
+--- The top-k interpretation attack (Ghorbani et al., 2019), in an L2 ball.
 -- It minimizes the share of the map's mass on the clean map's top-k entries,
 -- J = Σ M ⊙ |E| / Σ |E| (M the top-k mask), by x ← P(x − alpha·sign(∇J)),
 -- keeping each item's best iterate whose predicted label is unchanged.
@@ -311,7 +311,7 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   return xp, info
 end, finish_ball, 'top-k interpretation attack (Ghorbani et al. 2019), L2 ball')
 
---- The center-of-mass interpretation attack of Ghorbani et al. (2019), in
+--- The center-of-mass interpretation attack (Ghorbani et al., 2019), in
 -- an L2 ball.
 -- Mass center: s(h, w) = Σ_c |E(c, h, w)|, S = Σ s, C(E) = Σ s·(h, w) / S (0-based
 -- row and column). Maximizes D = ‖C(E(x')) − C(E(x))‖₂, i.e. minimizes J = −D:

@@ -173,9 +173,9 @@ local function node_shape(self, node)
   return t
 end
 
---- The per-sample input shape (the batch dimension left out), e.g. {1, 28, 28}.
+--- The per-sample input shape (the batch dimension left out): {1, 28, 28} for the shipped model.
 function Net:input_shape() return node_shape(self, 0) end
---- The per-sample output shape (the batch dimension left out), e.g. {10}.
+--- The per-sample output shape (the batch dimension left out): {10} for the shipped model.
 function Net:output_shape() return node_shape(self, self.output) end
 --- Bytes of workspace the network holds now (activations, gradients,
 -- tangents, scratch; it grows to the largest batch run so far).

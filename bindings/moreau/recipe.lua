@@ -53,8 +53,8 @@ function recipe.load(path, env)
 end
 
 --- Typed parameters from defaults and command-line strings
--- (`--key=value`, or a table of
--- values, e.g. from a results.json), by moreau.options.params: unknown keys,
+-- (`--key=value`), or from a table of values (a results.json's, say),
+-- by moreau.options.params: unknown keys,
 -- values of the wrong type and values outside their domain raise
 -- "NAME: parameter 'K' ...". A recipe that sets `method_options = true`
 -- (one that builds its methods with experiment.methods) also takes
