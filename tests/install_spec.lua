@@ -223,6 +223,62 @@ describe('the API reference', function()
       table.concat(missing, '\n'))
   end)
 
+  it("shows each method's every option with its default, the methods' real defaults", function()
+    local p = io.popen('command -v ldoc')
+    local ldoc = p:read('*l')
+    p:close()
+    if not ldoc then
+      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
+      return
+    end
+    local root = require('moreau.isolation').realpath(core.root)
+    local out = tmp .. '/api4'
+    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    local log = q:read('*a')
+    q:close()
+    assert.truthy(log:find('rc=0', 1, true), log)
+    local options = require 'moreau.options'
+    local function text(html)
+      return (html:gsub('<[^>]+>', ''):gsub('%s+', ' '):gsub('&lt;', '<'):gsub('&gt;', '>'):gsub('&quot;', '"')
+        :gsub('&#39;', "'"):gsub('&amp;', '&'))
+    end
+    local methods = require 'moreau.methods'
+    assert.truthy(#methods.files >= 7)
+    for _, name in ipairs(methods.files) do
+      local defaults = require('moreau.methods.' .. name).defaults
+      local page = read(out .. '/modules/moreau.methods.' .. name .. '.html')
+      local section = page:match('<a name = "options"></a>(.-)</dd>')
+      assert.truthy(section, name .. ': no table options')
+      local listed = {}
+      -- the common options a method takes, with this method's defaults
+      local common = text(section):match('Common options %(moreau%.methods%.common%), with their defaults here: (.-)%.%s')
+      assert.truthy(common, name .. ': no line of common options in ' .. text(section))
+      assert.truthy(section:find('href="../modules/moreau.methods.common.html', 1, true), name .. ': no link to common')
+      for k, v in common:gmatch('([%w_]+) = ([^,]+)') do
+        assert.is_nil(listed[k], name .. ': ' .. k .. ' listed twice')
+        listed[k] = true
+        assert.are.equal(options.show(defaults[k]), v, name .. ': the default of common option ' .. k)
+      end
+      -- its own options, each text ending in its default
+      for k, html in section:gmatch('<span class="parameter">([%w_]+)</span>(.-)</li>') do
+        assert.is_nil(listed[k], name .. ': ' .. k .. ' listed twice')
+        listed[k] = true
+        local v = text(html):match('%(default: (.-)%)%s*$')
+        assert.truthy(v, name .. '.' .. k .. ': no default in ' .. text(html))
+        if defaults[k] == nil then
+          assert.truthy(v:match('^unset'), name .. '.' .. k .. ': no default in the code, but documented: ' .. v)
+        else
+          assert.are.equal(options.show(defaults[k]), v, name .. '.' .. k)
+        end
+      end
+      -- and nothing else: every option the method takes, none it does not
+      local takes = {}
+      for k in pairs(defaults) do if not k:match('^_') then takes[k] = true end end
+      for k in pairs(defaults._extra or {}) do takes[k] = true end
+      assert.are.same(takes, listed, name .. ': the options listed')
+    end
+  end)
+
   -- every summary on every page (LDoc cuts a summary at the first '. ' or '? ')
   local function summaries(out)
     local found = {}
