@@ -219,6 +219,25 @@ describe('the API reference', function()
     scan(root .. '/bindings/moreau', 'moreau')
     table.sort(missing)
     assert.truthy(seen > 300, 'public functions found: ' .. seen)
+    -- parameter lists show the ARGS text of each parameter (config.ld); a
+    -- list none of whose entries has a text is left out
+    local lists = 0
+    for mod in pairs(pages) do
+      local page = read(out .. '/modules/' .. mod .. '.html')
+      for kind, list in page:gmatch('<h3>(%a+):</h3>%s*<ul>(.-)</ul>') do
+        if kind == 'Parameters' or kind == 'Fields' then
+          lists = lists + 1
+          local any = false
+          for t in list:gmatch('<span class="parameter">[%w_]+</span>(.-)</li>') do any = any or t:find('%S') ~= nil end
+          assert.truthy(any, mod .. ': a list of bare parameter names:\n' .. list)
+        end
+      end
+    end
+    assert.truthy(lists > 50, 'parameter lists: ' .. lists)
+    assert.truthy(read(out .. '/modules/moreau.recipe.html'):find(
+      '<span class="parameter">env</span> optional table of globals; default: a fresh table over _G</li>', 1, true))
+    assert.truthy(read(out .. '/modules/moreau.methods.gradient.html'):find(
+      '<span class="parameter">lab</span> int32_t[N]</li>', 1, true))
     assert.are.same({}, missing, 'public functions without a doc comment in the reference:\n' ..
       table.concat(missing, '\n'))
   end)
