@@ -238,6 +238,14 @@ describe('the API reference', function()
       '<span class="parameter">env</span> optional table of globals; default: a fresh table over _G</li>', 1, true))
     assert.truthy(read(out .. '/modules/moreau.methods.gradient.html'):find(
       '<span class="parameter">lab</span> int32_t[N]</li>', 1, true))
+    -- the layout (config.ld): code wraps instead of scrolling, the content
+    -- column takes the window's width, module names break after a dot
+    for _, f in ipairs { out .. '/index.html', out .. '/modules/moreau.html' } do
+      local page = read(f)
+      assert.truthy(page:find('pre { white-space: pre-wrap;', 1, true), f)
+      assert.truthy(page:find('#content { width: auto;', 1, true), f)
+      assert.truthy(page:find('>moreau.<wbr>methods.<wbr>sparsified_smoothgrad</a>', 1, true), f)
+    end
     assert.are.same({}, missing, 'public functions without a doc comment in the reference:\n' ..
       table.concat(missing, '\n'))
   end)
