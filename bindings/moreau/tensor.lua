@@ -436,7 +436,7 @@ function Tensor:abs() return self:clone():abs_() end
 
 -- ----------------------------------------------------------- reductions
 
---- The sum of every element, accumulated in double in storage order.
+--- Sums run in double in storage order: the sum of every element.
 function Tensor:sum()
   check(C.mr_tensor_sum(dbl, handle(self)))
   return dbl[0]
