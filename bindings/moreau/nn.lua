@@ -120,9 +120,10 @@ function Net:train(on)
 end
 --- Inference mode, as torch.nn.Module.eval (self:train(false)). RETURN: self.
 function Net:eval() return self:train(false) end
---- The seed of the dropout masks in training mode (mask of node k at the
--- n-th training pass: counter-based RNG with stream k, counter n; inference
--- passes do not count). ARGS: s, an integer >= 0. RETURN: self.
+--- The seed of the dropout masks in training mode (the counter-based RNG:
+-- stream = the node id, counter = the number of forward and jvp passes so
+-- far; inference-only passes do not count). ARGS: s, an integer >= 0.
+-- RETURN: self.
 function Net:seed(s) check(C.mr_net_set_seed(handle(self), s)) return self end
 --- Sets every parameter gradient to 0 (they accumulate, `+=`, over
 -- backward calls, as in PyTorch). RETURN: self.
@@ -178,7 +179,7 @@ function Net:input_shape() return node_shape(self, 0) end
 --- The per-sample output shape (the batch dimension left out): {10} for the shipped model.
 function Net:output_shape() return node_shape(self, self.output) end
 --- Bytes of workspace the network holds now (activations, gradients,
--- tangents, scratch; it grows to the largest batch run so far).
+-- tangents, scratch).
 function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(handle(self))) end
 
 --- Moves the network to the backend registered as `name` ("cpu", the default,
@@ -441,8 +442,9 @@ function Builder:adaptive_avgpool2d(x, size, label)
   return self:op('adaptive_avgpool2d', { x }, nil, { out_size = size }, label)
 end
 
---- Elementwise sum of nodes a and b of the same shape (a residual
--- connection). ARGS: a, b (node ids), label (optional name). RETURN: the node id.
+--- Elementwise sum of nodes a and b of the same per-sample shape (a
+-- residual connection); other shapes raise "add: inputs must have the same
+-- shape" when the node is added. ARGS: a, b (node ids), label (optional name). RETURN: the node id.
 function Builder:add(a, b, label) return self:op('add', { a, b }, nil, nil, label) end
 --- Broadcast multiply: a (N,C,H,W) times b (N,C,1,1) or same shape.
 function Builder:mul(a, b, label) return self:op('mul', { a, b }, nil, nil, label) end

@@ -78,8 +78,9 @@ local function open(path, level)
 end
 
 --- Opens a .safetensors file (reads and checks its header and data).
--- Errors: path not a string; a missing or malformed file (the engine's
--- message names the file and the offset). RETURN: a File.
+-- Errors: path not a string; a file that cannot be read, is over the
+-- loader's size budget, or is malformed (the engine's message says which).
+-- RETURN: a File.
 function st.open(path) return open(path, 2) end
 
 local function live(self, level)
