@@ -136,6 +136,172 @@ describe('the API reference', function()
     end
   end)
 
+  -- The reference's anchors per module page: short name (after the last '.'
+  -- or ':') -> true.
+  local function anchors(out)
+    local pages = {}
+    for f in lfs.dir(out .. '/modules') do
+      local mod = f:match('^(.*)%.html$')
+      if mod then
+        local set = {}
+        for a in read(out .. '/modules/' .. f):gmatch('<a name = "([^"]*)"') do set[a:match('[^.:]*$')] = true end
+        pages[mod] = set
+      end
+    end
+    return pages
+  end
+
+
+  it('documents every public function: each module table\'s and each object method in the sources', function()
+    local p = io.popen('command -v ldoc')
+    local ldoc = p:read('*l')
+    p:close()
+    if not ldoc then
+      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
+      return
+    end
+    local root = require('moreau.isolation').realpath(core.root)
+    local out = tmp .. '/api3'
+    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    local log = q:read('*a')
+    q:close()
+    assert.truthy(log:find('rc=0', 1, true), log)
+    local pages = anchors(out)
+    local missing, seen = {}, 0
+    -- 1. every function field of every module's table; a function reachable
+    -- under several names (viz.heatmap is maps.heatmap) needs one of them
+    -- documented; methods.NAME and the like are documented by the page of
+    -- the module of that name (moreau.methods.NAME)
+    local names, documented = {}, {}
+    for mod, set in pairs(pages) do
+      local M = require(mod)
+      if type(M) == 'table' then
+        for k, v in pairs(M) do
+          if type(v) == 'function' and type(k) == 'string' and not k:match('^_') then
+            names[v] = names[v] or {}
+            table.insert(names[v], mod .. '.' .. k)
+            if set[k] or pages[mod .. '.' .. k] then documented[v] = true end
+          end
+        end
+      end
+    end
+    for v, list in pairs(names) do
+      seen = seen + 1
+      table.sort(list)
+      if not documented[v] then missing[#missing + 1] = table.concat(list, ' = ') end
+    end
+    -- 2. every method of an object (`function Class:name(`) in the module files
+    local function scan(dir, mod)
+      for f in lfs.dir(dir) do
+        local path = dir .. '/' .. f
+        if f:match('%.lua$') then
+          local m = mod .. (f == 'init.lua' and '' or '.' .. f:gsub('%.lua$', ''))
+          local n = 0
+          for line in io.lines(path) do
+            n = n + 1
+            local class, name = line:match('^function ([%w_]+):([%w_]+)%s*%(')
+            if name and not name:match('^_') then
+              seen = seen + 1
+              if not (pages[m] and pages[m][name]) then
+                missing[#missing + 1] = ('%s:%s (%s, line %d)'):format(class, name, m, n)
+              end
+            end
+          end
+        elseif not f:match('^%.') and lfs.attributes(path, 'mode') == 'directory' then
+          scan(path, mod .. '.' .. f)
+        end
+      end
+    end
+    scan(root .. '/bindings/moreau', 'moreau')
+    table.sort(missing)
+    assert.truthy(seen > 300, 'public functions found: ' .. seen)
+    -- parameter lists show the ARGS text of each parameter (config.ld); a
+    -- list none of whose entries has a text is left out
+    local lists = 0
+    for mod in pairs(pages) do
+      local page = read(out .. '/modules/' .. mod .. '.html')
+      for kind, list in page:gmatch('<h3>(%a+):</h3>%s*<ul>(.-)</ul>') do
+        if kind == 'Parameters' or kind == 'Fields' then
+          lists = lists + 1
+          local any = false
+          for t in list:gmatch('<span class="parameter">[%w_]+</span>(.-)</li>') do any = any or t:find('%S') ~= nil end
+          assert.truthy(any, mod .. ': a list of bare parameter names:\n' .. list)
+        end
+      end
+    end
+    assert.truthy(lists > 50, 'parameter lists: ' .. lists)
+    assert.truthy(read(out .. '/modules/moreau.recipe.html'):find(
+      '<span class="parameter">env</span> optional table of globals; default: a fresh table over _G</li>', 1, true))
+    assert.truthy(read(out .. '/modules/moreau.methods.gradient.html'):find(
+      '<span class="parameter">lab</span> int32_t[N]</li>', 1, true))
+    -- the layout (config.ld): code wraps instead of scrolling, the content
+    -- column takes the window's width, module names break after a dot
+    for _, f in ipairs { out .. '/index.html', out .. '/modules/moreau.html' } do
+      local page = read(f)
+      assert.truthy(page:find('pre { white-space: pre-wrap;', 1, true), f)
+      assert.truthy(page:find('#content { width: auto;', 1, true), f)
+      assert.truthy(page:find('>moreau.<wbr>methods.<wbr>sparsified_smoothgrad</a>', 1, true), f)
+    end
+    assert.are.same({}, missing, 'public functions without a doc comment in the reference:\n' ..
+      table.concat(missing, '\n'))
+  end)
+
+  it("shows each method's every option with its default, the methods' real defaults", function()
+    local p = io.popen('command -v ldoc')
+    local ldoc = p:read('*l')
+    p:close()
+    if not ldoc then
+      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
+      return
+    end
+    local root = require('moreau.isolation').realpath(core.root)
+    local out = tmp .. '/api4'
+    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
+    local log = q:read('*a')
+    q:close()
+    assert.truthy(log:find('rc=0', 1, true), log)
+    local options = require 'moreau.options'
+    local function text(html)
+      return (html:gsub('<[^>]+>', ''):gsub('%s+', ' '):gsub('&lt;', '<'):gsub('&gt;', '>'):gsub('&quot;', '"')
+        :gsub('&#39;', "'"):gsub('&amp;', '&'))
+    end
+    local methods = require 'moreau.methods'
+    assert.truthy(#methods.files >= 7)
+    for _, name in ipairs(methods.files) do
+      local defaults = require('moreau.methods.' .. name).defaults
+      local page = read(out .. '/modules/moreau.methods.' .. name .. '.html')
+      local section = page:match('<a name = "options"></a>(.-)</dd>')
+      assert.truthy(section, name .. ': no table options')
+      local listed = {}
+      -- the common options a method takes, with this method's defaults
+      local common = text(section):match('Common options %(moreau%.methods%.common%), with their defaults here: (.-)%.%s')
+      assert.truthy(common, name .. ': no line of common options in ' .. text(section))
+      assert.truthy(section:find('href="../modules/moreau.methods.common.html', 1, true), name .. ': no link to common')
+      for k, v in common:gmatch('([%w_]+) = ([^,]+)') do
+        assert.is_nil(listed[k], name .. ': ' .. k .. ' listed twice')
+        listed[k] = true
+        assert.are.equal(options.show(defaults[k]), v, name .. ': the default of common option ' .. k)
+      end
+      -- its own options, each text ending in its default
+      for k, html in section:gmatch('<span class="parameter">([%w_]+)</span>(.-)</li>') do
+        assert.is_nil(listed[k], name .. ': ' .. k .. ' listed twice')
+        listed[k] = true
+        local v = text(html):match('%(default: (.-)%)%s*$')
+        assert.truthy(v, name .. '.' .. k .. ': no default in ' .. text(html))
+        if defaults[k] == nil then
+          assert.truthy(v:match('^unset'), name .. '.' .. k .. ': no default in the code, but documented: ' .. v)
+        else
+          assert.are.equal(options.show(defaults[k]), v, name .. '.' .. k)
+        end
+      end
+      -- and nothing else: every option the method takes, none it does not
+      local takes = {}
+      for k in pairs(defaults) do if not k:match('^_') then takes[k] = true end end
+      for k in pairs(defaults._extra or {}) do takes[k] = true end
+      assert.are.same(takes, listed, name .. ': the options listed')
+    end
+  end)
+
   -- every summary on every page (LDoc cuts a summary at the first '. ' or '? ')
   local function summaries(out)
     local found = {}

@@ -266,6 +266,15 @@ local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, h
   fresh_noise = true, _extra = { alpha = true },
   _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]' } }
 
+--- The top-k interpretation attack (Ghorbani et al., 2019), in an L2 ball.
+-- It minimizes the share of the map's mass on the clean map's top-k entries,
+-- J = Σ M ⊙ |E| / Σ |E| (M the top-k mask), by x ← P(x − alpha·sign(∇J)),
+-- keeping each item's best iterate whose predicted label is unchanged.
+-- ARGS: opts {eps = 10 (L2 radius), iters = 10, alpha = eps/100 (step),
+-- k = 0 (0: k_frac of the C·H·W entries, attacks.topk_k), k_frac = 0.02,
+-- fresh_noise = true (a stochastic method's seed + t at step t),
+-- lo = -inf, hi = inf (the box)}. RETURN: an Attack (attack:run).
+-- @function topk
 define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
   local k = attacks.topk_k(self.opts, d)
@@ -302,12 +311,18 @@ define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   return xp, info
 end, finish_ball, 'top-k interpretation attack (Ghorbani et al. 2019), L2 ball')
 
--- mass center: s(h, w) = Σ_c |E(c, h, w)|, S = Σ s, C(E) = Σ s·(h, w) / S (0-based
+--- The center-of-mass interpretation attack (Ghorbani et al., 2019), in
+-- an L2 ball.
+-- Mass center: s(h, w) = Σ_c |E(c, h, w)|, S = Σ s, C(E) = Σ s·(h, w) / S (0-based
 -- row and column). Maximizes D = ‖C(E(x')) − C(E(x))‖₂, i.e. minimizes J = −D:
 --   ∂J/∂|E(c, h, w)| = −⟨(h, w) − C', e⟩ / S,  e = (C' − C0)/D.
 -- At D = 0 (the first step) the direction is undefined; e is then the unit
 -- vector from the image center to C0 (pushing the mass outwards), or a seeded
 -- random direction if C0 is the center.
+-- ARGS: opts {eps = 10 (L2 radius), iters = 10, alpha = eps/100 (step),
+-- seed = 0, fresh_noise = true, lo = -inf, hi = inf (the box)}.
+-- RETURN: an Attack (attack:run).
+-- @function mass_center
 define('mass_center', { eps = 10, iters = 10, lo = -INF, hi = INF, seed = 0,
   fresh_noise = true, _extra = { alpha = true }, _domains = ball_domains { seed = 'seed' } }, function(self, net, method, x, lab, labels)
   if core.ndim(x) ~= 4 then error('mass_center:run: needs (N, C, H, W) inputs', 3) end

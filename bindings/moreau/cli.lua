@@ -56,6 +56,14 @@ local function find_recipe(name)
   error(("moreau: no recipe '%s' (looked in the current folder and %s)"):format(name, recipes_dir()), 0)
 end
 
+--- Runs the recipe file at `path` with its command-line arguments (what
+-- `moreau run` and `moreau explain` do): parses and checks the parameters,
+-- prints the recipe's help for `--help`, else runs it into a results folder
+-- (`--out=DIR`, or a new one under results/). ARGS: path; args (Lua array of
+-- strings); opts {command = name for messages, sandbox = true inside a
+-- confined run}. Errors (level 0, for the command line): an unexpected
+-- argument, a parameter the recipe refuses, the recipe's own error.
+-- RETURN: the report (moreau.report), or nothing after `--help`.
 function cli.run_recipe(path, args, opts)
   local recipe = require 'moreau.recipe'
   local options = require 'moreau.options'

@@ -107,11 +107,11 @@ function core.detach(obj, why)
   return p
 end
 
+local pins = setmetatable({}, { __mode = 'k' })
 --- Marks tensor obj as borrowed by the engine object of `holder` (a solver
 -- keeps the batch it explains): obj:free() is refused while holder lives, so
 -- the engine never reads freed memory. `what` names holder in that refusal.
 -- The marks are weak both ways: collecting holder lifts its mark.
-local pins = setmetatable({}, { __mode = 'k' })
 function core.pin(obj, holder, what)
   local set = pins[obj]
   if not set then

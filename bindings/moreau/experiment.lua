@@ -126,6 +126,12 @@ local function method_table(opts)
   }
 end
 
+--- The methods of the paper's figures, in their order, with their titles:
+-- opts, their defaults and the list it returns as experiment.methods_defaults
+-- documents them. Errors: a key of `only` that is not in experiment.METHODS
+-- (the message lists the valid ones), or 'all' mixed with names; an option
+-- given for a method that does not run; an option value a method refuses
+-- (checked before anything runs, with the method's message).
 function experiment.methods(opts)
   opts = options.fill('experiment.methods', experiment.methods_defaults, opts)
   for i, k in ipairs(opts.only or {}) do
@@ -189,8 +195,8 @@ function experiment.methods(opts)
   return list
 end
 
---- A method option given on the command line as `--KEY.OPTION=VALUE` (KEY
--- one of experiment.METHODS, OPTION one of that method's options), read by
+--- A method option given on the command line,
+-- as `--KEY.OPTION=VALUE` (KEY one of experiment.METHODS, OPTION one of that method's options), read by
 -- the option's domain and checked by it: "WHO: parameter 'KEY.OPTION' ...".
 -- Unknown keys and options raise with the valid names (and the nearest one).
 -- Options that are not numbers, booleans or names (tensors, functions) cannot
@@ -238,7 +244,6 @@ function experiment.method_option(who, name, v)
   return val
 end
 
---- Wall-clock seconds (os.clock counts CPU time of every thread).
 --- An image size as messages write it, width first and each side named
 -- ("80 wide × 100 high"), since tensors hold it height first (C, H, W) and
 -- a bare "100x80" reads either way. ARGS: width, height (pixels).
@@ -246,6 +251,7 @@ function experiment.size_text(width, height)
   return ('%d wide × %d high'):format(width, height)
 end
 
+--- Wall-clock seconds (os.clock counts CPU time of every thread).
 function experiment.now() return require('moreau.core').C.mr_wall_seconds() end
 
 --- The work of one entry of experiment.methods per image, in gradient

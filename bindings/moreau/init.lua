@@ -32,6 +32,7 @@ function moreau.set_num_threads(n)
   end
   core.check(core.C.mr_set_num_threads(n))
 end
+--- The thread limit in force (moreau.set_num_threads): an integer in 1..4096.
 function moreau.get_num_threads() return core.C.mr_get_num_threads() end
 --- Adaptive team size, on by default: the engine uses fewer threads than
 -- `get_num_threads()` while other processes keep cores busy, and all of them
@@ -48,6 +49,7 @@ function moreau.set_adaptive_threads(on)
   end
   core.check(core.C.mr_set_adaptive_threads(on and 1 or 0))
 end
+--- Whether the adaptive team size is on (moreau.set_adaptive_threads): true or false.
 function moreau.get_adaptive_threads() return core.C.mr_get_adaptive_threads() ~= 0 end
 --- The team size in use now (1..get_num_threads()).
 function moreau.get_threads_in_use() return core.C.mr_get_threads_in_use() end
@@ -76,15 +78,17 @@ function moreau.set_precision(name)
   end
   core.check(core.C.mr_set_precision(name))
 end
+--- The arithmetic of the convolutions in force (moreau.set_precision): 'fp32' or 'bf16'.
 function moreau.get_precision() return require('ffi').string(core.C.mr_get_precision()) end
 --- Diagnostics: convolution passes oneDNN computed in bf16 (process-wide).
 function moreau.conv_bf16_passes() return tonumber(core.C.mr_conv_bf16_passes()) end
+local progress_modes = { off = 0, tty = 1, lines = 2 }
 --- Progress lines of the long engine calls (the MoreauGrad solver per
 -- iteration, SmoothGrad's copies) on stderr: 'off' (a library's default),
 -- 'tty' (one line redrawn in place when stderr is a terminal, else nothing:
 -- the moreau command and the REPL use it), 'lines' (a line at each tenth of
 -- the work, for logs). RETURN: the previous mode's name.
-local progress_modes = { off = 0, tty = 1, lines = 2 }
+-- Errors: a mode other than those three (the message names them).
 function moreau.set_progress(mode)
   local m = progress_modes[mode]
   if not m then
@@ -99,7 +103,9 @@ end
 function moreau.backend_info() return require('ffi').string(core.C.mr_backend_info()) end
 --- conv2d's kernels, process-wide: 'onednn' (the default when built with
 -- libdnnl) or 'blas' (im2col + OpenBLAS). They agree to float32 rounding.
+-- Errors: an unknown name; 'onednn' in a build without it.
 function moreau.set_conv_backend(name) core.check(core.C.mr_set_conv_backend(name)) end
+--- conv2d's kernels in use (moreau.set_conv_backend): 'onednn' or 'blas'.
 function moreau.get_conv_backend() return require('ffi').string(core.C.mr_get_conv_backend()) end
 --- Diagnostics: conv2d passes oneDNN computed, and passes it handed back to
 -- im2col + OpenBLAS while it was the backend (process-wide counts).

@@ -105,6 +105,8 @@ end
 -- (Exported as models.scale_channels so scripts/make_fixtures.py has a
 -- documented rule to mirror.)
 local function scale(c, width) return math.max(1, math.floor(c * width + 0.5)) end
+--- ResNet widths: channels × width, rounded to the nearest integer, at least 1
+-- (the rule scripts/make_fixtures.py mirrors). ARGS: c, width.
 models.scale_channels = scale
 
 --- A ResNet of BasicBlocks in torchvision's naming.
@@ -177,6 +179,8 @@ local function make_divisible(v, divisor)
   if new_v < 0.9 * v then new_v = new_v + divisor end
   return new_v
 end
+--- torchvision's _make_divisible: v rounded to the nearest multiple of
+-- divisor (8 by default; at least divisor), not going down by more than 10 %.
 models.make_divisible = make_divisible
 
 -- EfficientNet-B0 stages: expand ratio, kernel, stride, in, out, layers.

@@ -109,12 +109,24 @@ end
 
 function Net:__call(x) return self:forward(x) end
 
+--- Training mode (on true or nil) or inference mode (on false), as
+-- torch.nn.Module.train: in the training passes (forward, backward)
+-- batchnorm then uses batch statistics and updates its running ones, and
+-- dropout draws masks. The explanation passes ignore it (README, "Training
+-- mode"). RETURN: self.
 function Net:train(on)
   check(C.mr_net_set_training(handle(self), on == false and 0 or 1))
   return self
 end
+--- Inference mode, as torch.nn.Module.eval (self:train(false)). RETURN: self.
 function Net:eval() return self:train(false) end
+--- The seed of the dropout masks in training mode (the counter-based RNG:
+-- stream = the node id, counter = the number of forward and jvp passes so
+-- far; inference-only passes do not count). ARGS: s, an integer >= 0.
+-- RETURN: self.
 function Net:seed(s) check(C.mr_net_set_seed(handle(self), s)) return self end
+--- Sets every parameter gradient to 0 (they accumulate, `+=`, over
+-- backward calls, as in PyTorch). RETURN: self.
 function Net:zero_grad() check(C.mr_net_zero_grad(handle(self))) return self end
 
 --- Parameter `name` as a tensor that shares the network's memory.
@@ -162,8 +174,12 @@ local function node_shape(self, node)
   return t
 end
 
+--- The per-sample input shape (the batch dimension left out): {1, 28, 28} for the shipped model.
 function Net:input_shape() return node_shape(self, 0) end
+--- The per-sample output shape (the batch dimension left out): {10} for the shipped model.
 function Net:output_shape() return node_shape(self, self.output) end
+--- Bytes of workspace the network holds now (activations, gradients,
+-- tangents, scratch).
 function Net:workspace_bytes() return tonumber(C.mr_net_workspace_bytes(handle(self))) end
 
 --- Moves the network to the backend registered as `name` ("cpu", the default,
@@ -346,10 +362,14 @@ function Builder:build(node)
   return self.net
 end
 
+-- prefix.name, or name alone when prefix is nil or ''
 local function join(prefix, name)
   if prefix == nil or prefix == '' then return name end
   return prefix .. '.' .. name
 end
+--- A parameter's dotted name as PyTorch's state_dict writes it: prefix .. '.'
+-- .. name, or name alone when prefix is nil or '' (join('layer1.0', 'conv1')
+-- is 'layer1.0.conv1').
 nn.join = join
 
 --- conv2d. ARGS: name (prefix of .weight/.bias), x, cin, cout, kernel (n or
@@ -422,9 +442,16 @@ function Builder:adaptive_avgpool2d(x, size, label)
   return self:op('adaptive_avgpool2d', { x }, nil, { out_size = size }, label)
 end
 
+--- Elementwise sum of nodes a and b of the same per-sample shape (a
+-- residual connection); other shapes raise "add: inputs must have the same
+-- shape" when the node is added. ARGS: a, b (node ids), label (optional name). RETURN: the node id.
 function Builder:add(a, b, label) return self:op('add', { a, b }, nil, nil, label) end
 --- Broadcast multiply: a (N,C,H,W) times b (N,C,1,1) or same shape.
 function Builder:mul(a, b, label) return self:op('mul', { a, b }, nil, nil, label) end
+--- Dropout with probability p (0.5 by default), as torch.nn.Dropout: in
+-- training mode y = m ⊙ x / (1 − p) with m_i = [u_i >= p], u_i ~ U(0, 1);
+-- the identity in inference mode and in every explanation pass.
+-- ARGS: x (node id), p, label (optional name). RETURN: the node id.
 function Builder:dropout(x, p, label) return self:op('dropout', { x }, nil, { p = p or 0.5 }, label) end
 
 -- ------------------------------------------------------------- modules
@@ -475,6 +502,24 @@ function nn.Dropout(p)
 end
 --- torch.nn.Identity.
 function nn.Identity() return leaf(function(_, _, x) return x end) end
+--- torch.nn.SiLU: x·σ(x), σ(x) = 1/(1 + e^−x) (Elfwing et al., 2018). No arguments.
+-- @function SiLU
+
+--- torch.nn.Sigmoid: σ(x) = 1/(1 + e^−x). No arguments.
+-- @function Sigmoid
+
+--- torch.nn.Tanh: tanh(x). No arguments.
+-- @function Tanh
+
+--- torch.nn.Flatten: (N, C, H, W) to (N, C·H·W), all but the batch dim. No arguments.
+-- @function Flatten
+
+--- torch.nn.Softmax over the last dim: e^x_i / Σ_j e^x_j. No arguments.
+-- @function Softmax
+
+--- torch.nn.LogSoftmax over the last dim: x_i − log Σ_j e^x_j. No arguments.
+-- @function LogSoftmax
+
 --- torch.nn.ReLU, SiLU, Sigmoid, Tanh, Flatten (all but the batch dim), Softmax and LogSoftmax
 -- (over the last dim), without arguments: nn.ReLU(), nn.SiLU(), ...
 -- @function ReLU
@@ -495,6 +540,8 @@ function nn.Sequential(children)
     return x
   end)
 end
+--- nn.Sequential under the name that says its children are named:
+-- nn.Named{ {'conv1', m1}, {'bn1', m2} }.
 nn.Named = nn.Sequential
 
 --- Builds a module into a Net. ARGS: module, input shape, opts {seed = 0}.

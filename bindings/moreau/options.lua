@@ -313,8 +313,8 @@ function options.check_params(where, params, level)
   end
 end
 
---- Splits command-line arguments into `--key=value` / `--flag` pairs (dashes
--- in keys become underscores; a bare flag is the string 'true'; keys may hold
+--- Splits command-line arguments into key-value pairs,
+-- `--key=value` / `--flag` (dashes in keys become underscores; a bare flag is the string 'true'; keys may hold
 -- dots, as `--moreaugrad.T=100`) and the rest. A key given twice raises
 -- "option --K is given twice: --K=A and --K=B (give it once)" at level 0 (a
 -- command-line error): the last one would silently win.
@@ -340,8 +340,8 @@ function options.parse_args(args)
   return out, rest
 end
 
---- The command line as options.parse_args reads it: `-h` becomes `--help`,
--- and `--key value` becomes `--key=value` when takes_value(key) says the key
+--- The command line as options.parse_args reads it: `-h` becomes
+-- `--help`, and `--key value` becomes `--key=value` when takes_value(key) says the key
 -- takes a value (key with dashes as underscores); such a key with no value
 -- after it raises "parameter 'K' needs a value". A bare `--flag` of any other
 -- key stays a flag. RETURN: a new list.

@@ -85,7 +85,9 @@ function prox.group_map(map, ngroups)
   return wrap_groups(out[0])
 end
 
+--- The number of groups.
 function Groups:count() return C.mr_groups_count(handle(self)) end
+--- The number of entries of one batch item the groups cover (C·H·W for blocks).
 function Groups:dim() return tonumber(C.mr_groups_dim(handle(self))) end
 
 -- --------------------------------------------------------------- solver

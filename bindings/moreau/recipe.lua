@@ -52,8 +52,9 @@ function recipe.load(path, env)
   return r
 end
 
---- Typed parameters from defaults and `--key=value` strings (or a table of
--- values, e.g. from a results.json), by moreau.options.params: unknown keys,
+--- Typed parameters from defaults and command-line strings
+-- (`--key=value`), or from a table of values (a results.json's, say),
+-- by moreau.options.params: unknown keys,
 -- values of the wrong type and values outside their domain raise
 -- "NAME: parameter 'K' ...". A recipe that sets `method_options = true`
 -- (one that builds its methods with experiment.methods) also takes
@@ -71,8 +72,8 @@ function recipe.params(r, given)
   return p
 end
 
---- Whether `--key` takes a value on the command line, so that `--key value`
--- reads as `--key=value` (moreau.options.normalize_args): every parameter
+--- Whether a command-line option of recipe r takes a value, so that
+-- `--key value` reads as `--key=value` (moreau.options.normalize_args): every parameter
 -- but a bool, `--out`, and a recipe's `--KEY.OPTION`.
 function recipe.takes_value(r, key)
   if key == 'out' or (r.method_options and key:find('.', 1, true)) then return true end
@@ -101,12 +102,14 @@ function recipe.help(r)
   return table.concat(lines, '\n')
 end
 
---- Parses `--key=value` / `--flag` arguments (moreau.options.parse_args).
+--- Parses command-line arguments (moreau.options.parse_args):
+-- `--key=value` and `--flag`.
 -- RETURN: table of strings, list of the other arguments.
 recipe.parse_args = options.parse_args
 
---- Whether errors carry the whole stack (`moreau --traceback`, or the
--- environment variable MOREAU_TRACEBACK set to anything).
+--- Whether errors carry the whole stack: the moreau command's traceback
+-- flag (`moreau --traceback`), or the
+-- environment variable MOREAU_TRACEBACK set to anything.
 function recipe.traceback()
   return recipe.want_traceback or os.getenv('MOREAU_TRACEBACK') ~= nil
 end

@@ -186,8 +186,8 @@ local function lines_of(path)
   return source_lines[path] or nil
 end
 
---- The doc comment of a Lua function: the contiguous `--` lines just above
--- the line that defines it (debug.getinfo's source file and linedefined),
+--- The doc comment of a Lua function: the contiguous comment lines
+-- (`--`) just above the line that defines it (debug.getinfo's source file and linedefined),
 -- with the dashes taken off, after the definition line itself.
 -- RETURN: text, or nil and why not.
 function repl.doc(fn)

@@ -48,6 +48,9 @@ local function mkdir_p(dir)
     end
   end
 end
+--- Creates the folder `dir` and its missing parents, as `mkdir -p` does (a
+-- folder made meanwhile by another run is no error). Errors: a part that
+-- cannot be created (the message names it and why).
 report.mkdir_p = mkdir_p
 
 --- The git revision of the source tree (nil outside a checkout).
@@ -126,6 +129,10 @@ local function target(self, file)
   return core.check_write(dir .. '/' .. file, 3)
 end
 
+--- The path of `file` in the results folder, for a recipe that writes the
+-- file itself. Errors: file not a plain name (empty, or with '/' or '..'); a
+-- link or a folder of that name already there; a sandboxed recipe writing
+-- outside its folder. RETURN: the path.
 function Report:path(file) return target(self, file) end
 
 --- Saves a canvas (moreau.viz) as PNG and lists it on the page.

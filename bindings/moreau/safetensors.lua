@@ -77,6 +77,10 @@ local function open(path, level)
   return core.attach(setmetatable({ path = path }, File), ffi.gc(handle_buf[0], C.mr_safetensors_free))
 end
 
+--- Opens a .safetensors file (reads and checks its header and data).
+-- Errors: path not a string; a file that cannot be read, is over the
+-- loader's size budget, or is malformed (the engine's message says which).
+-- RETURN: a File.
 function st.open(path) return open(path, 2) end
 
 local function live(self, level)
@@ -102,6 +106,7 @@ local function index(self, name, level)
   return p, i
 end
 
+--- Whether the file holds a tensor called `name`.
 function File:has(name) return C.mr_safetensors_find(live(self, 2), name) >= 0 end
 
 --- Shape of a tensor as a table ({} for a scalar).

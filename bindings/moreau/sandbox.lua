@@ -159,6 +159,7 @@ function sandbox.confine(dir)
   end
 end
 
+--- Lifts sandbox.confine: moreau writes files anywhere again.
 function sandbox.release()
   core.write_guard = nil
   core.sandboxed = nil

@@ -51,24 +51,26 @@ local function fill_shape(shape, level)
   return nd
 end
 
---- Wraps an owned `mr_tensor*` (from a C call that returns a new tensor): the
--- wrapper frees it when collected.
--- The pointer is kept out of the object's fields (moreau.core's handles).
 local tensor_ptr = ffi.typeof('mr_tensor*')
 local function must_be_tensor_ptr(who, ptr)
   if not (ffi.istype(tensor_ptr, ptr) and ptr ~= nil) then
     error(('tensor.%s: expected a non-NULL mr_tensor* from the engine, got %s'):format(who, options.show(ptr)), 3)
   end
 end
+--- Wraps an owned `mr_tensor*` (from a C call that returns a new tensor): the
+-- wrapper frees it when collected.
+-- The pointer is kept out of the object's fields (moreau.core's handles).
+-- Errors: ptr not a non-NULL `mr_tensor*`.
 function T.wrap(ptr)
   must_be_tensor_ptr('wrap', ptr)
   return core.attach(setmetatable({}, Tensor), ffi.gc(ptr, C.mr_tensor_free))
 end
 
+local borrowed = setmetatable({}, { __mode = 'k' })
 --- Wraps a borrowed `mr_tensor*` owned by `owner` (kept alive by the wrapper).
 -- (the owner is kept in moreau.core's private tables, not in a field a
 -- recipe could clear: the owner outlives every tensor borrowed from it)
-local borrowed = setmetatable({}, { __mode = 'k' })
+-- Errors: ptr not a non-NULL `mr_tensor*`.
 function T.borrow(ptr, owner)
   must_be_tensor_ptr('borrow', ptr)
   local t = core.attach(setmetatable({}, Tensor), ptr, owner)
@@ -76,9 +78,9 @@ function T.borrow(ptr, owner)
   return t
 end
 
+local Freed = {}
 --- True if v is a moreau tensor.
 -- (A freed tensor is still a tensor: using it raises "the tensor was freed".)
-local Freed = {}
 function T.is(v)
   local mt = getmetatable(v)
   return mt == Tensor or mt == Freed
@@ -93,6 +95,7 @@ end
 
 --- A new tensor filled with v.
 function T.full(shape, v) return T.zeros(shape):fill(v) end
+--- A new tensor filled with 1 (T.full(shape, 1)).
 function T.ones(shape) return T.full(shape, 1) end
 
 --- A new tensor of the given shape holding the numbers of a flat Lua array
@@ -112,9 +115,6 @@ function T.from(values, shape)
   return x
 end
 
---- Standard normal (mean, std) noise from the counter-based RNG: the same
--- (seed, stream) gives the same numbers everywhere.
--- ARGS: shape; opts {seed = 0, stream = 0, offset = 0, mean = 0, std = 1}
 -- The counters of the RNG (seed, stream, offset) are uint64 in the engine; a
 -- Lua number names each one exactly only as an integer in [0, 2^53) (options
 -- domain 'seed'): any other value would silently select some other counter.
@@ -133,8 +133,17 @@ local function check_counters(who, opts, level)
   end
   return opts
 end
+--- Checks the RNG counters of opts (seed, stream, offset), as T.randn and
+-- T.rand do: each an integer in [0, 2^53) or a uint64_t cdata.
+-- ARGS: who (names the caller in messages), opts (table or nil), level (as
+-- error's). Errors: opts not a table; a counter out of its domain.
+-- RETURN: opts, or {} for nil.
 T.check_counters = check_counters
 
+--- Standard normal (mean, std) noise from the counter-based RNG: the same
+-- (seed, stream) gives the same numbers everywhere.
+-- ARGS: shape; opts {seed = 0, stream = 0, offset = 0, mean = 0, std = 1}
+-- Errors: seed, stream or offset not an integer in [0, 2^53) nor a uint64_t.
 function T.randn(shape, opts)
   opts = check_counters('tensor.randn', opts, 2)
   local x = T.zeros(shape)
@@ -198,9 +207,11 @@ function Tensor:data()
   if core.sandboxed then error('tensor:data: the raw pointer is not available in a sandboxed recipe', 2) end
   return C.mr_tensor_data(handle(self))
 end
+--- The number of elements (the product of the shape).
 -- (a freed tensor raises the engine's "tensor is NULL" message; the sizes
 -- come from the engine through moreau.core, which moreau's own code calls)
 function Tensor:numel() return core.numel(self) end
+--- The number of dimensions (1..4).
 function Tensor:dim() return core.ndim(self) end
 --- Where the memory lives: every tensor of this build is in CPU memory.
 function Tensor:device() return 'cpu' end
@@ -250,6 +261,7 @@ end
 
 -- ---------------------------------------------------------- new tensors
 
+--- A new tensor with the same shape and a copy of the elements.
 function Tensor:clone()
   check(C.mr_tensor_clone(out_buf, handle(self)))
   return T.wrap(out_buf[0])
@@ -300,11 +312,14 @@ end
 
 -- ------------------------------------------------------------ in place
 
+--- Sets every element to the number v (rounded to float32). RETURN: self.
 function Tensor:fill(v)
   check(C.mr_tensor_fill_(handle(self), v))
   return self
 end
 
+--- Copies the elements of src into self, in storage order (the shapes may
+-- differ). Errors: a different number of elements. RETURN: self.
 function Tensor:copy(src)
   check(C.mr_tensor_copy(handle(self), handle(src)))
   return self
@@ -416,24 +431,29 @@ end
 function Tensor.__unm(a) return a:clone():mul_(-1) end
 function Tensor.__len(a) return core.numel(a) end
 
+--- A new tensor of the absolute values |x|.
 function Tensor:abs() return self:clone():abs_() end
 
 -- ----------------------------------------------------------- reductions
 
--- Sums run in double in storage order; min and max skip NaN.
+--- Sums run in double in storage order: the sum of every element.
 function Tensor:sum()
   check(C.mr_tensor_sum(dbl, handle(self)))
   return dbl[0]
 end
+--- The mean of every element: sum() / numel(), in double.
 function Tensor:mean() return self:sum() / core.numel(self) end
+--- The smallest element, in double; NaN elements are skipped (+inf if all are NaN).
 function Tensor:min()
   check(C.mr_tensor_min(dbl, handle(self)))
   return dbl[0]
 end
+--- The largest element, in double; NaN elements are skipped (-inf if all are NaN).
 function Tensor:max()
   check(C.mr_tensor_max(dbl, handle(self)))
   return dbl[0]
 end
+--- The Euclidean (L2) norm over every element, sqrt(self:dot(self)), in double.
 function Tensor:norm() return math.sqrt(self:dot(self)) end
 --- Largest |self - y| over all elements (NaN if any difference is NaN).
 function Tensor:max_abs_diff(y)

@@ -43,6 +43,7 @@ end
 
 -- A wall clock in seconds (os.clock is CPU time, summed over threads).
 local function now() return C.mr_wall_seconds() end
+--- Wall-clock seconds (os.clock is CPU time, summed over threads).
 train.now = now
 
 local function stderr_is_tty() return C.mr_stderr_is_terminal() == 1 end
@@ -142,10 +143,18 @@ end
 
 --- One update of every weight from its accumulated gradient.
 function Optim:step() check(C.mr_optim_step(handle(self))) return self end
+--- Sets the learning rate of the next steps (a schedule calls it before
+-- each step). Errors: lr negative or not finite. RETURN: self.
 function Optim:set_lr(lr) check(C.mr_optim_set_lr(handle(self), lr)) return self end
+--- The learning rate in force.
 function Optim:lr() return tonumber(C.mr_optim_get_lr(handle(self))) end
+--- The number of steps taken so far (t of Adam's bias corrections).
 function Optim:steps() return tonumber(C.mr_optim_steps(handle(self))) end
+--- Sets every parameter gradient of the network to 0 (net:zero_grad()):
+-- a step does not, so call it before each backward. RETURN: self.
 function Optim:zero_grad() self.net:zero_grad() return self end
+--- Frees the optimizer's state now (else the collector does); a later call
+-- on it raises "optimizer: freed".
 function Optim:free()
   local p = core.detach(self, 'optimizer: freed (optimizer:free()); build a new one')
   if p ~= nil then C.mr_optim_free(ffi.gc(p, nil)) end
@@ -325,6 +334,8 @@ local function hms(s)
   if h > 0 then return ('%d:%02d:%02d'):format(h, m, s % 60) end
   return ('%d:%02d'):format(m, s % 60)
 end
+--- A duration of s seconds as progress lines write it: 'M:SS' or 'H:MM:SS'
+-- (rounded to the second), '?' for NaN or inf.
 train.hms = hms
 
 -- A progress line on stderr: rewritten in place with \r on a terminal, else one

@@ -53,6 +53,7 @@ local common = {}
 common.SCORE = 'one of logit, log_softmax, softmax'
 
 local function sign(v) return (v > 0 and 1) or (v < 0 and -1) or 0 end
+--- sign(v): 1, −1 or 0 (0 for 0 and NaN), of a Lua number.
 common.sign = sign
 
 -- ------------------------------------------------- input checks and keys

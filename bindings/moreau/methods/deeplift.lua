@@ -11,10 +11,6 @@ local core = require 'moreau.core'
 local common = require 'moreau.methods.common'
 local C, check, handle = core.C, core.check, core.handle
 
---- The options of deeplift: only the common options baseline and score
--- (moreau.methods.common).
--- @table options
-
 local M = {
   name = 'deeplift',
   doc = 'DeepLIFT (Shrikumar et al. 2017): linear, rescale, max-pool and product rules; complete',
@@ -34,5 +30,15 @@ function M.explain(self, net, x, lab)
   check(C.mr_deeplift(handle(out), handle(net), handle(x), base and handle(base) or nil, lab))
   return out
 end
+
+-- The table of options is documented here, at the end of the file: followed
+-- by M's constructor, LDoc would list M's fields as the options.
+
+--- The options of deeplift: only the common options baseline and score
+-- (moreau.methods.common).
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- baseline = 0, score = 'logit'.
+-- @table options
 
 return M

@@ -6,10 +6,6 @@
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
---- The options of gradient: only the common option score
--- (moreau.methods.common).
--- @table options
-
 local M = {
   name = 'gradient',
   doc = 'simple gradient ∇f_c(x) (Simonyan et al. 2014)',
@@ -31,5 +27,15 @@ function M.explain_vjp(self, net, x, lab, u)
   local hv = common.hvp(net, x, lab, kind, U)
   return hv, E
 end
+
+-- The table of options is documented here, at the end of the file: followed
+-- by M's constructor, LDoc would list M's fields as the options.
+
+--- The options of gradient: only the common option score
+-- (moreau.methods.common).
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- score = 'logit'.
+-- @table options
 
 return M

@@ -4,10 +4,6 @@
 local oracle = require 'moreau.oracle'
 local common = require 'moreau.methods.common'
 
---- The options of input_x_gradient: only the common option score
--- (moreau.methods.common).
--- @table options
-
 local M = {
   name = 'input_x_gradient',
   doc = 'input times gradient x ⊙ ∇f_c(x)',
@@ -30,5 +26,15 @@ function M.explain_vjp(self, net, x, lab, u)
   local hv = common.hvp(net, x, lab, kind, U:clone():mul_(x))
   return hv:add_(U:clone():mul_(g)), E
 end
+
+-- The table of options is documented here, at the end of the file: followed
+-- by M's constructor, LDoc would list M's fields as the options.
+
+--- The options of input_x_gradient: only the common option score
+-- (moreau.methods.common).
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- score = 'logit'.
+-- @table options
 
 return M

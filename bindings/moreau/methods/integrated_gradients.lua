@@ -17,10 +17,14 @@ local common = require 'moreau.methods.common'
 -- options baseline, chunk, memory_budget and score (moreau.methods.common).
 -- `M.defaults` holds their default values, `M.defaults._domains` their
 -- domains.
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- baseline = 0, chunk = 0, memory_budget = 0, score = 'logit'.
 -- @table options
 -- @field steps points on the path from the baseline to x (at least 2 for trapezoid)
+-- (default: 50)
 -- @field rule quadrature rule of the path integral: 'riemann_right', 'trapezoid' or
--- 'gauss_legendre' (Gauss–Legendre nodes on [0, 1])
+-- 'gauss_legendre' (Gauss–Legendre nodes on [0, 1]) (default: 'riemann_right')
 
 local M = {
   name = 'integrated_gradients',

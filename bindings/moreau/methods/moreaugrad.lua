@@ -26,24 +26,35 @@ defaults._domains = prox.domains
 -- common options sigma, chunk, memory_budget, seed and score
 -- (moreau.methods.common). `M.defaults` holds their default values (the
 -- solver's, prox.defaults), `M.defaults._domains` their domains.
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- sigma = 0.1, chunk = 0, memory_budget = 0, seed = 0, score = 'logit'.
 -- @table options
 -- @field rho ρ of the Moreau envelope min_δ f(x + δ) + ‖δ‖²/(2ρ): larger, a smoother map
+-- (default: 1)
 -- @field gamma γ, the proximal-gradient step size: δ ← prox(δ − γ (g + δ/ρ))
--- @field T iterations of the solver
+-- (default: 0.1)
+-- @field T iterations of the solver (default: 300)
 -- @field m noise samples averaged per iteration (0: deterministic, the plain gradient at
--- x + δ)
--- @field K the map averages the last K iterates δ_{T−K+1..T} (the tail average); unset:
--- min(101, T)
+-- x + δ) (default: 32)
+-- @field K the map averages the last K iterates δ_{T−K+1..T} (the tail average)
+-- (default: unset, which is min(101, T))
 -- @field reg regularizer of δ: 'none', 'l1' (sparse, soft-threshold) or 'group'
--- (group-sparse)
+-- (group-sparse) (default: unset, which is 'group' when groups or group_size is
+-- given and eta is not 0, else 'l1' when eta > 0, else 'none')
 -- @field eta η, the weight of the regularizer (the prox threshold is γη)
+-- (default: unset, which is the authors' 5e-3 for reg = 'l1', 5e-2 for
+-- 'group', 0 for 'none')
 -- @field group_size side g of the g×g pixel groups of the group regularizer (over all
--- channels)
+-- channels) (default: unset, which is prox.default_group_size(H), about H/16)
 -- @field groups an explicit group map (prox.groups) instead of g×g blocks
+-- (default: unset)
 -- @field output 'gradient': the map −mean(δ)/ρ (MoreauGrad); 'delta': the mean δ itself
+-- (default: 'gradient')
 -- @field accelerated FISTA with restart instead of the plain proximal-gradient step
+-- (default: false)
 -- @field tol stop an image once ‖δ_{t+1} − δ_t‖ <= tol·max(1, ‖δ_t‖) (0: always run T
--- iterations)
+-- iterations) (default: 0)
 
 local M = {
   name = 'moreaugrad',

@@ -30,9 +30,13 @@ local C, check, handle = core.C, core.check, core.handle
 -- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
 -- `M.defaults` holds their default values, `M.defaults._domains` their
 -- domains.
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- samples = 50, sigma = 0.15, chunk = 0, memory_budget = 0, seed = 0,
+-- score = 'logit'.
 -- @table options
 -- @field variant 'mean' (SmoothGrad), 'square' (the mean of g²) or 'vargrad' (the
--- variance of g, VarGrad)
+-- variance of g, VarGrad) (default: 'mean')
 
 local M = {
   name = 'smoothgrad',

@@ -21,11 +21,15 @@ local smoothgrad = require 'moreau.methods.smoothgrad'
 -- sigma, chunk, memory_budget, seed and score (moreau.methods.common).
 -- `M.defaults` holds their default values, `M.defaults._domains` their
 -- domains.
+--
+-- Common options (@{moreau.methods.common}), with their defaults here:
+-- samples = 256, sigma = 0.1, chunk = 0, memory_budget = 0, seed = 0,
+-- score = 'logit'.
 -- @table options
 -- @field clip fraction of entries at or above the clip value τ (the (clip·d)-th largest
--- |g|), which count 1
+-- |g|), which count 1 (default: 0.01)
 -- @field keep fraction of entries kept per sample (those at or above the (keep·d)-th
--- largest |g|)
+-- largest |g|) (default: 0.1)
 
 local M = {
   name = 'sparsified_smoothgrad',

@@ -19,6 +19,13 @@ local function paint(values, h, w, f)
   return canvas.paint(w, h, function(i) return f(values[i + 1]) end)
 end
 
+-- maps.heatmap's work (level: as the caller's error() would take it, so viz.overlay's errors
+-- point at its own caller too)
+local function heatmap(map, opts, level)
+  local f = color.colormap(opts.cmap or 'gray', level + 1)
+  local t, h, w, q = norm.magnitude(map, opts, 'viz.heatmap', level + 1)
+  return paint(t, h, w, f), q
+end
 --- A map shown as the paper shows it: sum of |map| over channels, clipped at
 -- the 99th percentile, scaled to [0, 1], through a color map.
 -- ARGS: map (tensor (N, C, H, W); no NaN or inf);
@@ -26,13 +33,6 @@ end
 --         cmap = 'gray' (or 'viridis', 'bwr', or a function t -> r, g, b)}.
 -- RETURN: canvas (W x H), q (the clip value; 0 for an all-zero map, which is
 --   drawn as t = 0 everywhere).
--- (level: as the caller's error() would take it, so viz.overlay's errors
--- point at its own caller too)
-local function heatmap(map, opts, level)
-  local f = color.colormap(opts.cmap or 'gray', level + 1)
-  local t, h, w, q = norm.magnitude(map, opts, 'viz.heatmap', level + 1)
-  return paint(t, h, w, f), q
-end
 function maps.heatmap(map, opts)
   local cv, q = heatmap(map, opts or {}, 2) -- not a tail call: keeps the error level
   return cv, q
