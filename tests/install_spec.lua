@@ -109,21 +109,30 @@ int main(void)
 end)
 
 describe('the API reference', function()
-  it('builds from the doc comments with LDoc, without a warning, one page per module', function()
+  -- Builds the reference with LDoc into TMP/NAME (config.ld's text format,
+  -- scripts/ldoc_text.lua, is loaded from the root) and asserts it built
+  -- without a warning. RETURN: the folder and the source root, or nil (the
+  -- test is then pending) when ldoc is not installed.
+  local function build_reference(name)
     local p = io.popen('command -v ldoc')
     local ldoc = p:read('*l')
     p:close()
     if not ldoc then
       pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
-      return
+      return nil
     end
     local root = require('moreau.isolation').realpath(core.root)
-    local out = tmp .. '/api'
-    -- config.ld's text format (scripts/ldoc_text.lua) is loaded from the root
+    local out = tmp .. '/' .. name
     local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
     local log = q:read('*a')
     q:close()
     assert.truthy(log:find('rc=0', 1, true), log)
+    return out, root
+  end
+
+  it('builds from the doc comments with LDoc, without a warning, one page per module', function()
+    local out, root = build_reference('api')
+    if not out then return end
     for _, m in ipairs { 'moreau.tensor', 'moreau.nn', 'moreau.methods', 'moreau.prox', 'moreau.report',
       'moreau.experiment', 'moreau.viz' } do
       assert.truthy(lfs.attributes(out .. '/modules/' .. m .. '.html'), m)
@@ -153,19 +162,8 @@ describe('the API reference', function()
 
 
   it('documents every public function: each module table\'s and each object method in the sources', function()
-    local p = io.popen('command -v ldoc')
-    local ldoc = p:read('*l')
-    p:close()
-    if not ldoc then
-      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
-      return
-    end
-    local root = require('moreau.isolation').realpath(core.root)
-    local out = tmp .. '/api3'
-    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
-    local log = q:read('*a')
-    q:close()
-    assert.truthy(log:find('rc=0', 1, true), log)
+    local out, root = build_reference('api3')
+    if not out then return end
     local pages = anchors(out)
     local missing, seen = {}, 0
     -- 1. every function field of every module's table; a function reachable
@@ -247,19 +245,8 @@ describe('the API reference', function()
   end)
 
   it("shows each method's every option with its default, the methods' real defaults", function()
-    local p = io.popen('command -v ldoc')
-    local ldoc = p:read('*l')
-    p:close()
-    if not ldoc then
-      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
-      return
-    end
-    local root = require('moreau.isolation').realpath(core.root)
-    local out = tmp .. '/api4'
-    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
-    local log = q:read('*a')
-    q:close()
-    assert.truthy(log:find('rc=0', 1, true), log)
+    local out, root = build_reference('api4')
+    if not out then return end
     local options = require 'moreau.options'
     local function text(html)
       return (html:gsub('<[^>]+>', ''):gsub('%s+', ' '):gsub('&lt;', '<'):gsub('&gt;', '>'):gsub('&quot;', '"')
@@ -319,19 +306,8 @@ describe('the API reference', function()
   end
 
   it('shows whole first sentences as summaries, code examples as code, and each method\'s options', function()
-    local p = io.popen('command -v ldoc')
-    local ldoc = p:read('*l')
-    p:close()
-    if not ldoc then
-      pending('ldoc is not installed (scripts/setup installs Debian\'s lua-ldoc)')
-      return
-    end
-    local root = require('moreau.isolation').realpath(core.root)
-    local out = tmp .. '/api2'
-    local q = io.popen(('cd %q && LUA_PATH="./?.lua;;" ldoc --fatalwarnings --dir %q . 2>&1; echo "rc=$?"'):format(root, out))
-    local log = q:read('*a')
-    q:close()
-    assert.truthy(log:find('rc=0', 1, true), log)
+    local out, root = build_reference('api2')
+    if not out then return end
     -- summaries: a whole sentence, never cut after an abbreviation
     local all = summaries(out)
     assert.truthy(#all > 100, 'summaries found: ' .. #all)
