@@ -17,6 +17,7 @@ local models = require 'moreau.models'
 local metrics = require 'moreau.metrics'
 local gc = require 'helpers.gradcheck'
 local cli = require 'helpers.cli'
+local invariance = require 'helpers.invariance'
 -- Thread counts are compared here: the team must be the count asked for,
 -- not fewer threads because another process is busy (moreau.set_adaptive_threads).
 moreau.set_adaptive_threads(false)
@@ -228,49 +229,7 @@ describe('precision', function()
   -- entry and the bf16 kernels, like the float32 ones, never split a sum
   -- between threads or across the batch.)
   local function check_invariant(net, seed, what)
-    net:eval()
-    local function rows(n) local s = { n } for _, d in ipairs(net:input_shape()) do s[#s + 1] = d end return s end
-    local function orows(n) local s = { n } for _, d in ipairs(net:output_shape()) do s[#s + 1] = d end return s end
-    local data = {
-      x = T.randn(rows(64), { seed = seed, stream = 1 }), v = T.randn(rows(64), { seed = seed, stream = 2 }),
-      u = T.randn(orows(64), { seed = seed, stream = 3 }), w = T.randn(orows(64), { seed = seed, stream = 4 }),
-    }
-    local item = 41 -- 1-based: position 40
-    local function place(t, k, n)
-      local parts = {}
-      if k > 0 then parts[#parts + 1] = t:narrow(1, k) end
-      parts[#parts + 1] = t:select(item)
-      if n - k - 1 > 0 then parts[#parts + 1] = t:narrow(k + 1, n - 1) end
-      return T.cat(parts)
-    end
-    local before = C.mr_get_num_threads()
-    local ok, err = pcall(in_precision, 'bf16', function()
-      local ref
-      for _, threads in ipairs { 1, 2, 3 } do
-        C.mr_set_num_threads(threads)
-        for _, l in ipairs { { n = 1, k = 0 }, { n = 7, k = 3 }, { n = 64, k = 40 } } do
-          local b = {}
-          for name, t in pairs(data) do b[name] = l.n == 64 and t or place(t, l.k, l.n) end
-          local y = net:forward(b.x)
-          local gx = net:backward(b.u)
-          local _, dy = net:jvp(b.x, b.v)
-          local _, dgx = net:hvp_backward(b.u, b.w)
-          local r = { forward = y:select(l.k + 1), vjp = gx:select(l.k + 1), jvp = dy:select(l.k + 1),
-            hvp = dgx:select(l.k + 1) }
-          if not ref then
-            ref = r
-          else
-            for _, pass in ipairs { 'forward', 'vjp', 'jvp', 'hvp' } do
-              local d = r[pass]:max_abs_diff(ref[pass])
-              assert(d == 0, with_seed(seed, ('%s in bf16: %s of the item at position %d of %d on %d threads '
-                .. 'differs from the item alone on 1 thread by %.3g'):format(what, pass, l.k, l.n, threads, d)))
-            end
-          end
-        end
-      end
-    end)
-    C.mr_set_num_threads(before)
-    if not ok then error(err, 0) end
+    in_precision('bf16', function() invariance.check(net, seed, what .. ' in bf16') end)
   end
 
   local inv_cases = {
