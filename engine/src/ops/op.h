@@ -145,7 +145,12 @@ typedef struct mr_op_kernels {
     X(FLATTEN, flatten)                                   \
     X(DROPOUT, dropout)                                   \
     X(SOFTMAX, softmax)                                   \
-    X(LOG_SOFTMAX, log_softmax)
+    X(LOG_SOFTMAX, log_softmax)                           \
+    X(CLIP, clip)                                         \
+    X(HARDSIGMOID, hardsigmoid)                           \
+    X(HARDSWISH, hardswish)                               \
+    X(GELU, gelu)                                         \
+    X(ERF, erf)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
