@@ -81,8 +81,25 @@ def pooling():
                  F.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=cip))
 
 
+def layout():
+    x = draw((2, 3, 4, 5), 3)
+    case('reshape 3x4x5 to 6x10', 'reshape', {'shape': [6, -1]}, [x], x.reshape(2, 6, 10))
+    case('transpose 2,0,1', 'transpose', {'perm': [2, 0, 1]}, [x], x.permute(0, 3, 1, 2))
+    case('transpose 0,2,1', 'transpose', {'perm': [0, 2, 1]}, [x], x.permute(0, 1, 3, 2))
+    c = draw((1, 3, 2, 5), 4)
+    case('concat axis 1 with a constant', 'concat', {'axis': 1}, [x, c],
+         torch.cat([x, c.expand(2, 3, 2, 5)], dim=2))
+    case('slice axis 2 1::2', 'slice', {'axis': 2, 'start': 1, 'step': 2}, [x], x[:, :, :, 1::2])
+    case('slice axis 0 -2:', 'slice', {'axis': 0, 'start': -2}, [x], x[:, -2:])
+    case('gather axis 1 index 0 (class token)', 'gather', {'axis': 1, 'index': 0}, [x], x[:, :, 0])
+    case('pad zeros', 'pad', {'pads': [1, 0, 2, 0, 3, 1]}, [x], F.pad(x, (2, 1, 0, 3, 1, 0)))
+    case('pad reflect', 'pad', {'pads': [0, 2, 3, 0, 1, 4], 'pad_mode': 1}, [x],
+         F.pad(x, (3, 4, 2, 1)[:4], mode='reflect'))
+
+
 activations()
 pooling()
+layout()
 
 print('-- PyTorch %s references for tests/ops_imported_spec.lua' % torch.__version__)
 print('-- written by scripts/make_imported_op_fixtures.py: do not edit')

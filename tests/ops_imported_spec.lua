@@ -155,6 +155,114 @@ describe('imported activations', function()
   end)
 end)
 
+-- ------------------------------------------------------------- layout
+
+describe('layout ops', function()
+  -- Each network puts a curved op (tanh) before and after the op under test,
+  -- so that the VJP tangent has a second-order term to carry through it.
+  local cases = {
+    { 'reshape to 6x8', { 3, 4, 4 }, function(b, x) return b:op('reshape', { x }, nil, { shape = { 6, -1 } }) end },
+    { 'reshape to 48', { 2, 3, 8 }, function(b, x) return b:op('reshape', { x }, nil, { shape = { 48 } }) end },
+    { 'transpose 2,0,1', { 3, 4, 5 }, function(b, x) return b:op('transpose', { x }, nil, { perm = { 2, 0, 1 } }) end },
+    { 'transpose 1,0', { 4, 6 }, function(b, x) return b:op('transpose', { x }, nil, { perm = { 1, 0 } }) end },
+    { 'transpose 0,2,1', { 2, 3, 5 }, function(b, x) return b:op('transpose', { x }, nil, { perm = { 0, 2, 1 } }) end },
+    { 'concat axis 0 of two branches', { 3, 4, 4 }, function(b, x)
+      return b:op('concat', { b:op('sigmoid', { x }), x }, nil, { axis = 0 }) end },
+    { 'concat axis -1, one input twice', { 3, 5 }, function(b, x) return b:op('concat', { x, x }, nil, { axis = -1 }) end },
+    { 'concat axis 1 of a slice and the input', { 2, 3, 4 }, function(b, x)
+      local s = b:op('slice', { x }, nil, { axis = 1, start = 1, ['end'] = 3 })
+      return b:op('concat', { s, x }, nil, { axis = 1 }) end },
+    { 'slice axis 2 step 2', { 2, 3, 7 }, function(b, x)
+      return b:op('slice', { x }, nil, { axis = 2, start = 1, step = 2 }) end },
+    { 'slice negative start, huge end', { 5, 4 }, function(b, x)
+      return b:op('slice', { x }, nil, { axis = 0, start = -3, ['end'] = 2 ^ 62 }) end },
+    { 'gather the class token', { 5, 4 }, function(b, x) return b:op('gather', { x }, nil, { axis = 0, index = 0 }) end },
+    { 'gather index -1 of axis 2', { 2, 3, 4 }, function(b, x) return b:op('gather', { x }, nil, { axis = 2, index = -1 }) end },
+    { 'pad zeros', { 2, 3, 4 }, function(b, x) return b:op('pad', { x }, nil, { pads = { 0, 1, 2, 1, 0, 3 } }) end },
+    { 'pad reflect', { 2, 4, 5 }, function(b, x)
+      return b:op('pad', { x }, nil, { pads = { 0, 3, 2, 0, 2, 4 }, pad_mode = 1 }) end },
+    { 'pad reflect 1-D', { 5 }, function(b, x) return b:op('pad', { x }, nil, { pads = { 4, 0, 0, 3 }, pad_mode = 1 }) end },
+  }
+  for i, c in ipairs(cases) do
+    it(c[1] .. ': VJP, JVP and VJP tangent match finite differences', function()
+      local seed = 50 + i
+      local r = fdcheck(c[1], {
+        input = c[2], batch = 2, seed = seed,
+        build = function(b, x) return b:op('tanh', { c[3](b, b:op('tanh', { x })) }) end,
+      })
+      assert.is_true(r.hvp_norm > 0)
+    end)
+  end
+
+  it('constant: the parameter broadcast over the batch, its gradient the batch sum, none to the input', function()
+    local b = nn.builder({ 3 })
+    local p = b:param('token', { 2, 3 }, 'weight', function(t)
+      for j = 0, 5 do t:data()[j] = j + 1 end
+    end)
+    local net = b:build(b:op('constant', { b.input }, { p }))
+    assert.are.same({ 2, 3 }, net:output_shape())
+    local y = net:forward(T.randn({ 2, 3 }, { seed = 3 }))
+    assert.are.same({ 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6 }, y:totable())
+    net:zero_grad()
+    local gy = T.from({ 1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60 }, { 2, 2, 3 })
+    local gx = net:backward(gy, { params = true })
+    assert.are.same({ 0, 0, 0, 0, 0, 0 }, gx:totable())
+    assert.are.same({ 11, 22, 33, 44, 55, 66 }, net:grad('token'):totable())
+    local _, dy = net:jvp(T.randn({ 2, 3 }, { seed = 3 }), T.ones { 2, 3 })
+    assert.are.same({ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, dy:totable())
+    -- constant + the input: the parameter gradient by finite differences too
+    local net2 = gc.net { input = { 2, 3 }, seed = 4, build = function(bb, x)
+      local q = bb:param('pos', { 2, 3 }, 'weight', { uniform = 1 })
+      return bb:op('tanh', { bb:add(x, bb:op('constant', { x }, { q })) })
+    end }
+    local pr = gc.check_params(net2, { seed = 4 })
+    assert.is_true(pr.pos < 1e-3, 'seed 4: parameter gradient error ' .. pr.pos)
+    fdcheck('constant + input', { net = net2, batch = 2, seed = 4 })
+  end)
+
+  it('shapes and refusals name the problem', function()
+    local b = nn.builder({ 2, 3, 4 })
+    local function shape(op, attrs) return b:shape(b:op(op, { b.input }, nil, attrs)) end
+    assert.are.same({ 4, 6 }, shape('reshape', { shape = { -1, 6 } }))
+    assert.are.same({ 4, 2, 3 }, shape('transpose', { perm = { 2, 0, 1 } }))
+    assert.are.same({ 2, 3, 2 }, shape('slice', { axis = -1, start = 1, step = 2 }))
+    assert.are.same({ 2, 3, 1 }, shape('slice', { axis = 2, start = -1 }))
+    assert.are.same({ 2, 4 }, shape('gather', { axis = 1, index = 2 }))
+    assert.are.same({ 2, 6, 5 }, shape('pad', { pads = { 0, 1, 0, 0, 2, 1 } }))
+    local e = function(...) return build_error({ 2, 3, 4 }, ...) end
+    assert.matches('reshape: Nx2x3x4 has 24 entries per sample, the shape Nx2x2x5 20', e('reshape', { shape = { 2, 2, 5 } }), 1, true)
+    assert.matches('reshape: the shape holds more than the 24 entries per sample of Nx2x3x4 (dim 1 is 5)',
+      e('reshape', { shape = { 5, 5 } }), 1, true)
+    assert.matches('reshape: 24 entries of Nx2x3x4 do not split into parts of 5', e('reshape', { shape = { 5, -1 } }), 1, true)
+    assert.matches('reshape: shape_ndim must be 1..3', e('reshape', {}), 1, true)
+    assert.matches('reshape: dim 1 of the shape must be positive or the one -1, got -1', e('reshape', { shape = { -1, -1 } }), 1, true)
+    assert.matches('transpose: perm must be a permutation of the 3 per-sample dims of Nx2x3x4, got 0 at 1',
+      e('transpose', { perm = { 0, 0, 1 } }), 1, true)
+    assert.matches('slice: axis 3 is not a per-sample axis of Nx2x3x4', e('slice', { axis = 3 }), 1, true)
+    assert.matches('slice: [3:0] of axis 1 of Nx2x3x4 is empty', e('slice', { axis = 1, start = 3 }), 1, true)
+    assert.matches('slice: step must be positive', e('slice', { step = -1 }), 1, true)
+    assert.matches('gather: index 4 is outside axis 2 of Nx2x3x4', e('gather', { axis = 2, index = 4 }), 1, true)
+    assert.matches('gather: the input needs 2..3 per-sample dims', build_error({ 5 }, 'gather', {}), 1, true)
+    assert.matches('pad: reflect pads must be below the dim, got 3 and 0 for dim 1 of Nx2x3x4',
+      e('pad', { pads = { 0, 3, 0, 0, 0, 0 }, pad_mode = 1 }), 1, true)
+    assert.matches('pad: pads must be >= 0 (no cropping)', e('pad', { pads = { -1 } }), 1, true)
+    assert.matches('pad: pads name dim 1, but Nx5 has 1 per-sample dims',
+      build_error({ 5 }, 'pad', { pads = { 0, 1 } }), 1, true)
+    assert.matches('pad: pad_mode must be 0 (zeros) or 1 (reflect), got 2', e('pad', { pad_mode = 2 }), 1, true)
+    local ok, err = pcall(function()
+      local bb = nn.builder({ 2, 3 })
+      bb:op('concat', { bb.input, bb:op('transpose', { bb.input }, nil, { perm = { 1, 0 } }) }, nil, { axis = 0 })
+    end)
+    assert.is_false(ok)
+    assert.matches('concat: inputs must agree but along axis 0, got Nx2x3 and Nx3x2', err, 1, true)
+    ok, err = pcall(function()
+      local bb = nn.builder({ 2 })
+      bb:op('constant', { bb.input }, { bb:param('w', { 1, 2, 3, 4 }, 'weight') })
+    end)
+    assert.matches('constant: the parameter is the per-sample value (1..3 dims), got 1x2x3x4', err, 1, true)
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input

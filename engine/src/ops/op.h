@@ -150,7 +150,14 @@ typedef struct mr_op_kernels {
     X(HARDSIGMOID, hardsigmoid)                           \
     X(HARDSWISH, hardswish)                               \
     X(GELU, gelu)                                         \
-    X(ERF, erf)
+    X(ERF, erf)                                           \
+    X(RESHAPE, reshape)                                   \
+    X(TRANSPOSE, transpose)                               \
+    X(CONCAT, concat)                                     \
+    X(SLICE, slice)                                       \
+    X(GATHER, gather)                                     \
+    X(PAD, pad)                                           \
+    X(CONSTANT, constant)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
