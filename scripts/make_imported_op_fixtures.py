@@ -97,9 +97,25 @@ def layout():
          F.pad(x, (3, 4, 2, 1)[:4], mode='reflect'))
 
 
+def normalization():
+    x = draw((2, 3, 4, 6), 5, 2.0)
+    w, b = draw((6,), 6), draw((6,), 7)
+    case('layernorm eps 1e-6 (ViT, ConvNeXt)', 'layernorm', {'eps': 1e-6}, [x],
+         F.layer_norm(x, (6,), w, b, 1e-6), params=[('ln.weight', w), ('ln.bias', b)])
+    case('layernorm without parameters', 'layernorm', {}, [x], F.layer_norm(x, (6,), eps=1e-5))
+    case('reduce_mean axes 1,2 keepdims', 'reduce_mean', {'axes': 6, 'keepdims': 1}, [x],
+         x.mean(dim=(2, 3), keepdim=True))
+    case('reduce_mean axis 0', 'reduce_mean', {'axes': 1}, [x], x.mean(dim=1))
+    case('reduce_mean all', 'reduce_mean', {}, [x], x.mean(dim=(1, 2, 3)).reshape(2, 1))
+    case('softmax axis -1', 'softmax', {'axis': -1}, [x], F.softmax(x, dim=-1))
+    case('softmax axis 1', 'softmax', {'axis': 1}, [x], F.softmax(x, dim=2))
+    case('log_softmax axis 2', 'log_softmax', {'axis': 2}, [x], F.log_softmax(x, dim=3))
+
+
 activations()
 pooling()
 layout()
+normalization()
 
 print('-- PyTorch %s references for tests/ops_imported_spec.lua' % torch.__version__)
 print('-- written by scripts/make_imported_op_fixtures.py: do not edit')

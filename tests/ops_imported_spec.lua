@@ -263,6 +263,88 @@ describe('layout ops', function()
   end)
 end)
 
+-- ------------------------------------------------------------- normalization
+
+describe('layernorm, reduce_mean and softmax over an axis', function()
+  local function ln(b, x, d, nparams, eps)
+    local ps = {}
+    if nparams >= 1 then ps[1] = b:param('ln.weight', { d }, 'weight', { uniform = 1.5 }) end
+    if nparams >= 2 then ps[2] = b:param('ln.bias', { d }, 'weight', { uniform = 1 }) end
+    return b:op('layernorm', { x }, ps, { eps = eps })
+  end
+  local cases = {
+    { 'layernorm weight and bias', { 3, 4, 5 }, function(b, x) return ln(b, x, 5, 2) end },
+    { 'layernorm weight only, eps 1e-6', { 7, 6 }, function(b, x) return ln(b, x, 6, 1, 1e-6) end },
+    { 'layernorm without parameters, 1-D', { 9 }, function(b, x) return ln(b, x, 9, 0) end },
+    { 'reduce_mean all axes', { 3, 4, 5 }, function(b, x) return b:op('reduce_mean', { x }) end },
+    { 'reduce_mean axes 1,2 keepdims', { 3, 4, 5 }, function(b, x)
+      return b:op('reduce_mean', { x }, nil, { axes = 6, keepdims = 1 }) end },
+    { 'reduce_mean axis 0', { 3, 4, 5 }, function(b, x) return b:op('reduce_mean', { x }, nil, { axes = 1 }) end },
+    { 'reduce_mean axis 1 of 2', { 6, 4 }, function(b, x) return b:op('reduce_mean', { x }, nil, { axes = 2 }) end },
+    { 'softmax axis -1', { 2, 3, 4 }, function(b, x) return b:op('softmax', { x }, nil, { axis = -1 }) end },
+    { 'softmax axis 1', { 2, 3, 4 }, function(b, x) return b:op('softmax', { x }, nil, { axis = 1 }) end },
+    { 'log_softmax axis 2', { 2, 3, 4 }, function(b, x) return b:op('log_softmax', { x }, nil, { axis = 2 }) end },
+  }
+  for i, c in ipairs(cases) do
+    it(c[1] .. ': VJP, JVP and VJP tangent match finite differences', function()
+      local seed = 70 + i
+      local r = fdcheck(c[1], {
+        input = c[2], batch = 2, seed = seed,
+        build = function(b, x) return b:op('tanh', { c[3](b, x) }) end,
+      })
+      assert.is_true(r.hvp_norm > 0)
+      local pr = gc.check_params(r.net, { seed = seed })
+      for name, err in pairs(pr) do
+        assert(err < TOL, ('%s (seed %d): gradient of %s off by %g'):format(c[1], seed, name, err))
+      end
+    end)
+  end
+
+  it('layernorm normalizes each row: mean 0, variance 1 / (1 + eps / var)', function()
+    local x = T.randn({ 3, 4, 8 }, { seed = 9, std = 3 })
+    local y = one_op_net({ 4, 8 }, 'layernorm', {}):forward(x)
+    local p, q = x:data(), y:data()
+    for row = 0, 11 do
+      local m, v, my, vy = 0, 0, 0, 0
+      for k = 0, 7 do m = m + p[row * 8 + k] / 8 end
+      for k = 0, 7 do v = v + (p[row * 8 + k] - m) ^ 2 / 8 end
+      for k = 0, 7 do my = my + q[row * 8 + k] / 8 end
+      for k = 0, 7 do vy = vy + (q[row * 8 + k] - my) ^ 2 / 8 end
+      assert(math.abs(my) < 1e-6, 'seed 9: row mean ' .. my)
+      assert(math.abs(vy - v / (v + 1e-5)) < 1e-5, 'seed 9: row variance ' .. vy)
+    end
+  end)
+
+  it('softmax axis 0 is the default: the same bits as before', function()
+    local x = T.randn({ 2, 3, 4, 5 }, { seed = 10 })
+    local a = one_op_net({ 3, 4, 5 }, 'softmax', {}):forward(x)
+    local b = one_op_net({ 3, 4, 5 }, 'softmax', { axis = -3 }):forward(x)
+    assert.are.same(a:totable(), b:totable())
+  end)
+
+  it('refusals name the problem', function()
+    assert.matches('softmax: axis 3 is not a per-sample axis of Nx2x3x4', build_error({ 2, 3, 4 }, 'softmax', { axis = 3 }), 1, true)
+    assert.matches('log_softmax: axis -4 is not a per-sample axis of Nx2x3x4',
+      build_error({ 2, 3, 4 }, 'log_softmax', { axis = -4 }), 1, true)
+    assert.matches('reduce_mean: axes (bit i: per-sample axis i) must name axes of Nx2x3, got 4',
+      build_error({ 2, 3 }, 'reduce_mean', { axes = 4 }), 1, true)
+    assert.matches('reduce_mean: keepdims must be 0 or 1, got 2', build_error({ 2, 3 }, 'reduce_mean', { keepdims = 2 }), 1, true)
+    assert.matches('layernorm: eps must be finite and >= 0 (0 means 1e-5), got -1',
+      build_error({ 2, 3 }, 'layernorm', { eps = -1 }), 1, true)
+    local ok, err = pcall(function()
+      local b = nn.builder({ 2, 3 })
+      b:op('layernorm', { b.input }, { b:param('w', { 2 }, 'weight') })
+    end)
+    assert.is_false(ok)
+    assert.matches('layernorm: weight must be (3), the last dim of Nx2x3, got 2', err, 1, true)
+    local b = nn.builder({ 2, 3, 4 })
+    assert.are.same({ 1 }, b:shape(b:op('reduce_mean', { b.input })))
+    assert.are.same({ 1, 1, 1 }, b:shape(b:op('reduce_mean', { b.input }, nil, { keepdims = 1 })))
+    assert.are.same({ 2 }, b:shape(b:op('reduce_mean', { b.input }, nil, { axes = 6 })))
+    assert.are.same({ 2, 1, 4 }, b:shape(b:op('reduce_mean', { b.input }, nil, { axes = 2, keepdims = 1 })))
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input

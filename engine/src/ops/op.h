@@ -157,7 +157,9 @@ typedef struct mr_op_kernels {
     X(SLICE, slice)                                       \
     X(GATHER, gather)                                     \
     X(PAD, pad)                                           \
-    X(CONSTANT, constant)
+    X(CONSTANT, constant)                                 \
+    X(LAYERNORM, layernorm)                               \
+    X(REDUCE_MEAN, reduce_mean)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
