@@ -112,10 +112,21 @@ def normalization():
     case('log_softmax axis 2', 'log_softmax', {'axis': 2}, [x], F.log_softmax(x, dim=3))
 
 
+def products():
+    a = draw((2, 2, 3, 4), 8)
+    b = draw((1, 2, 4, 5), 9)
+    case('matmul batched with a constant operand', 'matmul', {}, [a, b], torch.matmul(a, b.expand(2, 2, 4, 5)))
+    x = draw((2, 3, 4), 10)
+    w, bias = draw((4, 6), 11), draw((6,), 12)
+    case('matmul_param weight and bias', 'matmul_param', {}, [x], torch.matmul(x, w) + bias,
+         params=[('fc.weight', w), ('fc.bias', bias)])
+
+
 activations()
 pooling()
 layout()
 normalization()
+products()
 
 print('-- PyTorch %s references for tests/ops_imported_spec.lua' % torch.__version__)
 print('-- written by scripts/make_imported_op_fixtures.py: do not edit')

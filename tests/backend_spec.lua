@@ -74,6 +74,9 @@ local function all_ops_net()
   h = b:op('layernorm', { h }, { b:param('ln.weight', { 2 }, 'weight', { uniform = 1 }),
     b:param('ln.bias', { 2 }, 'weight', { uniform = 1 }) })
   h = b:op('softmax', { h }, nil, { axis = -1 })
+  h = b:op('matmul', { h, h })
+  h = b:op('matmul_param', { h }, { b:param('mm.weight', { 2, 2 }, 'weight', { uniform = 1 }),
+    b:param('mm.bias', { 2 }, 'weight', { uniform = 1 }) })
   h = b:avgpool2d(h, 2)
   h = b:op('reduce_mean', { h }, nil, { axes = 6, keepdims = 1 })
   h = b:adaptive_avgpool2d(h, { 1, 1 })
@@ -187,9 +190,10 @@ describe('backends', function()
     end
     -- the workspace came from the backend; the fan-out sums (h feeds three
     -- consumers: two adds per reverse pass, backward and hvp: gy and dgy;
-    -- the input of concat feeds two: one add per pass) too
+    -- the inputs of concat and of matmul (h h) feed two each: one add per
+    -- pass each) too
     assert.is_true(tonumber(counting.mr_counting_calls('alloc')) > 0)
-    assert.are.equal(2 + 2 * 2 + (1 + 2), tonumber(counting.mr_counting_calls('add')))
+    assert.are.equal(2 + 2 * 2 + 2 * (1 + 2), tonumber(counting.mr_counting_calls('add')))
     assert.is_true(tonumber(counting.mr_counting_calls('copy')) > 0)
   end)
 

@@ -345,6 +345,100 @@ describe('layernorm, reduce_mean and softmax over an axis', function()
   end)
 end)
 
+-- ------------------------------------------------------------- products
+
+describe('matmul and matmul_param', function()
+  local function T_(b, x, perm) return b:op('transpose', { x }, nil, { perm = perm }) end
+  local cases = {
+    { 'matmul batched (2x3x4 by 2x4x3), both activations', { 2, 3, 4 }, function(b, x)
+      return b:op('matmul', { x, T_(b, b:op('tanh', { x }), { 0, 2, 1 }) }) end },
+    { 'matmul 2-D (3x4 by 4x3)', { 3, 4 }, function(b, x)
+      return b:op('matmul', { b:op('sigmoid', { x }), T_(b, x, { 1, 0 }) }) end },
+    { 'matmul of an input with itself (x x)', { 2, 3, 3 }, function(b, x) return b:op('matmul', { x, x }) end },
+    { 'matmul with a constant operand', { 3, 4 }, function(b, x)
+      local w = b:param('w', { 4, 5 }, 'weight', { uniform = 1 })
+      return b:op('matmul', { x, b:op('constant', { x }, { w }) }) end },
+    { 'matmul_param weight and bias, 3-D tokens', { 2, 3, 4 }, function(b, x)
+      return b:op('matmul_param', { x }, { b:param('fc.weight', { 4, 70 }, 'weight', { uniform = 0.5 }),
+        b:param('fc.bias', { 70 }, 'weight', { uniform = 0.5 }) }) end },
+    { 'matmul_param weight only, 2-D, more than one row block', { 70, 3 }, function(b, x)
+      return b:op('matmul_param', { x }, { b:param('fc.weight', { 3, 2 }, 'weight', { uniform = 0.5 }) }) end },
+  }
+  for i, c in ipairs(cases) do
+    it(c[1] .. ': VJP, JVP and VJP tangent match finite differences', function()
+      local seed = 90 + i
+      local r = fdcheck(c[1], {
+        input = c[2], batch = 2, seed = seed,
+        build = function(b, x) return b:op('tanh', { c[3](b, x) }) end,
+      })
+      assert.is_true(r.hvp_norm > 0)
+      local pr = gc.check_params(r.net, { seed = seed, max_entries = 60 })
+      for name, err in pairs(pr) do
+        assert(err < TOL, ('%s (seed %d): gradient of %s off by %g'):format(c[1], seed, name, err))
+      end
+    end)
+  end
+
+  it('matmul of two activations: the HVP of <u, a b> is the bilinear cross term, exactly', function()
+    -- f = <u, x x^T>: with no curvature but the cross term, dgx = u dx + u^T dx (closed form)
+    local b = nn.builder({ 3, 2 })
+    local net = b:build(b:op('matmul', { b.input, T_(b, b.input, { 1, 0 }) }))
+    local x = T.randn({ 1, 3, 2 }, { seed = 12 })
+    local v = T.randn({ 1, 3, 2 }, { seed = 12, stream = 2 })
+    local u = T.randn({ 1, 3, 3 }, { seed = 12, stream = 3 })
+    net:jvp(x, v)
+    local _, dgx = net:hvp_backward(u, T.zeros { 1, 3, 3 })
+    local U, V = u:totable(), v:totable() -- flat, row-major
+    local want = {}
+    for i = 1, 3 do
+      for j = 1, 2 do
+        local s = 0
+        for k = 1, 3 do s = s + (U[(i - 1) * 3 + k] + U[(k - 1) * 3 + i]) * V[(k - 1) * 2 + j] end
+        want[#want + 1] = s
+      end
+    end
+    assert_close(dgx, want, 1e-5, 1e-6, 'seed 12: x x^T HVP')
+  end)
+
+  it('DeepLIFT through matmul (bilinear rule) and matmul_param (linear rule) sums to the output change', function()
+    local b = nn.builder({ 3, 4 }, { seed = 13 })
+    local h = b:op('matmul_param', { b.input }, { b:param('w', { 4, 4 }, 'weight', { uniform = 1 }) })
+    h = b:op('matmul', { h, T_(b, b:op('tanh', { b.input }), { 1, 0 }) })
+    local net = b:build(b:op('reshape', { h }, nil, { shape = { 9 } }))
+    local x = T.randn({ 2, 3, 4 }, { seed = 13 })
+    local targets = { 2, 7 }
+    local attr = require('moreau.methods').create('deeplift', {}):explain(net, x, targets)
+    local y, y0 = net:forward(x):clone(), net:forward(T.zeros { 2, 3, 4 }):clone()
+    local a = attr:data()
+    for n = 0, 1 do
+      local s = 0
+      for i = 0, 11 do s = s + a[n * 12 + i] end
+      local want = y:data()[n * 9 + targets[n + 1]] - y0:data()[n * 9 + targets[n + 1]]
+      assert(math.abs(s - want) <= 1e-5 * (1 + math.abs(want)),
+        ('seed 13: item %d attributions sum to %.9g, the output changed by %.9g'):format(n, s, want))
+    end
+  end)
+
+  it('refusals name the shapes', function()
+    local ok, err = pcall(function()
+      local b = nn.builder({ 3, 4 })
+      b:op('matmul', { b.input, b.input })
+    end)
+    assert.is_false(ok)
+    assert.matches('matmul: inputs must be NxBxnxk and NxBxkxm (or Nxnxk and Nxkxm), got Nx3x4 and Nx3x4', err, 1, true)
+    ok, err = pcall(function()
+      local b = nn.builder({ 3, 4 })
+      b:op('matmul_param', { b.input }, { b:param('w', { 3, 4 }, 'weight') })
+    end)
+    assert.matches('matmul_param: weight must be (4, m) for input Nx3x4, got 3x4', err, 1, true)
+    ok, err = pcall(function()
+      local b = nn.builder({ 3, 4 })
+      b:op('matmul_param', { b.input }, { b:param('w', { 4, 5 }, 'weight'), b:param('b', { 4 }, 'weight') })
+    end)
+    assert.matches('matmul_param: bias must be (5), got 4', err, 1, true)
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input

@@ -159,7 +159,9 @@ typedef struct mr_op_kernels {
     X(PAD, pad)                                           \
     X(CONSTANT, constant)                                 \
     X(LAYERNORM, layernorm)                               \
-    X(REDUCE_MEAN, reduce_mean)
+    X(REDUCE_MEAN, reduce_mean)                           \
+    X(MATMUL, matmul)                                     \
+    X(MATMUL_PARAM, matmul_param)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
