@@ -51,8 +51,9 @@ def lua_value(v):
 CASES = []
 
 
-def case(name, op, attrs, xs, y, params=None):
-    CASES.append(dict(name=name, op=op, attrs=attrs, xs=xs, y=y, params=params or []))
+def case(name, op, attrs, xs, y, params=None, exact=False):
+    """exact: y is PyTorch's float32 result, which the engine must match bit for bit."""
+    CASES.append(dict(name=name, op=op, attrs=attrs, xs=xs, y=y, params=params or [], exact=exact))
 
 
 def activations():
@@ -122,11 +123,29 @@ def products():
          params=[('fc.weight', w), ('fc.bias', bias)])
 
 
+def parameter_operands():
+    x = draw((2, 3, 4, 5), 13)
+    mean = torch.tensor([0.485, 0.456, 0.406]).reshape(3, 1, 1).float().double()
+    std = torch.tensor([0.229, 0.224, 0.225]).reshape(3, 1, 1).float().double()
+    half = torch.tensor([0.5]).float().double()
+    pos = draw((4, 5), 14)
+    # float32 operations, as the engine and PyTorch at float32: each one rounded once
+    x32 = x.float()
+    case('sub_param per channel (ImageNet mean)', 'sub_param', {}, [x], (x32 - mean.float()).double(),
+         params=[('mean', mean)], exact=True)
+    case('div_param per channel (ImageNet std)', 'div_param', {}, [x], (x32 / std.float()).double(),
+         params=[('std', std)], exact=True)
+    case('mul_param scalar', 'mul_param', {}, [x], (x32 * half.float()).double(), params=[('half', half)], exact=True)
+    case('add_param (tokens, dim) embedding', 'add_param', {}, [x], (x32 + pos.float()).double(),
+         params=[('pos', pos)], exact=True)
+
+
 activations()
 pooling()
 layout()
 normalization()
 products()
+parameter_operands()
 
 print('-- PyTorch %s references for tests/ops_imported_spec.lua' % torch.__version__)
 print('-- written by scripts/make_imported_op_fixtures.py: do not edit')
@@ -135,6 +154,7 @@ for c in CASES:
     print('  {')
     print('    name = "%s",' % c['name'])
     print('    op = "%s",' % c['op'])
+    print('    exact = %s,' % lua_value(c['exact']))
     print('    attrs = %s,' % lua_value(c['attrs']))
     print('    inputs = {')
     for x in c['xs']:

@@ -439,6 +439,63 @@ describe('matmul and matmul_param', function()
   end)
 end)
 
+-- ------------------------------------------------------------- parameter operands
+
+describe('add_param, sub_param, mul_param, div_param (broadcast parameter)', function()
+  -- P in ±[0.5, 1.5]: away from 0, so that div_param is smooth over the differences
+  local function fill_p(seed)
+    return function(t)
+      local u = T.randn(t:shape(), { seed = seed, stream = 9 }):data()
+      local p = t:data()
+      for j = 0, t:numel() - 1 do p[j] = (u[j] < 0 and -1 or 1) * (0.5 + math.min(math.abs(u[j]), 1)) end
+    end
+  end
+  local shapes = { { 1 }, { 3, 1, 1 }, { 4 }, { 4, 1 }, { 3, 4, 4 }, { 1, 4, 4 } }
+  for _, op in ipairs { 'add_param', 'sub_param', 'mul_param', 'div_param' } do
+    for si, ps in ipairs(shapes) do
+      local label = op .. ' by a ' .. table.concat(ps, 'x') .. ' parameter'
+      it(label .. ': VJP, JVP, VJP tangent and the parameter gradient match finite differences', function()
+        local seed = 110 + si
+        local r = fdcheck(label, {
+          input = { 3, 4, 4 }, batch = 2, seed = seed,
+          build = function(b, x)
+            return b:op('tanh', { b:op(op, { x }, { b:param('p', ps, 'weight', fill_p(seed)) }) })
+          end,
+        })
+        assert.is_true(r.hvp_norm > 0)
+        local pr = gc.check_params(r.net, { seed = seed })
+        assert(pr.p and pr.p < TOL, ('%s (seed %d): parameter gradient off by %s'):format(label, seed, tostring(pr.p)))
+      end)
+    end
+  end
+
+  it('is one float operation per entry, as PyTorch: x / p is divided, not multiplied by 1/p', function()
+    local b = nn.builder({ 3 })
+    local p = b:param('p', { 3 }, 'buffer', function(t) t:data()[0], t:data()[1], t:data()[2] = 3, 7, 10 end)
+    local net = b:build(b:op('div_param', { b.input }, { p }))
+    local xs = { 1, 1, 3 }
+    local y = net:forward(T.from(xs, { 1, 3 }))
+    for i, d in ipairs { 3, 7, 10 } do
+      local want = tonumber(ffi.new('float', xs[i] / d)) -- the correctly rounded float quotient
+      assert.are.equal(want, y:data()[i - 1])
+    end
+  end)
+
+  it('refuses a parameter that does not broadcast', function()
+    local function err_of(ps)
+      local ok, err = pcall(function()
+        local b = nn.builder({ 3, 4, 4 })
+        b:op('mul_param', { b.input }, { b:param('p', ps, 'buffer') })
+      end)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches('mul_param: the parameter (3) must broadcast into the input\'s per-sample shape Nx3x4x4 (trailing dims 1 or equal)',
+      err_of({ 3 }), 1, true)
+    assert.matches('mul_param: the parameter (2x3x4x4)', err_of({ 2, 3, 4, 4 }), 1, true)
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input
@@ -477,8 +534,13 @@ describe('imported ops against PyTorch (float64 references)', function()
       local net = fixture_net(c)
       local y = net:forward(T.from(c.inputs[1].data, c.inputs[1].shape))
       assert.are.same(c.y.shape, y:shape(), c.name .. ': output shape')
-      -- float32 computation rounded once (or a float32 sum) against float64
-      assert_close(y, c.y.data, 2e-6, 1e-6, c.name)
+      -- float32 computation rounded once (or a float32 sum) against float64;
+      -- single float operations (exact) bit for bit against PyTorch's float32
+      if c.exact then
+        assert_close(y, c.y.data, 0, 0, c.name)
+      else
+        assert_close(y, c.y.data, 2e-6, 1e-6, c.name)
+      end
     end
   end)
 end)

@@ -161,7 +161,11 @@ typedef struct mr_op_kernels {
     X(LAYERNORM, layernorm)                               \
     X(REDUCE_MEAN, reduce_mean)                           \
     X(MATMUL, matmul)                                     \
-    X(MATMUL_PARAM, matmul_param)
+    X(MATMUL_PARAM, matmul_param)                         \
+    X(ADD_PARAM, add_param)                               \
+    X(SUB_PARAM, sub_param)                               \
+    X(MUL_PARAM, mul_param)                               \
+    X(DIV_PARAM, div_param)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
