@@ -32,7 +32,10 @@ def lua_num(v):
     return repr(float(v))
 
 
-def lua_list(t):
+def lua_list(t, short=False):
+    """short: the values are float32 (inputs, parameters), which 9 digits give exactly."""
+    if short:
+        return '{ ' + ', '.join('%.9g' % v for v in t.flatten().tolist()) + ' }'
     return '{ ' + ', '.join(lua_num(v) for v in t.flatten().tolist()) + ' }'
 
 
@@ -71,7 +74,7 @@ def activations():
 
 def pooling():
     # ceil mode: PyTorch's rule, the last window starts inside the input or its left padding
-    x = draw((2, 2, 7, 6), 2)
+    x = draw((1, 2, 7, 6), 2)
     for k, s, p in ((3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 3, 1)):
         attrs = {'kernel': k, 'stride': s, 'padding': p, 'ceil_mode': True}
         case('maxpool2d ceil k%d s%d p%d' % (k, s, p), 'maxpool2d', attrs, [x],
@@ -80,6 +83,15 @@ def pooling():
             a = dict(attrs, count_include_pad=cip)
             case('avgpool2d ceil k%d s%d p%d cip %s' % (k, s, p, cip), 'avgpool2d', a, [x],
                  F.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=cip))
+    # 5 wide, k 2, s 2, p 1: ceil((5 + 2 - 2) / 2) + 1 = 4 windows, but the
+    # fourth would start at 6 = 5 + 1, in the right padding: PyTorch drops it (3)
+    x = draw((1, 2, 5, 5), 15)
+    attrs = {'kernel': 2, 'stride': 2, 'padding': 1, 'ceil_mode': True}
+    y = F.max_pool2d(x, 2, 2, 1, ceil_mode=True)
+    assert y.shape[-1] == 3
+    case('maxpool2d ceil: a last window in the padding is dropped', 'maxpool2d', attrs, [x], y)
+    case('avgpool2d ceil: a last window in the padding is dropped', 'avgpool2d',
+         dict(attrs, count_include_pad=True), [x], F.avg_pool2d(x, 2, 2, 1, ceil_mode=True))
 
 
 def layout():
@@ -158,11 +170,11 @@ for c in CASES:
     print('    attrs = %s,' % lua_value(c['attrs']))
     print('    inputs = {')
     for x in c['xs']:
-        print('      { shape = %s, data = %s },' % (lua_value(list(x.shape)), lua_list(x)))
+        print('      { shape = %s, data = %s },' % (lua_value(list(x.shape)), lua_list(x, True)))
     print('    },')
     print('    params = {')
     for nm, p in c['params']:
-        print('      { name = "%s", shape = %s, data = %s },' % (nm, lua_value(list(p.shape)), lua_list(p)))
+        print('      { name = "%s", shape = %s, data = %s },' % (nm, lua_value(list(p.shape)), lua_list(p, True)))
     print('    },')
     print('    y = { shape = %s, data = %s },' % (lua_value(list(c['y'].shape)), lua_list(c['y'])))
     print('  },')

@@ -496,6 +496,62 @@ describe('add_param, sub_param, mul_param, div_param (broadcast parameter)', fun
   end)
 end)
 
+-- ------------------------------------------------------------- the builder
+
+describe('the builder methods of the imported ops', function()
+  it('build the ops with PyTorch-style arguments', function()
+    local b = nn.builder({ 3, 4, 4 }, { seed = 3 })
+    local function op_of(id) return b.net:nodes()[id + 1].op end
+    local x = b.input
+    local h = b:relu6(x)
+    assert.are.equal('clip', op_of(h))
+    h = b:hardswish(b:hardsigmoid(b:gelu(b:erf(h), { approximate = 'tanh' })))
+    assert.are.same({ 3, 4, 4 }, b:shape(h))
+    assert.are.same({ 3, 16 }, b:shape(b:flatten_from(h, 1)))
+    assert.are.same({ 48 }, b:shape(b:flatten_from(h, 0)))
+    assert.are.same({ 3, 1, 16 }, b:shape(b:unsqueeze(b:flatten_from(h, 1), 1)))
+    assert.are.same({ 3, 16 }, b:shape(b:squeeze(b:unsqueeze(b:flatten_from(h, 1), -1), -1)))
+    assert.are.same({ 4, 4, 3 }, b:shape(b:transpose(h, { 1, 2, 0 })))
+    assert.are.same({ 9, 4, 4 }, b:shape(b:concat({ h, x, h }, 0)))
+    assert.are.same({ 3, 2, 4 }, b:shape(b:slice(h, 1, 1, nil, 2)))
+    assert.are.same({ 3, 4 }, b:shape(b:gather(h, 2, -1)))
+    assert.are.same({ 3, 5, 7 }, b:shape(b:pad(h, { 0, 1, 2, 0, 0, 1 }, 'reflect')))
+    local ln = b:layernorm('norm', h, 4, { eps = 1e-6 })
+    assert.are.equal('layernorm', op_of(ln))
+    assert.is_not_nil(b.net:param('norm.weight'))
+    assert.are.same({ 3, 1, 1 }, b:shape(b:reduce_mean(ln, { 1, 2 }, true)))
+    assert.are.same({ 4 }, b:shape(b:reduce_mean(ln, { 0, -2 })))
+    assert.are.same({ 3, 4, 4 }, b:shape(b:matmul(h, h)))
+    assert.are.same({ 3, 4, 7 }, b:shape(b:matmul_param('proj', h, 4, 7)))
+    local c = b:param('scale', { 3, 1, 1 }, 'weight', 'ones')
+    for _, m in ipairs { 'add_param', 'sub_param', 'mul_param', 'div_param' } do
+      assert.are.equal(m, op_of(b[m](b, h, c)))
+    end
+    assert.are.same({ 3, 1, 1 }, b:shape(b:constant(x, c)))
+  end)
+
+  it('refuse arguments the op cannot take, naming them', function()
+    local b = nn.builder({ 3, 4 })
+    assert.has_error(function() b:gelu(b.input, { approximate = 'fast' }) end,
+      "builder:gelu: approximate is 'none' or 'tanh', got fast")
+    assert.has_error(function() b:squeeze(b.input, 0) end, 'builder:squeeze: axis 0 of 3x4 is not a dim of size 1 that can go')
+    assert.has_error(function() b:pad(b.input, { 1, 1 }) end,
+      'builder:pad: pads lists 4 numbers (begins, then ends) for 2 per-sample dims')
+    assert.has_error(function() b:concat({ b.input }, 0) end, 'builder:concat: give a list of 2 or more nodes')
+    assert.has_error(function() b:flatten_from(b.input, 2) end, 'builder:flatten_from: start 2 is not a per-sample axis of 3x4')
+  end)
+
+  it('nn modules: ReLU6, Hardsigmoid, Hardswish, GELU and LayerNorm as torch.nn', function()
+    local net = nn.build(nn.Sequential { nn.ReLU6(), nn.Hardsigmoid(), nn.Hardswish(),
+      nn.GELU { approximate = 'tanh' }, nn.LayerNorm(5, { eps = 1e-6 }) }, { 2, 5 })
+    local ops = {}
+    for i, n in ipairs(net:nodes()) do if i > 1 then ops[#ops + 1] = n.op end end
+    assert.are.same({ 'clip', 'hardsigmoid', 'hardswish', 'gelu', 'layernorm' }, ops)
+    assert.is_not_nil(net:param('4.weight'))
+    assert.is_not_nil(net:param('4.bias'))
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input
