@@ -552,6 +552,34 @@ describe('the builder methods of the imported ops', function()
   end)
 end)
 
+-- ------------------------------------------------------------- invariance
+
+describe('the imported ops are batch and thread-count invariant', function()
+  it('a small attention-and-conv network of every new op: the same bits for every batch and team', function()
+    -- batches of 64 items of 512 entries: every op's parallel loop runs
+    local b = nn.builder({ 8, 8, 8 }, { seed = 21 })
+    local x = b:sub_param(b.input, b:param('mean', { 8, 1, 1 }, 'buffer', { uniform = 0.5 }))
+    x = b:div_param(x, b:param('std', { 1 }, 'buffer', 'ones'))
+    local h = b:hardswish(b:clip(b:gelu(x), -2, 6))
+    h = b:pad(b:erf(h), { 0, 1, 1, 0, 1, 1 }, 'reflect')                            -- 8x10x10
+    h = b:slice(h, 1, 1, 9)                                                          -- 8x8x10
+    h = b:slice(h, 2, 0, nil, 1)
+    h = b:slice(b:hardsigmoid(h), 2, 1, 9)                                           -- 8x8x8
+    local t = b:transpose(b:reshape(h, { 8, 64 }), { 1, 0 })                         -- 64 tokens x 8
+    t = b:add_param(t, b:param('pos', { 64, 8 }, 'weight', { uniform = 0.5 }))
+    t = b:concat({ b:constant(t, b:param('cls', { 1, 8 }, 'weight', { uniform = 1 })), t }, 0) -- 65x8
+    local n = b:layernorm('ln', t, 8, { eps = 1e-6 })
+    local q = b:matmul_param('q', n, 8, 8)
+    local att = b:op('softmax', { b:mul_param(b:matmul(q, b:transpose(n, { 1, 0 })),
+      b:param('scale', { 1 }, 'buffer', 'ones')) }, nil, { axis = -1 })            -- 65x65
+    local o = b:matmul(att, n)                                                       -- 65x8
+    local cls = b:gather(o, 0, 0)                                                    -- 8
+    local pooled = b:reduce_mean(o, { 0 })                                           -- 8
+    local net = b:build(b:linear('head', b:concat({ cls, pooled }, 0), 16, 5))
+    require('helpers.invariance').check(net, 21, 'imported ops')
+  end)
+end)
+
 -- ------------------------------------------------------------- PyTorch
 
 --- The node of fixture case c on the builder's input: its op on the input

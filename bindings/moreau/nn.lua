@@ -483,8 +483,8 @@ function Builder:hardsigmoid(x, opts, label)
   opts = opts or {}
   return self:op('hardsigmoid', { x }, nil, { alpha = opts.alpha or 1 / 6, beta = opts.beta or 0.5 }, label)
 end
---- hardswish (Howard et al. 2019, MobileNetV3): x·relu6(x + 3)/6, as
--- torch.nn.Hardswish. ARGS: x, label. RETURN: the node id.
+--- hardswish: x·relu6(x + 3)/6, as torch.nn.Hardswish (from "Searching for
+-- MobileNetV3", Howard and others, 2019). ARGS: x, label. RETURN: the node id.
 function Builder:hardswish(x, label) return self:op('hardswish', { x }, nil, nil, label) end
 --- GELU (Hendrycks and Gimpel 2016): x·Φ(x), or with opts.approximate =
 -- 'tanh' x (1 + tanh(√(2/π)(x + 0.044715 x³)))/2, as torch.nn.GELU. ARGS: x,
