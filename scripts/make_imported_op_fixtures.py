@@ -150,6 +150,10 @@ def parameter_operands():
     case('mul_param scalar', 'mul_param', {}, [x], (x32 * half.float()).double(), params=[('half', half)], exact=True)
     case('add_param (tokens, dim) embedding', 'add_param', {}, [x], (x32 + pos.float()).double(),
          params=[('pos', pos)], exact=True)
+    b = draw((1, 3, 4, 5), 16) + 3.0  # away from 0 (3 + N(0, 1) rounded to float32)
+    b = b.float().double()
+    case('sub of two activations', 'sub', {}, [x, b], (x32 - b.float()).double(), exact=True)
+    case('div of two activations', 'div', {}, [x, b], (x32 / b.float()).double(), exact=True)
 
 
 activations()

@@ -81,6 +81,10 @@ local function all_ops_net()
   h = b:op('div_param', { h }, { b:param('std', { 1 }, 'buffer', 'ones') })
   h = b:op('mul_param', { h }, { b:param('scale', { 4, 1, 1 }, 'weight', { uniform = 1 }) })
   h = b:op('add_param', { h }, { b:param('pos', { 2, 2 }, 'weight', { uniform = 1 }) })
+  local two = b:param('two', { 1 }, 'buffer', function(t) t:data()[0] = 2 end)
+  h = b:op('div', { b:op('sub', { h, b:op('constant', { h }, { b:param('c', { 4, 2, 2 }, 'buffer', 'ones') }) }),
+    b:op('constant', { h }, { b:param('d', { 4, 2, 2 }, 'buffer', function(t) t:fill(2) end) }) })
+  h = b:op('mul_param', { h }, { two })
   h = b:avgpool2d(h, 2)
   h = b:op('reduce_mean', { h }, nil, { axes = 6, keepdims = 1 })
   h = b:adaptive_avgpool2d(h, { 1, 1 })
@@ -194,10 +198,11 @@ describe('backends', function()
     end
     -- the workspace came from the backend; the fan-out sums (h feeds three
     -- consumers: two adds per reverse pass, backward and hvp: gy and dgy;
-    -- the inputs of concat and of matmul (h h) feed two each: one add per
-    -- pass each) too
+    -- the inputs of concat and of matmul (h h) feed two each, the input of
+    -- sub three (sub and two constants): one add per pass each, two for
+    -- sub's) too
     assert.is_true(tonumber(counting.mr_counting_calls('alloc')) > 0)
-    assert.are.equal(2 + 2 * 2 + 2 * (1 + 2), tonumber(counting.mr_counting_calls('add')))
+    assert.are.equal(2 + 2 * 2 + 2 * (1 + 2) + 2 * (1 + 2), tonumber(counting.mr_counting_calls('add')))
     assert.is_true(tonumber(counting.mr_counting_calls('copy')) > 0)
   end)
 

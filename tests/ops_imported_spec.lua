@@ -496,6 +496,67 @@ describe('add_param, sub_param, mul_param, div_param (broadcast parameter)', fun
   end)
 end)
 
+-- ------------------------------------------------------------- sub, div
+
+describe('sub and div of two activations', function()
+  local function denom(b, x, sign)
+    -- sign · (σ(x) + 0.5): |b| >= 0.5, smooth
+    local one = b:param('half' .. sign, { 1 }, 'buffer', function(t) t:data()[0] = 0.5 end)
+    local d = b:add_param(b:op('sigmoid', { x }), one)
+    if sign < 0 then d = b:mul_param(d, b:param('minus', { 1 }, 'buffer', function(t) t:data()[0] = -1 end)) end
+    return d
+  end
+  local cases = {
+    { 'sub', function(b, x) return b:sub(b:op('tanh', { x }), x) end },
+    { 'sub of an input from itself plus a branch', function(b, x) return b:sub(x, b:op('sigmoid', { x })) end },
+    { 'div by a positive branch', function(b, x) return b:div(x, denom(b, x, 1)) end },
+    { 'div by a negative branch', function(b, x) return b:div(b:op('tanh', { x }), denom(b, x, -1)) end },
+  }
+  for i, c in ipairs(cases) do
+    it(c[1] .. ': VJP, JVP and VJP tangent match finite differences', function()
+      local seed = 130 + i
+      local r = fdcheck(c[1], {
+        input = { 3, 4, 4 }, batch = 2, seed = seed,
+        build = function(b, x) return b:op('tanh', { c[2](b, x) }) end,
+      })
+      assert.is_true(r.hvp_norm > 0)
+    end)
+  end
+
+  it('div is the float quotient, and its curvature the closed form', function()
+    -- f(a, b) = a / b with a = b = x: y = 1, and the VJP tangent of the pair
+    -- gives, through both operands, dgx = gy (-1/x² + 2x/x³ - 1/x²) dx = 0
+    local b = nn.builder({ 2 })
+    local p = b:param('p', { 2 }, 'buffer', function(t) t:data()[0], t:data()[1] = 3, 7 end)
+    local net = b:build(b:div(b.input, b:constant(b.input, p)))
+    local y = net:forward(T.from({ 1, 1 }, { 1, 2 }))
+    assert.are.equal(tonumber(ffi.new('float', 1 / 3)), y:data()[0])
+    assert.are.equal(tonumber(ffi.new('float', 1 / 7)), y:data()[1])
+    b = nn.builder({ 3 })
+    net = b:build(b:div(b.input, b.input))
+    local x = T.from({ 0.5, -2, 3 }, { 1, 3 })
+    net:jvp(x, T.ones { 1, 3 })
+    local _, dgx = net:hvp_backward(T.ones { 1, 3 }, T.zeros { 1, 3 })
+    assert_close(dgx, { 0, 0, 0 }, 0, 1e-6, 'x / x curvature')
+  end)
+
+  it('refuse inputs of different shapes and DeepLIFT refuses div', function()
+    local ok, err = pcall(function()
+      local b = nn.builder({ 3, 4 })
+      b:div(b.input, b:transpose(b.input, { 1, 0 }))
+    end)
+    assert.is_false(ok)
+    assert.matches('div: inputs must have the same shape, got Nx3x4 and Nx4x3 (a constant operand: div_param)', err, 1, true)
+    local b = nn.builder({ 3 })
+    local net = b:build(b:div(b.input, b:op('sigmoid', { b.input })))
+    ok, err = pcall(function()
+      return require('moreau.methods').create('deeplift', {}):explain(net, T.ones { 1, 3 }, { 0 })
+    end)
+    assert.is_false(ok)
+    assert.matches("deeplift: node 2 'div' (div) has no exact DeepLIFT rule", tostring(err), 1, true)
+  end)
+end)
+
 -- ------------------------------------------------------------- the builder
 
 describe('the builder methods of the imported ops', function()

@@ -630,6 +630,12 @@ function Builder:matmul_param(name, x, k, m, opts)
   end
   return self:op('matmul_param', { x }, params, nil, name)
 end
+--- a − b of two nodes of the same per-sample shape (ONNX Sub). ARGS: a, b,
+-- label. RETURN: the node id.
+function Builder:sub(a, b, label) return self:op('sub', { a, b }, nil, nil, label) end
+--- a / b of two nodes of the same per-sample shape (ONNX Div; DeepLIFT
+-- refuses it). ARGS: a, b, label. RETURN: the node id.
+function Builder:div(a, b, label) return self:op('div', { a, b }, nil, nil, label) end
 --- x + p with the parameter p (an id from builder:param) broadcast into x's
 -- per-sample shape (numpy's trailing rule). ARGS: x, p, label. RETURN: the node id.
 function Builder:add_param(x, p, label) return self:op('add_param', { x }, { p }, nil, label) end

@@ -15,7 +15,7 @@
  *   linear    conv, linear, batchnorm at inference, average and adaptive
  *             average pooling, add, flatten, dropout at inference; reshape,
  *             transpose, concat, slice, gather, pad, constant, reduce_mean,
- *             matmul_param and add/sub/mul/div_param: affine, so
+ *             matmul_param, add/sub/mul/div_param and sub: affine, so
  *             Δy = J Δx and m = the vjp (the paper's Linear rule).
  *   rescale   relu, softplus, silu, sigmoid, tanh, clip, hardsigmoid,
  *             hardswish, gelu, erf, y = f(x) elementwise:
@@ -30,7 +30,7 @@
  *             this is Δ(ab) = b̄ Δa + ā Δb, the Shapley value of the
  *             two-factor game (Shapley 1953); with a = b (x·x) the
  *             contributions sum to x² − x0².
- *   refused   softmax, log-softmax, layernorm: no rule splits Δy exactly; DeepLIFT
+ *   refused   softmax, log-softmax, layernorm, div: no rule splits Δy exactly; DeepLIFT
  *             refuses a network whose output depends on one (the paper
  *             explains the logits before the softmax).
  *

@@ -165,7 +165,9 @@ typedef struct mr_op_kernels {
     X(ADD_PARAM, add_param)                               \
     X(SUB_PARAM, sub_param)                               \
     X(MUL_PARAM, mul_param)                               \
-    X(DIV_PARAM, div_param)
+    X(DIV_PARAM, div_param)                               \
+    X(SUB, sub)                                           \
+    X(DIV, div)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
