@@ -30,9 +30,9 @@
  *             this is Δ(ab) = b̄ Δa + ā Δb, the Shapley value of the
  *             two-factor game (Shapley 1953); with a = b (x·x) the
  *             contributions sum to x² − x0².
- *   refused   softmax, log-softmax, layernorm, div: no rule splits Δy exactly; DeepLIFT
- *             refuses a network whose output depends on one (the paper
- *             explains the logits before the softmax).
+ *   refused   softmax, log-softmax, layernorm, div: no rule splits Δy
+ *             exactly; DeepLIFT refuses a network whose output depends on
+ *             one (the paper explains the logits before the softmax).
  *
  * Both passes run the inference-mode function whatever mr_net_set_training
  * says (so the batchnorm and dropout rules above always apply), and write no
