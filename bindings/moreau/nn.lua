@@ -27,6 +27,7 @@
 -- ±1/sqrt(fan_in), batchnorm weight 1, bias 0, running var 1), from the
 -- counter-based RNG with (seed, stream = parameter index): the same seed gives
 -- the same network everywhere.
+local bit = require 'bit'
 local ffi = require 'ffi'
 local core = require 'moreau.core'
 local T = require 'moreau.tensor'
@@ -303,6 +304,9 @@ local attr_fields = {
   kernel = 2, stride = 2, padding = 2, dilation = 2, out_size = 2,
   groups = 1, ceil_mode = 1, count_include_pad = 1,
   beta = 1, threshold = 1, eps = 1, momentum = 1, p = 1,
+  -- the ops of imported models (docs/architecture.md, "Ops for imported models")
+  min = 1, max = 1, alpha = 1, approximate = 1, axis = 1, start = 1, ['end'] = 1, step = 1,
+  index = 1, perm = 3, shape_ndim = 1, shape = 3, pads = 6, pad_mode = 1, axes = 1, keepdims = 1,
 }
 
 local function to_attrs(t)
@@ -310,9 +314,13 @@ local function to_attrs(t)
   for k, v in pairs(t or {}) do
     local n = attr_fields[k]
     if not n then error("nn: unknown op attribute '" .. tostring(k) .. "'", 4) end
-    if n == 2 then
-      if type(v) == 'number' then v = { v, v } end
-      a[k][0], a[k][1] = v[1], v[2]
+    if n >= 2 then
+      if type(v) == 'number' and n == 2 then v = { v, v } end
+      if type(v) ~= 'table' or #v > n then
+        error(("nn: op attribute '%s' is a list of at most %d numbers"):format(k, n), 4)
+      end
+      for i = 1, #v do a[k][i - 1] = v[i] end
+      if k == 'shape' then a.shape_ndim = #v end
     elseif type(v) == 'boolean' then
       a[k] = v and 1 or 0
     else
@@ -454,6 +462,190 @@ function Builder:mul(a, b, label) return self:op('mul', { a, b }, nil, nil, labe
 -- ARGS: x (node id), p, label (optional name). RETURN: the node id.
 function Builder:dropout(x, p, label) return self:op('dropout', { x }, nil, { p = p or 0.5 }, label) end
 
+-- ------------------------------------------- ops of imported models
+-- (docs/architecture.md, "Ops for imported models": the ONNX op each maps).
+-- Axes count the per-sample dims from 0 (the batch dim N is never named); a
+-- negative axis counts from the end.
+
+--- clip: min(max(x, lo), hi), torch.clamp / ONNX Clip; the derivative is 0
+-- on the bounds (PyTorch's hardtanh). ARGS: x (node id), lo, hi (numbers,
+-- lo < hi; -math.huge / math.huge for no bound), label (optional). Errors:
+-- "clip: min must be below max ..." when lo >= hi. RETURN: the node id.
+function Builder:clip(x, lo, hi, label)
+  return self:op('clip', { x }, nil, { min = lo, max = hi }, label)
+end
+--- ReLU6 (MobileNetV2): min(max(x, 0), 6), clip to [0, 6]. ARGS: x, label. RETURN: the node id.
+function Builder:relu6(x, label) return self:clip(x, 0, 6, label) end
+--- hardsigmoid: max(0, min(1, alpha x + beta)). ARGS: x, opts {alpha = 1/6,
+-- beta = 1/2} (PyTorch's; ONNX HardSigmoid's default is 0.2, 0.5), label.
+-- RETURN: the node id.
+function Builder:hardsigmoid(x, opts, label)
+  opts = opts or {}
+  return self:op('hardsigmoid', { x }, nil, { alpha = opts.alpha or 1 / 6, beta = opts.beta or 0.5 }, label)
+end
+--- hardswish: x·relu6(x + 3)/6, as torch.nn.Hardswish (from "Searching for
+-- MobileNetV3", Howard and others, 2019). ARGS: x, label. RETURN: the node id.
+function Builder:hardswish(x, label) return self:op('hardswish', { x }, nil, nil, label) end
+--- GELU (Hendrycks and Gimpel 2016): x·Φ(x), or with opts.approximate =
+-- 'tanh' x (1 + tanh(√(2/π)(x + 0.044715 x³)))/2, as torch.nn.GELU. ARGS: x,
+-- opts {approximate = 'none'}, label. RETURN: the node id.
+function Builder:gelu(x, opts, label)
+  local ap = opts and opts.approximate or 'none'
+  if ap ~= 'none' and ap ~= 'tanh' then
+    error("builder:gelu: approximate is 'none' or 'tanh', got " .. tostring(ap), 2)
+  end
+  return self:op('gelu', { x }, nil, { approximate = ap == 'tanh' and 1 or 0 }, label)
+end
+--- erf(x) = 2/√π ∫_0^x e^{−t²} dt, elementwise (ONNX Erf). ARGS: x, label. RETURN: the node id.
+function Builder:erf(x, label) return self:op('erf', { x }, nil, nil, label) end
+
+--- reshape: the same entries in row-major order with per-sample shape
+-- `shape` (1..3 dims; one may be -1, inferred), a copy. ARGS: x, shape,
+-- label. Errors name both shapes when the sizes differ. RETURN: the node id.
+function Builder:reshape(x, shape, label)
+  return self:op('reshape', { x }, nil, { shape = shape }, label)
+end
+--- squeeze: drops per-sample axis `axis`, which must be 1 (torch.squeeze(x,
+-- axis + 1)), as a reshape. ARGS: x, axis, label. RETURN: the node id.
+function Builder:squeeze(x, axis, label)
+  local s = self:shape(x)
+  local a = axis < 0 and axis + #s + 1 or axis + 1
+  if s[a] ~= 1 or #s < 2 then
+    error(('builder:squeeze: axis %d of %s is not a dim of size 1 that can go'):format(axis,
+      table.concat(s, 'x')), 2)
+  end
+  table.remove(s, a)
+  return self:reshape(x, s, label)
+end
+--- unsqueeze: inserts a per-sample axis of size 1 at `axis`
+-- (torch.unsqueeze(x, axis + 1)), as a reshape. ARGS: x, axis (0..ndim;
+-- negative from the end), label. RETURN: the node id.
+function Builder:unsqueeze(x, axis, label)
+  local s = self:shape(x)
+  local a = axis < 0 and axis + #s + 2 or axis + 1
+  if a < 1 or a > #s + 1 or #s >= 3 then
+    error(('builder:unsqueeze: cannot insert axis %d into %s (at most 3 per-sample dims)'):format(axis,
+      table.concat(s, 'x')), 2)
+  end
+  table.insert(s, a, 1)
+  return self:reshape(x, s, label)
+end
+--- flatten of per-sample axes start..last into one (torch.flatten(x,
+-- start + 1)), as a reshape; start 0 is builder:flatten. ARGS: x, start, label.
+-- RETURN: the node id.
+function Builder:flatten_from(x, start, label)
+  local s, out = self:shape(x), {}
+  if start < 0 then start = start + #s end
+  if start < 0 or start >= #s then
+    error(('builder:flatten_from: start %d is not a per-sample axis of %s'):format(start, table.concat(s, 'x')), 2)
+  end
+  for i = 1, start do out[i] = s[i] end
+  out[start + 1] = -1
+  return self:reshape(x, out, label)
+end
+--- transpose: output dim i is input dim perm[i] of the per-sample dims
+-- (torch.permute without the batch dim; ONNX Transpose), a copy. ARGS: x,
+-- perm (a list of 0-based per-sample dims), label. RETURN: the node id.
+function Builder:transpose(x, perm, label)
+  return self:op('transpose', { x }, nil, { perm = perm }, label)
+end
+--- concat along a per-sample axis (torch.cat): a list of 2 or more nodes is
+-- a left chain of binary concat nodes. ARGS: list (node ids), axis, label.
+-- Errors: "concat: inputs must agree but along axis ...". RETURN: the node id.
+function Builder:concat(list, axis, label)
+  if type(list) ~= 'table' or #list < 2 then error('builder:concat: give a list of 2 or more nodes', 2) end
+  local h = list[1]
+  for i = 2, #list do h = self:op('concat', { h, list[i] }, nil, { axis = axis }, label) end
+  return h
+end
+--- slice: x[start : stop : step] along a per-sample axis (ONNX Slice; negative
+-- start/stop count from the end and are clamped; stop nil means the end).
+-- ARGS: x, axis, start, stop, step (1), label. RETURN: the node id.
+function Builder:slice(x, axis, start, stop, step, label)
+  return self:op('slice', { x }, nil, { axis = axis, start = start or 0, ['end'] = stop or 0, step = step or 1 }, label)
+end
+--- gather: x[index] along a per-sample axis, the axis dropped (ONNX Gather of
+-- one index; the class token of a ViT is gather(x, 0, 0)). ARGS: x, axis,
+-- index, label. RETURN: the node id.
+function Builder:gather(x, axis, index, label)
+  return self:op('gather', { x }, nil, { axis = axis, index = index }, label)
+end
+--- pad: pads = {begin_0, .., begin_{d-1}, end_0, .., end_{d-1}} entries around
+-- the d per-sample dims (ONNX Pad's order without N); mode 'constant' (zeros)
+-- or 'reflect'. ARGS: x, pads, mode, label. RETURN: the node id.
+function Builder:pad(x, pads, mode, label)
+  local d = #self:shape(x)
+  if type(pads) ~= 'table' or #pads ~= 2 * d then
+    error(('builder:pad: pads lists %d numbers (begins, then ends) for %d per-sample dims'):format(2 * d, d), 2)
+  end
+  if mode ~= nil and mode ~= 'constant' and mode ~= 'reflect' then
+    error("builder:pad: mode is 'constant' or 'reflect', got " .. tostring(mode), 2)
+  end
+  local p = { 0, 0, 0, 0, 0, 0 }
+  for i = 1, d do p[i], p[3 + i] = pads[i], pads[d + i] end
+  return self:op('pad', { x }, nil, { pads = p, pad_mode = mode == 'reflect' and 1 or 0 }, label)
+end
+--- constant: the parameter `p` (an id from builder:param, 1..3 dims) as every
+-- item's value; x (any node) only gives the batch size. ARGS: x, p, label.
+-- RETURN: the node id.
+function Builder:constant(x, p, label) return self:op('constant', { x }, { p }, nil, label) end
+
+--- layernorm over the last per-sample dim (torch.nn.LayerNorm(d)).
+-- Parameters name.weight (ones) and name.bias (zeros) unless opts.affine is
+-- false. ARGS: name, x, d (the last dim), opts {eps = 1e-5, affine = true}.
+-- RETURN: the node id.
+function Builder:layernorm(name, x, d, opts)
+  opts = opts or {}
+  local params = {}
+  if opts.affine ~= false then
+    params = { self:param(join(name, 'weight'), { d }, 'weight', 'ones'),
+      self:param(join(name, 'bias'), { d }, 'weight', 'zeros') }
+  end
+  return self:op('layernorm', { x }, params, { eps = opts.eps or 1e-5 }, name)
+end
+--- reduce_mean: the mean over per-sample axes (torch.mean(x, dims,
+-- keepdim)). ARGS: x, axes (a list of per-sample axes; nil: all), keepdims
+-- (false), label. RETURN: the node id.
+function Builder:reduce_mean(x, axes, keepdims, label)
+  local nd, mask = #self:shape(x), 0
+  for _, a in ipairs(axes or {}) do
+    if a < 0 then a = a + nd end
+    if a < 0 or a >= nd then error(('builder:reduce_mean: axis %d is not a per-sample axis'):format(a), 2) end
+    mask = bit.bor(mask, bit.lshift(1, a))
+  end
+  return self:op('reduce_mean', { x }, nil, { axes = mask, keepdims = keepdims and 1 or 0 }, label)
+end
+--- matmul of two nodes: per sample (B, n, k) x (B, k, m) or (n, k) x (k, m)
+-- (torch.matmul without broadcasting; attention's Q Kᵀ and P V). ARGS: a,
+-- b, label. RETURN: the node id.
+function Builder:matmul(a, b, label) return self:op('matmul', { a, b }, nil, nil, label) end
+--- x W (+ b) row by row for x (..., k) per sample, W (k, m) as ONNX MatMul
+-- stores it. Parameters name.weight (k, m), name.bias (m) unless opts.bias is
+-- false, U(−1/√k, 1/√k). ARGS: name, x, k, m, opts {bias = true}. RETURN: the node id.
+function Builder:matmul_param(name, x, k, m, opts)
+  local bound = 1 / math.sqrt(k)
+  local params = { self:param(join(name, 'weight'), { k, m }, 'weight', { uniform = bound }) }
+  if not opts or opts.bias ~= false then
+    params[2] = self:param(join(name, 'bias'), { m }, 'weight', { uniform = bound })
+  end
+  return self:op('matmul_param', { x }, params, nil, name)
+end
+--- a − b of two nodes of the same per-sample shape (ONNX Sub). ARGS: a, b,
+-- label. RETURN: the node id.
+function Builder:sub(a, b, label) return self:op('sub', { a, b }, nil, nil, label) end
+--- a / b of two nodes of the same per-sample shape (ONNX Div; DeepLIFT
+-- refuses it). ARGS: a, b, label. RETURN: the node id.
+function Builder:div(a, b, label) return self:op('div', { a, b }, nil, nil, label) end
+--- x + p with the parameter p (an id from builder:param) broadcast into x's
+-- per-sample shape (numpy's trailing rule). ARGS: x, p, label. RETURN: the node id.
+function Builder:add_param(x, p, label) return self:op('add_param', { x }, { p }, nil, label) end
+--- x − p, p broadcast as for add_param. ARGS: x, p, label. RETURN: the node id.
+function Builder:sub_param(x, p, label) return self:op('sub_param', { x }, { p }, nil, label) end
+--- x · p, p broadcast as for add_param. ARGS: x, p, label. RETURN: the node id.
+function Builder:mul_param(x, p, label) return self:op('mul_param', { x }, { p }, nil, label) end
+--- x / p (divided, as PyTorch), p broadcast as for add_param. ARGS: x, p, label. RETURN: the node id.
+function Builder:div_param(x, p, label) return self:op('div_param', { x }, { p }, nil, label) end
+
 -- ------------------------------------------------------------- modules
 
 --- A module from a function(b, x, prefix) -> node.
@@ -526,6 +718,20 @@ function nn.Identity() return leaf(function(_, _, x) return x end) end
 for name, op in pairs { ReLU = 'relu', SiLU = 'silu', Sigmoid = 'sigmoid', Tanh = 'tanh',
   Flatten = 'flatten', Softmax = 'softmax', LogSoftmax = 'log_softmax' } do
   nn[name] = function() return leaf(function(_, b, x, prefix) return b[op](b, x, prefix) end) end
+end
+
+--- torch.nn.ReLU6: min(max(x, 0), 6). No arguments.
+function nn.ReLU6() return leaf(function(_, b, x, prefix) return b:relu6(x, prefix) end) end
+--- torch.nn.Hardsigmoid: max(0, min(1, x/6 + 1/2)). No arguments.
+function nn.Hardsigmoid() return leaf(function(_, b, x, prefix) return b:hardsigmoid(x, nil, prefix) end) end
+--- torch.nn.Hardswish: x·relu6(x + 3)/6. No arguments.
+function nn.Hardswish() return leaf(function(_, b, x, prefix) return b:hardswish(x, prefix) end) end
+--- torch.nn.GELU: x·Φ(x); opts {approximate = 'none' | 'tanh'}.
+function nn.GELU(opts) return leaf(function(_, b, x, prefix) return b:gelu(x, opts, prefix) end) end
+--- torch.nn.LayerNorm over the last dim d; opts {eps = 1e-5, affine = true}.
+-- Parameters weight, bias.
+function nn.LayerNorm(d, opts)
+  return leaf(function(_, b, x, prefix) return b:layernorm(prefix, x, d, opts) end)
 end
 
 --- A chain of modules. Children are named '0', '1', ... as in PyTorch, or

@@ -13,23 +13,26 @@
  * README "DeepLIFT's rules"):
  *
  *   linear    conv, linear, batchnorm at inference, average and adaptive
- *             average pooling, add, flatten, dropout at inference: affine, so
+ *             average pooling, add, flatten, dropout at inference; reshape,
+ *             transpose, concat, slice, gather, pad, constant, reduce_mean,
+ *             matmul_param, add/sub/mul/div_param and sub: affine, so
  *             Δy = J Δx and m = the vjp (the paper's Linear rule).
- *   rescale   relu, softplus, silu, sigmoid, tanh, y = f(x) elementwise:
+ *   rescale   relu, softplus, silu, sigmoid, tanh, clip, hardsigmoid,
+ *             hardswish, gelu, erf, y = f(x) elementwise:
  *             m = Δy/Δx, and f'(x) where |Δx| < 1e-6 (the paper's Rescale
  *             rule; exact for any f, monotone or not).
  *   max       maxpool2d: each window's Δy split between its argmax at x and
  *             its argmax at x0 with weights t and 1 − t in [0, 1]
  *             (mr_maxpool2d_deeplift; the formula and proof are in ops/pool.c).
- *   bilinear  mul, y = B(a, b): B(a, b) − B(a0, b0) = B(Δa, b̄) + B(ā, Δb) with
+ *   bilinear  mul and matmul, y = B(a, b): B(a, b) − B(a0, b0) = B(Δa, b̄) + B(ā, Δb) with
  *             ā = (a + a0)/2, b̄ = (b + b0)/2 (expand both sides), so m = the
  *             vjp taken at the midpoints (ā, b̄). For the elementwise product
  *             this is Δ(ab) = b̄ Δa + ā Δb, the Shapley value of the
  *             two-factor game (Shapley 1953); with a = b (x·x) the
  *             contributions sum to x² − x0².
- *   refused   softmax, log-softmax: no rule splits Δy exactly; DeepLIFT
- *             refuses a network whose output depends on one (the paper
- *             explains the logits before the softmax).
+ *   refused   softmax, log-softmax, layernorm, div: no rule splits Δy
+ *             exactly; DeepLIFT refuses a network whose output depends on
+ *             one (the paper explains the logits before the softmax).
  *
  * Both passes run the inference-mode function whatever mr_net_set_training
  * says (so the batchnorm and dropout rules above always apply), and write no

@@ -145,7 +145,29 @@ typedef struct mr_op_kernels {
     X(FLATTEN, flatten)                                   \
     X(DROPOUT, dropout)                                   \
     X(SOFTMAX, softmax)                                   \
-    X(LOG_SOFTMAX, log_softmax)
+    X(LOG_SOFTMAX, log_softmax)                           \
+    X(CLIP, clip)                                         \
+    X(HARDSIGMOID, hardsigmoid)                           \
+    X(HARDSWISH, hardswish)                               \
+    X(GELU, gelu)                                         \
+    X(ERF, erf)                                           \
+    X(RESHAPE, reshape)                                   \
+    X(TRANSPOSE, transpose)                               \
+    X(CONCAT, concat)                                     \
+    X(SLICE, slice)                                       \
+    X(GATHER, gather)                                     \
+    X(PAD, pad)                                           \
+    X(CONSTANT, constant)                                 \
+    X(LAYERNORM, layernorm)                               \
+    X(REDUCE_MEAN, reduce_mean)                           \
+    X(MATMUL, matmul)                                     \
+    X(MATMUL_PARAM, matmul_param)                         \
+    X(ADD_PARAM, add_param)                               \
+    X(SUB_PARAM, sub_param)                               \
+    X(MUL_PARAM, mul_param)                               \
+    X(DIV_PARAM, div_param)                               \
+    X(SUB, sub)                                           \
+    X(DIV, div)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };
