@@ -706,14 +706,14 @@ function nn.Identity() return leaf(function(_, _, x) return x end) end
 --- torch.nn.Flatten: (N, C, H, W) to (N, C·H·W), all but the batch dim. No arguments.
 -- @function Flatten
 
---- torch.nn.Softmax over the last dim: e^x_i / Σ_j e^x_j. No arguments.
+--- torch.nn.Softmax(dim = 1), over the first per-sample dim: e^x_i / Σ_j e^x_j. No arguments.
 -- @function Softmax
 
---- torch.nn.LogSoftmax over the last dim: x_i − log Σ_j e^x_j. No arguments.
+--- torch.nn.LogSoftmax(dim = 1), over the first per-sample dim: x_i − log Σ_j e^x_j. No arguments.
 -- @function LogSoftmax
 
 --- torch.nn.ReLU, SiLU, Sigmoid, Tanh, Flatten (all but the batch dim), Softmax and LogSoftmax
--- (over the last dim), without arguments: nn.ReLU(), nn.SiLU(), ...
+-- (over the first per-sample dim, dim = 1), without arguments: nn.ReLU(), nn.SiLU(), ...
 -- @function ReLU
 for name, op in pairs { ReLU = 'relu', SiLU = 'silu', Sigmoid = 'sigmoid', Tanh = 'tanh',
   Flatten = 'flatten', Softmax = 'softmax', LogSoftmax = 'log_softmax' } do
