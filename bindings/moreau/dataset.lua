@@ -252,7 +252,8 @@ function dataset.run(p, opts)
     params.methods[i] = m.key
     params['options.' .. m.key] = map_options(made[i].opts)
   end
-  local s = store.open(path, { params = params })
+  local oks, s = pcall(store.open, path, { params = params })
+  if not oks then error((tostring(s):gsub('^[^\n]-:%d+: ', '')), 0) end
   local finished = {}
   for _, id in ipairs(s:images()) do finished[id] = true end
   local todo = {}
@@ -390,7 +391,7 @@ function dataset.merge_command(args)
   if #inputs == 0 then error('give the shard stores to merge: moreau merge SHARD.db ... -o OUT.db', 0) end
   if not out then error('give the merged store: -o OUT.db', 0) end
   local ok, res = pcall(store.merge, inputs, out)
-  if not ok then error((tostring(res):gsub('^store%.merge: ', '')), 0) end
+  if not ok then error((tostring(res):gsub('^[^\n]-:%d+: ', ''):gsub('^store%.merge: ', '')), 0) end
   io.stderr:write(('merge: %s holds %d images from %d stores\n'):format(out, res, #inputs))
   return res
 end

@@ -374,7 +374,12 @@ function store.differ(a, b, ignore)
   local names, seen = {}, {}
   for k in pairs(a) do if not seen[k] then seen[k], names[#names + 1] = true, k end end
   for k in pairs(b) do if not seen[k] then seen[k], names[#names + 1] = true, k end end
-  table.sort(names)
+  -- the run's own parameters first, then the methods' options ('options.KEY')
+  table.sort(names, function(x, y)
+    local dx, dy = x:find('.', 1, true) ~= nil, y:find('.', 1, true) ~= nil
+    if dx ~= dy then return dy end
+    return x < y
+  end)
   for _, k in ipairs(names) do
     if not (ignore and ignore[k]) then
       local va = a[k] ~= nil and canonical(a[k], k) or 'absent'
@@ -800,7 +805,7 @@ function store.merge(inputs, out)
     dst:close()
     return count
   end)
-  if not ok then error(res, 2) end
+  if not ok then error((tostring(res):gsub('^[^\n]-:%d+: ', '')), 2) end
   return res
 end
 
