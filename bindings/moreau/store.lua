@@ -684,11 +684,10 @@ function Store:export_csv(path)
     for _, q in ipairs(rows(self, 'SELECT metric, value FROM metrics WHERE image = ? AND method = ?', { r[1], r[7] })) do
       vals[q[1]] = q[2] == nil and 0 / 0 or q[2]
     end
-    for _, m in ipairs(metric_names) do fields[#fields + 1] = vals[m] end
-    for i, v in ipairs(fields) do fields[i] = csv_field(v) end
-    -- ipairs stops at a nil label: write every field by position
+    for j, m in ipairs(metric_names) do fields[8 + j] = vals[m] end
+    -- by position: a missing label or metric is an empty field
     local line = {}
-    for i = 1, #header do line[i] = fields[i] == nil and '' or fields[i] end
+    for i = 1, #header do line[i] = csv_field(fields[i]) end
     f:write(table.concat(line, ','), '\n')
     n = n + 1
   end
