@@ -72,8 +72,8 @@ local function env_int(getenv, name)
   return n
 end
 
---- The shard (k, n, where) this process takes when --shard is not given,
--- from the launcher's environment, in this order:
+--- The shard (k, n, where) this process takes from the launcher's
+-- environment, when no `--shard` is given; in this order:
 --   SLURM job arrays (`sbatch --array=MIN-MAX[:STEP]`): k = (ID − MIN)/STEP
 --     and n = SLURM_ARRAY_TASK_COUNT; without COUNT, n = (MAX − MIN)/STEP + 1.
 --     MIN defaults to 0 and STEP to 1 when unset. An array that is not one
@@ -117,8 +117,8 @@ function dataset.shard_from_env(getenv)
   return 0, 1, nil
 end
 
---- Reads --shard=K/N: RETURN k, n. Errors: anything but two integers with
--- 0 <= K < N.
+--- Reads the shard option's K/N. RETURN: k, n. Errors: anything but two
+-- integers with 0 <= K < N (the message names `--shard`).
 function dataset.parse_shard(s)
   local k, n = tostring(s):match('^(%d+)/(%d+)$')
   k, n = tonumber(k), tonumber(n)
@@ -128,8 +128,8 @@ function dataset.parse_shard(s)
   return k, n
 end
 
---- Reads --range=A:B against a data set of n images: RETURN first, last
--- (0-based, last excluded). '' is 0:n, 'A:' is A:n.
+--- Reads the range option's A:B against a data set of n images.
+-- RETURN: first, last (0-based, last excluded). '' is 0:n, 'A:' is A:n.
 function dataset.parse_range(s, n)
   if s == '' then return 0, n end
   local a, b = s:match('^(%d+):(%d*)$')
@@ -342,10 +342,12 @@ function dataset.run(p, opts)
   return { store = path, done = done, computed = #todo, skipped = skipped, shard = params.shard }
 end
 
---- `moreau explain --data=...`: parses the arguments (moreau.recipe's
--- rules: --key=value or --key value, unknown names refused with the
--- nearest, --KEY.OPTION=VALUE), prints the help for --help, else runs
--- dataset.run and prints where the store is. ARGS: args (Lua array).
+--- The data-set command, which `moreau explain` runs when given a data set.
+-- It parses the arguments by moreau.recipe's rules (`--key=value` or
+-- `--key value`, unknown names refused with the nearest,
+-- `--KEY.OPTION=VALUE`), prints the help for `--help`, else runs
+-- dataset.run and says where the store is.
+-- ARGS: args (Lua array). RETURN: dataset.run's table.
 function dataset.command(args)
   local recipe = require 'moreau.recipe'
   local r = dataset.spec
@@ -364,8 +366,9 @@ function dataset.command(args)
   return res
 end
 
---- `moreau merge A.db B.db ... -o OUT.db` (also --out=OUT.db): combines
--- the stores of a run's shards (moreau.store.merge). ARGS: args (Lua array).
+--- The merge command: combines the stores of a run's shards
+-- (moreau.store.merge), as `moreau merge A.db B.db ... -o OUT.db` (or
+-- `--out=OUT.db`). ARGS: args (Lua array). RETURN: the images merged.
 function dataset.merge_command(args)
   local inputs, out = {}, nil
   local i = 1
