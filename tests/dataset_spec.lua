@@ -290,6 +290,34 @@ describe('moreau explain --data (data-set command)', function()
     s:close()
   end)
 
+  it('the comparison and robustness recipes read maps from a store: the same figures as computing them', function()
+    local cjson = require 'cjson'
+    local same = '--methods=gradient,smoothgrad,sparse_moreaugrad --seed=3 --sparse_moreaugrad.T=24 --sparse_moreaugrad.m=4'
+    local function results(args)
+      local dir = tmp .. '/r' .. tostring(math.random(1e9))
+      local out, rc = moreau_env('', ('run %s --out=%s'):format(args, dir))
+      assert.are.equal(0, rc, out)
+      return cjson.decode(cli.read(dir .. '/results.json'))
+    end
+    local computed = results('compare_methods --images=3 --start=2 --preset=fast --smoothgrad.samples=6 ' .. same)
+    local stored = results('compare_methods --images=3 --start=2 --store=' .. sh_quote(ref_path))
+    for _, m in ipairs(METHODS) do
+      assert.are.same(computed.methods[m].sparsity, stored.methods[m].sparsity)
+      assert.are.same(computed.methods[m].gini, stored.methods[m].gini)
+      assert.are.same(computed.methods[m].options.samples, stored.methods[m].options.samples)
+    end
+    -- robustness: the store's methods and options; computed with the same ones given by hand
+    computed = results('robustness --images=2 --eps=0.5 --iters=1 --samples=6 --T=24 --m=4 --sparse_moreaugrad.K=24 ' .. same)
+    stored = results('robustness --images=2 --eps=0.5 --iters=1 --store=' .. sh_quote(ref_path))
+    assert.are.same(computed.summary, stored.summary)
+    local out, rc = moreau_env('', ('run robustness --images=2 --seeds=2 --store=%s --out=%s/rbx'):format(sh_quote(ref_path), tmp))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('--seeds=2 with --store: the store holds the maps of one seed (3)', 1, true), out)
+    out, rc = moreau_env('', ('run compare_methods --images=2 --start=15 --store=%s --out=%s/cmx'):format(sh_quote(ref_path), tmp))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('image 16 is not in the store (it holds 16 images)', 1, true), out)
+  end)
+
   it('refuses bad --data, --range and --shard before anything runs', function()
     local cases = {
       { '--data=mnist:test --store=x.db', '--data must be fashion-mnist:test, fashion-mnist:train, folder:PATH or cifar10:PATH, got mnist:test' },

@@ -502,7 +502,10 @@ function Store:maps(method, ids)
   local parts, shape = {}, nil
   for i, id in ipairs(ids) do
     local blob, s = self:map_bytes(id, method)
-    if not blob then
+    if not blob and not self:image(id) then
+      error(('store %s: image %s is not in the store (it holds %d images)'):format(self.path, tostring(id),
+        self:count()), 2)
+    elseif not blob then
       error(('store %s: image %s has no map of %s (methods there: %s)'):format(self.path, tostring(id),
         tostring(method), table.concat(self:methods(), ', ')), 2)
     end
