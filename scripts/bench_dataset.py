@@ -30,7 +30,9 @@ def main(argv):
     torch.set_num_threads(int(opts.get('threads', 2)))
     model, shape = bt.build(dict(opts, model='resnet_fmnist'))
     n = int(opts.get('images', 200))
-    x = bt.read_f32(opts['input'], (n,) + shape)
+    per = 4 * shape[0] * shape[1] * shape[2]
+    x = bt.read_f32(opts['input'], (os.path.getsize(opts['input']) // per,) + shape)[:n]
+    n = x.shape[0]
     with open(opts['labels']) as f:
         labels = json.load(f)[:n]
     samples = int(opts.get('samples', 50))
