@@ -180,6 +180,22 @@ local function load_data(spec, card, model)
   return ds
 end
 
+-- The git revision of the source tree, "+dirty" when a tracked file differs
+-- from it; 'unknown' outside a checkout. Untracked files do not count (unlike
+-- moreau.report.git_revision): the store itself, made inside the tree, must
+-- not change the revision its resume compares.
+local function revision()
+  local root = require('moreau.core').root
+  local p = io.popen('git -C "' .. root .. '" rev-parse --short HEAD 2>/dev/null')
+  local rev = p and p:read('*l')
+  if p then p:close() end
+  if not rev or rev == '' then return 'unknown' end
+  local d = io.popen('git -C "' .. root .. '" status --porcelain --untracked-files=no 2>/dev/null')
+  local dirty = d and d:read('*l')
+  if d then d:close() end
+  return rev .. ((dirty and #dirty > 0) and '+dirty' or '')
+end
+
 -- The options a map depends on: chunk and memory_budget only say how the
 -- work is split (docs/determinism.md), so a resume may change them.
 local function map_options(opts)
@@ -244,7 +260,7 @@ function dataset.run(p, opts)
   local params = {
     data = p.data, range = { first, last }, model = p.model, target = p.target, seed = p.seed, preset = p.preset,
     shard = ('%d/%d'):format(k, n), precision = moreau.get_precision(), conv_backend = moreau.get_conv_backend(),
-    git_revision = require('moreau.report').git_revision() or 'unknown', moreau_version = moreau.version,
+    git_revision = revision(), moreau_version = moreau.version,
     methods = {},
   }
   for i, m in ipairs(list) do
@@ -336,8 +352,8 @@ function dataset.run(p, opts)
   s:close()
   if not ok then
     if mode ~= 'off' and tty then io.stderr:write('\n') end
-    error(tostring(err) .. (done > 0 and (' (the store keeps its %d finished images; the same command resumes)')
-      :format(done) or ''), 0)
+    error(tostring(err):gsub('^[^\n]-:%d+: ', '') .. (done > 0 and ('; the store keeps its %d finished images, ' ..
+      'and the same command resumes once the cause is gone'):format(done) or ''), 0)
   end
   return { store = path, done = done, computed = #todo, skipped = skipped, shard = params.shard }
 end

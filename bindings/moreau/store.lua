@@ -172,10 +172,9 @@ local function why(db, rc)
   local primary = rc % 256
   local msg = errmsg(db)
   if primary == FULL then
-    return msg .. ' (the disk or the database is full: free space, then run the same command again to resume)'
+    return msg .. ' (the disk or the database is full)'
   elseif primary == IOERR then
-    return msg .. ' (the disk refused a write: full, over a file-size limit, or failing; free space or lift ' ..
-      'the limit, then run the same command again to resume)'
+    return msg .. ' (the disk refused a write: full, over a file-size limit, or failing)'
   elseif primary == READONLY then
     return msg .. ' (the file or its folder is read-only)'
   end
