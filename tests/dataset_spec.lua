@@ -319,6 +319,39 @@ describe('moreau explain --data (data-set command)', function()
     assert.truthy(out:find('image 16 is not in the store (it holds 16 images)', 1, true), out)
   end)
 
+  it('explains an image folder (class subfolders give the labels) and checks a data set against the model', function()
+    local moreau = require 'moreau'
+    local test = moreau.data.fashion_mnist { split = 'test' }
+    local dir = tmp .. '/folder'
+    assert(lfs.mkdir(dir))
+    for c, name in ipairs { 'bags', 'shoes' } do
+      assert(lfs.mkdir(dir .. '/' .. name))
+      for i = 1, 2 do moreau.data.save_png(('%s/%s/%d.png'):format(dir, name, i), test.images:select(2 * c + i)) end
+    end
+    local out, rc = moreau_env('', ('explain --data=folder:%s --methods=gradient --store=%s/folder.db'):format(
+      sh_quote(dir), sh_quote(tmp)))
+    assert.are.equal(0, rc, out)
+    local s = store.open(tmp .. '/folder.db', { readonly = true })
+    assert.are.same({ 0, 1, 2, 3 }, s:images())
+    local want = { { 0, 'bags/1.png' }, { 0, 'bags/2.png' }, { 1, 'shoes/1.png' }, { 1, 'shoes/2.png' } }
+    for id = 0, 3 do
+      local rec = s:image(id)
+      assert.are.same(want[id + 1], { rec.label, rec.source })
+    end
+    s:close()
+    -- CIFAR-10's binary format (a label byte, then 3x32x32 bytes per image) against a 1x28x28 model
+    cli.write(tmp .. '/batch.bin', string.rep('\1' .. string.rep('\128', 3072), 2))
+    out, rc = moreau_env('', ('explain --data=cifar10:%s --methods=gradient --store=%s/c.db'):format(
+      sh_quote(tmp .. '/batch.bin'), sh_quote(tmp)))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('its images are C×H×W = 3x32x32, but the model resnet_fmnist takes 1x28x28', 1, true), out)
+    assert.is_nil(lfs.attributes(tmp .. '/c.db'))
+    out, rc = moreau_env('', ('explain --data=folder:%s --target=label --methods=gradient --store=%s/f2.db'):format(
+      sh_quote(dir .. '/bags'), sh_quote(tmp)))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('--target=label, but the images of --data=folder:' .. dir .. '/bags have no labels', 1, true), out)
+  end)
+
   it('refuses bad --data, --range and --shard before anything runs', function()
     local cases = {
       { '--data=mnist:test --store=x.db', '--data must be fashion-mnist:test, fashion-mnist:train, folder:PATH or cifar10:PATH, got mnist:test' },
