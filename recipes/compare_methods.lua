@@ -1,6 +1,11 @@
 -- Figure 4: every method on a set of Fashion-MNIST test images.
 --
 --   moreau run recipes/compare_methods.lua --images=6 [--preset=fast]
+--   moreau run recipes/compare_methods.lua --images=6 --store=RUN.db
+--
+-- With --store, the maps are read from a results store of `moreau explain
+-- --data=fashion-mnist:test` (docs/store.md) instead of computed: its
+-- methods (or those of --methods), with the options they were made with.
 local moreau = require 'moreau'
 local ex = require 'moreau.experiment'
 local viz = moreau.viz
@@ -16,10 +21,24 @@ return {
     methods = { type = 'list', default = {}, domain = ex.METHODS, help = 'methods (default: all)' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel' },
+    store = { type = 'string', default = '', domain = 'string', file = 'read',
+      help = 'read the maps from this results store (moreau explain --data=fashion-mnist:test) instead of computing them' },
   },
   writes = { 'grid.png', 'methods.csv', 'results.json' },
   method_options = true, -- --METHOD.OPTION=VALUE (moreau.recipe.params)
   run = function(p, rep)
+    local st
+    if p.store ~= '' then
+      st = require('moreau.store').open(p.store, { readonly = true })
+      local sp = st:params()
+      if sp.data ~= 'fashion-mnist:test' or sp.model ~= p.model or sp.target ~= 'predicted' then
+        error(('compare_methods: --store=%s holds maps of --data=%s, --model=%s, --target=%s; this recipe shows ' ..
+          'the predicted class of fashion-mnist:test images under --model=%s'):format(p.store, tostring(sp.data),
+          tostring(sp.model), tostring(sp.target), p.model), 0)
+      end
+      if #p.methods == 0 then p.methods = sp.methods end
+      rep:param_shown('preset', 'the store\'s options (--store)')
+    end
     local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
     if #p.methods == 0 or p.methods[1] == 'all' then -- the default, or 'all', runs them all: the page says which
       local keys = {}
@@ -43,8 +62,21 @@ return {
       work = work + ex.cost(m)
       local method = m.make()
       local t1 = ex.now()
-      local maps = method:explain(net, x, preds)       -- explain the predicted class, as the paper
-      local seconds = ex.now() - t1
+      local maps, seconds
+      if st then
+        local ok, got = pcall(st.maps, st, m.key, idx)
+        if not ok then error('compare_methods: ' .. tostring(got):gsub('^[^\n]-:%d+: ', ''), 0) end
+        maps = got
+        local secs, ids = st:metric(m.key, 'seconds')
+        local by = {}
+        for i, id in ipairs(ids) do by[id] = secs[i] end
+        seconds = 0
+        for _, id in ipairs(idx) do seconds = seconds + by[id] end
+        method = { opts = st:options(m.key) }
+      else
+        maps = method:explain(net, x, preds)       -- explain the predicted class, as the paper
+        seconds = ex.now() - t1
+      end
       local sp = moreau.metrics.sparsity(maps)
       local g = moreau.metrics.gini(maps)
       for n = 1, #idx do rows[n][#rows[n] + 1] = viz.upscale(viz.heatmap(maps, { item = n }), p.scale) end
@@ -83,5 +115,9 @@ return {
     rep.results.labels = labels
     rep.results.predictions = preds
     rep.results.methods = per
+    if st then
+      rep.results.store = { path = p.store, params = st:params(), info = st:info() }
+      st:close()
+    end
   end,
 }

@@ -7,6 +7,14 @@
 --
 -- eps = 0 is the noise floor: no attack, a fresh draw of a stochastic map.
 --
+--   moreau run recipes/robustness.lua --images=50 --store=RUN.db
+--
+-- With --store, the clean maps are read from a results store of `moreau
+-- explain --data=fashion-mnist:test` (docs/store.md) instead of computed,
+-- and every method is the store's, with the options and seed it was made
+-- with (the attack differentiates through that same method); --T, --m,
+-- --samples, --ig_steps and --seed are then the store's, and --seeds is 1.
+--
 -- eps is in the network's input units (Fashion-MNIST normalized by mean 0.286,
 -- std 0.353, so one pixel step of 1/255 is 0.011); attacked images are kept in
 -- the box of valid pixels [(0 − mean)/std, (1 − mean)/std]. Stochastic maps
@@ -39,6 +47,8 @@ return {
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw (the first of --seeds)' },
     seeds = { type = 'int', default = 1, domain = 'int >= 1', help = 'runs with seeds seed, seed+1, ...; tables give the spread over them' },
     scale = { type = 'int', default = 3, domain = 'int >= 1', help = 'pixels per input pixel in the pictures' },
+    store = { type = 'string', default = '', domain = 'string', file = 'read',
+      help = 'read the clean maps, and the methods\' options, from this results store instead of computing them' },
   },
   writes = { 'maps.png', 'distance.csv', 'topk.csv', 'ssim.csv', 'distance.png', 'topk.png', 'ssim.png',
     'results.json' },
@@ -48,6 +58,45 @@ return {
     local norm = card.data.normalization
     local lo, hi = (0 - norm.mean[1]) / norm.std[1], (1 - norm.mean[1]) / norm.std[1]
     local x, labels, idx = ex.images(net, card, test, { n = p.images, start = p.start, which = 'correct' })
+    local st
+    if p.store ~= '' then
+      st = require('moreau.store').open(p.store, { readonly = true })
+      local sp = st:params()
+      if sp.data ~= 'fashion-mnist:test' or sp.model ~= p.model then
+        error(('robustness: --store=%s holds maps of --data=%s under --model=%s; this recipe attacks ' ..
+          'fashion-mnist:test images under --model=%s'):format(p.store, tostring(sp.data), tostring(sp.model), p.model), 0)
+      end
+      if p.seeds ~= 1 then
+        error(('robustness: --seeds=%d with --store: the store holds the maps of one seed (%d)'):format(p.seeds, sp.seed), 0)
+      end
+      -- the images are correctly classified: the predicted class is the label, whichever the store explained
+      for n, id in ipairs(idx) do
+        local rec = st:image(id)
+        if not rec then
+          error(('robustness: --store=%s does not hold test image %d (it holds %d images)'):format(p.store, id,
+            st:count()), 0)
+        end
+        if rec.target ~= labels[n] then
+          error(('robustness: --store=%s explains class %d of test image %d, the attack its label %d'):format(p.store,
+            rec.target, id, labels[n]), 0)
+        end
+      end
+      -- the default list, or 'all': the store's methods
+      local default = { 'gradient', 'integrated_gradients', 'smoothgrad', 'sparsified_smoothgrad', 'moreaugrad',
+        'sparse_moreaugrad' }
+      if table.concat(p.methods, ',') == table.concat(default, ',') or (#p.methods == 1 and p.methods[1] == 'all') then
+        p.methods = sp.methods
+      end
+      local have = {}
+      for _, k in ipairs(sp.methods) do have[k] = true end
+      for _, k in ipairs(p.methods) do
+        if k ~= 'all' and not have[k] then
+          error(('robustness: --store=%s has no maps of %s (it has %s)'):format(p.store, k, table.concat(sp.methods, ', ')), 0)
+        end
+      end
+      p.seed = sp.seed
+      rep:param_shown('seed', ('%d (the store\'s)'):format(sp.seed))
+    end
     local seeds = {}
     for i = 0, p.seeds - 1 do seeds[#seeds + 1] = p.seed + i end
     -- results[method][eps][seed index] = {distance = {..}, topk = {..}, ssim = {..}}, one value per image
@@ -61,8 +110,15 @@ return {
         moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 2)) }, overrides = p }
       total = total or #seeds * #list * #p.eps -- the methods that run ('all' stands for several)
       for _, m in ipairs(list) do
-        local method = m.make()
-        local clean = method:explain(net, x, labels)
+        local method, clean
+        if st then
+          -- the store's method, as it made the maps (its options as recorded)
+          method = moreau.methods.create(m.method, st:options(m.key))
+          clean = st:maps(m.key, idx)
+        else
+          method = m.make()
+          clean = method:explain(net, x, labels)
+        end
         if si == 1 then
           keys[#keys + 1], titles[m.key] = m.key, m.title
           results[m.key] = { options = method.opts }
@@ -153,5 +209,9 @@ return {
     rep.results.box = { lo, hi }
     rep.results.per_method = results
     rep.results.summary = summary
+    if st then
+      rep.results.store = { path = p.store, params = st:params(), info = st:info() }
+      st:close()
+    end
   end,
 }

@@ -518,7 +518,7 @@ describe('the options before the command', function()
     assert.truthy(out:find('moreau ' .. require('moreau.core').version(), 1, true), out)
     out, rc = moreau('Info')
     assert.are.equal(2, rc, out)
-    assert.truthy(out:find("moreau: unknown command 'Info' (commands: bench, explain, info, repl, run, train) " ..
+    assert.truthy(out:find("moreau: unknown command 'Info' (commands: bench, explain, info, merge, repl, run, train) " ..
       "(did you mean 'info'?)", 1, true), out)
   end)
 end)

@@ -1,6 +1,9 @@
 --- moreau.cli — the `moreau` command.
 --
 --   moreau explain [--index=N | --image=PATH] [--key=value ...]   the main job (recipes/explain.lua)
+--   moreau explain --data=SET --store=RUN.db [--range=A:B] [--shard=K/N] ...
+--                                                                  a data set into a results store (moreau.dataset)
+--   moreau merge RUN-*.db -o RUN.db                                combine the stores of shards
 --   moreau run RECIPE.lua [--key=value ...] [--help]               run a recipe into a results folder
 --   moreau run --from results/NAME-.../results.json                re-run with the same parameters
 --                                                                  (a shipped recipe; any other recipe file
@@ -29,6 +32,10 @@ usage: moreau [--threads=N] [--traceback] [--progress=MODE] COMMAND [ARGS]
 commands:
   explain [--index=N | --image=PATH] [--key=value ...]
                         explain one image with every method (the shipped model by default)
+  explain --data=SET --store=RUN.db [--range=A:B] [--methods=...] [--shard=K/N] [--batch=64]
+                        explain a data set into a results store (SQLite; docs/store.md); the same
+                        command again resumes; shards from --shard, SLURM arrays or mpirun
+  merge SHARD.db ... -o RUN.db   combine the stores of a run's shards
   run RECIPE [--key=value ...]   run a recipe; --help lists its parameters
   run --from results.json        re-run a recorded run with its parameters: a shipped recipe
                                  as it is; any other recipe file the results.json names only
@@ -321,7 +328,11 @@ function commands.run(args)
   return cli.run_recipe(find_recipe(first), args)
 end
 
-function commands.explain(args) return cli.run_recipe(find_recipe('explain'), args, { command = 'explain' }) end
+function commands.explain(args)
+  if require('moreau.dataset').wants(args) then return require('moreau.dataset').command(args) end
+  return cli.run_recipe(find_recipe('explain'), args, { command = 'explain' })
+end
+function commands.merge(args) return require('moreau.dataset').merge_command(args) end
 function commands.train(args) return cli.run_recipe(find_recipe('train_fmnist'), args, { command = 'train' }) end
 
 function commands.bench(args)
