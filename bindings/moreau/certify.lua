@@ -73,6 +73,37 @@ local Phi, Phinv = certify.normal_cdf, certify.normal_quantile
 
 -- ------------------------------------- Levine et al. 2019: top-k certificate
 
+--- The rule of certify.sparsified_smoothgrad_topk on one map: with v sorted
+-- in decreasing order (ranks 0-based), the number of ranks i < k with
+--   Φ(Φ⁻¹(clip(v_i − e)) − 2r/s) − e > v_{2k−1−i}
+-- (a rank 2k − 1 − i past the last holds), counted from i = 0 until the first
+-- that fails (the left side falls and the right side rises with i).
+-- r = 0 shifts by 0; s = 0 with r > 0 certifies nothing.
+-- ARGS: values (a Lua array of the d entries of one map, in [0, 1], any
+-- order; not changed), k (1..d), radius (r >= 0), noise_std (s >= 0),
+-- hoeffding (e >= 0). RETURN: an integer in 0..k.
+function certify.certified_overlap(values, k, radius, noise_std, hoeffding)
+  local d = #values
+  if type(k) ~= 'number' or k ~= math.floor(k) or k < 1 or k > d then
+    error(('certify.certified_overlap: k must be an integer in 1..%d, got %s'):format(d, options.show(k)), 2)
+  end
+  local v = {}
+  for j = 1, d do v[j] = values[j] end
+  table.sort(v, function(a, b) return a > b end)
+  local e = hoeffding
+  local shift = radius == 0 and 0 or (noise_std > 0 and 2 * radius / noise_std or math.huge)
+  local m = 0
+  for i = 0, k - 1 do
+    local r = 2 * k - 1 - i -- the outsider that must overtake rank i
+    if r <= d - 1 then
+      local lo = math.min(1, math.max(0, v[i + 1] - e))
+      if not (Phi(Phinv(lo) - shift) - e > v[r + 1]) then break end
+    end
+    m = m + 1
+  end
+  return m
+end
+
 certify.topk_defaults = {
   radius = 0, k = 0, k_frac = 0.02, alpha = 0.05,
   _extra = { method = true },
@@ -151,25 +182,9 @@ function certify.sparsified_smoothgrad_topk(net, x, labels, opts)
   for n = 0, N - 1 do
     local v = {}
     for j = 0, d - 1 do v[j + 1] = pe[n * d + j] end
-    table.sort(v, function(a, b) return a > b end)
     local s = tonumber(scales[n])
-    -- 2r/s: the shift of Φ⁻¹; r = 0 needs no smoothing, s = 0 with r > 0 certifies nothing
-    local shift = o.radius == 0 and 0 or (s > 0 and 2 * o.radius / s or math.huge)
-    local m = 0
-    for i = 0, k - 1 do
-      local r = 2 * k - 1 - i -- the outsider that must overtake rank i
-      local holds
-      if r > d - 1 then
-        holds = true
-      else
-        local lo = math.min(1, math.max(0, v[i + 1] - e))
-        holds = Phi(Phinv(lo) - shift) - e > v[r + 1]
-      end
-      if not holds then break end
-      m = m + 1
-    end
-    out[n + 1] = { certified = m, k = k, radius = o.radius, noise_std = s, hoeffding = e, samples = t,
-      alpha = o.alpha }
+    out[n + 1] = { certified = certify.certified_overlap(v, k, o.radius, s, e), k = k, radius = o.radius,
+      noise_std = s, hoeffding = e, samples = t, alpha = o.alpha }
   end
   return out, E
 end
@@ -336,12 +351,18 @@ certify.moreaugrad_defaults = {
 
 --- The Hessian-vector product of the smoothed score at a batch of points:
 -- v ↦ (1/M) Σ_i ∇²f_c(p_n + s_n ε_i) v_n, with M fixed normal draws ε_i
--- (mr_noise_copies: seed, stream = the clean item's noise key, copy i at
--- offset i·d, as SmoothGrad draws them), s_n = sigma·range(x_n) of the clean
--- item; M = 0 or s_n = 0: ∇²f_c(p_n) v_n itself.
--- ARGS: net, p (N, ...), x (the clean batch), lab (int32_t[N]), o (filled options).
--- RETURN: apply(V) for certify.lanczos_min.
-local function smoothed_hvp(net, p, x, lab, o)
+-- (mr_noise_copies: seed, stream = item n's noise key, copy i at offset i·d,
+-- as SmoothGrad draws them), s_n = sigma·range(x_n) of the clean item (held
+-- constant: its derivative in x is not part of this Hessian); M = 0 or
+-- sigma = 0: ∇²f_c(p_n) v_n itself. Exact HVPs by forward-over-reverse
+-- (moreau.oracle), so the network must be twice differentiable (softplus):
+-- a ReLU network's Hessian is 0 almost everywhere.
+-- ARGS: net, p (N, ...: the points), x (the clean batch, like p), lab
+-- (int32_t[N]), o {sigma, samples (M), seed, score, chunk (copies per pass, 0:
+-- all), keys (optional uint64_t[N]: the noise keys; default the content keys
+-- of x, methods.item_keys)}.
+-- RETURN: apply(V): V a double[N·d] (item n at offset n·d) → a new double[N·d].
+function certify.smoothed_hvp(net, p, x, lab, o)
   local common = require 'moreau.methods.common'
   local N, d = core.size(p, 1), core.numel(p) / core.size(p, 1)
   local kind = oracle.score_kind(o.score)
@@ -353,11 +374,11 @@ local function smoothed_hvp(net, p, x, lab, o)
   if M > 0 then
     local scales = ffi.new('float[?]', N)
     check(C.mr_noise_scales(scales, nil, nil, handle(x), o.sigma))
-    local keys = common.keys(x, nil, 'certify.moreaugrad_bound', 4)
+    local keys = o.keys or common.keys(x, nil, 'certify.smoothed_hvp', 4)
     pts = T.zeros(common.batch_shape(p, N * M))
     check(C.mr_noise_copies(handle(pts), nil, handle(p), scales, keys, o.seed, M, 0))
   end
-  local chunk = o.chunk > 0 and o.chunk or N * copies
+  local chunk = (o.chunk or 0) > 0 and math.min(o.chunk, N * copies) or N * copies
   return function(V)
     local out = ffi.new('double[?]', N * d)
     local vb = T.zeros(core.shape(pts))
@@ -389,6 +410,7 @@ local function smoothed_hvp(net, p, x, lab, o)
     return out
   end
 end
+local smoothed_hvp = certify.smoothed_hvp
 
 --- The paper's Corollary 1 (Zhang and Farnia 2023, "MoreauGrad", §4): if the
 -- score f_c is λ-weakly convex (f_c + (λ/2)‖·‖² convex) and 0 < ρ < 1/λ, then
