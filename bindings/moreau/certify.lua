@@ -97,7 +97,9 @@ function certify.certified_overlap(values, k, radius, noise_std, hoeffding)
     local r = 2 * k - 1 - i -- the outsider that must overtake rank i
     if r <= d - 1 then
       local lo = math.min(1, math.max(0, v[i + 1] - e))
-      if not (Phi(Phinv(lo) - shift) - e > v[r + 1]) then break end
+      -- shift = inf (s = 0, r > 0): the lower bound is 0, even for lo = 1
+      local low = shift == math.huge and 0 or Phi(Phinv(lo) - shift)
+      if not (low - e > v[r + 1]) then break end
     end
     m = m + 1
   end
