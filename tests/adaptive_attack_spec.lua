@@ -183,7 +183,7 @@ describe('attacks.topk{adaptive = true}', function()
     local recipe = require 'moreau.recipe'
     local r = recipe.load(core.root .. '/recipes/adaptive_attack.lua')
     local dir = require('helpers.cli').tmpdir() .. '/adaptive_attack'
-    recipe.run(r, recipe.params(r, { images = '2', seeds = '2', iters = '2', T = '10', m = '2', cg_iters = '10' }),
+    recipe.run(r, recipe.params(r, { images = '2', seeds = '2', iters = '2', T = '10', m = '2', cg_iters = '10', rhos = '0.05' }),
       { out = dir })
     local f = assert(io.open(dir .. '/results.json'))
     local res = require('cjson').decode(f:read('*a'))
