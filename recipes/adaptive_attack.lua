@@ -9,7 +9,7 @@
 -- fresh noise for stochastic maps, as recipes/robustness.lua does; a higher
 -- intersection is more robust.
 --
---   moreau run recipes/adaptive_attack.lua --images=8 --eps=1 --seeds=3
+--   moreau run recipes/adaptive_attack.lua --images=6 --eps=1 --seeds=3 --rhos=1,0.05 --T=30 --m=2
 --
 -- Each seed s runs every method with noise seed s; the table gives, per
 -- method and attack, the mean over the seeds of the per-seed mean over the
@@ -32,7 +32,7 @@ return {
   name = 'adaptive_attack',
   description = "The top-k attack with the authors' surrogate against the adaptive (implicit-function) attack",
   params = {
-    images = { type = 'int', default = 8, domain = 'int >= 1', help = 'correctly classified test images' },
+    images = { type = 'int', default = 6, domain = 'int >= 1', help = 'correctly classified test images' },
     start = { type = 'int', default = 0, domain = 'int >= 0', help = 'index of the first test image' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     eps = { type = 'list', default = { 1 }, domain = 'num > 0', help = 'L2 radii of the attack (input units)' },
@@ -40,7 +40,7 @@ return {
       help = "MoreauGrad's rho (1: the authors'; a small rho keeps rho < 1/lambda, where the envelope's problem is convex)" },
     iters = { type = 'int', default = 10, domain = 'int >= 1', help = 'attack iterations' },
     T = { type = 'int', default = 30, domain = 'int >= 1', help = 'MoreauGrad iterations inside the attack' },
-    m = { type = 'int', default = 4, domain = 'int >= 0', help = 'MoreauGrad noise samples per iteration' },
+    m = { type = 'int', default = 2, domain = 'int >= 0', help = 'MoreauGrad noise samples per iteration' },
     cg_iters = { type = 'int', default = 30, domain = 'int >= 1', help = 'CG (or MINRES) iterations of the adaptive attack' },
     cg_tol = { type = 'number', default = 1e-3, domain = 'num > 0', help = 'relative residual at which CG (MINRES) stops' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'the first seed' },

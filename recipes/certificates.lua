@@ -7,7 +7,7 @@
 -- surrogate gradient and with the adaptive one (attacks.topk{adaptive = true}),
 -- and a violation is a change above the bound where the corollary applies.
 --
---   moreau run recipes/certificates.lua --images=8 --rhos=0.005,0.02,0.1,1 --eps=0.3,1,3
+--   moreau run recipes/certificates.lua --images=6 --rhos=0.001,0.005,0.02,1 --eps=0.3,1
 --
 -- The estimator. With m = 0 (the default here) the map is deterministic: the
 -- solver's fixed point of the unsmoothed score, run T iterations with
@@ -33,13 +33,13 @@ return {
   name = 'certificates',
   description = "Corollary 1: MoreauGrad's certified bound against the change measured under the top-k attacks",
   params = {
-    images = { type = 'int', default = 8, domain = 'int >= 1', help = 'correctly classified test images' },
+    images = { type = 'int', default = 6, domain = 'int >= 1', help = 'correctly classified test images' },
     start = { type = 'int', default = 0, domain = 'int >= 0', help = 'index of the first test image' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
-    rhos = { type = 'list', default = { 0.005, 0.02, 0.1, 1 }, domain = 'num > 0', help = 'rho values' },
-    eps = { type = 'list', default = { 0.3, 1, 3 }, domain = 'num > 0', help = 'L2 radii of the attacks (input units)' },
+    rhos = { type = 'list', default = { 0.001, 0.005, 0.02, 1 }, domain = 'num > 0', help = 'rho values' },
+    eps = { type = 'list', default = { 0.3, 1 }, domain = 'num > 0', help = 'L2 radii of the attacks (input units)' },
     eta = { type = 'number', default = 0.1, domain = 'num > 0', help = 'eta of Sparse MoreauGrad' },
-    T = { type = 'int', default = 100, domain = 'int >= 1', help = 'solver iterations (gamma = rho/2)' },
+    T = { type = 'int', default = 50, domain = 'int >= 1', help = 'solver iterations (gamma = rho/2)' },
     m = { type = 'int', default = 0, domain = 'int >= 0', help = 'noise samples per solver iteration (0: deterministic)' },
     samples = { type = 'int', default = 8, domain = 'int >= 1', help = 'noise draws of the Hessian estimate when m > 0' },
     steps = { type = 'int', default = 30, domain = 'int >= 1', help = 'Lanczos steps' },
