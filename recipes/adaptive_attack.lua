@@ -60,7 +60,7 @@ return {
     end
     -- scores[row][attack][eps index][seed index] = per-image top-k intersections;
     -- objective[...] the same for J(x')/J(x), the attack's own objective under the step's noise
-    local scores, objective, solver_stats = {}, {}, {}
+    local scores, objective, solver_stats, floors = {}, {}, {}, {}
     local t0, done, total = ex.now(), 0, p.seeds * #p.eps * (1 + 4 * #p.rhos)
     for si = 1, p.seeds do
       local seed = p.seed + si - 1
@@ -77,6 +77,10 @@ return {
           o.seed = method.opts.seed + 1000003
           fresh = moreau.methods.create(method.name, o)
         end
+        -- the noise floor: the clean map against a fresh draw at the clean x
+        floors[ent.row] = floors[ent.row] or {}
+        floors[ent.row][si] = fresh == method and 1 or ex.mean_std(metrics.topk_intersection(clean,
+          fresh:explain(net, x, labels)))
         scores[ent.row] = scores[ent.row] or { surrogate = {}, adaptive = {} }
         objective[ent.row] = objective[ent.row] or { surrogate = {}, adaptive = {} }
         for ei, eps in ipairs(p.eps) do
@@ -128,15 +132,18 @@ return {
           local mean, sd, jmean = ex.mean_std(means), ex.mean_std(sds), ex.mean_std(jm)
           local lo_m, hi_m = math.huge, -math.huge
           for _, v in ipairs(means) do lo_m, hi_m = math.min(lo_m, v), math.max(hi_m, v) end
-          rows[#rows + 1] = { ent.row, kind, eps, mean, sd, hi_m - lo_m, jmean }
+          local floor = ex.mean_std(floors[ent.row])
+          rows[#rows + 1] = { ent.row, kind, eps, mean, sd, hi_m - lo_m, jmean, floor }
           summary[#summary + 1] = { method = ent.row, attack = kind, eps = eps, mean = mean, sd_images = sd,
-            spread_seeds = hi_m - lo_m, seed_means = means, objective_ratio = jmean }
+            spread_seeds = hi_m - lo_m, seed_means = means, objective_ratio = jmean, noise_floor = floor }
         end
       end
     end
     rep:table('adaptive.csv', { 'method', 'attack', 'eps', 'top-k intersection (mean)', 'sd over images',
-      'spread over seeds', 'J(x\')/J(x)' }, rows, 'Top-k intersection of the clean and the attacked map (higher: ' ..
-      'more robust), and the attack\'s own objective at x\' relative to x (lower: the attack did better)')
+      'spread over seeds', 'J(x\')/J(x)', 'noise floor' }, rows,
+      'Top-k intersection of the clean and the attacked map (higher: ' ..
+      'more robust); the attack\'s own objective at x\' relative to x (lower: the attack did better); the ' ..
+      'noise floor: the clean map against a fresh draw at the clean x (1 for the gradient)')
     local srows = {}
     for _, s in ipairs(solver_stats) do
       srows[#srows + 1] = { s.method, s.seed, s.eps, s.systems, s.cg, s.minres, s.converged }

@@ -18,7 +18,8 @@
 -- method:explain_abs_vjp (moreau.explain_vjp): exact Hessian-vector products
 -- for gradient maps, the authors' surrogate for MoreauGrad and Sparsified
 -- SmoothGrad; topk{adaptive = true} differentiates MoreauGrad through its
--- solver's fixed point instead (attacks.moreaugrad_vjp). They need a smooth network (softplus): ReLU has no curvature.
+-- solver's fixed point instead (attacks.moreaugrad_vjp). They need a smooth
+-- network (softplus): ReLU has no curvature.
 -- Stochastic methods (smoothgrad, sparsified_smoothgrad, moreaugrad with m > 0)
 -- explain every iterate with fresh noise, as the authors do: the map of step t
 -- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
