@@ -3,7 +3,8 @@
 -- against central finite differences of the converged solver's map (vanilla
 -- and sparse, off the soft-threshold's kinks); against a dense solve of
 -- (I + ρH) w = u when the system is indefinite (MINRES); CG and MINRES on
--- known systems; the errors; the attack itself; and its recipe at tiny size.
+-- known systems (certify.cg_batch, certify.minres_batch); the errors; the
+-- attack itself; and its recipe at tiny size.
 local T = require 'moreau.tensor'
 local core = require 'moreau.core'
 local ffi = require 'ffi'
@@ -135,12 +136,13 @@ describe('attacks.moreaugrad_vjp: the derivative through the fixed point', funct
     local B = ffi.new('double[?]', 2 * n)
     for j = 0, 2 * n - 1 do B[j] = math.sin(j + 1) end
     local X, st = ffi.new('double[?]', 2 * n), { {}, {} }
-    local flagged = attacks.cg_batch(applyA, B, X, 2, n, { [0] = true, [1] = true }, 50, 1e-12, st)
+    local certify = require 'moreau.certify'
+    local flagged = certify.cg_batch(applyA, B, X, 2, n, { [0] = true, [1] = true }, 50, 1e-12, st)
     assert.are.same({ 1 }, flagged)
     assert.is_true(st[1].converged)
     for i = 0, n - 1 do assert.is_true(math.abs(X[i] - B[i] / (i + 1)) < 1e-10) end
     local Y, st2 = ffi.new('double[?]', 2 * n), { {}, {} }
-    attacks.minres_batch(applyA, B, Y, 2, n, { [0] = true, [1] = true }, 50, 1e-12, st2)
+    certify.minres_batch(applyA, B, Y, 2, n, { [0] = true, [1] = true }, 50, 1e-12, st2)
     for i = 0, n - 1 do
       assert.is_true(math.abs(Y[i] - B[i] / (i + 1)) < 1e-9)
       assert.is_true(math.abs(Y[n + i] - B[n + i] / (i - 5.5)) < 1e-9)

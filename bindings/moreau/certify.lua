@@ -341,6 +341,141 @@ function certify.lanczos_min(apply, N, d, opts)
   return out
 end
 
+-- ------------------------------------------------ Krylov solvers
+-- CG and MINRES on batched operators, for the adaptive attack's implicit
+-- systems (attacks.moreaugrad_vjp). They live here, with Lanczos, and not in
+-- moreau.attacks: their operators receive raw double arrays, which a
+-- sandboxed recipe (moreau.sandbox, which offers moreau.attacks) must not get.
+
+--- Conjugate gradients (Hestenes and Stiefel 1952) on N symmetric systems
+-- A_n x_n = b_n at once, from x = 0: each iteration is one call of
+-- applyA(V) (V: double[N·d], item n at offset n·d; returns a double[N·d]).
+-- Item n stops when ‖r‖ <= tol·‖b_n‖ or after maxit iterations; a direction
+-- with pᵀAp <= 0 (A_n not positive definite) stops it too and flags it.
+-- ARGS: applyA, B (double[N·d]), X (double[N·d], receives x; zero on entry),
+-- N, d, active (table: item index 0..N−1 → true), maxit, tol, stats (a Lua
+-- array of N tables; iters, residual (‖r‖/‖b‖), converged, curvature are set).
+-- RETURN: a Lua array of the flagged items (0-based), in order.
+function certify.cg_batch(applyA, B, X, N, d, active, maxit, tol, stats)
+  local R, P = ffi.new('double[?]', N * d), ffi.new('double[?]', N * d)
+  local rr, bn, live, flagged = {}, {}, {}, {}
+  for n = 0, N - 1 do
+    if active[n] then
+      local b2 = 0
+      for j = n * d, n * d + d - 1 do R[j], P[j], b2 = B[j], B[j], b2 + B[j] * B[j] end
+      rr[n], bn[n] = b2, math.sqrt(b2)
+      live[n] = b2 > 0
+      if b2 == 0 then stats[n + 1].converged = true end
+    end
+  end
+  for it = 1, maxit do
+    local V, any = ffi.new('double[?]', N * d), false
+    for n = 0, N - 1 do
+      if live[n] then any = true; ffi.copy(V + n * d, P + n * d, d * 8) end
+    end
+    if not any then break end
+    local AP = applyA(V)
+    for n = 0, N - 1 do
+      if live[n] then
+        local c = stats[n + 1]
+        local pAp = 0
+        for j = n * d, n * d + d - 1 do pAp = pAp + P[j] * AP[j] end
+        c.iters = it
+        if not (pAp > 0) then
+          live[n], c.curvature = false, pAp
+          flagged[#flagged + 1] = n
+        else
+          local a, new = rr[n] / pAp, 0
+          for j = n * d, n * d + d - 1 do
+            X[j] = X[j] + a * P[j]
+            R[j] = R[j] - a * AP[j]
+            new = new + R[j] * R[j]
+          end
+          c.residual = math.sqrt(new) / bn[n]
+          if c.residual <= tol then c.converged, live[n] = true, false end
+          local beta = new / rr[n]
+          rr[n] = new
+          for j = n * d, n * d + d - 1 do P[j] = R[j] + beta * P[j] end
+        end
+      end
+    end
+  end
+  return flagged
+end
+
+--- MINRES (Paige and Saunders 1975) on N symmetric, possibly indefinite,
+-- systems A_n x_n = b_n at once, from x = 0: the Lanczos process on A_n with
+-- Givens rotations of its tridiagonal, which minimizes ‖b − A x‖ over the
+-- Krylov space. One applyA call per iteration, as certify.cg_batch. Item n
+-- stops when the residual estimate (φ̄, the last rotated right-hand side) is
+-- at most tol·‖b_n‖, or after maxit iterations. ARGS: as certify.cg_batch
+-- (stats[n].method becomes 'minres'; iters, residual, converged are set).
+function certify.minres_batch(applyA, B, X, N, d, active, maxit, tol, stats)
+  local n3 = N * d
+  local R1, R2, Y = ffi.new('double[?]', n3), ffi.new('double[?]', n3), ffi.new('double[?]', n3)
+  local W, W1, W2 = ffi.new('double[?]', n3), ffi.new('double[?]', n3), ffi.new('double[?]', n3)
+  local st, live = {}, {}
+  for n = 0, N - 1 do
+    if active[n] then
+      local b2 = 0
+      for j = n * d, n * d + d - 1 do R1[j], R2[j], Y[j], b2 = B[j], B[j], B[j], b2 + B[j] * B[j] end
+      local b1 = math.sqrt(b2)
+      st[n] = { beta1 = b1, beta = b1, oldb = 0, dbar = 0, epsln = 0, phibar = b1, cs = -1, sn = 0 }
+      live[n] = b1 > 0
+      stats[n + 1].method, stats[n + 1].converged, stats[n + 1].iters = 'minres', b1 == 0, 0
+    end
+  end
+  for it = 1, maxit do
+    local V, any = ffi.new('double[?]', n3), false
+    for n = 0, N - 1 do
+      if live[n] then
+        any = true
+        local s = 1 / st[n].beta
+        for j = n * d, n * d + d - 1 do V[j] = s * Y[j] end
+      end
+    end
+    if not any then break end
+    local AV = applyA(V)
+    for n = 0, N - 1 do
+      if live[n] then
+        local q, c = st[n], stats[n + 1]
+        local lo, hi = n * d, n * d + d - 1
+        for j = lo, hi do Y[j] = AV[j] end
+        if it >= 2 then
+          local f = q.beta / q.oldb
+          for j = lo, hi do Y[j] = Y[j] - f * R1[j] end
+        end
+        local alfa = 0
+        for j = lo, hi do alfa = alfa + V[j] * Y[j] end
+        local f = alfa / q.beta
+        local y2 = 0
+        for j = lo, hi do
+          Y[j] = Y[j] - f * R2[j]
+          R1[j], R2[j] = R2[j], Y[j]
+          y2 = y2 + Y[j] * Y[j]
+        end
+        q.oldb, q.beta = q.beta, math.sqrt(y2)
+        local oldeps = q.epsln
+        local delta = q.cs * q.dbar + q.sn * alfa
+        local gbar = q.sn * q.dbar - q.cs * alfa
+        q.epsln = q.sn * q.beta
+        q.dbar = -q.cs * q.beta
+        local gamma = math.max(math.sqrt(gbar * gbar + q.beta * q.beta), 1e-300)
+        q.cs, q.sn = gbar / gamma, q.beta / gamma
+        local phi = q.cs * q.phibar
+        q.phibar = q.sn * q.phibar
+        for j = lo, hi do
+          W1[j], W2[j] = W2[j], W[j]
+          W[j] = (V[j] - oldeps * W1[j] - delta * W2[j]) / gamma
+          X[j] = X[j] + phi * W[j]
+        end
+        c.iters, c.residual = it, math.abs(q.phibar) / q.beta1
+        if c.residual <= tol or q.beta == 0 then c.converged, live[n] = true, false end
+      end
+    end
+  end
+end
+
 -- ------------------------------------------ MoreauGrad: Corollary 1
 
 certify.moreaugrad_defaults = {
