@@ -71,7 +71,7 @@ describe('attacks: options', function()
 
   it('rejects unknown options and bad values', function()
     assert.has_error(function() attacks.topk { epsilon = 1 } end, 
-      "attacks.topk: unknown option 'epsilon' (alpha, eps, fresh_noise, hi, iters, k, k_frac, lo)")
+      "attacks.topk: unknown option 'epsilon' (adaptive, alpha, cg_iters, cg_tol, eps, fresh_noise, hi, iters, k, k_frac, lo)")
     assert.has_error(function() attacks.pgd { norm = 'l1' } end, 
       "attacks.pgd: option 'norm' must be one of 'linf', 'l2', got 'l1'")
     assert.has_error(function() attacks.topk { eps = -1 } end, 

@@ -17,7 +17,9 @@
 -- The two interpretation attacks differentiate the explanation through
 -- method:explain_abs_vjp (moreau.explain_vjp): exact Hessian-vector products
 -- for gradient maps, the authors' surrogate for MoreauGrad and Sparsified
--- SmoothGrad. They need a smooth network (softplus): ReLU has no curvature.
+-- SmoothGrad; topk{adaptive = true} differentiates MoreauGrad through its
+-- solver's fixed point instead (attacks.moreaugrad_vjp). They need a smooth
+-- network (softplus): ReLU has no curvature.
 -- Stochastic methods (smoothgrad, sparsified_smoothgrad, moreaugrad with m > 0)
 -- explain every iterate with fresh noise, as the authors do: the map of step t
 -- uses seed = method.opts.seed + t (t = 0 is the clean x, so the clean map is
@@ -136,6 +138,141 @@ local function method_at(method, t, fresh, x, labels)
   return methods.create(method.name, o), o.seed, ids
 end
 
+-- ------------------------------------------- the implicit-function VJP
+
+attacks.implicit_defaults = { cg_iters = 100, cg_tol = 1e-6, indefinite = 'minres', _extra = { ids = true },
+  _domains = { cg_iters = 'int >= 1', cg_tol = 'num > 0', indefinite = 'one of minres, error', ids = 'table' } }
+
+--- The derivative of MoreauGrad's map through the solver's fixed point
+-- (the implicit function theorem), as a vector-Jacobian product: Σ_j u_j
+-- ∂E_j/∂x for E = −δ*/ρ, the map method:explain computes (docs/methods.md §7).
+--
+-- The system. δ* minimizes F(δ) = f(x + δ) + ‖δ‖²/(2ρ) + η‖δ‖₁ (reg = 'l1';
+-- η = 0 for reg = 'none'). On its support S = {j: δ*_j ≠ 0} optimality reads
+--   ∇_S f(x + δ*) + δ*_S/ρ + η sign(δ*_S) = 0,      δ*_{S^c} = 0,
+-- and off S, |∇_j f(x + δ*)| <= η. Where that inequality is strict (strict
+-- complementarity) S and the signs are locally constant, so differentiating
+-- in x with H = ∇²f(x + δ*) (∂/∂x of ∇f(x + δ) is H too: f sees x + δ) gives
+--   (I + ρ H_SS) ∂δ*_S/∂x = −ρ H_{S,:},   ∂δ*_{S^c}/∂x = 0,
+-- hence ∂E_S/∂x = (I + ρ H_SS)⁻¹ H_{S,:}, ∂E_{S^c}/∂x = 0, and
+--   VJP = H (P_Sᵀ w),   (I + ρ H_SS) w = u_S,
+-- P_S the restriction to S. w is found by conjugate gradients on exact HVPs
+-- (moreau.oracle; certify.cg_batch), u_S ↦ u_S + ρ (H P_Sᵀ u_S)_S, then one more HVP gives the
+-- VJP: cg + 1 batched HVP passes per item. For reg = 'none', S is every entry.
+--
+-- The kinks. An entry with |∇_j f(x + δ*)| = η exactly (δ*_j = 0 on the
+-- threshold of the soft-threshold) is where the map is not differentiable;
+-- the VJP holds S fixed there, i.e. it is the one-sided derivative that
+-- keeps such entries out of the support. S is the support of the solver's
+-- last iterate δ_T (the fixed point's estimate), at which H is taken; the
+-- map E is the solver's own (its tail average).
+--
+-- Definiteness. At a strict local minimum of F, H_SS + I/ρ is positive
+-- definite, so I + ρ H_SS is, and CG applies. It is not when ρ exceeds 1/λ
+-- on S (λ the weak convexity there: the prox objective is then nonconvex and
+-- its fixed point may be a saddle) or the solver has not converged: CG then
+-- meets a direction p with pᵀ(I + ρ H_SS)p <= 0. The item is then flagged
+-- and solved again from 0 by MINRES (certify.minres_batch), which needs only
+-- symmetry and a nonsingular system: the implicit function theorem holds at
+-- any nondegenerate fixed point, minimum or not. info.cg[n].method says which
+-- solver gave item n's answer; opts.indefinite = 'error' raises instead
+-- ("... is not positive definite (p'Ap = ... at CG iteration ...)").
+--
+-- Noise (m > 0). The solver then minimizes the smoothed score h(y) = E f(y + z)
+-- with fresh draws every iteration; H is replaced by the mean of M = m exact
+-- Hessians at x + δ_T + s ε_i over fixed draws (certify.smoothed_hvp: the
+-- method's seed, the items' noise keys), and the noise scale s = sigma·range(x)
+-- is held constant. That is the IFT of the smoothed problem estimated from
+-- m draws, not the derivative of one noisy run.
+--
+-- The solver is run to a tolerance: the VJP is that of the fixed point, and
+-- matches finite differences of the map once the solver has converged
+-- (tests/adaptive_attack_spec.lua: T = 2000, K = 1).
+-- ARGS: net, method (a moreaugrad method, reg 'none' or 'l1'), x (N, ...),
+-- labels, u (a tensor like x, or a function E -> tensor: the cotangent of
+-- E), opts {cg_iters = 100, cg_tol = 1e-6 (stop at ‖r‖ <= cg_tol·‖u_S‖; the
+-- same for MINRES), indefinite = 'minres' (or 'error'), ids (the items' noise
+-- ids, as explain takes them)}.
+-- RETURN: vjp (like x), E (the map), info {cg = a Lua array per item of
+-- {method ('cg' or 'minres'), iters, residual (‖r‖/‖u_S‖), converged,
+-- curvature (the pᵀAp <= 0 CG met, if any)}, support = a Lua array of |S|}.
+-- Errors: another method or reg = 'group' (GST's curvature term is not
+-- implemented); with indefinite = 'error', an indefinite system (named by
+-- item and CG iteration).
+function attacks.moreaugrad_vjp(net, method, x, labels, u, opts)
+  local o = options.fill('attacks.moreaugrad_vjp', attacks.implicit_defaults, opts, 2)
+  if type(method) ~= 'table' or method.name ~= 'moreaugrad' then
+    error('attacks.moreaugrad_vjp: needs a moreaugrad method, got ' ..
+      (type(method) == 'table' and tostring(method.name) or type(method)), 2)
+  end
+  local mo = method.opts
+  if mo.reg == 'group' then
+    error("attacks.moreaugrad_vjp: reg = 'group' is not supported (the group soft-threshold adds a curvature " ..
+      "term to the implicit system); use reg = 'none' or 'l1'", 2)
+  end
+  if not T.is(x) then error('attacks.moreaugrad_vjp: x must be a tensor', 2) end
+  local prox = require 'moreau.prox'
+  local common = require 'moreau.methods.common'
+  local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
+  local lab = core.labels(labels, N)
+  local keys = o.ids and common.keys(x, o.ids, 'attacks.moreaugrad_vjp', 3) or common.keys(x, nil,
+    'attacks.moreaugrad_vjp', 3)
+  local s = prox.solver(net, x, lab, mo, keys)
+  s:run()
+  method.last_solver = s
+  local E = s:result()
+  local dT = s:delta()
+  local U = common.cotangent(u, E, 'moreaugrad', x)
+  local pU, pd = floats(U), floats(dT)
+  local point = x + dT
+  local apply = require('moreau.certify').smoothed_hvp(net, point, x, lab,
+    { sigma = mo.sigma, samples = mo.m, seed = mo.seed, score = mo.score, chunk = mo.chunk, keys = keys })
+  local sparse = mo.reg == 'l1'
+  local inS = function(j) return not sparse or pd[j] ~= 0 end
+  local rho = mo.rho
+  -- (I + ρ H_SS) V on S and 0 off S, for every item at once (V is 0 off S)
+  local function applyA(V)
+    local HV = apply(V)
+    for j = 0, N * d - 1 do HV[j] = inS(j) and V[j] + rho * HV[j] or 0 end
+    return HV
+  end
+  local X, B = ffi.new('double[?]', N * d), ffi.new('double[?]', N * d)
+  local info = { cg = {}, support = {} }
+  local active = {}
+  for n = 0, N - 1 do
+    local cnt = 0
+    for j = n * d, n * d + d - 1 do
+      if inS(j) then B[j], cnt = pU[j], cnt + 1 end
+    end
+    info.support[n + 1] = cnt
+    info.cg[n + 1] = { iters = 0, residual = 0, converged = false, method = 'cg' }
+    active[n] = true
+  end
+  local certify = require 'moreau.certify'
+  local flagged = certify.cg_batch(applyA, B, X, N, d, active, o.cg_iters, o.cg_tol, info.cg)
+  if #flagged > 0 then
+    local n = flagged[1]
+    if o.indefinite == 'error' then
+      error(("attacks.moreaugrad_vjp: the implicit system I + rho*H_SS of item %d is not positive definite " ..
+        "(p'Ap = %.6g at CG iteration %d): rho = %s exceeds 1/lambda on the support, or the solver has not " ..
+        "converged (raise T)"):format(n + 1, info.cg[n + 1].curvature, info.cg[n + 1].iters, options.show(rho)), 0)
+    end
+    local act = {}
+    for _, f in ipairs(flagged) do
+      act[f] = true
+      ffi.fill(X + f * d, d * 8)
+    end
+    certify.minres_batch(applyA, B, X, N, d, act, o.cg_iters, o.cg_tol, info.cg)
+  end
+  local HW = apply(X) -- H (P_Sᵀ w): X is zero off S
+  local out = T.zeros(core.shape(x))
+  local po = floats(out)
+  for j = 0, N * d - 1 do po[j] = HW[j] end
+  store(out, po)
+  point:free()
+  return out, E, info
+end
+
 -- ----------------------------------------------- interpretation attacks
 
 --- The common loop of the top-k and mass-center attacks (Ghorbani et al.):
@@ -174,7 +311,24 @@ local function interpretation_attack(self, net, method, x, lab, labels, obj)
       end
     end
     local J, vjp
-    if t < iters then
+    if t < iters and o.adaptive and m.name == 'moreaugrad' then
+      -- the adaptive attack: ∂J/∂x through the solver's fixed point
+      -- (attacks.moreaugrad_vjp), with ∂J/∂E = ∂J/∂|E| ⊙ sign(E)
+      local cg, _map
+      vjp, _map, cg = attacks.moreaugrad_vjp(net, m, xp, labels, function(E)
+        check_map(E)
+        state = state or obj.init(E)
+        local W
+        J, W = obj.eval(E, state)
+        local pw, pe = floats(W), floats(E)
+        for j = 0, core.numel(E) - 1 do
+          pw[j] = pe[j] > 0 and pw[j] or (pe[j] < 0 and -pw[j] or 0)
+        end
+        return store(W, pw)
+      end, { cg_iters = o.cg_iters, cg_tol = o.cg_tol, ids = ids })
+      info.cg = info.cg or {}
+      info.cg[t] = cg.cg
+    elseif t < iters then
       vjp = m:explain_abs_vjp(net, xp, labels, function(E)
         check_map(E)
         state = state or obj.init(E)
@@ -263,8 +417,9 @@ local function topk_mask(E, n, k)
 end
 
 local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, hi = INF,
-  fresh_noise = true, _extra = { alpha = true },
-  _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]' } }
+  fresh_noise = true, adaptive = false, cg_iters = 100, cg_tol = 1e-6, _extra = { alpha = true },
+  _domains = ball_domains { k = 'int >= 0', k_frac = 'num in (0, 1]', adaptive = 'bool', cg_iters = 'int >= 1',
+    cg_tol = 'num > 0' } }
 
 --- The top-k interpretation attack (Ghorbani et al., 2019), in an L2 ball.
 -- It minimizes the share of the map's mass on the clean map's top-k entries,
@@ -273,7 +428,14 @@ local topk_defaults = { eps = 10, iters = 10, k = 0, k_frac = 0.02, lo = -INF, h
 -- ARGS: opts {eps = 10 (L2 radius), iters = 10, alpha = eps/100 (step),
 -- k = 0 (0: k_frac of the C·H·W entries, attacks.topk_k), k_frac = 0.02,
 -- fresh_noise = true (a stochastic method's seed + t at step t),
--- lo = -inf, hi = inf (the box)}. RETURN: an Attack (attack:run).
+-- lo = -inf, hi = inf (the box), adaptive = false (true: for a moreaugrad
+-- method, ∇J through the solver's fixed point, attacks.moreaugrad_vjp,
+-- instead of the authors' surrogate; other methods keep their explain_vjp,
+-- which is already their map's derivative or, for Sparsified SmoothGrad,
+-- its derivative with the selection held constant), cg_iters = 100 and
+-- cg_tol = 1e-6 (the adaptive attack's conjugate gradients; info.cg[t]
+-- records, per step t, each item's CG iterations and relative residual)}.
+-- RETURN: an Attack (attack:run).
 -- @function topk
 define('topk', topk_defaults, function(self, net, method, x, lab, labels)
   local N, d = core.size(x, 1), core.numel(x) / core.size(x, 1)
