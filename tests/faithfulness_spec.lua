@@ -293,3 +293,30 @@ describe('faithfulness errors', function()
     error_with(function() F.ranking(map, { order = 'top' }) end, "option 'order' must be one of")
   end)
 end)
+
+describe('the faithfulness recipe', function()
+  it('runs at a small size, with the random floor and two seeds', function()
+    local lfs = require 'lfs'
+    local cjson = require 'cjson'
+    local recipe = require 'moreau.recipe'
+    local core = require 'moreau.core'
+    local r = recipe.load(core.root .. '/recipes/faithfulness.lua')
+    local p = recipe.params(r, { images = '2', methods = 'gradient,sparse_moreaugrad', T = '4', m = '1',
+      seeds = '2', step = '196', pf_step = '392', fractions = '0,0.5' })
+    local dir = require('helpers.cli').tmpdir() .. '/faithfulness'
+    recipe.run(r, p, { out = dir })
+    for _, f in ipairs(r.writes) do assert.truthy(lfs.attributes(dir .. '/' .. f), f) end
+    local f = assert(io.open(dir .. '/results.json'))
+    local res = cjson.decode(f:read('*a'))
+    f:close()
+    assert.are.same({ 0, 1 }, res.seeds)
+    for _, key in ipairs { 'gradient', 'sparse_moreaugrad', 'random' } do
+      for _, metric in ipairs { 'deletion', 'insertion', 'road_morf', 'road_lerf', 'pixel_flipping' } do
+        assert.are.equal(2, #res.summary[key][metric].seed_means, key .. ' ' .. metric)
+      end
+    end
+    -- the gradient is deterministic and deletion has no noise: no spread over seeds
+    assert.are.equal(0, res.summary.gradient.deletion.spread)
+    assert.are.same({ 0, 0.5 }, res.fractions.road_morf)
+  end)
+end)
