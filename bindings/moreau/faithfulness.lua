@@ -2,7 +2,7 @@
 -- curves: remove (or insert) the pixels a map ranks first and watch the score.
 --
 --   local F = moreau.metrics.faithfulness          -- this module (also moreau.faithfulness)
---   local r = F.deletion(net, x, maps, labels)      -- Petsiuk et al. 2018
+--   local r = F.deletion(net, x, maps, labels)      -- Petsiuk et al., 2018
 --   print(r.auc[1], #r.curves[1], r.fractions[2])
 --   local q = F.road(net, x, maps, labels, { order = 'lerf', seed = 0 })
 --
@@ -10,12 +10,12 @@
 -- ('lerf') order (docs/evaluation.md, "Faithfulness", states the choices):
 --   deletion        Petsiuk, Das and Saenko 2018 (RISE): pixels set to a baseline
 --                   (default 'zero'), class probability, `step` pixels a step
---   insertion       Petsiuk et al. 2018: start from the baseline (default 'blur',
+--   insertion       Petsiuk et al., 2018: start from the baseline (default 'blur',
 --                   their blurred image), put the pixels of x back in order
---   pixel_flipping  Bach et al. 2015 (LRP): pixels set to the baseline one at a
+--   pixel_flipping  Bach et al., 2015 (LRP): pixels set to the baseline one at a
 --                   time (step = 1), the class logit f_c(x) (the classifier's
 --                   output before the softmax); summarized also by the AOPC of
---                   Samek et al. 2017
+--                   Samek et al., 2017
 --   road            Rong, Leemann, Borisov, Kasneci and Kasneci 2022 (ROAD):
 --                   fractions of the pixels removed and filled by noisy linear
 --                   imputation (faithfulness.noisy_linear_imputation)
@@ -63,7 +63,7 @@
 --   fractions  the x axis: k_s / P (road: the fractions given)
 --   counts     k_s, the pixels perturbed at each step
 --   auc        per item: trapezoid over the fractions / their span
---   aopc       per item: (1/(S+1)) Σ_s (y_0 − y_s) (Samek et al. 2017)
+--   aopc       per item: (1/(S+1)) Σ_s (y_0 − y_s) (Samek et al., 2017)
 --   accuracy   per step: the share of items whose prediction (the first largest
 --              output) is their label (ROAD's accuracy curve)
 --   options    the options in force
@@ -257,7 +257,7 @@ end
 -- ------------------------------------------- noisy linear imputation (ROAD)
 
 -- The 8 neighbours (dh, dw, weight) of ROAD's linear imputation: 1/6 for the
--- 4 direct ones, 1/12 for the 4 diagonal ones (Rong et al. 2022, Sec. 4).
+-- 4 direct ones, 1/12 for the 4 diagonal ones (Rong et al., 2022).
 local NEIGHBOURS = {
   { -1, 0, 1 / 6 }, { 1, 0, 1 / 6 }, { 0, -1, 1 / 6 }, { 0, 1, 1 / 6 },
   { -1, -1, 1 / 12 }, { -1, 1, 1 / 12 }, { 1, -1, 1 / 12 }, { 1, 1, 1 / 12 },
@@ -364,7 +364,7 @@ local function impute_item(xp, dp, n, Cx, H, W, list, o, stream, offset, who, le
   end
 end
 
---- Noisy linear imputation (ROAD, Rong et al. 2022): every removed pixel is
+--- Noisy linear imputation (ROAD, Rong et al., 2022): every removed pixel is
 -- set, in each channel, to the weighted mean of its 8 neighbours inside the
 -- image (weights 1/6 for the direct ones, 1/12 for the diagonal ones,
 -- renormalized by the weights of the neighbours that exist at a border), the
@@ -571,14 +571,14 @@ local function curves(kind, net, x, map, labels, opts, level)
 end
 
 --- Deletion curve and AUC (Petsiuk, Das and Saenko 2018, "RISE: Randomized
--- Input Sampling for Explanation of Black-box Models", Sec. 4.1): the pixels
+-- Input Sampling for Explanation of Black-box Models"): the pixels
 -- are removed in the map's order, `step` at a time, each set to the baseline,
 -- and the class probability is recorded after each step; a faithful map
 -- makes it fall fast (low AUC in morf order).
 -- ARGS: net; x (N, C, H, W) or (N, d), the net's input, finite; map shaped
 --   like x or (N, 1, H, W), finite; labels (Lua array of N 0-based classes, or
 --   one class for all); opts {order = 'morf' | 'lerf', step = W (pixels per
---   step: one image row's worth, as Petsiuk et al. remove 224 pixels a step on
+--   step: one image row's worth, as the RISE authors remove 224 pixels a step on
 --   224×224 images; flat inputs: 1), baseline = 'zero' | 'mean' | 'blur' | number | tensor,
 --   score = 'probability' | 'logit', abs = false, chunk = 256 (perturbed images
 --   per forward pass), blur_size = 11, blur_sigma = 5}.
@@ -590,7 +590,7 @@ function faith.deletion(net, x, map, labels, opts)
   return r
 end
 
---- Insertion curve and AUC (Petsiuk et al. 2018, Sec. 4.1): start from the
+--- Insertion curve and AUC (Petsiuk et al., 2018): start from the
 -- baseline (default: x blurred, as the RISE authors) and put the pixels of x
 -- back in the map's order, `step` at a time; a faithful map makes the class
 -- probability rise fast (high AUC in morf order).
@@ -605,7 +605,7 @@ end
 -- "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by
 -- Layer-Wise Relevance Propagation"): the pixels are flipped to the baseline
 -- one at a time (step = 1) in the map's order and the classifier's output
--- f_c (score = 'logit') is recorded; the AOPC of Samek et al. 2017 summarizes
+-- f_c (score = 'logit') is recorded; the AOPC (Samek et al., 2017) summarizes
 -- the curve next to the AUC.
 -- ARGS: as faithfulness.deletion, with step = 1, baseline = 'zero' and
 --   score = 'logit' by default.

@@ -19,7 +19,7 @@
 -- when a map is constant, such as an all-zero sparse map) and SSIM
 -- (metrics.ssim, its display preset: each map summed over channels in
 -- absolute value, clipped at its 99th percentile, scaled to [0, 1]; needs
--- H, W >= 11), as Adebayo et al. report both on absolute-value maps.
+-- H, W >= 11), as Adebayo et al., report both on absolute-value maps.
 --
 -- Re-initialization (PyTorch's reset_parameters for the layer's type, from
 -- the counter-based RNG with (seed, stream = the parameter's index in
@@ -222,7 +222,7 @@ local function check_method(who, method, level)
   end
 end
 
---- Model-parameter randomisation test (Adebayo et al. 2018, Sec. 3.1), cascading
+--- Model-parameter randomisation test (Adebayo et al., 2018), cascading
 -- (layers re-initialized from the top down: step i randomizes layers 1..i) or
 -- independent (step i randomizes layer i alone). Every step explains x for the
 -- same labels with the same method (stochastic methods draw the same noise:
