@@ -31,6 +31,7 @@ return {
     samples = { type = 'int', default = 16, domain = 'int >= 1', help = 'SmoothGrad samples' },
     ig_steps = { type = 'int', default = 16, domain = 'int >= 1', help = 'integrated-gradients steps' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of the re-initialization and of every noise draw' },
+    seeds = { type = 'int', default = 3, domain = 'int >= 1', help = 'runs with seeds seed, seed+1, ...' },
   },
   writes = { 'cascading_spearman.png', 'cascading_ssim.png', 'independent_spearman.png', 'independent_ssim.png',
     'sanity.csv', 'random_logit.csv', 'results.json' },
@@ -42,37 +43,77 @@ return {
       moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 3)) }, overrides = p }
     local layers = {}
     for i, l in ipairs(S.layers(net, { granularity = p.granularity })) do layers[i] = l.name end
-    local out = { cascading = {}, independent = {}, random_logit = {} }
-    local rows, logit_rows = {}, {}
-    local t0, total, done = ex.now(), #list * 3, 0
-    for _, m in ipairs(list) do
-      local method = m.make()
-      for _, mode in ipairs { 'cascading', 'independent' } do
-        ex.progress(('sanity_checks: %s, %s'):format(m.key, mode), done, total, t0)
-        local r = S.model_randomization(net, method, x, labels, { mode = mode, seed = p.seed,
-          granularity = p.granularity })
-        local entry = { mean_spearman = {}, sd_spearman = {}, mean_ssim = {}, sd_ssim = {}, nan_spearman = {},
-          spearman = r.spearman, ssim = r.ssim }
-        for i, layer in ipairs(r.layers) do
-          local ms, ss = ex.mean_std(r.spearman[i])
-          local mm, sm = ex.mean_std(r.ssim[i])
-          local nan = 0
-          for _, v in ipairs(r.spearman[i]) do if v ~= v then nan = nan + 1 end end
-          entry.mean_spearman[i], entry.sd_spearman[i], entry.mean_ssim[i], entry.sd_ssim[i] = ms, ss, mm, sm
-          entry.nan_spearman[i] = nan
-          rows[#rows + 1] = { m.key, mode, i, layer, ms, ss, mm, sm, nan }
+    local seeds = {}
+    for i = 0, p.seeds - 1 do seeds[#seeds + 1] = p.seed + i end
+    -- raw[mode][key][seed index] = model_randomization's result (random_logit's for 'random_logit')
+    local raw = { cascading = {}, independent = {}, random_logit = {} }
+    local list
+    local t0, done, total = ex.now(), 0, nil
+    for si, seed in ipairs(seeds) do
+      list = ex.methods { seed = seed, only = p.methods, samples = p.samples, ig_steps = p.ig_steps,
+        moreau = { T = p.T, m = p.m, K = math.max(1, math.floor(p.T / 3)) }, overrides = p }
+      total = total or #seeds * #list * 3
+      for _, m in ipairs(list) do
+        local method = m.make()
+        for _, mode in ipairs { 'cascading', 'independent' } do
+          ex.progress(('sanity_checks: seed %d, %s, %s'):format(seed, m.key, mode), done, total, t0)
+          raw[mode][m.key] = raw[mode][m.key] or {}
+          raw[mode][m.key][si] = S.model_randomization(net, method, x, labels, { mode = mode, seed = seed,
+            granularity = p.granularity })
+          done = done + 1
         end
-        out[mode][m.key] = entry
+        ex.progress(('sanity_checks: seed %d, %s, random logit'):format(seed, m.key), done, total, t0)
+        raw.random_logit[m.key] = raw.random_logit[m.key] or {}
+        raw.random_logit[m.key][si] = S.random_logit(net, method, x, labels, { seed = seed })
         done = done + 1
       end
-      ex.progress(('sanity_checks: %s, random logit'):format(m.key), done, total, t0)
-      local q = S.random_logit(net, method, x, labels, { seed = p.seed })
-      local ms, ss = ex.mean_std(q.spearman)
-      local mm, sm = ex.mean_std(q.ssim)
-      out.random_logit[m.key] = { classes = q.classes, spearman = q.spearman, ssim = q.ssim, mean_spearman = ms,
-        sd_spearman = ss, mean_ssim = mm, sd_ssim = sm }
-      logit_rows[#logit_rows + 1] = { m.key, ms, ss, mm, sm }
-      done = done + 1
+    end
+    -- the mean over images and seeds, the standard deviation over images (the
+    -- mean of the seeds' standard deviations) and the spread over seeds
+    -- (largest seed mean − smallest) of a list of per-seed per-image values
+    local function summarize(per_seed)
+      local means, sds = {}, {}
+      for si, v in ipairs(per_seed) do means[si], sds[si] = ex.mean_std(v) end
+      local lo, hi = math.huge, -math.huge
+      for _, v in ipairs(means) do if v == v then lo, hi = math.min(lo, v), math.max(hi, v) end end
+      return ex.mean_std(means), ex.mean_std(sds), hi >= lo and hi - lo or 0 / 0, means
+    end
+    local out = { cascading = {}, independent = {}, random_logit = {} }
+    local rows, logit_rows = {}, {}
+    for _, m in ipairs(list) do
+      for _, mode in ipairs { 'cascading', 'independent' } do
+        local entry = { mean_spearman = {}, sd_spearman = {}, spread_spearman = {}, mean_ssim = {}, sd_ssim = {},
+          spread_ssim = {}, nan_spearman = {}, per_seed = {} }
+        for si = 1, #seeds do
+          local r = raw[mode][m.key][si]
+          entry.per_seed[si] = { spearman = r.spearman, ssim = r.ssim }
+        end
+        for i, layer in ipairs(layers) do
+          local sp, ss, nan = {}, {}, 0
+          for si = 1, #seeds do
+            local r = raw[mode][m.key][si]
+            sp[si], ss[si] = r.spearman[i], r.ssim[i]
+            for _, v in ipairs(r.spearman[i]) do if v ~= v then nan = nan + 1 end end
+          end
+          local ms, sds, sprs = summarize(sp)
+          local mm, sdm, sprm = summarize(ss)
+          entry.mean_spearman[i], entry.sd_spearman[i], entry.spread_spearman[i] = ms, sds, sprs
+          entry.mean_ssim[i], entry.sd_ssim[i], entry.spread_ssim[i] = mm, sdm, sprm
+          entry.nan_spearman[i] = nan
+          rows[#rows + 1] = { m.key, mode, i, layer, ms, sds, sprs, mm, sdm, sprm, nan }
+        end
+        out[mode][m.key] = entry
+      end
+      local sp, ss, classes = {}, {}, {}
+      for si = 1, #seeds do
+        local q = raw.random_logit[m.key][si]
+        sp[si], ss[si], classes[si] = q.spearman, q.ssim, q.classes
+      end
+      local ms, sds, sprs = summarize(sp)
+      local mm, sdm, sprm = summarize(ss)
+      out.random_logit[m.key] = { classes = classes, spearman = sp, ssim = ss, mean_spearman = ms, sd_spearman = sds,
+        spread_spearman = sprs, mean_ssim = mm, sd_ssim = sdm, spread_ssim = sprm }
+      logit_rows[#logit_rows + 1] = { m.key, ms, sds, sprs, mm, sdm, sprm }
     end
     ex.progress('sanity_checks', total, total, t0)
     local xlabel = ('layers randomized from the top (1 = %s, %d = %s)'):format(layers[1], #layers, layers[#layers])
@@ -92,16 +133,19 @@ return {
           what == 'spearman' and 'Spearman of |map|' or 'SSIM')
         rep:image(('%s_%s.png'):format(mode, what), viz.line_plot { series = series, title = title,
           xlabel = xlabel, ylabel = what == 'spearman' and 'Spearman rank correlation' or 'SSIM' },
-          title .. (' (mean ± sd over %d images; 1 = %s alone%s)'):format(#idx, layers[1],
+          title .. (' (mean ± sd over %d images, %d seed(s); 1 = %s alone%s)'):format(#idx, #seeds, layers[1],
             mode == 'cascading' and ', i = layers 1..i' or ', i = layer i alone'))
       end
     end
-    rep:table('sanity.csv', { 'method', 'mode', 'step', 'layer', 'spearman mean', 'spearman sd', 'ssim mean',
-      'ssim sd', 'spearman NaN (constant map)' }, rows,
-      ('Similarity to the original map after model-parameter randomisation, over %d images'):format(#idx))
-    rep:table('random_logit.csv', { 'method', 'spearman mean', 'spearman sd', 'ssim mean', 'ssim sd' }, logit_rows,
+    rep:table('sanity.csv', { 'method', 'mode', 'step', 'layer', 'spearman mean', 'spearman sd', 'spearman seeds',
+      'ssim mean', 'ssim sd', 'ssim seeds', 'spearman NaN (constant map)' }, rows,
+      ('Similarity to the original map after model-parameter randomisation, over %d images and %d seed(s): ' ..
+        'mean, standard deviation over images, spread of the seed means'):format(#idx, #seeds))
+    rep:table('random_logit.csv', { 'method', 'spearman mean', 'spearman sd', 'spearman seeds', 'ssim mean',
+      'ssim sd', 'ssim seeds' }, logit_rows,
       'Random-logit test: the map of a random other class against the label\'s map')
     rep.results.images = idx
+    rep.results.seeds = seeds
     rep.results.layers = layers
     rep.results.cascading = out.cascading
     rep.results.independent = out.independent

@@ -164,7 +164,7 @@ describe('the sanity_checks recipe', function()
     local core = require 'moreau.core'
     local r = recipe.load(core.root .. '/recipes/sanity_checks.lua')
     local p = recipe.params(r, { images = '1', methods = 'gradient,sparse_moreaugrad', T = '4', m = '1',
-      granularity = 'block' })
+      granularity = 'block', seeds = '2' })
     local dir = require('helpers.cli').tmpdir() .. '/sanity_checks'
     recipe.run(r, p, { out = dir })
     for _, f in ipairs(r.writes) do assert.truthy(lfs.attributes(dir .. '/' .. f), f) end
@@ -172,7 +172,11 @@ describe('the sanity_checks recipe', function()
     local res = cjson.decode(f:read('*a'))
     f:close()
     assert.are.same({ 'fc', 'layer3', 'layer2', 'layer1', 'bn1', 'conv1' }, res.layers)
+    assert.are.same({ 0, 1 }, res.seeds)
     assert.are.equal(6, #res.cascading.gradient.mean_spearman)
+    assert.are.equal(2, #res.cascading.gradient.per_seed)
+    -- another seed re-initializes the weights differently: the similarities move
+    assert.is_true(res.cascading.gradient.spread_ssim[1] > 0)
     assert.is_number(res.random_logit.gradient.mean_ssim)
   end)
 end)
