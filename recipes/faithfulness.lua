@@ -22,12 +22,12 @@ local viz, F, T = moreau.viz, moreau.faithfulness, moreau.tensor
 
 -- key, title, function, options, the summary it keeps, the direction that is better
 local METRICS = {
-  { 'deletion', 'Deletion AUC (MoRF; lower is more faithful)', 'deletion', { order = 'morf' }, 'auc' },
-  { 'insertion', 'Insertion AUC (MoRF; higher is more faithful)', 'insertion', { order = 'morf' }, 'auc' },
-  { 'road_morf', 'ROAD AUC, MoRF (lower is more faithful)', 'road', { order = 'morf' }, 'auc' },
-  { 'road_lerf', 'ROAD AUC, LeRF (higher is more faithful)', 'road', { order = 'lerf' }, 'auc' },
+  { 'deletion', 'Deletion AUC (MoRF; lower is more faithful)', 'deletion', { order = 'morf' }, 'auc', 'lower' },
+  { 'insertion', 'Insertion AUC (MoRF; higher is more faithful)', 'insertion', { order = 'morf' }, 'auc', 'higher' },
+  { 'road_morf', 'ROAD AUC, MoRF (lower is more faithful)', 'road', { order = 'morf' }, 'auc', 'lower' },
+  { 'road_lerf', 'ROAD AUC, LeRF (higher is more faithful)', 'road', { order = 'lerf' }, 'auc', 'higher' },
   { 'pixel_flipping', 'Pixel-flipping AOPC of the logit (MoRF; higher is more faithful)', 'pixel_flipping',
-    { order = 'morf' }, 'aopc' },
+    { order = 'morf' }, 'aopc', 'higher' },
 }
 
 return {
@@ -54,7 +54,7 @@ return {
     seeds = { type = 'int', default = 3, domain = 'int >= 1', help = 'runs with seeds seed, seed+1, ...' },
     chunk = { type = 'int', default = 256, domain = 'int >= 1', help = 'perturbed images per forward pass' },
   },
-  writes = { 'faithfulness.csv', 'deletion.png', 'insertion.png', 'road_morf.png', 'results.json' },
+  writes = { 'faithfulness.csv', 'paired_random.csv', 'deletion.png', 'insertion.png', 'road_morf.png', 'results.json' },
   method_options = true,
   run = function(p, rep)
     local net, card, test = ex.model(p.model)
@@ -125,6 +125,49 @@ return {
       end
       rows[#rows + 1] = row
     end
+    -- paired with the random ranking on the same images: per image the
+    -- difference of the seed-averaged values, its mean over the images, the
+    -- standard error of that mean (sample sd / sqrt(images)), and the images
+    -- where the method beats the floor in the metric's better direction
+    local paired, prow = {}, {}
+    if p.random then
+      local function seed_avg(key, metric)
+        local out, seeds_v = {}, per[key][metric]
+        for i = 1, #idx do
+          local s = 0
+          for si = 1, #seeds do s = s + seeds_v[si][i] end
+          out[i] = s / #seeds
+        end
+        return out
+      end
+      local phead = { 'method' }
+      for _, spec in ipairs(METRICS) do
+        for _, w in ipairs { 'diff', 'se', 'better' } do phead[#phead + 1] = spec[1] .. ' ' .. w end
+      end
+      for _, key in ipairs(keys) do
+        if key ~= 'random' then
+          local row = { key }
+          paired[key] = {}
+          for _, spec in ipairs(METRICS) do
+            local a, b = seed_avg(key, spec[1]), seed_avg('random', spec[1])
+            local d, n = {}, #a
+            for i = 1, n do d[i] = a[i] - b[i] end
+            local mean = ex.mean_std(d)
+            local q = 0
+            for i = 1, n do q = q + (d[i] - mean) ^ 2 end
+            local se = n > 1 and math.sqrt(q / (n - 1)) / math.sqrt(n) or 0 / 0
+            local better = 0
+            for i = 1, n do if (spec[6] == 'lower' and d[i] < 0) or (spec[6] == 'higher' and d[i] > 0) then better = better + 1 end end
+            row[#row + 1], row[#row + 2], row[#row + 3] = mean, se, better
+            paired[key][spec[1]] = { diff = mean, se = se, better = better, images = n }
+          end
+          prow[#prow + 1] = row
+        end
+      end
+      rep:table('paired_random.csv', phead, prow,
+        ('Each method minus the random ranking on the same %d images (seed-averaged): mean difference, its ' ..
+          'standard error, and the images where the method is better'):format(#idx))
+    end
     rep:table('faithfulness.csv', header, rows,
       ('Faithfulness over %d images and %d seed(s): mean, standard deviation over images, spread of the seed ' ..
         'means'):format(#idx, #seeds))
@@ -145,6 +188,7 @@ return {
       return t
     end)()
     rep.results.summary = summary
+    rep.results.paired_random = paired
     rep.results.per_image = per
     rep.results.mean_curves = curves
     rep.results.fractions = fractions

@@ -318,5 +318,10 @@ describe('the faithfulness recipe', function()
     -- the gradient is deterministic and deletion has no noise: no spread over seeds
     assert.are.equal(0, res.summary.gradient.deletion.spread)
     assert.are.same({ 0, 0.5 }, res.fractions.road_morf)
+    -- paired with the random floor: a difference, its standard error, a count of images
+    local pr = res.paired_random.gradient.deletion
+    assert.is_number(pr.diff)
+    assert.are.equal(2, pr.images)
+    assert.is_true(pr.better >= 0 and pr.better <= 2)
   end)
 end)
