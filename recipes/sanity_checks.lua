@@ -124,16 +124,19 @@ return {
           local e = out[mode][m.key]
           local s = { name = m.title, x = {}, y = {}, err = {} }
           for i = 1, #layers do
-            s.x[i], s.y[i], s.err[i] = i, e['mean_' .. what][i], e['sd_' .. what][i]
-            if s.y[i] ~= s.y[i] then s.y[i], s.err[i] = 0, 0 end -- every image NaN: drawn at 0, the table says so
+            local y = e['mean_' .. what][i]
+            -- every map constant (Spearman undefined for all images): no point, the table counts them
+            if y == y then s.x[#s.x + 1], s.y[#s.y + 1], s.err[#s.err + 1] = i, y, e['sd_' .. what][i] end
           end
-          series[#series + 1] = s
+          if #s.x > 0 then series[#series + 1] = s end
         end
-        local title = ('%s randomisation: %s to the original map'):format(mode,
+        local title = ('%s: %s to the original'):format(mode == 'cascading' and 'Cascading' or 'Independent',
           what == 'spearman' and 'Spearman of |map|' or 'SSIM')
         rep:image(('%s_%s.png'):format(mode, what), viz.line_plot { series = series, title = title,
           xlabel = xlabel, ylabel = what == 'spearman' and 'Spearman rank correlation' or 'SSIM' },
-          title .. (' (mean ± sd over %d images, %d seed(s); 1 = %s alone%s)'):format(#idx, #seeds, layers[1],
+          ('%s randomisation, %s to the original map (mean ± sd over %d images, %d seed(s); 1 = %s alone%s; a ' ..
+            'point where every map is constant, its Spearman undefined, is left out)'):format(mode,
+            what == 'spearman' and 'Spearman of |map|' or 'SSIM', #idx, #seeds, layers[1],
             mode == 'cascading' and ', i = layers 1..i' or ', i = layer i alone'))
       end
     end
