@@ -6,7 +6,8 @@
 --
 -- Submodules load on first use (moreau.tensor, moreau.nn, moreau.models,
 -- moreau.data, moreau.oracle, moreau.prox, moreau.methods, moreau.attacks,
--- moreau.metrics, moreau.certify, moreau.viz, moreau.report). No globals are set.
+-- moreau.metrics, moreau.faithfulness, moreau.sanity, moreau.certify, moreau.store,
+-- moreau.dataset, moreau.viz, moreau.report). No globals are set.
 local core = require 'moreau.core'
 
 local moreau = {

@@ -482,4 +482,8 @@ function metrics.max_sensitivity(net, method, x, labels, opts)
   end, 'max_sensitivity')
 end
 
+-- Faithfulness curves (deletion, insertion, pixel flipping, ROAD): the
+-- module moreau.faithfulness, also reachable as moreau.metrics.faithfulness.
+metrics.faithfulness = require 'moreau.faithfulness'
+
 return metrics
