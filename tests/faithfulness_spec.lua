@@ -289,6 +289,14 @@ describe('faithfulness errors', function()
     error_with(function() F.road(net, x, map, { 0 }, { fractions = { 0.5, 0.25 } }) end,
       "option 'fractions' must increase, got 0.25 after 0.5")
     error_with(function() F.deletion(net, x, map, { 0, 1 }) end, '2 labels for a batch of 1')
+    -- the scores are read at row[label] of the logits: a class outside 0..K-1 must never index them
+    for _, f in ipairs { 'deletion', 'insertion', 'pixel_flipping', 'road' } do
+      for _, c in ipairs { -1, 1, 1e9 } do
+        error_with(function() F[f](net, x, map, { c }) end,
+          ('faithfulness.%s: labels[1] = %d is outside 0..0 (the network has 1 class)'):format(f, c))
+      end
+      error_with(function() F[f](net, x, map, 1) end, 'labels = 1 is outside 0..0')
+    end
     error_with(function() F.deletion(net, x:reshape { 1, 4 }, map, { 0 }) end, 'faithfulness.deletion: x has shape 1x4')
     error_with(function() F.ranking(map, { order = 'top' }) end, "option 'order' must be one of")
   end)

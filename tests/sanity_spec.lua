@@ -153,6 +153,8 @@ describe('sanity.model_randomization on a linear score', function()
     local single = one:build(one:linear('fc', one:flatten(one.input), 144, 1))
     error_with(function() S.random_logit(single, methods.gradient(), x, { 0, 0 }) end,
       'sanity.random_logit: the network has one output')
+    error_with(function() S.random_logit(net, methods.gradient(), x, { 0, 3 }) end,
+      'sanity.random_logit: labels[2] = 3 is outside 0..2 (the network has 3 classes)')
   end)
 end)
 

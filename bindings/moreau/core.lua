@@ -169,14 +169,17 @@ local INT32_MAX = 2 ^ 31 - 1
 -- c when it is a class id the engine can hold (an integer in int32's range:
 -- 2^32 would wrap to INT_MIN); else raises, naming labels[i] (or labels when
 -- i is nil), at `level` (1: the caller of class_id).
-local function class_id(c, i, who, level)
+local function class_id(c, i, who, level, classes)
+  local name = i and ('labels[%d]'):format(i) or 'labels'
   if type(c) ~= 'number' or c ~= math.floor(c) or c - c ~= 0 then
-    error(('%s: %s = %s is not an integer class id'):format(who, i and ('labels[%d]'):format(i) or 'labels',
-      tostring(c)), level + 1)
+    error(('%s: %s = %s is not an integer class id'):format(who, name, tostring(c)), level + 1)
   end
   if math.abs(c) > INT32_MAX then
-    error(('%s: %s = %.0f is outside the int32 range of class ids'):format(who,
-      i and ('labels[%d]'):format(i) or 'labels', c), level + 1)
+    error(('%s: %s = %.0f is outside the int32 range of class ids'):format(who, name, c), level + 1)
+  end
+  if classes and (c < 0 or c >= classes) then
+    error(('%s: %s = %d is outside 0..%d (the network has %d class%s)'):format(who, name, c, classes - 1,
+      classes, classes == 1 and '' or 'es'), level + 1)
   end
   return c
 end
@@ -188,26 +191,30 @@ end
 --   least N, or one number for every item), N (the batch size), into
 --   (optional int32_t[>= N] to fill instead of a fresh array), who (the owner
 --   named in errors, default 'oracle'), level (where errors point, 1: the
---   caller of core.labels; default 2, the caller's caller).
+--   caller of core.labels; default 2, the caller's caller), classes
+--   (optional K: check every id against 0..K-1 here, for Lua code that
+--   indexes logits itself; without it the engine checks the range).
 -- Errors: "WHO: K labels for a batch of N"; "WHO: labels[I] = V is not an
 -- integer class id" (NaN, ±inf and fractions too; "labels = V" for one
 -- number); "WHO: labels[I] = V is outside the int32 range of class ids";
--- "WHO: labels must be a table of class ids, got TYPE". The range 0..K-1 is
--- checked by the engine, which knows K.
+-- "WHO: labels must be a table of class ids, got TYPE"; with classes, "WHO:
+-- labels[I] = V is outside 0..K-1 (the network has K classes)". Without
+-- classes the range 0..K-1 is checked by the engine, which knows K.
 -- RETURN: the cdata (`into` when given).
-function core.labels(labels, N, into, who, level)
+function core.labels(labels, N, into, who, level, classes)
   who, level = who or 'oracle', (level or 2) + 1
   local out = into or ffi.new('int32_t[?]', math.max(N, 1))
   if type(labels) == 'number' then
-    class_id(labels, nil, who, level + 1)
+    class_id(labels, nil, who, level + 1, classes)
     for i = 0, N - 1 do out[i] = labels end
   elseif type(labels) == 'table' then
     if #labels ~= N then
       error(('%s: %d labels for a batch of %d'):format(who, #labels, N), level)
     end
-    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level + 1) end
+    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level + 1, classes) end
   elseif type(labels) == 'cdata' then
     if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
+    if classes then for i = 0, N - 1 do class_id(out[i], i + 1, who, level + 1, classes) end end
   else
     error(('%s: labels must be a table of class ids, got %s'):format(who, type(labels)), level)
   end

@@ -452,7 +452,13 @@ local function curves(kind, net, x, map, labels, opts, level)
   local who = 'faithfulness.' .. kind
   local o = options.fill(who, defaults_for(kind), opts, level)
   local N, Cx, H, W, Cm = check_inputs(who, net, x, map, level)
-  local lab = core.labels(labels, N, nil, who, level - 1)
+  local out = net:output_shape()
+  if #out ~= 1 then
+    error(('%s: the network must output class scores (K), got %s per item'):format(who, table.concat(out, 'x')),
+      level)
+  end
+  local K = out[1]
+  local lab = core.labels(labels, N, nil, who, level - 1, K) -- the scores are read at row[label] below
   local P = H * W
   local counts, fractions = {}, {}
   if kind == 'road' then
@@ -512,8 +518,6 @@ local function curves(kind, net, x, map, labels, opts, level)
     end
   end
   local total = N * nsteps
-  local K = net:output_shape()
-  K = K[1]
   local score = {}
   local predicted = {}
   local xs = core.shape(x)

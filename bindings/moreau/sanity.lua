@@ -282,7 +282,7 @@ function sanity.random_logit(net, method, x, labels, opts)
   if K < 2 then error(who .. ': the network has one output; there is no other class to explain', 2) end
   if not T.is(x) then error(who .. ': x must be a tensor, got ' .. type(x), 2) end
   local N = core.size(x, 1)
-  local lab = core.labels(labels, N, nil, who, 2)
+  local lab = core.labels(labels, N, nil, who, 2, K)
   local streams = require('moreau.methods').perturbation_streams(x)
   local classes = {}
   for n = 1, N do
