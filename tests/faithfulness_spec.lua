@@ -255,6 +255,30 @@ describe('faithfulness rules', function()
     end
   end)
 
+  it('runs in a sandboxed recipe (copies, never tensor:data) with the same bits', function()
+    local seed = 4
+    local core = require 'moreau.core'
+    local sandbox = require 'moreau.sandbox'
+    local net = models.resnet_fmnist { width = 0.25, seed = seed }
+    local x = T.randn({ 2, 1, 28, 28 }, { seed = seed })
+    local map = T.randn({ 2, 1, 28, 28 }, { seed = seed + 1 })
+    local recipe = assert(loadstring([[
+      local net, x, map, kind, opts = ...
+      return moreau.metrics.faithfulness[kind](net, x, map, { 3, 8 }, opts)
+    ]]))
+    setfenv(recipe, sandbox.env())
+    for _, kind in ipairs { 'deletion', 'insertion', 'pixel_flipping', 'road' } do
+      local opts = kind == 'pixel_flipping' and { step = 98 } or (kind == 'road' and { seed = seed } or
+        { baseline = kind == 'deletion' and 'mean' or 'blur' })
+      local ref = F[kind](net, x, map, { 3, 8 }, opts)
+      core.sandboxed = true
+      local ok, r = pcall(recipe, net, x, map, kind, opts)
+      core.sandboxed = false
+      assert(ok, r)
+      assert.are.same(ref.curves, r.curves, ('%s (seed %d)'):format(kind, seed))
+    end
+  end)
+
   it('is moreau.metrics.faithfulness', function()
     assert.are.equal(F, metrics.faithfulness)
     assert.are.equal(F, require('moreau').faithfulness)

@@ -166,7 +166,7 @@ function faith.ranking(map, opts)
     _domains = { order = 'one of morf, lerf', abs = 'bool' } }, opts)
   require('moreau.metrics').check_map(map, who, 'map', 2)
   local N, Cm, H, W = dims4(map)
-  local mp = map:data()
+  local mp = core.floats(map)
   local out = {}
   for n = 0, N - 1 do out[n + 1] = order_of(mp, n, Cm, H * W, o.order, o.abs) end
   return out
@@ -199,7 +199,9 @@ local function baseline_of(who, x, o, level)
   end
   local out = T.zeros(core.shape(x))
   if b == 'zero' then return out end
-  local xp, bp = x:data(), out:data()
+  -- copies (core.floats), never tensor memory: the module runs in sandboxed
+  -- recipes too, where tensor:data is refused
+  local xp, bp = core.floats(x), core.floats(out)
   if b == 'mean' then
     for n = 0, N - 1 do
       for c = 0, Cx - 1 do
@@ -209,7 +211,7 @@ local function baseline_of(who, x, o, level)
         for p = 0, P - 1 do bp[base + p] = s end
       end
     end
-    return out
+    return core.store(out, bp)
   end
   -- blur: separable, zero padded to the same size (conv2d with padding size//2)
   local size, w = o.blur_size, gauss1d(o.blur_size, o.blur_sigma)
@@ -240,7 +242,7 @@ local function baseline_of(who, x, o, level)
       end
     end
   end
-  return out
+  return core.store(out, bp)
 end
 
 local BASELINES = { zero = true, mean = true, blur = true }
@@ -357,7 +359,8 @@ local function impute_item(xp, dp, n, Cx, H, W, list, o, stream, offset, who, le
       local u = solve_plane(xp, base, H, W, removed, list, nb, o.tol, who, level + 1)
       local z
       if o.sigma > 0 then
-        z = T.randn({ 1, #list }, { seed = o.seed, stream = stream, offset = offset + c * P, std = o.sigma }):data()
+        z = core.floats(T.randn({ 1, #list }, { seed = o.seed, stream = stream, offset = offset + c * P,
+          std = o.sigma }))
       end
       for k, i in ipairs(list) do dp[c * P + i] = u[k] + (z and z[k - 1] or 0) end
     end
@@ -398,10 +401,10 @@ function faith.noisy_linear_imputation(x, removed, opts)
       T.is(removed) and shape_str(core.shape(removed)) or type(removed)), 2)
   end
   local P = H * W
-  local rp = removed:data()
+  local rp = core.floats(removed)
   local streams = require('moreau.methods').perturbation_streams(x)
   local out = T.zeros(core.shape(x))
-  local xp, op = x:data(), out:data()
+  local xp, op = core.floats(x), core.floats(out)
   for n = 0, N - 1 do
     local list = {}
     for p = 0, P - 1 do
@@ -418,7 +421,7 @@ function faith.noisy_linear_imputation(x, removed, opts)
     end
     impute_item(xp, op + n * Cx * P, n, Cx, H, W, list, o, streams[n + 1], 0, who, 2)
   end
-  return out
+  return core.store(out, op)
 end
 
 -- ------------------------------------------------------------ the curves
@@ -488,13 +491,13 @@ local function curves(kind, net, x, map, labels, opts, level)
     o.step = step
   end
   local nsteps = #counts
-  local mp = map:data()
+  local mp = core.floats(map)
   local orders = {}
   for n = 0, N - 1 do orders[n + 1] = order_of(mp, n, Cm, P, o.order, o.abs) end
   local base = kind ~= 'road' and baseline_of(who, x, o, level) or nil
   local streams = kind == 'road' and require('moreau.methods').perturbation_streams(x) or nil
-  local xp = x:data()
-  local bp = base and base:data()
+  local xp = core.floats(x)
+  local bp = base and core.floats(base)
   local d = Cx * P
   -- fills slot (float*, d entries) with item n (0-based) after step s (1-based)
   local function fill(slot, n, s)
@@ -526,14 +529,13 @@ local function curves(kind, net, x, map, labels, opts, level)
     local m = min(o.chunk, total - done)
     local shape = { m }
     for i = 2, #xs do shape[i] = xs[i] end
-    local batch = T.zeros(shape)
-    local bptr = batch:data()
+    local bptr = ffi.new('float[?]', m * d)
     for j = 0, m - 1 do
       local g = done + j
       fill(bptr + j * d, floor(g / nsteps), g % nsteps + 1)
     end
-    local y = net:forward_inference(batch)
-    local yp = y:data()
+    local y = net:forward_inference(core.store(T.zeros(shape), bptr))
+    local yp = core.floats(y)
     for j = 0, m - 1 do
       local g = done + j
       local n = floor(g / nsteps)

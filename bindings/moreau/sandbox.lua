@@ -25,10 +25,14 @@ local recipe = require 'moreau.recipe'
 
 local sandbox = {}
 
---- The moreau modules a sandboxed recipe may require.
+--- The moreau modules a sandboxed recipe may require. Left out on purpose
+-- (docs/sandbox.md, "Modules a sandboxed recipe cannot use"): certify (its
+-- Lanczos and solver callbacks receive raw double arrays), store and dataset
+-- (they open SQLite files at any path through the FFI and run whole jobs),
+-- safetensors, repl, recipe, report, isolation, sandbox, core.
 sandbox.modules = {
-  'tensor', 'nn', 'models', 'data', 'oracle', 'prox', 'methods', 'viz', 'metrics', 'attacks', 'train',
-  'experiment',
+  'tensor', 'nn', 'models', 'data', 'oracle', 'prox', 'methods', 'viz', 'metrics', 'faithfulness', 'sanity',
+  'attacks', 'train', 'experiment',
 }
 
 --- A table whose every field access raises a clear refusal.
