@@ -298,6 +298,47 @@ function models.save(net, path, metadata)
   return net
 end
 
+-- ------------------------------------------------------------ ONNX
+
+--- A network read from an ONNX model file (engine: mr_net_from_onnx), usable
+-- by every method exactly like a zoo model. The graph's ops map onto the
+-- engine's (docs/models.md, "ONNX import", lists what is supported); one
+-- float32 graph input (N, sample shape) with a symbolic or unit batch axis,
+-- one output; parameters are named after the initializers.
+-- ARGS: path (a .onnx file; external data files beside it),
+--   opts {softplus = 0 (> 0: every ReLU becomes softplus(beta = softplus),
+--   log(1 + e^(beta x)) / beta, which differs from ReLU by at most
+--   ln 2 / beta and has curvature for the attacks' Hessian-vector products;
+--   0 keeps ReLU), max_bytes = 0 (the most bytes the model may take: file,
+--   parsed form, external data and tensor copies; 0: the loader budget)}
+-- RETURN: a Net in inference mode; net.model = {name = 'onnx', options =
+--   {path =, softplus =, max_bytes =}}.
+-- Errors (raised with the engine's message, which starts "onnx: PATH: "):
+--   an unsupported op, attribute or attribute value names the node, its
+--   index and op type; a truncated or corrupt file, a tensor whose data does
+--   not match its dims, hostile dims, a dangling input, a cycle, external data
+--   leaving the model's folder; a model over the budget.
+function models.onnx(path, opts)
+  if type(path) ~= 'string' then error('models.onnx: path must be a string, got ' .. type(path), 2) end
+  local o = options.fill('models.onnx', {
+    softplus = 0, max_bytes = 0,
+    _domains = { softplus = 'num >= 0', max_bytes = 'num >= 0' },
+  }, opts)
+  local ffi = require 'ffi'
+  local core = require 'moreau.core'
+  local C = core.C
+  local co = ffi.new('mr_onnx_options')
+  co.softplus_beta = o.softplus
+  co.max_bytes = math.floor(o.max_bytes)
+  local ptr = ffi.new('mr_net*[1]')
+  core.check(C.mr_net_from_onnx(ptr, path, co))
+  local net = core.attach(setmetatable({}, nn.Net), ffi.gc(ptr[0], C.mr_net_free))
+  -- the engine builds only what the output depends on: the output is the last node
+  net.output = C.mr_net_node_count(ptr[0]) - 1
+  o.path = path
+  return finish(net, 'onnx', o)
+end
+
 -- ----------------------------------------------------- shipped weights
 
 --- The folder of the shipped weights: $MOREAU_MODELS, else models/ of the
