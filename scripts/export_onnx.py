@@ -212,7 +212,7 @@ def mlp_typed():
         helper.make_tensor('w1', TensorProto.FLOAT, w1.shape, w1.ravel().tolist()),  # float_data
         helper.make_tensor('b1', TensorProto.DOUBLE, b1.shape, b1.astype(np.float64).ravel().tolist()),
         numpy_helper.from_array(w2, 'w2'),  # raw_data
-        helper.make_tensor('b2', TensorProto.FLOAT16, b2.shape, b2.astype(np.float16).view(np.uint16).ravel().tolist()),
+        helper.make_tensor('b2', TensorProto.FLOAT16, b2.shape, b2.astype(np.float16).ravel().tolist()),  # int32_data bits
         helper.make_tensor('shape', TensorProto.INT64, [2], [0, -1]),  # int64_data
     ]
     nodes = [
