@@ -274,3 +274,36 @@ describe('ONNX loader errors', function()
     assert.truthy(e:find('models.onnx: path must be a string, got number', 1, true), e)
   end)
 end)
+
+-- ------------------------------------------------------ the C example
+
+describe('examples/onnx_gradient.c', function()
+  -- built by CMake next to the library under test
+  local core = require 'moreau.core'
+  local exe = (core.lib_path:match('^(.*)/[^/]*$') or '.') .. '/onnx_gradient'
+
+  local function run(args)
+    local p = assert(io.popen(exe .. ' ' .. args .. ' 2>&1; echo "rc=$?"'))
+    local out = p:read('*a')
+    p:close()
+    return out
+  end
+
+  it('prints the score and gradient norm the Lua oracle computes', function()
+    local out = run(D .. 'resnet18.onnx 3')
+    local score, norm = out:match('^class 3: score (%S+), |gradient| (%S+)\nrc=0')
+    assert.truthy(score, out)
+    local net = models.onnx(D .. 'resnet18.onnx')
+    local x = T.zeros { 1, 3, 32, 32 }
+    x:fill(0.5)
+    local s, g = oracle.grad(net, x, { 3 })
+    assert.is_true(math.abs(tonumber(score) - s[1]) <= 1e-5 * math.abs(s[1]), out)
+    assert.is_true(math.abs(tonumber(norm) - g:norm()) <= 1e-5 * g:norm(), out)
+  end)
+
+  it('reports the loader error and exits 1', function()
+    local out = run(D .. 'bad_op.onnx')
+    assert.truthy(out:find("onnx_gradient: onnx: " .. D .. "bad_op.onnx: node 'act7' (#1, LeakyRelu)", 1, true), out)
+    assert.truthy(out:find('rc=1', 1, true), out)
+  end)
+end)
