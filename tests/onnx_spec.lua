@@ -307,3 +307,69 @@ describe('examples/onnx_gradient.c', function()
     assert.truthy(out:find('rc=1', 1, true), out)
   end)
 end)
+
+-- ------------------------------------------------------ the command line
+
+describe('moreau explain --model=FILE.onnx', function()
+  local cli = require 'helpers.cli'
+  local tmp = cli.tmpdir()
+  local model = D .. 'resnet50.onnx' -- torchvision's ResNet-50 at width 1/16 taking 3x64x64
+
+  it('explains a 224x224 photo-like picture: resized to the graph input, ImageNet-normalized, named classes', function()
+    -- smooth shading and a few blobs, as a photograph has, not noise
+    local x = T.zeros { 1, 3, 224, 224 }
+    local p = x:data()
+    for c = 0, 2 do
+      for i = 0, 223 do
+        for j = 0, 223 do
+          local v = 0.5 + 0.3 * math.sin(i / (19 + 7 * c)) * math.cos(j / 23)
+            + 0.2 * math.exp(-((i - 80) ^ 2 + (j - 150 + 20 * c) ^ 2) / 900)
+          p[(c * 224 + i) * 224 + j] = math.min(1, math.max(0, v))
+        end
+      end
+    end
+    local photo = tmp .. '/photo.png'
+    require('moreau.data').save_png(photo, x)
+    local names = {}
+    for k = 0, 9 do names[#names + 1] = 'class_' .. string.char(97 + k) end
+    cli.write(tmp .. '/names.txt', table.concat(names, '\n') .. '\n')
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --classes=%q --methods=gradient,moreaugrad --fast ' ..
+      '--moreaugrad.T=3 --out=%q'):format(model, photo, tmp .. '/names.txt', tmp .. '/run'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find(('explain: %s is 224 wide × 224 high with 3 channels; %s takes 64 wide × 64 high with ' ..
+      '3 channels: resized to 64 wide × 64 high'):format(photo, model), 1, true), out)
+    local results = require('cjson').decode(cli.read(tmp .. '/run/results.json'))
+    -- the page's prediction is the network's on the preprocessed picture
+    local img = require('moreau.data').load_image(photo, { channels = 3, size = { 64, 64 } })
+    local m = models.IMAGENET_NORMALIZATION
+    local logits = models.onnx(model):forward(require('moreau.data').normalize(img, m.mean, m.std)):totable()
+    local pred = 0
+    for i = 2, #logits do if logits[i] > logits[pred + 1] then pred = i - 1 end end
+    assert.are.equal(pred, results.prediction.label)
+    assert.are.equal(names[pred + 1], results.prediction.class)
+    assert.is_true(math.abs(results.prediction.logits[1] - logits[1]) <= 1e-5 * math.max(1, math.abs(logits[1])))
+    assert.are.equal('onnx', results.model.card.architecture)
+    assert.truthy(cli.read(tmp .. '/run/index.html'):find(names[pred + 1], 1, true))
+    assert.truthy(cli.read(tmp .. '/run/gradient.png'))
+  end)
+
+  it('refuses a class-names file of the wrong length, a missing --image, ONNX options for a shipped model', function()
+    cli.write(tmp .. '/three.txt', 'a\nb\nc\n')
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --classes=%q --methods=gradient --out=%q'):format(
+      model, tmp .. '/photo.png', tmp .. '/three.txt', tmp .. '/bad1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('%s names 3 classes (one per line); %s has 10'):format(tmp .. '/three.txt', model), 1, true),
+      out)
+    out, rc = cli.moreau(('explain --model=%s --methods=gradient --out=%q'):format(model, tmp .. '/bad2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('explain: --model=%s needs --image=PATH'):format(model), 1, true), out)
+    out, rc = cli.moreau(('explain --softplus=10 --methods=gradient --out=%q'):format(tmp .. '/bad3'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); ' ..
+      'resnet_fmnist is a shipped model', 1, true), out)
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'bad_op.onnx',
+      tmp .. '/photo.png', tmp .. '/bad4'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("node 'act7' (#1, LeakyRelu): op type 'LeakyRelu' is not supported", 1, true), out)
+  end)
+end)
