@@ -736,7 +736,8 @@ static int map_reshape(ox_ctx *x, int i)
         if (sa->n_ints > OX_MAX_DIMS)
             return node_error(x, i, MR_ENOTFOUND, "a target of %zu dims", sa->n_ints);
         nt = (int)sa->n_ints;
-        memcpy(t, sa->ints, (size_t)nt * sizeof *t);
+        if (nt > 0)
+            memcpy(t, sa->ints, (size_t)nt * sizeof *t);
     } else {
         ox_const *s;
         MR_TRY(in_ints(x, i, 1, 0, &s));

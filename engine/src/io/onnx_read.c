@@ -188,7 +188,8 @@ int ox_const_new(ox_const **out, ox_model *m, int ndim, const int64_t *dims, int
         return mr_error(MR_ENOMEM, "onnx: %s: out of memory for %s", m->path, what);
     }
     c->ndim = ndim;
-    memcpy(c->dims, dims, (size_t)ndim * sizeof *dims);
+    if (ndim > 0)
+        memcpy(c->dims, dims, (size_t)ndim * sizeof *dims);
     c->numel = numel;
     if (is_int)
         c->i = data;
