@@ -303,6 +303,9 @@ local attr_fields = {
   kernel = 2, stride = 2, padding = 2, dilation = 2, out_size = 2,
   groups = 1, ceil_mode = 1, count_include_pad = 1,
   beta = 1, threshold = 1, eps = 1, momentum = 1, p = 1,
+  -- the ops of imported models (docs/architecture.md, "Ops for imported models")
+  min = 1, max = 1, alpha = 1, approximate = 1, axis = 1, start = 1, ['end'] = 1, step = 1,
+  index = 1, perm = 3, shape_ndim = 1, shape = 3, pads = 6, pad_mode = 1, axes = 1, keepdims = 1,
 }
 
 local function to_attrs(t)
@@ -310,9 +313,13 @@ local function to_attrs(t)
   for k, v in pairs(t or {}) do
     local n = attr_fields[k]
     if not n then error("nn: unknown op attribute '" .. tostring(k) .. "'", 4) end
-    if n == 2 then
-      if type(v) == 'number' then v = { v, v } end
-      a[k][0], a[k][1] = v[1], v[2]
+    if n >= 2 then
+      if type(v) == 'number' and n == 2 then v = { v, v } end
+      if type(v) ~= 'table' or #v > n then
+        error(("nn: op attribute '%s' is a list of at most %d numbers"):format(k, n), 4)
+      end
+      for i = 1, #v do a[k][i - 1] = v[i] end
+      if k == 'shape' then a.shape_ndim = #v end
     elseif type(v) == 'boolean' then
       a[k] = v and 1 or 0
     else

@@ -376,11 +376,32 @@ typedef struct mr_op_attrs {
     int32_t out_size[2];  /* adaptive pooling output (oh, ow) */
     int32_t ceil_mode;    /* pooling: ceil instead of floor for the output size */
     int32_t count_include_pad; /* avg pooling: divide by the full kernel area */
-    float beta;           /* softplus beta (0 means 1) */
+    float beta;           /* softplus beta (0 means 1); hardsigmoid's offset (see alpha) */
     float threshold;      /* softplus threshold (0 means 20) */
     float eps;            /* batchnorm eps (0 means 1e-5) */
     float momentum;       /* batchnorm momentum (0 means 0.1) */
     float p;              /* dropout probability (identity at inference) */
+    /* The ops of imported models (docs/architecture.md, "Ops for imported
+     * models"). A per-sample axis counts the dims after N from 0; a negative
+     * one counts from the end (-1: the last). */
+    float min;            /* clip: lower bound (-INFINITY: none); min < max, both read as given */
+    float max;            /* clip: upper bound (INFINITY: none) */
+    float alpha;          /* hardsigmoid max(0, min(1, alpha x + beta)): alpha 0 means
+                             PyTorch's (alpha, beta) = (1/6, 1/2), else alpha and beta as given */
+    int32_t approximate;  /* gelu: 0 the erf form (PyTorch's "none"), 1 the tanh approximation */
+    int32_t axis;         /* concat, slice, gather: the per-sample axis; softmax, log_softmax:
+                             the normalized axis (0: the first per-sample dim, as before) */
+    int64_t start;        /* slice: first index (negative: from the end; clamped as ONNX) */
+    int64_t end;          /* slice: end index, exclusive (0 means the axis's size; clamped) */
+    int64_t step;         /* slice: step >= 1 (0 means 1) */
+    int64_t index;        /* gather: the one index taken along axis (negative: from the end) */
+    int32_t perm[3];      /* transpose: output dim i is input dim perm[i] (per-sample dims) */
+    int32_t shape_ndim;   /* reshape: the output's per-sample ndim (1..3) */
+    int64_t shape[3];     /* reshape: the output's per-sample shape; one dim may be -1 (inferred) */
+    int32_t pads[6];      /* pad: begin pads of the per-sample dims, then end pads (ONNX's order) */
+    int32_t pad_mode;     /* pad: 0 constant zero, 1 reflect */
+    int32_t axes;         /* reduce_mean: bit i set reduces per-sample axis i; 0 means all */
+    int32_t keepdims;     /* reduce_mean: 1 keeps reduced axes as size 1 (0: drops them, PyTorch's default) */
 } mr_op_attrs;
 
 enum { MR_PARAM_WEIGHT = 0, MR_PARAM_BUFFER = 1 };

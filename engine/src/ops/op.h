@@ -145,7 +145,21 @@ typedef struct mr_op_kernels {
     X(FLATTEN, flatten)                                   \
     X(DROPOUT, dropout)                                   \
     X(SOFTMAX, softmax)                                   \
-    X(LOG_SOFTMAX, log_softmax)
+    X(LOG_SOFTMAX, log_softmax)                           \
+    X(CLIP, clip)                                         \
+    X(HARDSIGMOID, hardsigmoid)                           \
+    X(HARDSWISH, hardswish)                               \
+    X(GELU, gelu)                                         \
+    X(ERF, erf)                                           \
+    X(RESHAPE, reshape)                                   \
+    X(TRANSPOSE, transpose)                               \
+    X(CONCAT, concat)                                     \
+    X(SLICE, slice)                                       \
+    X(GATHER, gather)                                     \
+    X(PAD, pad)                                           \
+    X(CONSTANT, constant)                                 \
+    X(LAYERNORM, layernorm)                               \
+    X(REDUCE_MEAN, reduce_mean)
 
 #define MR_OP_ENUM_(E, n) MR_OP_##E,
 enum { MR_OP_LIST(MR_OP_ENUM_) MR_OP_COUNT };

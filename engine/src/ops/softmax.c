@@ -1,7 +1,9 @@
 /*
  * softmax.c — softmax and log-softmax over dim 1: the K entries of (N, K), or
  * the C channels at every position of (N, C, H, W) (any sample shape: the
- * first per-sample dim is the one normalized).
+ * first per-sample dim is the one normalized), or over the per-sample axis
+ * `axis` (attrs; 0, the default, is that first dim; -1 the last, as an
+ * attention's scores (heads, queries, keys) need).
  *
  * Along one row x (K entries), with p = softmax(x), lse = log Σ_k e^{x_k},
  * and <u, v> = Σ_k u_k v_k:
@@ -27,12 +29,18 @@
  */
 #include "op.h"
 
-static int softmax_infer_named(const char *name, const mr_shape *in, mr_shape *out)
+static int softmax_infer_named(const char *name, const mr_op_attrs *a, const mr_shape *in,
+                               mr_shape *out)
 {
     if (in[0].ndim < 1) {
         char b[64];
         return mr_error(MR_ESHAPE, "%s: input must be NxK or NxCxHxW, got Nx%s", name,
                         mr_shape_str(&in[0], b, sizeof b));
+    }
+    if (a->axis < -in[0].ndim || a->axis >= in[0].ndim) {
+        char b[64];
+        return mr_error(MR_EINVAL, "%s: axis %d is not a per-sample axis of Nx%s", name,
+                        (int)a->axis, mr_shape_str(&in[0], b, sizeof b));
     }
     *out = in[0];
     return MR_OK;
@@ -41,13 +49,13 @@ static int softmax_infer_named(const char *name, const mr_shape *in, mr_shape *o
 static int softmax_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
                          int nparams, mr_shape *out, void *cache)
 {
-    return softmax_infer_named("softmax", in, out);
+    return softmax_infer_named("softmax", a, in, out);
 }
 
 static int log_softmax_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
                              int nparams, mr_shape *out, void *cache)
 {
-    return softmax_infer_named("log_softmax", in, out);
+    return softmax_infer_named("log_softmax", a, in, out);
 }
 
 const mr_op_def mr_op_softmax = {

@@ -4,18 +4,25 @@
 
 #include <math.h>
 
-/* A tensor seen as rows: row r = (n, j) holds entries base + k stride, k < K,
- * with base = n K inner + j and stride = inner (the positions after dim 1). */
+/* A tensor seen as rows along per-sample axis a (dim 1 + a): row r = (m, j),
+ * m = (n, the positions before the axis), holds entries base + k stride,
+ * k < K, with base = m K inner + j and stride = inner (the positions after
+ * the axis). Axis 0 is dim 1, the default. */
 typedef struct rows {
     int64_t nrows, K, inner;
 } rows;
 
-static rows rows_of(const mr_tensor *x)
+static rows rows_of(const mr_tensor *x, int axis)
 {
     rows r;
-    r.K = x->shape[1];
-    r.inner = x->numel / (x->shape[0] * r.K);
-    r.nrows = x->shape[0] * r.inner;
+    int nd = x->ndim - 1;
+    if (axis < 0)
+        axis += nd; /* infer checked -nd <= axis < nd */
+    r.K = x->shape[1 + axis];
+    r.inner = 1;
+    for (int d = 2 + axis; d < x->ndim; d++)
+        r.inner *= x->shape[d];
+    r.nrows = x->numel / r.K;
     return r;
 }
 
@@ -43,10 +50,10 @@ enum { SM_FORWARD, SM_VJP, SM_JVP, SM_VJP_TANGENT };
  *   SM_VJP:          out = gx      from a = gy
  *   SM_JVP:          out = dy      from a = dx
  *   SM_VJP_TANGENT:  out = dgx     from a = dgy, b = dx, g = gy */
-static void sm_run(int logp, int pass, const mr_tensor *xt, const float *a, const float *b,
-                   const float *g, float *out)
+static void sm_run(int logp, int axis, int pass, const mr_tensor *xt, const float *a,
+                   const float *b, const float *g, float *out)
 {
-    const rows r = rows_of(xt);
+    const rows r = rows_of(xt, axis);
     const float *xall = xt->data;
 #pragma omp parallel for schedule(static) num_threads(mr_threads()) if (xt->numel > 16384)
     for (int64_t row = 0; row < r.nrows; row++) {
@@ -118,18 +125,18 @@ static void sm_run(int logp, int pass, const mr_tensor *xt, const float *a, cons
 #define MR_SOFTMAX_OP(op, LOGP)                                                                 \
     static void op##_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)       \
     {                                                                                           \
-        sm_run(LOGP, SM_FORWARD, x[0], NULL, NULL, NULL, y->data);                              \
+        sm_run(LOGP, c->attrs->axis, SM_FORWARD, x[0], NULL, NULL, NULL, y->data);              \
     }                                                                                           \
     static void op##_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,     \
                          const mr_tensor *gy, mr_tensor *const *gx)                             \
     {                                                                                           \
         if (gx[0])                                                                              \
-            sm_run(LOGP, SM_VJP, x[0], gy->data, NULL, NULL, gx[0]->data);                      \
+            sm_run(LOGP, c->attrs->axis, SM_VJP, x[0], gy->data, NULL, NULL, gx[0]->data);      \
     }                                                                                           \
     static void op##_jvp(const mr_op_ctx *c, const mr_tensor *const *x,                         \
                          const mr_tensor *const *dx, const mr_tensor *y, mr_tensor *dy)         \
     {                                                                                           \
-        sm_run(LOGP, SM_JVP, x[0], dx[0]->data, NULL, NULL, dy->data);                          \
+        sm_run(LOGP, c->attrs->axis, SM_JVP, x[0], dx[0]->data, NULL, NULL, dy->data);          \
     }                                                                                           \
     static void op##_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,                 \
                                  const mr_tensor *const *dx, const mr_tensor *y,                \
@@ -137,7 +144,7 @@ static void sm_run(int logp, int pass, const mr_tensor *xt, const float *a, cons
                                  const mr_tensor *dgy, mr_tensor *const *dgx)                   \
     {                                                                                           \
         if (dgx[0])                                                                             \
-            sm_run(LOGP, SM_VJP_TANGENT, x[0], dgy->data, dx[0]->data, gy->data,                \
+            sm_run(LOGP, c->attrs->axis, SM_VJP_TANGENT, x[0], dgy->data, dx[0]->data, gy->data, \
                    dgx[0]->data);                                                               \
     }                                                                                           \
     const mr_op_kernels mr_cpu_##op = {                                                         \
