@@ -60,6 +60,13 @@ typedef struct ox_ctx {
     int tcap;
     int *done;  /* ONNX node i mapped (or folded into a pattern) */
     int nparams_made;
+    /* concat chains built so far: the node concatenating values vals[0..n)
+     * along axis, so that DenseNet's growing Concats reuse their prefix */
+    struct ox_chain {
+        int *vals, n, axis, node;
+    } *chains;
+    int nchains, chain_cap;
+    int pattern_missed; /* map_mul: a constant factor outside the softplus pattern */
 } ox_ctx;
 
 /* ----------------------------------------------------------- value table */
@@ -626,6 +633,16 @@ static int map_pool(ox_ctx *x, int i, int is_max)
     return set_node_output(x, i, 0, id);
 }
 
+/* A one-input op with the engine attributes a (the ONNX attributes checked by the caller). */
+static int map_unary_attrs(ox_ctx *x, int i, const char *op, const mr_op_attrs *a)
+{
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int id = add_node(x, i, op, &xv->node, 1, NULL, 0, a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
 /* One-input ops without attributes (and Relu -> softplus on request). */
 static int map_unary(ox_ctx *x, int i, const char *op, const mr_op_attrs *a)
 {
@@ -651,11 +668,8 @@ static int map_mul(ox_ctx *x, int i)
     MR_TRY(materialize(x, a0));
     MR_TRY(materialize(x, a1));
     if (a0->kind == V_NODE && a1->kind == V_NODE) {
-        int in[2] = {a0->node, a1->node};
-        mr_op_attrs a = {0};
-        int id = add_node(x, i, "mul", in, 2, NULL, 0, &a);
-        MR_TRY(id);
-        return set_node_output(x, i, 0, id);
+        x->pattern_missed = 1;
+        return MR_ENOTFOUND;
     }
     ox_value *xv = a0->kind == V_NODE ? a0 : a1, *cv = a0->kind == V_NODE ? a1 : a0;
     float beta, beta2;
@@ -674,29 +688,8 @@ static int map_mul(ox_ctx *x, int i)
             return set_node_output(x, k, 0, id);
         }
     }
-    return node_error(x, i, MR_ENOTFOUND,
-                      "multiplying by the constant '%s' is not supported (only Mul -> Softplus -> Div by the "
-                      "same positive scalar, softplus(beta))",
-                      cv->name);
-}
-
-static int map_add(ox_ctx *x, int i)
-{
-    static const char *const none[] = {NULL};
-    MR_TRY(check_attrs(x, i, none));
-    ox_value *a0 = input_value(x, i, 0), *a1 = input_value(x, i, 1);
-    if (!a0 || !a1)
-        return node_error(x, i, MR_EFORMAT, "needs two inputs");
-    MR_TRY(materialize(x, a0));
-    MR_TRY(materialize(x, a1));
-    if (a0->kind != V_NODE || a1->kind != V_NODE)
-        return node_error(x, i, MR_ENOTFOUND, "adding the constant '%s' is not supported (only after MatMul, as its bias)",
-                          (a0->kind == V_NODE ? a1 : a0)->name);
-    int in[2] = {a0->node, a1->node};
-    mr_op_attrs a = {0};
-    int id = add_node(x, i, "add", in, 2, NULL, 0, &a);
-    MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    x->pattern_missed = 1; /* not softplus(beta): a product with a constant (map_binary) */
+    return MR_ENOTFOUND;
 }
 
 /* Flatten / Reshape to (N, P): the engine's flatten; to the same shape: an alias. */
@@ -720,6 +713,8 @@ static int map_flatten(ox_ctx *x, int i)
     MR_TRY(id);
     return set_node_output(x, i, 0, id);
 }
+
+static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t);
 
 static int map_reshape(ox_ctx *x, int i)
 {
@@ -781,23 +776,7 @@ static int map_reshape(ox_ctx *x, int i)
     }
     if (rest != P)
         return node_error(x, i, MR_ESHAPE, "target %s does not fit an Nx%s input", ts, xs);
-    if (nt - 1 == xv->shape.ndim) {
-        int same = 1;
-        for (int k = 1; k < nt; k++)
-            same &= t[k] == xv->shape.d[k - 1];
-        if (same) {
-            alias_output(x, i, xv);
-            return MR_OK;
-        }
-    }
-    if (nt == 2) {
-        mr_op_attrs a = {0};
-        int id = add_node(x, i, "flatten", &xv->node, 1, NULL, 0, &a);
-        MR_TRY(id);
-        return set_node_output(x, i, 0, id);
-    }
-    return node_error(x, i, MR_ENOTFOUND, "reshaping Nx%s to %s is not supported (only to (N, -1) or the same shape)",
-                      xs, ts);
+    return reshape_to(x, i, xv, nt - 1, t + 1);
 }
 
 static int map_softmax(ox_ctx *x, int i, const char *op)
@@ -813,14 +792,16 @@ static int map_softmax(ox_ctx *x, int i, const char *op)
     MR_TRY(attr_int(x, i, "axis", x->m.opset < 13 ? 1 : -1, &axis));
     if (axis < 0)
         axis += rank;
-    int ok = x->m.opset < 13 ? axis == 1 && xv->shape.ndim == 1 : axis == 1;
+    /* before 13 the flattened tail must be one dim: the last */
+    int ok = x->m.opset < 13 ? axis >= 1 && axis == rank - 1 : axis >= 1 && axis < rank;
     if (!ok)
         return node_error(x, i, MR_ENOTFOUND,
                           "attribute 'axis' = %lld on an input of rank %d (opset %lld) is not supported (only "
-                          "the first axis after N%s)",
+                          "an axis after N%s)",
                           (long long)axis, rank, (long long)x->m.opset,
-                          x->m.opset < 13 ? " of a 2-D input" : "");
+                          x->m.opset < 13 ? " being the last" : "");
     mr_op_attrs a = {0};
+    a.axis = (int32_t)axis - 1;
     int id = add_node(x, i, op, &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
     return set_node_output(x, i, 0, id);
@@ -888,6 +869,629 @@ static int map_identity(ox_ctx *x, int i, int dropout)
     return MR_OK;
 }
 
+/* ------------------------------------------------ ops of imported models */
+
+/* ONNX axis a over (N, sample...) of rank ndim + 1 as a per-sample axis
+ * (0-based), or -1 for the batch axis or out of range. */
+static int sample_axis(int64_t a, int ndim)
+{
+    if (a < 0)
+        a += ndim + 1;
+    return a >= 1 && a <= ndim ? (int)a - 1 : -1;
+}
+
+/* A `constant` node holding c broadcast (numpy rules) against a value of
+ * per-sample shape s; gate: a (C,1,1) constant may stay (C,1,1) (mul's gate).
+ * scale multiplies every entry (-1 for Sub, 1/c for Div: recip). */
+static int const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, int gate, float scale, int recip,
+                      int *node)
+{
+    char cs[160], ss[64];
+    int r = s->ndim + 1;
+    if (c->ndim > r)
+        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) has more dims than the Nx%s it meets", c->name,
+                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), mr_shape_str(s, ss, sizeof ss));
+    /* c's dims right-aligned with (N, s...): the one facing N must be 1 */
+    int64_t cd[4] = {1, 1, 1, 1};
+    for (int k = 0; k < c->ndim; k++)
+        cd[r - c->ndim + k] = c->dims[k];
+    int ok = cd[0] == 1, is_gate = gate && s->ndim == 3 && cd[1] == s->d[0] && cd[2] == 1 && cd[3] == 1;
+    for (int k = 1; ok && k < r; k++)
+        ok = cd[k] == 1 || cd[k] == s->d[k - 1];
+    if (!ok)
+        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) does not broadcast against Nx%s", c->name,
+                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), mr_shape_str(s, ss, sizeof ss));
+    int64_t pd[3];
+    int nd = s->ndim;
+    for (int k = 0; k < nd; k++)
+        pd[k] = is_gate && k > 0 ? 1 : s->d[k];
+    int64_t numel = 1;
+    for (int k = 0; k < nd; k++)
+        numel *= pd[k];
+    float *v = malloc((size_t)numel * sizeof *v);
+    if (!v)
+        return mr_error(MR_ENOMEM, "onnx: out of memory");
+    /* entry e of the per-sample result: index c by the broadcast coordinates */
+    for (int64_t e = 0; e < numel; e++) {
+        int64_t rem = e, src = 0, stride = 1, idx[3] = {0, 0, 0};
+        for (int k = nd - 1; k >= 0; k--) {
+            idx[k] = rem % pd[k];
+            rem /= pd[k];
+        }
+        for (int k = nd - 1; k >= 0; k--) {
+            int64_t d = cd[k + 1];
+            src += (d == 1 ? 0 : idx[k]) * stride;
+            stride *= d;
+        }
+        float val = c->f[src];
+        v[e] = recip ? scale / val : scale * val;
+    }
+    int p, rc = make_param(x, c->name, nd, pd, v, MR_PARAM_WEIGHT, &p);
+    free(v);
+    MR_TRY(rc);
+    mr_op_attrs a = {0};
+    int in0 = 0; /* the graph input: it only sets N */
+    int id = add_node(x, i, "constant", &in0, 1, &p, 1, &a);
+    MR_TRY(id);
+    *node = id;
+    return MR_OK;
+}
+
+/* A value of node i's input k as an engine node: a computed value as it is,
+ * a constant as a `constant` node broadcast against `like` (scale, recip as
+ * const_node). */
+static int operand(ox_ctx *x, int i, ox_value *v, const ox_value *like, int gate, float scale, int recip, int *node)
+{
+    MR_TRY(materialize(x, v));
+    if (v->kind == V_NODE && scale == 1 && !recip) {
+        *node = v->node;
+        return MR_OK;
+    }
+    if (v->kind != V_CONST || !v->c->f)
+        return node_error(x, i, MR_ENOTFOUND, "input '%s' is not supported here", v->name);
+    return const_node(x, i, v->c, &like->shape, gate, scale, recip, node);
+}
+
+static int scalar_near(ox_ctx *x, ox_value *v, double want)
+{
+    float f;
+    if (!v || materialize(x, v) < 0 || v->kind != V_CONST || !v->c->f || !scalar_of(v->c, &f))
+        return 0;
+    return fabs(f - want) <= 1e-6 * fabs(want);
+}
+
+/* GELU as PyTorch exports it before opset 20:
+ *   y = Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5) = x Phi(x)
+ * matched from the Div; 1 when matched and mapped. */
+static int try_gelu(ox_ctx *x, int i, int *matched)
+{
+    *matched = 0;
+    const Onnx__NodeProto *n = x->g->node[i];
+    if (ninputs(n) != 2 || !scalar_near(x, input_value(x, i, 1), 1.4142135623730951))
+        return MR_OK;
+    int j = sole_consumer(x, i), k = j >= 0 ? sole_consumer(x, j) : -1, l = k >= 0 ? sole_consumer(x, k) : -1,
+        o = l >= 0 ? sole_consumer(x, l) : -1;
+    if (o < 0 || !op_is(x->g->node[j], "Erf") || !op_is(x->g->node[k], "Add") || !op_is(x->g->node[l], "Mul") ||
+        !op_is(x->g->node[o], "Mul") || ninputs(x->g->node[k]) != 2 || ninputs(x->g->node[l]) != 2 ||
+        ninputs(x->g->node[o]) != 2)
+        return MR_OK;
+    const Onnx__NodeProto *add = x->g->node[k], *m1 = x->g->node[l], *m2 = x->g->node[o];
+    int ka = !strcmp(add->input[0], x->g->node[j]->output[0]) ? 1 : 0;
+    int kl = !strcmp(m1->input[0], add->output[0]) ? 1 : 0;
+    int ko = !strcmp(m2->input[0], m1->output[0]) ? 1 : 0;
+    if (!scalar_near(x, input_value(x, k, ka), 1.0) || strcmp(m1->input[kl], n->input[0]) ||
+        !scalar_near(x, input_value(x, o, ko), 0.5))
+        return MR_OK;
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    mr_op_attrs a = {0};
+    int id = add_node(x, o, "gelu", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    x->done[j] = x->done[k] = x->done[l] = x->done[o] = 1;
+    *matched = 1;
+    return set_node_output(x, o, 0, id);
+}
+
+/* Add, Sub, Mul, Div: two computed values, or one and a constant (a
+ * `constant` node broadcast to the value's shape; Sub and Div by a constant
+ * become Add of -c and Mul by 1/c; Sub of a computed b becomes a + (-1) b). */
+static int map_binary(ox_ctx *x, int i, const char *op)
+{
+    static const char *const none[] = {NULL};
+    MR_TRY(check_attrs(x, i, none));
+    int is_sub = !strcmp(op, "Sub"), is_div = !strcmp(op, "Div"), is_mul = !strcmp(op, "Mul");
+    if (is_div) {
+        int matched;
+        MR_TRY(try_gelu(x, i, &matched));
+        if (matched)
+            return MR_OK;
+    }
+    ox_value *a0 = input_value(x, i, 0), *a1 = input_value(x, i, 1);
+    if (!a0 || !a1)
+        return node_error(x, i, MR_EFORMAT, "needs two inputs");
+    MR_TRY(materialize(x, a0));
+    MR_TRY(materialize(x, a1));
+    if (a0->kind != V_NODE && a1->kind != V_NODE)
+        return node_error(x, i, MR_ENOTFOUND, "both inputs are constants");
+    int n0, n1;
+    const char *eng = is_mul || is_div ? "mul" : "add";
+    if (a0->kind == V_NODE && a1->kind == V_NODE) {
+        if (is_div)
+            return node_error(x, i, MR_ENOTFOUND, "dividing by a computed value is not supported");
+        n0 = a0->node;
+        n1 = a1->node;
+        if (is_sub) { /* a - b = a + (-1) b */
+            ox_const m1 = {0};
+            float minus = -1;
+            m1.f = &minus;
+            m1.numel = 1;
+            m1.name = "minus_one";
+            m1.param = -1;
+            int c;
+            MR_TRY(const_node(x, i, &m1, &a1->shape, 0, 1, 0, &c));
+            mr_op_attrs z = {0};
+            int in[2] = {a1->node, c};
+            n1 = add_node(x, i, "mul", in, 2, NULL, 0, &z);
+            MR_TRY(n1);
+        }
+        /* mul's gate (C,1,1) must be its second input */
+        if (is_mul && a0->shape.ndim == 3 && a1->shape.ndim == 3 && a0->shape.d[1] == 1 && a0->shape.d[2] == 1 &&
+            !(a1->shape.d[1] == 1 && a1->shape.d[2] == 1)) {
+            int t = n0;
+            n0 = n1;
+            n1 = t;
+        }
+    } else {
+        ox_value *xv = a0->kind == V_NODE ? a0 : a1, *cv = a0->kind == V_NODE ? a1 : a0;
+        if ((is_sub || is_div) && xv == a1)
+            return node_error(x, i, MR_ENOTFOUND, "%s a computed value from the constant '%s' is not supported",
+                              is_sub ? "subtracting" : "dividing by", cv->name);
+        n0 = xv->node;
+        MR_TRY(operand(x, i, cv, xv, is_mul || is_div, is_sub ? -1.0f : 1.0f, is_div, &n1));
+    }
+    int in[2] = {n0, n1};
+    mr_op_attrs a = {0};
+    int id = add_node(x, i, eng, in, 2, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_clip(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"min", "max", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    mr_op_attrs a = {0};
+    a.min = -INFINITY;
+    a.max = INFINITY;
+    if (x->m.opset < 11) {
+        MR_TRY(attr_float(x, i, "min", -INFINITY, &a.min));
+        MR_TRY(attr_float(x, i, "max", INFINITY, &a.max));
+    } else {
+        for (int k = 1; k <= 2; k++) {
+            ox_const *c;
+            MR_TRY(in_const(x, i, k, 1, &c));
+            float v;
+            if (c && !scalar_of(c, &v))
+                return node_error(x, i, MR_ENOTFOUND, "input '%s' of Clip must be a scalar", c->name);
+            if (c)
+                *(k == 1 ? &a.min : &a.max) = v;
+        }
+    }
+    int id = add_node(x, i, "clip", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_hardsigmoid(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"alpha", "beta", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    mr_op_attrs a = {0};
+    MR_TRY(attr_float(x, i, "alpha", 0.2f, &a.alpha));
+    MR_TRY(attr_float(x, i, "beta", 0.5f, &a.beta));
+    if (a.alpha == 0 || !isfinite(a.alpha) || !isfinite(a.beta))
+        return node_error(x, i, MR_ENOTFOUND, "attribute 'alpha' = %g is not supported (finite, not 0)", (double)a.alpha);
+    int id = add_node(x, i, "hardsigmoid", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_gelu(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"approximate", NULL};
+    static const char *const ok[] = {"none", "tanh", "", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    MR_TRY(attr_string_is(x, i, "approximate", ok));
+    const Onnx__AttributeProto *ap = attr(x->g->node[i], "approximate");
+    mr_op_attrs a = {0};
+    a.approximate = ap && ap->has_s && ap->s.len == 4 && !memcmp(ap->s.data, "tanh", 4);
+    return map_unary_attrs(x, i, "gelu", &a);
+}
+
+/* Reshape-like ops: a new per-sample shape t[0..nt) (N kept first). */
+static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t)
+{
+    if (nt == xv->shape.ndim) {
+        int same = 1;
+        for (int k = 0; k < nt; k++)
+            same &= t[k] == xv->shape.d[k];
+        if (same) {
+            alias_output(x, i, xv);
+            return MR_OK;
+        }
+    }
+    char ts[160];
+    if (nt < 1 || nt > 3)
+        return node_error(x, i, MR_ENOTFOUND, "a per-sample shape of %d dims (%s) is not supported (1 to 3)", nt,
+                          ox_dims_str(nt, t, ts, sizeof ts));
+    mr_op_attrs a = {0};
+    a.shape_ndim = nt;
+    for (int k = 0; k < nt; k++)
+        a.shape[k] = t[k];
+    int id = add_node(x, i, nt == 1 ? "flatten" : "reshape", &xv->node, 1, NULL, 0, nt == 1 ? &(mr_op_attrs){0} : &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+/* The axes of Squeeze / Unsqueeze / ReduceMean: an attribute before `opset_input`,
+ * input 1 from it. *n = -1: absent. */
+static int axes_of(ox_ctx *x, int i, int64_t opset_input, int64_t *axes, int *n)
+{
+    *n = -1;
+    if (x->m.opset < opset_input) {
+        const Onnx__AttributeProto *a = attr(x->g->node[i], "axes");
+        if (!a)
+            return MR_OK;
+        if (a->n_ints > OX_MAX_DIMS)
+            return node_error(x, i, MR_EFORMAT, "attribute 'axes' has %zu entries", a->n_ints);
+        *n = (int)a->n_ints;
+        for (int k = 0; k < *n; k++)
+            axes[k] = a->ints[k];
+        return MR_OK;
+    }
+    ox_const *c;
+    MR_TRY(in_ints(x, i, 1, 1, &c));
+    if (!c)
+        return MR_OK;
+    if (c->numel > OX_MAX_DIMS)
+        return node_error(x, i, MR_EFORMAT, "input 'axes' has %lld entries", (long long)c->numel);
+    *n = (int)c->numel;
+    for (int k = 0; k < *n; k++)
+        axes[k] = c->i[k];
+    return MR_OK;
+}
+
+static int map_squeeze(ox_ctx *x, int i, int unsqueeze)
+{
+    static const char *const known[] = {"axes", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int64_t axes[OX_MAX_DIMS], t[OX_MAX_DIMS];
+    int n, nd = xv->shape.ndim, nt = 0;
+    MR_TRY(axes_of(x, i, 13, axes, &n));
+    int r_out = unsqueeze ? nd + 1 + (n > 0 ? n : 0) : nd + 1;
+    unsigned mask = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t a = axes[k] < 0 ? axes[k] + r_out : axes[k];
+        if (a <= 0 || a >= r_out || a > 30)
+            return node_error(x, i, MR_ENOTFOUND, "axis %lld %s; moreau keeps the batch axis N first", (long long)axes[k],
+                              a == 0 ? "is the batch axis" : "is out of range");
+        mask |= 1u << a;
+    }
+    if (unsqueeze) {
+        if (n < 1)
+            return node_error(x, i, MR_EFORMAT, "Unsqueeze needs axes");
+        for (int a = 1, src = 0; a < r_out; a++)
+            t[nt++] = mask >> a & 1 ? 1 : xv->shape.d[src++];
+    } else {
+        for (int a = 1; a <= nd; a++) {
+            int squeeze = n < 0 ? xv->shape.d[a - 1] == 1 : (int)(mask >> a & 1);
+            if (squeeze && xv->shape.d[a - 1] != 1)
+                return node_error(x, i, MR_ESHAPE, "axis %d has size %lld, not 1", a, (long long)xv->shape.d[a - 1]);
+            if (!squeeze)
+                t[nt++] = xv->shape.d[a - 1];
+        }
+    }
+    if (nt > 3)
+        return node_error(x, i, MR_ENOTFOUND, "the result has %d per-sample dims (at most 3)", nt);
+    return reshape_to(x, i, xv, nt, t);
+}
+
+static int map_transpose(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"perm", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int nd = xv->shape.ndim;
+    const Onnx__AttributeProto *pa = attr(x->g->node[i], "perm");
+    mr_op_attrs a = {0};
+    if (!pa || (int)pa->n_ints != nd + 1 || pa->ints[0] != 0)
+        return node_error(x, i, MR_ENOTFOUND, "attribute 'perm' must keep the batch axis first (perm[0] = 0) over "
+                          "rank %d", nd + 1);
+    int identity = 1, seen = 0;
+    for (int k = 0; k < nd; k++) {
+        int64_t p = pa->ints[k + 1] - 1;
+        if (p < 0 || p >= nd || (seen >> p & 1))
+            return node_error(x, i, MR_EFORMAT, "attribute 'perm' is not a permutation");
+        seen |= 1 << p;
+        a.perm[k] = (int32_t)p;
+        identity &= p == k;
+    }
+    if (identity) {
+        alias_output(x, i, xv);
+        return MR_OK;
+    }
+    int id = add_node(x, i, "transpose", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+/* Concat of k computed values along one axis: a chain of binary concats,
+ * reusing the longest chain already built over a prefix of the same values
+ * (DenseNet: each layer's Concat extends the previous one by one value). */
+static int map_concat(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"axis", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    const Onnx__NodeProto *n = x->g->node[i];
+    int k = ninputs(n);
+    if (k < 1)
+        return node_error(x, i, MR_EFORMAT, "Concat needs inputs");
+    int *vals = malloc((size_t)k * sizeof *vals);
+    if (!vals)
+        return mr_error(MR_ENOMEM, "onnx: out of memory");
+    int rc = MR_OK;
+    for (int j = 0; j < k && rc == MR_OK; j++) {
+        ox_value *v = NULL;
+        rc = in_node(x, i, j, &v);
+        if (rc == MR_OK)
+            vals[j] = (int)(v - x->vals);
+    }
+    int64_t axis = 0;
+    if (rc == MR_OK)
+        rc = attr_int(x, i, "axis", 1, &axis);
+    int ax = rc == MR_OK ? sample_axis(axis, x->vals[vals[0]].shape.ndim) : 0;
+    if (rc == MR_OK && ax < 0)
+        rc = node_error(x, i, MR_ENOTFOUND, "attribute 'axis' = %lld is the batch axis or out of range", (long long)axis);
+    if (rc == MR_OK && k == 1) {
+        alias_output(x, i, &x->vals[vals[0]]);
+        free(vals);
+        return MR_OK;
+    }
+    int node = -1, from = 0;
+    for (int c = 0; rc == MR_OK && c < x->nchains; c++) {
+        struct ox_chain *ch = &x->chains[c];
+        if (ch->axis == ax && ch->n <= k && ch->n > from && !memcmp(ch->vals, vals, (size_t)ch->n * sizeof *vals)) {
+            node = ch->node;
+            from = ch->n;
+        }
+    }
+    if (rc == MR_OK && node < 0) {
+        node = x->vals[vals[0]].node;
+        from = 1;
+    }
+    mr_op_attrs a = {0};
+    a.axis = ax;
+    for (int j = from; rc == MR_OK && j < k; j++) {
+        int in[2] = {node, x->vals[vals[j]].node};
+        node = add_node(x, i, "concat", in, 2, NULL, 0, &a);
+        if (node < 0) {
+            rc = node;
+            break;
+        }
+        if (x->nchains == x->chain_cap) {
+            int cap = x->chain_cap ? 2 * x->chain_cap : 16;
+            void *p = realloc(x->chains, (size_t)cap * sizeof *x->chains);
+            if (!p) {
+                rc = mr_error(MR_ENOMEM, "onnx: out of memory");
+                break;
+            }
+            x->chains = p;
+            x->chain_cap = cap;
+        }
+        struct ox_chain *ch = &x->chains[x->nchains];
+        ch->vals = malloc((size_t)(j + 1) * sizeof *vals);
+        if (!ch->vals) {
+            rc = mr_error(MR_ENOMEM, "onnx: out of memory");
+            break;
+        }
+        memcpy(ch->vals, vals, (size_t)(j + 1) * sizeof *vals);
+        ch->n = j + 1;
+        ch->axis = ax;
+        ch->node = node;
+        x->nchains++;
+    }
+    free(vals);
+    MR_TRY(rc);
+    return set_node_output(x, i, 0, node);
+}
+
+static int map_pad(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"mode", "pads", "value", NULL};
+    static const char *const modes[] = {"constant", "reflect", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    MR_TRY(attr_string_is(x, i, "mode", modes));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int nd = xv->shape.ndim, r = nd + 1;
+    int64_t pads[2 * OX_MAX_DIMS];
+    int np;
+    float value = 0;
+    if (x->m.opset < 11) {
+        const Onnx__AttributeProto *pa = attr(x->g->node[i], "pads");
+        if (!pa || (int)pa->n_ints != 2 * r)
+            return node_error(x, i, MR_EFORMAT, "attribute 'pads' must have %d entries", 2 * r);
+        for (int k = 0; k < 2 * r; k++)
+            pads[k] = pa->ints[k];
+        np = 2 * r;
+        MR_TRY(attr_float(x, i, "value", 0, &value));
+    } else {
+        ox_const *pc, *vc;
+        MR_TRY(in_ints(x, i, 1, 0, &pc));
+        MR_TRY(in_const(x, i, 2, 1, &vc));
+        if (pc->numel != 2 * r)
+            return node_error(x, i, MR_EFORMAT, "input 'pads' has %lld entries, expected %d", (long long)pc->numel, 2 * r);
+        for (int k = 0; k < 2 * r; k++)
+            pads[k] = pc->i[k];
+        np = 2 * r;
+        if (vc && !scalar_of(vc, &value))
+            return node_error(x, i, MR_ENOTFOUND, "input 'constant_value' must be a scalar");
+        if (ninputs(x->g->node[i]) > 3)
+            return node_error(x, i, MR_ENOTFOUND, "input 'axes' is not supported");
+    }
+    (void)np;
+    if (value != 0)
+        return node_error(x, i, MR_ENOTFOUND, "padding with the value %g is not supported (only 0)", (double)value);
+    if (pads[0] || pads[r])
+        return node_error(x, i, MR_ENOTFOUND, "pads on the batch axis N are not supported");
+    mr_op_attrs a = {0};
+    const Onnx__AttributeProto *ma = attr(x->g->node[i], "mode");
+    a.pad_mode = ma && ma->has_s && ma->s.len == 7 && !memcmp(ma->s.data, "reflect", 7);
+    for (int k = 0; k < nd; k++) {
+        if (pads[1 + k] < 0 || pads[r + 1 + k] < 0 || pads[1 + k] > 65536 || pads[r + 1 + k] > 65536)
+            return node_error(x, i, MR_ENOTFOUND, "pads must be in 0..65536 (no cropping)");
+        a.pads[k] = (int32_t)pads[1 + k];
+        a.pads[3 + k] = (int32_t)pads[r + 1 + k];
+    }
+    int id = add_node(x, i, "pad", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_gather(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"axis", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    ox_const *ic;
+    MR_TRY(in_ints(x, i, 1, 0, &ic));
+    int64_t axis;
+    MR_TRY(attr_int(x, i, "axis", 0, &axis));
+    int ax = sample_axis(axis, xv->shape.ndim);
+    if (ax < 0 || ic->ndim != 0)
+        return node_error(x, i, MR_ENOTFOUND, "only one scalar index along a per-sample axis is supported");
+    mr_op_attrs a = {0};
+    a.axis = ax;
+    a.index = ic->i[0];
+    int id = add_node(x, i, "gather", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_slice(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"starts", "ends", "axes", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    if (x->m.opset < 10)
+        return node_error(x, i, MR_ENOTFOUND, "Slice before opset 10 is not supported");
+    ox_const *st, *en, *ax = NULL, *sp = NULL;
+    MR_TRY(in_ints(x, i, 1, 0, &st));
+    MR_TRY(in_ints(x, i, 2, 0, &en));
+    MR_TRY(in_ints(x, i, 3, 1, &ax));
+    MR_TRY(in_ints(x, i, 4, 1, &sp));
+    int64_t k = st->numel;
+    if (en->numel != k || (ax && ax->numel != k) || (sp && sp->numel != k) || k < 1 || k > 3)
+        return node_error(x, i, MR_ENOTFOUND, "starts, ends, axes and steps must have 1 to 3 entries each");
+    int node = xv->node;
+    ox_value cur = *xv;
+    for (int64_t j = 0; j < k; j++) {
+        int a = sample_axis(ax ? ax->i[j] : j, cur.shape.ndim);
+        int64_t step = sp ? sp->i[j] : 1;
+        if (a < 0 || step < 1)
+            return node_error(x, i, MR_ENOTFOUND, "slicing the batch axis or with a step < 1 is not supported");
+        int64_t dim = cur.shape.d[a], s0 = st->i[j], e0 = en->i[j];
+        if (s0 < 0)
+            s0 += dim;
+        if (e0 < 0)
+            e0 += dim;
+        s0 = s0 < 0 ? 0 : s0 > dim ? dim : s0;
+        e0 = e0 < 0 ? 0 : e0 > dim ? dim : e0;
+        if (e0 <= s0)
+            return node_error(x, i, MR_ENOTFOUND, "an empty slice is not supported");
+        if (s0 == 0 && e0 == dim && step == 1)
+            continue;
+        mr_op_attrs at = {0};
+        at.axis = a;
+        at.start = s0;
+        at.end = e0;
+        at.step = step;
+        node = add_node(x, i, "slice", &node, 1, NULL, 0, &at);
+        MR_TRY(node);
+        MR_TRY(set_node_output(x, i, 0, node));
+        cur = x->vals[find_value(x, x->g->node[i]->output[0])];
+    }
+    if (node == xv->node)
+        alias_output(x, i, xv);
+    return MR_OK;
+}
+
+static int map_reduce_mean(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int64_t axes[OX_MAX_DIMS], keep, noop;
+    int n;
+    MR_TRY(axes_of(x, i, 18, axes, &n));
+    MR_TRY(attr_int(x, i, "keepdims", 1, &keep));
+    MR_TRY(attr_int(x, i, "noop_with_empty_axes", 0, &noop));
+    if (n <= 0)
+        return node_error(x, i, MR_ENOTFOUND, "reducing every axis, the batch axis N included, is not supported");
+    mr_op_attrs a = {0};
+    for (int k = 0; k < n; k++) {
+        int ax = sample_axis(axes[k], xv->shape.ndim);
+        if (ax < 0)
+            return node_error(x, i, MR_ENOTFOUND, "axis %lld is the batch axis or out of range", (long long)axes[k]);
+        a.axes |= 1 << ax;
+    }
+    a.keepdims = keep != 0;
+    int id = add_node(x, i, "reduce_mean", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
+static int map_layernorm(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"axis", "epsilon", "stash_type", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    MR_TRY(only_first_output(x, i));
+    ox_value *xv = NULL;
+    MR_TRY(in_node(x, i, 0, &xv));
+    int64_t axis;
+    float eps;
+    MR_TRY(attr_int(x, i, "axis", -1, &axis));
+    MR_TRY(attr_float(x, i, "epsilon", 1e-5f, &eps));
+    if (sample_axis(axis, xv->shape.ndim) != xv->shape.ndim - 1)
+        return node_error(x, i, MR_ENOTFOUND, "attribute 'axis' = %lld is not supported (only the last axis)", (long long)axis);
+    if (!(eps > 0) || !isfinite(eps))
+        return node_error(x, i, MR_ENOTFOUND, "attribute 'epsilon' = %g is not supported (> 0)", (double)eps);
+    int p[2], np = 0;
+    for (int k = 1; k <= 2; k++) {
+        ox_const *c;
+        MR_TRY(in_const(x, i, k, k == 2, &c));
+        if (c)
+            MR_TRY(const_param(x, i, c, MR_PARAM_WEIGHT, &p[np++]));
+        else if (k == 1)
+            break;
+    }
+    mr_op_attrs a = {0};
+    a.eps = eps;
+    int id = add_node(x, i, "layernorm", &xv->node, 1, p, np, &a);
+    MR_TRY(id);
+    return set_node_output(x, i, 0, id);
+}
+
 static int map_node(ox_ctx *x, int i)
 {
     const Onnx__NodeProto *n = x->g->node[i];
@@ -922,10 +1526,42 @@ static int map_node(ox_ctx *x, int i)
         a.out_size[0] = a.out_size[1] = 1;
         return map_unary(x, i, "adaptive_avgpool2d", &a);
     }
-    if (!strcmp(op, "Mul"))
-        return map_mul(x, i);
-    if (!strcmp(op, "Add"))
-        return map_add(x, i);
+    if (!strcmp(op, "Mul")) {
+        /* the softplus(beta) pattern first, then the general product */
+        int rc = map_mul(x, i);
+        if (rc != MR_ENOTFOUND || !x->pattern_missed)
+            return rc;
+        x->pattern_missed = 0;
+        return map_binary(x, i, "Mul");
+    }
+    if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Div"))
+        return map_binary(x, i, op);
+    if (!strcmp(op, "Clip"))
+        return map_clip(x, i);
+    if (!strcmp(op, "HardSigmoid"))
+        return map_hardsigmoid(x, i);
+    if (!strcmp(op, "HardSwish"))
+        return map_unary(x, i, "hardswish", NULL);
+    if (!strcmp(op, "Erf"))
+        return map_unary(x, i, "erf", NULL);
+    if (!strcmp(op, "Gelu"))
+        return map_gelu(x, i);
+    if (!strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze"))
+        return map_squeeze(x, i, op[0] == 'U');
+    if (!strcmp(op, "Transpose"))
+        return map_transpose(x, i);
+    if (!strcmp(op, "Concat"))
+        return map_concat(x, i);
+    if (!strcmp(op, "Pad"))
+        return map_pad(x, i);
+    if (!strcmp(op, "Gather"))
+        return map_gather(x, i);
+    if (!strcmp(op, "Slice"))
+        return map_slice(x, i);
+    if (!strcmp(op, "ReduceMean"))
+        return map_reduce_mean(x, i);
+    if (!strcmp(op, "LayerNormalization"))
+        return map_layernorm(x, i);
     if (!strcmp(op, "Flatten"))
         return map_flatten(x, i);
     if (!strcmp(op, "Reshape"))
@@ -1221,6 +1857,9 @@ int mr_net_from_onnx(mr_net **out, const char *path, const mr_onnx_options *opts
     for (int v = 0; v < x.nvals; v++)
         if (x.vals[v].own)
             ox_const_free(x.vals[v].c);
+    for (int c = 0; c < x.nchains; c++)
+        free(x.chains[c].vals);
+    free(x.chains);
     free(x.vals);
     free(x.table);
     free(x.done);
