@@ -3,8 +3,8 @@
 --
 -- The fixtures (tests/fixtures/onnx/) are made by scripts/export_onnx.py:
 -- torchvision's ResNet-18, ResNet-50 and VGG-11-bn structures at reduced width
--- and resolution and a small net using every op the reader maps, exported by
--- torch.onnx.export (opset 13, dynamic batch axis), with references computed
+-- and resolution and two small nets using every op the reader maps, exported by
+-- torch.onnx.export (opset 13, 17 for the newer ops; dynamic batch axis), with references computed
 -- in float64 by PyTorch from the float32-rounded weights and inputs, as
 -- tests/models_spec.lua's fixtures are. What is measured is the engine's
 -- float32 arithmetic (plus the exporter's float32 folding of batchnorm into
@@ -70,6 +70,7 @@ end
 
 local PARITY = {
   { name = 'tiny_ops', nodes = 21, curved = true }, -- softplus, sigmoid, tanh: a real HVP
+  { name = 'tiny_modern', nodes = 36, curved = true }, -- layernorm, GELU, hardswish, softmax (opset 17)
   { name = 'resnet18', nodes = 50 },
   { name = 'resnet50', nodes = 123 },
   { name = 'vgg11_bn', nodes = 27 },

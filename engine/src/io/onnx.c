@@ -526,6 +526,59 @@ static int map_gemm(ox_ctx *x, int i)
     return linear_from(x, i, xv, w, !tb, alpha, c, beta, i);
 }
 
+/* MatMul(x, W) of a per-sample (H, W, K) or (T, K) value by a constant
+ * W (K, M) (a Linear over the last axis: ConvNeXt's MLP, a ViT's tokens):
+ * y = x W + b as a 1x1 convolution between transposes,
+ *   (H,W,K) -> transpose (K,H,W) -> conv 1x1 -> (M,H,W) -> transpose (H,W,M),
+ *   (T,K)   -> transpose (K,T) -> reshape (K,T,1) -> conv -> (M,T,1) -> (M,T) -> (T,M),
+ * every step exact (a copy or the same dot products). */
+static int matmul_tokens(ox_ctx *x, int i, ox_value *xv, const ox_const *w, const ox_const *c, int out_of)
+{
+    char ds[160];
+    int nd = xv->shape.ndim;
+    int64_t K = xv->shape.d[nd - 1];
+    if (w->ndim != 2 || w->dims[0] != K || nd > 3)
+        return node_error(x, i, MR_ESHAPE, "input Nx%s times weight '%s' (%s) is not supported",
+                          mr_shape_str(&xv->shape, ds, sizeof ds), w->name, ox_dims_str(w->ndim, w->dims, ds + 80, 80));
+    int64_t M = w->dims[1];
+    if (c && c->numel != M)
+        return node_error(x, i, MR_ESHAPE, "bias '%s' has %lld entries, expected %lld", c->name, (long long)c->numel,
+                          (long long)M);
+    int64_t wd[4] = {M, K, 1, 1};
+    float *wt = malloc((size_t)(M * K) * sizeof *wt);
+    if (!wt)
+        return mr_error(MR_ENOMEM, "onnx: out of memory");
+    for (int64_t o = 0; o < M; o++)
+        for (int64_t k = 0; k < K; k++)
+            wt[o * K + k] = w->f[k * M + o];
+    int p[2], np = 0;
+    int rc = make_param(x, w->name, 4, wd, wt, MR_PARAM_WEIGHT, &p[np++]);
+    free(wt);
+    MR_TRY(rc);
+    if (c)
+        MR_TRY(make_param(x, c->name, 1, &M, c->f, MR_PARAM_WEIGHT, &p[np++]));
+    mr_op_attrs t1 = {0}, t2 = {0}, r1 = {0}, r2 = {0}, cv = {0};
+    int node = xv->node;
+    if (nd == 3) {
+        t1.perm[0] = 2, t1.perm[1] = 0, t1.perm[2] = 1;
+        MR_TRY(node = add_node(x, i, "transpose", &node, 1, NULL, 0, &t1));
+        MR_TRY(node = add_node(x, i, "conv2d", &node, 1, p, np, &cv));
+        t2.perm[0] = 1, t2.perm[1] = 2, t2.perm[2] = 0;
+        MR_TRY(node = add_node(x, i, "transpose", &node, 1, NULL, 0, &t2));
+    } else {
+        int64_t T = xv->shape.d[0];
+        t1.perm[0] = 1, t1.perm[1] = 0;
+        MR_TRY(node = add_node(x, i, "transpose", &node, 1, NULL, 0, &t1));
+        r1.shape_ndim = 3, r1.shape[0] = K, r1.shape[1] = T, r1.shape[2] = 1;
+        MR_TRY(node = add_node(x, i, "reshape", &node, 1, NULL, 0, &r1));
+        MR_TRY(node = add_node(x, i, "conv2d", &node, 1, p, np, &cv));
+        r2.shape_ndim = 2, r2.shape[0] = M, r2.shape[1] = T;
+        MR_TRY(node = add_node(x, i, "reshape", &node, 1, NULL, 0, &r2));
+        MR_TRY(node = add_node(x, i, "transpose", &node, 1, NULL, 0, &t1));
+    }
+    return set_node_output(x, out_of, 0, node);
+}
+
 /* MatMul(x, W) with W (in, out) constant; an Add of a constant bias that
  * follows it alone becomes the linear's bias. */
 static int map_matmul(ox_ctx *x, int i)
@@ -548,6 +601,8 @@ static int map_matmul(ox_ctx *x, int i)
             x->done[j] = 1;
         }
     }
+    if (xv->shape.ndim >= 2)
+        return matmul_tokens(x, i, xv, w, c, out_of);
     return linear_from(x, i, xv, w, 1, 1.0f, c, 1.0f, out_of);
 }
 
@@ -1492,11 +1547,281 @@ static int map_layernorm(ox_ctx *x, int i)
     return set_node_output(x, i, 0, id);
 }
 
+/* ------------------------------------------------- constant folding */
+
+/* Exporters compute some attributes with ops on constants (PyTorch's Pad:
+ * ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast): evaluated here,
+ * on int64 or float constants, as the ONNX operator specification says. */
+
+static int64_t cget_i(const ox_const *c, int64_t k) { return c->i ? c->i[k] : (int64_t)c->f[k]; }
+
+/* A new constant of the given dims, int or float like `like` (or is_int). */
+static int fold_new(ox_ctx *x, int i, int ndim, const int64_t *dims, int is_int, ox_const **out)
+{
+    MR_TRY(ox_const_new(out, &x->m, ndim, dims, is_int, x->g->node[i]->output[0]));
+    if ((*out)->numel > (1 << 24)) {
+        ox_const_free(*out);
+        return node_error(x, i, MR_ENOTFOUND, "folding a constant of %lld entries is not supported", (long long)(*out)->numel);
+    }
+    return MR_OK;
+}
+
+static void cset(ox_const *d, int64_t k, const ox_const *s, int64_t j)
+{
+    if (d->i)
+        d->i[k] = cget_i(s, j);
+    else
+        d->f[k] = s->f ? s->f[j] : (float)s->i[j];
+}
+
+static void strides_of(const ox_const *c, int64_t *st)
+{
+    int64_t acc = 1;
+    for (int k = c->ndim - 1; k >= 0; k--) {
+        st[k] = acc;
+        acc *= c->dims[k];
+    }
+}
+
+static int fold_node(ox_ctx *x, int i, int *folded)
+{
+    const Onnx__NodeProto *n = x->g->node[i];
+    const char *op = n->op_type;
+    static const char *const foldable[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast",
+                                           "Squeeze", "Unsqueeze", "Gather", NULL};
+    *folded = 0;
+    int ok = 0;
+    for (const char *const *p = foldable; *p && !ok; p++)
+        ok = !strcmp(*p, op);
+    if (!ok)
+        return MR_OK;
+    int k = ninputs(n);
+    ox_const *in[8] = {0};
+    if (k < 1 || k > 8)
+        return MR_OK;
+    for (int j = 0; j < k; j++) {
+        ox_value *v = input_value(x, i, j);
+        if (!v)
+            continue;
+        if (v->kind == V_NONE && v->init) {
+            int32_t ty = v->init->has_data_type ? v->init->data_type : 0;
+            int as_int = ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+            MR_TRY(ox_const_from_tensor(&v->c, &x->m, v->init, as_int));
+            v->kind = V_CONST;
+            v->own = 1;
+        }
+        if (v->kind != V_CONST)
+            return MR_OK; /* a computed input: the op maps onto the engine */
+        in[j] = v->c;
+    }
+    ox_const *r = NULL, *c = in[0];
+    int64_t dims[OX_MAX_DIMS], st[OX_MAX_DIMS];
+    char ds[160];
+    if (!strcmp(op, "ConstantOfShape")) {
+        if (c->ndim != 1 || c->numel > OX_MAX_DIMS)
+            return node_error(x, i, MR_EFORMAT, "input 'input' must be a 1-D shape");
+        for (int d = 0; d < c->numel; d++)
+            dims[d] = cget_i(c, d);
+        const Onnx__AttributeProto *va = attr(n, "value");
+        ox_const *val = NULL;
+        if (va && va->t) {
+            int32_t ty = va->t->has_data_type ? va->t->data_type : 0;
+            MR_TRY(ox_const_from_tensor(&val, &x->m, va->t, ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                                                             ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32));
+        }
+        int rc = fold_new(x, i, (int)c->numel, dims, val ? val->i != NULL : 0, &r);
+        for (int64_t e = 0; rc == MR_OK && e < r->numel; e++) {
+            if (val && val->numel > 0)
+                cset(r, e, val, 0);
+        }
+        ox_const_free(val);
+        MR_TRY(rc);
+    } else if (!strcmp(op, "Cast")) {
+        int64_t to;
+        MR_TRY(attr_int(x, i, "to", 1, &to));
+        int is_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+        MR_TRY(fold_new(x, i, c->ndim, c->dims, is_int, &r));
+        for (int64_t e = 0; e < r->numel; e++)
+            cset(r, e, c, e);
+    } else if (!strcmp(op, "Concat")) {
+        int64_t axis;
+        MR_TRY(attr_int(x, i, "axis", 0, &axis));
+        if (axis < 0)
+            axis += c->ndim;
+        if (axis < 0 || axis >= c->ndim)
+            return node_error(x, i, MR_EFORMAT, "attribute 'axis' is out of range");
+        memcpy(dims, c->dims, (size_t)c->ndim * sizeof *dims);
+        dims[axis] = 0;
+        for (int j = 0; j < k; j++) {
+            if (!in[j] || in[j]->ndim != c->ndim)
+                return node_error(x, i, MR_ESHAPE, "constant inputs of different ranks");
+            for (int d = 0; d < c->ndim; d++)
+                if (d != axis && in[j]->dims[d] != c->dims[d])
+                    return node_error(x, i, MR_ESHAPE, "constant inputs disagree off the axis");
+            dims[axis] += in[j]->dims[axis];
+        }
+        MR_TRY(fold_new(x, i, c->ndim, dims, c->i != NULL, &r));
+        int64_t outer = 1, inner = 1, off = 0;
+        for (int d = 0; d < axis; d++)
+            outer *= dims[d];
+        for (int d = (int)axis + 1; d < c->ndim; d++)
+            inner *= dims[d];
+        for (int j = 0; j < k; j++) {
+            int64_t len = in[j]->dims[axis] * inner;
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t e = 0; e < len; e++)
+                    cset(r, o * dims[axis] * inner + off + e, in[j], o * len + e);
+            off += len;
+        }
+    } else if (!strcmp(op, "Reshape") || !strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze")) {
+        int nd = 0;
+        if (op[0] == 'R') {
+            if (!in[1] || !in[1]->i || in[1]->ndim != 1 || in[1]->numel > OX_MAX_DIMS)
+                return node_error(x, i, MR_EFORMAT, "the target shape must be a 1-D INT64 constant");
+            nd = (int)in[1]->numel;
+            int64_t known = 1, minus = -1;
+            for (int d = 0; d < nd; d++) {
+                dims[d] = in[1]->i[d] == 0 && d < c->ndim ? c->dims[d] : in[1]->i[d];
+                if (dims[d] == -1)
+                    minus = d;
+                else if (dims[d] < 0 || mr_size_mul(known, dims[d], &known))
+                    return node_error(x, i, MR_EFORMAT, "a bad target shape");
+            }
+            if (minus >= 0)
+                dims[minus] = known ? c->numel / known : 0;
+        } else {
+            int64_t axes[OX_MAX_DIMS];
+            int na;
+            MR_TRY(axes_of(x, i, 13, axes, &na));
+            int r_out = op[0] == 'U' ? c->ndim + na : c->ndim;
+            unsigned mask = 0;
+            for (int d = 0; d < na; d++) {
+                int64_t a = axes[d] < 0 ? axes[d] + r_out : axes[d];
+                if (a < 0 || a >= r_out || a >= OX_MAX_DIMS)
+                    return node_error(x, i, MR_EFORMAT, "axis %lld is out of range", (long long)axes[d]);
+                mask |= 1u << a;
+            }
+            if (op[0] == 'U') {
+                for (int d = 0, src = 0; d < r_out; d++)
+                    dims[nd++] = mask >> d & 1 ? 1 : c->dims[src++];
+            } else {
+                for (int d = 0; d < c->ndim; d++)
+                    if (!(na < 0 ? c->dims[d] == 1 : (int)(mask >> d & 1)))
+                        dims[nd++] = c->dims[d];
+            }
+        }
+        if (nd > OX_MAX_DIMS)
+            return node_error(x, i, MR_EFORMAT, "too many dims");
+        MR_TRY(fold_new(x, i, nd, dims, c->i != NULL, &r));
+        if (r->numel != c->numel) {
+            ox_const_free(r);
+            return node_error(x, i, MR_ESHAPE, "reshaping a constant of %lld entries to %s", (long long)c->numel,
+                              ox_dims_str(nd, dims, ds, sizeof ds));
+        }
+        for (int64_t e = 0; e < r->numel; e++)
+            cset(r, e, c, e);
+    } else if (!strcmp(op, "Transpose")) {
+        const Onnx__AttributeProto *pa = attr(n, "perm");
+        int64_t perm[OX_MAX_DIMS];
+        for (int d = 0; d < c->ndim; d++)
+            perm[d] = pa && (int)pa->n_ints == c->ndim ? pa->ints[d] : c->ndim - 1 - d;
+        for (int d = 0; d < c->ndim; d++) {
+            if (perm[d] < 0 || perm[d] >= c->ndim)
+                return node_error(x, i, MR_EFORMAT, "attribute 'perm' is out of range");
+            dims[d] = c->dims[perm[d]];
+        }
+        MR_TRY(fold_new(x, i, c->ndim, dims, c->i != NULL, &r));
+        strides_of(c, st);
+        for (int64_t e = 0; e < r->numel; e++) {
+            int64_t rem = e, src = 0;
+            for (int d = c->ndim - 1; d >= 0; d--) {
+                src += (rem % dims[d]) * st[perm[d]];
+                rem /= dims[d];
+            }
+            cset(r, e, c, src);
+        }
+    } else if (!strcmp(op, "Slice") || !strcmp(op, "Gather")) {
+        int64_t start[OX_MAX_DIMS], step[OX_MAX_DIMS];
+        for (int d = 0; d < c->ndim; d++)
+            start[d] = 0, step[d] = 1, dims[d] = c->dims[d];
+        int nd = c->ndim, drop = -1;
+        if (op[0] == 'G') {
+            int64_t axis;
+            MR_TRY(attr_int(x, i, "axis", 0, &axis));
+            if (axis < 0)
+                axis += c->ndim;
+            if (!in[1] || in[1]->ndim != 0 || axis < 0 || axis >= c->ndim)
+                return node_error(x, i, MR_ENOTFOUND, "only a scalar index is supported");
+            int64_t idx = cget_i(in[1], 0);
+            if (idx < 0)
+                idx += c->dims[axis];
+            if (idx < 0 || idx >= c->dims[axis])
+                return node_error(x, i, MR_EFORMAT, "index out of range");
+            start[axis] = idx;
+            dims[axis] = 1;
+            drop = (int)axis;
+        } else {
+            if (k < 3 || !in[1] || !in[2] || x->m.opset < 10)
+                return node_error(x, i, MR_ENOTFOUND, "Slice needs starts and ends inputs");
+            for (int64_t j = 0; j < in[1]->numel; j++) {
+                int64_t a = in[3] ? cget_i(in[3], j) : j, sp = in[4] ? cget_i(in[4], j) : 1;
+                if (a < 0)
+                    a += c->ndim;
+                if (a < 0 || a >= c->ndim || sp == 0 || j >= in[2]->numel)
+                    return node_error(x, i, MR_EFORMAT, "a bad slice");
+                int64_t dim = c->dims[a], b = cget_i(in[1], j), e = cget_i(in[2], j);
+                if (b < 0)
+                    b += dim;
+                if (e < 0)
+                    e += dim;
+                if (sp > 0) {
+                    b = b < 0 ? 0 : b > dim ? dim : b;
+                    e = e < 0 ? 0 : e > dim ? dim : e;
+                    dims[a] = e > b ? (e - b + sp - 1) / sp : 0;
+                } else {
+                    b = b < 0 ? -1 : b > dim - 1 ? dim - 1 : b;
+                    e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
+                    dims[a] = b > e ? (b - e + (-sp) - 1) / (-sp) : 0;
+                }
+                start[a] = b;
+                step[a] = sp;
+            }
+        }
+        MR_TRY(fold_new(x, i, nd, dims, c->i != NULL, &r));
+        strides_of(c, st);
+        for (int64_t e = 0; e < r->numel; e++) {
+            int64_t rem = e, src = 0;
+            for (int d = nd - 1; d >= 0; d--) {
+                src += (start[d] + (rem % dims[d]) * step[d]) * st[d];
+                rem /= dims[d];
+            }
+            cset(r, e, c, src);
+        }
+        if (drop >= 0) { /* Gather drops the axis */
+            for (int d = drop; d + 1 < r->ndim; d++)
+                r->dims[d] = r->dims[d + 1];
+            r->ndim--;
+        }
+    }
+    if (!r)
+        return MR_OK;
+    ox_value *v = &x->vals[find_value(x, n->output[0])];
+    v->kind = V_CONST;
+    v->c = r;
+    v->own = 1;
+    *folded = 1;
+    return MR_OK;
+}
+
 static int map_node(ox_ctx *x, int i)
 {
     const Onnx__NodeProto *n = x->g->node[i];
     const char *op = n->op_type ? n->op_type : "";
     mr_op_attrs a = {0};
+    int folded;
+    MR_TRY(fold_node(x, i, &folded));
+    if (folded)
+        return MR_OK;
     if (!strcmp(op, "Conv"))
         return map_conv(x, i);
     if (!strcmp(op, "Gemm"))
