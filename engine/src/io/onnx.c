@@ -534,12 +534,12 @@ static int map_gemm(ox_ctx *x, int i)
  * every step exact (a copy or the same dot products). */
 static int matmul_tokens(ox_ctx *x, int i, ox_value *xv, const ox_const *w, const ox_const *c, int out_of)
 {
-    char ds[160];
+    char xs[64], ws[160];
     int nd = xv->shape.ndim;
     int64_t K = xv->shape.d[nd - 1];
     if (w->ndim != 2 || w->dims[0] != K || nd > 3)
         return node_error(x, i, MR_ESHAPE, "input Nx%s times weight '%s' (%s) is not supported",
-                          mr_shape_str(&xv->shape, ds, sizeof ds), w->name, ox_dims_str(w->ndim, w->dims, ds + 80, 80));
+                          mr_shape_str(&xv->shape, xs, sizeof xs), w->name, ox_dims_str(w->ndim, w->dims, ws, sizeof ws));
     int64_t M = w->dims[1];
     if (c && c->numel != M)
         return node_error(x, i, MR_ESHAPE, "bias '%s' has %lld entries, expected %lld", c->name, (long long)c->numel,
@@ -1763,6 +1763,9 @@ static int fold_node(ox_ctx *x, int i, int *folded)
         } else {
             if (k < 3 || !in[1] || !in[2] || x->m.opset < 10)
                 return node_error(x, i, MR_ENOTFOUND, "Slice needs starts and ends inputs");
+            if (in[2]->numel != in[1]->numel || (in[3] && in[3]->numel != in[1]->numel) ||
+                (in[4] && in[4]->numel != in[1]->numel))
+                return node_error(x, i, MR_EFORMAT, "starts, ends, axes and steps differ in length");
             for (int64_t j = 0; j < in[1]->numel; j++) {
                 int64_t a = in[3] ? cget_i(in[3], j) : j, sp = in[4] ? cget_i(in[4], j) : 1;
                 if (a < 0)
