@@ -310,6 +310,12 @@ def hand_written():
     save(small_conv_graph(w_dims=(1 << 31, 1 << 31, 1 << 31, 3)), 'bad_dims_overflow.onnx')
     save(small_conv_graph(inputs_override=['nowhere']), 'bad_dangling.onnx')
     save(small_conv_graph(batch=8), 'bad_batch.onnx')
+    # a Reshape whose target merges the batch axis with the others: (N, 4, 8, 8) -> (-1, 2)
+    merge = small_conv_graph()
+    merge.graph.initializer.append(helper.make_tensor('target', TensorProto.INT64, [2], [-1, 2]))
+    merge.graph.node[1].input[0] = 'r'
+    merge.graph.node.insert(1, helper.make_node('Reshape', ['c', 'target'], ['r'], name='merge'))
+    save(merge, 'bad_reshape_batch.onnx')
     # a cycle: a = Relu(b), b = Relu(a), feeding the output
     cyc = small_conv_graph()
     cyc.graph.node[1].input[0] = 'b'
@@ -359,7 +365,7 @@ local models = require 'moreau.models'
 local st = require 'moreau.safetensors'
 local oracle = require 'moreau.oracle'
 local dir, names = arg[1], {}
-for i = 2, #arg do names[#names + 1] = arg[i] end
+for i = 3, #arg do names[#names + 1] = arg[i] end
 local function err(a, b)
   local pa, pb, ma, mr, mb = a:data(), b:data(), 0, 0, 0
   for i = 0, b:numel() - 1 do
@@ -367,7 +373,9 @@ local function err(a, b)
   end
   return ma, ma / mb
 end
-print(('%-20s %-21s %-21s %-21s'):format('model', 'logits abs / rel', 'gradient abs / rel', 'HVP abs / rel'))
+if arg[2] == 'header' then
+  print(('%-20s %-21s %-21s %-21s'):format('model', 'logits abs / rel', 'gradient abs / rel', 'HVP abs / rel'))
+end
 for _, name in ipairs(names) do
   local ok, net = pcall(models.onnx, dir .. '/' .. name .. '.onnx', { softplus = FULL_BETA, max_bytes = 4e9 })
   if not ok then
@@ -390,7 +398,12 @@ end
 
 def main_full(names, lib):
     d = tempfile.mkdtemp(prefix='moreau-onnx-')
-    for name in names:
+    env = dict(os.environ)
+    if lib:
+        env['MOREAU_LIB'] = lib
+    lpath = '%s/bindings/?.lua;%s/bindings/?/init.lua;' % (ROOT, ROOT)
+    rc = 0
+    for k, name in enumerate(names):
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000)
         model = relu_to_softplus(model, FULL_BETA)  # the same as the engine's swap (ReLU6, GELU... stay)
@@ -399,22 +412,21 @@ def main_full(names, lib):
         try:
             export(model, x, path, opset=17)  # LayerNormalization (ConvNeXt, ViT) is an op from 17
         except Exception as e:  # an exporter failure is a row of the table too
-            print('%-20s export failed: %s' % (name, str(e).splitlines()[0]))
+            print('%-20s export failed: %s' % (name, str(e).splitlines()[0]), flush=True)
             continue
         import copy
         ref = references(copy.deepcopy(model), x, labels, v)
         write_safetensors(os.path.join(d, name + '.safetensors'),
                           {'__x': x, '__v': v, '__labels': labels.float(), '__logits': ref['__logits'],
                            '__grad': ref['__grad'], '__hvp': ref['__hvp']}, {'model': name})
-        print('exported %s' % name, file=sys.stderr)
-    env = dict(os.environ)
-    if lib:
-        env['MOREAU_LIB'] = lib
-    lpath = '%s/bindings/?.lua;%s/bindings/?/init.lua;' % (ROOT, ROOT)
-    r = subprocess.run(['luajit', '-e', "package.path='%s'..package.path" % lpath, '-', d] + names,
-                       input=FULL_CHECK_LUA.encode(), env=env, cwd=ROOT)
+        # one row per model as soon as it is ready (the header with the first)
+        r = subprocess.run(['luajit', '-e', "package.path='%s'..package.path" % lpath, '-', d,
+                            'header' if k == 0 else 'noheader', name],
+                           input=FULL_CHECK_LUA.encode(), env=env, cwd=ROOT)
+        rc = rc or r.returncode
+        sys.stdout.flush()
     print('(models and references in %s)' % d)
-    return r.returncode
+    return rc
 
 
 def main():

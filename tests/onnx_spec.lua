@@ -236,6 +236,12 @@ describe('ONNX loader errors', function()
     assert.truthy(e:find("node 'act7' (#1, Relu): the graph has a cycle through this node", 1, true), e)
   end)
 
+  it('a Reshape that merges the batch axis with the others names the node', function()
+    local e = err_of('bad_reshape_batch.onnx')
+    assert.truthy(e:find("node 'merge' (#1, Reshape): target shape -1x2 of an Nx4x8x8 input merges the batch axis N " ..
+      "with others", 1, true), e)
+  end)
+
   it('a fixed batch axis other than 1', function()
     local e = err_of('bad_batch.onnx')
     assert.truthy(e:find("graph input 'x' has a fixed batch axis of 8", 1, true), e)
