@@ -322,14 +322,20 @@ function models.onnx(path, opts)
   if type(path) ~= 'string' then error('models.onnx: path must be a string, got ' .. type(path), 2) end
   local o = options.fill('models.onnx', {
     softplus = 0, max_bytes = 0,
-    _domains = { softplus = 'num >= 0', max_bytes = 'num >= 0' },
+    _domains = { softplus = 'num >= 0' },
   }, opts)
+  -- a byte count: an integer, past int32 and float32's exact range
+  local mb = o.max_bytes
+  if type(mb) ~= 'number' or mb ~= mb or mb < 0 or mb ~= math.floor(mb) or mb >= 2 ^ 53 then
+    error(("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget), got %s"):format(
+      options.show(mb)), 2)
+  end
   local ffi = require 'ffi'
   local core = require 'moreau.core'
   local C = core.C
   local co = ffi.new('mr_onnx_options')
   co.softplus_beta = o.softplus
-  co.max_bytes = math.floor(o.max_bytes)
+  co.max_bytes = mb
   local ptr = ffi.new('mr_net*[1]')
   core.check(C.mr_net_from_onnx(ptr, path, co))
   local net = core.attach(setmetatable({}, nn.Net), ffi.gc(ptr[0], C.mr_net_free))
