@@ -6,6 +6,7 @@ python3-onnx; the committed fixtures let the test suite run without them:
 
     /usr/bin/python3 scripts/export_onnx.py           # rewrite tests/fixtures/onnx/*
     /usr/bin/python3 scripts/export_onnx.py --full    # full-size torchvision models: parity table
+    /usr/bin/python3 scripts/export_onnx.py --load-only   # full-size: which load, logits vs float32
 
 Fixtures (tests/fixtures/onnx/): for each model NAME, NAME.onnx (exported by
 torch.onnx.export at opset 13, batch axis dynamic, eval mode, so the exporter
@@ -396,6 +397,51 @@ end
 """.replace('FULL_BETA', repr(FULL_BETA))
 
 
+LOAD_CHECK_LUA = r"""
+local models = require 'moreau.models'
+local st = require 'moreau.safetensors'
+local path, ref = arg[1], arg[2]
+local ok, net = pcall(models.onnx, path, { max_bytes = 4e9 })
+if not ok then print('does not load: ' .. tostring(net)) os.exit(0) end
+local t = st.load(ref)
+local y = net:forward(t.__x)
+local pa, pb, ma, mb = y:data(), t.__logits:data(), 0, 0
+for i = 0, y:numel() - 1 do ma = math.max(ma, math.abs(pa[i] - pb[i])); mb = math.max(mb, math.abs(pb[i])) end
+print(('loads: %d nodes; logits max abs err %.1e, rel %.1e (float32 PyTorch)'):format(#net:nodes(), ma, ma / mb))
+"""
+
+
+def main_load(names, lib):
+    """--load-only: each full-size model exported at 224x224 (opset 17) and
+    read by the engine; its logits against float32 PyTorch, or why it does
+    not load. Cheap next to --full (no float64 HVP)."""
+    d = tempfile.mkdtemp(prefix='moreau-onnx-')
+    env = dict(os.environ)
+    if lib:
+        env['MOREAU_LIB'] = lib
+    lpath = '%s/bindings/?.lua;%s/bindings/?/init.lua;' % (ROOT, ROOT)
+    for name in names:
+        torch.manual_seed(1)
+        model = getattr(torchvision.models, name)(num_classes=1000).eval()
+        x = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(2))
+        path = os.path.join(d, name + '.onnx')
+        try:
+            export(model, x, path, opset=17)
+        except Exception as e:
+            print('%-20s export failed: %s' % (name, str(e).splitlines()[0]), flush=True)
+            continue
+        with torch.no_grad():
+            logits = model(x)
+        ref = os.path.join(d, name + '.safetensors')
+        write_safetensors(ref, {'__x': x, '__logits': logits})
+        r = subprocess.run(['luajit', '-e', "package.path='%s'..package.path" % lpath, '-', path, ref],
+                           input=LOAD_CHECK_LUA.encode(), env=env, cwd=ROOT, capture_output=True)
+        out = (r.stdout.decode() + r.stderr.decode()).strip().replace(d + '/', '')
+        print('%-20s %s' % (name, out), flush=True)
+        os.remove(path)
+    return 0
+
+
 def main_full(names, lib):
     d = tempfile.mkdtemp(prefix='moreau-onnx-')
     env = dict(os.environ)
@@ -433,8 +479,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--full', nargs='*', metavar='MODEL',
                     help='full-size torchvision models at 224x224 (default: all of %s)' % ', '.join(FULL))
+    ap.add_argument('--load-only', nargs='*', metavar='MODEL',
+                    help='full-size models: does each load, and its logits against float32 PyTorch')
     ap.add_argument('--lib', help='libmoreau.so to check (default: build/libmoreau.so)')
     a = ap.parse_args()
+    if a.load_only is not None:
+        return main_load(a.load_only or FULL, a.lib)
     if a.full is not None:
         return main_full(a.full or FULL, a.lib)
     main_fixtures()
