@@ -913,9 +913,7 @@ static int map_identity(ox_ctx *x, int i, int dropout)
         return node_error(x, i, MR_EFORMAT, "input 0 is missing");
     if (dropout && ninputs(x->g->node[i]) == 3) { /* opset 12: training_mode must be false */
         ox_value *tm = input_value(x, i, 2);
-        if (tm->init || tm->kind == V_CONST) {
-            MR_TRY(materialize(x, tm));
-        }
+        MR_TRY(materialize(x, tm));
         if (tm->kind != V_CONST || (tm->c->f && tm->c->f[0] != 0))
             return node_error(x, i, MR_ENOTFOUND, "input 'training_mode' must be a constant false");
     }
@@ -1377,7 +1375,6 @@ static int map_pad(ox_ctx *x, int i)
     MR_TRY(in_node(x, i, 0, &xv));
     int nd = xv->shape.ndim, r = nd + 1;
     int64_t pads[2 * OX_MAX_DIMS];
-    int np;
     float value = 0;
     if (x->m.opset < 11) {
         const Onnx__AttributeProto *pa = attr(x->g->node[i], "pads");
@@ -1385,7 +1382,6 @@ static int map_pad(ox_ctx *x, int i)
             return node_error(x, i, MR_EFORMAT, "attribute 'pads' must have %d entries", 2 * r);
         for (int k = 0; k < 2 * r; k++)
             pads[k] = pa->ints[k];
-        np = 2 * r;
         MR_TRY(attr_float(x, i, "value", 0, &value));
     } else {
         ox_const *pc, *vc;
@@ -1395,13 +1391,11 @@ static int map_pad(ox_ctx *x, int i)
             return node_error(x, i, MR_EFORMAT, "input 'pads' has %lld entries, expected %d", (long long)pc->numel, 2 * r);
         for (int k = 0; k < 2 * r; k++)
             pads[k] = pc->i[k];
-        np = 2 * r;
         if (vc && !scalar_of(vc, &value))
             return node_error(x, i, MR_ENOTFOUND, "input 'constant_value' must be a scalar");
         if (ninputs(x->g->node[i]) > 3)
             return node_error(x, i, MR_ENOTFOUND, "input 'axes' is not supported");
     }
-    (void)np;
     if (value != 0)
         return node_error(x, i, MR_ENOTFOUND, "padding with the value %g is not supported (only 0)", (double)value);
     if (pads[0] || pads[r])
