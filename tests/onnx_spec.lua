@@ -275,6 +275,12 @@ describe('ONNX loader errors', function()
     os.remove(path)
   end)
 
+  it('inputs the fuzzer found (engine/fuzz/regressions/onnx)', function()
+    -- a Reshape of constants (folded) whose input 0 is the empty name, inputs after it given
+    local e = fails(models.onnx, 'engine/fuzz/regressions/onnx/fold_missing_input0.onnx')
+    assert.truthy(e:find("node '/Reshape' (#25, Reshape): input 0 is missing", 1, true), e)
+  end)
+
   it('a model over the budget, and a file that is not there', function()
     local e = fails(models.onnx, D .. 'resnet18.onnx', { max_bytes = 4096 })
     assert.truthy(e:find('the file (188', 1, true) and e:find('is over the budget of 4096 bytes', 1, true), e)

@@ -1609,6 +1609,8 @@ static int fold_node(ox_ctx *x, int i, int *folded)
         in[j] = v->c;
     }
     ox_const *r = NULL, *c = in[0];
+    if (!c)
+        return node_error(x, i, MR_EFORMAT, "input 0 is missing");
     int64_t dims[OX_MAX_DIMS], st[OX_MAX_DIMS];
     char ds[160];
     if (!strcmp(op, "ConstantOfShape")) {
