@@ -4,6 +4,7 @@
 --   moreau explain --index=17 --fast        fewer solver iterations and samples
 --   moreau explain --image=shirt.png        any image file, resized to the model's input
 --   moreau explain --baseline=black         IG and DeepLIFT from a black image
+--   moreau explain --model=net.onnx --image=photo.jpg [--classes=names.txt]   an ONNX classifier
 --   moreau explain --precision=bf16         convolutions in bfloat16 (AVX-512 BF16 / AMX CPUs;
 --                                           maps differ from fp32: docs/promises.md, section 9)
 --
@@ -85,7 +86,14 @@ return {
     fit = { type = 'string', default = 'crop', domain = 'one of crop, stretch',
       help = "--image of another aspect: 'crop' (resize keeping the aspect, cut the centre) or 'stretch'" },
     label = { type = 'int', default = -1, domain = 'int >= -1', help = 'class to explain (-1: the predicted class)' },
-    model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
+    model = { type = 'string', default = 'resnet_fmnist', domain = 'string',
+      help = 'shipped model, or an ONNX classifier file (.onnx; with --image)' },
+    classes = { type = 'string', default = '', domain = 'string', file = 'read',
+      help = 'ONNX model: a file of class names, one per line' },
+    normalize = { type = 'string', default = 'auto', domain = 'one of auto, imagenet, none',
+      help = "ONNX model: input normalization; auto: ImageNet's mean and std for 3 channels, else none" },
+    softplus = { type = 'number', default = 0, domain = 'num >= 0',
+      help = 'ONNX model: replace every ReLU by softplus(beta = this); 0 keeps ReLU' },
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
     fast = { type = 'bool', default = false, domain = 'bool', help = 'T = 100, m = 8 and fewer samples' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
@@ -127,7 +135,18 @@ return {
       only = p.methods, overrides = p }
     -- The label is checked against the model card's classes before the
     -- weights load (a class id is 0-based, as in the data sets).
-    local ok, card0 = pcall(moreau.models.card, p.model)
+    -- an ONNX file (docs/models.md, "ONNX import"): its own preprocessing and class names
+    local onnx = p.model:match('%.onnx$') ~= nil
+    local mopts = onnx and { classes = p.classes, normalize = p.normalize, softplus = p.softplus } or nil
+    if not onnx and (p.classes ~= '' or p.normalize ~= 'auto' or p.softplus ~= 0) then
+      error(('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); %s is a ' ..
+        'shipped model'):format(p.model), 0)
+    end
+    if onnx and p.image == '' then
+      error(('explain: --model=%s needs --image=PATH (the Fashion-MNIST test images fit the shipped model ' ..
+        'only)'):format(p.model), 0)
+    end
+    local ok, card0 = pcall(moreau.models.card, p.model, mopts)
     if not ok then error('explain: --model: ' .. tostring(card0):gsub('^[^\n]-:%d+: ', ''), 0) end
     local n_classes = (card0.model.options or {}).num_classes
       or (card0.data and card0.data.classes and #card0.data.classes)
@@ -138,7 +157,7 @@ return {
     -- bf16 is refused here, before the model loads, where the CPU has no bf16 kernels
     local ok_p, why = pcall(moreau.set_precision, p.precision)
     if not ok_p then error('explain: --precision=' .. p.precision .. ': ' .. tostring(why), 0) end
-    local net, card = moreau.models.pretrained(p.model)
+    local net, card = moreau.models.pretrained(p.model, mopts)
     local norm = card.data.normalization
     local shape = net:input_shape()
     local x, source, true_label
@@ -185,7 +204,7 @@ return {
       x = data.normalize(img, norm.mean, norm.std)
       source = ('fashion-mnist test image %d'):format(p.index)
     end
-    local classes = card.data.classes or data.fashion_mnist_classes
+    local classes = card.data.classes or (not onnx and data.fashion_mnist_classes) or nil
     local logits = net:forward_inference(x):totable()
     local probs = softmax(logits)
     local pred = 0

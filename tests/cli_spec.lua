@@ -87,8 +87,8 @@ describe('the command line', function()
   it('suggests the name for one given in another case, however short', function()
     local out, rc = moreau('explain --METHODS=gradient')
     assert.are.equal(1, rc, out)
-    assert.truthy(out:find("explain: unknown parameter 'METHODS' (parameters: baseline, fast, fit, image, index, " ..
-      "label, methods, model, precision, scale, seed) (did you mean 'methods'?)", 1, true), out)
+    assert.truthy(out:find("explain: unknown parameter 'METHODS' (parameters: baseline, classes, fast, fit, image, index, " ..
+      "label, methods, model, normalize, precision, scale, seed, softplus) (did you mean 'methods'?)", 1, true), out)
     assert.are.equal(" (did you mean 'T'?)", options.nearest('t', { 'K', 'T', 'm' }))
     assert.are.equal(" (did you mean 'fast'?)", options.nearest('FAST', { 'paper', 'fast' }))
     -- a value in another case too

@@ -298,6 +298,53 @@ function models.save(net, path, metadata)
   return net
 end
 
+-- ------------------------------------------------------------ ONNX
+
+--- A network read from an ONNX model file (engine: mr_net_from_onnx), usable
+-- by every method exactly like a zoo model. The graph's ops map onto the
+-- engine's (docs/models.md, "ONNX import", lists what is supported); one
+-- float32 graph input (N, sample shape) with a symbolic or unit batch axis,
+-- one output; parameters are named after the initializers.
+-- ARGS: path (a .onnx file; external data files beside it),
+--   opts {softplus = 0 (> 0: every ReLU becomes softplus(beta = softplus),
+--   log(1 + e^(beta x)) / beta, which differs from ReLU by at most
+--   ln 2 / beta and has curvature for the attacks' Hessian-vector products;
+--   0 keeps ReLU), max_bytes = 0 (the most bytes the model may take: file,
+--   parsed form, external data and tensor copies; 0: the loader budget)}
+-- RETURN: a Net in inference mode; net.model = {name = 'onnx', options =
+--   {path =, softplus =, max_bytes =}}.
+-- Errors (raised with the engine's message, which starts "onnx: PATH: "):
+--   an unsupported op, attribute or attribute value names the node, its
+--   index and op type; a truncated or corrupt file, a tensor whose data does
+--   not match its dims, hostile dims, a dangling input, a cycle, external data
+--   leaving the model's folder; a model over the budget.
+function models.onnx(path, opts)
+  if type(path) ~= 'string' then error('models.onnx: path must be a string, got ' .. type(path), 2) end
+  local o = options.fill('models.onnx', {
+    softplus = 0, max_bytes = 0,
+    _domains = { softplus = 'num >= 0' },
+  }, opts)
+  -- a byte count: an integer, past int32 and float32's exact range
+  local mb = o.max_bytes
+  if type(mb) ~= 'number' or mb ~= mb or mb < 0 or mb ~= math.floor(mb) or mb >= 2 ^ 53 then
+    error(("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget), got %s"):format(
+      options.show(mb)), 2)
+  end
+  local ffi = require 'ffi'
+  local core = require 'moreau.core'
+  local C = core.C
+  local co = ffi.new('mr_onnx_options')
+  co.softplus_beta = o.softplus
+  co.max_bytes = mb
+  local ptr = ffi.new('mr_net*[1]')
+  core.check(C.mr_net_from_onnx(ptr, path, co))
+  local net = core.attach(setmetatable({}, nn.Net), ffi.gc(ptr[0], C.mr_net_free))
+  -- the engine builds only what the output depends on: the output is the last node
+  net.output = C.mr_net_node_count(ptr[0]) - 1
+  o.path = path
+  return finish(net, 'onnx', o)
+end
+
 -- ----------------------------------------------------- shipped weights
 
 --- The folder of the shipped weights: $MOREAU_MODELS, else models/ of the
@@ -318,8 +365,65 @@ function models.shipped()
   return names
 end
 
+-- ImageNet's per-channel mean and standard deviation (torchvision's
+-- transforms for its pretrained classifiers).
+models.IMAGENET_NORMALIZATION = { mean = { 0.485, 0.456, 0.406 }, std = { 0.229, 0.224, 0.225 } }
+
+--- A card for an ONNX file, as models.card gives for a shipped model: the
+-- network (loaded once here, so that the file is checked and its classes
+-- counted), its preprocessing and its class names.
+local function onnx_card(path, opts)
+  local o = options.fill('models.card', {
+    classes = '', normalize = 'auto', softplus = 0,
+    _domains = { classes = 'string', normalize = 'one of auto, imagenet, none', softplus = 'num >= 0' },
+  }, opts)
+  local net = models.onnx(path, { softplus = o.softplus })
+  local shape, k = net:input_shape(), net:output_shape()
+  if #k ~= 1 then
+    error(('models: %s gives scores of shape %s per image; a classifier gives one score per class'):format(path,
+      table.concat(k, 'x')), 3)
+  end
+  -- auto: ImageNet's statistics for a 3-channel image model, else none
+  local norm = o.normalize
+  if norm == 'auto' then norm = (#shape == 3 and shape[1] == 3) and 'imagenet' or 'none' end
+  local normalization = norm == 'imagenet' and models.IMAGENET_NORMALIZATION or { mean = 0, std = 1 }
+  if norm == 'imagenet' and not (#shape == 3 and shape[1] == 3) then
+    error(('models: normalize = imagenet needs a 3-channel image model; %s takes %s'):format(path,
+      table.concat(shape, 'x')), 3)
+  end
+  local classes
+  if o.classes ~= '' then
+    local f, why = io.open(o.classes, 'r')
+    if not f then error('models: cannot read the class names: ' .. tostring(why), 3) end
+    classes = {}
+    for line in f:lines() do
+      line = line:gsub('\r$', '')
+      if line ~= '' then classes[#classes + 1] = line end
+    end
+    f:close()
+    if #classes ~= k[1] then
+      error(('models: %s names %d classes (one per line); %s has %d'):format(o.classes, #classes, path, k[1]), 3)
+    end
+  end
+  local card = {
+    model = { architecture = 'onnx', file = path, options = { num_classes = k[1], softplus = o.softplus } },
+    data = { normalization = normalization, normalize = norm, classes = classes, input_shape = shape },
+  }
+  return card, net
+end
+
 --- The card (JSON) of a shipped model: architecture, options, data, training, results.
-function models.card(name)
+-- For a path ending in .onnx, a card built from the file instead: model
+-- {architecture = 'onnx', file, options {num_classes, softplus}}, data
+-- {normalization {mean, std}, normalize, classes (nil without a classes
+-- file), input_shape}.
+-- ARGS: name (a shipped model's name, or an .onnx path), opts (ONNX only:
+--   {classes = '' (a file of class names, one per line, as many as the
+--   model's classes), normalize = 'auto' (ImageNet's mean and std for a
+--   3-channel image model, else none) | 'imagenet' | 'none', softplus = 0
+--   (models.onnx's option)})
+function models.card(name, opts)
+  if type(name) == 'string' and name:match('%.onnx$') then return (onnx_card(name, opts)) end
   if type(name) ~= 'string' or not name:match('^[%w_%-]+$') then
     error(("models: %s is not a model name (letters, digits, '_' and '-'; shipped: %s)"):format(
       require('moreau.options').show(name), table.concat(models.shipped(), ', ')), 2)
@@ -339,9 +443,15 @@ function models.card(name)
   return card
 end
 
---- A shipped model with its trained weights, in inference mode.
--- ARGS: name (e.g. 'resnet_fmnist'). RETURN: net, card
-function models.pretrained(name)
+--- A shipped model with its trained weights, in inference mode; or an ONNX
+-- file's network and card (models.card).
+-- ARGS: name (e.g. 'resnet_fmnist', or a path ending in .onnx), opts (ONNX
+--   only: as models.card). RETURN: net, card
+function models.pretrained(name, opts)
+  if type(name) == 'string' and name:match('%.onnx$') then
+    local card, net = onnx_card(name, opts)
+    return net, card
+  end
   local card = models.card(name)
   local arch = card.model.architecture
   local build = models[arch]

@@ -892,6 +892,44 @@ int mr_net_load(mr_net *net, const char *path, int strict);
  * metadata as mr_safetensors_save. */
 int mr_net_save(const mr_net *net, const char *path, const char *metadata_json);
 
+/* ------------------------------------------------------------------ ONNX */
+
+/* Options of mr_net_from_onnx. Zero-initialize (or pass NULL) for the defaults. */
+typedef struct mr_onnx_options {
+    float softplus_beta; /* > 0: every Relu becomes softplus(beta) = log(1 + e^(beta x)) / beta
+                            (curvature for the attacks); 0 (default): keep ReLU */
+    int64_t max_bytes;   /* the most bytes the model may take: the file, its parsed form,
+                            external data and every float32 copy of a tensor, summed;
+                            0 (default): the loader budget (mr_set_loader_budget) */
+} mr_onnx_options;
+
+/* A network from an ONNX model file (a float32 image or feature classifier:
+ * one graph input (N, sample shape) whose batch axis N is symbolic or 1, one
+ * output). The graph's ops map onto the engine's ops (docs/models.md, "ONNX
+ * import", lists them with the attributes and opsets accepted); parameters
+ * are named after the initializers. Initializers in raw_data or in the typed
+ * fields (float_data, double_data, int64_data, int32_data) and in external
+ * data files beside the model (a relative path that stays inside the model's
+ * folder; offset and length checked against the file) are read; Constant and
+ * Identity nodes are folded; softplus(beta) exported as Mul -> Softplus -> Div
+ * becomes one softplus node. Nodes the output does not depend on are dropped.
+ * Everything is checked before it is used: the file size against the budget
+ * before it is read, each tensor's declared dims (>= 0, product within int64
+ * and the budget) against the bytes that hold it, every node input produced
+ * by a node, an initializer or the graph input, and no cycle.
+ * out: a new network in inference mode; caller frees with mr_net_free.
+ * opts: NULL for the defaults.
+ * Errors: MR_EINVAL (NULL argument, a negative or NaN option), MR_EIO (cannot
+ * open or read the file or an external data file), MR_ENOMEM (over the
+ * budget, naming the size and the budget), MR_EFORMAT (not a valid ONNX
+ * model: truncated, a tensor whose data does not match its dims, hostile
+ * dims, a dangling input, a cycle, an external path leaving the folder),
+ * MR_ENOTFOUND (an op, attribute or attribute value the engine does not
+ * map, naming the node, its index, its op type and the attribute), MR_ESHAPE
+ * (shapes that do not fit, naming the node). Every message starts with
+ * "onnx: FILE: ". */
+int mr_net_from_onnx(mr_net **out, const char *path, const mr_onnx_options *opts);
+
 /* ------------------------------------------------------------ data I/O */
 
 /* Readers check every size in a file against the bytes actually present

@@ -1,0 +1,391 @@
+-- ONNX import (moreau.models.onnx, mr_net_from_onnx): parity with PyTorch on
+-- committed fixtures, the ReLU -> softplus swap, and the loader's errors.
+--
+-- The fixtures (tests/fixtures/onnx/) are made by scripts/export_onnx.py:
+-- torchvision's ResNet-18, ResNet-50 and VGG-11-bn structures at reduced width
+-- and resolution and two small nets using every op the reader maps, exported by
+-- torch.onnx.export (opset 13, 17 for the newer ops; dynamic batch axis), with references computed
+-- in float64 by PyTorch from the float32-rounded weights and inputs, as
+-- tests/models_spec.lua's fixtures are. What is measured is the engine's
+-- float32 arithmetic (plus the exporter's float32 folding of batchnorm into
+-- the convolutions), so the bounds are those of models_spec:
+--
+--   logits, input gradients          ‖a − b‖ / ‖b‖ ≤ 1e-4
+--   Hessian-vector products          ‖a − b‖ / ‖b‖ ≤ 1e-3
+--   ReLU networks' HVPs              exactly 0, as PyTorch's (piecewise linear)
+--
+-- (measured when written: logits ≤ 1.4e-5, gradients ≤ 3e-6, HVPs ≤ 9e-6).
+local T = require 'moreau.tensor'
+local models = require 'moreau.models'
+local oracle = require 'moreau.oracle'
+local st = require 'moreau.safetensors'
+local methods = require 'moreau.methods'
+
+local D = 'tests/fixtures/onnx/'
+local TOL = { logits = 1e-4, grad = 1e-4, hvp = 1e-3 }
+
+--- ‖a − b‖ / ‖b‖ in double precision.
+local function rel(a, b)
+  assert.are.equal(b:numel(), a:numel())
+  local num, den, pa, pb = 0, 0, a:data(), b:data()
+  for i = 0, a:numel() - 1 do
+    num = num + (pa[i] - pb[i]) ^ 2
+    den = den + pb[i] ^ 2
+  end
+  return math.sqrt(num) / math.sqrt(den)
+end
+
+local function assert_close(what, a, b, tol)
+  local e = rel(a, b)
+  if not (e <= tol) then error(('%s: relative error %.3g > %.3g'):format(what, e, tol), 2) end
+  return e
+end
+
+local function max_abs(t)
+  local m, p = 0, t:data()
+  for i = 0, t:numel() - 1 do m = math.max(m, math.abs(p[i])) end
+  return m
+end
+
+local function labels_of(t)
+  local l = {}
+  for i = 0, t.__labels:numel() - 1 do l[i + 1] = t.__labels:data()[i] end
+  return l
+end
+
+--- The message of a failing call (asserting that it fails).
+local function fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, 'expected an error')
+  return tostring(err)
+end
+
+local function tmpname()
+  local p = os.tmpname()
+  os.remove(p)
+  return p
+end
+
+-- ------------------------------------------------------------ parity
+
+local PARITY = {
+  { name = 'tiny_ops', nodes = 21, curved = true }, -- softplus, sigmoid, tanh: a real HVP
+  { name = 'tiny_modern', nodes = 36, curved = true }, -- layernorm, GELU, hardswish, softmax (opset 17)
+  { name = 'resnet18', nodes = 50 },
+  { name = 'resnet50', nodes = 123 },
+  { name = 'vgg11_bn', nodes = 27 },
+}
+
+for _, m in ipairs(PARITY) do
+  describe('ONNX parity with PyTorch: ' .. m.name, function()
+    local t, net, labels
+    setup(function()
+      t = st.load(D .. m.name .. '.safetensors')
+      net = models.onnx(D .. m.name .. '.onnx')
+      labels = labels_of(t)
+    end)
+
+    it('maps every node the output depends on', function()
+      assert.are.equal(m.nodes, #net:nodes())
+      assert.are.equal('onnx', net.model.name)
+      local s = t.__x:shape()
+      table.remove(s, 1)
+      assert.are.same(s, net:input_shape())
+      assert.are.same({ t.__logits:shape()[2] }, net:output_shape())
+    end)
+
+    it(('logits and input gradients within %g'):format(TOL.logits), function()
+      local e1 = assert_close('logits', net:forward(t.__x), t.__logits, TOL.logits)
+      local _, g = oracle.grad(net, t.__x, labels)
+      local e2 = assert_close('grad', g, t.__grad, TOL.grad)
+      print(('  %s: logits rel %.2e, grad rel %.2e'):format(m.name, e1, e2))
+    end)
+
+    it(m.curved and ('HVP within %g'):format(TOL.hvp) or 'HVP exactly 0 (piecewise linear)', function()
+      local hv = oracle.hvp(net, t.__x, labels, t.__v)
+      if m.curved then
+        local e = assert_close('hvp', hv, t.__hvp, TOL.hvp)
+        print(('  %s: hvp rel %.2e'):format(m.name, e))
+      else
+        assert.are.equal(0, max_abs(t.__hvp))
+        assert.are.equal(0, max_abs(hv))
+      end
+    end)
+  end)
+end
+
+describe('ONNX models work as zoo models', function()
+  it('every method explains an imported model; weights save and load by name', function()
+    local net = models.onnx(D .. 'tiny_ops.onnx')
+    local t = st.load(D .. 'tiny_ops.safetensors')
+    local labels = labels_of(t)
+    for _, name in ipairs { 'gradient', 'smoothgrad', 'moreaugrad', 'deeplift' } do
+      local map = methods.create(name, name == 'smoothgrad' and { samples = 4, seed = 1 } or
+        name == 'moreaugrad' and { T = 3 } or nil):explain(net, t.__x, labels)
+      assert.are.same(t.__x:shape(), map:shape())
+      assert.is_true(max_abs(map) > 0, name)
+    end
+    local path = tmpname() .. '.safetensors'
+    models.save(net, path)
+    local again = models.onnx(D .. 'tiny_ops.onnx')
+    for _, p in ipairs(again:params()) do p.tensor:fill(0) end
+    models.load(again, path)
+    os.remove(path)
+    assert.are.equal(0, rel(again:forward(t.__x), net:forward(t.__x)))
+  end)
+
+  it('typed initializer fields, Constant, Identity, Gemm transB/alpha/beta, opset-11 LogSoftmax', function()
+    -- float_data, DOUBLE, FLOAT16 and raw_data initializers; the reference is float64 numpy
+    local net = models.onnx(D .. 'mlp_typed.onnx')
+    local t = st.load(D .. 'mlp_typed.safetensors')
+    local e = assert_close('logits', net:forward(t.__x), t.__logits, 1e-6)
+    print(('  mlp_typed: logits rel %.2e'):format(e))
+    local names = {}
+    for _, p in ipairs(net:params()) do names[#names + 1] = p.name end
+    assert.are.same({ 'w1', 'b1', 'w2', 'b2' }, names)
+  end)
+
+  it('external data beside the model loads as the same network', function()
+    local a, b = models.onnx(D .. 'conv_ok.onnx'), models.onnx(D .. 'ext_ok.onnx')
+    local x = T.zeros { 2, 3, 8, 8 }
+    x:apply_(function() return 0.5 end)
+    assert.are.equal(0, rel(b:forward(x), a:forward(x)))
+  end)
+end)
+
+-- ------------------------------------------------- softplus on request
+
+describe('ONNX ReLU -> softplus(beta) on request', function()
+  local t, labels
+  setup(function()
+    t = st.load(D .. 'resnet18.safetensors')
+    labels = labels_of(t)
+  end)
+
+  it('matches PyTorch with every nn.ReLU replaced by nn.Softplus(beta = 5), HVP included', function()
+    local net = models.onnx(D .. 'resnet18.onnx', { softplus = 5 })
+    assert.are.equal(5, net.model.options.softplus)
+    local e1 = assert_close('logits', net:forward(t.__x), t.__sp_logits, TOL.logits)
+    local _, g = oracle.grad(net, t.__x, labels)
+    local e2 = assert_close('grad', g, t.__sp_grad, TOL.grad)
+    local hv = oracle.hvp(net, t.__x, labels, t.__v)
+    local e3 = assert_close('hvp', hv, t.__sp_hvp, TOL.hvp)
+    assert.is_true(max_abs(hv) > 0)
+    print(('  resnet18 softplus(5): logits %.2e, grad %.2e, hvp %.2e'):format(e1, e2, e3))
+  end)
+
+  -- softplus_β(x) − relu(x) ∈ (0, ln 2 / β]; through the network the logits
+  -- move by at most K ln 2 / β. Measured on this fixture when written:
+  -- K = 2.9 at β = 30, 1.7 at 100, 1.3 at 1000, 0.45 at 10^4; asserted K ≤ 4.
+  it('logits approach the ReLU network as beta grows: max |Δ| ≤ 4 ln2 / beta, decreasing', function()
+    local relu = models.onnx(D .. 'resnet18.onnx'):forward(t.__x)
+    local last = math.huge
+    for _, beta in ipairs { 30, 100, 300, 1000, 10000 } do
+      local y = models.onnx(D .. 'resnet18.onnx', { softplus = beta }):forward(t.__x)
+      local d, py, pr = 0, y:data(), relu:data()
+      for i = 0, y:numel() - 1 do d = math.max(d, math.abs(py[i] - pr[i])) end
+      print(('  beta %6g: max |logit - relu logit| = %.3e = %.2f ln2/beta'):format(beta, d, d * beta / math.log(2)))
+      assert.is_true(d <= 4 * math.log(2) / beta, ('beta %g: %g'):format(beta, d))
+      assert.is_true(d < last)
+      last = d
+    end
+  end)
+
+  it('refuses a negative or NaN beta, naming the option', function()
+    local err = fails(models.onnx, D .. 'resnet18.onnx', { softplus = -1 })
+    assert.truthy(err:find("models.onnx: option 'softplus' must be", 1, true), err)
+    err = fails(models.onnx, D .. 'resnet18.onnx', { softplus = 0 / 0 })
+    assert.truthy(err:find("option 'softplus'", 1, true), err)
+    err = fails(models.onnx, D .. 'resnet18.onnx', { max_bytes = 1.5 })
+    assert.truthy(err:find("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget), got 1.5",
+      1, true), err)
+    err = fails(models.onnx, D .. 'resnet18.onnx', { beta = 2 })
+    assert.truthy(err:find("models.onnx: unknown option 'beta'", 1, true), err)
+  end)
+end)
+
+-- ------------------------------------------------------------- errors
+
+describe('ONNX loader errors', function()
+  local function err_of(name) return fails(models.onnx, D .. name) end
+
+  it('an unsupported op names the node, its index and the op type', function()
+    local e = err_of('bad_op.onnx')
+    assert.truthy(e:find("onnx: " .. D .. "bad_op.onnx: node 'act7' (#1, LeakyRelu): op type 'LeakyRelu' is not supported",
+      1, true), e)
+  end)
+
+  it('an unsupported attribute value names the node and the attribute', function()
+    local e = err_of('bad_attr.onnx')
+    assert.truthy(e:find("node 'conv' (#0, Conv): attribute 'auto_pad' = 'SAME_UPPER' is not supported", 1, true), e)
+  end)
+
+  it('an initializer whose bytes do not match its dims', function()
+    local e = err_of('bad_init_size.onnx')
+    assert.truthy(e:find("tensor 'w' (FLOAT, 108 elements) has 424 bytes of raw_data, expected 432", 1, true), e)
+  end)
+
+  it('hostile dims: negative, and a product past int64', function()
+    local e = err_of('bad_dims_negative.onnx')
+    assert.truthy(e:find("tensor 'w' has dims 4x-3x3x3: a negative dim", 1, true), e)
+    e = err_of('bad_dims_overflow.onnx')
+    assert.truthy(e:find("tensor 'w' has dims 2147483648x2147483648x2147483648x3: their product overflows int64", 1, true), e)
+  end)
+
+  it('a dangling input and a cycle', function()
+    local e = err_of('bad_dangling.onnx')
+    assert.truthy(e:find("node 'act7' (#1, Relu): input 'nowhere' is dangling", 1, true), e)
+    e = err_of('bad_cycle.onnx')
+    assert.truthy(e:find("node 'act7' (#1, Relu): the graph has a cycle through this node", 1, true), e)
+  end)
+
+  it('a Reshape that merges the batch axis with the others names the node', function()
+    local e = err_of('bad_reshape_batch.onnx')
+    assert.truthy(e:find("node 'merge' (#1, Reshape): target shape -1x2 of an Nx4x8x8 input merges the batch axis N " ..
+      "with others", 1, true), e)
+  end)
+
+  it('a fixed batch axis other than 1', function()
+    local e = err_of('bad_batch.onnx')
+    assert.truthy(e:find("graph input 'x' has a fixed batch axis of 8", 1, true), e)
+  end)
+
+  it('external data that leaves the model folder, or is shorter than the tensor', function()
+    local e = err_of('bad_ext_escape.onnx')
+    assert.truthy(e:find("external data location '../onnx/ext_ok.bin' leaves the model's folder", 1, true), e)
+    e = err_of('bad_ext_length.onnx')
+    assert.truthy(e:find("external data 'ext_ok.bin' holds 428 bytes at offset 0 of a 432-byte file; the tensor needs 432",
+      1, true), e)
+  end)
+
+  it('a truncated file, cut anywhere, is refused (never a smaller network)', function()
+    local f = assert(io.open(D .. 'resnet18.onnx', 'rb'))
+    local bytes = f:read('*a')
+    f:close()
+    local path = tmpname() .. '.onnx'
+    for _, n in ipairs { 1, 16, 200, math.floor(#bytes / 2), #bytes - 300, #bytes - 20, #bytes - 1 } do
+      local g = assert(io.open(path, 'wb'))
+      g:write(bytes:sub(1, n))
+      g:close()
+      local e = fails(models.onnx, path)
+      assert.truthy(e:find('onnx: ' .. path .. ': ', 1, true), e)
+      assert.truthy(e:find('not a valid ONNX model', 1, true) or e:find('no opset', 1, true)
+        or e:find('no graph', 1, true), ('cut at %d: %s'):format(n, e))
+    end
+    os.remove(path)
+  end)
+
+  it('inputs the fuzzer found (engine/fuzz/regressions/onnx)', function()
+    -- a Reshape of constants (folded) whose input 0 is the empty name, inputs after it given
+    local e = fails(models.onnx, 'engine/fuzz/regressions/onnx/fold_missing_input0.onnx')
+    assert.truthy(e:find("node '/Reshape' (#25, Reshape): input 0 is missing", 1, true), e)
+  end)
+
+  it('a model over the budget, and a file that is not there', function()
+    local e = fails(models.onnx, D .. 'resnet18.onnx', { max_bytes = 4096 })
+    assert.truthy(e:find('the file (188', 1, true) and e:find('is over the budget of 4096 bytes', 1, true), e)
+    e = fails(models.onnx, D .. 'nothing.onnx')
+    assert.truthy(e:find('onnx: cannot open ' .. D .. 'nothing.onnx', 1, true), e)
+    e = fails(models.onnx, 42)
+    assert.truthy(e:find('models.onnx: path must be a string, got number', 1, true), e)
+  end)
+end)
+
+-- ------------------------------------------------------ the C example
+
+describe('examples/onnx_gradient.c', function()
+  -- built by CMake next to the library under test
+  local core = require 'moreau.core'
+  local exe = (core.lib_path:match('^(.*)/[^/]*$') or '.') .. '/onnx_gradient'
+
+  local function run(args)
+    local p = assert(io.popen(exe .. ' ' .. args .. ' 2>&1; echo "rc=$?"'))
+    local out = p:read('*a')
+    p:close()
+    return out
+  end
+
+  it('prints the score and gradient norm the Lua oracle computes', function()
+    local out = run(D .. 'resnet18.onnx 3')
+    local score, norm = out:match('^class 3: score (%S+), |gradient| (%S+)\nrc=0')
+    assert.truthy(score, out)
+    local net = models.onnx(D .. 'resnet18.onnx')
+    local x = T.zeros { 1, 3, 32, 32 }
+    x:fill(0.5)
+    local s, g = oracle.grad(net, x, { 3 })
+    assert.is_true(math.abs(tonumber(score) - s[1]) <= 1e-5 * math.abs(s[1]), out)
+    assert.is_true(math.abs(tonumber(norm) - g:norm()) <= 1e-5 * g:norm(), out)
+  end)
+
+  it('reports the loader error and exits 1', function()
+    local out = run(D .. 'bad_op.onnx')
+    assert.truthy(out:find("onnx_gradient: onnx: " .. D .. "bad_op.onnx: node 'act7' (#1, LeakyRelu)", 1, true), out)
+    assert.truthy(out:find('rc=1', 1, true), out)
+  end)
+end)
+
+-- ------------------------------------------------------ the command line
+
+describe('moreau explain --model=FILE.onnx', function()
+  local cli = require 'helpers.cli'
+  local tmp = cli.tmpdir()
+  local model = D .. 'resnet50.onnx' -- torchvision's ResNet-50 at width 1/16 taking 3x64x64
+
+  it('explains a 224x224 photo-like picture: resized to the graph input, ImageNet-normalized, named classes', function()
+    -- smooth shading and a few blobs, as a photograph has, not noise
+    local x = T.zeros { 1, 3, 224, 224 }
+    local p = x:data()
+    for c = 0, 2 do
+      for i = 0, 223 do
+        for j = 0, 223 do
+          local v = 0.5 + 0.3 * math.sin(i / (19 + 7 * c)) * math.cos(j / 23)
+            + 0.2 * math.exp(-((i - 80) ^ 2 + (j - 150 + 20 * c) ^ 2) / 900)
+          p[(c * 224 + i) * 224 + j] = math.min(1, math.max(0, v))
+        end
+      end
+    end
+    local photo = tmp .. '/photo.png'
+    require('moreau.data').save_png(photo, x)
+    local names = {}
+    for k = 0, 9 do names[#names + 1] = 'class_' .. string.char(97 + k) end
+    cli.write(tmp .. '/names.txt', table.concat(names, '\n') .. '\n')
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --classes=%q --methods=gradient,moreaugrad --fast ' ..
+      '--moreaugrad.T=3 --out=%q'):format(model, photo, tmp .. '/names.txt', tmp .. '/run'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find(('explain: %s is 224 wide × 224 high with 3 channels; %s takes 64 wide × 64 high with ' ..
+      '3 channels: resized to 64 wide × 64 high'):format(photo, model), 1, true), out)
+    local results = require('cjson').decode(cli.read(tmp .. '/run/results.json'))
+    -- the page's prediction is the network's on the preprocessed picture
+    local img = require('moreau.data').load_image(photo, { channels = 3, size = { 64, 64 } })
+    local m = models.IMAGENET_NORMALIZATION
+    local logits = models.onnx(model):forward(require('moreau.data').normalize(img, m.mean, m.std)):totable()
+    local pred = 0
+    for i = 2, #logits do if logits[i] > logits[pred + 1] then pred = i - 1 end end
+    assert.are.equal(pred, results.prediction.label)
+    assert.are.equal(names[pred + 1], results.prediction.class)
+    assert.is_true(math.abs(results.prediction.logits[1] - logits[1]) <= 1e-5 * math.max(1, math.abs(logits[1])))
+    assert.are.equal('onnx', results.model.card.architecture)
+    assert.truthy(cli.read(tmp .. '/run/index.html'):find(names[pred + 1], 1, true))
+    assert.truthy(cli.read(tmp .. '/run/gradient.png'))
+  end)
+
+  it('refuses a class-names file of the wrong length, a missing --image, ONNX options for a shipped model', function()
+    cli.write(tmp .. '/three.txt', 'a\nb\nc\n')
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --classes=%q --methods=gradient --out=%q'):format(
+      model, tmp .. '/photo.png', tmp .. '/three.txt', tmp .. '/bad1'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('%s names 3 classes (one per line); %s has 10'):format(tmp .. '/three.txt', model), 1, true),
+      out)
+    out, rc = cli.moreau(('explain --model=%s --methods=gradient --out=%q'):format(model, tmp .. '/bad2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('explain: --model=%s needs --image=PATH'):format(model), 1, true), out)
+    out, rc = cli.moreau(('explain --softplus=10 --methods=gradient --out=%q'):format(tmp .. '/bad3'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); ' ..
+      'resnet_fmnist is a shipped model', 1, true), out)
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'bad_op.onnx',
+      tmp .. '/photo.png', tmp .. '/bad4'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("node 'act7' (#1, LeakyRelu): op type 'LeakyRelu' is not supported", 1, true), out)
+  end)
+end)
