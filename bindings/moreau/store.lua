@@ -386,7 +386,7 @@ function store.open(path, opts)
   end
   local ok, err = pcall(function()
     -- one writer at a time: the lock first, before anything is read or made
-    if not opts.readonly then self.lock = lock(path) end
+    if opts.params and not opts.readonly then self.lock = lock(path) end
     local has_sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'run'"
     local has = rows(self, has_sql)[1][1] == 1
     if not has then
@@ -645,6 +645,12 @@ end
 function Store:put_image(rec)
   live(self)
   if self.readonly then error(('store %s: opened read-only'):format(self.path), 2) end
+  -- a store opened without params (to read) takes the writer's lock at its first write
+  if not self.lock then
+    local okl, errl = pcall(lock, self.path)
+    if not okl then error(errl, 2) end
+    self.lock = errl
+  end
   exec(self, 'BEGIN IMMEDIATE', ('cannot start writing image %s'):format(tostring(rec.image)))
   local ok, err = pcall(function()
     if rows(self, 'SELECT count(*) FROM images WHERE image = ?', { rec.image })[1][1] > 0 then
