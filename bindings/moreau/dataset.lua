@@ -35,7 +35,7 @@ dataset.spec = {
       help = 'the results store (SQLite); with shards RUN-K-of-N.db, or {K} and {N} in the name' },
     shard = { type = 'string', default = '', domain = 'string',
       help = 'K/N: this process explains the K-th (0-based) of N blocks of the range; default: from ' ..
-        'SLURM_ARRAY_TASK_ID, OMPI_COMM_WORLD_RANK or PMI_RANK, else 0/1' },
+        'SLURM_ARRAY_TASK_ID, OMPI_COMM_WORLD_RANK, PMI_RANK, srun\'s SLURM_PROCID or PMIX_RANK, else 0/1' },
     batch = { type = 'int', default = 64, domain = 'int >= 1', help = 'images per pass (changes no map)' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     methods = { type = 'list', default = { 'gradient', 'smoothgrad', 'sparse_moreaugrad' },

@@ -277,7 +277,7 @@ end
 -- and arm64 (asm-generic), which are the platforms moreau builds on.
 local O_RDONLY, O_CREAT, O_CLOEXEC = 0, 0x40, 0x80000
 local LOCK_EX, LOCK_NB = 2, 4
-local EWOULDBLOCK, EINTR = 11, 4
+local EWOULDBLOCK, EINTR, EACCES, EROFS = 11, 4, 13, 30 -- errno values (asm-generic)
 
 local function strerror(e) return ffi.string(ffi.C.strerror(e)) end
 
@@ -297,7 +297,10 @@ local function lock(path)
   local fd = ffi.C.open(lpath, O_RDONLY + O_CLOEXEC)
   if fd < 0 then fd = ffi.C.open(lpath, O_RDONLY + O_CREAT + O_CLOEXEC, ffi.new('int', 420)) end -- 0644
   if fd < 0 then
-    error(('store %s: cannot create its lock file %s: %s'):format(path, lpath, strerror(ffi.errno())), 0)
+    local e = ffi.errno()
+    error(('store %s: cannot create its lock file %s: %s%s'):format(path, lpath, strerror(e),
+      (e == EROFS or e == EACCES) and ' (the folder is read-only: the run cannot record anything there; give ' ..
+      'another --store, or make it writable)' or ''), 0)
   end
   local rc
   repeat rc = ffi.C.flock(fd, LOCK_EX + LOCK_NB) until rc == 0 or ffi.errno() ~= EINTR
@@ -893,6 +896,7 @@ function store.merge(inputs, out)
       os.remove(out)
       os.remove(out .. '-wal')
       os.remove(out .. '-shm')
+      os.remove(out .. '-lock')
       error(errm, 0)
     end
     dst:close()
