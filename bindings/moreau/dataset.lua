@@ -138,7 +138,7 @@ function dataset.shard_from_env(getenv)
   for _, pair in ipairs { { 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE' }, { 'PMI_RANK', 'PMI_SIZE' },
       { 'SLURM_PROCID', 'SLURM_STEP_NUM_TASKS' } } do
     local k = env_int(getenv, pair[1])
-    local n = env_int(getenv, pair[2], true)
+    local n = k and env_int(getenv, pair[2], true)
     if pair[1] == 'SLURM_PROCID' and k and not n then
       k = nil -- a batch script (no job step): one process
     end

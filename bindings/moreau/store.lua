@@ -16,7 +16,7 @@
 -- and a full disk at any moment, be read while it is written, and be read by
 -- anyone's tools later; SQLite in WAL mode gives atomic transactions (an
 -- image's rows are committed together or not at all), concurrent readers,
--- a busy timeout for a second writer, and a file format that Python's
+-- a busy timeout (and, beside it, a lock refusing a second writer), and a file format that Python's
 -- standard library reads. Debian's Lua binding, LuaSQL 2.6
 -- (lua-sql-sqlite3), has no parameter binding (its driver calls no
 -- sqlite3_bind_* function): a float32 map could only travel as a hex
@@ -350,8 +350,13 @@ end
 --   ignore = {name = true}: parameters not compared (moreau.store.merge
 --            ignores `shard`) }
 -- RETURN: a Store (see its methods below). Errors: a missing file (no
--- params), a file that is not a moreau store (names what it lacks), another
--- schema version, a read-only file opened for writing, differing parameters.
+-- params), a missing folder for a new store (names it), a file that is not a
+-- moreau store (names what it lacks), another schema version, a read-only
+-- file opened for writing, differing parameters, another process writing
+-- the store. One writer at a time: opened with params (or at its first
+-- put_image), a store takes an exclusive flock(2) on PATH-lock, released by
+-- close or when the process ends (docs/store.md, "One writer per store");
+-- readers take no lock.
 -- Writes go through WAL (write-ahead logging) with synchronous=FULL: a
 -- committed image survives a killed process and a power cut.
 function store.open(path, opts)
