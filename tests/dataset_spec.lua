@@ -417,10 +417,11 @@ describe('moreau explain --data (data-set command)', function()
 
   it('records the code revision of engine/, bindings/ and models/, not of the whole commit', function()
     local s = store.open(ref_path, { readonly = true })
-    local rev = s:params().code_revision
+    local params = s:params()
+    local rev = params.code_revision
     local info = s:info()
     s:close()
-    assert.is_nil(s.git_revision)
+    assert.is_nil(params.git_revision) -- the full commit is no parameter: a docs-only commit changes no store
     local git = io.popen(('git -C %s rev-parse HEAD:engine HEAD:bindings HEAD:models 2>/dev/null'):format(sh_quote(root)))
     local trees = {}
     for line in git:lines() do trees[#trees + 1] = line end
