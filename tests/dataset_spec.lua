@@ -240,8 +240,9 @@ describe('moreau explain --data (data-set command)', function()
   it('a full disk (a file-size limit) stops with a clear error; the store stays valid and resumes', function()
     local path = tmp .. '/full.db'
     -- RLIMIT_FSIZE in the child (ulimit -f: 512-byte blocks in dash, 1024 in bash; either hits
-    -- within a few images); SIGXFSZ ignored so the write fails with EFBIG as on a full disk
-    local out, rc = moreau_env("trap '' XFSZ; ulimit -f 160;", job(path, 1))
+    -- within a few images). No `trap '' XFSZ` here: the command itself ignores SIGXFSZ, so the
+    -- write fails with EFBIG as on a full disk instead of the signal killing it (status 153)
+    local out, rc = moreau_env('ulimit -f 160;', job(path, 1))
     assert.are.equal(1, rc, out)
     assert.truthy(out:find('store ' .. path .. ': cannot ', 1, true), out)
     assert.truthy(out:find('the disk', 1, true), out)
@@ -350,6 +351,128 @@ describe('moreau explain --data (data-set command)', function()
       sh_quote(dir .. '/bags'), sh_quote(tmp)))
     assert.are.equal(1, rc, out)
     assert.truthy(out:find('--target=label, but the images of --data=folder:' .. dir .. '/bags have no labels', 1, true), out)
+  end)
+
+  it('refuses a second writer of a store while the first runs, and readers read it meanwhile', function()
+    local path = tmp .. '/two.db'
+    local args = job(path, 1)
+    local p = io.popen(('MOREAU_LIB=%s %s/scripts/moreau --progress=off %s >%s 2>&1 & echo $!'):format(
+      sh_quote(core.lib_path), sh_quote(root), args, sh_quote(tmp .. '/first.log')))
+    local pid = tonumber(p:read('*l'))
+    p:close()
+    local t = 0
+    while (count(path) or 0) < 1 and alive(pid) and t < 120 do sleep(0.1) t = t + 0.1 end
+    assert.is_true(alive(pid), 'the first writer ended before the second started: ' .. cli.read(tmp .. '/first.log'))
+    local seen = count(path) -- a reader while the first writes
+    local out, rc = moreau_env('', args)
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('store ' .. path .. ': another process is writing this store (it holds the lock ' ..
+      path .. '-lock); two processes cannot write one store', 1, true), out)
+    assert.truthy(out:find('RUN-K-of-N.db', 1, true), out)
+    assert.is_true(seen >= 1)
+    while alive(pid) do sleep(0.2) end
+    same_as_reference(path)
+    -- the first is gone: the same command now opens it (nothing left to do)
+    out, rc = moreau_env('', args)
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find(('%s holds %d images (0 computed now)'):format(path, N), 1, true), out)
+  end)
+
+  it('refuses to resume when an image folder changed since the store was made, naming the image', function()
+    local moreau = require 'moreau'
+    local test = moreau.data.fashion_mnist { split = 'test' }
+    local dir = tmp .. '/changing'
+    assert(lfs.mkdir(dir))
+    for c, name in ipairs { 'a', 'b' } do
+      assert(lfs.mkdir(dir .. '/' .. name))
+      for i = 0, 2 do moreau.data.save_png(('%s/%s/%d.png'):format(dir, name, i), test.images:select(3 * c + i)) end
+    end
+    local cmd = ('explain --data=folder:%s --methods=gradient --store=%s'):format(sh_quote(dir),
+      sh_quote(tmp .. '/changing.db'))
+    local out, rc = moreau_env('', cmd)
+    assert.are.equal(0, rc, out)
+    -- unchanged: resumes with nothing to do
+    out, rc = moreau_env('', cmd)
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('holds 6 images (0 computed now)', 1, true), out)
+    -- a file renamed: every id after it now reads another file
+    assert(os.rename(dir .. '/a/0.png', dir .. '/a/9.png'))
+    out, rc = moreau_env('', cmd)
+    assert.are.equal(1, rc, out)
+    local function esc(t) return (t:gsub('%p', '%%%0')) end
+    assert.truthy(out:find(esc(('store %s/changing.db: image 0 was explained from a/0.png (noise key '):format(tmp)) ..
+      '%x+' .. esc(('), but --data=folder:%s now gives a/1.png (noise key '):format(dir)) .. '%x+' ..
+      esc(') for it: the data changed since the store was made; use a new --store for the changed data')), out)
+    -- the same file name with other pixels: the noise key tells
+    assert(os.rename(dir .. '/a/9.png', dir .. '/a/0.png'))
+    moreau.data.save_png(dir .. '/b/2.png', test.images:select(1))
+    out, rc = moreau_env('', cmd)
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('image 5 was explained from b/2.png (noise key ', 1, true), out)
+    assert.truthy(out:find('now gives b/2.png (noise key ', 1, true), out)
+    local s = store.open(tmp .. '/changing.db', { readonly = true })
+    assert.are.equal(6, s:count())
+    s:close()
+  end)
+
+  it('records the code revision of engine/, bindings/ and models/, not of the whole commit', function()
+    local s = store.open(ref_path, { readonly = true })
+    local params = s:params()
+    local rev = params.code_revision
+    local info = s:info()
+    s:close()
+    assert.is_nil(params.git_revision) -- the full commit is no parameter: a docs-only commit changes no store
+    local git = io.popen(('git -C %s rev-parse HEAD:engine HEAD:bindings HEAD:models 2>/dev/null'):format(sh_quote(root)))
+    local trees = {}
+    for line in git:lines() do trees[#trees + 1] = line end
+    git:close()
+    if #trees ~= 3 then
+      -- an installed tree (no .git): as before, nothing to key on
+      assert.are.equal('unknown', rev)
+      return
+    end
+    local want = ('engine:%s bindings:%s models:%s'):format(trees[1]:sub(1, 12), trees[2]:sub(1, 12),
+      trees[3]:sub(1, 12))
+    assert.truthy(rev == want or rev == want .. '+dirty', ('%s, want %s'):format(tostring(rev), want))
+    -- the full commit stays in the run table, as information no resume compares
+    assert.is_string(info.git_revision)
+  end)
+
+  it('names the problem without a Lua file:line: unknown model, missing folder, bad files, no folder for the store', function()
+    -- Fashion-MNIST files whose label count is not the image count (IDX: big-endian magic and sizes)
+    local fm = tmp .. '/fm'
+    assert(lfs.mkdir(fm))
+    local function be32(v) return string.char(math.floor(v / 2 ^ 24) % 256, math.floor(v / 2 ^ 16) % 256,
+      math.floor(v / 2 ^ 8) % 256, v % 256) end
+    cli.write(fm .. '/t10k-images-idx3-ubyte', be32(0x803) .. be32(2) .. be32(28) .. be32(28) .. string.rep('\0', 2 * 784))
+    cli.write(fm .. '/t10k-labels-idx1-ubyte', be32(0x801) .. be32(3) .. '\1\2\3')
+    -- a file that is not a CIFAR-10 batch, and a folder with a file that is no image
+    cli.write(tmp .. '/notcifar.bin', string.rep('x', 1221))
+    assert(lfs.mkdir(tmp .. '/junk'))
+    assert(lfs.mkdir(tmp .. '/junk/x'))
+    cli.write(tmp .. '/junk/x/0.png', 'garbage')
+    local cases = {
+      { '', '--model=nosuch --data=fashion-mnist:test --store=x.db',
+        "--model=nosuch: models: no shipped model 'nosuch' (shipped: resnet_fmnist)" },
+      { '', '--data=folder:' .. tmp .. '/nonexist --store=x.db',
+        '--data=folder:' .. tmp .. '/nonexist: data.image_folder: cannot read directory ' .. tmp .. '/nonexist' },
+      { '', '--data=cifar10:' .. tmp .. '/notcifar.bin --store=x.db', '--data=cifar10:' .. tmp .. '/notcifar.bin: ' ..
+        "mr_cifar_load: '" .. tmp .. "/notcifar.bin' is not a CIFAR-10 binary batch: its size 1221 is not a multiple of 3073" },
+      { '', '--data=folder:' .. tmp .. '/junk --store=x.db', '--data=folder:' .. tmp .. "/junk: mr_image_load: '" ..
+        tmp .. "/junk/x/0.png' is not a readable image" },
+      { 'export MOREAU_FMNIST_DIR=' .. sh_quote(fm) .. ';', '--data=fashion-mnist:test --store=x.db',
+        '--data=fashion-mnist:test: data.fashion_mnist: ' .. fm .. '/t10k-images-idx3-ubyte holds 2 images but ' ..
+        fm .. '/t10k-labels-idx1-ubyte holds 3 labels' },
+      { '', '--data=fashion-mnist:test --range=0:2 --store=' .. tmp .. '/no/folder/RUN.db',
+        'store ' .. tmp .. '/no/folder/RUN.db: cannot create it: its folder ' .. tmp .. '/no/folder does not exist' },
+    }
+    for _, c in ipairs(cases) do
+      local out, rc = moreau_env(c[1] .. ' cd ' .. sh_quote(tmp) .. ' &&', 'explain --methods=gradient ' .. c[2])
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find('moreau explain: ' .. c[3], 1, true), ('%s\n-> %s'):format(c[2], out))
+      assert.is_nil(out:find('%.lua:%d+:'), out)
+    end
+    assert.is_nil(lfs.attributes(tmp .. '/x.db'))
   end)
 
   it('refuses bad --data, --range and --shard before anything runs', function()

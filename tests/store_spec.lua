@@ -245,17 +245,17 @@ describe('moreau.store', function()
     local function env(t) return function(k) return t[k] end end
     local function shard(t) return { dataset.shard_from_env(env(t)) } end
     assert.are.same({ 0, 1 }, shard {})
-    assert.are.same({ 3, 16, 'SLURM array task 3 of 16' },
+    assert.are.same({ 3, 16, 'SLURM_ARRAY_TASK_ID=3, an array of 16 tasks' },
       shard { SLURM_ARRAY_TASK_ID = '3', SLURM_ARRAY_TASK_COUNT = '16', SLURM_ARRAY_TASK_MIN = '0', SLURM_ARRAY_TASK_MAX = '15' })
     -- --array=1-16: COUNT 16, ids 1..16
-    assert.are.same({ 15, 16, 'SLURM array task 16 of 16' },
+    assert.are.same({ 15, 16, 'SLURM_ARRAY_TASK_ID=16, an array of 16 tasks' },
       shard { SLURM_ARRAY_TASK_ID = '16', SLURM_ARRAY_TASK_COUNT = '16', SLURM_ARRAY_TASK_MIN = '1', SLURM_ARRAY_TASK_MAX = '16' })
     -- no COUNT (older Slurm): MAX + 1 when MIN is 0; steps
-    assert.are.same({ 4, 8, 'SLURM array task 4 of 8' }, shard { SLURM_ARRAY_TASK_ID = '4', SLURM_ARRAY_TASK_MAX = '7' })
-    assert.are.same({ 2, 4, 'SLURM array task 4 of 4' },
+    assert.are.same({ 4, 8, 'SLURM_ARRAY_TASK_ID=4, an array of 8 tasks' }, shard { SLURM_ARRAY_TASK_ID = '4', SLURM_ARRAY_TASK_MAX = '7' })
+    assert.are.same({ 2, 4, 'SLURM_ARRAY_TASK_ID=4, an array of 4 tasks' },
       shard { SLURM_ARRAY_TASK_ID = '4', SLURM_ARRAY_TASK_MIN = '0', SLURM_ARRAY_TASK_MAX = '6', SLURM_ARRAY_TASK_STEP = '2' })
     -- SLURM before MPI
-    assert.are.same({ 1, 2, 'SLURM array task 1 of 2' },
+    assert.are.same({ 1, 2, 'SLURM_ARRAY_TASK_ID=1, an array of 2 tasks' },
       shard { SLURM_ARRAY_TASK_ID = '1', SLURM_ARRAY_TASK_COUNT = '2', OMPI_COMM_WORLD_RANK = '0', OMPI_COMM_WORLD_SIZE = '5' })
     assert.are.same({ 2, 5, 'OMPI_COMM_WORLD_RANK=2 of OMPI_COMM_WORLD_SIZE=5' },
       shard { OMPI_COMM_WORLD_RANK = '2', OMPI_COMM_WORLD_SIZE = '5' })
@@ -267,12 +267,115 @@ describe('moreau.store', function()
       'SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX: give --shard=K/N')
     assert.has_error(function() shard { OMPI_COMM_WORLD_RANK = '3', OMPI_COMM_WORLD_SIZE = '3' } end,
       'OMPI_COMM_WORLD_RANK=3 needs OMPI_COMM_WORLD_SIZE above it, got 3')
-    assert.has_error(function() shard { PMI_RANK = 'x' } end, 'PMI_RANK=x is not a non-negative integer')
+    assert.has_error(function() shard { PMI_RANK = 'x' } end, 'PMI_RANK=x is not a non-negative integer (decimal digits only)')
+    -- srun without PMI: SLURM_PROCID of SLURM_STEP_NUM_TASKS (srun's step variables), after the MPI launchers
+    assert.are.same({ 1, 2, 'SLURM_PROCID=1 of SLURM_STEP_NUM_TASKS=2' },
+      shard { SLURM_PROCID = '1', SLURM_STEP_NUM_TASKS = '2', SLURM_NTASKS = '2', SLURM_STEP_ID = '0' })
+    assert.are.same({ 3, 4, 'PMI_RANK=3 of PMI_SIZE=4' },
+      shard { PMI_RANK = '3', PMI_SIZE = '4', SLURM_PROCID = '3', SLURM_STEP_NUM_TASKS = '4' })
+    -- a batch script (sbatch --ntasks=4) is one process: SLURM_NTASKS is not the number of processes here
+    assert.are.same({ 0, 1 }, shard { SLURM_PROCID = '0', SLURM_NTASKS = '4' })
+    assert.has_error(function() shard { SLURM_PROCID = '2', SLURM_STEP_NUM_TASKS = '2' } end,
+      'SLURM_PROCID=2 needs SLURM_STEP_NUM_TASKS above it, got 2')
+    -- PMIx: the rank, and the size from srun's step (PMIx has no size variable)
+    assert.are.same({ 5, 16, 'PMIX_RANK=5 of SLURM_STEP_NUM_TASKS=16' },
+      shard { PMIX_RANK = '5', SLURM_STEP_NUM_TASKS = '16' })
+    assert.has_error(function() shard { PMIX_RANK = '5' } end,
+      'PMIX_RANK=5 is set, but PMIx gives the number of processes in no environment variable (and ' ..
+      'SLURM_STEP_NUM_TASKS is unset): give --shard=K/N to each process')
+    -- one strict reading of every number: digits only, bounded (no overflow to a negative count)
+    assert.has_error(function() shard { SLURM_ARRAY_TASK_ID = '1', SLURM_ARRAY_TASK_COUNT = '99999999999999999999' } end,
+      'SLURM_ARRAY_TASK_COUNT=99999999999999999999 is too large (at most 1000000)')
+    assert.has_error(function() shard { SLURM_ARRAY_TASK_ID = '1', SLURM_ARRAY_TASK_COUNT = '1000001' } end,
+      'SLURM_ARRAY_TASK_COUNT=1000001 is too large (at most 1000000)')
+    for _, bad in ipairs { '0x3', '1e1', ' 1', '1 ', '+1', '-1', '1.0', '３' } do
+      assert.has_error(function() shard { SLURM_ARRAY_TASK_ID = '1', SLURM_ARRAY_TASK_COUNT = bad } end,
+        ('SLURM_ARRAY_TASK_COUNT=%s is not a non-negative integer (decimal digits only)'):format(bad))
+      assert.has_error(function() shard { OMPI_COMM_WORLD_RANK = bad, OMPI_COMM_WORLD_SIZE = '4' } end,
+        ('OMPI_COMM_WORLD_RANK=%s is not a non-negative integer (decimal digits only)'):format(bad))
+    end
+    assert.has_error(function() shard { OMPI_COMM_WORLD_RANK = '0', OMPI_COMM_WORLD_SIZE = '0' } end,
+      'OMPI_COMM_WORLD_RANK=0 needs OMPI_COMM_WORLD_SIZE above it, got 0')
+    assert.are.same({ 7, 1000000 }, { dataset.parse_shard('7/1000000') })
+    assert.are.same({ 1, 3 }, { dataset.parse_shard('01/003') })
+    assert.has_error(function() dataset.parse_shard('1/99999999999999999999') end,
+      '--shard=1/99999999999999999999: N=99999999999999999999 is too large (at most 1000000)')
+    assert.has_error(function() dataset.parse_shard('1/1000001') end,
+      '--shard=1/1000001: N=1000001 is too large (at most 1000000)')
+    assert.has_error(function() dataset.parse_shard('0x1/3') end,
+      '--shard must be K/N with 0 <= K < N (K counts from 0), got 0x1/3')
     assert.are.same({ 2, 5 }, { dataset.parse_shard('2/5') })
     assert.has_error(function() dataset.parse_shard('5/5') end, '--shard must be K/N with 0 <= K < N (K counts from 0), got 5/5')
     assert.are.same({ 0, 10 }, { dataset.parse_range('', 10) })
     assert.are.same({ 3, 10 }, { dataset.parse_range('3:', 10) })
     assert.has_error(function() dataset.parse_range('3-5', 10) end, '--range must be A:B (0-based image ids, B excluded), got 3-5')
+  end)
+
+  it('lets one writer in at a time (a lock beside the store), and readers always', function()
+    local path = tmp .. '/locked.db'
+    local w = store.open(path, { params = PARAMS })
+    put(w, 0)
+    assert.truthy(lfs.attributes(path .. '-lock'), 'the lock file is beside the store')
+    local msg = 'store ' .. path .. ': another process is writing this store (it holds the lock ' .. path ..
+      '-lock); two processes cannot write one store: let the other finish (run the same command again afterwards ' ..
+      'to resume), or give each process its own store (the shards of a run write RUN-K-of-N.db: --shard=K/N, or a ' ..
+      'SLURM array or MPI launcher)'
+    -- flock(2) locks an open file description: a second open in this process is a second writer
+    assert.has_error(function() store.open(path, { params = PARAMS }) end, msg)
+    -- readers: read-only, and store.open without params until it writes
+    local r = store.open(path, { readonly = true })
+    assert.are.equal(1, r:count())
+    r:close()
+    local r2 = store.open(path)
+    assert.are.same({ 0 }, r2:images())
+    assert.has_error(function() put(r2, 1) end, msg)
+    assert.are.equal(1, r2:count())
+    r2:close()
+    -- another process: refused while the writer lives, let in once it is gone
+    local broot = require('moreau.core').root .. '/bindings'
+    local lua = ('package.path = %q .. package.path; '):format(broot .. '/?.lua;' .. broot .. '/?/init.lua;') ..
+      ([[local s = require('moreau.store'); local ok, e = pcall(s.open, %q, { params = %s }); ]] ..
+      [[print(ok and 'opened' or e); if ok then s = e; s:close() end]]):format(path,
+      'require("cjson").decode(' .. ('%q'):format(require('cjson').encode(PARAMS)) .. ')')
+    local function other()
+      local f = io.open(tmp .. '/other_writer.lua', 'wb')
+      f:write(lua)
+      f:close()
+      local p = io.popen(('MOREAU_LIB=%q luajit %q 2>&1'):format(require('moreau.core').lib_path,
+        tmp .. '/other_writer.lua'))
+      local out = p:read('*a')
+      p:close()
+      return out
+    end
+    local out = other()
+    assert.truthy(out:find(msg, 1, true), out)
+    w:close()
+    assert.are.equal('opened\n', other())
+    w = store.open(path, { params = PARAMS })
+    put(w, 1)
+    assert.are.same({ 0, 1 }, w:images())
+    w:close()
+  end)
+
+  it('names the store and the parameter of a value that is not JSON, and a missing folder', function()
+    local path = tmp .. '/badjson.db'
+    local s = store.open(path, { params = PARAMS })
+    s:close()
+    local ffi_ok = os.execute(('sqlite3 %q "UPDATE params SET value = \'{\"T\":\' WHERE name = \'options.a\'"')
+      :format(path)) == 0
+    if not ffi_ok then
+      pending('no sqlite3 shell to damage a store with')
+      return
+    end
+    s = store.open(path, { readonly = true })
+    local ok, err = pcall(s.params, s)
+    s:close()
+    assert.is_false(ok)
+    assert.truthy(tostring(err):match('^store ' .. path:gsub('%p', '%%%0') .. ': parameter options%.a is not valid ' ..
+      'JSON %(.+%): the store is damaged, or was written by another tool$'), err)
+    assert.has_error(function() store.open(tmp .. '/no/such/folder/RUN.db', { params = PARAMS }) end,
+      'store ' .. tmp .. '/no/such/folder/RUN.db: cannot create it: its folder ' .. tmp .. '/no/such/folder does ' ..
+      'not exist (create it first, or give another --store)')
   end)
 
   it("runs the Python snippet of docs/store.md against a store (sqlite3 + numpy.frombuffer)", function()
@@ -288,7 +391,11 @@ describe('moreau.store', function()
     local code = doc:match('```python\n(.-)```')
     assert.truthy(code, 'docs/store.md has a ```python block')
     cli.write(tmp .. '/snippet.py', code)
-    local p = io.popen(('%s %q %q 2>&1'):format(py, tmp .. '/snippet.py', tmp .. '/merged.db'))
+    -- a path with '#', '?', '%' and a space, which a URI must quote
+    local odd = tmp .. '/odd #1? 100%'
+    assert(lfs.mkdir(odd))
+    cli.write(odd .. '/merged.db', cli.read(tmp .. '/merged.db'))
+    local p = io.popen(('%s %q %q 2>&1'):format(py, tmp .. '/snippet.py', odd .. '/merged.db'))
     local out = p:read('*a')
     p:close()
     local s = store.open(tmp .. '/merged.db', { readonly = true })

@@ -35,7 +35,7 @@ dataset.spec = {
       help = 'the results store (SQLite); with shards RUN-K-of-N.db, or {K} and {N} in the name' },
     shard = { type = 'string', default = '', domain = 'string',
       help = 'K/N: this process explains the K-th (0-based) of N blocks of the range; default: from ' ..
-        'SLURM_ARRAY_TASK_ID, OMPI_COMM_WORLD_RANK or PMI_RANK, else 0/1' },
+        'SLURM_ARRAY_TASK_ID, OMPI_COMM_WORLD_RANK, PMI_RANK, srun\'s SLURM_PROCID or PMIX_RANK, else 0/1' },
     batch = { type = 'int', default = 64, domain = 'int >= 1', help = 'images per pass (changes no map)' },
     model = { type = 'string', default = 'resnet_fmnist', domain = 'string', help = 'shipped model' },
     methods = { type = 'list', default = { 'gradient', 'smoothgrad', 'sparse_moreaugrad' },
@@ -60,28 +60,56 @@ function dataset.wants(args)
   return false
 end
 
+-- The largest shard count accepted (a bound far above any real job, so a
+-- count that overflowed or was mistyped is refused, not wrapped around).
+dataset.MAX_SHARDS = 1000000
+
+-- A launcher's number (a rank, a size, an array task id) from its text: decimal
+-- digits only (no sign, space, 0x, exponent), at most max. what names the
+-- variable or option in the errors.
+local function strict_int(v, what, max)
+  if not tostring(v):match('^%d+$') then
+    error(('%s=%s is not a non-negative integer (decimal digits only)'):format(what, tostring(v)), 0)
+  end
+  local digits = tostring(v):gsub('^0+(%d)', '%1')
+  if #digits > 10 or tonumber(digits) > max then
+    error(('%s=%s is too large (at most %d)'):format(what, tostring(v), max), 0)
+  end
+  return tonumber(digits)
+end
+
 -- An environment variable as a non-negative integer, or nil when unset;
--- raises when it is set to anything else.
-local function env_int(getenv, name)
+-- raises when it is set to anything else. Counts (sizes, COUNT, MAX) are
+-- bounded by MAX_SHARDS, task ids by 10^9.
+local function env_int(getenv, name, count)
   local v = getenv(name)
   if v == nil or v == '' then return nil end
-  local n = tonumber(v)
-  if not n or n < 0 or n ~= math.floor(n) then
-    error(('%s=%s is not a non-negative integer'):format(name, v), 0)
-  end
-  return n
+  return strict_int(v, name, count and dataset.MAX_SHARDS or 1e9)
 end
 
 --- The shard (k, n, where) this process takes from the launcher's
--- environment, when no `--shard` is given; in this order:
---   SLURM job arrays (`sbatch --array=MIN-MAX[:STEP]`): k = (ID − MIN)/STEP
---     and n = SLURM_ARRAY_TASK_COUNT; without COUNT, n = (MAX − MIN)/STEP + 1.
---     MIN defaults to 0 and STEP to 1 when unset. An array that is not one
---     evenly stepped range (`--array=0,3,7`) is refused: give --shard.
---   Open MPI's mpirun: OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE.
---   MPICH, Intel MPI and Slurm's srun with PMI: PMI_RANK / PMI_SIZE.
+-- environment, when no `--shard` is given; the first of these that is set
+-- decides:
+--   1. SLURM job arrays (`sbatch --array=MIN-MAX[:STEP]`): k = (ID − MIN)/STEP
+--      and n = SLURM_ARRAY_TASK_COUNT; without COUNT, n = (MAX − MIN)/STEP + 1.
+--      MIN defaults to 0 and STEP to 1 when unset. An array that is not one
+--      evenly stepped range (`--array=0,3,7`) is refused: give --shard.
+--   2. Open MPI's mpirun: OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE.
+--   3. MPICH, Intel MPI and Slurm's srun with PMI: PMI_RANK / PMI_SIZE.
+--   4. Slurm's srun without PMI (`srun -n 16 moreau explain ...`):
+--      SLURM_PROCID / SLURM_STEP_NUM_TASKS. srun sets both for each task of
+--      a job step (with SLURM_STEP_ID); a batch script itself has
+--      SLURM_PROCID = 0 and SLURM_NTASKS (its --ntasks) but runs one process,
+--      so SLURM_NTASKS is never read, and SLURM_PROCID without
+--      SLURM_STEP_NUM_TASKS means one process (0/1).
+--   5. PMIx (`srun --mpi=pmix`, PRRTE's prterun): PMIX_RANK. PMIx gives the
+--      size of the job through its API (PMIX_JOB_SIZE), in no environment
+--      variable: the size is SLURM_STEP_NUM_TASKS under srun, else it is
+--      refused (give --shard).
+-- Every number is decimal digits only; sizes and counts are at most
+-- dataset.MAX_SHARDS (1,000,000).
 -- ARGS: getenv (default os.getenv). RETURN: k, n, a text naming the source;
--- or 0, 1, nil outside any launcher. Errors name the variables.
+-- or 0, 1, nil outside any launcher. Errors name the variables and values.
 function dataset.shard_from_env(getenv)
   getenv = getenv or os.getenv
   local id = env_int(getenv, 'SLURM_ARRAY_TASK_ID')
@@ -89,7 +117,7 @@ function dataset.shard_from_env(getenv)
     local min = env_int(getenv, 'SLURM_ARRAY_TASK_MIN') or 0
     local step = env_int(getenv, 'SLURM_ARRAY_TASK_STEP') or 1
     local max = env_int(getenv, 'SLURM_ARRAY_TASK_MAX')
-    local count = env_int(getenv, 'SLURM_ARRAY_TASK_COUNT')
+    local count = env_int(getenv, 'SLURM_ARRAY_TASK_COUNT', true)
     if step < 1 then error(('SLURM_ARRAY_TASK_STEP=%d must be at least 1'):format(step), 0) end
     local span = max and (max - min) / step + 1
     local n = count or span
@@ -102,27 +130,51 @@ function dataset.shard_from_env(getenv)
         'stepped range of task ids; give --shard=K/N to each task'):format(id, min, tostring(max), step,
         tostring(count)), 0)
     end
-    return k, n, ('SLURM array task %d of %d'):format(id, n)
+    if n > dataset.MAX_SHARDS then
+      error(('the SLURM array has %d tasks; at most %d shards'):format(n, dataset.MAX_SHARDS), 0)
+    end
+    return k, n, ('SLURM_ARRAY_TASK_ID=%d, an array of %d tasks'):format(id, n)
   end
-  for _, pair in ipairs { { 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE' }, { 'PMI_RANK', 'PMI_SIZE' } } do
+  for _, pair in ipairs { { 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE' }, { 'PMI_RANK', 'PMI_SIZE' },
+      { 'SLURM_PROCID', 'SLURM_STEP_NUM_TASKS' } } do
     local k = env_int(getenv, pair[1])
+    local n = k and env_int(getenv, pair[2], true)
+    if pair[1] == 'SLURM_PROCID' and k and not n then
+      k = nil -- a batch script (no job step): one process
+    end
     if k then
-      local n = env_int(getenv, pair[2])
-      if not n or k >= n then
+      if not n or n < 1 or k >= n then
         error(('%s=%d needs %s above it, got %s'):format(pair[1], k, pair[2], tostring(getenv(pair[2]))), 0)
       end
       return k, n, ('%s=%d of %s=%d'):format(pair[1], k, pair[2], n)
     end
   end
+  local k = env_int(getenv, 'PMIX_RANK')
+  if k then
+    local n = env_int(getenv, 'SLURM_STEP_NUM_TASKS', true)
+    if not n then
+      error(('PMIX_RANK=%d is set, but PMIx gives the number of processes in no environment variable (and ' ..
+        'SLURM_STEP_NUM_TASKS is unset): give --shard=K/N to each process'):format(k), 0)
+    end
+    if n < 1 or k >= n then
+      error(('PMIX_RANK=%d needs SLURM_STEP_NUM_TASKS above it, got %d'):format(k, n), 0)
+    end
+    return k, n, ('PMIX_RANK=%d of SLURM_STEP_NUM_TASKS=%d'):format(k, n)
+  end
   return 0, 1, nil
 end
 
 --- Reads the shard option's K/N. RETURN: k, n. Errors: anything but two
--- integers with 0 <= K < N (the message names `--shard`).
+-- decimal integers with 0 <= K < N <= dataset.MAX_SHARDS (the message names
+-- `--shard`).
 function dataset.parse_shard(s)
-  local k, n = tostring(s):match('^(%d+)/(%d+)$')
-  k, n = tonumber(k), tonumber(n)
-  if not k or n < 1 or k >= n then
+  local ks, ns = tostring(s):match('^(%d+)/(%d+)$')
+  if not ks then
+    error(('--shard must be K/N with 0 <= K < N (K counts from 0), got %s'):format(tostring(s)), 0)
+  end
+  local n = strict_int(ns, '--shard=' .. tostring(s) .. ': N', dataset.MAX_SHARDS)
+  local k = strict_int(ks, '--shard=' .. tostring(s) .. ': K', dataset.MAX_SHARDS)
+  if n < 1 or k >= n then
     error(('--shard must be K/N with 0 <= K < N (K counts from 0), got %s'):format(tostring(s)), 0)
   end
   return k, n
@@ -180,20 +232,32 @@ local function load_data(spec, card, model)
   return ds
 end
 
--- The git revision of the source tree, "+dirty" when a tracked file differs
--- from it; 'unknown' outside a checkout. Untracked files do not count (unlike
--- moreau.report.git_revision): the store itself, made inside the tree, must
--- not change the revision its resume compares.
-local function revision()
+-- What the maps depend on in the source tree, for the store's
+-- `code_revision` parameter (docs/store.md, "What a resume compares"): the
+-- git tree hashes of engine/, bindings/ and models/ at HEAD
+-- (`git rev-parse HEAD:engine`, 12 hex digits each), "+dirty" when a tracked
+-- file under them differs from HEAD. A commit that changes only the docs,
+-- the tests or the recipes leaves it as it is, so a store made before it
+-- still resumes and merges. Untracked files do not count: the store itself
+-- may be made inside the tree. Outside a git checkout (an installed tree)
+-- it is 'unknown', and a resume compares moreau_version only, as before.
+-- The full commit is recorded too, in the run table (git_revision), as
+-- information that no resume compares.
+local function code_revision()
   local root = require('moreau.core').root
-  local p = io.popen('git -C "' .. root .. '" rev-parse --short HEAD 2>/dev/null')
-  local rev = p and p:read('*l')
-  if p then p:close() end
-  if not rev or rev == '' then return 'unknown' end
-  local d = io.popen('git -C "' .. root .. '" status --porcelain --untracked-files=no 2>/dev/null')
+  local q = "'" .. root:gsub("'", "'\\''") .. "'"
+  local parts = {}
+  for _, dir in ipairs { 'engine', 'bindings', 'models' } do
+    local p = io.popen('git -C ' .. q .. ' rev-parse --verify --quiet HEAD:' .. dir .. ' 2>/dev/null')
+    local h = p and p:read('*l')
+    if p then p:close() end
+    if not h or not h:match('^%x+$') then return 'unknown' end
+    parts[#parts + 1] = dir .. ':' .. h:sub(1, 12)
+  end
+  local d = io.popen('git -C ' .. q .. ' status --porcelain --untracked-files=no -- engine bindings models 2>/dev/null')
   local dirty = d and d:read('*l')
   if d then d:close() end
-  return rev .. ((dirty and #dirty > 0) and '+dirty' or '')
+  return table.concat(parts, ' ') .. ((dirty and #dirty > 0) and '+dirty' or '')
 end
 
 -- The options a map depends on: chunk and memory_budget only say how the
@@ -224,6 +288,65 @@ local function duration(s)
   return ('%ds'):format(s)
 end
 
+-- Runs f; an error it raises loses Lua's "file:line: " prefix (the person
+-- running the command needs what went wrong, not where in moreau), and one
+-- that names nothing of the command is prefixed with what (the options).
+local function plain(f, what)
+  local r = { pcall(f) }
+  if r[1] then return unpack(r, 2, table.maxn(r)) end
+  local msg = tostring(r[2]):gsub('^[^\n]-%.lua:%d+: ', '')
+  if not msg:find('--', 1, true) then msg = what .. ': ' .. msg end
+  error(msg, 0)
+end
+
+-- SIGXFSZ: a write past the file-size limit (`ulimit -f`, RLIMIT_FSIZE)
+-- sends it, and its default action kills the process (exit status 153 from
+-- a shell) before SQLite sees the failed write. Ignored, the write fails with
+-- EFBIG and the store reports it ("the disk refused a write"), keeping every
+-- finished image. 25 is SIGXFSZ on Linux (x86-64, arm64 and every
+-- architecture but MIPS, SPARC and Alpha: signal(7)), on FreeBSD and on macOS.
+local SIGXFSZ = ({ Linux = 25, OSX = 25, BSD = 25 })[require('ffi').os]
+local SIG_IGN = 1
+local sigxfsz_ignored = false
+local function ignore_sigxfsz()
+  local ffi = require 'ffi'
+  if sigxfsz_ignored or not SIGXFSZ or (ffi.os == 'Linux' and (ffi.arch == 'mips' or ffi.arch == 'mipsel')) then
+    return
+  end
+  pcall(ffi.cdef, 'typedef void (*mr_sighandler_t)(int); mr_sighandler_t signal(int signum, mr_sighandler_t handler);')
+  ffi.C.signal(SIGXFSZ, ffi.cast('mr_sighandler_t', SIG_IGN))
+  sigxfsz_ignored = true
+end
+
+-- On a resume, the images already in the store must be the images the
+-- command reads now: for each finished id of [lo, hi), its source and noise
+-- key (the key of its normalized pixels, docs/determinism.md) as stored
+-- against those of the data now. Raises at the first that differs, naming
+-- the image, the stored and the current source.
+local function same_data(s, path, ds, norm, lo, hi, finished, p)
+  local ids = {}
+  for id = lo, hi - 1 do if finished[id] then ids[#ids + 1] = id end end
+  local B = math.max(1, p.batch)
+  for b = 1, #ids, B do
+    local e = math.min(#ids, b + B - 1)
+    local items = {}
+    for i = b, e do items[#items + 1] = ds.images:select(ids[i] + 1) end
+    local raw = #items == 1 and items[1] or moreau.tensor.cat(items)
+    local keys = moreau.methods.item_keys(moreau.data.normalize(raw, norm.mean, norm.std))
+    for i = b, e do
+      local id = ids[i]
+      local rec = s:image(id)
+      local k = keys[i - b + 1]
+      local src, key = ds.source(id), type(k) == 'string' and k or require('bit').tohex(k, 16)
+      if rec.source ~= src or rec.noise_key ~= key then
+        error(('store %s: image %d was explained from %s (noise key %s), but --data=%s now gives %s (noise key %s) ' ..
+          'for it: the data changed since the store was made; use a new --store for the changed data')
+          :format(path, id, rec.source, rec.noise_key, p.data, src, key), 0)
+      end
+    end
+  end
+end
+
 --- Runs the data-set job with typed parameters p (dataset.spec's, as
 -- moreau.recipe.params gives them). opts {getenv = os.getenv,
 -- progress = 'off' | 'tty' | 'lines' (default: the mode in force)}.
@@ -234,6 +357,7 @@ end
 -- read-only file), after which the store holds every image finished before.
 function dataset.run(p, opts)
   opts = opts or {}
+  ignore_sigxfsz()
   local ex = require 'moreau.experiment'
   if p.store == '' then error('give --store=FILE, the results store (SQLite) the maps go to', 0) end
   local k, n, from = 0, 1, nil
@@ -244,9 +368,9 @@ function dataset.run(p, opts)
     k, n, from = dataset.shard_from_env(opts.getenv)
   end
   local list = ex.methods { preset = p.preset, seed = p.seed, only = p.methods, overrides = p }
-  local net, card = moreau.models.pretrained(p.model)
+  local net, card = plain(function() return moreau.models.pretrained(p.model) end, '--model=' .. p.model)
+  local ds = plain(function() return load_data(p.data, card, p.model) end, '--data=' .. p.data)
   local norm = card.data.normalization
-  local ds = load_data(p.data, card, p.model)
   if p.target == 'label' and not ds.labels then
     error(('--target=label, but the images of --data=%s have no labels (a folder without class subfolders)')
       :format(p.data), 0)
@@ -260,7 +384,7 @@ function dataset.run(p, opts)
   local params = {
     data = p.data, range = { first, last }, model = p.model, target = p.target, seed = p.seed, preset = p.preset,
     shard = ('%d/%d'):format(k, n), precision = moreau.get_precision(), conv_backend = moreau.get_conv_backend(),
-    git_revision = revision(), moreau_version = moreau.version,
+    code_revision = code_revision(), moreau_version = moreau.version,
     methods = {},
   }
   for i, m in ipairs(list) do
@@ -272,6 +396,8 @@ function dataset.run(p, opts)
   if not oks then error((tostring(s):gsub('^[^\n]-:%d+: ', '')), 0) end
   local finished = {}
   for _, id in ipairs(s:images()) do finished[id] = true end
+  local okv, errv = pcall(same_data, s, path, ds, norm, lo, hi, finished, p)
+  if not okv then s:close() error(errv, 0) end
   local todo = {}
   for id = lo, hi - 1 do if not finished[id] then todo[#todo + 1] = id end end
   local total, skipped = hi - lo, (hi - lo) - #todo

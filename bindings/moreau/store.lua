@@ -16,7 +16,7 @@
 -- and a full disk at any moment, be read while it is written, and be read by
 -- anyone's tools later; SQLite in WAL mode gives atomic transactions (an
 -- image's rows are committed together or not at all), concurrent readers,
--- a busy timeout for a second writer, and a file format that Python's
+-- a busy timeout (and, beside it, a lock refusing a second writer), and a file format that Python's
 -- standard library reads. Debian's Lua binding, LuaSQL 2.6
 -- (lua-sql-sqlite3), has no parameter binding (its driver calls no
 -- sqlite3_bind_* function): a float32 map could only travel as a hex
@@ -56,6 +56,12 @@ double sqlite3_column_double(sqlite3_stmt *stmt, int i);
 int64_t sqlite3_column_int64(sqlite3_stmt *stmt, int i);
 const unsigned char *sqlite3_column_text(sqlite3_stmt *stmt, int i);
 ]]
+-- the POSIX calls of the writer's lock (see lock below); declared once even
+-- when another module declared them first
+for _, decl in ipairs {
+  'int open(const char *path, int flags, ...);', 'int close(int fd);', 'int flock(int fd, int operation);',
+  'int access(const char *path, int mode);', 'char *strerror(int errnum);',
+} do pcall(ffi.cdef, decl) end
 
 local store = {}
 
@@ -265,6 +271,61 @@ local function rows(self, text, args)
   return out
 end
 
+-- ------------------------------------------------------------ the writer's lock
+
+-- open(2) flags and flock(2) operations: the same numbers on Linux x86-64
+-- and arm64 (asm-generic), which are the platforms moreau builds on.
+local O_RDONLY, O_CREAT, O_CLOEXEC = 0, 0x40, 0x80000
+local LOCK_EX, LOCK_NB = 2, 4
+local EWOULDBLOCK, EINTR, EACCES, EROFS = 11, 4, 13, 30 -- errno values (asm-generic)
+
+local function strerror(e) return ffi.string(ffi.C.strerror(e)) end
+
+-- Takes the writer's lock of the store at path: an exclusive flock(2) on
+-- the sidecar file PATH-lock (created when missing, never removed: removing
+-- it would let a second writer lock a new file while the first holds the
+-- old one). SQLite alone cannot refuse a second writer: it serializes the
+-- two, which then interleave their images (docs/store.md, "One writer per
+-- store"). The kernel releases the lock when the process ends however it
+-- ends, so a store whose writer was killed (kill -9) resumes at once.
+-- flock needs no write permission, so the file is opened read-only and a
+-- store on a read-only file system reaches SQLite's clearer error.
+-- RETURN: a box holding the file descriptor (closed, and the lock
+-- released, by unlock or when collected). Errors name the store.
+local function lock(path)
+  local lpath = path .. '-lock'
+  local fd = ffi.C.open(lpath, O_RDONLY + O_CLOEXEC)
+  if fd < 0 then fd = ffi.C.open(lpath, O_RDONLY + O_CREAT + O_CLOEXEC, ffi.new('int', 420)) end -- 0644
+  if fd < 0 then
+    local e = ffi.errno()
+    error(('store %s: cannot create its lock file %s: %s%s'):format(path, lpath, strerror(e),
+      (e == EROFS or e == EACCES) and ' (the folder is read-only: the run cannot record anything there; give ' ..
+      'another --store, or make it writable)' or ''), 0)
+  end
+  local rc
+  repeat rc = ffi.C.flock(fd, LOCK_EX + LOCK_NB) until rc == 0 or ffi.errno() ~= EINTR
+  if rc ~= 0 then
+    local e = ffi.errno()
+    ffi.C.close(fd)
+    if e == EWOULDBLOCK then
+      error(('store %s: another process is writing this store (it holds the lock %s); two processes cannot ' ..
+        'write one store: let the other finish (run the same command again afterwards to resume), or give each ' ..
+        'process its own store (the shards of a run write RUN-K-of-N.db: --shard=K/N, or a SLURM array or ' ..
+        'MPI launcher)'):format(path, lpath), 0)
+    end
+    error(('store %s: cannot lock %s: %s'):format(path, lpath, strerror(e)), 0)
+  end
+  local box = ffi.new('int[1]', fd)
+  return ffi.gc(box, function(b) if b[0] >= 0 then ffi.C.close(b[0]) b[0] = -1 end end)
+end
+
+local function unlock(box)
+  if box and box[0] >= 0 then
+    ffi.C.close(box[0])
+    box[0] = -1
+  end
+end
+
 local function file_exists(path)
   local f = io.open(path, 'rb')
   if f then f:close() return true end
@@ -289,8 +350,13 @@ end
 --   ignore = {name = true}: parameters not compared (moreau.store.merge
 --            ignores `shard`) }
 -- RETURN: a Store (see its methods below). Errors: a missing file (no
--- params), a file that is not a moreau store (names what it lacks), another
--- schema version, a read-only file opened for writing, differing parameters.
+-- params), a missing folder for a new store (names it), a file that is not a
+-- moreau store (names what it lacks), another schema version, a read-only
+-- file opened for writing, differing parameters, another process writing
+-- the store. One writer at a time: opened with params (or at its first
+-- put_image), a store takes an exclusive flock(2) on PATH-lock, released by
+-- close or when the process ends (docs/store.md, "One writer per store");
+-- readers take no lock.
 -- Writes go through WAL (write-ahead logging) with synchronous=FULL: a
 -- committed image survives a killed process and a power cut.
 function store.open(path, opts)
@@ -302,6 +368,13 @@ function store.open(path, opts)
   local exists = file_exists(path)
   if not exists and opts.params == nil then
     error(('store %s: no such file (a store is created by `moreau explain --data=... --store=%s`)'):format(path, path), 2)
+  end
+  if not exists then
+    local dir = path:match('^(.*)/[^/]*$')
+    if dir and dir ~= '' and ffi.C.access(dir, 0) ~= 0 then
+      error(('store %s: cannot create it: its folder %s does not exist (create it first, or give another ' ..
+        '--store)'):format(path, dir), 2)
+    end
   end
   local flags = opts.readonly and OPEN_READONLY or (OPEN_READWRITE + OPEN_CREATE)
   local pdb = ffi.new('sqlite3 *[1]')
@@ -320,7 +393,10 @@ function store.open(path, opts)
       'cannot record anything there: give another --store, or make it writable'):format(path), 2)
   end
   local ok, err = pcall(function()
-    local has = rows(self, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'run'")[1][1] == 1
+    -- one writer at a time: the lock first, before anything is read or made
+    if opts.params and not opts.readonly then self.lock = lock(path) end
+    local has_sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'run'"
+    local has = rows(self, has_sql)[1][1] == 1
     if not has then
       local any = rows(self, 'SELECT count(*) FROM sqlite_master')[1][1]
       if any > 0 or exists and opts.params == nil then
@@ -328,9 +404,13 @@ function store.open(path, opts)
       end
       if opts.readonly then error(('store %s: empty file, not a moreau store'):format(path), 0) end
       exec(self, 'PRAGMA journal_mode = WAL', 'cannot switch to write-ahead logging')
+      -- the check again and the tables in one immediate transaction, IF NOT
+      -- EXISTS: a writer of an older moreau (no lock) racing this one makes
+      -- the tables once, and this one then compares parameters as on a resume
       exec(self, 'BEGIN IMMEDIATE', 'cannot start creating the store')
       local okc, errc = pcall(function()
-        exec(self, SCHEMA_SQL, 'cannot create the tables')
+        if rows(self, has_sql)[1][1] == 1 then return end
+        exec(self, (SCHEMA_SQL:gsub('CREATE TABLE', 'CREATE TABLE IF NOT EXISTS')), 'cannot create the tables')
         local git, versions = provenance()
         local info = { schema = store.SCHEMA, git_revision = git, versions = versions,
           created = os.date('!%Y-%m-%dT%H:%M:%SZ') }
@@ -339,7 +419,7 @@ function store.open(path, opts)
           run(self, 'INSERT INTO params (name, value) VALUES (?, ?)', { k, canonical(v, 'parameter ' .. k) })
         end
       end)
-      if not okc then exec(self, 'ROLLBACK', 'cannot roll back') error(errc, 0) end
+      if not okc then sql.sqlite3_exec(self.db, 'ROLLBACK', nil, nil, nil) error(errc, 0) end
       exec(self, 'COMMIT', 'cannot commit the new store')
     end
     local schema = self:info().schema
@@ -393,11 +473,23 @@ local function live(self)
   if not self.db then error('store ' .. tostring(self.path) .. ': closed', 3) end
 end
 
---- The run's parameters as recorded (table name -> value).
+-- A JSON value of the store, decoded; an error names the store and what
+-- holds the text (a parameter, a row of the run table).
+local function decode(self, text, what)
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then
+    error(('store %s: %s is not valid JSON (%s): the store is damaged, or was written by another tool')
+      :format(self.path, what, tostring(v):gsub('^[^\n]-:%d+: ', '')), 0)
+  end
+  return v
+end
+
+--- The run's parameters as recorded (table name -> value). Errors: a value
+-- that is not JSON (names the store and the parameter).
 function Store:params()
   live(self)
   local out = {}
-  for _, r in ipairs(rows(self, 'SELECT name, value FROM params')) do out[r[1]] = cjson.decode(r[2]) end
+  for _, r in ipairs(rows(self, 'SELECT name, value FROM params')) do out[r[1]] = decode(self, r[2], 'parameter ' .. r[1]) end
   return out
 end
 
@@ -406,7 +498,7 @@ end
 function Store:info()
   live(self)
   local out = {}
-  for _, r in ipairs(rows(self, 'SELECT key, value FROM run')) do out[r[1]] = cjson.decode(r[2]) end
+  for _, r in ipairs(rows(self, 'SELECT key, value FROM run')) do out[r[1]] = decode(self, r[2], 'the run table\'s ' .. r[1]) end
   return out
 end
 
@@ -561,6 +653,12 @@ end
 function Store:put_image(rec)
   live(self)
   if self.readonly then error(('store %s: opened read-only'):format(self.path), 2) end
+  -- a store opened without params (to read) takes the writer's lock at its first write
+  if not self.lock then
+    local okl, errl = pcall(lock, self.path)
+    if not okl then error(errl, 2) end
+    self.lock = errl
+  end
   exec(self, 'BEGIN IMMEDIATE', ('cannot start writing image %s'):format(tostring(rec.image)))
   local ok, err = pcall(function()
     if rows(self, 'SELECT count(*) FROM images WHERE image = ?', { rec.image })[1][1] > 0 then
@@ -626,6 +724,8 @@ function Store:close()
   self.db = nil
   ffi.gc(db, nil)
   sql.sqlite3_close_v2(db)
+  unlock(self.lock) -- after SQLite's last write (the checkpoint of the close)
+  self.lock = nil
 end
 
 -- ------------------------------------------------------------ export
@@ -801,6 +901,7 @@ function store.merge(inputs, out)
       os.remove(out)
       os.remove(out .. '-wal')
       os.remove(out .. '-shm')
+      os.remove(out .. '-lock')
       error(errm, 0)
     end
     dst:close()
