@@ -93,22 +93,7 @@ describe('attacks.moreaugrad_vjp: the derivative through the fixed point', funct
         for j = 1, d do A[i][j] = (i == j and 1 or 0) + rho * 0.5 * (H[j][i - 1] + H[i][j - 1]) end
         b[i] = pu[n * d + i - 1]
       end
-      for k = 1, d do
-        local piv = k
-        for i = k + 1, d do if math.abs(A[i][k]) > math.abs(A[piv][k]) then piv = i end end
-        A[k], A[piv], b[k], b[piv] = A[piv], A[k], b[piv], b[k]
-        for i = k + 1, d do
-          local f = A[i][k] / A[k][k]
-          for j = k, d do A[i][j] = A[i][j] - f * A[k][j] end
-          b[i] = b[i] - f * b[k]
-        end
-      end
-      local w = {}
-      for i = d, 1, -1 do
-        local s = b[i]
-        for j = i + 1, d do s = s - A[i][j] * w[j] end
-        w[i] = s / A[i][i]
-      end
+      local w = require('helpers.linalg').solve(A, b)
       local pv = core.floats(vjp)
       local num, den = 0, 0
       for i = 1, d do

@@ -127,23 +127,7 @@ describe('MoreauGrad on a quadratic score', function()
       end
       r[i] = x:get(1, i) - rho * bvec:get(1, i)
     end
-    for c = 1, d do
-      local p = c
-      for i = c + 1, d do if math.abs(M[i][c]) > math.abs(M[p][c]) then p = i end end
-      M[c], M[p], r[c], r[p] = M[p], M[c], r[p], r[c]
-      for i = c + 1, d do
-        local f = M[i][c] / M[c][c]
-        for j = c, d do M[i][j] = M[i][j] - f * M[c][j] end
-        r[i] = r[i] - f * r[c]
-      end
-    end
-    local s = {}
-    for i = d, 1, -1 do
-      local a = r[i]
-      for j = i + 1, d do a = a - M[i][j] * s[j] end
-      s[i] = a / M[i][i]
-    end
-    return s
+    return require('helpers.linalg').solve(M, r)
   end
 
   for _, rho in ipairs { 0.3, 1 } do

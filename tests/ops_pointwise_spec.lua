@@ -34,20 +34,7 @@ local function has_op(name)
   return false
 end
 
---- A seeded normal tensor (std `scale`) whose entries are moved at least
--- `margin` away from each point of `kinks`.
-local function away(shape, seed, scale, kinks, margin)
-  local x = T.randn(shape, { seed = seed, stream = 1, std = scale or 1 })
-  local p = x:data()
-  margin = margin or 0.1
-  for i = 0, x:numel() - 1 do
-    for _, k in ipairs(kinks or {}) do
-      local d = p[i] - k
-      if math.abs(d) < margin then p[i] = k + (d < 0 and -margin or margin) end
-    end
-  end
-  return x
-end
+local away = gc.away
 
 --- Runs the finite-difference checks of a network built by build(b, x) and
 -- asserts them, with the seed and a label in the message.
