@@ -279,6 +279,19 @@ describe('faithfulness rules', function()
     end
   end)
 
+  it('sizes the scores from the tensor the network returns, not from methods a recipe can replace', function()
+    local net = models.resnet_fmnist { width = 0.25, seed = 1 }
+    local x = T.randn({ 1, 1, 28, 28 }, { seed = 1 })
+    local map = T.randn({ 1, 1, 28, 28 }, { seed = 2 })
+    net.output_shape = function() return { 100000000 } end
+    net.forward_inference = function() return T.zeros { 1, 1 } end
+    error_with(function() F.deletion(net, x, map, { 99999999 }, { score = 'logit', step = 392 }) end,
+      'faithfulness.deletion: the network returned 1x1 for a batch of 3; expected 3x100000000 class scores')
+    net.output_shape = nil
+    error_with(function() F.deletion(net, x, map, { 9 }, { step = 392 }) end,
+      'faithfulness.deletion: the network returned 1x1 for a batch of 3; expected 3x10 class scores')
+  end)
+
   it('is moreau.metrics.faithfulness', function()
     assert.are.equal(F, metrics.faithfulness)
     assert.are.equal(F, require('moreau').faithfulness)

@@ -205,16 +205,16 @@ function core.labels(labels, N, into, who, level, classes)
   who, level = who or 'oracle', (level or 2) + 1
   local out = into or ffi.new('int32_t[?]', math.max(N, 1))
   if type(labels) == 'number' then
-    class_id(labels, nil, who, level + 1, classes)
+    class_id(labels, nil, who, level, classes)
     for i = 0, N - 1 do out[i] = labels end
   elseif type(labels) == 'table' then
     if #labels ~= N then
       error(('%s: %d labels for a batch of %d'):format(who, #labels, N), level)
     end
-    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level + 1, classes) end
+    for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level, classes) end
   elseif type(labels) == 'cdata' then
     if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
-    if classes then for i = 0, N - 1 do class_id(out[i], i + 1, who, level + 1, classes) end end
+    if classes then for i = 0, N - 1 do class_id(out[i], i + 1, who, level, classes) end end
   else
     error(('%s: labels must be a table of class ids, got %s'):format(who, type(labels)), level)
   end

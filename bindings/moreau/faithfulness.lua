@@ -461,7 +461,7 @@ local function curves(kind, net, x, map, labels, opts, level)
       level)
   end
   local K = out[1]
-  local lab = core.labels(labels, N, nil, who, level - 1, K) -- the scores are read at row[label] below
+  local lab = core.labels(labels, N, nil, who, level, K) -- the scores are read at row[label] below
   local P = H * W
   local counts, fractions = {}, {}
   if kind == 'road' then
@@ -535,6 +535,13 @@ local function curves(kind, net, x, map, labels, opts, level)
       fill(bptr + j * d, floor(g / nsteps), g % nsteps + 1)
     end
     local y = net:forward_inference(core.store(T.zeros(shape), bptr))
+    -- the scores are indexed below at j·K + label: size them from the engine's
+    -- record of y, never from a method a (sandboxed) recipe could replace
+    local ys = T.is(y) and core.shape(y) or nil
+    if not ys or #ys ~= 2 or ys[1] ~= m or ys[2] ~= K then
+      error(('%s: the network returned %s for a batch of %d; expected %dx%d class scores'):format(who,
+        ys and shape_str(ys) or type(y), m, m, K), level)
+    end
     local yp = core.floats(y)
     for j = 0, m - 1 do
       local g = done + j
