@@ -689,3 +689,57 @@ describe('safetensors and networks', function()
     assert.is_true(C.mr_net_param_value(nil, 0) == nil)
   end)
 end)
+
+describe('NaN payloads (docs/sandbox.md, "NaN payloads")', function()
+  -- LuaJIT (GC64) keeps object tags in NaN doubles; its FFI does not normalize
+  -- a float it converts, so these float32 bit patterns would read in Lua as a
+  -- forged string, table or userdata (0xFFAC0000, 0xFF900000, 0xFFF00000).
+  local payloads = { 0xFFAC0000, 0xFF900000, 0xFFF00000, 0x7FC00001, 0xFFC00000 }
+  local function bits_of(t)
+    local p = ffi.cast('uint32_t *', t:data())
+    local out = {}
+    for i = 0, t:numel() - 1 do out[i + 1] = tonumber(p[i]) end
+    return out
+  end
+
+  it('a file\'s NaNs load as the one plain NaN 0x7FC00000, F32 and BF16', function()
+    local data = {}
+    for _, b in ipairs(payloads) do
+      data[#data + 1] = string.char(bit.band(b, 0xff), bit.band(bit.rshift(b, 8), 0xff),
+        bit.band(bit.rshift(b, 16), 0xff), bit.band(bit.rshift(b, 24), 0xff))
+    end
+    local bf = {}
+    for _, b in ipairs(payloads) do
+      bf[#bf + 1] = string.char(bit.band(bit.rshift(b, 16), 0xff), bit.band(bit.rshift(b, 24), 0xff))
+    end
+    local header = '{"w":{"dtype":"F32","shape":[5],"data_offsets":[0,20]},' ..
+      '"h":{"dtype":"BF16","shape":[5],"data_offsets":[20,30]}}'
+    local t = st.load(craft('nanpayload', header, table.concat(data) .. table.concat(bf)))
+    for _, name in ipairs { 'w', 'h' } do
+      for i, b in ipairs(bits_of(t[name])) do
+        assert.are.equal(0x7FC00000, b, ('%s[%d] from 0x%08X'):format(name, i, payloads[i]))
+        local v = t[name]:get(i)
+        assert.are.equal('number', type(v))
+        assert.is_true(v ~= v)
+      end
+    end
+  end)
+
+  it('tensor reads towards Lua and writes from Lua buffers carry no payload', function()
+    local t = T.zeros { 5 }
+    local p = ffi.cast('uint32_t *', t:data())
+    for i, b in ipairs(payloads) do p[i - 1] = b end
+    for i = 1, 5 do
+      local v = t:get(i)
+      assert.are.equal('number', type(v), ('get(%d) of 0x%08X'):format(i, payloads[i]))
+      assert.is_true(v ~= v)
+    end
+    for _, v in ipairs(t:totable()) do assert.are.equal('number', type(v)) end
+    local f = core.floats(t)
+    for i = 0, 4 do assert.are.equal('number', type(f[i])) end
+    local buf = ffi.new('uint32_t[5]', payloads)
+    local u = T.zeros { 5 }
+    core.check(C.mr_tensor_write(core.handle(u), 0, ffi.cast('const float *', buf), 5))
+    for i, b in ipairs(bits_of(u)) do assert.are.equal(0x7FC00000, b, ('write of 0x%08X'):format(payloads[i])) end
+  end)
+end)

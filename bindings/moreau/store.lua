@@ -27,6 +27,7 @@
 -- busy_timeout), so it declares them here and loads libsqlite3 itself.
 local ffi = require 'ffi'
 local T = require 'moreau.tensor'
+local core = require 'moreau.core'
 
 ffi.cdef [[
 typedef struct sqlite3 sqlite3;
@@ -560,8 +561,10 @@ local function tensor_of(blob, shape, what)
   if #blob ~= 4 * n then
     error(('store: %s holds %d bytes, but its shape %s needs %d'):format(what, #blob, table.concat(shape, 'x'), 4 * n), 0)
   end
+  -- through mr_tensor_write, which turns NaNs with payloads into one plain NaN
+  -- (a forged blob's NaN bits must never reach Lua: docs/sandbox.md)
   local t = T.zeros(shape)
-  ffi.copy(t:data(), blob, #blob)
+  core.check(core.C.mr_tensor_write(core.handle(t), 0, ffi.cast('const float *', blob), n))
   return t
 end
 

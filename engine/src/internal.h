@@ -59,6 +59,21 @@ static inline int64_t mr_budget_load(atomic_llong *budget, int64_t default_bytes
     return b > 0 ? b : default_bytes;
 }
 
+/* Every NaN in p[0, n) becomes the one quiet NaN 0x7FC00000. LuaJIT (GC64)
+ * keeps its object tags in the top bits of NaN doubles, and its FFI does not
+ * normalize a float it converts: a float NaN with the sign set and payload
+ * bits (e.g. 0xFFAC0000, from a hostile weights file) reads in Lua as a
+ * forged string, table or userdata pointer. So no NaN with a payload may
+ * enter a tensor from a file or leave one towards Lua (docs/sandbox.md,
+ * "NaN payloads"); NaNs computed from these are the CPU's default NaN or this
+ * one, both plain numbers to LuaJIT. */
+static inline void mr_canonicalize_nans(float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] != p[i])
+            p[i] = __builtin_nanf("");
+}
+
 static inline int mr_same_shape(const mr_tensor *a, const mr_tensor *b)
 {
     if (a->ndim != b->ndim)

@@ -107,6 +107,7 @@ int mr_tensor_read(float *dst, const mr_tensor *t, int64_t offset, int64_t n)
         return MR_OK;
     MR_TRY(need(dst, "mr_tensor_read", "dst"));
     memcpy(dst, t->data + offset, (size_t)n * sizeof(float));
+    mr_canonicalize_nans(dst, n); /* towards Lua: no NaN payloads (internal.h) */
     return MR_OK;
 }
 
@@ -118,6 +119,7 @@ int mr_tensor_write(mr_tensor *t, int64_t offset, const float *src, int64_t n)
         return MR_OK;
     MR_TRY(need(src, "mr_tensor_write", "src"));
     memcpy(t->data + offset, src, (size_t)n * sizeof(float));
+    mr_canonicalize_nans(t->data + offset, n); /* from Lua buffers and store blobs (internal.h) */
     return MR_OK;
 }
 

@@ -461,6 +461,8 @@ int ox_const_from_tensor(ox_const **out, ox_model *m, const Onnx__TensorProto *t
         ox_const_free(c);
         return rc;
     }
+    if (!as_int)
+        mr_canonicalize_nans(c->f, numel); /* a file's NaN payloads never reach a tensor (internal.h) */
     *out = c;
     return MR_OK;
 }

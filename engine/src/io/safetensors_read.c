@@ -621,6 +621,7 @@ static void convert(const mr_safetensors *st, const st_entry *e, float *dst)
         }
         break;
     }
+    mr_canonicalize_nans(dst, n); /* a file's NaN payloads never reach a tensor (internal.h) */
 }
 
 int mr_safetensors_get(mr_tensor **out, const mr_safetensors *st, int i)
