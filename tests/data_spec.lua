@@ -229,7 +229,7 @@ describe('IDX files', function()
     local corrupt = write('corrupt.gz', bad)
     assert_error_with(function() data.load_idx_images(corrupt) end,
       "'" .. corrupt .. "': the gzip stream is corrupt or cut off (zlib: ")
-    assert_error_with(function() data.load_idx_images(tmp) end, "'" .. tmp .. "': read failed", 'Is a directory')
+    assert_error_with(function() data.load_idx_images(tmp) end, "'" .. tmp .. "' is not a regular file")
   end)
 
   it('check arguments in C', function()
@@ -620,5 +620,26 @@ describe('images of another aspect (load_image fit)', function()
     assert.is_true(done.resized)
     assert.has_error(function() data.load_image(tall, { size = { 10, 10 }, fit = 'zoom' }) end,
       "data.load_image: option 'fit' must be one of 'stretch', 'crop', got 'zoom'")
+  end)
+end)
+
+describe('every loader refuses a FIFO without blocking on it', function()
+  -- opening a FIFO for reading blocks until a writer comes; the loaders open
+  -- with O_NONBLOCK and refuse anything but a regular file (mr_open_regular)
+  local dir
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute('mkdir ' .. shell_quote(dir) .. ' && mkfifo ' .. shell_quote(dir .. '/f')) == 0)
+  end)
+  teardown(function() os.execute('rm -rf ' .. shell_quote(dir)) end)
+
+  it('names the file', function()
+    local f = dir .. '/f'
+    assert_error_with(function() data.load_cifar_batch(f) end, 'is not a regular file')
+    assert_error_with(function() data.load_idx_images(f) end, 'is not a regular file')
+    assert_error_with(function() data.load_image(f) end, 'is not a regular file')
+    assert_error_with(function() require('moreau.safetensors').load(f) end, f .. ': not a regular file')
+    assert_error_with(function() require('moreau.models').onnx(f) end, 'onnx: ' .. f .. ' is not a regular file')
   end)
 end)

@@ -137,6 +137,12 @@ int mr_size_int(const char *fn, const char *what, int64_t v);
  *   "<fmt, args>, over the loader budget of N bytes (mr_set_loader_budget)"
  * where fmt names the function, the file and what it declares. */
 int mr_loader_check(int64_t bytes, const char *fmt, ...) MR_PRINTF(2, 3);
+/* Opens path for reading without blocking on a FIFO or a device (O_NONBLOCK,
+ * cleared once open) and returns the descriptor; -1 with errno set when it
+ * cannot be opened; MR_NOT_REGULAR (closed again) when it is not a regular
+ * file. Every loader opens its files through this (io/budget.c). */
+enum { MR_NOT_REGULAR = -2 };
+int mr_open_regular(const char *path);
 
 /* A long call's progress (core/progress.c): begin with where it starts and
  * the whole (in `unit`s: "iteration", "copy"; a resumed solver starts past

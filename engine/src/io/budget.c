@@ -3,8 +3,12 @@
  * mr_loader_check before it allocates what a file declares. */
 #include "../internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static atomic_llong loader_budget;
 
@@ -28,4 +32,24 @@ int mr_loader_check(int64_t bytes, const char *fmt, ...)
     va_end(ap);
     return mr_error(MR_ENOMEM, "%s, over the loader budget of %lld bytes (mr_set_loader_budget)", what,
                     (long long)budget);
+}
+
+int mr_open_regular(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return MR_NOT_REGULAR;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define CIFAR_PIXELS 3072
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)
@@ -30,9 +31,16 @@ int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *
     *labels = NULL;
     *n = 0;
 
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    int fd = mr_open_regular(path);
+    if (fd == MR_NOT_REGULAR)
+        return mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(e));
+    }
     int rc = MR_OK;
     mr_tensor *x = NULL;
     int32_t *y = NULL;

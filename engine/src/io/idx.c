@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <unistd.h>
 
 #define IDX_UBYTE 0x08
 /* Sanity limits on what a header may claim: far above any real data set, far
@@ -36,11 +37,18 @@ static int idx_open(gzFile *gz, const char *fn, const char *path)
 {
     if (!path)
         return mr_error(MR_EINVAL, "%s: path is NULL", fn);
+    int fd = mr_open_regular(path);
+    if (fd == MR_NOT_REGULAR)
+        return mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path);
+    if (fd < 0)
+        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     errno = 0;
-    *gz = gzopen(path, "rb");
-    if (!*gz)
-        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path,
-                        errno ? strerror(errno) : "out of memory");
+    *gz = gzdopen(fd, "rb");
+    if (!*gz) {
+        int e = errno;
+        close(fd);
+        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, e ? strerror(e) : "out of memory");
+    }
     return MR_OK;
 }
 
@@ -89,10 +97,11 @@ static int idx_read(gzFile gz, const char *fn, const char *path, uint8_t *buf, s
                         offset + done, strerror(errno));
     if (zerr != Z_OK && zerr != Z_STREAM_END) {
         /* zlib decompresses ahead of what was asked, so no exact offset here;
-         * its message starts with the path, which ours already names. */
-        size_t plen = strlen(path);
-        if (strncmp(msg, path, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
-            msg += plen + 2;
+         * its message starts with the name it was opened by ("<fd:N>",
+         * gzdopen), which ours replaces by the path. */
+        const char *sep = strncmp(msg, "<fd:", 4) == 0 ? strstr(msg, ">: ") : NULL;
+        if (sep)
+            msg = sep + 3;
         return mr_error(MR_EFORMAT, "%s: '%s': the gzip stream is corrupt or cut off (zlib: %s)",
                         fn, path, msg);
     }
