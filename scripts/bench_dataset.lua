@@ -3,7 +3,7 @@
 -- a data set"):
 --
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench_dataset.lua \
---     [--images=10000] [--torch_images=200] [--threads=2] [--dir=bench-dataset]
+--     [--images=10000] [--torch_images=200] [--threads=2] [--dir=results/bench-dataset]
 --
 -- 1. `moreau explain --data=fashion-mnist:test --range=0:IMAGES --methods=
 --    gradient,smoothgrad,sparse_moreaugrad --sparse_moreaugrad.T=100
@@ -19,7 +19,7 @@ local moreau = require 'moreau'
 local store = require 'moreau.store'
 local core = require 'moreau.core'
 
-local o = { images = 10000, torch_images = 200, threads = 2, dir = 'bench-dataset' }
+local o = { images = 10000, torch_images = 200, threads = 2, dir = 'results/bench-dataset' }
 for _, a in ipairs { ... } do
   local k, v = a:match('^%-%-([%w_]+)=(.*)$')
   if not k or o[k] == nil then error('bench_dataset: unknown argument ' .. a .. ' (--images, --torch_images, --threads, --dir)', 0) end
