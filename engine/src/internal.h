@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* A dense float32 tensor (opaque in moreau.h: engine code reads the fields,
  * users go through the accessors). Unused trailing dims of shape are 1. */
@@ -143,6 +144,9 @@ int mr_loader_check(int64_t bytes, const char *fmt, ...) MR_PRINTF(2, 3);
  * file. Every loader opens its files through this (io/budget.c). */
 enum { MR_NOT_REGULAR = -2 };
 int mr_open_regular(const char *path);
+/* The same as a FILE* ("rb"): NULL with errno set, or with *not_regular = 1
+ * when path is not a regular file. */
+FILE *mr_fopen_regular(const char *path, int *not_regular);
 
 /* A long call's progress (core/progress.c): begin with where it starts and
  * the whole (in `unit`s: "iteration", "copy"; a resumed solver starts past

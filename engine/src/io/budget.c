@@ -53,3 +53,20 @@ int mr_open_regular(const char *path)
     }
     return fd;
 }
+
+FILE *mr_fopen_regular(const char *path, int *not_regular)
+{
+    *not_regular = 0;
+    int fd = mr_open_regular(path);
+    if (fd < 0) {
+        *not_regular = fd == MR_NOT_REGULAR;
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define CIFAR_PIXELS 3072
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)
@@ -31,16 +30,11 @@ int mr_cifar_load(mr_tensor **images, int32_t **labels, int64_t *n, const char *
     *labels = NULL;
     *n = 0;
 
-    int fd = mr_open_regular(path);
-    if (fd == MR_NOT_REGULAR)
-        return mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(e));
-    }
+    int not_regular;
+    FILE *f = mr_fopen_regular(path, &not_regular);
+    if (!f)
+        return not_regular ? mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path)
+                           : mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     int rc = MR_OK;
     mr_tensor *x = NULL;
     int32_t *y = NULL;

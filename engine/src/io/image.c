@@ -56,7 +56,6 @@
 #define STB_IMAGE_RESIZE_STATIC
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #include <stb_image_resize.h>
-#include <unistd.h>
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -226,16 +225,11 @@ int mr_image_load(mr_tensor **out, const char *path, int channels, int height, i
         return mr_error(MR_EINVAL, "%s: size must be 0x0 (keep) or both sides in 1..%d, got "
                         "%d wide x %d high", fn, MR_IMAGE_MAX_SIDE, width, height);
 
-    int fd = mr_open_regular(path);
-    if (fd == MR_NOT_REGULAR)
-        return mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(e));
-    }
+    int not_regular;
+    FILE *f = mr_fopen_regular(path, &not_regular);
+    if (!f)
+        return not_regular ? mr_error(MR_EIO, "%s: '%s' is not a regular file", fn, path)
+                           : mr_error(MR_EIO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     /* The file's size and magic; then the decoder, from the start. */
     uint8_t magic[8];
     size_t nmagic = fread(magic, 1, sizeof magic, f);

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 int ox_charge(ox_model *m, int64_t bytes, const char *what)
 {
@@ -75,16 +74,11 @@ int ox_model_open(ox_model *m, const char *path, int64_t budget)
     memset(m, 0, sizeof *m);
     m->path = path;
     m->budget = budget;
-    int fd = mr_open_regular(path);
-    if (fd == MR_NOT_REGULAR)
-        return mr_error(MR_EIO, "onnx: %s is not a regular file", path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return mr_error(MR_EIO, "onnx: cannot open %s: %s", path, strerror(e));
-    }
+    int not_regular;
+    FILE *f = mr_fopen_regular(path, &not_regular);
+    if (!f)
+        return not_regular ? mr_error(MR_EIO, "onnx: %s is not a regular file", path)
+                           : mr_error(MR_EIO, "onnx: cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -352,10 +346,8 @@ static int read_external(unsigned char **buf, ox_model *m, const Onnx__TensorPro
                         "folder",
                         m->path, name, loc);
     }
-    int fd = mr_open_regular(full);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f && fd >= 0)
-        close(fd);
+    int not_regular;
+    FILE *f = mr_fopen_regular(full, &not_regular);
     free(full);
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* ---------------------------------------------------------------- dtypes */
 
@@ -118,16 +117,11 @@ static int read_file(const char *path, unsigned char **buf, uint64_t *size)
 {
     *buf = NULL;
     *size = 0;
-    int fd = mr_open_regular(path);
-    if (fd == MR_NOT_REGULAR)
-        return mr_error(MR_EIO, "%s: not a regular file", path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return mr_error(MR_EIO, "%s: cannot open: %s", path, strerror(e));
-    }
+    int not_regular;
+    FILE *f = mr_fopen_regular(path, &not_regular);
+    if (!f)
+        return not_regular ? mr_error(MR_EIO, "%s: not a regular file", path)
+                           : mr_error(MR_EIO, "%s: cannot open: %s", path, strerror(errno));
     int rc = MR_OK;
     off_t end = -1;
     if (fseeko(f, 0, SEEK_END) != 0 || (end = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
