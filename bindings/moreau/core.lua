@@ -166,19 +166,50 @@ end
 
 local INT32_MAX = 2 ^ 31 - 1
 
+-- The scalar number types a label may come as besides a Lua number: LuaJIT's
+-- 1LL and 1ULL literals, an element read from an int64_t[?] or uint64_t[?]
+-- array, or any other boxed integer or float cdata. bool and complex convert
+-- to numbers too (tonumber gives 1 and the real part), so they are named and
+-- refused.
+local refused_scalar = { ffi.typeof('bool'), ffi.typeof('complex'), ffi.typeof('complex float') }
+
+local function index0(a) return a[0] end -- raises unless a is an array or pointer
+
+-- A label given as scalar cdata as a Lua number, exact, and the text that
+-- names it in errors; nil when c is not a scalar number cdata. tonumber is
+-- exact for every integer of magnitude up to 2^53, so an int64 that converts
+-- to a number in int32's range is that number; a larger one may round, so
+-- errors show its exact digits (tostring without the LL/ULL suffix).
+local function scalar_label(c)
+  for _, ct in ipairs(refused_scalar) do if ffi.istype(ct, c) then return nil end end
+  local v = tonumber(c)
+  if v == nil then return nil end
+  if ffi.istype('int64_t', c) or ffi.istype('uint64_t', c) then
+    return v, (tostring(c):gsub('U?LL$', ''))
+  end
+  return v, tostring(v)
+end
+
 -- c when it is a class id the engine can hold (an integer in int32's range:
 -- 2^32 would wrap to INT_MIN); else raises, naming labels[i] (or labels when
--- i is nil), at `level` (1: the caller of class_id).
+-- i is nil), at `level` (1: the caller of class_id). A scalar number cdata
+-- (1LL, 1ULL, an element of an int64_t array) counts as its value.
 local function class_id(c, i, who, level, classes)
-  local name = i and ('labels[%d]'):format(i) or 'labels'
+  local shown
+  if type(c) == 'cdata' then
+    local v, s = scalar_label(c)
+    if v ~= nil then c, shown = v, s else shown = tostring(c):gsub(': 0x%x+$', '') end -- 'cdata<bool>', '1+2i'
+  end
+  local function name() return i and ('labels[%d]'):format(i) or 'labels' end
   if type(c) ~= 'number' or c ~= math.floor(c) or c - c ~= 0 then
-    error(('%s: %s = %s is not an integer class id'):format(who, name, tostring(c)), level + 1)
+    error(('%s: %s = %s is not an integer class id'):format(who, name(), shown or tostring(c)), level + 1)
   end
   if math.abs(c) > INT32_MAX then
-    error(('%s: %s = %.0f is outside the int32 range of class ids'):format(who, name, c), level + 1)
+    error(('%s: %s = %s is outside the int32 range of class ids'):format(who, name(),
+      shown or ('%.0f'):format(c)), level + 1)
   end
   if classes and (c < 0 or c >= classes) then
-    error(('%s: %s = %d is outside 0..%d (the network has %d class%s)'):format(who, name, c, classes - 1,
+    error(('%s: %s = %d is outside 0..%d (the network has %d class%s)'):format(who, name(), c, classes - 1,
       classes, classes == 1 and '' or 'es'), level + 1)
   end
   return c
@@ -187,36 +218,53 @@ end
 --- Labels as the engine takes them: one 0-based class id per batch item, as an
 -- int32_t[N] cdata. The one home of this conversion. Private to moreau, as
 -- every C array is (see handles above): an int32_t[N] is not bounds checked.
--- ARGS: labels (a Lua array of N class ids, an int32_t cdata array of at
---   least N, or one number for every item), N (the batch size), into
---   (optional int32_t[>= N] to fill instead of a fresh array), who (the owner
---   named in errors, default 'oracle'), level (where errors point, 1: the
---   caller of core.labels; default 2, the caller's caller), classes
---   (optional K: check every id against 0..K-1 here, for Lua code that
---   indexes logits itself; without it the engine checks the range).
+-- ARGS: labels (a Lua array of N class ids, a cdata array of at least N ids
+--   of any number type (int32_t, int64_t, uint64_t, ...), or one id for
+--   every item; an id may be a Lua number or a scalar number cdata such as
+--   1LL, 1ULL or an element of an int64_t[?] array, converted exactly),
+--   N (the batch size), into (optional int32_t[>= N] to fill instead of a
+--   fresh array), who (the owner named in errors, default 'oracle'), level
+--   (where errors point, 1: the caller of core.labels; default 2, the
+--   caller's caller), classes (optional K: check every id against 0..K-1
+--   here, for Lua code that indexes logits itself; without it the engine
+--   checks the range).
 -- Errors: "WHO: K labels for a batch of N"; "WHO: labels[I] = V is not an
--- integer class id" (NaN, ±inf and fractions too; "labels = V" for one
--- number); "WHO: labels[I] = V is outside the int32 range of class ids";
--- "WHO: labels must be a table of class ids, got TYPE"; with classes, "WHO:
--- labels[I] = V is outside 0..K-1 (the network has K classes)". Without
--- classes the range 0..K-1 is checked by the engine, which knows K.
+-- integer class id" (NaN, ±inf, fractions, bool and complex too; "labels =
+-- V" for one id); "WHO: labels[I] = V is outside the int32 range of class
+-- ids" (V in full, 2^63 - 1 too); "WHO: labels must be a table of class
+-- ids, got TYPE" (a cdata that is neither a number nor an array names its
+-- ctype); with classes, "WHO: labels[I] = V is outside 0..K-1 (the network
+-- has K classes)". Without classes the range 0..K-1 is checked by the
+-- engine, which knows K.
 -- RETURN: the cdata (`into` when given).
 function core.labels(labels, N, into, who, level, classes)
   who, level = who or 'oracle', (level or 2) + 1
   local out = into or ffi.new('int32_t[?]', math.max(N, 1))
-  if type(labels) == 'number' then
-    class_id(labels, nil, who, level, classes)
-    for i = 0, N - 1 do out[i] = labels end
-  elseif type(labels) == 'table' then
+  local kind = type(labels)
+  if kind == 'cdata' then
+    if tonumber(labels) ~= nil then kind = 'number' -- a scalar: 1LL, 1ULL, a boxed int (bool, complex refused below)
+    elseif pcall(index0, labels) then kind = 'array'
+    end
+  end
+  if kind == 'number' then
+    local c = class_id(labels, nil, who, level, classes)
+    for i = 0, N - 1 do out[i] = c end
+  elseif kind == 'table' then
     if #labels ~= N then
       error(('%s: %d labels for a batch of %d'):format(who, #labels, N), level)
     end
     for i = 0, N - 1 do out[i] = class_id(labels[i + 1], i + 1, who, level, classes) end
-  elseif type(labels) == 'cdata' then
-    if labels ~= out then for i = 0, N - 1 do out[i] = labels[i] end end
-    if classes then for i = 0, N - 1 do class_id(out[i], i + 1, who, level, classes) end end
+  elseif kind == 'array' then
+    -- every element checked, whatever the array's type: an int64_t 2^32 would
+    -- wrap on the store into int32_t, a double 2.5 truncate to 2
+    if labels ~= out then
+      for i = 0, N - 1 do out[i] = class_id(labels[i], i + 1, who, level, classes) end
+    elseif classes then
+      for i = 0, N - 1 do class_id(out[i], i + 1, who, level, classes) end
+    end
   else
-    error(('%s: labels must be a table of class ids, got %s'):format(who, type(labels)), level)
+    error(('%s: labels must be a table of class ids, got %s'):format(who,
+      type(labels) == 'cdata' and tostring(ffi.typeof(labels)) or type(labels)), level)
   end
   return out
 end
