@@ -237,6 +237,34 @@ describe('moreau explain --data (data-set command)', function()
     assert.truthy(out:find('exists; the merged store is a new file', 1, true), out)
   end)
 
+  it('a launcher variable set but empty or blank is an error naming it, not "no launcher"', function()
+    -- PMI_RANK= read as unset would run all 16 images on every rank of a broken launch
+    local path = tmp .. '/empty-env.db'
+    for _, c in ipairs {
+      { "PMI_RANK='' PMI_SIZE=3", "PMI_RANK is set but empty" },
+      { "PMI_RANK=1 PMI_SIZE=''", "PMI_SIZE is set but empty" },
+      { "OMPI_COMM_WORLD_RANK='  ' OMPI_COMM_WORLD_SIZE=3", "OMPI_COMM_WORLD_RANK is set but blank ('  ')" },
+      { "OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=' '", "OMPI_COMM_WORLD_SIZE is set but blank (' ')" },
+      { "SLURM_ARRAY_TASK_ID='' SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_ID is set but empty" },
+      { "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=''", "SLURM_ARRAY_TASK_COUNT is set but empty" },
+      -- srun's task count empty is not a batch script (SLURM_PROCID alone): it is refused
+      { "SLURM_PROCID=1 SLURM_STEP_NUM_TASKS=''", "SLURM_STEP_NUM_TASKS is set but empty" },
+      { "SLURM_PROCID='' SLURM_STEP_NUM_TASKS=2", "SLURM_PROCID is set but empty" },
+      { "PMIX_RANK=''", "PMIX_RANK is set but empty" },
+      { "PMIX_RANK=1 SLURM_STEP_NUM_TASKS=''", "SLURM_STEP_NUM_TASKS is set but empty" },
+    } do
+      local out, rc = moreau_env(c[1], job(path, 4))
+      assert.are.equal(1, rc, c[1] .. ': ' .. out)
+      assert.truthy(out:find(c[2] .. ': a launcher sets it to a number (the job would otherwise run whole on ' ..
+        'every process); unset it, or give --shard=K/N', 1, true), c[1] .. ': ' .. out)
+      assert.is_nil(lfs.attributes(path), c[1] .. ' wrote a store')
+    end
+    -- --shard decides alone: the launcher's variables are not read
+    local out, rc = moreau_env("PMI_RANK='' PMI_SIZE=3", job(path, 4, '--shard=0/8'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('shard 0/8', 1, true), out)
+  end)
+
   it('a full disk (a file-size limit) stops with a clear error; the store stays valid and resumes', function()
     local path = tmp .. '/full.db'
     -- RLIMIT_FSIZE in the child (ulimit -f: 512-byte blocks in dash, 1024 in bash; either hits

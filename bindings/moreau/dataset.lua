@@ -79,11 +79,18 @@ local function strict_int(v, what, max)
 end
 
 -- An environment variable as a non-negative integer, or nil when unset;
--- raises when it is set to anything else. Counts (sizes, COUNT, MAX) are
--- bounded by MAX_SHARDS, task ids by 10^9.
+-- raises when it is set to anything else. Set but empty (or blanks only) is
+-- an error too, not "unset": a launcher that exports PMI_RANK= has failed to
+-- give this process its rank, and reading that as "no launcher" would run
+-- the whole job on every process. Counts (sizes, COUNT, MAX) are bounded by
+-- MAX_SHARDS, task ids by 10^9.
 local function env_int(getenv, name, count)
   local v = getenv(name)
-  if v == nil or v == '' then return nil end
+  if v == nil then return nil end
+  if v:match('^%s*$') then
+    error(('%s is set but %s: a launcher sets it to a number (the job would otherwise run whole on ' ..
+      'every process); unset it, or give --shard=K/N'):format(name, v == '' and 'empty' or ("blank ('" .. v .. "')")), 0)
+  end
   return strict_int(v, name, count and dataset.MAX_SHARDS or 1e9)
 end
 
@@ -107,7 +114,8 @@ end
 --      variable: the size is SLURM_STEP_NUM_TASKS under srun, else it is
 --      refused (give --shard).
 -- Every number is decimal digits only; sizes and counts are at most
--- dataset.MAX_SHARDS (1,000,000).
+-- dataset.MAX_SHARDS (1,000,000). A variable that is read and set but empty
+-- or blank is an error naming it (a broken launcher), not taken as unset.
 -- ARGS: getenv (default os.getenv). RETURN: k, n, a text naming the source;
 -- or 0, 1, nil outside any launcher. Errors name the variables and values.
 function dataset.shard_from_env(getenv)
