@@ -1,6 +1,7 @@
--- net:flops(): forward FLOPs per item, a multiply-add counted as 2 FLOPs,
--- conv2d and linear only (bindings/moreau/nn.lua). Truth: a hand count of a
--- tiny network, and the counts the benchmark printed for the zoo models before
+-- net:flops(): forward FLOPs per item, a multiply-add counted as 2 FLOPs, of
+-- the ops that do matrix work: conv2d, linear, matmul and matmul_param
+-- (bindings/moreau/nn.lua). Truth: hand counts of tiny networks (one of them
+-- a two-head attention block), of ONNX fixtures, and the counts the benchmark printed for the zoo models before
 -- the counter moved into nn (scripts/bench.lua's forward_flops), which agree
 -- with the published MAC counts: ResNet-18 on CIFAR 555.42 M MACs, EfficientNet-B0
 -- 0.39 G MACs (torchvision's model table), at 2 FLOPs per MAC.
@@ -23,10 +24,49 @@ describe('net:flops', function()
     assert.are.equal(5112, net:flops())
   end)
 
-  it('names the weight it cannot find', function()
+  it('finds each node\'s weight through the graph, whatever its name', function()
+    -- built without a name: the weight is 'weight' and the node 'linear'
     local b = nn.builder({ 6 }, { seed = 1 })
-    local net = b:build(b:linear(nil, b.input, 6, 2, { bias = false })) -- weight 'weight', node label 'linear'
-    assert.has_error(function() net:flops() end, "net: no parameter named 'linear.weight'")
+    local net = b:build(b:linear(nil, b.input, 6, 2, { bias = false }))
+    assert.are.equal(2 * 6 * 2, net:flops())
+    -- ONNX: weights are named by the exporter ('conv1.weight'), nodes by
+    -- the graph ('/conv1/Conv'). Hand count of tiny_modern.onnx (3x16x16 in):
+    --   stem conv 2x2 stride 2, 3 -> 8:   8·3·2·2 · 8·8   = 6144
+    --   fc1 (MatMul (8,16) on 8x8 tokens, read as a 1x1 conv): 16·8 · 8·8 = 8192
+    --   fc2 (16 -> 8, likewise):          8·16 · 8·8      = 8192
+    --   squeeze-excite 1x1 conv 8 -> 8 on 1x1:  8·8       = 64
+    --   depthwise 3x3 (groups 8) on 10x10:  8·1·3·3 · 10·10 = 7200
+    --   head Gemm 24 -> 6:                6·24            = 144
+    -- 29,936 multiply-adds
+    local onnx = 'tests/fixtures/onnx/'
+    assert.are.equal(2 * 29936, models.onnx(onnx .. 'tiny_modern.onnx'):flops())
+    -- the reduced torchvision ResNet-18 and VGG-11-BN fixtures: the sum over
+    -- the file's Conv nodes of numel(W)·Ho·Wo (shapes by onnx.shape_inference)
+    -- and over its Gemm nodes of numel(W), times 2
+    assert.are.equal(572032, models.onnx(onnx .. 'resnet18.onnx'):flops())
+    assert.are.equal(1403520, models.onnx(onnx .. 'vgg11_bn.onnx'):flops())
+  end)
+
+  it('counts matmul of two activations and matmul_param: a two-head attention block by hand', function()
+    -- tokens x (4, 6); q, k, v = x W (6x6 each); two heads of 3: q, v to
+    -- (2, 4, 3), k to (2, 3, 4); s = q kᵀ (2, 4, 4); p = softmax(s); o = p v
+    -- (2, 4, 3); a linear head on the 24 entries of o to 3 classes.
+    local b = nn.builder({ 4, 6 }, { seed = 1 })
+    local function heads(h, perm) return b:transpose(b:reshape(h, { 4, 2, 3 }), perm) end
+    local q = heads(b:matmul_param('q', b.input, 6, 6), { 1, 0, 2 })
+    local k = heads(b:matmul_param('k', b.input, 6, 6), { 1, 2, 0 })
+    local v = heads(b:matmul_param('v', b.input, 6, 6), { 1, 0, 2 })
+    local scores_node = b:matmul(q, k)
+    local o = b:matmul(b:op('softmax', { scores_node }, nil, { axis = -1 }), v)
+    assert.are.same({ 2, 4, 4 }, b:shape(scores_node))
+    assert.are.same({ 2, 4, 3 }, b:shape(o))
+    local net = b:build(b:linear('head', b:flatten(o), 24, 3))
+    local proj = 3 * 4 * 6 * 6 -- q, k, v: 4 tokens · 6 in · 6 out each = 432
+    local scores = 2 * 4 * 4 * 3 -- B·n·m·k of q kᵀ = 96
+    local mix = 2 * 4 * 3 * 4 -- B·n·m·k of p v = 96
+    local head = 24 * 3 -- 72
+    assert.are.equal(2 * (proj + scores + mix + head), net:flops())
+    assert.are.equal(1392, net:flops())
   end)
 
   it('gives the zoo models the counts the benchmark printed', function()

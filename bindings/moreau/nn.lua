@@ -223,26 +223,62 @@ function Net:nodes()
   return list
 end
 
+local edge_ids = ffi.new('int[8]') -- a node has at most 2 inputs and 4 parameters (graph.h)
+
+-- The shape of the k-th (0-based) input node or parameter of node i.
+local function input_shape(self, i, k)
+  check(C.mr_net_node_inputs(edge_ids, 8, handle(self), i))
+  return node_shape(self, edge_ids[k])
+end
+local function param_shape(self, i, k)
+  check(C.mr_net_node_params(edge_ids, 8, handle(self), i))
+  return core.shape(T.borrow(C.mr_net_param_get(handle(self), edge_ids[k]), self))
+end
+
+local function prod(shape)
+  local n = 1
+  for _, d in ipairs(shape) do n = n * d end
+  return n
+end
+
+-- Multiply-adds per item of the ops that do matrix work, from the node's
+-- per-sample output shape `out` and its inputs' and parameters' shapes.
+local madds = {
+  -- Cout·(Cin/groups)·kh·kw per output position: numel(weight)·Ho·Wo
+  conv2d = function(self, i, out) return prod(param_shape(self, i, 0)) * out[2] * out[3] end,
+  -- in·out = numel(weight): samples are 1-D (linear.c)
+  linear = function(self, i) return prod(param_shape(self, i, 0)) end,
+  -- a (B, n, k) x b (B, k, m), or (n, k) x (k, m): k per entry of y
+  matmul = function(self, i, out)
+    local a = input_shape(self, i, 0)
+    return prod(out) * a[#a]
+  end,
+  -- x (..., k) times W (k, m): k per entry of y (..., m)
+  matmul_param = function(self, i, out) return prod(out) * param_shape(self, i, 0)[1] end,
+}
+
 --- Forward FLOPs per item (one sample of the batch), counted from the graph,
 -- a multiply-add counting as 2 FLOPs (the convention of GFLOP/s figures, as
 -- the bench reports them; MAC counts such as "0.56 GMACs" for ResNet-18 on
--- CIFAR are half of it):
---   conv2d  2·Cout·(Cin/groups)·kh·kw·Ho·Wo  (= 2·numel(weight)·Ho·Wo)
---   linear  2·in·out                         (= 2·numel(weight))
--- Bias adds, elementwise ops, normalization, pooling and residual adds are
--- not counted. A conv2d or linear node's weight is the parameter LABEL.weight,
--- as Builder:conv2d and Builder:linear name it; a node built without that name
--- raises "net: no parameter named 'LABEL.weight'". The backward's input
--- gradient costs as much again, a weight gradient once more.
+-- CIFAR are half of it). It counts the multiply-adds of every op that does
+-- matrix work, with y the node's per-sample output:
+--   conv2d        2·Cout·(Cin/groups)·kh·kw·Ho·Wo  (= 2·numel(weight)·Ho·Wo)
+--   linear        2·in·out                         (= 2·numel(weight))
+--   matmul        2·numel(y)·k  for a (B, n, k) x b (B, k, m), or (n, k) x
+--                 (k, m): 2·B·n·k·m (attention's Q Kᵀ and P V)
+--   matmul_param  2·numel(y)·k  for x (..., k) times W (k, m)
+-- Nothing else is counted: bias adds, elementwise ops and activations,
+-- normalization (batchnorm2d, layernorm), pooling, softmax, reductions,
+-- residual adds and copies (reshape, transpose, concat, ...). The weight of
+-- a node is found through the graph (the node's first parameter), whatever
+-- its name, so a model imported from ONNX is counted as one built here. The
+-- backward's input gradient costs as much again, a weight gradient once more.
 -- RETURN: a number (an integer).
 function Net:flops()
   local total = 0
-  for _, nd in ipairs(self:nodes()) do
-    if nd.op == 'conv2d' then
-      total = total + 2 * self:param(nn.join(nd.label, 'weight')):numel() * nd.shape[2] * nd.shape[3]
-    elseif nd.op == 'linear' then
-      total = total + 2 * self:param(nn.join(nd.label, 'weight')):numel()
-    end
+  for i, nd in ipairs(self:nodes()) do
+    local f = madds[nd.op]
+    if f then total = total + 2 * f(self, i - 1, nd.shape) end
   end
   return total
 end

@@ -442,6 +442,12 @@ const char *mr_net_node_op(const mr_net *net, int node);
 const char *mr_net_node_label(const mr_net *net, int node);
 /* Per-sample output shape of a node: writes ndim and shape[0..ndim). */
 int mr_net_node_shape(const mr_net *net, int node, int *ndim, int64_t *shape);
+/* The edges of a node: the ids of its input nodes (the input node, 0, has
+ * none), or of its parameters in the op's order (conv2d, linear, matmul_param:
+ * weight, then bias if any), written to ids[0..min(count, cap)). Returns the
+ * count; MR_EINVAL for a node that does not exist or cap < 0. */
+int mr_net_node_inputs(int *ids, int cap, const mr_net *net, int node);
+int mr_net_node_params(int *ids, int cap, const mr_net *net, int node);
 int mr_net_param_count(const mr_net *net);
 const char *mr_net_param_name(const mr_net *net, int param);
 int mr_net_param_kind(const mr_net *net, int param);

@@ -242,6 +242,28 @@ int mr_net_node_shape(const mr_net *net, int node, int *ndim, int64_t *shape)
     return MR_OK;
 }
 
+/* The ids of list[0..n) into ids[0..min(n, cap)); returns n. */
+static int node_ids(int *ids, int cap, const int *list, int n)
+{
+    for (int i = 0; i < n && i < cap; i++)
+        ids[i] = list[i];
+    return n;
+}
+
+int mr_net_node_inputs(int *ids, int cap, const mr_net *net, int node)
+{
+    if (!net || node < 0 || node >= net->nnodes || cap < 0 || (cap > 0 && !ids))
+        return mr_error(MR_EINVAL, "mr_net_node_inputs: no node %d", node);
+    return node_ids(ids, cap, net->nodes[node].in, net->nodes[node].nin);
+}
+
+int mr_net_node_params(int *ids, int cap, const mr_net *net, int node)
+{
+    if (!net || node < 0 || node >= net->nnodes || cap < 0 || (cap > 0 && !ids))
+        return mr_error(MR_EINVAL, "mr_net_node_params: no node %d", node);
+    return node_ids(ids, cap, net->nodes[node].params, net->nodes[node].nparams);
+}
+
 int mr_net_param_count(const mr_net *net) { return net ? net->nparams : 0; }
 
 const char *mr_net_param_name(const mr_net *net, int p)
