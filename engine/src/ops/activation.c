@@ -20,7 +20,8 @@
  *   jvp          dy  = f'(x) dx
  *   vjp_tangent  dgx = f'(x) dgy + f''(x) dx gy
  *
- * One driver (act_run) holds those loops; the ops differ only in act_eval.
+ * One loop runs those passes for these ops and those of imported_act.c
+ * (backend/cpu/pointwise_kernels.h); the ops differ only in f, f', f''.
  * Values are computed in double from the float input (tanh's exponential by
  * libm; silu's and sigmoid's e^{-|x|} by a vectorized double polynomial, and
  * softplus in float by vectorized polynomials: backend/cpu/activation.c gives
@@ -30,17 +31,9 @@
  * as in PyTorch. Every output entry is independent, so the parallel loop is
  * bit-identical for any thread count.
  */
-#include "op.h"
+#include "pointwise.h"
 
 #include <math.h>
-
-/* Elementwise: any per-sample shape, the output shaped like the input. */
-static int plain_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
-                       int nparams, mr_shape *out, void *cache)
-{
-    *out = in[0];
-    return MR_OK;
-}
 
 /* softplus also checks its attributes: beta finite (0 means 1), threshold not NaN. */
 static int softplus_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
@@ -50,23 +43,12 @@ static int softplus_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *c
         return mr_error(MR_EINVAL, "softplus: beta must be finite, got %g", (double)a->beta);
     if (isnan(a->threshold))
         return mr_error(MR_EINVAL, "softplus: threshold is NaN");
-    *out = in[0];
-    return MR_OK;
+    return mr_pointwise_infer(a, in, params, nparams, out, cache);
 }
 
 /* The shape half of the five ops (kernels: backend/cpu/activation.c). */
-#define MR_ACTIVATION_DEF(op, INFER)                                                            \
-    const mr_op_def mr_op_##op = {                                                              \
-        .name = #op,                                                                            \
-        .deeplift = MR_DL_RESCALE,                                                              \
-        .ninputs = 1,                                                                           \
-        .min_params = 0,                                                                        \
-        .max_params = 0,                                                                        \
-        .infer = INFER,                                                                         \
-    };
-
-MR_ACTIVATION_DEF(relu, plain_infer)
-MR_ACTIVATION_DEF(softplus, softplus_infer)
-MR_ACTIVATION_DEF(silu, plain_infer)
-MR_ACTIVATION_DEF(sigmoid, plain_infer)
-MR_ACTIVATION_DEF(tanh, plain_infer)
+MR_POINTWISE_DEF(relu, mr_pointwise_infer)
+MR_POINTWISE_DEF(softplus, softplus_infer)
+MR_POINTWISE_DEF(silu, mr_pointwise_infer)
+MR_POINTWISE_DEF(sigmoid, mr_pointwise_infer)
+MR_POINTWISE_DEF(tanh, mr_pointwise_infer)

@@ -40,16 +40,9 @@
  * left tail). Every output entry is independent, so the parallel loop is
  * bit-identical for any thread count. DeepLIFT: the rescale rule.
  */
-#include "op.h"
+#include "pointwise.h"
 
 #include <math.h>
-
-static int same_infer(const mr_op_attrs *a, const mr_shape *in, mr_shape *out)
-{
-    (void)a;
-    *out = in[0];
-    return MR_OK;
-}
 
 static int clip_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
                       int nparams, mr_shape *out, void *cache)
@@ -60,7 +53,7 @@ static int clip_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const
         return mr_error(MR_EINVAL,
                         "clip: min must be below max (-inf and inf for no bound), got %g and %g",
                         (double)a->min, (double)a->max);
-    return same_infer(a, in, out);
+    return mr_pointwise_infer(a, in, params, nparams, out, cache);
 }
 
 static int hardsigmoid_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
@@ -69,7 +62,7 @@ static int hardsigmoid_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor
     if (!isfinite(a->alpha) || !isfinite(a->beta))
         return mr_error(MR_EINVAL, "hardsigmoid: alpha and beta must be finite, got %g and %g",
                         (double)a->alpha, (double)a->beta);
-    return same_infer(a, in, out);
+    return mr_pointwise_infer(a, in, params, nparams, out, cache);
 }
 
 static int gelu_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
@@ -79,27 +72,12 @@ static int gelu_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const
         return mr_error(MR_EINVAL,
                         "gelu: approximate must be 0 (erf form) or 1 (tanh form), got %d",
                         (int)a->approximate);
-    return same_infer(a, in, out);
+    return mr_pointwise_infer(a, in, params, nparams, out, cache);
 }
 
-static int plain_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *const *params,
-                       int nparams, mr_shape *out, void *cache)
-{
-    return same_infer(a, in, out);
-}
-
-#define MR_IMPORTED_ACT_DEF(op, INFER)                                                          \
-    const mr_op_def mr_op_##op = {                                                              \
-        .name = #op,                                                                            \
-        .deeplift = MR_DL_RESCALE,                                                              \
-        .ninputs = 1,                                                                           \
-        .min_params = 0,                                                                        \
-        .max_params = 0,                                                                        \
-        .infer = INFER,                                                                         \
-    };
-
-MR_IMPORTED_ACT_DEF(clip, clip_infer)
-MR_IMPORTED_ACT_DEF(hardsigmoid, hardsigmoid_infer)
-MR_IMPORTED_ACT_DEF(hardswish, plain_infer)
-MR_IMPORTED_ACT_DEF(gelu, gelu_infer)
-MR_IMPORTED_ACT_DEF(erf, plain_infer)
+/* The shape half of the five ops (kernels: backend/cpu/imported_act.c). */
+MR_POINTWISE_DEF(clip, clip_infer)
+MR_POINTWISE_DEF(hardsigmoid, hardsigmoid_infer)
+MR_POINTWISE_DEF(hardswish, mr_pointwise_infer)
+MR_POINTWISE_DEF(gelu, gelu_infer)
+MR_POINTWISE_DEF(erf, mr_pointwise_infer)

@@ -1,6 +1,6 @@
 /* backend/cpu/activation.c — the CPU kernels of ops/activation.c (formulas
  * and numerics there). */
-#include "cpu.h"
+#include "pointwise_kernels.h"
 
 #include <math.h>
 
@@ -76,8 +76,6 @@ static inline void act_eval(const act_params *p, float x, double *f, double *d1,
         *d2 = h;
 }
 
-typedef enum { PASS_FORWARD, PASS_VJP, PASS_JVP, PASS_VJP_TANGENT } act_pass;
-
 /* ------------------------------------------------ softplus, vectorized
  *
  * Softplus sits after every convolution of the networks MoreauGrad explains,
@@ -143,19 +141,19 @@ static inline void softplus_eval(float beta, float threshold, float x, float *f,
     *h = linear ? 0.0f : beta * sg * (1.0f - sg);
 }
 
-static void softplus_run(const act_params *p, act_pass pass, int64_t n, const float *x, const float *a,
+static void softplus_run(const act_params *p, mr_pw_pass pass, int64_t n, const float *x, const float *a,
                          const float *b, const float *c, float *out)
 {
     float beta = p->beta, thr = p->threshold;
     /* one loop per pass: a loop that might read a NULL a/b/c does not vectorize */
-    if (pass == PASS_FORWARD) {
+    if (pass == MR_PW_FORWARD) {
 #pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
         for (int64_t i = 0; i < n; i++) {
             float f, sg, h;
             softplus_eval(beta, thr, x[i], &f, &sg, &h);
             out[i] = f;
         }
-    } else if (pass == PASS_VJP_TANGENT) {
+    } else if (pass == MR_PW_VJP_TANGENT) {
 #pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
         for (int64_t i = 0; i < n; i++) {
             float f, sg, h;
@@ -243,17 +241,17 @@ static inline void logistic_eval(const int silu, float x, double *f, double *d1,
 
 /* act_run's passes for silu or sigmoid (silu a constant after inlining): one
  * loop per pass, none reading a pointer that may be NULL, so each vectorizes. */
-static inline void logistic_loops(const int silu, act_pass pass, int64_t n, const float *x, const float *a,
+static inline void logistic_loops(const int silu, mr_pw_pass pass, int64_t n, const float *x, const float *a,
                                   const float *b, const float *c, float *out)
 {
-    if (pass == PASS_FORWARD) {
+    if (pass == MR_PW_FORWARD) {
 #pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
         for (int64_t i = 0; i < n; i++) {
             double f, d1, d2;
             logistic_eval(silu, x[i], &f, &d1, &d2);
             out[i] = (float)f;
         }
-    } else if (pass == PASS_VJP_TANGENT) {
+    } else if (pass == MR_PW_VJP_TANGENT) {
 #pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
         for (int64_t i = 0; i < n; i++) {
             double f, d1, d2;
@@ -270,13 +268,10 @@ static inline void logistic_loops(const int silu, act_pass pass, int64_t n, cons
     }
 }
 
-/* The one loop of every pass:
- *   PASS_FORWARD      out = f(x)
- *   PASS_VJP          out = f'(x) a                   (a = gy)
- *   PASS_JVP          out = f'(x) a                   (a = dx)
- *   PASS_VJP_TANGENT  out = f'(x) a + f''(x) b c      (a = dgy, b = dx, c = gy)
- * x, a, b, c, out: n floats each (the whole batch). */
-static void act_run(const act_params *p, act_pass pass, int64_t n, const float *x, const float *a,
+/* The passes of every activation (pointwise_kernels.h gives them; x, a, b, c, out: n
+ * floats each, the whole batch): softplus, silu and sigmoid by their
+ * vectorized loops, relu and tanh by the shared scalar loop. */
+static void act_run(const act_params *p, mr_pw_pass pass, int64_t n, const float *x, const float *a,
                     const float *b, const float *c, float *out)
 {
     if (p->kind == ACT_SOFTPLUS) {
@@ -291,25 +286,9 @@ static void act_run(const act_params *p, act_pass pass, int64_t n, const float *
         logistic_loops(0, pass, n, x, a, b, c, out);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (n > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        double f, d1, d2;
-        switch (pass) {
-        case PASS_FORWARD:
-            act_eval(p, x[i], &f, NULL, NULL);
-            out[i] = (float)f;
-            break;
-        case PASS_VJP:
-        case PASS_JVP:
-            act_eval(p, x[i], NULL, &d1, NULL);
-            out[i] = (float)(d1 * a[i]);
-            break;
-        case PASS_VJP_TANGENT:
-            act_eval(p, x[i], NULL, &d1, &d2);
-            out[i] = (float)(d1 * a[i] + d2 * (double)b[i] * c[i]);
-            break;
-        }
-    }
+#define ACT_EVAL_(xi, f, d1, d2) act_eval(p, xi, f, d1, d2)
+    MR_PW_LOOP(ACT_EVAL_, pass, n, 16384, x, a, b, c, out)
+#undef ACT_EVAL_
 }
 
 static act_params params_of(act_kind kind, const mr_op_attrs *a)
@@ -321,48 +300,16 @@ static act_params params_of(act_kind kind, const mr_op_attrs *a)
     return p;
 }
 
-/* The five ops share everything but their kind; this macro writes the thin
- * wrappers the kernel table needs. */
-#define MR_ACTIVATION(op, KIND)                                                          \
-    static void op##_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)       \
-    {                                                                                           \
-        act_params p = params_of(KIND, c->attrs);                                               \
-        act_run(&p, PASS_FORWARD, x[0]->numel, x[0]->data, NULL, NULL, NULL, y->data);          \
-    }                                                                                           \
-    static void op##_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,     \
-                         const mr_tensor *gy, mr_tensor *const *gx)                             \
-    {                                                                                           \
-        if (!gx[0])                                                                             \
-            return;                                                                             \
-        act_params p = params_of(KIND, c->attrs);                                               \
-        act_run(&p, PASS_VJP, x[0]->numel, x[0]->data, gy->data, NULL, NULL, gx[0]->data);      \
-    }                                                                                           \
-    static void op##_jvp(const mr_op_ctx *c, const mr_tensor *const *x,                         \
-                         const mr_tensor *const *dx, const mr_tensor *y, mr_tensor *dy)         \
-    {                                                                                           \
-        act_params p = params_of(KIND, c->attrs);                                               \
-        act_run(&p, PASS_JVP, x[0]->numel, x[0]->data, dx[0]->data, NULL, NULL, dy->data);      \
-    }                                                                                           \
-    static void op##_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,                 \
-                                 const mr_tensor *const *dx, const mr_tensor *y,                \
-                                 const mr_tensor *dy, const mr_tensor *gy,                      \
-                                 const mr_tensor *dgy, mr_tensor *const *dgx)                   \
-    {                                                                                           \
-        if (!dgx[0])                                                                            \
-            return;                                                                             \
-        act_params p = params_of(KIND, c->attrs);                                               \
-        act_run(&p, PASS_VJP_TANGENT, x[0]->numel, x[0]->data, dgy->data, dx[0]->data,          \
-                gy->data, dgx[0]->data);                                                        \
-    }                                                                                           \
-    const mr_op_kernels mr_cpu_##op = {                                                         \
-        .forward = op##_forward,                                                                \
-        .vjp = op##_vjp,                                                                        \
-        .jvp = op##_jvp,                                                                        \
-        .vjp_tangent = op##_vjp_tangent,                                                        \
-    };
+/* act_run for the op of kind `kind`, its attributes' defaults resolved. */
+static void act_run_kind(act_kind kind, const mr_op_attrs *attrs, mr_pw_pass pass, int64_t n,
+                         const float *x, const float *a, const float *b, const float *c, float *out)
+{
+    act_params p = params_of(kind, attrs);
+    act_run(&p, pass, n, x, a, b, c, out);
+}
 
-MR_ACTIVATION(relu, ACT_RELU)
-MR_ACTIVATION(softplus, ACT_SOFTPLUS)
-MR_ACTIVATION(silu, ACT_SILU)
-MR_ACTIVATION(sigmoid, ACT_SIGMOID)
-MR_ACTIVATION(tanh, ACT_TANH)
+MR_PW_KERNELS(relu, act_run_kind, ACT_RELU)
+MR_PW_KERNELS(softplus, act_run_kind, ACT_SOFTPLUS)
+MR_PW_KERNELS(silu, act_run_kind, ACT_SILU)
+MR_PW_KERNELS(sigmoid, act_run_kind, ACT_SIGMOID)
+MR_PW_KERNELS(tanh, act_run_kind, ACT_TANH)

@@ -1,11 +1,11 @@
 /* backend/cpu/imported_act.c — the CPU kernels of ops/imported_act.c
- * (formulas there): one driver runs the four passes over f, f', f''. */
-#include "cpu.h"
+ * (formulas there): the loop of pointwise_kernels.h runs the four passes
+ * over f, f', f''. */
+#include "pointwise_kernels.h"
 
 #include <math.h>
 
 typedef enum { IA_CLIP, IA_HARDSIGMOID, IA_HARDSWISH, IA_GELU, IA_ERF } ia_kind;
-typedef enum { IA_FORWARD, IA_VJP, IA_JVP, IA_VJP_TANGENT } ia_pass;
 
 static const double SQRT1_2 = 0.70710678118654752440;     /* 1/√2 */
 static const double INV_SQRT_2PI = 0.39894228040143267794; /* 1/√(2π) */
@@ -72,60 +72,32 @@ static inline void ia_eval(ia_kind kind, const mr_op_attrs *a, double x, double 
     }
 }
 
-/* The four passes: out = f(x) | f' a | f' a | f' a + f'' b a2 (a = gy, dx or dgy;
- * b = dx, a2 = gy for the tangent). */
-static void ia_run(ia_kind kind, const mr_op_attrs *at, ia_pass pass, int64_t n, const float *x,
-                   const float *a, const float *b, const float *a2, float *out)
+/* ia_eval where the pass wants only some of f, f', f'' (NULL for the others),
+ * as MR_PW_LOOP asks: the values are those of ia_eval. */
+static inline void ia_eval_some(ia_kind kind, const mr_op_attrs *a, float x, double *f, double *d1,
+                                double *d2)
 {
-#pragma omp parallel for schedule(static) num_threads(mr_threads()) if (n > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        double f = 0.0, d1 = 0.0, d2 = 0.0;
-        ia_eval(kind, at, x[i], &f, &d1, &d2);
-        switch (pass) {
-        case IA_FORWARD: out[i] = (float)f; break;
-        case IA_VJP:
-        case IA_JVP: out[i] = (float)(d1 * a[i]); break;
-        case IA_VJP_TANGENT: out[i] = (float)(d1 * a[i] + d2 * (double)b[i] * a2[i]); break;
-        }
-    }
+    double v = 0.0, g = 0.0, h = 0.0;
+    ia_eval(kind, a, x, &v, &g, &h);
+    if (f)
+        *f = v;
+    if (d1)
+        *d1 = g;
+    if (d2)
+        *d2 = h;
 }
 
-#define MR_IMPORTED_ACT(op, KIND)                                                               \
-    static void op##_forward(const mr_op_ctx *c, const mr_tensor *const *x, mr_tensor *y)       \
-    {                                                                                           \
-        ia_run(KIND, c->attrs, IA_FORWARD, x[0]->numel, x[0]->data, NULL, NULL, NULL, y->data); \
-    }                                                                                           \
-    static void op##_vjp(const mr_op_ctx *c, const mr_tensor *const *x, const mr_tensor *y,     \
-                         const mr_tensor *gy, mr_tensor *const *gx)                             \
-    {                                                                                           \
-        if (gx[0])                                                                              \
-            ia_run(KIND, c->attrs, IA_VJP, x[0]->numel, x[0]->data, gy->data, NULL, NULL,       \
-                   gx[0]->data);                                                                \
-    }                                                                                           \
-    static void op##_jvp(const mr_op_ctx *c, const mr_tensor *const *x,                         \
-                         const mr_tensor *const *dx, const mr_tensor *y, mr_tensor *dy)         \
-    {                                                                                           \
-        ia_run(KIND, c->attrs, IA_JVP, x[0]->numel, x[0]->data, dx[0]->data, NULL, NULL,        \
-               dy->data);                                                                       \
-    }                                                                                           \
-    static void op##_vjp_tangent(const mr_op_ctx *c, const mr_tensor *const *x,                 \
-                                 const mr_tensor *const *dx, const mr_tensor *y,                \
-                                 const mr_tensor *dy, const mr_tensor *gy,                      \
-                                 const mr_tensor *dgy, mr_tensor *const *dgx)                   \
-    {                                                                                           \
-        if (dgx[0])                                                                             \
-            ia_run(KIND, c->attrs, IA_VJP_TANGENT, x[0]->numel, x[0]->data, dgy->data,          \
-                   dx[0]->data, gy->data, dgx[0]->data);                                        \
-    }                                                                                           \
-    const mr_op_kernels mr_cpu_##op = {                                                         \
-        .forward = op##_forward,                                                                \
-        .vjp = op##_vjp,                                                                        \
-        .jvp = op##_jvp,                                                                        \
-        .vjp_tangent = op##_vjp_tangent,                                                        \
-    };
+/* The four passes (pointwise_kernels.h), over the whole batch. */
+static void ia_run(ia_kind kind, const mr_op_attrs *at, mr_pw_pass pass, int64_t n, const float *x,
+                   const float *a, const float *b, const float *c, float *out)
+{
+#define IA_EVAL_(xi, f, d1, d2) ia_eval_some(kind, at, xi, f, d1, d2)
+    MR_PW_LOOP(IA_EVAL_, pass, n, 32768, x, a, b, c, out)
+#undef IA_EVAL_
+}
 
-MR_IMPORTED_ACT(clip, IA_CLIP)
-MR_IMPORTED_ACT(hardsigmoid, IA_HARDSIGMOID)
-MR_IMPORTED_ACT(hardswish, IA_HARDSWISH)
-MR_IMPORTED_ACT(gelu, IA_GELU)
-MR_IMPORTED_ACT(erf, IA_ERF)
+MR_PW_KERNELS(clip, ia_run, IA_CLIP)
+MR_PW_KERNELS(hardsigmoid, ia_run, IA_HARDSIGMOID)
+MR_PW_KERNELS(hardswish, ia_run, IA_HARDSWISH)
+MR_PW_KERNELS(gelu, ia_run, IA_GELU)
+MR_PW_KERNELS(erf, ia_run, IA_ERF)
