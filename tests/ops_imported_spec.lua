@@ -16,37 +16,18 @@ local gc = require 'helpers.gradcheck'
 require('moreau').set_adaptive_threads(false)
 
 -- Float32 forward, central differences with h = 1e-2 (as ops_pointwise_spec).
-local TOL = 1e-3
+local TOL = gc.FD_TOL
 
 local away = gc.away
 
---- Runs the finite-difference checks and asserts them, with the seed and a
--- label in the message.
-local function fdcheck(label, opts)
-  opts.seed = opts.seed or 1
-  local r = gc.check(opts)
-  local ok, err = pcall(gc.assert_ok, r, opts.tol or TOL)
-  if not ok then error(('%s (seed %d): %s'):format(label, opts.seed, tostring(err)), 2) end
-  return r
-end
+-- The finite-difference checks of a network built by opts.build(b, x),
+-- asserted below opts.tol or TOL, the label and seed in a failure's message.
+local fdcheck = gc.fdcheck
 
---- Asserts |got − want| <= rtol |want| + atol entry by entry.
-local function assert_close(got, want, rtol, atol, what)
-  local p = got:data()
-  assert(got:numel() == #want, ('%s: %d entries, expected %d'):format(what, got:numel(), #want))
-  for i = 0, got:numel() - 1 do
-    local a, b = p[i], want[i + 1]
-    if not (math.abs(a - b) <= rtol * math.abs(b) + (atol or 0)) then
-      error(('%s: entry %d is %.9g, expected %.9g'):format(what, i + 1, a, b), 2)
-    end
-  end
-end
+--- Asserts |got − want| <= rtol |want| + atol entry by entry (and as many entries as want).
+local assert_close = require('helpers.asserts').close
 
-local function one_op_net(input, op, attrs)
-  local b = nn.builder(input)
-  local y = b:op(op, { b.input }, nil, attrs)
-  return b:build(y)
-end
+local one_op_net = gc.one_op_net
 
 --- The error message of building one node of `op` on `input`.
 local function build_error(input, op, attrs)

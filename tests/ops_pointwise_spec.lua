@@ -20,7 +20,7 @@ require('moreau').set_adaptive_threads(false)
 
 -- Float32 forward, central differences with h = 1e-2: truncation ~h² and
 -- rounding ~eps/h put the expected error near 1e-5; 1e-3 leaves room.
-local TOL = 1e-3
+local TOL = gc.FD_TOL
 
 -- ------------------------------------------------------------- helpers
 
@@ -36,15 +36,9 @@ end
 
 local away = gc.away
 
---- Runs the finite-difference checks of a network built by build(b, x) and
--- asserts them, with the seed and a label in the message.
-local function fdcheck(label, opts)
-  opts.seed = opts.seed or 1
-  local r = gc.check(opts)
-  local ok, err = pcall(gc.assert_ok, r, opts.tol or TOL)
-  if not ok then error(label .. ': ' .. tostring(err), 2) end
-  return r
-end
+-- The finite-difference checks of a network built by opts.build(b, x),
+-- asserted below opts.tol or TOL, the label and seed in a failure's message.
+local fdcheck = gc.fdcheck
 
 local function log1p(u)
   if math.abs(u) < 1e-4 then return u - u * u / 2 + u * u * u / 3 end
@@ -74,16 +68,8 @@ end
 --- v rounded to float32
 local function f32(v) return tonumber(ffi.new('float', v)) end
 
---- Asserts |got − want| <= rtol |want| + atol entry by entry.
-local function assert_close(got, want, rtol, atol, what)
-  local p = got:data()
-  for i = 0, got:numel() - 1 do
-    local a, b = p[i], want[i + 1]
-    if not (math.abs(a - b) <= rtol * math.abs(b) + (atol or 0)) then
-      error(('%s: entry %d is %.9g, expected %.9g'):format(what, i + 1, a, b), 2)
-    end
-  end
-end
+--- Asserts |got − want| <= rtol |want| + atol entry by entry (and as many entries as want).
+local assert_close = require('helpers.asserts').close
 
 local function assert_bits_equal(a, b, what)
   assert.are.equal(a:numel(), b:numel())
@@ -93,11 +79,7 @@ local function assert_bits_equal(a, b, what)
   end
 end
 
-local function one_op_net(input, op, attrs)
-  local b = nn.builder(input)
-  local y = b:op(op, { b.input }, nil, attrs)
-  return b:build(y)
-end
+local one_op_net = gc.one_op_net
 
 -- Values spanning both tails, the origin and the softplus default threshold.
 local SWEEP = { -100, -40, -20.5, -5, -1.25, -0.3, 0, 0.3, 1.25, 5, 19.5, 20.5, 40, 100 }

@@ -198,6 +198,29 @@ function gc.assert_ok(r, tol, tols)
   end
 end
 
+--- The relative error the op specs' finite-difference checks allow: float32
+-- forward, central differences with h = 1e-2, so truncation ~h² and rounding
+-- ~eps/h put the expected error near 1e-5; 1e-3 leaves room.
+gc.FD_TOL = 1e-3
+
+--- gc.check(opts), then gc.assert_ok with opts.tol (default gc.FD_TOL); a
+-- failure is raised at the caller, naming `label` and the seed (opts.seed,
+-- default 1). RETURN: the relative errors, as gc.check.
+function gc.fdcheck(label, opts)
+  opts.seed = opts.seed or 1
+  local r = gc.check(opts)
+  local ok, err = pcall(gc.assert_ok, r, opts.tol or gc.FD_TOL)
+  if not ok then error(('%s (seed %d): %s'):format(label, opts.seed, tostring(err)), 2) end
+  return r
+end
+
+--- A network of one node of `op` (attributes attrs, no parameters) on
+-- samples of shape `input`. RETURN: the network.
+function gc.one_op_net(input, op, attrs)
+  local b = nn.builder(input)
+  return b:build(b:op(op, { b.input }, nil, attrs))
+end
+
 --- A seeded normal tensor (std `scale`, default 1) whose entries are moved
 -- at least `margin` (default 0.1) away from each point of `kinks`, so central
 -- differences never straddle a kink of the op under test.
