@@ -169,7 +169,7 @@ function metrics.topk_members(t, n, k, signed)
   if type(n) ~= 'number' or n ~= floor(n) or n < 1 or n > N then
     error(('%s: item %s outside 1..%d'):format(what, options.show(n), N), 2)
   end
-  if type(k) ~= 'number' or k < 1 or k ~= floor(k) then
+  if type(k) ~= 'number' or k < 1 or k ~= floor(k) or k == math.huge then -- inf would reach C as INT64_MIN
     error(('%s: k must be an integer >= 1, got %s'):format(what, options.show(k)), 2)
   end
   local d = core.numel(t) / N

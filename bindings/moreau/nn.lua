@@ -125,22 +125,45 @@ function Net:eval() return self:train(false) end
 -- stream = the node id, counter = the number of forward and jvp passes so
 -- far; inference-only passes do not count). ARGS: s, an integer >= 0.
 -- RETURN: self.
-function Net:seed(s) check(C.mr_net_set_seed(handle(self), s)) return self end
+function Net:seed(s)
+  -- an integer cdata >= 0 goes to the uint64_t exactly; a number must be an
+  -- integer the double holds exactly (NaN, ±inf, -1 and 1.5 would convert
+  -- to some other seed)
+  local ok = type(s) == 'number' and s == math.floor(s) and s >= 0 and s < 2 ^ 53
+    or type(s) == 'cdata' and (ffi.istype('uint64_t', s) or ffi.istype('int64_t', s) and s >= 0)
+  if not ok then
+    error(('net:seed: s must be an integer in [0, 2^53) or a uint64_t, got %s'):format(
+      type(s) == 'cdata' and tostring(s) or require('moreau.options').show(s)), 2)
+  end
+  check(C.mr_net_set_seed(handle(self), s))
+  return self
+end
 --- Sets every parameter gradient to 0 (they accumulate, `+=`, over
 -- backward calls, as in PyTorch). RETURN: self.
 function Net:zero_grad() check(C.mr_net_zero_grad(handle(self))) return self end
 
+-- The id of parameter `name`; raises at the caller's caller, "net:WHO: name
+-- must be a string ..." for anything but a string (the FFI would raise a raw
+-- conversion error) and "net: no parameter named 'NAME'" for an unknown one.
+local function param_id(self, who, name)
+  if type(name) ~= 'string' then
+    error(('net:%s: name must be a string (as the state_dict names it), got %s'):format(who,
+      require('moreau.options').show(name)), 3)
+  end
+  local id = C.mr_net_param_find(handle(self), name)
+  if id < 0 then error("net: no parameter named '" .. name .. "'", 3) end
+  return id
+end
+
 --- Parameter `name` as a tensor that shares the network's memory.
 function Net:param(name)
-  local id = C.mr_net_param_find(handle(self), name)
-  if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
+  local id = param_id(self, 'param', name)
   return T.borrow(C.mr_net_param_get(handle(self), id), self)
 end
 
 --- Gradient of parameter `name` (nil for buffers such as running statistics).
 function Net:grad(name)
-  local id = C.mr_net_param_find(handle(self), name)
-  if id < 0 then error("net: no parameter named '" .. tostring(name) .. "'", 2) end
+  local id = param_id(self, 'grad', name)
   local g = C.mr_net_param_grad_get(handle(self), id)
   return g ~= nil and T.borrow(g, self) or nil
 end
@@ -306,6 +329,24 @@ end
 local Builder = {}
 Builder.__index = Builder
 
+-- An integer argument of a builder method: a Lua number without fraction,
+-- or an integer cdata (1LL, an element of an int64_t array) as its value;
+-- with positive, at least 1 (and below 2^62, as a dim). Raises "WHO: NAME
+-- must be an integer, got V" (or "a positive integer") at the caller's
+-- caller otherwise, before any arithmetic on it.
+local function int_arg(who, name, v, positive)
+  local n = v
+  if type(v) == 'cdata' and (ffi.istype('int64_t', v) or ffi.istype('uint64_t', v)) then
+    n = (v < 2 ^ 53 and v > -2 ^ 53) and tonumber(v) or nil
+  end
+  if type(n) ~= 'number' or n ~= math.floor(n) or not (positive and n >= 1 and n < 2 ^ 62 or
+      not positive and n > -2 ^ 31 and n < 2 ^ 31) then
+    error(('%s: %s must be %s, got %s'):format(who, name, positive and 'a positive integer' or 'an integer',
+      type(v) == 'cdata' and tostring(v) or require('moreau.options').show(v)), 3)
+  end
+  return n
+end
+
 -- The dims of `shape` (a Lua array of 1..most positive integers below 2^62)
 -- in an int64_t[most]; raises "WHO: ..." at the caller's caller otherwise.
 local function dims(who, shape, most, example)
@@ -333,7 +374,10 @@ function nn.builder(input_shape, opts)
   check(C.mr_net_new(ptr))
   local net = core.attach(setmetatable({}, Net), ffi.gc(ptr[0], C.mr_net_free))
   local input = check(C.mr_net_input(handle(net), nd, s))
-  return setmetatable({ net = net, input = input, seed = (opts and opts.seed) or 0 }, Builder)
+  local seed = (opts and opts.seed) or 0
+  -- the parameters' U(-b, b) stream (mr_tensor_uniform_'s uint64_t seed)
+  require('moreau.options').check('nn.builder', 'seed', seed, 'seed', 2)
+  return setmetatable({ net = net, input = input, seed = seed }, Builder)
 end
 
 local attr_fields = {
@@ -345,22 +389,56 @@ local attr_fields = {
   index = 1, perm = 3, shape_ndim = 1, shape = 3, pads = 6, pad_mode = 1, axes = 1, keepdims = 1,
 }
 
+-- The float fields of mr_op_attrs; the int64_t ones; every other is int32_t.
+local float_attrs = { beta = true, threshold = true, eps = true, momentum = true, p = true, min = true,
+  max = true, alpha = true }
+local int64_attrs = { start = true, ['end'] = true, step = true, index = true, shape = true }
+
+-- v as a value of attribute k, checked before the FFI converts it (which
+-- would raise a raw error on a string, store NaN or ±inf in an integer field
+-- as INT_MIN, and drop a fraction): a float field takes any number (the op's
+-- infer checks its range); an integer field an integer in the field's range.
+-- A number cdata counts as its value; an int64_t (or uint64_t below 2^63)
+-- goes into an int64_t field exactly. Raises at `level` (1: the caller).
+local function attr_value(k, v, level)
+  local shown = v
+  if type(v) == 'cdata' then
+    if int64_attrs[k] and (ffi.istype('int64_t', v) or (ffi.istype('uint64_t', v) and v < 2 ^ 63)) then
+      return v
+    end
+    if tonumber(v) ~= nil and not ffi.istype('bool', v) and not ffi.istype('complex', v) then
+      v = tonumber(v)
+    end
+  end
+  local show = require('moreau.options').show
+  if type(v) ~= 'number' then
+    error(("nn: op attribute '%s' must be a number, got %s"):format(k, show(shown)), level + 1)
+  end
+  if float_attrs[k] then return v end
+  local lim = int64_attrs[k] and 2 ^ 63 or 2 ^ 31
+  if v ~= math.floor(v) or not (v >= -lim and v < lim) then
+    error(("nn: op attribute '%s' must be an integer%s, got %s"):format(k,
+      int64_attrs[k] and '' or ' in the int32 range', show(v)), level + 1)
+  end
+  return v
+end
+
 local function to_attrs(t)
   local a = ffi.new('mr_op_attrs')
   for k, v in pairs(t or {}) do
     local n = attr_fields[k]
     if not n then error("nn: unknown op attribute '" .. tostring(k) .. "'", 4) end
     if n >= 2 then
-      if type(v) == 'number' and n == 2 then v = { v, v } end
+      if n == 2 and type(v) ~= 'table' then v = { v, v } end
       if type(v) ~= 'table' or #v > n then
         error(("nn: op attribute '%s' is a list of at most %d numbers"):format(k, n), 4)
       end
-      for i = 1, #v do a[k][i - 1] = v[i] end
+      for i = 1, #v do a[k][i - 1] = attr_value(k, v[i], 4) end
       if k == 'shape' then a.shape_ndim = #v end
     elseif type(v) == 'boolean' then
       a[k] = v and 1 or 0
     else
-      a[k] = v
+      a[k] = attr_value(k, v, 4)
     end
   end
   return a
@@ -420,8 +498,11 @@ nn.join = join
 -- {kh, kw}), opts {stride, padding, dilation, groups, bias = true}.
 function Builder:conv2d(name, x, cin, cout, k, opts)
   opts = opts or {}
-  local kh, kw = type(k) == 'table' and k[1] or k, type(k) == 'table' and k[2] or k
-  local groups = opts.groups or 1
+  local who = 'builder:conv2d'
+  cin, cout = int_arg(who, 'cin', cin, true), int_arg(who, 'cout', cout, true)
+  local kh = int_arg(who, 'kernel', type(k) == 'table' and k[1] or k, true)
+  local kw = int_arg(who, 'kernel', type(k) == 'table' and k[2] or k, true)
+  local groups = int_arg(who, "option 'groups'", opts.groups or 1, true)
   local fan_in = (cin / groups) * kh * kw
   local bound = 1 / math.sqrt(fan_in)
   local params = { self:param(join(name, 'weight'), { cout, cin / groups, kh, kw }, 'weight', { uniform = bound }) }
@@ -436,6 +517,7 @@ end
 
 --- linear. ARGS: name, x (1-dim samples), fin, fout, opts {bias = true}.
 function Builder:linear(name, x, fin, fout, opts)
+  fin, fout = int_arg('builder:linear', 'in', fin, true), int_arg('builder:linear', 'out', fout, true)
   local bound = 1 / math.sqrt(fin)
   local params = { self:param(join(name, 'weight'), { fout, fin }, 'weight', { uniform = bound }) }
   if not opts or opts.bias ~= false then
@@ -544,6 +626,7 @@ end
 --- squeeze: drops per-sample axis `axis`, which must be 1 (torch.squeeze(x,
 -- axis + 1)), as a reshape. ARGS: x, axis, label. RETURN: the node id.
 function Builder:squeeze(x, axis, label)
+  axis = int_arg('builder:squeeze', 'axis', axis)
   local s = self:shape(x)
   local a = axis < 0 and axis + #s + 1 or axis + 1
   if s[a] ~= 1 or #s < 2 then
@@ -557,6 +640,7 @@ end
 -- (torch.unsqueeze(x, axis + 1)), as a reshape. ARGS: x, axis (0..ndim;
 -- negative from the end), label. RETURN: the node id.
 function Builder:unsqueeze(x, axis, label)
+  axis = int_arg('builder:unsqueeze', 'axis', axis)
   local s = self:shape(x)
   local a = axis < 0 and axis + #s + 2 or axis + 1
   if a < 1 or a > #s + 1 or #s >= 3 then
@@ -570,6 +654,7 @@ end
 -- start + 1)), as a reshape; start 0 is builder:flatten. ARGS: x, start, label.
 -- RETURN: the node id.
 function Builder:flatten_from(x, start, label)
+  start = int_arg('builder:flatten_from', 'start', start)
   local s, out = self:shape(x), {}
   if start < 0 then start = start + #s end
   if start < 0 or start >= #s then
@@ -645,6 +730,7 @@ end
 function Builder:reduce_mean(x, axes, keepdims, label)
   local nd, mask = #self:shape(x), 0
   for _, a in ipairs(axes or {}) do
+    a = int_arg('builder:reduce_mean', 'axis', a)
     if a < 0 then a = a + nd end
     if a < 0 or a >= nd then error(('builder:reduce_mean: axis %d is not a per-sample axis'):format(a), 2) end
     mask = bit.bor(mask, bit.lshift(1, a))
@@ -659,6 +745,7 @@ function Builder:matmul(a, b, label) return self:op('matmul', { a, b }, nil, nil
 -- stores it. Parameters name.weight (k, m), name.bias (m) unless opts.bias is
 -- false, U(−1/√k, 1/√k). ARGS: name, x, k, m, opts {bias = true}. RETURN: the node id.
 function Builder:matmul_param(name, x, k, m, opts)
+  k, m = int_arg('builder:matmul_param', 'k', k, true), int_arg('builder:matmul_param', 'm', m, true)
   local bound = 1 / math.sqrt(k)
   local params = { self:param(join(name, 'weight'), { k, m }, 'weight', { uniform = bound }) }
   if not opts or opts.bias ~= false then

@@ -93,8 +93,19 @@ function T.zeros(shape)
   return T.wrap(out_buf[0])
 end
 
+-- v when it is a number: a Lua number or a number cdata (2LL, a double read
+-- from an array), which the FFI converts; else raises "WHO: NAME must be a
+-- number, got V" at `level` (1: the caller), where the FFI would raise a raw
+-- conversion error.
+local function number_arg(who, name, v, level)
+  if type(v) == 'number' or type(v) == 'cdata' and tonumber(v) ~= nil and not ffi.istype('complex', v) then
+    return v
+  end
+  error(('%s: %s must be a number, got %s'):format(who, name, options.show(v)), level + 1)
+end
+
 --- A new tensor filled with v.
-function T.full(shape, v) return T.zeros(shape):fill(v) end
+function T.full(shape, v) return T.zeros(shape):fill(number_arg('tensor.full', 'v', v, 2)) end
 --- A new tensor filled with 1 (T.full(shape, 1)).
 function T.ones(shape) return T.full(shape, 1) end
 
@@ -110,7 +121,11 @@ function T.from(values, shape)
   end
   local n = #values
   local buf = ffi.new('float[?]', n)
-  for i = 1, n do buf[i - 1] = values[i] end
+  for i = 1, n do
+    local v = values[i]
+    if type(v) ~= 'number' then v = number_arg('tensor.from', ('values[%d]'):format(i), v, 2) end
+    buf[i - 1] = v
+  end
   check(C.mr_tensor_write(handle(x), 0, buf, n))
   return x
 end
@@ -146,6 +161,8 @@ T.check_counters = check_counters
 -- Errors: seed, stream or offset not an integer in [0, 2^53) nor a uint64_t.
 function T.randn(shape, opts)
   opts = check_counters('tensor.randn', opts, 2)
+  if opts.mean ~= nil then number_arg('tensor.randn', "option 'mean'", opts.mean, 2) end
+  if opts.std ~= nil then number_arg('tensor.randn', "option 'std'", opts.std, 2) end
   local x = T.zeros(shape)
   check(C.mr_tensor_normal_(handle(x), opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.mean or 0,
     opts.std or 1))
@@ -157,6 +174,8 @@ end
 -- stream = 0, offset = 0, lo = 0, hi = 1}, lo <= hi, both finite.
 function T.rand(shape, opts)
   opts = check_counters('tensor.rand', opts, 2)
+  if opts.lo ~= nil then number_arg('tensor.rand', "option 'lo'", opts.lo, 2) end
+  if opts.hi ~= nil then number_arg('tensor.rand', "option 'hi'", opts.hi, 2) end
   local x = T.zeros(shape)
   check(C.mr_tensor_uniform_(handle(x), opts.seed or 0, opts.stream or 0, opts.offset or 0, opts.lo or 0,
     opts.hi or 1))
@@ -244,7 +263,7 @@ end
 --- Sets the element at 1-based indices: x:set(v, n, c, h, w). Returns x.
 function Tensor:set(v, ...)
   local off = offset(self, { ... }, 2)
-  one[0] = v
+  one[0] = number_arg('tensor:set', 'v', v, 2)
   check(C.mr_tensor_write(handle(self), off, one, 1))
   return self
 end
@@ -314,7 +333,7 @@ end
 
 --- Sets every element to the number v (rounded to float32). RETURN: self.
 function Tensor:fill(v)
-  check(C.mr_tensor_fill_(handle(self), v))
+  check(C.mr_tensor_fill_(handle(self), number_arg('tensor:fill', 'v', v, 2)))
   return self
 end
 
@@ -344,7 +363,7 @@ end
 
 --- self += alpha * y (alpha defaults to 1). Returns self.
 function Tensor:add_(y, alpha)
-  alpha = alpha or 1
+  alpha = number_arg('add_', 'alpha', alpha or 1, 2)
   if type(y) == 'number' then
     check(C.mr_tensor_add_scalar_(handle(self), y))
     return self
@@ -380,7 +399,9 @@ end
 --- self = min(max(self, lo), hi), elementwise (NaN stays NaN); lo <= hi.
 -- Returns self.
 function Tensor:clamp_(lo, hi)
-  check(C.mr_tensor_clamp_(handle(self), lo or -math.huge, hi or math.huge))
+  lo = number_arg('clamp_', 'lo', lo or -math.huge, 2)
+  hi = number_arg('clamp_', 'hi', hi or math.huge, 2)
+  check(C.mr_tensor_clamp_(handle(self), lo, hi))
   return self
 end
 
