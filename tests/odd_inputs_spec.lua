@@ -78,6 +78,7 @@ describe('integer arguments of builder methods', function()
     assert.are.same({ 1, 4, 3 }, b:shape(b:unsqueeze(x, 0LL)))
     assert.are.same({ 4 }, b:shape(b:reduce_mean(x, { 1LL })))
     -- the kernel as 3LL: the same layer as 3 (the weight's bound and shape)
+    print('seed 4')
     local w3 = nn.builder({ 1, 6, 6 }, { seed = 4 })
     local n3 = w3:build(w3:conv2d('c', w3.input, 1, 2, 3))
     local w3ll = nn.builder({ 1, 6, 6 }, { seed = 4 })
@@ -111,6 +112,7 @@ describe('network arguments', function()
     error_with(function() net:seed(-1LL) end, 'net:seed: s must be an integer in [0, 2^53) or a uint64_t, got -1LL')
     -- the same seed as a number and as cdata: the same dropout masks
     net:train(true)
+    print('seed 2')
     local x = T.randn({ 8, 4 }, { seed = 2 })
     local a = net:seed(5):forward(x):totable()
     assert.are.same(a, net:seed(5ULL):forward(x):totable())
@@ -138,5 +140,47 @@ describe('tensor values', function()
   it('metrics.topk_members refuses k = inf (it reached the engine as INT64_MIN)', function()
     local m = T.from({ 1, 2, 3, 4 }, { 1, 4 })
     error_with(function() metrics.topk_members(m, 1, INF) end, 'metrics.topk_members: k must be an integer >= 1, got inf')
+  end)
+end)
+
+describe('prox operators, data and shards', function()
+  local prox = require 'moreau.prox'
+  local data = require 'moreau.data'
+  local store = require 'moreau.store'
+  local x = T.randn({ 1, 1, 4, 4 }, { seed = 3 })
+  print('seed 3')
+
+  it('prox names a threshold, radius or bound that is not a number, and a block size that is not an integer', function()
+    error_with(function() prox.soft_threshold(x, '0.1') end, "prox.soft_threshold: a must be a number, got '0.1'")
+    error_with(function() prox.project_l2_ball(x, x, {}) end, 'prox.project_l2_ball: r must be a number, got a table')
+    error_with(function() prox.project_box(x, 0, '1') end, "prox.project_box: hi must be a number, got '1'")
+    -- 1.5 was truncated to 1, NaN reached the engine as INT64_MIN
+    error_with(function() prox.blocks(1, 4, 4, 1.5) end, 'prox.blocks: g must be a positive integer, got 1.5')
+    error_with(function() prox.blocks(1, NAN, 4, 2) end, 'prox.blocks: H must be a positive integer, got nan')
+    error_with(function() prox.default_group_size(INF) end, 'prox.default_group_size: H must be a positive integer, got inf')
+    assert.are.equal(prox.blocks(1, 4, 4, 2):count(), prox.blocks(1LL, 4, 4, 2LL):count())
+    assert.are.equal(prox.default_group_size(224), prox.default_group_size(224LL))
+    error_with(function() prox.group_soft_threshold(x, prox.blocks(1, 4, 4, 2), '1') end,
+      "prox.group_soft_threshold: a must be a number, got '1'")
+  end)
+
+  it('data.normalize refuses a mean or std that is not finite (every image would be NaN)', function()
+    error_with(function() data.normalize(x, NAN, 1) end, 'data.normalize: mean[1] = nan must be finite')
+    error_with(function() data.denormalize(x, 0, INF) end, 'data.denormalize: std[1] = inf must be finite')
+    local ds = { n = 2, images = T.zeros { 2, 1, 2, 2 } }
+    error_with(function() data.batches(ds, INF) end, 'data.batches: batch_size must be a positive integer, got inf')
+  end)
+
+  it('store.shard_range, shard_of and shard_path need integers 0 <= K < N', function()
+    error_with(function() store.shard_range(0, 10, NAN, 3) end,
+      'store.shard_range: shard nan of 3: need integers 0 <= K < N')
+    error_with(function() store.shard_range(0, 10, 1, 1.5) end,
+      'store.shard_range: shard 1 of 1.5: need integers 0 <= K < N')
+    error_with(function() store.shard_range(5, 2, 0, 3) end,
+      'store.shard_range: first..last must be image ids with 0 <= first <= last, got 5..2')
+    error_with(function() store.shard_path('RUN.db', 3, 3) end,
+      'store.shard_path: shard 3 of 3: need integers 0 <= K < N')
+    error_with(function() store.shard_of('1', 0, 10, 3) end, "store.shard_of: id must be an image id, got '1'")
+    assert.are.same({ 3, 6 }, { store.shard_range(0, 10, 1, 3) })
   end)
 end)

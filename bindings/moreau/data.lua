@@ -430,6 +430,9 @@ local function channel_stats(x, mean, std, what)
     for c = 1, nc do
       r[c] = v[#v == 1 and 1 or c]
       if type(r[c]) ~= 'number' then error(('%s: %s[%d] is not a number'):format(what, name, c), 4) end
+      if r[c] ~= r[c] or math.abs(r[c]) == math.huge then -- every image would come out NaN or ±inf
+        error(('%s: %s[%d] = %s must be finite'):format(what, name, c, tostring(r[c])), 4)
+      end
     end
     return r
   end
@@ -539,7 +542,8 @@ end
 function data.batches(ds, batch_size, opts)
   check_ds(ds, 'data.batches')
   opts = opts or {}
-  if type(batch_size) ~= 'number' or batch_size < 1 or batch_size ~= math.floor(batch_size) then
+  if type(batch_size) ~= 'number' or batch_size < 1 or batch_size ~= math.floor(batch_size)
+    or batch_size == math.huge then
     error('data.batches: batch_size must be a positive integer, got ' .. tostring(batch_size), 2)
   end
   if opts.seed ~= nil then options.check('data.batches', 'seed', opts.seed, 'seed', 2) end

@@ -21,33 +21,59 @@ local C, check, handle = core.C, core.check, core.handle
 
 local prox = {}
 
+-- v when it is a number (a number cdata counts: the FFI converts it); else
+-- raises "prox.WHO: NAME must be a number, got V" at the caller's caller,
+-- where the FFI would raise a raw conversion error. The engine checks the
+-- range (finite, >= 0, lo <= hi) and names the value.
+local function number_arg(who, name, v)
+  if type(v) == 'number' or type(v) == 'cdata' and tonumber(v) ~= nil and not ffi.istype('complex', v) then
+    return v
+  end
+  error(('prox.%s: %s must be a number, got %s'):format(who, name, require('moreau.options').show(v)), 3)
+end
+
+-- v as a positive integer (an integer cdata counts as its value); else raises
+-- "prox.WHO: NAME must be a positive integer, got V" at the caller's caller
+-- (NaN and inf reached the engine as INT64_MIN, 1.5 as 1).
+local function size_arg(who, name, v)
+  local n = v
+  if type(v) == 'cdata' and (ffi.istype('int64_t', v) or ffi.istype('uint64_t', v)) and v < 2 ^ 53 then
+    n = tonumber(v)
+  end
+  if type(n) ~= 'number' or n ~= math.floor(n) or not (n >= 1 and n < 2 ^ 53) then
+    error(('prox.%s: %s must be a positive integer, got %s'):format(who, name,
+      type(v) == 'cdata' and tostring(v) or require('moreau.options').show(v)), 3)
+  end
+  return n
+end
+
 -- ------------------------------------------------------------ operators
 
 --- ST_a(v) as a new tensor. ARGS: v (tensor), a (>= 0).
 function prox.soft_threshold(v, a)
   local out = v:clone()
-  check(C.mr_prox_soft_threshold(handle(out), a))
+  check(C.mr_prox_soft_threshold(handle(out), number_arg('soft_threshold', 'a', a)))
   return out
 end
 
 --- GST_a(v) per batch item, as a new tensor. ARGS: v (N, ...), groups (prox.groups), a (>= 0).
 function prox.group_soft_threshold(v, groups, a)
   local out = v:clone()
-  check(C.mr_prox_group_soft_threshold(handle(out), handle(groups), a))
+  check(C.mr_prox_group_soft_threshold(handle(out), handle(groups), number_arg('group_soft_threshold', 'a', a)))
   return out
 end
 
 --- Projection of each item of x onto the L2 ball of radius r around the matching item of center.
 function prox.project_l2_ball(x, center, r)
   local out = x:clone()
-  check(C.mr_proj_l2_ball(handle(out), handle(center), r))
+  check(C.mr_proj_l2_ball(handle(out), handle(center), number_arg('project_l2_ball', 'r', r)))
   return out
 end
 
 --- Projection onto the box [lo, hi].
 function prox.project_box(x, lo, hi)
   local out = x:clone()
-  check(C.mr_proj_box(handle(out), lo, hi))
+  check(C.mr_proj_box(handle(out), number_arg('project_box', 'lo', lo), number_arg('project_box', 'hi', hi)))
   return out
 end
 
@@ -63,6 +89,7 @@ end
 --- The default block size for an H-row image: about 16 blocks per side, as
 -- g = 14 on 224×224 in the authors' code (28×28 → 2, 32×32 → 2).
 function prox.default_group_size(H)
+  H = size_arg('default_group_size', 'H', H)
   return math.max(1, math.floor(H / 16 + 0.5))
 end
 
@@ -70,7 +97,9 @@ end
 -- item; partial blocks at the border are groups too.
 -- ARGS: C, H, W, g (or {gh, gw}). RETURN: a Groups object.
 function prox.blocks(Cn, H, W, g)
-  local gh, gw = type(g) == 'table' and g[1] or g, type(g) == 'table' and g[2] or g
+  Cn, H, W = size_arg('blocks', 'C', Cn), size_arg('blocks', 'H', H), size_arg('blocks', 'W', W)
+  local gh = size_arg('blocks', 'g', type(g) == 'table' and g[1] or g)
+  local gw = size_arg('blocks', 'g', type(g) == 'table' and g[2] or g)
   local out = ffi.new('mr_groups*[1]')
   check(C.mr_groups_new_blocks(out, Cn, H, W, gh, gw))
   return wrap_groups(out[0])

@@ -916,17 +916,37 @@ end
 
 -- ------------------------------------------------------------ shards
 
+-- Checks the integers of a shard: 0 <= first <= last, 0 <= k < n (k nil:
+-- not checked); raises "WHO: ..." naming them at the caller's caller (a NaN
+-- or 1.5 would give a range no shard has, a string a raw error).
+local function shard_args(who, first, last, k, n)
+  local function int(v) return type(v) == 'number' and v == math.floor(v) and v >= 0 and v < 2 ^ 53 end
+  if not (int(first) and int(last) and first <= last) then
+    error(('%s: first..last must be image ids with 0 <= first <= last, got %s..%s'):format(who,
+      require('moreau.options').show(first), require('moreau.options').show(last)), 3)
+  end
+  if not (int(n) and n >= 1 and (k == nil or int(k) and k < n)) then
+    error(('%s: shard %s of %s: need integers 0 <= K < N'):format(who, require('moreau.options').show(k),
+      require('moreau.options').show(n)), 3)
+  end
+end
+
 --- The image range [lo, hi) of shard k of n over [first, last): contiguous
 -- blocks, shard k taking [first + ⌊k·L/n⌋, first + ⌊(k+1)·L/n⌋) with
 -- L = last − first, so the blocks differ in size by at most one and depend
 -- only on (first, last, k, n). ARGS: first, last, k (0-based), n.
 function store.shard_range(first, last, k, n)
+  shard_args('store.shard_range', first, last, k, n)
   local L = last - first
   return first + math.floor(k * L / n), first + math.floor((k + 1) * L / n)
 end
 
 --- The shard (0-based) that holds image id of [first, last) split n ways.
 function store.shard_of(id, first, last, n)
+  shard_args('store.shard_of', first, last, nil, n)
+  if type(id) ~= 'number' then
+    error(('store.shard_of: id must be an image id, got %s'):format(require('moreau.options').show(id)), 2)
+  end
   for k = 0, n - 1 do
     local lo, hi = store.shard_range(first, last, k, n)
     if id >= lo and id < hi then return k end
@@ -938,6 +958,10 @@ end
 -- `{K}` and `{N}` replaced when it holds them (RUN-{K}.db), else
 -- "-K-of-N" put before the extension (RUN.db -> RUN-2-of-16.db).
 function store.shard_path(path, k, n)
+  shard_args('store.shard_path', 0, 0, k, n)
+  if type(path) ~= 'string' then
+    error(('store.shard_path: path must be a string, got %s'):format(require('moreau.options').show(path)), 2)
+  end
   if n == 1 then return path end
   if path:find('{K}', 1, true) then
     return (path:gsub('{K}', tostring(k)):gsub('{N}', tostring(n)))
