@@ -184,3 +184,16 @@ describe('prox operators, data and shards', function()
     assert.are.same({ 3, 6 }, { store.shard_range(0, 10, 1, 3) })
   end)
 end)
+
+describe('pictures', function()
+  local viz = require 'moreau.viz'
+
+  it('a text scale of inf is refused (drawing never ended), as is a NaN color', function()
+    local cv = viz.canvas(8, 8)
+    error_with(function() cv:text(1, 1, 'a', 'black', INF) end, 'canvas:text: scale must be at most 256, got inf')
+    error_with(function() cv:text_vertical(1, 1, 'a', nil, 2 ^ 40) end, 'canvas:text_vertical: scale must be at most 256')
+    error_with(function() viz.text_size('a', INF) end, 'viz.text_size: scale must be at most 256, got inf')
+    assert.are.same({ 5 * 256, 8 * 256 }, { viz.text_size('a', 256) }) -- the largest scale still draws
+    error_with(function() cv:set(1, 1, { NAN, 0, 0 }) end, 'canvas:set: a color must be {r, g, b} with numbers 0..255')
+  end)
+end)

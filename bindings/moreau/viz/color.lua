@@ -40,7 +40,8 @@ function color.parse(c, what, level)
       return tonumber(r, 16), tonumber(g, 16), tonumber(b, 16)
     end
   end
-  if type(c) ~= 'table' or type(c[1]) ~= 'number' or type(c[2]) ~= 'number' or type(c[3]) ~= 'number' then
+  if type(c) ~= 'table' or type(c[1]) ~= 'number' or type(c[2]) ~= 'number' or type(c[3]) ~= 'number'
+    or c[1] ~= c[1] or c[2] ~= c[2] or c[3] ~= c[3] then -- NaN has no byte (±inf clamps as any number)
     error(what .. ': a color must be {r, g, b} with numbers 0..255, got ' .. tostring(c), level + 1)
   end
   return max(0, min(255, floor(c[1] + 0.5))), max(0, min(255, floor(c[2] + 0.5))),

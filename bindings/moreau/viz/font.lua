@@ -139,12 +139,20 @@ local missing_glyph = parse_glyph(missing_rows, 'missing')
 -- 8 numbers, bit 4 the leftmost column.
 function font.bits(byte) return glyphs[byte] or missing_glyph end
 
---- Checks a text scale. ARGS: scale (nil = 1); what (the caller's name);
+--- The largest text scale (one character then spans 1280 x 2048 pixels).
+font.MAX_SCALE = 256
+
+--- Checks a text scale (an integer in 1..font.MAX_SCALE). ARGS: scale (nil = 1); what (the caller's name);
 -- level (error level as the caller's error() would take it). RETURN: scale.
 function font.check_scale(scale, what, level)
   scale = scale or 1
   if type(scale) ~= 'number' or scale < 1 or scale ~= floor(scale) then
     error(what .. ': scale must be an integer >= 1, got ' .. tostring(scale), level + 1)
+  end
+  -- drawing visits scale² pixels per glyph dot: inf never ended, and a glyph
+  -- at 256 (1280 x 2048 pixels with its descender row) is already larger than any title
+  if scale > font.MAX_SCALE then
+    error(('%s: scale must be at most %d, got %s'):format(what, font.MAX_SCALE, tostring(scale)), level + 1)
   end
   return scale
 end
