@@ -225,6 +225,23 @@ def twice_differentiable(model):
     return model
 
 
+class functional_relu_as_softplus:
+    """Within this block F.relu is softplus(beta): the engine's swap replaces
+    every Relu node of the graph, and an exported Relu can come from a
+    functional call that relu_to_softplus's module swap does not reach
+    (densenet's final F.relu)."""
+
+    def __init__(self, beta):
+        self.beta = beta
+
+    def __enter__(self):
+        self.relu, beta, softplus = F.relu, self.beta, F.softplus
+        F.relu = lambda x, inplace=False: softplus(x, beta=beta)  # noqa: E731
+
+    def __exit__(self, *exc):
+        F.relu = self.relu
+
+
 def float32_error(model, x, labels, v, ref):
     """What float32 itself costs: PyTorch's own float32 gradient and HVP
     against its float64 ones (max abs error over max |reference|). A model
@@ -508,8 +525,9 @@ def main_full(names, lib):
             continue
         import copy
         reference = twice_differentiable(copy.deepcopy(model))
-        ref = references(copy.deepcopy(reference), x, labels, v)
-        g32, h32 = float32_error(reference, x, labels, v, ref)
+        with functional_relu_as_softplus(FULL_BETA):
+            ref = references(copy.deepcopy(reference), x, labels, v)
+            g32, h32 = float32_error(reference, x, labels, v, ref)
         write_safetensors(os.path.join(d, name + '.safetensors'),
                           {'__x': x, '__v': v, '__labels': labels.float(), '__logits': ref['__logits'],
                            '__grad': ref['__grad'], '__hvp': ref['__hvp']}, {'model': name})
