@@ -7,6 +7,7 @@ python3-onnx; the committed fixtures let the test suite run without them:
     /usr/bin/python3 scripts/export_onnx.py           # rewrite tests/fixtures/onnx/*
     /usr/bin/python3 scripts/export_onnx.py --full    # full-size torchvision models: parity table
     /usr/bin/python3 scripts/export_onnx.py --load-only   # full-size: which load, logits vs float32
+    /usr/bin/python3 scripts/export_onnx.py --only vit_tiny   # rewrite only the fixtures named
 
 Fixtures (tests/fixtures/onnx/): for each model NAME, NAME.onnx (exported by
 torch.onnx.export at opset 13, batch axis dynamic, eval mode, so the exporter
@@ -218,6 +219,8 @@ def prepare(model, shape, n, seed):
 
 
 def fixture(name, model, shape, n, seed, softplus=False, opset=13):
+    if not wanted(name):
+        return
     x, v, labels = prepare(model, shape, n, seed)
     path = os.path.join(OUT, name + '.onnx')
     ops = export(model, x, path, opset)
@@ -238,8 +241,16 @@ def fixture(name, model, shape, n, seed, softplus=False, opset=13):
 
 # ------------------------------------------------------ hand-written graphs
 
+ONLY = None  # --only: the fixtures to write (names without .onnx); None: all
+
+
+def wanted(name):
+    return ONLY is None or name.split('.')[0] in ONLY
+
+
 def save(model, name, **kw):
-    onnx.save(model, os.path.join(OUT, name), **kw)
+    if wanted(name):
+        onnx.save(model, os.path.join(OUT, name), **kw)
 
 
 def mlp_typed():
@@ -300,8 +311,9 @@ def small_conv_graph(op='Relu', op_name='act7', conv_attrs=None, w_raw=None, w_d
 def hand_written():
     m, x, y = mlp_typed()
     save(m, 'mlp_typed.onnx')
-    write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
-                      {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
+    if wanted('mlp_typed'):
+        write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
+                          {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
     # the conv template itself loads (the error fixtures differ from it in one thing)
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
@@ -324,7 +336,7 @@ def hand_written():
     save(cyc, 'bad_cycle.onnx')
     # external data: beside the model, and one that tries to leave the folder
     ext = small_conv_graph()
-    if os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
+    if wanted('ext_ok') and os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
         os.remove(os.path.join(OUT, 'ext_ok.bin'))  # onnx.save appends to an existing data file
     save(ext, 'ext_ok.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='ext_ok.bin',
          size_threshold=0)
@@ -333,6 +345,12 @@ def hand_written():
         if e.key == 'location':
             e.value = '../onnx/ext_ok.bin'
     save(esc, 'bad_ext_escape.onnx')
+    # a location naming no file: only slashes (the root folder)
+    slashes = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
+    for e in slashes.graph.initializer[0].external_data:
+        if e.key == 'location':
+            e.value = '///'
+    save(slashes, 'bad_ext_slashes.onnx')
     short = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
     for e in short.graph.initializer[0].external_data:
         if e.key == 'length':
@@ -482,7 +500,11 @@ def main():
     ap.add_argument('--load-only', nargs='*', metavar='MODEL',
                     help='full-size models: does each load, and its logits against float32 PyTorch')
     ap.add_argument('--lib', help='libmoreau.so to check (default: build/libmoreau.so)')
+    ap.add_argument('--only', nargs='+', metavar='NAME',
+                    help='write only these fixtures (e.g. vit_tiny bad_ext_slashes), leaving the others as they are')
     a = ap.parse_args()
+    global ONLY
+    ONLY = set(a.only) if a.only else None
     if a.load_only is not None:
         return main_load(a.load_only or FULL, a.lib)
     if a.full is not None:

@@ -253,6 +253,8 @@ describe('ONNX loader errors', function()
   it('external data that leaves the model folder, or is shorter than the tensor', function()
     local e = err_of('bad_ext_escape.onnx')
     assert.truthy(e:find("external data location '../onnx/ext_ok.bin' leaves the model's folder", 1, true), e)
+    e = err_of('bad_ext_slashes.onnx')
+    assert.truthy(e:find("tensor 'w': external data location '///' names a folder, not a file", 1, true), e)
     e = err_of('bad_ext_length.onnx')
     assert.truthy(e:find("external data 'ext_ok.bin' holds 428 bytes at offset 0 of a 432-byte file; the tensor needs 432",
       1, true), e)
