@@ -29,6 +29,11 @@ The models are reduced in width or resolution to keep the files small:
     resnet50   torchvision's ResNet-50 structure (Bottleneck) at width 1/16, 3x64x64
     vgg11_bn   torchvision's VGG-11 features with batchnorm at width 1/16, a
                global average pool and a small classifier, 3x32x32
+    vit_tiny   torchvision's VisionTransformer (vit_b_16's class) at 3x32x32,
+               patch 8, 2 layers, 2 heads, hidden 32, MLP 64 (opset 17): the
+               exporter's Shape arithmetic on the dynamic batch axis,
+               Expand of the class token, attention over (L, N, E) with N
+               merged into the heads, MatMul of two computed values
 Hand-written graphs (onnx.helper) exercise what torch does not emit: typed
 initializer fields, Constant and Identity nodes, Gemm's transB / alpha / beta,
 opset-11 Softmax, external data; and the loader's errors (bad_*.onnx).
@@ -183,6 +188,29 @@ def vgg11_bn_tiny(num_classes=10):
     m = torchvision.models.vgg.VGG(torchvision.models.vgg.make_layers(cfg, batch_norm=True), num_classes=10)
     m.avgpool = nn.AdaptiveAvgPool2d(1)
     m.classifier = nn.Sequential(nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, num_classes))
+    return m
+
+
+def vit_tiny(num_classes=10):
+    """torchvision's VisionTransformer (the vit_b_16 class: patch Conv,
+    class token, position embedding, pre-LayerNorm encoder blocks of
+    nn.MultiheadAttention and a GELU MLP, the class token's head) at 32x32,
+    patch 8 (16 tokens + the class token), 2 layers, 2 heads, hidden 32, MLP
+    64. torchvision initializes the class token, biases and head to zero and
+    LayerNorm to the identity: every parameter is drawn at random instead
+    (weights N(0, 1/fan_in), the others N(0, 0.1^2), LayerNorm weights about
+    1), so that each one matters to the logits."""
+    from torchvision.models.vision_transformer import VisionTransformer
+    m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                          num_classes=num_classes)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() >= 2 and 'embedding' not in name and 'token' not in name:
+                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+            elif name.endswith('weight'):  # LayerNorm
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
     return m
 
 
@@ -370,6 +398,8 @@ def main_fixtures():
     fixture('resnet50', SmallResNet(Bottleneck, [3, 4, 6, 3], 1 / 16, 10), (3, 64, 64), 1, 50)
     torch.manual_seed(11)
     fixture('vgg11_bn', vgg11_bn_tiny(), (3, 32, 32), 2, 11)
+    torch.manual_seed(16)
+    fixture('vit_tiny', vit_tiny(), (3, 32, 32), 2, 16, opset=17)
     hand_written()
 
 

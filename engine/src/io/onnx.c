@@ -13,11 +13,28 @@
  *
  * Values are either engine nodes, whose shapes are per sample (the batch
  * axis N implicit, as everywhere in the engine), or constants (initializers,
- * Constant nodes). An op that would mix the batch axis with the others (a
- * Flatten at axis 0, a Reshape whose target merges N) is refused, naming the
- * node. Parameters are the initializers, named as in the file; where the
- * mapping rewrites one (Gemm's transB and alpha, a MatMul's weight, which
- * the engine stores as (out, in)) the rewritten copy keeps the name.
+ * Constant nodes, and what the reader folds from them). Parameters are the
+ * initializers, named as in the file; where the mapping rewrites one (Gemm's
+ * transB and alpha, a MatMul's weight, which the engine stores as (out, in))
+ * the rewritten copy keeps the name.
+ *
+ * Where N lies (ox_layout): exporters write attention over (L, N, E) and
+ * merge N with the heads, (L, N*H, d), or with the tokens, (L*N, E). Each
+ * computed value records the ONNX axis holding N and what that axis merges
+ * N with, so that a Transpose that moves N is no op at all, a Reshape that
+ * keeps N's place in the row-major order is a per-sample reshape, and an op
+ * over other axes is the per-sample op over the matching axis. An op that
+ * would mix N with the other dims (a Flatten at axis 0, a Reshape that moves
+ * N in the row-major order, a product or a softmax over N) is refused,
+ * naming the node; the ops that need N first (Conv, pooling, ...) say so.
+ *
+ * Shapes that count N (PyTorch's dynamic batch axis: Shape -> Gather ->
+ * Unsqueeze -> Concat -> Reshape, Expand of the class token) are folded when
+ * the graph is read, N kept symbolic: an int64 entry k·N (ox_const.nsym)
+ * goes through Shape, Gather, Slice, Concat, (Un)Squeeze, Reshape,
+ * Transpose, Cast, Identity, Where, and through Mul, Div, Add, Sub, Equal
+ * where the result is exact for every N >= 1 (k·N·c, k·N / c with c | k,
+ * k·N + 0, k·N = c false for c < k); anything else on it is refused.
  *
  * Patterns exporters split:
  *   softplus(beta): PyTorch exports F.softplus(x, beta) as
@@ -35,11 +52,24 @@
 
 enum { V_NONE, V_NODE, V_CONST };
 
+/* Where the batch axis N lies in a computed value as ONNX sees it: the value
+ * has ONNX rank `rank`, and its axis bx has size o·N·m: for item n, index
+ * u·N·m + n·m + j of that axis is per-sample index (u, j). The per-sample
+ * shape is the ONNX shape with axis bx replaced by o and m (each left out
+ * when 1), in order, so that the per-sample row-major order is ONNX's with n
+ * fixed. Standard: bx = 0, o = m = 1 (the per-sample shape is ONNX's without
+ * its first dim), as the graph input and every op needing N first. */
+typedef struct ox_layout {
+    int rank, bx;
+    int64_t o, m;
+} ox_layout;
+
 typedef struct ox_value {
     const char *name;
     int kind;        /* V_NONE until produced */
     int node;        /* V_NODE: the engine node */
     mr_shape shape;  /* V_NODE: per-sample shape */
+    ox_layout lay;   /* V_NODE: where N lies */
     ox_const *c;     /* V_CONST (owned by the value that created it, see own) */
     int own;         /* 1: free c with this value */
     int producer;    /* the ONNX node producing it; -1 for initializers and the input */
@@ -203,6 +233,89 @@ static int attr_string_is(ox_ctx *x, int i, const char *name, const char *const 
     return node_error(x, i, MR_ENOTFOUND, "attribute '%s' = '%s' is not supported", name, s);
 }
 
+/* --------------------------------------------------------- layouts */
+
+static ox_layout lay_std(int ps_ndim)
+{
+    ox_layout l = {ps_ndim + 1, 0, 1, 1};
+    return l;
+}
+
+static int lay_is_std(const ox_layout *l) { return l->bx == 0 && l->o == 1 && l->m == 1; }
+
+static int lay_eq(const ox_layout *a, const ox_layout *b)
+{
+    return a->rank == b->rank && a->bx == b->bx && a->o == b->o && a->m == b->m;
+}
+
+/* Per-sample dims of ONNX axis bx (0, 1 or 2: o and m when > 1). */
+static int lay_group(const ox_layout *l) { return (l->o > 1) + (l->m > 1); }
+
+/* The per-sample axis of ONNX axis a (a != bx). */
+static int lay_ps_axis(const ox_layout *l, int a) { return a < l->bx ? a : a - 1 + lay_group(l); }
+
+/* ONNX axis a of value v (negative: from the end) as a per-sample axis; -1
+ * for the axis holding N, or out of range. */
+static int value_axis(const ox_value *v, int64_t a)
+{
+    if (a < 0)
+        a += v->lay.rank;
+    if (a < 0 || a >= v->lay.rank || a == v->lay.bx)
+        return -1;
+    return lay_ps_axis(&v->lay, (int)a);
+}
+
+/* The ONNX dims of value v: dims[a], or coef[a]·N for the axis holding N
+ * (coef 0 elsewhere). */
+static void value_dims(const ox_value *v, int64_t *dims, int64_t *coef)
+{
+    for (int a = 0; a < v->lay.rank; a++) {
+        coef[a] = a == v->lay.bx ? v->lay.o * v->lay.m : 0;
+        int pa = a == v->lay.bx ? -1 : lay_ps_axis(&v->lay, a);
+        dims[a] = pa >= 0 && pa < 3 ? v->shape.d[pa] : 0;
+    }
+}
+
+/* ONNX dims with N: "Nx3x4", "5x(N*2)x16", "(5*N)x32". */
+static const char *sym_dims_str(int n, const int64_t *dims, const int64_t *coef, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    if (n == 0)
+        snprintf(buf, len, "a scalar");
+    for (int a = 0; a < n && k < len; a++) {
+        const char *sep = a ? "x" : "";
+        if (coef && coef[a] == 1)
+            k += (size_t)snprintf(buf + k, len - k, "%sN", sep);
+        else if (coef && coef[a] > 1)
+            k += (size_t)snprintf(buf + k, len - k, "%s(%lld*N)", sep, (long long)coef[a]);
+        else
+            k += (size_t)snprintf(buf + k, len - k, "%s%lld", sep, (long long)dims[a]);
+    }
+    return buf;
+}
+
+/* Value v's ONNX dims, the merge of N spelled out: "5x(N*2)x16". */
+static const char *value_dims_str(const ox_value *v, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (int a = 0; a < v->lay.rank && k < len; a++) {
+        const char *sep = a ? "x" : "";
+        if (a != v->lay.bx)
+            k += (size_t)snprintf(buf + k, len - k, "%s%lld", sep, (long long)v->shape.d[lay_ps_axis(&v->lay, a)]);
+        else if (v->lay.o > 1 && v->lay.m > 1)
+            k += (size_t)snprintf(buf + k, len - k, "%s(%lld*N*%lld)", sep, (long long)v->lay.o, (long long)v->lay.m);
+        else if (v->lay.o > 1)
+            k += (size_t)snprintf(buf + k, len - k, "%s(%lld*N)", sep, (long long)v->lay.o);
+        else if (v->lay.m > 1)
+            k += (size_t)snprintf(buf + k, len - k, "%s(N*%lld)", sep, (long long)v->lay.m);
+        else
+            k += (size_t)snprintf(buf + k, len - k, "%sN", sep);
+    }
+    return buf;
+}
+
 /* ------------------------------------------------------ inputs, outputs */
 
 static int ninputs(const Onnx__NodeProto *n)
@@ -231,8 +344,8 @@ static int materialize(ox_ctx *x, ox_value *v)
     return MR_OK;
 }
 
-/* Input k as an engine node. */
-static int in_node(ox_ctx *x, int i, int k, ox_value **out)
+/* Input k as an engine node, N anywhere (ops that follow the layout). */
+static int in_node_any(ox_ctx *x, int i, int k, ox_value **out)
 {
     ox_value *v = input_value(x, i, k);
     if (!v)
@@ -244,6 +357,29 @@ static int in_node(ox_ctx *x, int i, int k, ox_value **out)
                           k, v->name);
     *out = v;
     return MR_OK;
+}
+
+/* Input k as an engine node with N first (the standard layout). */
+static int in_node(ox_ctx *x, int i, int k, ox_value **out)
+{
+    MR_TRY(in_node_any(x, i, k, out));
+    if (!lay_is_std(&(*out)->lay)) {
+        char ds[160];
+        return node_error(x, i, MR_ENOTFOUND,
+                          "input %d ('%s') is %s: the batch axis N is not its first dim alone; moreau maps this "
+                          "op with N first",
+                          k, (*out)->name, value_dims_str(*out, ds, sizeof ds));
+    }
+    return MR_OK;
+}
+
+/* The refusal of a constant that counts N where a number is needed. */
+static int sym_error(ox_ctx *x, int i, int k, const char *name)
+{
+    return node_error(x, i, MR_ENOTFOUND,
+                      "input %d ('%s') counts the batch axis N (a shape taken from a computed value); moreau "
+                      "needs a number known when the graph is read",
+                      k, name);
 }
 
 /* Input k as a float constant (NULL if absent and optional). */
@@ -260,6 +396,8 @@ static int in_const(ox_ctx *x, int i, int k, int optional, ox_const **out)
     if (v->kind != V_CONST)
         return node_error(x, i, MR_ENOTFOUND, "input %d ('%s') must be a constant (an initializer)", k,
                           v->name);
+    if (v->c->nsym)
+        return sym_error(x, i, k, v->name);
     if (!v->c->f) {
         /* an integer constant used as floats: convert once */
         float *f = calloc((size_t)(v->c->numel ? v->c->numel : 1), sizeof *f);
@@ -273,8 +411,9 @@ static int in_const(ox_ctx *x, int i, int k, int optional, ox_const **out)
     return MR_OK;
 }
 
-/* Input k as an int64 constant (shapes, axes, pads). */
-static int in_ints(ox_ctx *x, int i, int k, int optional, ox_const **out)
+/* Input k as an int64 constant, entries counting N allowed (Reshape and
+ * Expand targets). */
+static int in_ints_any(ox_ctx *x, int i, int k, int optional, ox_const **out)
 {
     ox_value *v = input_value(x, i, k);
     *out = NULL;
@@ -294,8 +433,18 @@ static int in_ints(ox_ctx *x, int i, int k, int optional, ox_const **out)
     return MR_OK;
 }
 
-/* Output k of node i becomes engine node `node`. */
-static int set_node_output(ox_ctx *x, int i, int k, int node)
+/* Input k as an int64 constant of plain numbers (shapes, axes, pads). */
+static int in_ints(ox_ctx *x, int i, int k, int optional, ox_const **out)
+{
+    MR_TRY(in_ints_any(x, i, k, optional, out));
+    if (*out && (*out)->nsym)
+        return sym_error(x, i, k, input_value(x, i, k)->name);
+    return MR_OK;
+}
+
+/* Output k of node i becomes engine node `node`, N where lay says (NULL:
+ * first). */
+static int set_node_output_lay(ox_ctx *x, int i, int k, int node, const ox_layout *lay)
 {
     ox_value *v = &x->vals[find_value(x, x->g->node[i]->output[k])];
     int ndim;
@@ -306,8 +455,14 @@ static int set_node_output(ox_ctx *x, int i, int k, int node)
     v->shape.ndim = ndim;
     for (int d = 0; d < ndim; d++)
         v->shape.d[d] = s[d];
+    v->lay = lay ? *lay : lay_std(ndim);
+    if (v->lay.rank - 1 + lay_group(&v->lay) != ndim) /* a mapping's own mistake, never the file's */
+        return node_error(x, i, MR_EINVAL, "internal: layout of rank %d for a per-sample shape of %d dims",
+                          v->lay.rank, ndim);
     return MR_OK;
 }
+
+static int set_node_output(ox_ctx *x, int i, int k, int node) { return set_node_output_lay(x, i, k, node, NULL); }
 
 static void alias_output(ox_ctx *x, int i, const ox_value *src)
 {
@@ -315,6 +470,7 @@ static void alias_output(ox_ctx *x, int i, const ox_value *src)
     v->kind = src->kind;
     v->node = src->node;
     v->shape = src->shape;
+    v->lay = src->lay;
     v->c = src->c;
     v->own = 0;
 }
@@ -391,7 +547,7 @@ static int add_node(ox_ctx *x, int i, const char *op, const int *in, int nin, co
 
 static int scalar_of(const ox_const *c, float *v)
 {
-    if (!c || c->numel != 1)
+    if (!c || c->numel != 1 || c->nsym)
         return 0;
     *v = c->f ? c->f[0] : (float)c->i[0];
     return 1;
@@ -505,6 +661,9 @@ static int linear_from(ox_ctx *x, int i, ox_value *xv, const ox_const *w, int w_
     return set_node_output(x, out_node_of, 0, id);
 }
 
+static int matmul_param_of(ox_ctx *x, int i, ox_value *xv, const ox_const *w, int w_is_out_in, float alpha,
+                           const ox_const *c, float beta, int out_of);
+
 static int map_gemm(ox_ctx *x, int i)
 {
     static const char *const known[] = {"alpha", "beta", "transA", "transB", "broadcast", NULL};
@@ -520,9 +679,11 @@ static int map_gemm(ox_ctx *x, int i)
                           "attribute 'transA' = %lld transposes the batch axis; moreau maps transA = 0", (long long)ta);
     ox_value *xv = NULL;
     ox_const *w, *c;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     MR_TRY(in_const(x, i, 1, 0, &w));
     MR_TRY(in_const(x, i, 2, 1, &c));
+    if (!lay_is_std(&xv->lay)) /* rows holding N merged with tokens: (L*N, E) */
+        return matmul_param_of(x, i, xv, w, tb != 0, alpha, c, beta, i);
     return linear_from(x, i, xv, w, !tb, alpha, c, beta, i);
 }
 
@@ -579,15 +740,107 @@ static int matmul_tokens(ox_ctx *x, int i, ox_value *xv, const ox_const *w, cons
     return set_node_output(x, out_of, 0, node);
 }
 
+/* y = alpha x W + beta c over the last ONNX axis of x, N anywhere else
+ * (attention's projections over (L, N, E) and (L*N, E)): matmul_param with
+ * W (K, M) as ONNX MatMul stores it; w_is_out_in: W given (M, K) (Gemm's
+ * transB). The initializers are shared unchanged where no rewrite is needed;
+ * a rewritten copy keeps the name. */
+static int matmul_param_of(ox_ctx *x, int i, ox_value *xv, const ox_const *w, int w_is_out_in, float alpha,
+                           const ox_const *c, float beta, int out_of)
+{
+    char xs[160], ws[160];
+    value_dims_str(xv, xs, sizeof xs);
+    int nd = xv->shape.ndim;
+    if (value_axis(xv, -1) != nd - 1)
+        return node_error(x, i, MR_ENOTFOUND, "the last axis of the input %s holds the batch axis N", xs);
+    int64_t K = xv->shape.d[nd - 1];
+    if (w->ndim != 2 || w->dims[w_is_out_in ? 1 : 0] != K)
+        return node_error(x, i, MR_ESHAPE, "input %s times weight '%s' (%s%s) is not supported", xs, w->name,
+                          ox_dims_str(w->ndim, w->dims, ws, sizeof ws), w_is_out_in ? ", transposed" : "");
+    int64_t M = w->dims[w_is_out_in ? 0 : 1];
+    if (c && !(c->numel == 1 || (c->numel == M && (c->ndim == 1 || (c->ndim == 2 && c->dims[0] == 1)))))
+        return node_error(x, i, MR_ESHAPE, "bias '%s' is %s, expected %lld (or 1x%lld, or a scalar)", c->name,
+                          ox_dims_str(c->ndim, c->dims, ws, sizeof ws), (long long)M, (long long)M);
+    int p[2], np = 0;
+    if (!w_is_out_in && alpha == 1) {
+        MR_TRY(const_param(x, i, (ox_const *)w, MR_PARAM_WEIGHT, &p[np++]));
+    } else {
+        float *wt = malloc((size_t)(K * M) * sizeof *wt);
+        if (!wt)
+            return mr_error(MR_ENOMEM, "onnx: out of memory");
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t o = 0; o < M; o++)
+                wt[k * M + o] = alpha * (w_is_out_in ? w->f[o * K + k] : w->f[k * M + o]);
+        int64_t wd[2] = {K, M};
+        int rc = make_param(x, w->name, 2, wd, wt, MR_PARAM_WEIGHT, &p[np++]);
+        free(wt);
+        MR_TRY(rc);
+    }
+    if (c && c->numel == M && c->ndim == 1 && beta == 1) {
+        MR_TRY(const_param(x, i, (ox_const *)c, MR_PARAM_WEIGHT, &p[np++]));
+    } else if (c) {
+        float *bt = malloc((size_t)M * sizeof *bt);
+        if (!bt)
+            return mr_error(MR_ENOMEM, "onnx: out of memory");
+        for (int64_t o = 0; o < M; o++)
+            bt[o] = beta * c->f[c->numel == 1 ? 0 : o];
+        int rc = make_param(x, c->name, 1, &M, bt, MR_PARAM_WEIGHT, &p[np++]);
+        free(bt);
+        MR_TRY(rc);
+    }
+    mr_op_attrs a = {0};
+    int id = add_node(x, i, "matmul_param", &xv->node, 1, p, np, &a);
+    MR_TRY(id);
+    return set_node_output_lay(x, out_of, 0, id, &xv->lay);
+}
+
+/* MatMul of two computed values (attention's Q K^T and P V): batched over
+ * the leading axes, the one holding N among them, as the engine's matmul
+ * does per sample. Both must hold N alike; no broadcasting between them. */
+static int matmul_nodes(ox_ctx *x, int i, ox_value *a, ox_value *b)
+{
+    char d0[160], d1[160];
+    value_dims_str(a, d0, sizeof d0);
+    value_dims_str(b, d1, sizeof d1);
+    if (!lay_eq(&a->lay, &b->lay))
+        return node_error(x, i, MR_ENOTFOUND, "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
+                          a->name, d0, b->name, d1);
+    int r = a->lay.rank;
+    if (r < 3 || a->lay.bx >= r - 2)
+        return node_error(x, i, MR_ENOTFOUND,
+                          "the product of %s and %s runs along the batch axis N; moreau maps products batched "
+                          "over a leading axis that holds N",
+                          d0, d1);
+    int64_t ad[OX_MAX_DIMS], ac[OX_MAX_DIMS], bd[OX_MAX_DIMS], bc[OX_MAX_DIMS];
+    value_dims(a, ad, ac);
+    value_dims(b, bd, bc);
+    for (int k = 0; k < r - 2; k++)
+        if (ad[k] != bd[k] || ac[k] != bc[k])
+            return node_error(x, i, MR_ENOTFOUND,
+                              "the leading dims of %s and %s differ (moreau does not broadcast between computed "
+                              "values)",
+                              d0, d1);
+    int in[2] = {a->node, b->node};
+    mr_op_attrs at = {0};
+    int id = add_node(x, i, "matmul", in, 2, NULL, 0, &at);
+    MR_TRY(id);
+    return set_node_output_lay(x, i, 0, id, &a->lay);
+}
+
 /* MatMul(x, W) with W (in, out) constant; an Add of a constant bias that
- * follows it alone becomes the linear's bias. */
+ * follows it alone becomes the linear's bias. MatMul(a, b) of two computed
+ * values: matmul_nodes. */
 static int map_matmul(ox_ctx *x, int i)
 {
     static const char *const none[] = {NULL};
     MR_TRY(check_attrs(x, i, none));
-    ox_value *xv = NULL;
+    ox_value *xv = NULL, *bv0 = input_value(x, i, 1);
     ox_const *w, *c = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
+    if (bv0)
+        MR_TRY(materialize(x, bv0));
+    if (bv0 && bv0->kind == V_NODE)
+        return matmul_nodes(x, i, xv, bv0);
     MR_TRY(in_const(x, i, 1, 0, &w));
     int out_of = i, j = sole_consumer(x, i);
     if (j >= 0 && op_is(x->g->node[j], "Add") && x->g->node[j]->n_attribute == 0 && ninputs(x->g->node[j]) == 2) {
@@ -601,6 +854,8 @@ static int map_matmul(ox_ctx *x, int i)
             x->done[j] = 1;
         }
     }
+    if (!lay_is_std(&xv->lay))
+        return matmul_param_of(x, i, xv, w, 0, 1.0f, c, 1.0f, out_of);
     if (xv->shape.ndim >= 2)
         return matmul_tokens(x, i, xv, w, c, out_of);
     return linear_from(x, i, xv, w, 1, 1.0f, c, 1.0f, out_of);
@@ -688,25 +943,35 @@ static int map_pool(ox_ctx *x, int i, int is_max)
     return set_node_output(x, i, 0, id);
 }
 
-/* A one-input op with the engine attributes a (the ONNX attributes checked by the caller). */
+/* An elementwise op with the engine attributes a (the ONNX attributes
+ * checked by the caller); N stays where it is. */
 static int map_unary_attrs(ox_ctx *x, int i, const char *op, const mr_op_attrs *a)
 {
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     int id = add_node(x, i, op, &xv->node, 1, NULL, 0, a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &xv->lay);
 }
 
-/* One-input ops without attributes (and Relu -> softplus on request). */
+/* Elementwise ops without attributes (and Relu -> softplus on request). */
 static int map_unary(ox_ctx *x, int i, const char *op, const mr_op_attrs *a)
+{
+    static const char *const none[] = {NULL};
+    MR_TRY(check_attrs(x, i, none));
+    mr_op_attrs zero = {0};
+    return map_unary_attrs(x, i, op, a ? a : &zero);
+}
+
+static int map_global_avgpool(ox_ctx *x, int i)
 {
     static const char *const none[] = {NULL};
     MR_TRY(check_attrs(x, i, none));
     ox_value *xv = NULL;
     MR_TRY(in_node(x, i, 0, &xv));
-    mr_op_attrs zero = {0};
-    int id = add_node(x, i, op, &xv->node, 1, NULL, 0, a ? a : &zero);
+    mr_op_attrs a = {0};
+    a.out_size[0] = a.out_size[1] = 1;
+    int id = add_node(x, i, "adaptive_avgpool2d", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
     return set_node_output(x, i, 0, id);
 }
@@ -740,7 +1005,7 @@ static int map_mul(ox_ctx *x, int i)
             int id = add_node(x, k, "softplus", &xv->node, 1, NULL, 0, &a);
             MR_TRY(id);
             x->done[j] = x->done[k] = 1;
-            return set_node_output(x, k, 0, id);
+            return set_node_output_lay(x, k, 0, id, &xv->lay);
         }
     }
     x->pattern_missed = 1; /* not softplus(beta): a product with a constant (map_binary) */
@@ -769,17 +1034,85 @@ static int map_flatten(ox_ctx *x, int i)
     return set_node_output(x, i, 0, id);
 }
 
-static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t);
+static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t, const ox_layout *lay);
+
+/* Reshape to ONNX dims t[0..nt), entry p being coef·N (the other entries
+ * numbers, one of them possibly -1). Row-major, item n of the input is the
+ * run of entries whose flat index is (u·N + n)·I + v, u < U counting the
+ * per-sample entries before N; the reshape is per sample exactly when the
+ * target puts N at the same place: the dims before entry p multiply to P0
+ * with U = P0·o' and o' dividing coef (entry p = o'·N·m'). Anything else
+ * mixes N with the other dims. */
+static int reshape_sym(ox_ctx *x, int i, ox_value *xv, int nt, int64_t *t, const int64_t *coef, int p)
+{
+    char ts[200], xs[160];
+    sym_dims_str(nt, t, coef, ts, sizeof ts);
+    value_dims_str(xv, xs, sizeof xs);
+    int64_t P = mr_shape_numel(&xv->shape), known = coef[p];
+    int minus = -1;
+    for (int k = 0; k < nt; k++) {
+        if (k == p)
+            continue;
+        if (coef[k] > 0)
+            return node_error(x, i, MR_ENOTFOUND, "target shape %s of the input %s counts N twice", ts, xs);
+        if (t[k] == -1) {
+            if (minus >= 0)
+                return node_error(x, i, MR_EFORMAT, "target %s has two -1", ts);
+            minus = k;
+        } else if (t[k] < 1 || mr_size_mul(known, t[k], &known)) {
+            return node_error(x, i, MR_EFORMAT, "target %s has the dim %lld", ts, (long long)t[k]);
+        }
+    }
+    if (minus >= 0) {
+        if (P % known)
+            return node_error(x, i, MR_ESHAPE, "target %s does not fit the input %s", ts, xs);
+        t[minus] = P / known;
+        known = P;
+    }
+    if (known != P)
+        return node_error(x, i, MR_ESHAPE, "target %s does not fit the input %s", ts, xs);
+    int64_t U = xv->lay.o, P0 = 1;
+    for (int k = 0; k < xv->lay.bx; k++)
+        U *= xv->shape.d[k];
+    for (int k = 0; k < p; k++)
+        P0 *= t[k];
+    if (U % P0 || coef[p] % (U / P0)) {
+        sym_dims_str(nt, t, coef, ts, sizeof ts);
+        return node_error(x, i, MR_ENOTFOUND,
+                          "target shape %s of the input %s mixes the batch axis N with other dims (N does not keep "
+                          "its place in the row-major order); moreau maps reshapes within each item",
+                          ts, xs);
+    }
+    ox_layout lay = {nt, p, U / P0, coef[p] / (U / P0)};
+    int64_t ps[OX_MAX_DIMS + 2];
+    int nps = 0;
+    for (int k = 0; k < nt; k++) {
+        if (k != p)
+            ps[nps++] = t[k];
+        else {
+            if (lay.o > 1)
+                ps[nps++] = lay.o;
+            if (lay.m > 1)
+                ps[nps++] = lay.m;
+        }
+    }
+    if (nps < 1 || nps > 3) {
+        char pss[160];
+        return node_error(x, i, MR_ENOTFOUND, "a per-sample shape of %d dims (%s) is not supported (1 to 3)", nps,
+                          ox_dims_str(nps, ps, pss, sizeof pss));
+    }
+    return reshape_to(x, i, xv, nps, ps, &lay);
+}
 
 static int map_reshape(ox_ctx *x, int i)
 {
     static const char *const known[] = {"allowzero", "shape", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     int64_t allowzero;
     MR_TRY(attr_int(x, i, "allowzero", 0, &allowzero));
-    int64_t t[OX_MAX_DIMS];
+    int64_t t[OX_MAX_DIMS], coef[OX_MAX_DIMS] = {0};
     int nt;
     const Onnx__AttributeProto *sa = attr(x->g->node[i], "shape"); /* opset < 5 */
     if (sa) {
@@ -790,12 +1123,43 @@ static int map_reshape(ox_ctx *x, int i)
             memcpy(t, sa->ints, (size_t)nt * sizeof *t);
     } else {
         ox_const *s;
-        MR_TRY(in_ints(x, i, 1, 0, &s));
+        MR_TRY(in_ints_any(x, i, 1, 0, &s));
         if (s->ndim != 1 || s->numel > OX_MAX_DIMS || s->numel < 1)
             return node_error(x, i, MR_ENOTFOUND, "the target shape '%s' must be 1-D with 1 to %d entries", s->name,
                               OX_MAX_DIMS);
         nt = (int)s->numel;
         memcpy(t, s->i, (size_t)nt * sizeof *t);
+        if (s->nsym)
+            memcpy(coef, s->nsym, (size_t)nt * sizeof *coef);
+    }
+    /* a target that says where N goes: an entry counting N, or a 0 copying
+     * the input's dim holding N */
+    int p = -1;
+    for (int k = 0; k < nt && p < 0; k++)
+        if (coef[k] > 0 || (t[k] == 0 && !allowzero && k == xv->lay.bx && k < xv->lay.rank))
+            p = k;
+    if (p >= 0) {
+        int64_t xd[OX_MAX_DIMS], xc[OX_MAX_DIMS];
+        value_dims(xv, xd, xc);
+        for (int k = 0; k < nt; k++) {
+            if (coef[k] > 0 || t[k] != 0 || allowzero)
+                continue;
+            if (k >= xv->lay.rank) {
+                char ts[200], xs[160];
+                return node_error(x, i, MR_EFORMAT, "target %s copies dim %d of the input %s",
+                                  sym_dims_str(nt, t, coef, ts, sizeof ts), k, value_dims_str(xv, xs, sizeof xs));
+            }
+            t[k] = xd[k];
+            coef[k] = xc[k];
+        }
+        return reshape_sym(x, i, xv, nt, t, coef, p);
+    }
+    if (!lay_is_std(&xv->lay)) {
+        char ts[200], xs[160];
+        return node_error(x, i, MR_ENOTFOUND,
+                          "target shape %s of the input %s does not say where the batch axis N goes (no entry "
+                          "taken from the input's shape)",
+                          ox_dims_str(nt, t, ts, sizeof ts), value_dims_str(xv, xs, sizeof xs));
     }
     int64_t P = mr_shape_numel(&xv->shape), rest = 1;
     int minus = -1;
@@ -831,7 +1195,7 @@ static int map_reshape(ox_ctx *x, int i)
     }
     if (rest != P)
         return node_error(x, i, MR_ESHAPE, "target %s does not fit an Nx%s input", ts, xs);
-    return reshape_to(x, i, xv, nt - 1, t + 1);
+    return reshape_to(x, i, xv, nt - 1, t + 1, NULL);
 }
 
 static int map_softmax(ox_ctx *x, int i, const char *op)
@@ -839,8 +1203,8 @@ static int map_softmax(ox_ctx *x, int i, const char *op)
     static const char *const known[] = {"axis", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
-    int rank = xv->shape.ndim + 1;
+    MR_TRY(in_node_any(x, i, 0, &xv));
+    int rank = xv->lay.rank;
     /* before opset 13 the input is coerced to 2-D at axis (default 1) and the
      * softmax runs over everything after it; from 13 over the one axis (default -1) */
     int64_t axis;
@@ -848,7 +1212,8 @@ static int map_softmax(ox_ctx *x, int i, const char *op)
     if (axis < 0)
         axis += rank;
     /* before 13 the flattened tail must be one dim: the last */
-    int ok = x->m.opset < 13 ? axis >= 1 && axis == rank - 1 : axis >= 1 && axis < rank;
+    int ok = x->m.opset < 13 ? lay_is_std(&xv->lay) && axis >= 1 && axis == rank - 1
+                             : value_axis(xv, axis) >= 0;
     if (!ok)
         return node_error(x, i, MR_ENOTFOUND,
                           "attribute 'axis' = %lld on an input of rank %d (opset %lld) is not supported (only "
@@ -856,10 +1221,10 @@ static int map_softmax(ox_ctx *x, int i, const char *op)
                           (long long)axis, rank, (long long)x->m.opset,
                           x->m.opset < 13 ? " being the last" : "");
     mr_op_attrs a = {0};
-    a.axis = (int32_t)axis - 1;
+    a.axis = value_axis(xv, axis);
     int id = add_node(x, i, op, &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &xv->lay);
 }
 
 static int map_constant(ox_ctx *x, int i)
@@ -934,26 +1299,32 @@ static int sample_axis(int64_t a, int ndim)
 }
 
 /* A `constant` node holding c broadcast (numpy rules) against a value of
- * per-sample shape s; gate: a (C,1,1) constant may stay (C,1,1) (mul's gate).
- * scale multiplies every entry (-1 for Sub, 1/c for Div: recip). */
-static int const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, int gate, float scale, int recip,
-                      int *node)
+ * per-sample shape s with N where lay says; gate: a (C,1,1) constant may
+ * stay (C,1,1) against a standard Nx(C,H,W) (mul's gate). scale multiplies
+ * every entry (-1 for Sub, 1/c for Div: recip). */
+static int const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, const ox_layout *lay, int gate,
+                      float scale, int recip, int *node)
 {
-    char cs[160], ss[64];
-    int r = s->ndim + 1;
+    char cs[160], ss[160];
+    int r = lay->rank;
+    ox_value like = {0};
+    like.shape = *s;
+    like.lay = *lay;
     if (c->ndim > r)
-        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) has more dims than the Nx%s it meets", c->name,
-                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), mr_shape_str(s, ss, sizeof ss));
-    /* c's dims right-aligned with (N, s...): the one facing N must be 1 */
-    int64_t cd[4] = {1, 1, 1, 1};
-    for (int k = 0; k < c->ndim; k++)
-        cd[r - c->ndim + k] = c->dims[k];
-    int ok = cd[0] == 1, is_gate = gate && s->ndim == 3 && cd[1] == s->d[0] && cd[2] == 1 && cd[3] == 1;
-    for (int k = 1; ok && k < r; k++)
-        ok = cd[k] == 1 || cd[k] == s->d[k - 1];
+        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) has more dims than the %s it meets", c->name,
+                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), value_dims_str(&like, ss, sizeof ss));
+    /* c's dims right-aligned with the value's ONNX dims: the one facing N must be 1 */
+    int64_t cd[OX_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 1, 1}, vd[OX_MAX_DIMS] = {0}, vc[OX_MAX_DIMS] = {0};
+    value_dims(&like, vd, vc);
+    for (int a = 0; a < r; a++)
+        cd[a] = a < r - c->ndim ? 1 : c->dims[a - (r - c->ndim)];
+    int ok = cd[lay->bx] == 1;
+    int is_gate = gate && lay_is_std(lay) && s->ndim == 3 && cd[1] == s->d[0] && cd[2] == 1 && cd[3] == 1;
+    for (int a = 0; ok && a < r; a++)
+        ok = a == lay->bx || cd[a] == 1 || cd[a] == vd[a];
     if (!ok)
-        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) does not broadcast against Nx%s", c->name,
-                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), mr_shape_str(s, ss, sizeof ss));
+        return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) does not broadcast against %s", c->name,
+                          ox_dims_str(c->ndim, c->dims, cs, sizeof cs), value_dims_str(&like, ss, sizeof ss));
     int64_t pd[3];
     int nd = s->ndim;
     for (int k = 0; k < nd; k++)
@@ -964,17 +1335,18 @@ static int const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, in
     float *v = malloc((size_t)numel * sizeof *v);
     if (!v)
         return mr_error(MR_ENOMEM, "onnx: out of memory");
-    /* entry e of the per-sample result: index c by the broadcast coordinates */
+    /* entry e of the per-sample result: index c by the broadcast coordinates
+     * (N's own per-sample dims face a 1 of c) */
     for (int64_t e = 0; e < numel; e++) {
         int64_t rem = e, src = 0, stride = 1, idx[3] = {0, 0, 0};
         for (int k = nd - 1; k >= 0; k--) {
             idx[k] = rem % pd[k];
             rem /= pd[k];
         }
-        for (int k = nd - 1; k >= 0; k--) {
-            int64_t d = cd[k + 1];
-            src += (d == 1 ? 0 : idx[k]) * stride;
-            stride *= d;
+        for (int a = r - 1; a >= 0; a--) {
+            if (a != lay->bx && cd[a] != 1)
+                src += idx[lay_ps_axis(lay, a)] * stride;
+            stride *= cd[a];
         }
         float val = c->f[src];
         v[e] = recip ? scale / val : scale * val;
@@ -1000,9 +1372,14 @@ static int operand(ox_ctx *x, int i, ox_value *v, const ox_value *like, int gate
         *node = v->node;
         return MR_OK;
     }
+    if (v->kind == V_CONST && v->c->nsym)
+        return node_error(x, i, MR_ENOTFOUND,
+                          "input '%s' counts the batch axis N (a shape taken from a computed value); moreau "
+                          "maps arithmetic on it only between shapes",
+                          v->name);
     if (v->kind != V_CONST || !v->c->f)
         return node_error(x, i, MR_ENOTFOUND, "input '%s' is not supported here", v->name);
-    return const_node(x, i, v->c, &like->shape, gate, scale, recip, node);
+    return const_node(x, i, v->c, &like->shape, &like->lay, gate, scale, recip, node);
 }
 
 static int scalar_near(ox_ctx *x, ox_value *v, double want)
@@ -1036,13 +1413,13 @@ static int try_gelu(ox_ctx *x, int i, int *matched)
         !scalar_near(x, input_value(x, o, ko), 0.5))
         return MR_OK;
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     mr_op_attrs a = {0};
     int id = add_node(x, o, "gelu", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
     x->done[j] = x->done[k] = x->done[l] = x->done[o] = 1;
     *matched = 1;
-    return set_node_output(x, o, 0, id);
+    return set_node_output_lay(x, o, 0, id, &xv->lay);
 }
 
 /* Add, Sub, Mul, Div: two computed values, or one and a constant (a
@@ -1068,9 +1445,17 @@ static int map_binary(ox_ctx *x, int i, const char *op)
         return node_error(x, i, MR_ENOTFOUND, "both inputs are constants");
     int n0, n1;
     const char *eng = is_mul || is_div ? "mul" : "add";
+    const ox_layout *lay = a0->kind == V_NODE ? &a0->lay : &a1->lay;
     if (a0->kind == V_NODE && a1->kind == V_NODE) {
         if (is_div)
             return node_error(x, i, MR_ENOTFOUND, "dividing by a computed value is not supported");
+        if (!lay_eq(&a0->lay, &a1->lay)) {
+            char d0[160], d1[160];
+            return node_error(x, i, MR_ENOTFOUND,
+                              "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
+                              a0->name, value_dims_str(a0, d0, sizeof d0), a1->name,
+                              value_dims_str(a1, d1, sizeof d1));
+        }
         n0 = a0->node;
         n1 = a1->node;
         if (is_sub) { /* a - b = a + (-1) b */
@@ -1081,7 +1466,7 @@ static int map_binary(ox_ctx *x, int i, const char *op)
             m1.name = "minus_one";
             m1.param = -1;
             int c;
-            MR_TRY(const_node(x, i, &m1, &a1->shape, 0, 1, 0, &c));
+            MR_TRY(const_node(x, i, &m1, &a1->shape, &a1->lay, 0, 1, 0, &c));
             mr_op_attrs z = {0};
             int in[2] = {a1->node, c};
             n1 = add_node(x, i, "mul", in, 2, NULL, 0, &z);
@@ -1106,7 +1491,7 @@ static int map_binary(ox_ctx *x, int i, const char *op)
     mr_op_attrs a = {0};
     int id = add_node(x, i, eng, in, 2, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, lay);
 }
 
 static int map_clip(ox_ctx *x, int i)
@@ -1114,7 +1499,7 @@ static int map_clip(ox_ctx *x, int i)
     static const char *const known[] = {"min", "max", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     mr_op_attrs a = {0};
     a.min = -INFINITY;
     a.max = INFINITY;
@@ -1134,7 +1519,7 @@ static int map_clip(ox_ctx *x, int i)
     }
     int id = add_node(x, i, "clip", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &xv->lay);
 }
 
 static int map_hardsigmoid(ox_ctx *x, int i)
@@ -1142,7 +1527,7 @@ static int map_hardsigmoid(ox_ctx *x, int i)
     static const char *const known[] = {"alpha", "beta", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     mr_op_attrs a = {0};
     MR_TRY(attr_float(x, i, "alpha", 0.2f, &a.alpha));
     MR_TRY(attr_float(x, i, "beta", 0.5f, &a.beta));
@@ -1150,7 +1535,7 @@ static int map_hardsigmoid(ox_ctx *x, int i)
         return node_error(x, i, MR_ENOTFOUND, "attribute 'alpha' = %g is not supported (finite, not 0)", (double)a.alpha);
     int id = add_node(x, i, "hardsigmoid", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &xv->lay);
 }
 
 static int map_gelu(ox_ctx *x, int i)
@@ -1165,8 +1550,9 @@ static int map_gelu(ox_ctx *x, int i)
     return map_unary_attrs(x, i, "gelu", &a);
 }
 
-/* Reshape-like ops: a new per-sample shape t[0..nt) (N kept first). */
-static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t)
+/* Reshape-like ops: a new per-sample shape t[0..nt), N where lay says
+ * (NULL: first). */
+static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t, const ox_layout *lay)
 {
     if (nt == xv->shape.ndim) {
         int same = 1;
@@ -1174,6 +1560,7 @@ static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t)
             same &= t[k] == xv->shape.d[k];
         if (same) {
             alias_output(x, i, xv);
+            x->vals[find_value(x, x->g->node[i]->output[0])].lay = lay ? *lay : lay_std(nt);
             return MR_OK;
         }
     }
@@ -1187,7 +1574,7 @@ static int reshape_to(ox_ctx *x, int i, ox_value *xv, int nt, const int64_t *t)
         a.shape[k] = t[k];
     int id = add_node(x, i, nt == 1 ? "flatten" : "reshape", &xv->node, 1, NULL, 0, nt == 1 ? &(mr_op_attrs){0} : &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, lay);
 }
 
 /* The axes of Squeeze / Unsqueeze / ReduceMean: an attribute before `opset_input`,
@@ -1252,37 +1639,53 @@ static int map_squeeze(ox_ctx *x, int i, int unsqueeze)
     }
     if (nt > 3)
         return node_error(x, i, MR_ENOTFOUND, "the result has %d per-sample dims (at most 3)", nt);
-    return reshape_to(x, i, xv, nt, t);
+    return reshape_to(x, i, xv, nt, t, NULL);
 }
 
+/* Transpose: perm over the ONNX axes. The axis holding N goes where perm
+ * puts it (no data moves for it: the engine keeps N outermost); the others
+ * become a per-sample transpose, none when their order is kept. */
 static int map_transpose(ox_ctx *x, int i)
 {
     static const char *const known[] = {"perm", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
-    int nd = xv->shape.ndim;
+    MR_TRY(in_node_any(x, i, 0, &xv));
+    int r = xv->lay.rank;
     const Onnx__AttributeProto *pa = attr(x->g->node[i], "perm");
-    mr_op_attrs a = {0};
-    if (!pa || (int)pa->n_ints != nd + 1 || pa->ints[0] != 0)
-        return node_error(x, i, MR_ENOTFOUND, "attribute 'perm' must keep the batch axis first (perm[0] = 0) over "
-                          "rank %d", nd + 1);
-    int identity = 1, seen = 0;
-    for (int k = 0; k < nd; k++) {
-        int64_t p = pa->ints[k + 1] - 1;
-        if (p < 0 || p >= nd || (seen >> p & 1))
+    int64_t perm[OX_MAX_DIMS];
+    if (pa && (int)pa->n_ints != r)
+        return node_error(x, i, MR_EFORMAT, "attribute 'perm' has %zu entries for an input of rank %d", pa->n_ints, r);
+    int seen = 0;
+    for (int k = 0; k < r; k++) {
+        perm[k] = pa ? pa->ints[k] : r - 1 - k; /* ONNX's default reverses the dims */
+        if (perm[k] < 0 || perm[k] >= r || (seen >> perm[k] & 1))
             return node_error(x, i, MR_EFORMAT, "attribute 'perm' is not a permutation");
-        seen |= 1 << p;
-        a.perm[k] = (int32_t)p;
-        identity &= p == k;
+        seen |= 1 << perm[k];
     }
+    ox_layout lay = xv->lay;
+    mr_op_attrs a = {0};
+    int nps = 0, identity = 1;
+    for (int k = 0; k < r; k++) {
+        int src = (int)perm[k];
+        if (src == xv->lay.bx) {
+            lay.bx = k;
+            for (int g = 0; g < lay_group(&xv->lay); g++) /* o and m stay together, in order */
+                a.perm[nps++] = xv->lay.bx + g;
+        } else {
+            a.perm[nps++] = lay_ps_axis(&xv->lay, src);
+        }
+    }
+    for (int k = 0; k < nps; k++)
+        identity &= a.perm[k] == k;
     if (identity) {
         alias_output(x, i, xv);
+        x->vals[find_value(x, x->g->node[i]->output[0])].lay = lay;
         return MR_OK;
     }
     int id = add_node(x, i, "transpose", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &lay);
 }
 
 /* Concat of k computed values along one axis: a chain of binary concats,
@@ -1302,14 +1705,20 @@ static int map_concat(ox_ctx *x, int i)
     int rc = MR_OK;
     for (int j = 0; j < k && rc == MR_OK; j++) {
         ox_value *v = NULL;
-        rc = in_node(x, i, j, &v);
+        rc = in_node_any(x, i, j, &v);
         if (rc == MR_OK)
             vals[j] = (int)(v - x->vals);
+        if (rc == MR_OK && !lay_eq(&v->lay, &x->vals[vals[0]].lay)) {
+            char d0[160], d1[160];
+            rc = node_error(x, i, MR_ENOTFOUND, "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
+                            x->vals[vals[0]].name, value_dims_str(&x->vals[vals[0]], d0, sizeof d0), v->name,
+                            value_dims_str(v, d1, sizeof d1));
+        }
     }
     int64_t axis = 0;
     if (rc == MR_OK)
         rc = attr_int(x, i, "axis", 1, &axis);
-    int ax = rc == MR_OK ? sample_axis(axis, x->vals[vals[0]].shape.ndim) : 0;
+    int ax = rc == MR_OK ? value_axis(&x->vals[vals[0]], axis) : 0;
     if (rc == MR_OK && ax < 0)
         rc = node_error(x, i, MR_ENOTFOUND, "attribute 'axis' = %lld is the batch axis or out of range", (long long)axis);
     if (rc == MR_OK && k == 1) {
@@ -1360,9 +1769,91 @@ static int map_concat(ox_ctx *x, int i)
         ch->node = node;
         x->nchains++;
     }
+    ox_layout lay = rc == MR_OK ? x->vals[vals[0]].lay : lay_std(1);
     free(vals);
     MR_TRY(rc);
-    return set_node_output(x, i, 0, node);
+    return set_node_output_lay(x, i, 0, node, &lay);
+}
+
+/* Expand: a constant broadcast to a shape with one entry N (ViT's class
+ * token expanded to the batch, (1, 1, E) to (N, 1, E)) is a `constant` node,
+ * the same for every item; a computed value expanded to its own shape is
+ * itself. (A constant to a shape of numbers is folded: fold_node.) */
+static int map_expand(ox_ctx *x, int i)
+{
+    static const char *const none[] = {NULL};
+    MR_TRY(check_attrs(x, i, none));
+    ox_value *dv = input_value(x, i, 0);
+    ox_const *s;
+    if (!dv)
+        return node_error(x, i, MR_EFORMAT, "input 0 is missing");
+    MR_TRY(in_ints_any(x, i, 1, 0, &s));
+    MR_TRY(materialize(x, dv));
+    char ts[200], ds[160];
+    if (s->ndim != 1 || s->numel > OX_MAX_DIMS || s->numel < 1)
+        return node_error(x, i, MR_ENOTFOUND, "the target shape '%s' must be 1-D with 1 to %d entries", s->name,
+                          OX_MAX_DIMS);
+    int ns = (int)s->numel;
+    int64_t t[OX_MAX_DIMS], coef[OX_MAX_DIMS] = {0};
+    for (int k = 0; k < ns; k++) {
+        t[k] = s->i[k];
+        coef[k] = s->nsym ? s->nsym[k] : 0;
+    }
+    sym_dims_str(ns, t, coef, ts, sizeof ts);
+    if (dv->kind == V_NODE) {
+        /* to its own shape (entries 1 keep a dim): nothing to do */
+        int64_t vd[OX_MAX_DIMS], vc[OX_MAX_DIMS];
+        value_dims(dv, vd, vc);
+        int r = dv->lay.rank, same = ns <= r;
+        for (int k = 0; same && k < ns; k++) {
+            int a = k + r - ns;
+            same = (coef[k] == 0 && t[k] == 1) || (coef[k] == vc[a] && (vc[a] || t[k] == vd[a]));
+        }
+        if (!same)
+            return node_error(x, i, MR_ENOTFOUND,
+                              "expanding the computed value %s to %s is not supported (only a constant to the "
+                              "batch, or a value to its own shape)",
+                              value_dims_str(dv, ds, sizeof ds), ts);
+        alias_output(x, i, dv);
+        return MR_OK;
+    }
+    if (dv->kind != V_CONST || !dv->c->f || dv->c->nsym)
+        return node_error(x, i, MR_ENOTFOUND, "input 0 ('%s') must be a float constant or a computed value",
+                          dv->name);
+    const ox_const *c = dv->c;
+    int r = ns > c->ndim ? ns : c->ndim, p = -1;
+    ox_layout lay = {r, 0, 1, 1};
+    int64_t ps[OX_MAX_DIMS];
+    int nps = 0;
+    for (int a = 0; a < r; a++) {
+        int ka = a - (r - ns), ca = a - (r - c->ndim);
+        int64_t sd = ka >= 0 ? t[ka] : 1, sc = ka >= 0 ? coef[ka] : 0, cd = ca >= 0 ? c->dims[ca] : 1;
+        if (sc > 0) {
+            if (p >= 0 || sc != 1 || cd != 1)
+                return node_error(x, i, MR_ENOTFOUND,
+                                  "expanding the constant '%s' (%s) to %s is not supported (one entry N, "
+                                  "facing a dim 1)",
+                                  c->name, ox_dims_str(c->ndim, c->dims, ds, sizeof ds), ts);
+            p = a;
+            continue;
+        }
+        if (sd != 1 && cd != 1 && sd != cd)
+            return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) does not broadcast to %s", c->name,
+                              ox_dims_str(c->ndim, c->dims, ds, sizeof ds), ts);
+        ps[nps++] = cd != 1 ? cd : sd;
+    }
+    if (p < 0) /* fold_node folds it unless the shape counts N */
+        return node_error(x, i, MR_EINVAL, "internal: Expand without N");
+    if (nps < 1 || nps > 3)
+        return node_error(x, i, MR_ENOTFOUND, "a per-sample shape of %d dims is not supported (1 to 3)", nps);
+    lay.bx = p;
+    mr_shape sh = {0};
+    sh.ndim = nps;
+    for (int k = 0; k < nps; k++)
+        sh.d[k] = ps[k];
+    int node;
+    MR_TRY(const_node(x, i, c, &sh, &lay, 0, 1, 0, &node));
+    return set_node_output_lay(x, i, 0, node, &lay);
 }
 
 static int map_pad(ox_ctx *x, int i)
@@ -1419,20 +1910,25 @@ static int map_gather(ox_ctx *x, int i)
     static const char *const known[] = {"axis", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     ox_const *ic;
     MR_TRY(in_ints(x, i, 1, 0, &ic));
     int64_t axis;
     MR_TRY(attr_int(x, i, "axis", 0, &axis));
-    int ax = sample_axis(axis, xv->shape.ndim);
+    int ax = value_axis(xv, axis);
     if (ax < 0 || ic->ndim != 0)
         return node_error(x, i, MR_ENOTFOUND, "only one scalar index along a per-sample axis is supported");
     mr_op_attrs a = {0};
     a.axis = ax;
     a.index = ic->i[0];
+    /* the axis is dropped: N moves down one if it came after */
+    ox_layout lay = xv->lay;
+    lay.rank--;
+    if ((axis < 0 ? axis + xv->lay.rank : axis) < lay.bx)
+        lay.bx--;
     int id = add_node(x, i, "gather", &xv->node, 1, NULL, 0, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &lay);
 }
 
 static int map_slice(ox_ctx *x, int i)
@@ -1440,7 +1936,7 @@ static int map_slice(ox_ctx *x, int i)
     static const char *const known[] = {"starts", "ends", "axes", NULL};
     MR_TRY(check_attrs(x, i, known));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     if (x->m.opset < 10)
         return node_error(x, i, MR_ENOTFOUND, "Slice before opset 10 is not supported");
     ox_const *st, *en, *ax = NULL, *sp = NULL;
@@ -1454,7 +1950,7 @@ static int map_slice(ox_ctx *x, int i)
     int node = xv->node;
     ox_value cur = *xv;
     for (int64_t j = 0; j < k; j++) {
-        int a = sample_axis(ax ? ax->i[j] : j, cur.shape.ndim);
+        int a = value_axis(&cur, ax ? ax->i[j] : j);
         int64_t step = sp ? sp->i[j] : 1;
         if (a < 0 || step < 1)
             return node_error(x, i, MR_ENOTFOUND, "slicing the batch axis or with a step < 1 is not supported");
@@ -1476,7 +1972,7 @@ static int map_slice(ox_ctx *x, int i)
         at.step = step;
         node = add_node(x, i, "slice", &node, 1, NULL, 0, &at);
         MR_TRY(node);
-        MR_TRY(set_node_output(x, i, 0, node));
+        MR_TRY(set_node_output_lay(x, i, 0, node, &xv->lay));
         cur = x->vals[find_value(x, x->g->node[i]->output[0])];
     }
     if (node == xv->node)
@@ -1516,12 +2012,12 @@ static int map_layernorm(ox_ctx *x, int i)
     MR_TRY(check_attrs(x, i, known));
     MR_TRY(only_first_output(x, i));
     ox_value *xv = NULL;
-    MR_TRY(in_node(x, i, 0, &xv));
+    MR_TRY(in_node_any(x, i, 0, &xv));
     int64_t axis;
     float eps;
     MR_TRY(attr_int(x, i, "axis", -1, &axis));
     MR_TRY(attr_float(x, i, "epsilon", 1e-5f, &eps));
-    if (sample_axis(axis, xv->shape.ndim) != xv->shape.ndim - 1)
+    if (value_axis(xv, axis) != xv->shape.ndim - 1)
         return node_error(x, i, MR_ENOTFOUND, "attribute 'axis' = %lld is not supported (only the last axis)", (long long)axis);
     if (!(eps > 0) || !isfinite(eps))
         return node_error(x, i, MR_ENOTFOUND, "attribute 'epsilon' = %g is not supported (> 0)", (double)eps);
@@ -1538,34 +2034,268 @@ static int map_layernorm(ox_ctx *x, int i)
     a.eps = eps;
     int id = add_node(x, i, "layernorm", &xv->node, 1, p, np, &a);
     MR_TRY(id);
-    return set_node_output(x, i, 0, id);
+    return set_node_output_lay(x, i, 0, id, &xv->lay);
 }
 
 /* ------------------------------------------------- constant folding */
 
 /* Exporters compute some attributes with ops on constants (PyTorch's Pad:
- * ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast): evaluated here,
- * on int64 or float constants, as the ONNX operator specification says. */
+ * ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast; its dynamic
+ * batch axis: Shape, Gather, Unsqueeze, Concat, Mul, Div, Equal, Where):
+ * evaluated here, on int64 or float constants, as the ONNX operator
+ * specification says, entries counting N kept symbolic (ox_const.nsym). */
 
 static int64_t cget_i(const ox_const *c, int64_t k) { return c->i ? c->i[k] : (int64_t)c->f[k]; }
 
-/* A new constant of the given dims, int or float like `like` (or is_int). */
-static int fold_new(ox_ctx *x, int i, int ndim, const int64_t *dims, int is_int, ox_const **out)
+/* A new constant of the given dims, int or float; sym: an int result that
+ * may count N (nsym allocated, all 0). */
+static int fold_new(ox_ctx *x, int i, int sym, int ndim, const int64_t *dims, int is_int, ox_const **out)
 {
     MR_TRY(ox_const_new(out, &x->m, ndim, dims, is_int, x->g->node[i]->output[0]));
     if ((*out)->numel > (1 << 24)) {
+        long long numel = (long long)(*out)->numel;
         ox_const_free(*out);
-        return node_error(x, i, MR_ENOTFOUND, "folding a constant of %lld entries is not supported", (long long)(*out)->numel);
+        *out = NULL;
+        return node_error(x, i, MR_ENOTFOUND, "folding a constant of %lld entries is not supported", numel);
+    }
+    if (sym && is_int) {
+        (*out)->nsym = calloc((size_t)((*out)->numel ? (*out)->numel : 1), sizeof *(*out)->nsym);
+        if (!(*out)->nsym) {
+            ox_const_free(*out);
+            *out = NULL;
+            return mr_error(MR_ENOMEM, "onnx: out of memory");
+        }
     }
     return MR_OK;
 }
 
+/* nsym freed when no entry counts N, so that a non-NULL nsym means one does. */
+static void sym_tidy(ox_const *c)
+{
+    int any = 0;
+    for (int64_t k = 0; c->nsym && k < c->numel && !any; k++)
+        any = c->nsym[k] > 0;
+    if (!any) {
+        free(c->nsym);
+        c->nsym = NULL;
+    }
+}
+
 static void cset(ox_const *d, int64_t k, const ox_const *s, int64_t j)
 {
-    if (d->i)
+    if (d->i) {
         d->i[k] = cget_i(s, j);
-    else
+        if (d->nsym)
+            d->nsym[k] = s->nsym ? s->nsym[j] : 0;
+    } else {
         d->f[k] = s->f ? s->f[j] : (float)s->i[j];
+    }
+}
+
+/* numpy's broadcasting of the dims of n constants into out (rank *r): 0 when
+ * they do not broadcast. */
+static int bcast_dims(const ox_const *const *cs, int n, int *r, int64_t *out)
+{
+    *r = 0;
+    for (int j = 0; j < n; j++)
+        *r = cs[j]->ndim > *r ? cs[j]->ndim : *r;
+    for (int a = 0; a < *r; a++) {
+        out[a] = 1;
+        for (int j = 0; j < n; j++) {
+            int ca = a - (*r - cs[j]->ndim);
+            int64_t d = ca >= 0 ? cs[j]->dims[ca] : 1;
+            if (d != 1 && out[a] != 1 && d != out[a])
+                return 0;
+            if (d != 1)
+                out[a] = d;
+        }
+    }
+    return 1;
+}
+
+/* The flat index into c (right-aligned, broadcast) of entry e of dims out. */
+static int64_t bcast_src(const ox_const *c, int r, const int64_t *out, int64_t e)
+{
+    int64_t rem = e, src = 0, stride = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        int64_t idx = rem % out[a];
+        rem /= out[a];
+        int ca = a - (r - c->ndim);
+        if (ca >= 0) {
+            if (c->dims[ca] != 1)
+                src += idx * stride;
+            stride *= c->dims[ca];
+        }
+    }
+    return src;
+}
+
+/* a op b ('*', '/', '+', '-', '=') on int64 entries, ka > 0 meaning a is
+ * ka·N (kb likewise): *v, or *k·N when *k > 0. 0 when the result is not one
+ * number or one multiple of N for every N >= 1 (or overflows): k·N·c for
+ * c >= 0, k·N / c for c > 0 dividing k, k·N ± 0, k·N + k'·N, k·N − k'·N for
+ * k >= k', k·N / k'·N for k' dividing k, k·N = c false for c < k (as
+ * k·N >= k). Integer division truncates, as ONNX's reference does. */
+static int sym_arith(char op, int64_t a, int64_t ka, int64_t b, int64_t kb, int64_t *v, int64_t *k)
+{
+    *v = 0;
+    *k = 0;
+    if (!ka && !kb) {
+        switch (op) {
+        case '*': return !__builtin_mul_overflow(a, b, v);
+        case '+': return !__builtin_add_overflow(a, b, v);
+        case '-': return !__builtin_sub_overflow(a, b, v);
+        case '/':
+            if (b == 0 || (a == INT64_MIN && b == -1))
+                return 0;
+            *v = a / b;
+            return 1;
+        default: *v = a == b; return 1;
+        }
+    }
+    int64_t ks = ka ? ka : kb, c = ka ? b : a; /* one side symbolic: ks·N and the number c */
+    switch (op) {
+    case '*':
+        if (ka && kb)
+            return 0;
+        if (c == 0)
+            return 1;
+        return c > 0 && !__builtin_mul_overflow(ks, c, k);
+    case '/':
+        if (ka && kb) {
+            if (ka % kb)
+                return 0;
+            *v = ka / kb;
+            return 1;
+        }
+        if (kb || b <= 0 || ka % b)
+            return 0;
+        *k = ka / b;
+        return 1;
+    case '+':
+        if (ka && kb)
+            return !__builtin_add_overflow(ka, kb, k);
+        if (c != 0)
+            return 0;
+        *k = ks;
+        return 1;
+    case '-':
+        if (ka && kb) {
+            if (ka < kb)
+                return 0;
+            *k = ka - kb; /* 0: the number 0 */
+            return 1;
+        }
+        if (!ka || b != 0)
+            return 0;
+        *k = ka;
+        return 1;
+    default: /* '=' */
+        if (ka && kb) {
+            *v = ka == kb;
+            return 1;
+        }
+        return c < ks; /* *v = 0: never equal */
+    }
+}
+
+/* Mul, Div, Add, Sub, Equal of two constants (numpy broadcasting), and
+ * Where(cond, a, b). */
+static int fold_arith(ox_ctx *x, int i, const char *op, ox_const *const *in, int sym, ox_const **out)
+{
+    int where = !strcmp(op, "Where"), eq = !strcmp(op, "Equal");
+    const ox_const *a = in[where ? 1 : 0], *b = in[where ? 2 : 1];
+    if (!a || !b || (where && !in[0]))
+        return node_error(x, i, MR_EFORMAT, "needs %d inputs", where ? 3 : 2);
+    if ((a->i != NULL) != (b->i != NULL))
+        return node_error(x, i, MR_ENOTFOUND, "inputs '%s' and '%s' have different element types (int and float)",
+                          a->name, b->name);
+    const ox_const *cs[3] = {a, b, in[0]};
+    int r;
+    int64_t dims[OX_MAX_DIMS];
+    if (!bcast_dims(cs, where ? 3 : 2, &r, dims)) {
+        char d0[160], d1[160];
+        return node_error(x, i, MR_ESHAPE, "constants of dims %s and %s do not broadcast",
+                          ox_dims_str(a->ndim, a->dims, d0, sizeof d0), ox_dims_str(b->ndim, b->dims, d1, sizeof d1));
+    }
+    int is_int = eq || a->i != NULL;
+    MR_TRY(fold_new(x, i, sym && !eq, r, dims, is_int, out));
+    ox_const *o = *out;
+    char code = op[0] == 'M' ? '*' : op[0] == 'D' ? '/' : op[0] == 'A' ? '+' : op[0] == 'S' ? '-' : '=';
+    for (int64_t e = 0; e < o->numel; e++) {
+        int64_t ja = bcast_src(a, r, dims, e), jb = bcast_src(b, r, dims, e);
+        if (where) {
+            int64_t jc = bcast_src(in[0], r, dims, e);
+            int pick = in[0]->i ? in[0]->i[jc] != 0 : in[0]->f[jc] != 0;
+            cset(o, e, pick ? a : b, pick ? ja : jb);
+        } else if (a->i) {
+            int64_t v, k, ka = a->nsym ? a->nsym[ja] : 0, kb = b->nsym ? b->nsym[jb] : 0;
+            if (!sym_arith(code, a->i[ja], ka, b->i[jb], kb, &v, &k)) {
+                ox_const_free(o);
+                *out = NULL;
+                char s0[48], s1[48];
+                snprintf(s0, sizeof s0, ka ? "%lld*N" : "%lld", (long long)(ka ? ka : a->i[ja]));
+                snprintf(s1, sizeof s1, kb ? "%lld*N" : "%lld", (long long)(kb ? kb : b->i[jb]));
+                return node_error(x, i, MR_ENOTFOUND,
+                                  "%s %s %s is not one number or one multiple of the batch size N for every N "
+                                  "(or overflows); moreau folds shapes exactly",
+                                  s0, code == '=' ? "==" : (char[]){code, 0}, s1);
+            }
+            o->i[e] = v;
+            if (o->nsym)
+                o->nsym[e] = k;
+        } else {
+            float fa = a->f[ja], fb = b->f[jb];
+            float v = code == '*' ? fa * fb : code == '/' ? fa / fb : code == '+' ? fa + fb : fa - fb;
+            if (eq)
+                o->i[e] = fa == fb;
+            else
+                o->f[e] = v;
+        }
+    }
+    return MR_OK;
+}
+
+/* Shape of any value: its ONNX dims, the axis holding N as k·N. */
+static int fold_shape(ox_ctx *x, int i)
+{
+    static const char *const known[] = {"start", "end", NULL};
+    MR_TRY(check_attrs(x, i, known));
+    ox_value *v = input_value(x, i, 0);
+    if (!v)
+        return node_error(x, i, MR_EFORMAT, "input 0 is missing");
+    MR_TRY(materialize(x, v));
+    int64_t dims[OX_MAX_DIMS], coef[OX_MAX_DIMS] = {0};
+    int r;
+    if (v->kind == V_NODE) {
+        r = v->lay.rank;
+        value_dims(v, dims, coef);
+    } else if (v->kind == V_CONST) {
+        r = v->c->ndim;
+        memcpy(dims, v->c->dims, sizeof dims);
+    } else {
+        return node_error(x, i, MR_ENOTFOUND, "input 0 ('%s') has no value here", v->name);
+    }
+    int64_t st, en;
+    MR_TRY(attr_int(x, i, "start", 0, &st));
+    MR_TRY(attr_int(x, i, "end", r, &en));
+    st = st < 0 ? st + r : st;
+    en = en < 0 ? en + r : en;
+    st = st < 0 ? 0 : st > r ? r : st;
+    en = en < 0 ? 0 : en > r ? r : en;
+    int64_t n = en > st ? en - st : 0;
+    ox_const *c;
+    MR_TRY(fold_new(x, i, 1, 1, &n, 1, &c));
+    for (int64_t k = 0; k < n; k++) {
+        c->i[k] = dims[st + k];
+        c->nsym[k] = coef[st + k];
+    }
+    sym_tidy(c);
+    ox_value *o = &x->vals[find_value(x, x->g->node[i]->output[0])];
+    o->kind = V_CONST;
+    o->c = c;
+    o->own = 1;
+    return MR_OK;
 }
 
 static void strides_of(const ox_const *c, int64_t *st)
@@ -1582,8 +2312,13 @@ static int fold_node(ox_ctx *x, int i, int *folded)
     const Onnx__NodeProto *n = x->g->node[i];
     const char *op = n->op_type;
     static const char *const foldable[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast",
-                                           "Squeeze", "Unsqueeze", "Gather", NULL};
+                                           "Squeeze", "Unsqueeze", "Gather", "Mul", "Div", "Add", "Sub",
+                                           "Equal", "Where", "Expand", NULL};
     *folded = 0;
+    if (!strcmp(op, "Shape")) {
+        *folded = 1;
+        return fold_shape(x, i);
+    }
     int ok = 0;
     for (const char *const *p = foldable; *p && !ok; p++)
         ok = !strcmp(*p, op);
@@ -1608,6 +2343,19 @@ static int fold_node(ox_ctx *x, int i, int *folded)
             return MR_OK; /* a computed input: the op maps onto the engine */
         in[j] = v->c;
     }
+    /* which inputs may count N: the data, never a shape, an axis or an index */
+    int sym = 0, arith = !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Add") || !strcmp(op, "Sub") ||
+                         !strcmp(op, "Equal") || !strcmp(op, "Where");
+    for (int j = 0; j < k; j++) {
+        if (!in[j] || !in[j]->nsym)
+            continue;
+        if (!strcmp(op, "Expand") && j == 1)
+            return MR_OK; /* the class token expanded to the batch: map_expand */
+        int data = arith ? strcmp(op, "Where") || j > 0 : !strcmp(op, "Concat") || (j == 0 && strcmp(op, "ConstantOfShape") && strcmp(op, "Expand"));
+        if (!data)
+            return sym_error(x, i, j, input_value(x, i, j)->name);
+        sym = 1;
+    }
     ox_const *r = NULL, *c = in[0];
     if (!c)
         return node_error(x, i, MR_EFORMAT, "input 0 is missing");
@@ -1625,20 +2373,52 @@ static int fold_node(ox_ctx *x, int i, int *folded)
             MR_TRY(ox_const_from_tensor(&val, &x->m, va->t, ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
                                                              ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32));
         }
-        int rc = fold_new(x, i, (int)c->numel, dims, val ? val->i != NULL : 0, &r);
+        int rc = fold_new(x, i, 0, (int)c->numel, dims, val ? val->i != NULL : 0, &r);
         for (int64_t e = 0; rc == MR_OK && e < r->numel; e++) {
             if (val && val->numel > 0)
                 cset(r, e, val, 0);
         }
         ox_const_free(val);
         MR_TRY(rc);
+    } else if (arith) {
+        MR_TRY(fold_arith(x, i, op, in, sym, &r));
+    } else if (!strcmp(op, "Expand")) {
+        /* numpy broadcasting of the constant against the target shape */
+        if (!in[1] || !in[1]->i || in[1]->ndim != 1 || in[1]->numel > OX_MAX_DIMS)
+            return node_error(x, i, MR_EFORMAT, "the target shape must be a 1-D INT64 constant");
+        ox_const shape = {0};
+        shape.ndim = (int)in[1]->numel;
+        for (int d = 0; d < shape.ndim; d++)
+            if ((shape.dims[d] = in[1]->i[d]) < 0)
+                return node_error(x, i, MR_EFORMAT, "the target shape has the dim %lld", (long long)shape.dims[d]);
+        const ox_const *cs[2] = {c, &shape};
+        int nd;
+        if (!bcast_dims(cs, 2, &nd, dims))
+            return node_error(x, i, MR_ESHAPE, "the constant '%s' (%s) does not broadcast to %s", c->name,
+                              ox_dims_str(c->ndim, c->dims, ds, sizeof ds),
+                              ox_dims_str(shape.ndim, shape.dims, (char[160]){0}, 160));
+        MR_TRY(fold_new(x, i, sym, nd, dims, c->i != NULL, &r));
+        for (int64_t e = 0; e < r->numel; e++)
+            cset(r, e, c, bcast_src(c, nd, dims, e));
     } else if (!strcmp(op, "Cast")) {
         int64_t to;
         MR_TRY(attr_int(x, i, "to", 1, &to));
-        int is_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
-        MR_TRY(fold_new(x, i, c->ndim, c->dims, is_int, &r));
-        for (int64_t e = 0; e < r->numel; e++)
+        int is_bool = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+        int is_int = is_bool || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+        if (!is_int && to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && to != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+            return node_error(x, i, MR_ENOTFOUND,
+                              "attribute 'to' = %lld is not supported (FLOAT, DOUBLE, INT64, INT32, BOOL)", (long long)to);
+        if (!is_int && c->nsym)
+            return sym_error(x, i, 0, input_value(x, i, 0)->name);
+        MR_TRY(fold_new(x, i, sym, c->ndim, c->dims, is_int, &r));
+        for (int64_t e = 0; e < r->numel; e++) {
             cset(r, e, c, e);
+            if (is_bool) {
+                r->i[e] = c->i ? c->i[e] != 0 || (c->nsym && c->nsym[e]) : c->f[e] != 0;
+                if (r->nsym)
+                    r->nsym[e] = 0;
+            }
+        }
     } else if (!strcmp(op, "Concat")) {
         int64_t axis;
         MR_TRY(attr_int(x, i, "axis", 0, &axis));
@@ -1656,7 +2436,7 @@ static int fold_node(ox_ctx *x, int i, int *folded)
                     return node_error(x, i, MR_ESHAPE, "constant inputs disagree off the axis");
             dims[axis] += in[j]->dims[axis];
         }
-        MR_TRY(fold_new(x, i, c->ndim, dims, c->i != NULL, &r));
+        MR_TRY(fold_new(x, i, sym, c->ndim, dims, c->i != NULL, &r));
         int64_t outer = 1, inner = 1, off = 0;
         for (int d = 0; d < axis; d++)
             outer *= dims[d];
@@ -1708,7 +2488,7 @@ static int fold_node(ox_ctx *x, int i, int *folded)
         }
         if (nd > OX_MAX_DIMS)
             return node_error(x, i, MR_EFORMAT, "too many dims");
-        MR_TRY(fold_new(x, i, nd, dims, c->i != NULL, &r));
+        MR_TRY(fold_new(x, i, sym, nd, dims, c->i != NULL, &r));
         if (r->numel != c->numel) {
             ox_const_free(r);
             return node_error(x, i, MR_ESHAPE, "reshaping a constant of %lld entries to %s", (long long)c->numel,
@@ -1726,7 +2506,7 @@ static int fold_node(ox_ctx *x, int i, int *folded)
                 return node_error(x, i, MR_EFORMAT, "attribute 'perm' is out of range");
             dims[d] = c->dims[perm[d]];
         }
-        MR_TRY(fold_new(x, i, c->ndim, dims, c->i != NULL, &r));
+        MR_TRY(fold_new(x, i, sym, c->ndim, dims, c->i != NULL, &r));
         strides_of(c, st);
         for (int64_t e = 0; e < r->numel; e++) {
             int64_t rem = e, src = 0;
@@ -1735,6 +2515,37 @@ static int fold_node(ox_ctx *x, int i, int *folded)
                 rem /= dims[d];
             }
             cset(r, e, c, src);
+        }
+    } else if (!strcmp(op, "Gather") && in[1] && in[1]->ndim > 0) {
+        /* indices of any shape: dims[:axis] + indices' dims + dims[axis+1:] */
+        int64_t axis;
+        MR_TRY(attr_int(x, i, "axis", 0, &axis));
+        if (axis < 0)
+            axis += c->ndim;
+        if (axis < 0 || axis >= c->ndim || c->ndim - 1 + in[1]->ndim > OX_MAX_DIMS)
+            return node_error(x, i, MR_EFORMAT, "attribute 'axis' is out of range, or too many dims");
+        int nd = 0;
+        for (int d = 0; d < axis; d++)
+            dims[nd++] = c->dims[d];
+        for (int d = 0; d < in[1]->ndim; d++)
+            dims[nd++] = in[1]->dims[d];
+        for (int d = (int)axis + 1; d < c->ndim; d++)
+            dims[nd++] = c->dims[d];
+        int64_t inner = 1, A = c->dims[axis], nidx = in[1]->numel;
+        for (int d = (int)axis + 1; d < c->ndim; d++)
+            inner *= c->dims[d];
+        for (int64_t j = 0; j < nidx; j++) {
+            int64_t idx = cget_i(in[1], j);
+            if (idx < -A || idx >= A)
+                return node_error(x, i, MR_EFORMAT, "index %lld out of range for a dim of %lld", (long long)idx,
+                                  (long long)A);
+        }
+        MR_TRY(fold_new(x, i, sym, nd, dims, c->i != NULL, &r));
+        for (int64_t e = 0; e < r->numel; e++) {
+            int64_t in_ = e % inner, rest = e / inner, j = rest % (nidx ? nidx : 1), outer = rest / (nidx ? nidx : 1);
+            int64_t idx = cget_i(in[1], j);
+            idx = idx < 0 ? idx + A : idx;
+            cset(r, e, c, (outer * A + idx) * inner + in_);
         }
     } else if (!strcmp(op, "Slice") || !strcmp(op, "Gather")) {
         int64_t start[OX_MAX_DIMS], step[OX_MAX_DIMS];
@@ -1786,7 +2597,7 @@ static int fold_node(ox_ctx *x, int i, int *folded)
                 step[a] = sp;
             }
         }
-        MR_TRY(fold_new(x, i, nd, dims, c->i != NULL, &r));
+        MR_TRY(fold_new(x, i, sym, nd, dims, c->i != NULL, &r));
         strides_of(c, st);
         for (int64_t e = 0; e < r->numel; e++) {
             int64_t rem = e, src = 0;
@@ -1804,6 +2615,7 @@ static int fold_node(ox_ctx *x, int i, int *folded)
     }
     if (!r)
         return MR_OK;
+    sym_tidy(r);
     ox_value *v = &x->vals[find_value(x, n->output[0])];
     v->kind = V_CONST;
     v->c = r;
@@ -1846,10 +2658,8 @@ static int map_node(ox_ctx *x, int i)
         return map_pool(x, i, 1);
     if (!strcmp(op, "AveragePool"))
         return map_pool(x, i, 0);
-    if (!strcmp(op, "GlobalAveragePool")) {
-        a.out_size[0] = a.out_size[1] = 1;
-        return map_unary(x, i, "adaptive_avgpool2d", &a);
-    }
+    if (!strcmp(op, "GlobalAveragePool"))
+        return map_global_avgpool(x, i);
     if (!strcmp(op, "Mul")) {
         /* the softplus(beta) pattern first, then the general product */
         int rc = map_mul(x, i);
@@ -1876,6 +2686,8 @@ static int map_node(ox_ctx *x, int i)
         return map_transpose(x, i);
     if (!strcmp(op, "Concat"))
         return map_concat(x, i);
+    if (!strcmp(op, "Expand"))
+        return map_expand(x, i);
     if (!strcmp(op, "Pad"))
         return map_pad(x, i);
     if (!strcmp(op, "Gather"))
@@ -1949,6 +2761,7 @@ static int declare_input(ox_ctx *x, const Onnx__ValueInfoProto *vi)
     v->shape.ndim = nd;
     for (int k = 0; k < nd; k++)
         v->shape.d[k] = s[k];
+    v->lay = lay_std(nd);
     return MR_OK;
 }
 
@@ -2139,6 +2952,11 @@ static int build(ox_ctx *x)
     if (ov->kind != V_NODE || ov->node == 0)
         return mr_error(MR_ENOTFOUND, "onnx: %s: the graph output '%s' is %s, not computed from the input", m->path,
                         ov->name, ov->kind == V_CONST ? "a constant" : "the input itself");
+    if (!lay_is_std(&ov->lay)) {
+        char ds[160];
+        return mr_error(MR_ENOTFOUND, "onnx: %s: the graph output '%s' is %s: the batch axis N is not its first dim",
+                        m->path, ov->name, value_dims_str(ov, ds, sizeof ds));
+    }
     /* the output's declared shape, where it gives one, must be the mapped one */
     const Onnx__TypeProto *tp = g->output[0]->type;
     if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type && tp->tensor_type->shape) {

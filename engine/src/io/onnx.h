@@ -22,6 +22,10 @@ typedef struct ox_const {
     int64_t *i;
     const char *name; /* the ONNX value name (borrowed from the model) */
     int param;        /* the engine parameter holding f unchanged; -1: none yet */
+    /* int64 shapes taken from computed values count the batch axis N, known
+     * only when the network runs: entry k is nsym[k]·N when nsym[k] > 0 (i[k]
+     * is then 0). NULL: every entry is the number in i. */
+    int64_t *nsym;
 } ox_const;
 
 /* The model being read: the file, its protobuf and the byte budget. */

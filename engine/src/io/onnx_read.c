@@ -159,6 +159,7 @@ void ox_const_free(ox_const *c)
         return;
     free(c->f);
     free(c->i);
+    free(c->nsym);
     free(c);
 }
 
