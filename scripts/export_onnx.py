@@ -336,6 +336,46 @@ def small_conv_graph(op='Relu', op_name='act7', conv_attrs=None, w_raw=None, w_d
     return helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)])
 
 
+def batch_graph(nodes, out_dims, inits=(), in_dims=('N', 4, 6)):
+    """x (N, 4, 6) -> nodes -> y: the graphs the shape folder and the batch
+    axis bookkeeping refuse, one thing each."""
+    i64 = lambda name, vals: helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)  # noqa: E731
+    g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, list(in_dims))],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, list(out_dims))],
+                          [i64(*a) if isinstance(a, tuple) else a for a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])
+
+
+def batch_errors():
+    # N + 1 as a reshape target: no one number or multiple of N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Add', ['n', 'one'], ['n1'], name='plus_one'),
+                      helper.make_node('Concat', ['n1', 'rest'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['y'], name='reshape')], ['N', 24],
+                     [('zero', [0]), ('one', [1]), ('rest', [-1])]), 'bad_shape_add.onnx')
+    # (N, 4, 6) -> (4, N, 6) by Reshape: N moves in the row-major order
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Concat', ['four', 'n', 'six'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['r'], name='mix'),
+                      helper.make_node('Transpose', ['r'], ['y'], name='back', perm=[1, 0, 2])], ['N', 4, 6],
+                     [('zero', [0]), ('four', [4]), ('six', [6])]), 'bad_reshape_mix.onnx')
+    # x^T x over the batch: a product along N
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xt'], name='xt', perm=[1, 2, 0]),
+                      helper.make_node('Transpose', ['x'], ['xs'], name='xs', perm=[1, 0, 2]),
+                      helper.make_node('MatMul', ['xt', 'xs'], ['y'], name='gram')], [4, 6, 6]),
+         'bad_matmul_batch.onnx')
+    # N left in the middle of the output
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['t'], name='swap', perm=[1, 0, 2]),
+                      helper.make_node('Relu', ['t'], ['y'], name='relu')], [4, 'N', 6]), 'bad_output_layout.onnx')
+    # a convolution of a value whose N is not first
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xs'], name='swap', perm=[1, 0, 2, 3]),
+                      helper.make_node('Conv', ['xs', 'w'], ['y'], name='conv', kernel_shape=[1, 1])],
+                     [3, 'N', 4, 4], [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), 'w')],
+                     in_dims=('N', 3, 4, 4)), 'bad_conv_layout.onnx')
+
+
 def hand_written():
     m, x, y = mlp_typed()
     save(m, 'mlp_typed.onnx')
@@ -384,6 +424,7 @@ def hand_written():
         if e.key == 'length':
             e.value = str(int(e.value) - 4)
     save(short, 'bad_ext_length.onnx')
+    batch_errors()
 
 
 def main_fixtures():

@@ -3,7 +3,8 @@
 --
 -- The fixtures (tests/fixtures/onnx/) are made by scripts/export_onnx.py:
 -- torchvision's ResNet-18, ResNet-50 and VGG-11-bn structures at reduced width
--- and resolution and two small nets using every op the reader maps, exported by
+-- and resolution, its VisionTransformer at 32x32 with 2 layers of 2 heads, and
+-- two small nets using every op the reader maps, exported by
 -- torch.onnx.export (opset 13, 17 for the newer ops; dynamic batch axis), with references computed
 -- in float64 by PyTorch from the float32-rounded weights and inputs, as
 -- tests/models_spec.lua's fixtures are. What is measured is the engine's
@@ -74,6 +75,10 @@ local PARITY = {
   { name = 'resnet18', nodes = 50 },
   { name = 'resnet50', nodes = 123 },
   { name = 'vgg11_bn', nodes = 27 },
+  -- torchvision's VisionTransformer (vit_b_16's class) at 32x32: Shape arithmetic on
+  -- the dynamic batch axis, the class token expanded to the batch, attention over
+  -- (L, N, E) with N merged into the heads, matmul of two computed values
+  { name = 'vit_tiny', nodes = 77, curved = true },
 }
 
 for _, m in ipairs(PARITY) do
@@ -243,6 +248,29 @@ describe('ONNX loader errors', function()
     local e = err_of('bad_reshape_batch.onnx')
     assert.truthy(e:find("node 'merge' (#1, Reshape): target shape -1x2 of an Nx4x8x8 input merges the batch axis N " ..
       "with others", 1, true), e)
+  end)
+
+  it('shape arithmetic on the batch axis that is not exact for every N', function()
+    local e = err_of('bad_shape_add.onnx')
+    assert.truthy(e:find("node 'plus_one' (#2, Add): N + 1 is not one number or one multiple of the batch size N " ..
+      "for every N; moreau folds shapes exactly", 1, true), e)
+  end)
+
+  it('a Reshape whose computed target moves N in the row-major order', function()
+    local e = err_of('bad_reshape_mix.onnx')
+    assert.truthy(e:find("node 'mix' (#3, Reshape): target shape 4xNx6 of the input Nx4x6 mixes the batch axis N " ..
+      "with other dims (N does not keep its place in the row-major order)", 1, true), e)
+  end)
+
+  it('a product over the batch (x^T x), an op needing N first, N left inside the output', function()
+    local e = err_of('bad_matmul_batch.onnx')
+    assert.truthy(e:find("node 'gram' (#2, MatMul): inputs 'xt' (4x6xN) and 'xs' (4xNx6) hold the batch axis N " ..
+      "in different places", 1, true), e)
+    e = err_of('bad_conv_layout.onnx')
+    assert.truthy(e:find("node 'conv' (#1, Conv): input 0 ('xs') is 3xNx4x4: the batch axis N is not its first " ..
+      "dim alone; moreau maps this op with N first", 1, true), e)
+    e = err_of('bad_output_layout.onnx')
+    assert.truthy(e:find("the graph output 'y' is 4xNx6: the batch axis N is not its first dim", 1, true), e)
   end)
 
   it('a fixed batch axis other than 1', function()

@@ -2234,11 +2234,13 @@ static int fold_arith(ox_ctx *x, int i, const char *op, ox_const *const *in, int
                 ox_const_free(o);
                 *out = NULL;
                 char s0[48], s1[48];
-                snprintf(s0, sizeof s0, ka ? "%lld*N" : "%lld", (long long)(ka ? ka : a->i[ja]));
-                snprintf(s1, sizeof s1, kb ? "%lld*N" : "%lld", (long long)(kb ? kb : b->i[jb]));
+                snprintf(s0, sizeof s0, ka == 1 ? "N" : ka ? "%lld*N" : "%lld", (long long)(ka ? ka : a->i[ja]));
+                snprintf(s1, sizeof s1, kb == 1 ? "N" : kb ? "%lld*N" : "%lld", (long long)(kb ? kb : b->i[jb]));
+                if (!ka && !kb)
+                    return node_error(x, i, MR_EFORMAT, "%s %c %s overflows int64 or divides by zero", s0, code, s1);
                 return node_error(x, i, MR_ENOTFOUND,
-                                  "%s %s %s is not one number or one multiple of the batch size N for every N "
-                                  "(or overflows); moreau folds shapes exactly",
+                                  "%s %s %s is not one number or one multiple of the batch size N for every N; "
+                                  "moreau folds shapes exactly",
                                   s0, code == '=' ? "==" : (char[]){code, 0}, s1);
             }
             o->i[e] = v;
