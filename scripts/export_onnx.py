@@ -214,6 +214,19 @@ def vit_tiny(num_classes=10):
     return m
 
 
+def nonzero_init(model):
+    """torchvision's ViTs start with a zero head, class token and biases, so
+    the logits and their gradient would be exactly 0: every parameter that
+    is all zeros is drawn from N(0, 0.02^2) (the std torchvision gives the
+    position embedding) for the full-size checks."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model
+
+
 def relu_to_softplus(model, beta):
     for name, mod in model.named_children():
         if isinstance(mod, nn.ReLU):
@@ -512,6 +525,8 @@ def main_load(names, lib):
     for name in names:
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000).eval()
+        if name.startswith('vit'):
+            nonzero_init(model)
         x = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(2))
         path = os.path.join(d, name + '.onnx')
         try:
@@ -541,6 +556,8 @@ def main_full(names, lib):
     for k, name in enumerate(names):
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000)
+        if name.startswith('vit'):
+            nonzero_init(model)
         model = relu_to_softplus(model, FULL_BETA)  # the same as the engine's swap (ReLU6, GELU... stay)
         x, v, labels = prepare(model, (3, 224, 224), 1, 1)
         path = os.path.join(d, name + '.onnx')

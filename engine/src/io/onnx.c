@@ -803,8 +803,9 @@ static int matmul_nodes(ox_ctx *x, int i, ox_value *a, ox_value *b)
     value_dims_str(a, d0, sizeof d0);
     value_dims_str(b, d1, sizeof d1);
     if (!lay_eq(&a->lay, &b->lay))
-        return node_error(x, i, MR_ENOTFOUND, "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
-                          a->name, d0, b->name, d1);
+        return node_error(x, i, MR_ENOTFOUND,
+                          "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places", a->name, d0,
+                          b->name, d1);
     int r = a->lay.rank;
     if (r < 3 || a->lay.bx >= r - 2)
         return node_error(x, i, MR_ENOTFOUND,
@@ -1119,8 +1120,9 @@ static int map_reshape(ox_ctx *x, int i)
         if (sa->n_ints > OX_MAX_DIMS)
             return node_error(x, i, MR_ENOTFOUND, "a target of %zu dims", sa->n_ints);
         nt = (int)sa->n_ints;
-        if (nt > 0)
-            memcpy(t, sa->ints, (size_t)nt * sizeof *t);
+        if (nt < 1)
+            return node_error(x, i, MR_EFORMAT, "attribute 'shape' has no entries");
+        memcpy(t, sa->ints, (size_t)nt * sizeof *t);
     } else {
         ox_const *s;
         MR_TRY(in_ints_any(x, i, 1, 0, &s));
@@ -1710,7 +1712,8 @@ static int map_concat(ox_ctx *x, int i)
             vals[j] = (int)(v - x->vals);
         if (rc == MR_OK && !lay_eq(&v->lay, &x->vals[vals[0]].lay)) {
             char d0[160], d1[160];
-            rc = node_error(x, i, MR_ENOTFOUND, "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
+            rc = node_error(x, i, MR_ENOTFOUND,
+                            "inputs '%s' (%s) and '%s' (%s) hold the batch axis N in different places",
                             x->vals[vals[0]].name, value_dims_str(&x->vals[vals[0]], d0, sizeof d0), v->name,
                             value_dims_str(v, d1, sizeof d1));
         }
@@ -2353,7 +2356,8 @@ static int fold_node(ox_ctx *x, int i, int *folded)
             continue;
         if (!strcmp(op, "Expand") && j == 1)
             return MR_OK; /* the class token expanded to the batch: map_expand */
-        int data = arith ? strcmp(op, "Where") || j > 0 : !strcmp(op, "Concat") || (j == 0 && strcmp(op, "ConstantOfShape") && strcmp(op, "Expand"));
+        int data = arith ? strcmp(op, "Where") || j > 0
+                         : !strcmp(op, "Concat") || (j == 0 && strcmp(op, "ConstantOfShape") && strcmp(op, "Expand"));
         if (!data)
             return sym_error(x, i, j, input_value(x, i, j)->name);
         sym = 1;
@@ -2406,10 +2410,12 @@ static int fold_node(ox_ctx *x, int i, int *folded)
         int64_t to;
         MR_TRY(attr_int(x, i, "to", 1, &to));
         int is_bool = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
-        int is_int = is_bool || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+        int is_int =
+            is_bool || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
         if (!is_int && to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && to != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
             return node_error(x, i, MR_ENOTFOUND,
-                              "attribute 'to' = %lld is not supported (FLOAT, DOUBLE, INT64, INT32, BOOL)", (long long)to);
+                              "attribute 'to' = %lld is not supported (FLOAT, DOUBLE, INT64, INT32, BOOL)",
+                              (long long)to);
         if (!is_int && c->nsym)
             return sym_error(x, i, 0, input_value(x, i, 0)->name);
         MR_TRY(fold_new(x, i, sym, c->ndim, c->dims, is_int, &r));
