@@ -1,7 +1,8 @@
 /*
- * onnx.h — what the ONNX reader's two files share: the parsed model with its
- * byte budget (onnx_read.c: the file, protobuf-c, tensors and external data)
- * and the graph mapping (onnx.c: ONNX nodes onto engine ops).
+ * onnx.h — what the ONNX reader's file half (onnx_read.c: the file,
+ * protobuf-c, tensors and external data) gives its graph half (onnx.c and
+ * the mapping files, onnx_graph.h): the parsed model with its byte budget,
+ * and constants.
  */
 #ifndef MR_ONNX_H
 #define MR_ONNX_H
