@@ -139,6 +139,23 @@ describe('ONNX models work as zoo models', function()
     assert.are.equal(0, rel(again:forward(t.__x), net:forward(t.__x)))
   end)
 
+  it('ViT: each item alone gives its logits in the batch (N is moved and merged, never mixed); methods explain it',
+    function()
+      local net = models.onnx(D .. 'vit_tiny.onnx')
+      local t = st.load(D .. 'vit_tiny.safetensors')
+      local y = net:forward(t.__x)
+      for n = 1, t.__x:shape()[1] do
+        assert.are.equal(0, rel(net:forward(t.__x:select(n)), y:select(n)), 'item ' .. n)
+      end
+      local labels = labels_of(t)
+      for _, name in ipairs { 'gradient', 'smoothgrad', 'moreaugrad' } do
+        local map = methods.create(name, name == 'smoothgrad' and { samples = 4, seed = 1 } or
+          name == 'moreaugrad' and { T = 3 } or nil):explain(net, t.__x, labels)
+        assert.are.same(t.__x:shape(), map:shape())
+        assert.is_true(max_abs(map) > 0, name)
+      end
+    end)
+
   it('typed initializer fields, Constant, Identity, Gemm transB/alpha/beta, opset-11 LogSoftmax', function()
     -- float_data, DOUBLE, FLOAT16 and raw_data initializers; the reference is float64 numpy
     local net = models.onnx(D .. 'mlp_typed.onnx')
