@@ -382,6 +382,14 @@ def batch_errors():
     # N left in the middle of the output
     save(batch_graph([helper.make_node('Transpose', ['x'], ['t'], name='swap', perm=[1, 0, 2]),
                       helper.make_node('Relu', ['t'], ['y'], name='relu')], [4, 'N', 6]), 'bad_output_layout.onnx')
+    # N where a number is needed: a Slice ending at N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Slice', ['s', 'zero', 'one'], ['n'], name='n'),
+                      helper.make_node('Slice', ['x', 'zero', 'n', 'one'], ['y'], name='slice_to_n')], ['N', 4, 6],
+                     [('zero', [0]), ('one', [1])]), 'bad_slice_n.onnx')
+    # a computed value expanded to another shape
+    save(batch_graph([helper.make_node('Expand', ['x', 'to'], ['y'], name='expand')], ['N', 4, 4, 6],
+                     [('to', [1, 4, 4, 6])]), 'bad_expand_value.onnx')
     # a convolution of a value whose N is not first
     save(batch_graph([helper.make_node('Transpose', ['x'], ['xs'], name='swap', perm=[1, 0, 2, 3]),
                       helper.make_node('Conv', ['xs', 'w'], ['y'], name='conv', kernel_shape=[1, 1])],

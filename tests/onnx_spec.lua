@@ -273,6 +273,15 @@ describe('ONNX loader errors', function()
       "for every N; moreau folds shapes exactly", 1, true), e)
   end)
 
+  it('a shape counting N where a number is needed; a computed value expanded to another shape', function()
+    local e = err_of('bad_slice_n.onnx')
+    assert.truthy(e:find("node 'slice_to_n' (#2, Slice): input 2 ('n') counts the batch axis N (a shape taken from " ..
+      "a computed value); moreau needs a number known when the graph is read", 1, true), e)
+    e = err_of('bad_expand_value.onnx')
+    assert.truthy(e:find("node 'expand' (#0, Expand): expanding the computed value Nx4x6 to 1x4x4x6 is not supported",
+      1, true), e)
+  end)
+
   it('a Reshape whose computed target moves N in the row-major order', function()
     local e = err_of('bad_reshape_mix.onnx')
     assert.truthy(e:find("node 'mix' (#3, Reshape): target shape 4xNx6 of the input Nx4x6 mixes the batch axis N " ..
