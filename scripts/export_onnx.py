@@ -7,6 +7,7 @@ python3-onnx; the committed fixtures let the test suite run without them:
     /usr/bin/python3 scripts/export_onnx.py           # rewrite tests/fixtures/onnx/*
     /usr/bin/python3 scripts/export_onnx.py --full    # full-size torchvision models: parity table
     /usr/bin/python3 scripts/export_onnx.py --load-only   # full-size: which load, logits vs float32
+    /usr/bin/python3 scripts/export_onnx.py --only vit_tiny   # rewrite only the fixtures named
 
 Fixtures (tests/fixtures/onnx/): for each model NAME, NAME.onnx (exported by
 torch.onnx.export at opset 13, batch axis dynamic, eval mode, so the exporter
@@ -28,6 +29,11 @@ The models are reduced in width or resolution to keep the files small:
     resnet50   torchvision's ResNet-50 structure (Bottleneck) at width 1/16, 3x64x64
     vgg11_bn   torchvision's VGG-11 features with batchnorm at width 1/16, a
                global average pool and a small classifier, 3x32x32
+    vit_tiny   torchvision's VisionTransformer (vit_b_16's class) at 3x32x32,
+               patch 8, 2 layers, 2 heads, hidden 32, MLP 64 (opset 17): the
+               exporter's Shape arithmetic on the dynamic batch axis,
+               Expand of the class token, attention over (L, N, E) with N
+               merged into the heads, MatMul of two computed values
 Hand-written graphs (onnx.helper) exercise what torch does not emit: typed
 initializer fields, Constant and Identity nodes, Gemm's transB / alpha / beta,
 opset-11 Softmax, external data; and the loader's errors (bad_*.onnx).
@@ -188,6 +194,42 @@ def vgg11_bn_tiny(num_classes=10):
     return m
 
 
+def vit_tiny(num_classes=10):
+    """torchvision's VisionTransformer (the vit_b_16 class: patch Conv,
+    class token, position embedding, pre-LayerNorm encoder blocks of
+    nn.MultiheadAttention and a GELU MLP, the class token's head) at 32x32,
+    patch 8 (16 tokens + the class token), 2 layers, 2 heads, hidden 32, MLP
+    64. torchvision initializes the class token, biases and head to zero and
+    LayerNorm to the identity: every parameter is drawn at random instead
+    (weights N(0, 1/fan_in), the others N(0, 0.1^2), LayerNorm weights about
+    1), so that each one matters to the logits."""
+    from torchvision.models.vision_transformer import VisionTransformer
+    m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                          num_classes=num_classes)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() >= 2 and 'embedding' not in name and 'token' not in name:
+                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+            elif name.endswith('weight'):  # LayerNorm
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+    return m
+
+
+def nonzero_init(model):
+    """torchvision's ViTs start with a zero head, class token and biases, so
+    the logits and their gradient would be exactly 0: every parameter that
+    is all zeros is drawn from N(0, 0.02^2) (the std torchvision gives the
+    position embedding) for the full-size checks."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model
+
+
 def relu_to_softplus(model, beta):
     for name, mod in model.named_children():
         if isinstance(mod, nn.ReLU):
@@ -281,6 +323,8 @@ def prepare(model, shape, n, seed):
 
 
 def fixture(name, model, shape, n, seed, softplus=False, opset=13):
+    if not wanted(name):
+        return
     x, v, labels = prepare(model, shape, n, seed)
     path = os.path.join(OUT, name + '.onnx')
     ops = export(model, x, path, opset)
@@ -301,8 +345,16 @@ def fixture(name, model, shape, n, seed, softplus=False, opset=13):
 
 # ------------------------------------------------------ hand-written graphs
 
+ONLY = None  # --only: the fixtures to write (names without .onnx); None: all
+
+
+def wanted(name):
+    return ONLY is None or name.split('.')[0] in ONLY
+
+
 def save(model, name, **kw):
-    onnx.save(model, os.path.join(OUT, name), **kw)
+    if wanted(name):
+        onnx.save(model, os.path.join(OUT, name), **kw)
 
 
 def mlp_typed():
@@ -360,11 +412,60 @@ def small_conv_graph(op='Relu', op_name='act7', conv_attrs=None, w_raw=None, w_d
     return helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)])
 
 
+def batch_graph(nodes, out_dims, inits=(), in_dims=('N', 4, 6)):
+    """x (N, 4, 6) -> nodes -> y: the graphs the shape folder and the batch
+    axis bookkeeping refuse, one thing each."""
+    i64 = lambda name, vals: helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)  # noqa: E731
+    g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, list(in_dims))],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, list(out_dims))],
+                          [i64(*a) if isinstance(a, tuple) else a for a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])
+
+
+def batch_errors():
+    # N + 1 as a reshape target: no one number or multiple of N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Add', ['n', 'one'], ['n1'], name='plus_one'),
+                      helper.make_node('Concat', ['n1', 'rest'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['y'], name='reshape')], ['N', 24],
+                     [('zero', [0]), ('one', [1]), ('rest', [-1])]), 'bad_shape_add.onnx')
+    # (N, 4, 6) -> (4, N, 6) by Reshape: N moves in the row-major order
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Concat', ['four', 'n', 'six'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['r'], name='mix'),
+                      helper.make_node('Transpose', ['r'], ['y'], name='back', perm=[1, 0, 2])], ['N', 4, 6],
+                     [('zero', [0]), ('four', [4]), ('six', [6])]), 'bad_reshape_mix.onnx')
+    # x^T x over the batch: a product along N
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xt'], name='xt', perm=[1, 2, 0]),
+                      helper.make_node('Transpose', ['x'], ['xs'], name='xs', perm=[1, 0, 2]),
+                      helper.make_node('MatMul', ['xt', 'xs'], ['y'], name='gram')], [4, 6, 6]),
+         'bad_matmul_batch.onnx')
+    # N left in the middle of the output
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['t'], name='swap', perm=[1, 0, 2]),
+                      helper.make_node('Relu', ['t'], ['y'], name='relu')], [4, 'N', 6]), 'bad_output_layout.onnx')
+    # N where a number is needed: a Slice ending at N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Slice', ['s', 'zero', 'one'], ['n'], name='n'),
+                      helper.make_node('Slice', ['x', 'zero', 'n', 'one'], ['y'], name='slice_to_n')], ['N', 4, 6],
+                     [('zero', [0]), ('one', [1])]), 'bad_slice_n.onnx')
+    # a computed value expanded to another shape
+    save(batch_graph([helper.make_node('Expand', ['x', 'to'], ['y'], name='expand')], ['N', 4, 4, 6],
+                     [('to', [1, 4, 4, 6])]), 'bad_expand_value.onnx')
+    # a convolution of a value whose N is not first
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xs'], name='swap', perm=[1, 0, 2, 3]),
+                      helper.make_node('Conv', ['xs', 'w'], ['y'], name='conv', kernel_shape=[1, 1])],
+                     [3, 'N', 4, 4], [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), 'w')],
+                     in_dims=('N', 3, 4, 4)), 'bad_conv_layout.onnx')
+
+
 def hand_written():
     m, x, y = mlp_typed()
     save(m, 'mlp_typed.onnx')
-    write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
-                      {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
+    if wanted('mlp_typed'):
+        write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
+                          {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
     # the conv template itself loads (the error fixtures differ from it in one thing)
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
@@ -387,7 +488,7 @@ def hand_written():
     save(cyc, 'bad_cycle.onnx')
     # external data: beside the model, and one that tries to leave the folder
     ext = small_conv_graph()
-    if os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
+    if wanted('ext_ok') and os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
         os.remove(os.path.join(OUT, 'ext_ok.bin'))  # onnx.save appends to an existing data file
     save(ext, 'ext_ok.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='ext_ok.bin',
          size_threshold=0)
@@ -396,11 +497,18 @@ def hand_written():
         if e.key == 'location':
             e.value = '../onnx/ext_ok.bin'
     save(esc, 'bad_ext_escape.onnx')
+    # a location naming no file: only slashes (the root folder)
+    slashes = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
+    for e in slashes.graph.initializer[0].external_data:
+        if e.key == 'location':
+            e.value = '///'
+    save(slashes, 'bad_ext_slashes.onnx')
     short = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
     for e in short.graph.initializer[0].external_data:
         if e.key == 'length':
             e.value = str(int(e.value) - 4)
     save(short, 'bad_ext_length.onnx')
+    batch_errors()
 
 
 def main_fixtures():
@@ -415,6 +523,8 @@ def main_fixtures():
     fixture('resnet50', SmallResNet(Bottleneck, [3, 4, 6, 3], 1 / 16, 10), (3, 64, 64), 1, 50)
     torch.manual_seed(11)
     fixture('vgg11_bn', vgg11_bn_tiny(), (3, 32, 32), 2, 11)
+    torch.manual_seed(16)
+    fixture('vit_tiny', vit_tiny(), (3, 32, 32), 2, 16, opset=17)
     hand_written()
 
 
@@ -486,6 +596,8 @@ def main_load(names, lib):
     for name in names:
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000).eval()
+        if name.startswith('vit'):
+            nonzero_init(model)
         x = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(2))
         path = os.path.join(d, name + '.onnx')
         try:
@@ -515,6 +627,8 @@ def main_full(names, lib):
     for k, name in enumerate(names):
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000)
+        if name.startswith('vit'):
+            nonzero_init(model)
         model = relu_to_softplus(model, FULL_BETA)  # the same as the engine's swap (ReLU6, GELU... stay)
         x, v, labels = prepare(model, (3, 224, 224), 1, 1)
         path = os.path.join(d, name + '.onnx')
@@ -549,7 +663,11 @@ def main():
     ap.add_argument('--load-only', nargs='*', metavar='MODEL',
                     help='full-size models: does each load, and its logits against float32 PyTorch')
     ap.add_argument('--lib', help='libmoreau.so to check (default: build/libmoreau.so)')
+    ap.add_argument('--only', nargs='+', metavar='NAME',
+                    help='write only these fixtures (e.g. vit_tiny bad_ext_slashes), leaving the others as they are')
     a = ap.parse_args()
+    global ONLY
+    ONLY = set(a.only) if a.only else None
     if a.load_only is not None:
         return main_load(a.load_only or FULL, a.lib)
     if a.full is not None:

@@ -3,7 +3,8 @@
 --
 -- The fixtures (tests/fixtures/onnx/) are made by scripts/export_onnx.py:
 -- torchvision's ResNet-18, ResNet-50 and VGG-11-bn structures at reduced width
--- and resolution and two small nets using every op the reader maps, exported by
+-- and resolution, its VisionTransformer at 32x32 with 2 layers of 2 heads, and
+-- two small nets using every op the reader maps, exported by
 -- torch.onnx.export (opset 13, 17 for the newer ops; dynamic batch axis), with references computed
 -- in float64 by PyTorch from the float32-rounded weights and inputs, as
 -- tests/models_spec.lua's fixtures are. What is measured is the engine's
@@ -74,6 +75,10 @@ local PARITY = {
   { name = 'resnet18', nodes = 50 },
   { name = 'resnet50', nodes = 123 },
   { name = 'vgg11_bn', nodes = 27 },
+  -- torchvision's VisionTransformer (vit_b_16's class) at 32x32: Shape arithmetic on
+  -- the dynamic batch axis, the class token expanded to the batch, attention over
+  -- (L, N, E) with N merged into the heads, matmul of two computed values
+  { name = 'vit_tiny', nodes = 77, curved = true },
 }
 
 for _, m in ipairs(PARITY) do
@@ -133,6 +138,23 @@ describe('ONNX models work as zoo models', function()
     os.remove(path)
     assert.are.equal(0, rel(again:forward(t.__x), net:forward(t.__x)))
   end)
+
+  it('ViT: each item alone gives its logits in the batch (N is moved and merged, never mixed); methods explain it',
+    function()
+      local net = models.onnx(D .. 'vit_tiny.onnx')
+      local t = st.load(D .. 'vit_tiny.safetensors')
+      local y = net:forward(t.__x)
+      for n = 1, t.__x:shape()[1] do
+        assert.are.equal(0, rel(net:forward(t.__x:select(n)), y:select(n)), 'item ' .. n)
+      end
+      local labels = labels_of(t)
+      for _, name in ipairs { 'gradient', 'smoothgrad', 'moreaugrad' } do
+        local map = methods.create(name, name == 'smoothgrad' and { samples = 4, seed = 1 } or
+          name == 'moreaugrad' and { T = 3 } or nil):explain(net, t.__x, labels)
+        assert.are.same(t.__x:shape(), map:shape())
+        assert.is_true(max_abs(map) > 0, name)
+      end
+    end)
 
   it('typed initializer fields, Constant, Identity, Gemm transB/alpha/beta, opset-11 LogSoftmax', function()
     -- float_data, DOUBLE, FLOAT16 and raw_data initializers; the reference is float64 numpy
@@ -245,6 +267,38 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
+  it('shape arithmetic on the batch axis that is not exact for every N', function()
+    local e = err_of('bad_shape_add.onnx')
+    assert.truthy(e:find("node 'plus_one' (#2, Add): N + 1 is not one number or one multiple of the batch size N " ..
+      "for every N; moreau folds shapes exactly", 1, true), e)
+  end)
+
+  it('a shape counting N where a number is needed; a computed value expanded to another shape', function()
+    local e = err_of('bad_slice_n.onnx')
+    assert.truthy(e:find("node 'slice_to_n' (#2, Slice): input 2 ('n') counts the batch axis N (a shape taken from " ..
+      "a computed value); moreau needs a number known when the graph is read", 1, true), e)
+    e = err_of('bad_expand_value.onnx')
+    assert.truthy(e:find("node 'expand' (#0, Expand): expanding the computed value Nx4x6 to 1x4x4x6 is not supported",
+      1, true), e)
+  end)
+
+  it('a Reshape whose computed target moves N in the row-major order', function()
+    local e = err_of('bad_reshape_mix.onnx')
+    assert.truthy(e:find("node 'mix' (#3, Reshape): target shape 4xNx6 of the input Nx4x6 mixes the batch axis N " ..
+      "with other dims (N does not keep its place in the row-major order)", 1, true), e)
+  end)
+
+  it('a product over the batch (x^T x), an op needing N first, N left inside the output', function()
+    local e = err_of('bad_matmul_batch.onnx')
+    assert.truthy(e:find("node 'gram' (#2, MatMul): inputs 'xt' (4x6xN) and 'xs' (4xNx6) hold the batch axis N " ..
+      "in different places", 1, true), e)
+    e = err_of('bad_conv_layout.onnx')
+    assert.truthy(e:find("node 'conv' (#1, Conv): input 0 ('xs') is 3xNx4x4: the batch axis N is not its first " ..
+      "dim alone; moreau maps this op with N first", 1, true), e)
+    e = err_of('bad_output_layout.onnx')
+    assert.truthy(e:find("the graph output 'y' is 4xNx6: the batch axis N is not its first dim", 1, true), e)
+  end)
+
   it('a fixed batch axis other than 1', function()
     local e = err_of('bad_batch.onnx')
     assert.truthy(e:find("graph input 'x' has a fixed batch axis of 8", 1, true), e)
@@ -253,6 +307,8 @@ describe('ONNX loader errors', function()
   it('external data that leaves the model folder, or is shorter than the tensor', function()
     local e = err_of('bad_ext_escape.onnx')
     assert.truthy(e:find("external data location '../onnx/ext_ok.bin' leaves the model's folder", 1, true), e)
+    e = err_of('bad_ext_slashes.onnx')
+    assert.truthy(e:find("tensor 'w': external data location '///' names a folder, not a file", 1, true), e)
     e = err_of('bad_ext_length.onnx')
     assert.truthy(e:find("external data 'ext_ok.bin' holds 428 bytes at offset 0 of a 432-byte file; the tensor needs 432",
       1, true), e)

@@ -159,6 +159,7 @@ void ox_const_free(ox_const *c)
         return;
     free(c->f);
     free(c->i);
+    free(c->nsym);
     free(c);
 }
 
@@ -313,6 +314,15 @@ static int read_external(unsigned char **buf, ox_model *m, const Onnx__TensorPro
     }
     if (!loc || !*loc)
         return mr_error(MR_EFORMAT, "onnx: %s: tensor '%s': external data without a location", m->path, name);
+    /* a file, not a folder: some component other than '' and '.' ("/", "///",
+     * "./" name the root or the model's folder) */
+    int names_file = 0;
+    for (const char *p = loc; *p && !names_file; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
+        names_file = p[0] != '/' && !(p[0] == '.' && (p[1] == '/' || p[1] == 0));
+    if (!names_file)
+        return mr_error(MR_EFORMAT,
+                        "onnx: %s: tensor '%s': external data location '%s' names a folder, not a file",
+                        m->path, name, loc);
     /* relative, no '..' component: the file must lie in the model's folder */
     int escapes = loc[0] == '/';
     for (const char *p = loc; *p && !escapes; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
