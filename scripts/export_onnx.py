@@ -481,6 +481,12 @@ def hand_written():
     merge.graph.node[1].input[0] = 'r'
     merge.graph.node.insert(1, helper.make_node('Reshape', ['c', 'target'], ['r'], name='merge'))
     save(merge, 'bad_reshape_batch.onnx')
+    # Flatten written as Reshape(p, [1, -1]): the batch axis only when the input's batch is the fixed 1
+    for batch, name in (('N', 'bad_reshape_one.onnx'), (1, 'reshape_one_batch1.onnx')):
+        one = small_conv_graph(batch=batch)
+        one.graph.initializer.append(helper.make_tensor('one_row', TensorProto.INT64, [2], [1, -1]))
+        one.graph.node[3].CopyFrom(helper.make_node('Reshape', ['p', 'one_row'], ['y'], name='one_row'))
+        save(one, name)
     # a cycle: a = Relu(b), b = Relu(a), feeding the output
     cyc = small_conv_graph()
     cyc.graph.node[1].input[0] = 'b'

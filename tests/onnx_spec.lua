@@ -267,6 +267,18 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
+  it('a Reshape to 1x-1 is the batch axis only in a graph exported at the fixed batch 1', function()
+    local e = err_of('bad_reshape_one.onnx')
+    assert.truthy(e:find("node 'one_row' (#3, Reshape): target shape 1x-1 of an Nx4x1x1 input merges the batch axis N " ..
+      "with others", 1, true), e)
+    local one, ref = models.onnx(D .. 'reshape_one_batch1.onnx'), models.onnx(D .. 'conv_ok.onnx')
+    local x = T.zeros { 3, 3, 8, 8 }
+    for i = 0, x:numel() - 1 do x:data()[i] = math.sin(i) end
+    local a, b = one:forward(x), ref:forward(x)
+    assert.are.same({ 3, 4 }, a:shape())
+    for i = 0, b:numel() - 1 do assert.are.equal(b:data()[i], a:data()[i]) end
+  end)
+
   it('shape arithmetic on the batch axis that is not exact for every N', function()
     local e = err_of('bad_shape_add.onnx')
     assert.truthy(e:find("node 'plus_one' (#2, Add): N + 1 is not one number or one multiple of the batch size N " ..

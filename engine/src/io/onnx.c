@@ -484,6 +484,7 @@ static int declare_input(ox_ctx *x, const Onnx__ValueInfoProto *vi)
                                 "onnx: %s: graph input '%s' has a fixed batch axis of %lld; export it with a dynamic "
                                 "batch axis (dynamic_axes) or batch 1",
                                 x->m.path, nm, (long long)d->dim_value);
+            x->batch_one = known;
             continue;
         }
         if (!known || d->dim_value < 1 || d->dim_value > INT32_MAX)

@@ -68,6 +68,7 @@ typedef struct ox_ctx {
     } *chains;
     int nchains, chain_cap;
     int pattern_missed; /* map_mul: a constant factor outside the softplus pattern */
+    int batch_one;      /* the graph input's batch axis is the fixed size 1, not symbolic */
 } ox_ctx;
 
 /* ------------------------------------------------- small helpers */

@@ -182,7 +182,9 @@ int ox_map_reshape(ox_ctx *x, int i)
             return ox_node_error(x, i, MR_EFORMAT, "target %s has the dim %lld", ts, (long long)t[k]);
         }
     }
-    int batch_kept = t[0] == 0 || (t[0] == -1 && minus < 0 && rest == P) || t[0] == 1 /* batch 1 exports */;
+    /* a literal 1 is the batch axis only in a graph exported at the fixed
+     * batch 1; under a symbolic N it puts every item in one row */
+    int batch_kept = t[0] == 0 || (t[0] == -1 && minus < 0 && rest == P) || (t[0] == 1 && x->batch_one);
     if (!batch_kept || (t[0] == -1 && minus >= 0))
         return ox_node_error(x, i, MR_ENOTFOUND,
                              "target shape %s of an Nx%s input merges the batch axis N with others; moreau maps "
