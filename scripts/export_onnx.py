@@ -472,6 +472,9 @@ def hand_written():
     save(small_conv_graph(conv_attrs={'auto_pad': 'SAME_UPPER'}), 'bad_attr.onnx')
     save(small_conv_graph(w_raw=b'\0' * (4 * 3 * 3 * 3 * 4 - 8)), 'bad_init_size.onnx')
     save(small_conv_graph(w_dims=(4, -3, 3, 3)), 'bad_dims_negative.onnx')
+    w_nan = np.full((4, 3, 3, 3), 0.1, np.float32)
+    w_nan.flat[5] = np.nan
+    save(small_conv_graph(w_raw=w_nan.tobytes()), 'bad_nan_weight.onnx')
     save(small_conv_graph(w_dims=(1 << 31, 1 << 31, 1 << 31, 3)), 'bad_dims_overflow.onnx')
     save(small_conv_graph(inputs_override=['nowhere']), 'bad_dangling.onnx')
     save(small_conv_graph(batch=8), 'bad_batch.onnx')

@@ -267,6 +267,11 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
+  it('a NaN weight is refused, naming the tensor (a ReLU would hide it in the logits)', function()
+    local e = err_of('bad_nan_weight.onnx')
+    assert.truthy(e:find("tensor 'w' holds NaN at element 5; moreau refuses non-finite weights and constants", 1, true), e)
+  end)
+
   it('a Reshape to 1x-1 is the batch axis only in a graph exported at the fixed batch 1', function()
     local e = err_of('bad_reshape_one.onnx')
     assert.truthy(e:find("node 'one_row' (#3, Reshape): target shape 1x-1 of an Nx4x1x1 input merges the batch axis N " ..
