@@ -454,11 +454,50 @@ describe('moreau explain --model=FILE.onnx', function()
     assert.truthy(out:find(('explain: --model=%s needs --image=PATH'):format(model), 1, true), out)
     out, rc = cli.moreau(('explain --softplus=10 --methods=gradient --out=%q'):format(tmp .. '/bad3'))
     assert.are.equal(1, rc, out)
-    assert.truthy(out:find('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); ' ..
-      'resnet_fmnist is a shipped model', 1, true), out)
+    assert.truthy(out:find('explain: --classes, --normalize, --softplus and --max_bytes apply to an ONNX --model ' ..
+      '(a .onnx file); resnet_fmnist is a shipped model', 1, true), out)
     out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'bad_op.onnx',
       tmp .. '/photo.png', tmp .. '/bad4'))
     assert.are.equal(1, rc, out)
     assert.truthy(out:find("node 'act7' (#1, LeakyRelu): op type 'LeakyRelu' is not supported", 1, true), out)
+    -- a model that does not take images; a budget too small for the file, and the option that raises it
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'mlp_typed.onnx',
+      tmp .. '/photo.png', tmp .. '/bad5'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('explain: --model=%s takes inputs of shape N x '):format(D .. 'mlp_typed.onnx'), 1, true)
+      and out:find('; explain needs an image model, N x C x H x W', 1, true), out)
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --max_bytes=2000 --out=%q'):format(model,
+      tmp .. '/photo.png', tmp .. '/bad6'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('max_bytes', 1, true) and out:find('(on the command line: --max_bytes=N)', 1, true), out)
+  end)
+
+  it('unnormalized inputs: the baseline caption says 0 is black, results.json the normalization; .ONNX loads', function()
+    local upper = tmp .. '/Tiny.ONNX'
+    cli.write(upper, cli.read(D .. 'tiny_ops.onnx'))
+    local x = T.zeros { 1, 3, 16, 16 }
+    for i = 0, x:numel() - 1 do x:data()[i] = 0.5 + 0.4 * math.sin(i / 7) end
+    require('moreau.data').save_png(tmp .. '/small.png', x)
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --normalize=none --methods=integrated_gradients ' ..
+      '--fast --out=%q'):format(upper, tmp .. '/small.png', tmp .. '/none'))
+    assert.are.equal(0, rc, out)
+    local page = cli.read(tmp .. '/none/index.html')
+    assert.truthy(page:find('Baseline x0: 0 = black (the model takes its inputs unnormalized)', 1, true))
+    assert.falsy(page:find('mean grey', 1, true))
+    local results = require('cjson').decode(cli.read(tmp .. '/none/results.json'))
+    assert.are.same({ mean = 0, std = 1 }, results.normalization)
+  end)
+
+  it('an all-zero sparse map names eta and a value on the scale of the model\'s gradient', function()
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --methods=sparse_moreaugrad --fast ' ..
+      '--sparse_moreaugrad.T=3 --sparse_moreaugrad.eta=1000 --out=%q'):format(D .. 'tiny_ops.onnx',
+      tmp .. '/small.png', tmp .. '/zero'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('explain: the sparse_moreaugrad map is all zero: its eta = 1000 (absolute, score per ' ..
+      'normalized input unit) is above what this model\'s gradient reaches (largest entry ', 1, true), out)
+    local g = tonumber(out:match("gradient reaches %(largest entry ([^ ]+) at the input%)"))
+    local eta = tonumber(out:match('try %-%-sparse_moreaugrad%.eta=([^%s]+)'))
+    assert.truthy(g and eta and g > 0 and math.abs(eta - g / 10) <= 0.01 * g, out)
+    assert.truthy(cli.read(tmp .. '/zero/index.html'):find('map is all zero', 1, true))
   end)
 end)
