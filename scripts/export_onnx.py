@@ -469,6 +469,10 @@ def hand_written():
     # the conv template itself loads (the error fixtures differ from it in one thing)
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
+    save(small_conv_graph(op='LeakyRelu', op_name='n' * 5000), 'bad_long_name.onnx')  # the reason survives it
+    declared = small_conv_graph()
+    declared.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7  # the network gives Nx4
+    save(declared, 'bad_output_shape.onnx')
     save(small_conv_graph(conv_attrs={'auto_pad': 'SAME_UPPER'}), 'bad_attr.onnx')
     save(small_conv_graph(w_raw=b'\0' * (4 * 3 * 3 * 3 * 4 - 8)), 'bad_init_size.onnx')
     save(small_conv_graph(w_dims=(4, -3, 3, 3)), 'bad_dims_negative.onnx')

@@ -267,6 +267,14 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
+  it('a node name of 5000 characters is cut so the reason survives; a declared output shape is shown', function()
+    local e = err_of('bad_long_name.onnx')
+    assert.truthy(e:find("node '" .. ('n'):rep(96) .. "...' (#1, LeakyRelu): op type 'LeakyRelu' is not supported",
+      1, true), e)
+    e = err_of('bad_output_shape.onnx')
+    assert.truthy(e:find("the graph output 'y' is declared as Nx7, the mapped network gives Nx4", 1, true), e)
+  end)
+
   it('a NaN weight is refused, naming the tensor (a ReLU would hide it in the logits)', function()
     local e = err_of('bad_nan_weight.onnx')
     assert.truthy(e:find("tensor 'w' holds NaN at element 5; moreau refuses non-finite weights and constants", 1, true), e)

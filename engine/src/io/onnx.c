@@ -85,8 +85,11 @@ int ox_node_error(ox_ctx *x, int i, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return mr_error(code, "onnx: %s: node '%s' (#%d, %s): %s", x->m.path, ox_node_name(n), i,
-                    n->op_type ? n->op_type : "?", msg);
+    /* a hostile file's names can be any length: the reason must survive them */
+    const char *name = ox_node_name(n), *op = n->op_type ? n->op_type : "?";
+    int nl = (int)strnlen(name, 97), ol = (int)strnlen(op, 41);
+    return mr_error(code, "onnx: %s: node '%.*s%s' (#%d, %.*s%s): %s", x->m.path, nl > 96 ? 96 : nl, name,
+                    nl > 96 ? "..." : "", i, ol > 40 ? 40 : ol, op, ol > 40 ? "..." : "", msg);
 }
 
 /* ----------------------------------------------------------- attributes */
@@ -709,9 +712,18 @@ static int build(ox_ctx *x)
             if (sp->dim[k]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
                 ok = sp->dim[k]->dim_value == ov->shape.d[k - 1];
         if (!ok) {
-            char s1[64];
-            return mr_error(MR_ESHAPE, "onnx: %s: the graph output '%s' is declared with %zu dims, the mapped network gives Nx%s",
-                            m->path, ov->name, sp->n_dim, mr_shape_str(&ov->shape, s1, sizeof s1));
+            char s1[64], s2[160] = "";
+            size_t len = 0;
+            for (size_t k = 0; k < sp->n_dim && len + 24 < sizeof s2; k++) {
+                const Onnx__TensorShapeProto__Dimension *d = sp->dim[k];
+                len += (size_t)snprintf(s2 + len, sizeof s2 - len, "%s", k ? "x" : "");
+                if (k == 0 || d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+                    len += (size_t)snprintf(s2 + len, sizeof s2 - len, "%s", k ? "?" : "N");
+                else
+                    len += (size_t)snprintf(s2 + len, sizeof s2 - len, "%lld", (long long)d->dim_value);
+            }
+            return mr_error(MR_ESHAPE, "onnx: %s: the graph output '%s' is declared as %s, the mapped network gives Nx%s",
+                            m->path, ov->name, s2, mr_shape_str(&ov->shape, s1, sizeof s1));
         }
     }
     return mr_net_set_output(x->net, ov->node);
