@@ -470,6 +470,15 @@ def hand_written():
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
     save(small_conv_graph(op='LeakyRelu', op_name='n' * 5000), 'bad_long_name.onnx')  # the reason survives it
+    # Dropout in training mode: its flag is a BOOL Constant the reader cannot hold
+    train = small_conv_graph()
+    train.graph.node[2].input[0] = 'd'
+    train.graph.node.insert(2, helper.make_node('Dropout', ['a', 'ratio', 'train'], ['d'], name='drop'))
+    train.graph.node.insert(0, helper.make_node('Constant', [], ['train'], name='train_flag',
+                                                value=helper.make_tensor('', TensorProto.BOOL, [], [True])))
+    train.graph.node.insert(0, helper.make_node('Constant', [], ['ratio'], name='ratio',
+                                                value=helper.make_tensor('', TensorProto.FLOAT, [], [0.5])))
+    save(train, 'bad_dropout_train.onnx')
     declared = small_conv_graph()
     declared.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7  # the network gives Nx4
     save(declared, 'bad_output_shape.onnx')

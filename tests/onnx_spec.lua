@@ -267,10 +267,12 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
-  it('a node name of 5000 characters is cut so the reason survives; a declared output shape is shown', function()
+  it('a node name of 5000 characters is cut so the reason survives; a Constant's error names it; a declared output shape is shown', function()
     local e = err_of('bad_long_name.onnx')
     assert.truthy(e:find("node '" .. ('n'):rep(96) .. "...' (#1, LeakyRelu): op type 'LeakyRelu' is not supported",
       1, true), e)
+    e = err_of('bad_dropout_train.onnx')
+    assert.truthy(e:find("node 'train_flag' (#1, Constant): tensor '' has data type BOOL (9)", 1, true), e)
     e = err_of('bad_output_shape.onnx')
     assert.truthy(e:find("the graph output 'y' is declared as Nx7, the mapped network gives Nx4", 1, true), e)
   end)

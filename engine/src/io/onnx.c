@@ -92,6 +92,17 @@ int ox_node_error(ox_ctx *x, int i, int code, const char *fmt, ...)
                     nl > 96 ? "..." : "", i, ol > 40 ? 40 : ol, op, ol > 40 ? "..." : "", msg);
 }
 
+int ox_node_const(ox_ctx *x, int i, ox_const **out, const Onnx__TensorProto *t, int as_int)
+{
+    int rc = ox_const_from_tensor(out, &x->m, t, as_int);
+    if (rc >= 0)
+        return rc;
+    char msg[560];
+    const char *e = mr_last_error(), *tensor = strstr(e, ": tensor '");
+    snprintf(msg, sizeof msg, "%s", tensor ? tensor + 2 : e); /* drop "onnx: PATH: ", which ox_node_error gives */
+    return ox_node_error(x, i, rc, "%s", msg);
+}
+
 /* ----------------------------------------------------------- attributes */
 
 const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name)

@@ -353,8 +353,8 @@ int ox_fold_node(ox_ctx *x, int i, int *folded)
         ox_const *val = NULL;
         if (va && va->t) {
             int32_t ty = va->t->has_data_type ? va->t->data_type : 0;
-            MR_TRY(ox_const_from_tensor(&val, &x->m, va->t, ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
-                                                             ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32));
+            MR_TRY(ox_node_const(x, i, &val, va->t, ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                                                    ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32));
         }
         int rc = fold_new(x, i, 0, (int)c->numel, dims, val ? val->i != NULL : 0, &r);
         for (int64_t e = 0; rc == MR_OK && e < r->numel; e++) {

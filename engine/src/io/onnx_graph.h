@@ -132,6 +132,9 @@ static inline int ox_op_is(const Onnx__NodeProto *n, const char *op) { return n-
 int ox_find_value(const ox_ctx *x, const char *name);
 /* "onnx: FILE: node 'NAME' (#I, OP): " then the message; returns code. */
 int ox_node_error(ox_ctx *x, int i, int code, const char *fmt, ...) MR_PRINTF(4, 5);
+/* A tensor a node holds as an attribute (Constant's and ConstantOfShape's
+ * value), read as ox_const_from_tensor does; an error names the node too. */
+int ox_node_const(ox_ctx *x, int i, ox_const **out, const Onnx__TensorProto *t, int as_int);
 const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name);
 int ox_check_attrs(ox_ctx *x, int i, const char *const *known);
 int ox_attr_int(ox_ctx *x, int i, const char *name, int64_t dflt, int64_t *out);

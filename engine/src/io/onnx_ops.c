@@ -527,7 +527,7 @@ static int map_constant(ox_ctx *x, int i)
     if (!strcmp(an, "value") && a->t) {
         int32_t type = a->t->has_data_type ? a->t->data_type : 0;
         int as_int = type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
-        MR_TRY(ox_const_from_tensor(&c, &x->m, a->t, as_int));
+        MR_TRY(ox_node_const(x, i, &c, a->t, as_int));
     } else if (!strcmp(an, "value_float") || !strcmp(an, "value_int")) {
         int is_int = an[6] == 'i';
         MR_TRY(ox_const_new(&c, &x->m, 0, NULL, is_int, n->output[0]));
