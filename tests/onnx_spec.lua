@@ -267,7 +267,7 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
-  it('a node name of 5000 characters is cut so the reason survives; a Constant's error names it; a declared output shape is shown', function()
+  it('a node name of 5000 characters is cut so the reason survives; a Constant names itself; a declared output shape is shown', function()
     local e = err_of('bad_long_name.onnx')
     assert.truthy(e:find("node '" .. ('n'):rep(96) .. "...' (#1, LeakyRelu): op type 'LeakyRelu' is not supported",
       1, true), e)
