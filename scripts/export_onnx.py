@@ -470,6 +470,12 @@ def hand_written():
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
     save(small_conv_graph(op='LeakyRelu', op_name='n' * 5000), 'bad_long_name.onnx')  # the reason survives it
+    # Div by a constant that is not a power of two: x / c rounds once, as PyTorch's (x * (1/c) would round twice)
+    div = helper.make_graph([helper.make_node('Div', ['x', 'c'], ['y'], name='div')], 'g',
+                            [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 64])],
+                            [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 64])],
+                            [numpy_helper.from_array(np.array([3.0], np.float32), 'c')])
+    save(helper.make_model(div, opset_imports=[helper.make_opsetid('', 13)]), 'div_const.onnx')
     # Dropout in training mode: its flag is a BOOL Constant the reader cannot hold
     train = small_conv_graph()
     train.graph.node[2].input[0] = 'd'

@@ -277,6 +277,21 @@ describe('ONNX loader errors', function()
     assert.truthy(e:find("the graph output 'y' is declared as Nx7, the mapped network gives Nx4", 1, true), e)
   end)
 
+  it('Div by a constant rounds once, bit for bit as PyTorch (x / 3, not x * (1/3))', function()
+    local net = models.onnx(D .. 'div_const.onnx')
+    local x = T.zeros { 2, 64 }
+    for i = 0, x:numel() - 1 do x:data()[i] = 1 + i / 7 end
+    local y, f = net:forward(x), require('ffi').new('float[1]')
+    local differ = 0
+    for i = 0, x:numel() - 1 do
+      f[0] = x:data()[i] / 3 -- a float32 quotient, rounded once from the exact one (53 >= 2 * 24 + 2 bits)
+      assert.are.equal(f[0], y:data()[i])
+      f[0] = 1 / 3; f[0] = x:data()[i] * f[0] -- the float32 reciprocal, then the float32 product
+      if f[0] ~= y:data()[i] then differ = differ + 1 end
+    end
+    assert.is_true(differ > 0, 'the inputs include ones where x * (1/3) rounds differently')
+  end)
+
   it('a NaN weight is refused, naming the tensor (a ReLU would hide it in the logits)', function()
     local e = err_of('bad_nan_weight.onnx')
     assert.truthy(e:find("tensor 'w' holds NaN at element 5; moreau refuses non-finite weights and constants", 1, true), e)

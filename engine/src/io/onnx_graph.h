@@ -169,7 +169,7 @@ int ox_axes_of(ox_ctx *x, int i, int64_t opset_input, int64_t *axes, int *n);
  * per-sample shape s with N where lay says. */
 int ox_map_node(ox_ctx *x, int i);
 int ox_const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, const ox_layout *lay, int gate,
-                  float scale, int recip, int *node);
+                  float scale, int *node);
 /* onnx_shape.c */
 int ox_map_flatten(ox_ctx *x, int i);
 int ox_map_reshape(ox_ctx *x, int i);

@@ -589,9 +589,9 @@ static int sample_axis(int64_t a, int ndim)
 /* A `constant` node holding c broadcast (numpy rules) against a value of
  * per-sample shape s with N where lay says; gate: a (C,1,1) constant may
  * stay (C,1,1) against a standard Nx(C,H,W) (mul's gate). scale multiplies
- * every entry (-1 for Sub, 1/c for Div: recip). */
+ * every entry (-1 for Sub). */
 int ox_const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, const ox_layout *lay, int gate,
-                  float scale, int recip, int *node)
+                  float scale, int *node)
 {
     char cs[160], ss[160];
     int r = lay->rank;
@@ -637,7 +637,7 @@ int ox_const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, const 
             stride *= cd[a];
         }
         float val = c->f[src];
-        v[e] = recip ? scale / val : scale * val;
+        v[e] = scale * val;
     }
     int p, rc = ox_make_param(x, c->name, nd, pd, v, MR_PARAM_WEIGHT, &p);
     free(v);
@@ -651,12 +651,12 @@ int ox_const_node(ox_ctx *x, int i, const ox_const *c, const mr_shape *s, const 
 }
 
 /* A value of node i's input k as an engine node: a computed value as it is,
- * a constant as a `constant` node broadcast against `like` (scale, recip as
+ * a constant as a `constant` node broadcast against `like` (scale as
  * ox_const_node). */
-static int operand(ox_ctx *x, int i, ox_value *v, const ox_value *like, int gate, float scale, int recip, int *node)
+static int operand(ox_ctx *x, int i, ox_value *v, const ox_value *like, int gate, float scale, int *node)
 {
     MR_TRY(ox_materialize(x, v));
-    if (v->kind == V_NODE && scale == 1 && !recip) {
+    if (v->kind == V_NODE && scale == 1) {
         *node = v->node;
         return MR_OK;
     }
@@ -667,7 +667,7 @@ static int operand(ox_ctx *x, int i, ox_value *v, const ox_value *like, int gate
                              v->name);
     if (v->kind != V_CONST || !v->c->f)
         return ox_node_error(x, i, MR_ENOTFOUND, "input '%s' is not supported here", v->name);
-    return ox_const_node(x, i, v->c, &like->shape, &like->lay, gate, scale, recip, node);
+    return ox_const_node(x, i, v->c, &like->shape, &like->lay, gate, scale, node);
 }
 
 static int scalar_near(ox_ctx *x, ox_value *v, double want)
@@ -711,8 +711,10 @@ static int try_gelu(ox_ctx *x, int i, int *matched)
 }
 
 /* Add, Sub, Mul, Div: two computed values, or one and a constant (a
- * `constant` node broadcast to the value's shape; Sub and Div by a constant
- * become Add of -c and Mul by 1/c; Sub of a computed b becomes a + (-1) b). */
+ * `constant` node broadcast to the value's shape; Sub by a constant becomes
+ * Add of -c, exact; Div by a constant stays a division, x / c rounded once as
+ * PyTorch does (x * (1/c) would round twice); Sub of a computed b becomes
+ * a + (-1) b). */
 static int map_binary(ox_ctx *x, int i, const char *op)
 {
     static const char *const none[] = {NULL};
@@ -732,7 +734,7 @@ static int map_binary(ox_ctx *x, int i, const char *op)
     if (a0->kind != V_NODE && a1->kind != V_NODE)
         return ox_node_error(x, i, MR_ENOTFOUND, "both inputs are constants");
     int n0, n1;
-    const char *eng = is_mul || is_div ? "mul" : "add";
+    const char *eng = is_div ? "div" : is_mul ? "mul" : "add";
     const ox_layout *lay = a0->kind == V_NODE ? &a0->lay : &a1->lay;
     if (a0->kind == V_NODE && a1->kind == V_NODE) {
         if (is_div)
@@ -754,7 +756,7 @@ static int map_binary(ox_ctx *x, int i, const char *op)
             m1.name = "minus_one";
             m1.param = -1;
             int c;
-            MR_TRY(ox_const_node(x, i, &m1, &a1->shape, &a1->lay, 0, 1, 0, &c));
+            MR_TRY(ox_const_node(x, i, &m1, &a1->shape, &a1->lay, 0, 1, &c));
             mr_op_attrs z = {0};
             int in[2] = {a1->node, c};
             n1 = ox_add_node(x, i, "mul", in, 2, NULL, 0, &z);
@@ -773,7 +775,7 @@ static int map_binary(ox_ctx *x, int i, const char *op)
             return ox_node_error(x, i, MR_ENOTFOUND, "%s a computed value from the constant '%s' is not supported",
                                  is_sub ? "subtracting" : "dividing by", cv->name);
         n0 = xv->node;
-        MR_TRY(operand(x, i, cv, xv, is_mul || is_div, is_sub ? -1.0f : 1.0f, is_div, &n1));
+        MR_TRY(operand(x, i, cv, xv, is_mul, is_sub ? -1.0f : 1.0f, &n1));
     }
     int in[2] = {n0, n1};
     mr_op_attrs a = {0};

@@ -476,7 +476,7 @@ int ox_map_expand(ox_ctx *x, int i)
     for (int k = 0; k < nps; k++)
         sh.d[k] = ps[k];
     int node;
-    MR_TRY(ox_const_node(x, i, c, &sh, &lay, 0, 1, 0, &node));
+    MR_TRY(ox_const_node(x, i, c, &sh, &lay, 0, 1, &node));
     return ox_set_node_output_lay(x, i, 0, node, &lay);
 }
 
