@@ -1,5 +1,5 @@
 /* Loads an ONNX classifier and prints |d score / d x| of one class at x = 0.5:
- *   onnx_gradient MODEL.onnx [CLASS]        (cc onnx_gradient.c $(pkg-config --libs --cflags moreau)) */
+ *   onnx_gradient MODEL.onnx [CLASS]        (cc onnx_gradient.c $(pkg-config --libs --cflags moreau) -lm) */
 #include <moreau.h>
 #include <math.h>
 #include <stdio.h>

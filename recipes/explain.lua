@@ -94,6 +94,8 @@ return {
       help = "ONNX model: input normalization; auto: ImageNet's mean and std for 3 channels, else none" },
     softplus = { type = 'number', default = 0, domain = 'num >= 0',
       help = 'ONNX model: replace every ReLU by softplus(beta = this); 0 keeps ReLU' },
+    max_bytes = { type = 'number', default = 0, domain = 'num >= 0',
+      help = "ONNX model: the most bytes its weights and graph may take (0: the loader's default, 256 MB)" },
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
     fast = { type = 'bool', default = false, domain = 'bool', help = 'T = 100, m = 8 and fewer samples' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },
@@ -136,18 +138,28 @@ return {
     -- The label is checked against the model card's classes before the
     -- weights load (a class id is 0-based, as in the data sets).
     -- an ONNX file (docs/models.md, "ONNX import"): its own preprocessing and class names
-    local onnx = p.model:match('%.onnx$') ~= nil
-    local mopts = onnx and { classes = p.classes, normalize = p.normalize, softplus = p.softplus } or nil
-    if not onnx and (p.classes ~= '' or p.normalize ~= 'auto' or p.softplus ~= 0) then
-      error(('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); %s is a ' ..
-        'shipped model'):format(p.model), 0)
+    local onnx = p.model:lower():match('%.onnx$') ~= nil
+    local mopts = onnx and { classes = p.classes, normalize = p.normalize, softplus = p.softplus,
+      max_bytes = p.max_bytes } or nil
+    if not onnx and (p.classes ~= '' or p.normalize ~= 'auto' or p.softplus ~= 0 or p.max_bytes ~= 0) then
+      error(('explain: --classes, --normalize, --softplus and --max_bytes apply to an ONNX --model (a .onnx file); ' ..
+        '%s is a shipped model'):format(p.model), 0)
     end
     if onnx and p.image == '' then
       error(('explain: --model=%s needs --image=PATH (the Fashion-MNIST test images fit the shipped model ' ..
         'only)'):format(p.model), 0)
     end
-    local ok, card0 = pcall(moreau.models.card, p.model, mopts)
-    if not ok then error('explain: --model: ' .. tostring(card0):gsub('^[^\n]-:%d+: ', ''), 0) end
+    -- (an ONNX file is read once: its card comes with its network)
+    local ok, got, onnx_card
+    if onnx then ok, got, onnx_card = pcall(moreau.models.pretrained, p.model, mopts)
+    else ok, got = pcall(moreau.models.card, p.model) end
+    if not ok then
+      local why = tostring(got):gsub('^[^\n]-:%d+: ', '')
+      if onnx and why:find('max_bytes', 1, true) then why = why .. ' (on the command line: --max_bytes=N)' end
+      error('explain: --model: ' .. why, 0)
+    end
+    local card0, onnx_net = got, nil
+    if onnx then card0, onnx_net = onnx_card, got end
     local n_classes = (card0.model.options or {}).num_classes
       or (card0.data and card0.data.classes and #card0.data.classes)
     if n_classes and p.label >= n_classes then
@@ -157,9 +169,14 @@ return {
     -- bf16 is refused here, before the model loads, where the CPU has no bf16 kernels
     local ok_p, why = pcall(moreau.set_precision, p.precision)
     if not ok_p then error('explain: --precision=' .. p.precision .. ': ' .. tostring(why), 0) end
-    local net, card = moreau.models.pretrained(p.model, mopts)
+    local net, card = onnx_net, card0
+    if not onnx then net, card = moreau.models.pretrained(p.model) end
     local norm = card.data.normalization
     local shape = net:input_shape()
+    if #shape ~= 3 then
+      error(('explain: --model=%s takes inputs of shape N x %s; explain needs an image model, N x C x H x W'):format(
+        p.model, table.concat(shape, ' x ')), 0)
+    end
     local x, source, true_label
     if p.image ~= '' then
       -- (a file that cannot be read or fitted: the loader's reason, worded for the command line)
@@ -261,6 +278,12 @@ return {
     -- normalized units, the data set's mean (a mean-grey image), not black;
     -- --baseline=black starts from black in pixel space: (0 - mean) / std per channel.
     local baseline_tensor, baseline_text, baseline_record
+    local identity = true -- mean 0 and std 1 on every channel: normalized units are pixel units
+    for c = 1, shape[1] do
+      local mean = type(norm.mean) == 'table' and norm.mean[c] or norm.mean
+      local std = type(norm.std) == 'table' and norm.std[c] or norm.std
+      identity = identity and mean == 0 and std == 1
+    end
     if p.baseline == 'black' then
       baseline_tensor = data.normalize(moreau.tensor.zeros(x:shape()), norm.mean, norm.std)
       local per_channel = {}
@@ -273,6 +296,9 @@ return {
       baseline_text = ('black in pixel space, (0 - mean) / std = %s in normalized units'):format(
         table.concat(vals, ', '))
       baseline_record = { kind = 'black', normalized = per_channel }
+    elseif identity then
+      baseline_text = '0 = black (the model takes its inputs unnormalized)'
+      baseline_record = { kind = 'zero', normalized = 0 }
     else
       baseline_text = '0 in normalized units = the data set mean (mean grey), not black'
       baseline_record = { kind = 'zero', normalized = 0 }
@@ -316,6 +342,19 @@ return {
         abs = viz.upscale(abs_map, 2 * p.scale), signed = viz.upscale(signed_map, 2 * p.scale),
         overlay = viz.overlay(big_input, map, OVERLAY_ALPHA, { cmap = 'viridis' }) }
       io.stderr:write(('  %-22s %7.2f s  sparsity %.3f\n'):format(entry.key, seconds, sparsity))
+      -- An all-zero sparse map says nothing: the threshold eta is absolute
+      -- (score per normalized input unit) and above what this model's
+      -- gradient reaches; name the option and a scale that fits the model.
+      if sparsity == 1 and (m.opts.eta or 0) > 0 then
+        local _, g = moreau.oracle.grad(net, x, { label })
+        local gmax = g:abs():max()
+        local text = ('explain: the %s map is all zero: its eta = %g (absolute, score per normalized input unit) ' ..
+          'is above what this model\'s gradient reaches (largest entry %.3g at the input); try ' ..
+          '--%s.eta=%.2g'):format(entry.key, m.opts.eta, gmax, entry.key, gmax / 10)
+        io.stderr:write(text, '\n')
+        rep:note(text)
+        per_method[entry.key].all_zero_hint = text
+      end
     end
 
     -- The paper-style figure. Its text is drawn twice the bitmap font's size
@@ -350,7 +389,8 @@ return {
       local function bar(name) return i == 1 and bars[name] or nil end
       local units = units_of(key, m.opts)
       local details = {
-        { 'settings', settings(m.opts, baseline_record.kind == 'black' and 'black (pixel space)' or '0 (data mean)') },
+        { 'settings', settings(m.opts, (baseline_record.kind == 'black' or identity) and 'black (pixel space)'
+          or '0 (data mean)') },
         { 'time', ('%.2f s'):format(r.seconds) },
         { 'units', units },
         { 'sparsity', ('%.3f (fraction of entries exactly 0)'):format(r.sparsity) },
@@ -384,6 +424,7 @@ return {
     rep.results.explained_class = class_name(label)
     rep.results.precision = moreau.get_precision()
     rep.results.baseline = baseline_record
+    rep.results.normalization = { mean = norm.mean, std = norm.std } -- what the input was normalized with
     rep.results.model = { name = p.model, card = card.model, test_accuracy = card.results and card.results.test_accuracy }
     rep.results.methods = per_method
     local rows = {}

@@ -7,6 +7,7 @@ python3-onnx; the committed fixtures let the test suite run without them:
     /usr/bin/python3 scripts/export_onnx.py           # rewrite tests/fixtures/onnx/*
     /usr/bin/python3 scripts/export_onnx.py --full    # full-size torchvision models: parity table
     /usr/bin/python3 scripts/export_onnx.py --load-only   # full-size: which load, logits vs float32
+    /usr/bin/python3 scripts/export_onnx.py --only vit_tiny   # rewrite only the fixtures named
 
 Fixtures (tests/fixtures/onnx/): for each model NAME, NAME.onnx (exported by
 torch.onnx.export at opset 13, batch axis dynamic, eval mode, so the exporter
@@ -28,6 +29,11 @@ The models are reduced in width or resolution to keep the files small:
     resnet50   torchvision's ResNet-50 structure (Bottleneck) at width 1/16, 3x64x64
     vgg11_bn   torchvision's VGG-11 features with batchnorm at width 1/16, a
                global average pool and a small classifier, 3x32x32
+    vit_tiny   torchvision's VisionTransformer (vit_b_16's class) at 3x32x32,
+               patch 8, 2 layers, 2 heads, hidden 32, MLP 64 (opset 17): the
+               exporter's Shape arithmetic on the dynamic batch axis,
+               Expand of the class token, attention over (L, N, E) with N
+               merged into the heads, MatMul of two computed values
 Hand-written graphs (onnx.helper) exercise what torch does not emit: typed
 initializer fields, Constant and Identity nodes, Gemm's transB / alpha / beta,
 opset-11 Softmax, external data; and the loader's errors (bad_*.onnx).
@@ -36,7 +42,10 @@ opset-11 Softmax, external data; and the loader's errors (bad_*.onnx).
 temporary folder and prints, per model, the max absolute and relative error of
 logits, input gradient and HVP (ReLU swapped for softplus(beta = 10) so the
 HVP is not zero) of the engine against float64 PyTorch, or why the model does
-not load; the README's table is this output.
+not load; the README's table is this output. Under each row, PyTorch's own
+float32 gradient and HVP against float64: the floor a float32 engine can reach
+(the reference writes Hardsigmoid/Hardswish through clamp so autograd can take
+their second derivative).
 """
 import argparse
 import json
@@ -185,6 +194,42 @@ def vgg11_bn_tiny(num_classes=10):
     return m
 
 
+def vit_tiny(num_classes=10):
+    """torchvision's VisionTransformer (the vit_b_16 class: patch Conv,
+    class token, position embedding, pre-LayerNorm encoder blocks of
+    nn.MultiheadAttention and a GELU MLP, the class token's head) at 32x32,
+    patch 8 (16 tokens + the class token), 2 layers, 2 heads, hidden 32, MLP
+    64. torchvision initializes the class token, biases and head to zero and
+    LayerNorm to the identity: every parameter is drawn at random instead
+    (weights N(0, 1/fan_in), the others N(0, 0.1^2), LayerNorm weights about
+    1), so that each one matters to the logits."""
+    from torchvision.models.vision_transformer import VisionTransformer
+    m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                          num_classes=num_classes)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() >= 2 and 'embedding' not in name and 'token' not in name:
+                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+            elif name.endswith('weight'):  # LayerNorm
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+    return m
+
+
+def nonzero_init(model):
+    """torchvision's ViTs start with a zero head, class token and biases, so
+    the logits and their gradient would be exactly 0: every parameter that
+    is all zeros is drawn from N(0, 0.02^2) (the std torchvision gives the
+    position embedding) for the full-size checks."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model
+
+
 def relu_to_softplus(model, beta):
     for name, mod in model.named_children():
         if isinstance(mod, nn.ReLU):
@@ -192,6 +237,66 @@ def relu_to_softplus(model, beta):
         else:
             relu_to_softplus(mod, beta)
     return model
+
+
+class HardsigmoidClamp(nn.Module):
+    """hardsigmoid(x) = clamp(x + 3, 0, 6) / 6, written with clamp: torch 1.13
+    has no second derivative for F.hardsigmoid (an HVP through it raises)."""
+
+    def forward(self, x):
+        return torch.clamp(x + 3, 0, 6) / 6
+
+
+class HardswishClamp(nn.Module):
+    """hardswish(x) = x * clamp(x + 3, 0, 6) / 6, twice differentiable in autograd."""
+
+    def forward(self, x):
+        return x * torch.clamp(x + 3, 0, 6) / 6
+
+
+def twice_differentiable(model):
+    """The same function with Hardsigmoid and Hardswish written through clamp,
+    so that autograd can take the HVP of the reference (mobilenet_v3)."""
+    for name, mod in model.named_children():
+        if isinstance(mod, nn.Hardsigmoid):
+            setattr(model, name, HardsigmoidClamp())
+        elif isinstance(mod, nn.Hardswish):
+            setattr(model, name, HardswishClamp())
+        else:
+            twice_differentiable(mod)
+    return model
+
+
+class functional_relu_as_softplus:
+    """Within this block F.relu is softplus(beta): the engine's swap replaces
+    every Relu node of the graph, and an exported Relu can come from a
+    functional call that relu_to_softplus's module swap does not reach
+    (densenet's final F.relu)."""
+
+    def __init__(self, beta):
+        self.beta = beta
+
+    def __enter__(self):
+        self.relu, beta, softplus = F.relu, self.beta, F.softplus
+        F.relu = lambda x, inplace=False: softplus(x, beta=beta)  # noqa: E731
+
+    def __exit__(self, *exc):
+        F.relu = self.relu
+
+
+def float32_error(model, x, labels, v, ref):
+    """What float32 itself costs: PyTorch's own float32 gradient and HVP
+    against its float64 ones (max abs error over max |reference|). A model
+    whose float32 PyTorch is far from float64 (a max-pool window whose top two
+    values differ by less than float32 resolves flips its argmax) cannot be
+    matched closer by any float32 engine."""
+    model = model.float().eval()
+    xx = x.float().requires_grad_(True)
+    s = model(xx)[torch.arange(x.shape[0]), labels]
+    (g,) = torch.autograd.grad(s.sum(), xx, create_graph=True)
+    (h,) = torch.autograd.grad((g * v.float()).sum(), xx)
+    rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()  # noqa: E731
+    return rel(g, ref['__grad']), rel(h, ref['__hvp'])
 
 
 # ------------------------------------------------------------- exporting
@@ -218,6 +323,8 @@ def prepare(model, shape, n, seed):
 
 
 def fixture(name, model, shape, n, seed, softplus=False, opset=13):
+    if not wanted(name):
+        return
     x, v, labels = prepare(model, shape, n, seed)
     path = os.path.join(OUT, name + '.onnx')
     ops = export(model, x, path, opset)
@@ -238,8 +345,16 @@ def fixture(name, model, shape, n, seed, softplus=False, opset=13):
 
 # ------------------------------------------------------ hand-written graphs
 
+ONLY = None  # --only: the fixtures to write (names without .onnx); None: all
+
+
+def wanted(name):
+    return ONLY is None or name.split('.')[0] in ONLY
+
+
 def save(model, name, **kw):
-    onnx.save(model, os.path.join(OUT, name), **kw)
+    if wanted(name):
+        onnx.save(model, os.path.join(OUT, name), **kw)
 
 
 def mlp_typed():
@@ -297,17 +412,88 @@ def small_conv_graph(op='Relu', op_name='act7', conv_attrs=None, w_raw=None, w_d
     return helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)])
 
 
+def batch_graph(nodes, out_dims, inits=(), in_dims=('N', 4, 6)):
+    """x (N, 4, 6) -> nodes -> y: the graphs the shape folder and the batch
+    axis bookkeeping refuse, one thing each."""
+    i64 = lambda name, vals: helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)  # noqa: E731
+    g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, list(in_dims))],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, list(out_dims))],
+                          [i64(*a) if isinstance(a, tuple) else a for a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])
+
+
+def batch_errors():
+    # N + 1 as a reshape target: no one number or multiple of N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Add', ['n', 'one'], ['n1'], name='plus_one'),
+                      helper.make_node('Concat', ['n1', 'rest'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['y'], name='reshape')], ['N', 24],
+                     [('zero', [0]), ('one', [1]), ('rest', [-1])]), 'bad_shape_add.onnx')
+    # (N, 4, 6) -> (4, N, 6) by Reshape: N moves in the row-major order
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+                      helper.make_node('Concat', ['four', 'n', 'six'], ['t'], name='target', axis=0),
+                      helper.make_node('Reshape', ['x', 't'], ['r'], name='mix'),
+                      helper.make_node('Transpose', ['r'], ['y'], name='back', perm=[1, 0, 2])], ['N', 4, 6],
+                     [('zero', [0]), ('four', [4]), ('six', [6])]), 'bad_reshape_mix.onnx')
+    # x^T x over the batch: a product along N
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xt'], name='xt', perm=[1, 2, 0]),
+                      helper.make_node('Transpose', ['x'], ['xs'], name='xs', perm=[1, 0, 2]),
+                      helper.make_node('MatMul', ['xt', 'xs'], ['y'], name='gram')], [4, 6, 6]),
+         'bad_matmul_batch.onnx')
+    # N left in the middle of the output
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['t'], name='swap', perm=[1, 0, 2]),
+                      helper.make_node('Relu', ['t'], ['y'], name='relu')], [4, 'N', 6]), 'bad_output_layout.onnx')
+    # N where a number is needed: a Slice ending at N
+    save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
+                      helper.make_node('Slice', ['s', 'zero', 'one'], ['n'], name='n'),
+                      helper.make_node('Slice', ['x', 'zero', 'n', 'one'], ['y'], name='slice_to_n')], ['N', 4, 6],
+                     [('zero', [0]), ('one', [1])]), 'bad_slice_n.onnx')
+    # a computed value expanded to another shape
+    save(batch_graph([helper.make_node('Expand', ['x', 'to'], ['y'], name='expand')], ['N', 4, 4, 6],
+                     [('to', [1, 4, 4, 6])]), 'bad_expand_value.onnx')
+    # a convolution of a value whose N is not first
+    save(batch_graph([helper.make_node('Transpose', ['x'], ['xs'], name='swap', perm=[1, 0, 2, 3]),
+                      helper.make_node('Conv', ['xs', 'w'], ['y'], name='conv', kernel_shape=[1, 1])],
+                     [3, 'N', 4, 4], [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), 'w')],
+                     in_dims=('N', 3, 4, 4)), 'bad_conv_layout.onnx')
+
+
 def hand_written():
     m, x, y = mlp_typed()
     save(m, 'mlp_typed.onnx')
-    write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
-                      {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
+    if wanted('mlp_typed'):
+        write_safetensors(os.path.join(OUT, 'mlp_typed.safetensors'),
+                          {'__x': torch.from_numpy(x), '__logits': torch.from_numpy(y)}, {'model': 'mlp_typed'})
     # the conv template itself loads (the error fixtures differ from it in one thing)
     save(small_conv_graph(), 'conv_ok.onnx')
     save(small_conv_graph(op='LeakyRelu'), 'bad_op.onnx')
+    save(small_conv_graph(op='LeakyRelu', op_name='n' * 5000), 'bad_long_name.onnx')  # the reason survives it
+    # Div by a constant that is not a power of two: x / c rounds once, as PyTorch's (x * (1/c) would round twice)
+    div = helper.make_graph([helper.make_node('Div', ['x', 'c'], ['y'], name='div')], 'g',
+                            [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 64])],
+                            [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 64])],
+                            [numpy_helper.from_array(np.array([3.0], np.float32), 'c')])
+    save(helper.make_model(div, opset_imports=[helper.make_opsetid('', 13)]), 'div_const.onnx')
+    # Dropout in training mode: its flag is a BOOL Constant the reader cannot hold
+    train = small_conv_graph()
+    train.graph.node[2].input[0] = 'd'
+    train.graph.node.insert(2, helper.make_node('Dropout', ['a', 'ratio', 'train'], ['d'], name='drop'))
+    train.graph.node.insert(0, helper.make_node('Constant', [], ['train'], name='train_flag',
+                                                value=helper.make_tensor('', TensorProto.BOOL, [], [True])))
+    train.graph.node.insert(0, helper.make_node('Constant', [], ['ratio'], name='ratio',
+                                                value=helper.make_tensor('', TensorProto.FLOAT, [], [0.5])))
+    save(train, 'bad_dropout_train.onnx')
+    declared = small_conv_graph()
+    declared.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7  # the network gives Nx4
+    save(declared, 'bad_output_shape.onnx')
     save(small_conv_graph(conv_attrs={'auto_pad': 'SAME_UPPER'}), 'bad_attr.onnx')
     save(small_conv_graph(w_raw=b'\0' * (4 * 3 * 3 * 3 * 4 - 8)), 'bad_init_size.onnx')
     save(small_conv_graph(w_dims=(4, -3, 3, 3)), 'bad_dims_negative.onnx')
+    w_nan = np.full((4, 3, 3, 3), 0.1, np.float32)
+    w_nan.flat[5] = np.nan
+    save(small_conv_graph(w_raw=w_nan.tobytes()), 'bad_nan_weight.onnx')
     save(small_conv_graph(w_dims=(1 << 31, 1 << 31, 1 << 31, 3)), 'bad_dims_overflow.onnx')
     save(small_conv_graph(inputs_override=['nowhere']), 'bad_dangling.onnx')
     save(small_conv_graph(batch=8), 'bad_batch.onnx')
@@ -317,6 +503,12 @@ def hand_written():
     merge.graph.node[1].input[0] = 'r'
     merge.graph.node.insert(1, helper.make_node('Reshape', ['c', 'target'], ['r'], name='merge'))
     save(merge, 'bad_reshape_batch.onnx')
+    # Flatten written as Reshape(p, [1, -1]): the batch axis only when the input's batch is the fixed 1
+    for batch, name in (('N', 'bad_reshape_one.onnx'), (1, 'reshape_one_batch1.onnx')):
+        one = small_conv_graph(batch=batch)
+        one.graph.initializer.append(helper.make_tensor('one_row', TensorProto.INT64, [2], [1, -1]))
+        one.graph.node[3].CopyFrom(helper.make_node('Reshape', ['p', 'one_row'], ['y'], name='one_row'))
+        save(one, name)
     # a cycle: a = Relu(b), b = Relu(a), feeding the output
     cyc = small_conv_graph()
     cyc.graph.node[1].input[0] = 'b'
@@ -324,7 +516,7 @@ def hand_written():
     save(cyc, 'bad_cycle.onnx')
     # external data: beside the model, and one that tries to leave the folder
     ext = small_conv_graph()
-    if os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
+    if wanted('ext_ok') and os.path.exists(os.path.join(OUT, 'ext_ok.bin')):
         os.remove(os.path.join(OUT, 'ext_ok.bin'))  # onnx.save appends to an existing data file
     save(ext, 'ext_ok.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='ext_ok.bin',
          size_threshold=0)
@@ -333,11 +525,18 @@ def hand_written():
         if e.key == 'location':
             e.value = '../onnx/ext_ok.bin'
     save(esc, 'bad_ext_escape.onnx')
+    # a location naming no file: only slashes (the root folder)
+    slashes = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
+    for e in slashes.graph.initializer[0].external_data:
+        if e.key == 'location':
+            e.value = '///'
+    save(slashes, 'bad_ext_slashes.onnx')
     short = onnx.load(os.path.join(OUT, 'ext_ok.onnx'), load_external_data=False)
     for e in short.graph.initializer[0].external_data:
         if e.key == 'length':
             e.value = str(int(e.value) - 4)
     save(short, 'bad_ext_length.onnx')
+    batch_errors()
 
 
 def main_fixtures():
@@ -352,6 +551,8 @@ def main_fixtures():
     fixture('resnet50', SmallResNet(Bottleneck, [3, 4, 6, 3], 1 / 16, 10), (3, 64, 64), 1, 50)
     torch.manual_seed(11)
     fixture('vgg11_bn', vgg11_bn_tiny(), (3, 32, 32), 2, 11)
+    torch.manual_seed(16)
+    fixture('vit_tiny', vit_tiny(), (3, 32, 32), 2, 16, opset=17)
     hand_written()
 
 
@@ -423,6 +624,8 @@ def main_load(names, lib):
     for name in names:
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000).eval()
+        if name.startswith('vit'):
+            nonzero_init(model)
         x = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(2))
         path = os.path.join(d, name + '.onnx')
         try:
@@ -452,6 +655,8 @@ def main_full(names, lib):
     for k, name in enumerate(names):
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=1000)
+        if name.startswith('vit'):
+            nonzero_init(model)
         model = relu_to_softplus(model, FULL_BETA)  # the same as the engine's swap (ReLU6, GELU... stay)
         x, v, labels = prepare(model, (3, 224, 224), 1, 1)
         path = os.path.join(d, name + '.onnx')
@@ -461,7 +666,10 @@ def main_full(names, lib):
             print('%-20s export failed: %s' % (name, str(e).splitlines()[0]), flush=True)
             continue
         import copy
-        ref = references(copy.deepcopy(model), x, labels, v)
+        reference = twice_differentiable(copy.deepcopy(model))
+        with functional_relu_as_softplus(FULL_BETA):
+            ref = references(copy.deepcopy(reference), x, labels, v)
+            g32, h32 = float32_error(reference, x, labels, v, ref)
         write_safetensors(os.path.join(d, name + '.safetensors'),
                           {'__x': x, '__v': v, '__labels': labels.float(), '__logits': ref['__logits'],
                            '__grad': ref['__grad'], '__hvp': ref['__hvp']}, {'model': name})
@@ -470,6 +678,7 @@ def main_full(names, lib):
                             'header' if k == 0 else 'noheader', name],
                            input=FULL_CHECK_LUA.encode(), env=env, cwd=ROOT)
         rc = rc or r.returncode
+        print('%-20s (float32 PyTorch against float64: gradient rel %.1e, HVP rel %.1e)' % ('', g32, h32))
         sys.stdout.flush()
     print('(models and references in %s)' % d)
     return rc
@@ -482,7 +691,11 @@ def main():
     ap.add_argument('--load-only', nargs='*', metavar='MODEL',
                     help='full-size models: does each load, and its logits against float32 PyTorch')
     ap.add_argument('--lib', help='libmoreau.so to check (default: build/libmoreau.so)')
+    ap.add_argument('--only', nargs='+', metavar='NAME',
+                    help='write only these fixtures (e.g. vit_tiny bad_ext_slashes), leaving the others as they are')
     a = ap.parse_args()
+    global ONLY
+    ONLY = set(a.only) if a.only else None
     if a.load_only is not None:
         return main_load(a.load_only or FULL, a.lib)
     if a.full is not None:

@@ -106,6 +106,20 @@ int main(void)
     assert.are.equal(0, rc, out)
     assert.truthy(out:find('moreau ' .. core.version() .. ', 6 elements', 1, true), out)
   end)
+
+  it("builds examples/onnx_gradient.c with the command its own comment gives, and it runs", function()
+    local pc_dir = find(prefix, 'moreau.pc'):match('^(.*)/[^/]+$')
+    local src = read('examples/onnx_gradient.c')
+    local build_line = src:match('%((cc onnx_gradient%.c [^\n]-)%) %*/')
+    assert.truthy(build_line, 'the example states its build command')
+    write(elsewhere .. '/onnx_gradient.c', src)
+    local san = os.getenv('MOREAU_SANITIZE') and ' -fsanitize=address,undefined' or ''
+    local model = lfs.currentdir() .. '/tests/fixtures/onnx/tiny_ops.onnx'
+    local out, rc = sh(elsewhere, ('PKG_CONFIG_PATH=%q; export PKG_CONFIG_PATH; %s%s -o onnx_gradient ' ..
+      '-Wl,-rpath,$(pkg-config --variable=libdir moreau) && ./onnx_gradient %q 1'):format(pc_dir, build_line, san, model))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('^class 1: score [-0-9.e]+, |gradient| [0-9.e]+'), out)
+  end)
 end)
 
 describe('the API reference', function()

@@ -3,7 +3,8 @@
 --
 -- The fixtures (tests/fixtures/onnx/) are made by scripts/export_onnx.py:
 -- torchvision's ResNet-18, ResNet-50 and VGG-11-bn structures at reduced width
--- and resolution and two small nets using every op the reader maps, exported by
+-- and resolution, its VisionTransformer at 32x32 with 2 layers of 2 heads, and
+-- two small nets using every op the reader maps, exported by
 -- torch.onnx.export (opset 13, 17 for the newer ops; dynamic batch axis), with references computed
 -- in float64 by PyTorch from the float32-rounded weights and inputs, as
 -- tests/models_spec.lua's fixtures are. What is measured is the engine's
@@ -74,6 +75,10 @@ local PARITY = {
   { name = 'resnet18', nodes = 50 },
   { name = 'resnet50', nodes = 123 },
   { name = 'vgg11_bn', nodes = 27 },
+  -- torchvision's VisionTransformer (vit_b_16's class) at 32x32: Shape arithmetic on
+  -- the dynamic batch axis, the class token expanded to the batch, attention over
+  -- (L, N, E) with N merged into the heads, matmul of two computed values
+  { name = 'vit_tiny', nodes = 77, curved = true },
 }
 
 for _, m in ipairs(PARITY) do
@@ -133,6 +138,23 @@ describe('ONNX models work as zoo models', function()
     os.remove(path)
     assert.are.equal(0, rel(again:forward(t.__x), net:forward(t.__x)))
   end)
+
+  it('ViT: each item alone gives its logits in the batch (N is moved and merged, never mixed); methods explain it',
+    function()
+      local net = models.onnx(D .. 'vit_tiny.onnx')
+      local t = st.load(D .. 'vit_tiny.safetensors')
+      local y = net:forward(t.__x)
+      for n = 1, t.__x:shape()[1] do
+        assert.are.equal(0, rel(net:forward(t.__x:select(n)), y:select(n)), 'item ' .. n)
+      end
+      local labels = labels_of(t)
+      for _, name in ipairs { 'gradient', 'smoothgrad', 'moreaugrad' } do
+        local map = methods.create(name, name == 'smoothgrad' and { samples = 4, seed = 1 } or
+          name == 'moreaugrad' and { T = 3 } or nil):explain(net, t.__x, labels)
+        assert.are.same(t.__x:shape(), map:shape())
+        assert.is_true(max_abs(map) > 0, name)
+      end
+    end)
 
   it('typed initializer fields, Constant, Identity, Gemm transB/alpha/beta, opset-11 LogSoftmax', function()
     -- float_data, DOUBLE, FLOAT16 and raw_data initializers; the reference is float64 numpy
@@ -245,6 +267,80 @@ describe('ONNX loader errors', function()
       "with others", 1, true), e)
   end)
 
+  it('a node name of 5000 characters is cut so the reason survives; a Constant names itself; a declared output shape is shown', function()
+    local e = err_of('bad_long_name.onnx')
+    assert.truthy(e:find("node '" .. ('n'):rep(96) .. "...' (#1, LeakyRelu): op type 'LeakyRelu' is not supported",
+      1, true), e)
+    e = err_of('bad_dropout_train.onnx')
+    assert.truthy(e:find("node 'train_flag' (#1, Constant): tensor '' has data type BOOL (9)", 1, true), e)
+    e = err_of('bad_output_shape.onnx')
+    assert.truthy(e:find("the graph output 'y' is declared as Nx7, the mapped network gives Nx4", 1, true), e)
+  end)
+
+  it('Div by a constant rounds once, bit for bit as PyTorch (x / 3, not x * (1/3))', function()
+    local net = models.onnx(D .. 'div_const.onnx')
+    local x = T.zeros { 2, 64 }
+    for i = 0, x:numel() - 1 do x:data()[i] = 1 + i / 7 end
+    local y, f = net:forward(x), require('ffi').new('float[1]')
+    local differ = 0
+    for i = 0, x:numel() - 1 do
+      f[0] = x:data()[i] / 3 -- a float32 quotient, rounded once from the exact one (53 >= 2 * 24 + 2 bits)
+      assert.are.equal(f[0], y:data()[i])
+      f[0] = 1 / 3; f[0] = x:data()[i] * f[0] -- the float32 reciprocal, then the float32 product
+      if f[0] ~= y:data()[i] then differ = differ + 1 end
+    end
+    assert.is_true(differ > 0, 'the inputs include ones where x * (1/3) rounds differently')
+  end)
+
+  it('a NaN weight is refused, naming the tensor (a ReLU would hide it in the logits)', function()
+    local e = err_of('bad_nan_weight.onnx')
+    assert.truthy(e:find("tensor 'w' holds NaN at element 5; moreau refuses non-finite weights and constants", 1, true), e)
+  end)
+
+  it('a Reshape to 1x-1 is the batch axis only in a graph exported at the fixed batch 1', function()
+    local e = err_of('bad_reshape_one.onnx')
+    assert.truthy(e:find("node 'one_row' (#3, Reshape): target shape 1x-1 of an Nx4x1x1 input merges the batch axis N " ..
+      "with others", 1, true), e)
+    local one, ref = models.onnx(D .. 'reshape_one_batch1.onnx'), models.onnx(D .. 'conv_ok.onnx')
+    local x = T.zeros { 3, 3, 8, 8 }
+    for i = 0, x:numel() - 1 do x:data()[i] = math.sin(i) end
+    local a, b = one:forward(x), ref:forward(x)
+    assert.are.same({ 3, 4 }, a:shape())
+    for i = 0, b:numel() - 1 do assert.are.equal(b:data()[i], a:data()[i]) end
+  end)
+
+  it('shape arithmetic on the batch axis that is not exact for every N', function()
+    local e = err_of('bad_shape_add.onnx')
+    assert.truthy(e:find("node 'plus_one' (#2, Add): N + 1 is not one number or one multiple of the batch size N " ..
+      "for every N; moreau folds shapes exactly", 1, true), e)
+  end)
+
+  it('a shape counting N where a number is needed; a computed value expanded to another shape', function()
+    local e = err_of('bad_slice_n.onnx')
+    assert.truthy(e:find("node 'slice_to_n' (#2, Slice): input 2 ('n') counts the batch axis N (a shape taken from " ..
+      "a computed value); moreau needs a number known when the graph is read", 1, true), e)
+    e = err_of('bad_expand_value.onnx')
+    assert.truthy(e:find("node 'expand' (#0, Expand): expanding the computed value Nx4x6 to 1x4x4x6 is not supported",
+      1, true), e)
+  end)
+
+  it('a Reshape whose computed target moves N in the row-major order', function()
+    local e = err_of('bad_reshape_mix.onnx')
+    assert.truthy(e:find("node 'mix' (#3, Reshape): target shape 4xNx6 of the input Nx4x6 mixes the batch axis N " ..
+      "with other dims (N does not keep its place in the row-major order)", 1, true), e)
+  end)
+
+  it('a product over the batch (x^T x), an op needing N first, N left inside the output', function()
+    local e = err_of('bad_matmul_batch.onnx')
+    assert.truthy(e:find("node 'gram' (#2, MatMul): inputs 'xt' (4x6xN) and 'xs' (4xNx6) hold the batch axis N " ..
+      "in different places", 1, true), e)
+    e = err_of('bad_conv_layout.onnx')
+    assert.truthy(e:find("node 'conv' (#1, Conv): input 0 ('xs') is 3xNx4x4: the batch axis N is not its first " ..
+      "dim alone; moreau maps this op with N first", 1, true), e)
+    e = err_of('bad_output_layout.onnx')
+    assert.truthy(e:find("the graph output 'y' is 4xNx6: the batch axis N is not its first dim", 1, true), e)
+  end)
+
   it('a fixed batch axis other than 1', function()
     local e = err_of('bad_batch.onnx')
     assert.truthy(e:find("graph input 'x' has a fixed batch axis of 8", 1, true), e)
@@ -253,6 +349,8 @@ describe('ONNX loader errors', function()
   it('external data that leaves the model folder, or is shorter than the tensor', function()
     local e = err_of('bad_ext_escape.onnx')
     assert.truthy(e:find("external data location '../onnx/ext_ok.bin' leaves the model's folder", 1, true), e)
+    e = err_of('bad_ext_slashes.onnx')
+    assert.truthy(e:find("tensor 'w': external data location '///' names a folder, not a file", 1, true), e)
     e = err_of('bad_ext_length.onnx')
     assert.truthy(e:find("external data 'ext_ok.bin' holds 428 bytes at offset 0 of a 432-byte file; the tensor needs 432",
       1, true), e)
@@ -381,11 +479,50 @@ describe('moreau explain --model=FILE.onnx', function()
     assert.truthy(out:find(('explain: --model=%s needs --image=PATH'):format(model), 1, true), out)
     out, rc = cli.moreau(('explain --softplus=10 --methods=gradient --out=%q'):format(tmp .. '/bad3'))
     assert.are.equal(1, rc, out)
-    assert.truthy(out:find('explain: --classes, --normalize and --softplus apply to an ONNX --model (a .onnx file); ' ..
-      'resnet_fmnist is a shipped model', 1, true), out)
+    assert.truthy(out:find('explain: --classes, --normalize, --softplus and --max_bytes apply to an ONNX --model ' ..
+      '(a .onnx file); resnet_fmnist is a shipped model', 1, true), out)
     out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'bad_op.onnx',
       tmp .. '/photo.png', tmp .. '/bad4'))
     assert.are.equal(1, rc, out)
     assert.truthy(out:find("node 'act7' (#1, LeakyRelu): op type 'LeakyRelu' is not supported", 1, true), out)
+    -- a model that does not take images; a budget too small for the file, and the option that raises it
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --out=%q'):format(D .. 'mlp_typed.onnx',
+      tmp .. '/photo.png', tmp .. '/bad5'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find(('explain: --model=%s takes inputs of shape N x '):format(D .. 'mlp_typed.onnx'), 1, true)
+      and out:find('; explain needs an image model, N x C x H x W', 1, true), out)
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient --max_bytes=2000 --out=%q'):format(model,
+      tmp .. '/photo.png', tmp .. '/bad6'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('max_bytes', 1, true) and out:find('(on the command line: --max_bytes=N)', 1, true), out)
+  end)
+
+  it('unnormalized inputs: the baseline caption says 0 is black, results.json the normalization; .ONNX loads', function()
+    local upper = tmp .. '/Tiny.ONNX'
+    cli.write(upper, cli.read(D .. 'tiny_ops.onnx'))
+    local x = T.zeros { 1, 3, 16, 16 }
+    for i = 0, x:numel() - 1 do x:data()[i] = 0.5 + 0.4 * math.sin(i / 7) end
+    require('moreau.data').save_png(tmp .. '/small.png', x)
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --normalize=none --methods=integrated_gradients ' ..
+      '--fast --out=%q'):format(upper, tmp .. '/small.png', tmp .. '/none'))
+    assert.are.equal(0, rc, out)
+    local page = cli.read(tmp .. '/none/index.html')
+    assert.truthy(page:find('Baseline x0: 0 = black (the model takes its inputs unnormalized)', 1, true))
+    assert.falsy(page:find('mean grey', 1, true))
+    local results = require('cjson').decode(cli.read(tmp .. '/none/results.json'))
+    assert.are.same({ mean = 0, std = 1 }, results.normalization)
+  end)
+
+  it('an all-zero sparse map names eta and a value on the scale of the model\'s gradient', function()
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --methods=sparse_moreaugrad --fast ' ..
+      '--sparse_moreaugrad.T=3 --sparse_moreaugrad.eta=1000 --out=%q'):format(D .. 'tiny_ops.onnx',
+      tmp .. '/small.png', tmp .. '/zero'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find('explain: the sparse_moreaugrad map is all zero: its eta = 1000 (absolute, score per ' ..
+      'normalized input unit) is above what this model\'s gradient reaches (largest entry ', 1, true), out)
+    local g = tonumber(out:match("gradient reaches %(largest entry ([^ ]+) at the input%)"))
+    local eta = tonumber(out:match('try %-%-sparse_moreaugrad%.eta=([^%s]+)'))
+    assert.truthy(g and eta and g > 0 and math.abs(eta - g / 10) <= 0.01 * g, out)
+    assert.truthy(cli.read(tmp .. '/zero/index.html'):find('map is all zero', 1, true))
   end)
 end)

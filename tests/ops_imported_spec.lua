@@ -209,7 +209,7 @@ describe('layout ops', function()
     assert.matches('slice: axis 3 is not a per-sample axis of Nx2x3x4', e('slice', { axis = 3 }), 1, true)
     assert.matches('slice: [3:0] of axis 1 of Nx2x3x4 is empty', e('slice', { axis = 1, start = 3 }), 1, true)
     assert.matches('slice: step must be positive', e('slice', { step = -1 }), 1, true)
-    assert.matches('gather: index 4 is outside axis 2 of Nx2x3x4', e('gather', { axis = 2, index = 4 }), 1, true)
+    assert.matches('gather: index 4 is outside per-sample axis 2 (size 4) of Nx2x3x4', e('gather', { axis = 2, index = 4 }), 1, true)
     assert.matches('gather: the input needs 2..3 per-sample dims', build_error({ 5 }, 'gather', {}), 1, true)
     assert.matches('pad: reflect pads must be below the dim, got 3 and 0 for dim 1 of Nx2x3x4',
       e('pad', { pads = { 0, 3, 0, 0, 0, 0 }, pad_mode = 1 }), 1, true)

@@ -374,10 +374,11 @@ models.IMAGENET_NORMALIZATION = { mean = { 0.485, 0.456, 0.406 }, std = { 0.229,
 -- counted), its preprocessing and its class names.
 local function onnx_card(path, opts)
   local o = options.fill('models.card', {
-    classes = '', normalize = 'auto', softplus = 0,
-    _domains = { classes = 'string', normalize = 'one of auto, imagenet, none', softplus = 'num >= 0' },
+    classes = '', normalize = 'auto', softplus = 0, max_bytes = 0,
+    _domains = { classes = 'string', normalize = 'one of auto, imagenet, none', softplus = 'num >= 0',
+      max_bytes = 'num >= 0' },
   }, opts)
-  local net = models.onnx(path, { softplus = o.softplus })
+  local net = models.onnx(path, { softplus = o.softplus, max_bytes = o.max_bytes > 0 and o.max_bytes or nil })
   local shape, k = net:input_shape(), net:output_shape()
   if #k ~= 1 then
     error(('models: %s gives scores of shape %s per image; a classifier gives one score per class'):format(path,
@@ -421,12 +422,13 @@ end
 --   {classes = '' (a file of class names, one per line, as many as the
 --   model's classes), normalize = 'auto' (ImageNet's mean and std for a
 --   3-channel image model, else none) | 'imagenet' | 'none', softplus = 0
---   (models.onnx's option)})
+--   and max_bytes = 0 (models.onnx's options; 0: its default budget)})
 function models.card(name, opts)
-  if type(name) == 'string' and name:match('%.onnx$') then return (onnx_card(name, opts)) end
+  if type(name) == 'string' and name:lower():match('%.onnx$') then return (onnx_card(name, opts)) end
   if type(name) ~= 'string' or not name:match('^[%w_%-]+$') then
-    error(("models: %s is not a model name (letters, digits, '_' and '-'; shipped: %s)"):format(
-      require('moreau.options').show(name), table.concat(models.shipped(), ', ')), 2)
+    error(("models: %s is not a model name (letters, digits, '_' and '-'; shipped: %s)%s"):format(
+      require('moreau.options').show(name), table.concat(models.shipped(), ', '),
+      type(name) == 'string' and name:find('[./]') and '; a model file must be ONNX, named *.onnx' or ''), 2)
   end
   local path = models.dir() .. '/' .. name .. '.json'
   local f = io.open(path, 'r')
@@ -448,7 +450,7 @@ end
 -- ARGS: name (e.g. 'resnet_fmnist', or a path ending in .onnx), opts (ONNX
 --   only: as models.card). RETURN: net, card
 function models.pretrained(name, opts)
-  if type(name) == 'string' and name:match('%.onnx$') then
+  if type(name) == 'string' and name:lower():match('%.onnx$') then
     local card, net = onnx_card(name, opts)
     return net, card
   end

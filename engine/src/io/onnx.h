@@ -1,7 +1,8 @@
 /*
- * onnx.h — what the ONNX reader's two files share: the parsed model with its
- * byte budget (onnx_read.c: the file, protobuf-c, tensors and external data)
- * and the graph mapping (onnx.c: ONNX nodes onto engine ops).
+ * onnx.h — what the ONNX reader's file half (onnx_read.c: the file,
+ * protobuf-c, tensors and external data) gives its graph half (onnx.c and
+ * the mapping files, onnx_graph.h): the parsed model with its byte budget,
+ * and constants.
  */
 #ifndef MR_ONNX_H
 #define MR_ONNX_H
@@ -22,6 +23,10 @@ typedef struct ox_const {
     int64_t *i;
     const char *name; /* the ONNX value name (borrowed from the model) */
     int param;        /* the engine parameter holding f unchanged; -1: none yet */
+    /* int64 shapes taken from computed values count the batch axis N, known
+     * only when the network runs: entry k is nsym[k]·N when nsym[k] > 0 (i[k]
+     * is then 0). NULL: every entry is the number in i. */
+    int64_t *nsym;
 } ox_const;
 
 /* The model being read: the file, its protobuf and the byte budget. */

@@ -159,6 +159,7 @@ void ox_const_free(ox_const *c)
         return;
     free(c->f);
     free(c->i);
+    free(c->nsym);
     free(c);
 }
 
@@ -313,6 +314,15 @@ static int read_external(unsigned char **buf, ox_model *m, const Onnx__TensorPro
     }
     if (!loc || !*loc)
         return mr_error(MR_EFORMAT, "onnx: %s: tensor '%s': external data without a location", m->path, name);
+    /* a file, not a folder: some component other than '' and '.' ("/", "///",
+     * "./" name the root or the model's folder) */
+    int names_file = 0;
+    for (const char *p = loc; *p && !names_file; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
+        names_file = p[0] != '/' && !(p[0] == '.' && (p[1] == '/' || p[1] == 0));
+    if (!names_file)
+        return mr_error(MR_EFORMAT,
+                        "onnx: %s: tensor '%s': external data location '%s' names a folder, not a file",
+                        m->path, name, loc);
     /* relative, no '..' component: the file must lie in the model's folder */
     int escapes = loc[0] == '/';
     for (const char *p = loc; *p && !escapes; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
@@ -460,12 +470,20 @@ int ox_const_from_tensor(ox_const **out, ox_model *m, const Onnx__TensorProto *t
         }
     }
     free(ext);
+    /* A NaN or an infinity in a weight makes every logit NaN in PyTorch, and
+     * a ReLU would hide it in the forward pass while the gradient still comes
+     * out NaN: no explanation can be computed from such a network, so it is
+     * refused here, naming the tensor (so no NaN payload of the file reaches
+     * a tensor either; internal.h, mr_canonicalize_nans). */
+    for (int64_t k = 0; rc == MR_OK && !as_int && k < numel; k++)
+        if (!isfinite(c->f[k]))
+            rc = mr_error(MR_EINVAL, "onnx: %s: tensor '%s' holds %s at element %lld; moreau refuses non-finite "
+                          "weights and constants (PyTorch's logits would be NaN)",
+                          m->path, name, c->f[k] != c->f[k] ? "NaN" : c->f[k] > 0 ? "+inf" : "-inf", (long long)k);
     if (rc < 0) {
         ox_const_free(c);
         return rc;
     }
-    if (!as_int)
-        mr_canonicalize_nans(c->f, numel); /* a file's NaN payloads never reach a tensor (internal.h) */
     *out = c;
     return MR_OK;
 }

@@ -249,8 +249,8 @@ static int gather_infer(const mr_op_attrs *a, const mr_shape *in, mr_tensor *con
         return mr_error(MR_EINVAL, "gather: axis %d is not a per-sample axis of Nx%s", (int)a->axis, b);
     int64_t dim = in[0].d[ax], idx = a->index < 0 ? a->index + dim : a->index;
     if (idx < 0 || idx >= dim)
-        return mr_error(MR_EINVAL, "gather: index %lld is outside axis %d of Nx%s",
-                        (long long)a->index, ax, b);
+        return mr_error(MR_EINVAL, "gather: index %lld is outside per-sample axis %d (size %lld) of Nx%s",
+                        (long long)a->index, ax, (long long)dim, b);
     slice_geom *g = cache;
     g->outer = prod(&in[0], 0, ax);
     g->len = dim;
