@@ -69,6 +69,26 @@ describe('net:flops', function()
     assert.are.equal(1392, net:flops())
   end)
 
+  it('counts a ViT with its attention: the vit_tiny fixture by hand', function()
+    -- torchvision VisionTransformer on 3x32x32, patches 8x8 (16 + the class
+    -- token = 17 tokens), width 32, 2 heads of 16, MLP 64, 2 layers, 10 classes
+    local patches = 32 * 3 * 8 * 8 * 16 -- conv_proj: numel(W)·4·4 = 98,304
+    local qkv = 17 * 32 * 96 -- in_proj (MatMul by the (32, 96) weight): 52,224
+    local scores = 2 * 17 * 17 * 16 -- Q Kᵀ per head, B·n·m·k: 9,248
+    local mix = 2 * 17 * 16 * 17 -- P V per head: 9,248
+    local out = 17 * 32 * 32 -- out_proj: 17,408
+    local mlp = 17 * 32 * 64 * 2 -- two layers of the MLP: 69,632
+    local head = 32 * 10
+    local macs = patches + 2 * (qkv + scores + mix + out + mlp) + head
+    assert.are.equal(414144, macs)
+    local net = models.onnx('tests/fixtures/onnx/vit_tiny.onnx')
+    assert.are.equal(2 * macs, net:flops())
+    -- the attention's two matmuls of activations are in the count: 2·4·9,248 FLOPs
+    local n = 0
+    for _, nd in ipairs(net:nodes()) do if nd.op == 'matmul' then n = n + 1 end end
+    assert.are.equal(4, n)
+  end)
+
   it('gives the zoo models the counts the benchmark printed', function()
     local r18 = models.resnet18_cifar { activation = 'softplus', beta = 1, num_classes = 10, seed = 0 }
     assert.are.equal(1110845440, r18:flops()) -- 2 x 555,422,720 MACs
