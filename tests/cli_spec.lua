@@ -88,7 +88,7 @@ describe('the command line', function()
     local out, rc = moreau('explain --METHODS=gradient')
     assert.are.equal(1, rc, out)
     assert.truthy(out:find("explain: unknown parameter 'METHODS' (parameters: baseline, classes, fast, fit, image, index, " ..
-      "label, methods, model, normalize, precision, scale, seed, softplus) (did you mean 'methods'?)", 1, true), out)
+      "label, max_bytes, methods, model, normalize, precision, scale, seed, softplus) (did you mean 'methods'?)", 1, true), out)
     assert.are.equal(" (did you mean 'T'?)", options.nearest('t', { 'K', 'T', 'm' }))
     assert.are.equal(" (did you mean 'fast'?)", options.nearest('FAST', { 'paper', 'fast' }))
     -- a value in another case too
