@@ -270,6 +270,26 @@ static inline void logistic_loops(const int silu, act_pass pass, int64_t n, cons
     }
 }
 
+/* relu's forward, VJP and JVP, vectorized: act_run's generic loop branches on
+ * the pass and converts to double per entry, which at 224x224 (resnet50, batch
+ * 16: ~145M relu outputs per pass) cost a quarter of a forward + input
+ * gradient. The same values bit for bit as act_eval's: f = x > 0 ? x : 0, and
+ * f' a with f' in {0, 1} is a float product as exact as the double one it
+ * replaces (1 a = a; 0 a = a zero of a's sign, or NaN for an infinite or NaN
+ * a). The tangent pass (f'' = 0) keeps the generic loop. */
+static void relu_loops(act_pass pass, int64_t n, const float *x, const float *a, float *out)
+{
+    if (pass == PASS_FORWARD) {
+#pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    } else {
+#pragma omp parallel for simd schedule(static) num_threads(mr_threads()) if (n > 16384)
+        for (int64_t i = 0; i < n; i++)
+            out[i] = (x[i] > 0.0f ? 1.0f : 0.0f) * a[i];
+    }
+}
+
 /* The one loop of every pass:
  *   PASS_FORWARD      out = f(x)
  *   PASS_VJP          out = f'(x) a                   (a = gy)
@@ -281,6 +301,10 @@ static void act_run(const act_params *p, act_pass pass, int64_t n, const float *
 {
     if (p->kind == ACT_SOFTPLUS) {
         softplus_run(p, pass, n, x, a, b, c, out);
+        return;
+    }
+    if (p->kind == ACT_RELU && pass != PASS_VJP_TANGENT) {
+        relu_loops(pass, n, x, a, out);
         return;
     }
     if (p->kind == ACT_SILU) {
