@@ -4,8 +4,8 @@
 --   scripts/moreau bench [--key=value ...]
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
--- Sections (--only=forward,moreau,peak,train,batch,methods,imagenet,resnet50,
--- all by default; precision and denormals only when named), one table each:
+-- Sections (--only=forward,moreau,peak,train,batch,methods,imagenet, all by
+-- default; precision, denormals and resnet50 only when named), one table each:
 --   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
 --            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
@@ -68,10 +68,11 @@
 --            settings of `moreau`, --imagenet_T iterations of --imagenet_m
 --            noisy copies) in a fresh process. About a minute per side on
 --            an idle 2-core machine at the defaults.
---   resnet50 torchvision's resnet50 at 224x224 (random weights from --seed,
---            batchnorm statistics of one batch) exported to ONNX by PyTorch
---            into results/bench/ (ignored by git; kept after the run) and read
---            by moreau.models.onnx; the engine's logits on a check batch of 2
+--   resnet50 (only when named) torchvision's resnet50 at 224x224 (random
+--            weights from --seed, batchnorm statistics of one batch) exported
+--            to ONNX by PyTorch into results/bench/ (ignored by git; kept
+--            after the run) and read by moreau.models.onnx; the engine's
+--            logits on a check batch of 2
 --            must match PyTorch's (max |difference| <= 1e-3 of the largest
 --            |logit|) before anything is timed. Then, as imagenet: forward +
 --            input gradient at --imagenet_batch (median of --repeats after a
@@ -79,8 +80,10 @@
 --            --imagenet_m) in a fresh process, engine (the ONNX graph,
 --            batchnorm folded into the convolutions by the exporter) against
 --            PyTorch (the torchvision model with the same weights, batchnorm
---            kept). Needs PyTorch (it writes the model); about 2.5 minutes on
---            an idle 2-core machine at the defaults.
+--            kept). Needs PyTorch (it writes the model). Not in the default
+--            set: PyTorch's side alone takes minutes here (its explanation
+--            5 min, the engine's 1 min, on the shared 2-core machine), and the
+--            model files take 200 MB; scripts/BENCH_RESULTS.md has figures.
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
@@ -122,7 +125,7 @@ local here = script_dir()
 
 --- The options, declared as moreau.options parameters (type, default, domain).
 local params = {
-  only = { type = 'string', default = 'forward,moreau,peak,train,batch,methods,imagenet,resnet50', domain = 'string' },
+  only = { type = 'string', default = 'forward,moreau,peak,train,batch,methods,imagenet', domain = 'string' },
   threads = { type = 'int', default = 2, domain = 'int >= 1' },
   repeats = { type = 'int', default = 5, domain = 'int >= 1' },
   batches = { type = 'string', default = '1,16,32', domain = 'string' },
