@@ -57,7 +57,7 @@ local function child(o)
   if o.out ~= '' then B.write_f32(o.out, map) end
   io.stdout:write('BENCH_JSON ', cjson.encode {
     seconds = seconds, peak_rss = peak, rss_before = rss_before, workspace = net:workspace_bytes(),
-    threads = moreau.get_num_threads(),
+    threads = moreau.get_num_threads(), budget = moreau.methods.memory_budget(),
   }, '\n')
 end
 
@@ -166,12 +166,15 @@ local function resnet50_section()
   }
   print(('  engine: %s parameters (batchnorm folded), loaded in %.2f s; workspace after batch %d: %s;')
     :format(tostring(nparams), load_s, N, B.mib(ws)))
-  print(('  explanation peak resident set: engine %s, torch %s'):format(B.mib(e.peak_rss), B.mib(tm.peak_rss)))
+  print(('  explanation peak resident set: engine %s, torch %s; the engine sends the m copies through in chunks')
+    :format(B.mib(e.peak_rss), B.mib(tm.peak_rss)))
+  print(('  that fit its memory budget (methods.memory_budget, %s: workspace %s), PyTorch all m at once')
+    :format(B.mib(e.budget), B.mib(e.workspace)))
   print(('  torch: torchvision resnet50, %s parameters (batchnorm kept), the same weights;'):format(
     tostring(tr.num_params)))
   print(('  check batch of 2 before timing: max |logit difference| %.2e (largest |logit| %.2e)'):format(diff, top))
   print('  (Sparse MoreauGrad: docs/methods.md §7, reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1,')
-  print(('  K = %d; each iteration is one forward + input gradient of the m noisy copies as one batch)'):format(
+  print(('  K = %d; each iteration is one forward + input gradient of the m noisy copies)'):format(
     math.min(101, o.imagenet_T)))
   print(('  explanation of class %d: cosine(engine map, torch map) = %s (different noise generators)'):format(
     p.label, cos == cos and ('%.3f'):format(cos) or 'n/a (an all-zero map)'))
