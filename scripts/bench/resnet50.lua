@@ -18,11 +18,8 @@
 -- (ignored by git) after the run. Needs PyTorch: without it the section says
 -- so and measures nothing.
 local B = ...
-local ffi = require 'ffi'
-local cjson = require 'cjson'
 local moreau = require 'moreau'
-local core = require 'moreau.core'
-local T, models, C = moreau.tensor, moreau.models, core.C
+local T, models = moreau.tensor, moreau.models
 
 local SIZE = 224
 -- The loader's budget for this model: the 102 MB file, its parsed form and
@@ -37,39 +34,11 @@ local PARITY_TOL = 1e-3
 
 local function load(path) return models.onnx(path, { max_bytes = MAX_BYTES }) end
 
---- The Sparse MoreauGrad settings of the section `moreau` (docs/methods.md §7).
-local function method(T_, m, seed)
-  return moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
-    T = T_, m = m, K = math.min(101, T_), seed = seed }
-end
-
 --- The child: one explanation in this fresh process; prints "BENCH_JSON {...}".
 local function child(o)
   moreau.set_num_threads(o.threads)
   moreau.set_precision(o.precision)
-  local net = load(o.weights)
-  local x = B.read_f32(o.input, { 1, 3, SIZE, SIZE })
-  local rss_before = B.proc_status('VmRSS')
-  local t0 = B.now()
-  local map = method(o.T, o.m, o.seed):explain(net, x, { o.label })
-  local seconds = B.now() - t0
-  local peak = B.proc_status('VmHWM')
-  if o.out ~= '' then B.write_f32(o.out, map) end
-  io.stdout:write('BENCH_JSON ', cjson.encode {
-    seconds = seconds, peak_rss = peak, rss_before = rss_before, workspace = net:workspace_bytes(),
-    threads = moreau.get_num_threads(), budget = moreau.methods.memory_budget(),
-  }, '\n')
-end
-
-local function engine_child(p)
-  local cmd = table.concat({
-    'LUA_PATH=' .. B.shell_quote(B.lua_path), B.shell_quote(B.luajit), B.shell_quote(B.here .. '/bench.lua'),
-    '--child=resnet50', '--weights=' .. B.shell_quote(p.onnx), '--input=' .. B.shell_quote(p.input),
-    '--label=' .. p.label, '--T=' .. B.opts.imagenet_T, '--m=' .. B.opts.imagenet_m,
-    '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--out=' .. B.shell_quote(p.out_engine),
-    '--precision=' .. B.opts.precision,
-  }, ' ')
-  return B.child_result(cmd)
+  B.explain_child(o, load(o.weights), { 1, 3, SIZE, SIZE })
 end
 
 local function loadavg() return (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?' end
@@ -113,16 +82,7 @@ local function resnet50_section()
 
   -- (a) forward + input gradient at one batch
   local N = o.imagenet_batch
-  local x = T.randn({ N, 3, SIZE, SIZE }, { seed = o.seed, stream = N })
-  local lab = ffi.new('int32_t[?]', N)
-  for i = 0, N - 1 do lab[i] = i % 1000 end
-  local scores = ffi.new('float[?]', N)
-  local g = T.zeros(x:shape())
-  B.progress('engine: resnet50 forward + input gradient, batch %d ...', N)
-  local tg = B.time_median(function()
-    core.check(C.mr_oracle_grad(core.handle(net), core.handle(x), lab, C.MR_SCORE_LOGIT, scores, core.handle(g)))
-  end, o.repeats)
-  B.progress('engine: %.0f ms', tg * 1e3)
+  local tg = B.time_input_grad(net, N, SIZE, 'resnet50')
   local ws = net:workspace_bytes()
   local nparams = net:num_params()
 
@@ -131,12 +91,12 @@ local function resnet50_section()
   B.write_f32(p.input, xe)
   p.label = B.argmax(net:forward(xe))
   -- the parent's workspace goes before the children run (the machine's memory is shared)
-  net, x, g = nil, nil, nil
+  net = nil
   collectgarbage()
   collectgarbage()
   B.progress('engine: Sparse MoreauGrad on resnet50, T = %d, m = %d (a fresh process) ...', o.imagenet_T,
     o.imagenet_m)
-  local e = engine_child(p)
+  local e = B.imagenet_child('resnet50', p.onnx, p)
   B.progress('engine: %.2f s', e.seconds)
 
   B.progress('torch: resnet50 forward + input gradient, batch %d ...', N)
