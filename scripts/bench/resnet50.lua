@@ -23,10 +23,11 @@ local T, models = moreau.tensor, moreau.models
 
 local SIZE = 224
 -- The loader's budget for this model: the 102 MB file, its parsed form and
--- the tensors' copies take about 310 MB, over the default 256 MiB.
+-- the tensors' copies take more than the default 256 MiB (which refuses the
+-- model at a 512x512x3x3 tensor, 263 MB in).
 local MAX_BYTES = 2 ^ 30
 -- The largest |engine logit - PyTorch logit| accepted, relative to the
--- largest |logit|: float32 through 53 layers, with batchnorm folded into the
+-- largest |logit|: float32 through 53 convolutions, with batchnorm folded into the
 -- convolutions on the engine's side and applied after them on PyTorch's,
 -- differs by ~3e-5 (relative) on the seed-0 network; a different network
 -- differs by O(1).
