@@ -454,7 +454,8 @@ def calibrated_init(model):
     inference-mode batchnorm is the identity, and the activations of a deep
     net drift far from O(1) (efficientnet_b0: each depthwise layer scales its
     input's variance by about 2/C, the logits come out ~1e-14; resnet50: the
-    residual branches add up, and the logits reach ~1e2 on N(0, 1) images); normalized by actual batch statistics, as in a trained network, the
+    residual branches add up, and the logits reach ~1e2 on N(0, 1) images);
+    normalized by actual batch statistics, as in a trained network, the
     activations stay O(1) (and no pass runs on subnormal floats). Returns the
     state_dict without num_batches_tracked."""
     for mod in model.modules():
