@@ -5,7 +5,7 @@
 --   LUA_PATH='bindings/?.lua;bindings/?/init.lua;;' luajit scripts/bench.lua [--key=value ...]
 --
 -- Sections (--only=forward,moreau,peak,train,batch,methods,imagenet, all by
--- default; precision and denormals only when named), one table each:
+-- default; precision, denormals and resnet50 only when named), one table each:
 --   train    resnet_fmnist training steps (batch 128, batchnorm statistics,
 --            SGD as recipes/train_fmnist.lua): seconds per step, images/s.
 --   peak     the machine's FP32 FMA peak: scripts/fma_peak.c compiled here
@@ -68,6 +68,22 @@
 --            settings of `moreau`, --imagenet_T iterations of --imagenet_m
 --            noisy copies) in a fresh process. About a minute per side on
 --            an idle 2-core machine at the defaults.
+--   resnet50 (only when named) torchvision's resnet50 at 224x224 (random
+--            weights from --seed, batchnorm statistics of one batch) exported
+--            to ONNX by PyTorch into results/bench/ (ignored by git; kept
+--            after the run) and read by moreau.models.onnx; the engine's
+--            logits on a check batch of 2
+--            must match PyTorch's (max |difference| <= 1e-3 of the largest
+--            |logit|) before anything is timed. Then, as imagenet: forward +
+--            input gradient at --imagenet_batch (median of --repeats after a
+--            warm-up call) and one Sparse MoreauGrad explanation (--imagenet_T,
+--            --imagenet_m) in a fresh process, engine (the ONNX graph,
+--            batchnorm folded into the convolutions by the exporter) against
+--            PyTorch (the torchvision model with the same weights, batchnorm
+--            kept). Needs PyTorch (it writes the model). Not in the default
+--            set: PyTorch's side alone takes minutes here (its explanation
+--            5 min, the engine's 1 min, on the shared 2-core machine), and the
+--            model files take 200 MB; scripts/BENCH_RESULTS.md has figures.
 -- With --torch=auto (the default) and Debian's python3-torch installed, each
 -- table has PyTorch CPU's figures beside the engine's (scripts/bench_torch.py,
 -- torch.set_num_threads the same; peak memory from ru_maxrss of a fresh
@@ -78,7 +94,7 @@
 -- (each also stops by itself when the bench process is gone): every figure is
 -- then "under load"; compare with the same command at --load=0.
 -- Options: --threads=2 --repeats=5 --batches=1,16,32 --T=300 --m=32 --load=0 --precision=fp32
---   --imagenet_batch=16 --imagenet_T=20 --imagenet_m=16
+--   --imagenet_batch=16 --imagenet_T=20 --imagenet_m=16 (the imagenet and resnet50 sections)
 --   --images=64 --batch_T=20 --batch_m=16 --batch_chunk=64 --samples=50 --steps=50
 --   --models=resnet18_cifar,resnet_fmnist --torch=auto|on|off --seed=0
 --   --python=/usr/bin/python3 --keep (keep the temp folder)
@@ -210,6 +226,9 @@ if opts.child == 'moreau' then
 elseif opts.child == 'imagenet' then
   section('imagenet').child(opts)
   return
+elseif opts.child == 'resnet50' then
+  section('resnet50').child(opts)
+  return
 elseif opts.child ~= '' then
   error('bench: unknown --child=' .. opts.child, 0)
 end
@@ -218,10 +237,10 @@ end
 
 local sections = {}
 for _, s in ipairs(only) do
-  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, imagenet = 1, precision = 1,
-    denormals = 1 })[s] then
+  if not ({ forward = 1, moreau = 1, peak = 1, train = 1, batch = 1, methods = 1, imagenet = 1, resnet50 = 1,
+    precision = 1, denormals = 1 })[s] then
     error("bench: unknown section '" .. s .. "' in --only (forward, moreau, peak, train, batch, methods, imagenet, " ..
-      "precision, denormals)", 0)
+      "resnet50, precision, denormals)", 0)
   end
   sections[s] = true
 end
@@ -264,6 +283,7 @@ local ok, err = pcall(function()
   if sections.batch then section('batch').run() end
   if sections.methods then section('methods').run() end
   if sections.imagenet then section('imagenet').run() end
+  if sections.resnet50 then section('resnet50').run() end
   if sections.denormals then section('denormals').run() end
   if sections.precision then section('precision').run() end
   local load = (B.read_all('cat /proc/loadavg 2>/dev/null'):match('^(%S+ %S+ %S+)')) or '?'

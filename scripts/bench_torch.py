@@ -51,6 +51,21 @@ one measurement. Progress and warnings go to stderr.
                    --threads=2 --weights=W.safetensors [--out=MAP.f32] [--seed=S]
         one Sparse MoreauGrad explanation of one 3x224x224 image by the same
         network, as the task moreau.
+    bench_torch.py resnet50_export --out=M.onnx --weights=W.safetensors [--seed=S]
+                   [--check-input=X.f32 --check-n=2]
+        torchvision's resnet50 (1000 classes) with its own random
+        initialization (torch.manual_seed(S)), batchnorm statistics of one
+        batch as efficientnet_init: the weights saved as float32 safetensors,
+        the model exported to ONNX (opset 13, eval mode: batchnorm folded into
+        the convolutions, batch axis dynamic) for moreau.models.onnx; its
+        parameter count, forward FLOPs per image and the logits of the check
+        input.
+    bench_torch.py resnet50_grad --threads=2 --repeats=5 --batch=16
+                   --weights=W.safetensors [--check-input=X.f32 --check-n=2]
+    bench_torch.py resnet50_moreau --input=X.f32 --label=C --T=20 --m=16
+                   --threads=2 --weights=W.safetensors [--out=MAP.f32] [--seed=S]
+        as efficientnet_grad and efficientnet_moreau, for torchvision's
+        resnet50 with those weights (batchnorm kept as PyTorch runs it).
 
 The models are torchvision's names and layout, as moreau.models builds them:
 resnet18_cifar is torchvision's resnet18 with the CIFAR stem (conv1 3x3
@@ -408,13 +423,11 @@ def task_train(opts):
             'torch': torch.__version__}
 
 
-# ------------------------------------------------------------ EfficientNet-B0 at 224x224
+# ------------------------------------------------------------ ImageNet-size models at 224x224
 
-def efficientnet_b0(opts):
-    """torchvision's efficientnet_b0 (1000 classes; moreau.models.efficientnet_b0
-    builds the same modules under the same names), weights from opts['weights'],
-    in eval mode (dropout and stochastic depth the identity), parameters frozen."""
-    model = torchvision.models.efficientnet_b0(num_classes=1000)
+def frozen(model, opts):
+    """model with the weights of opts['weights'] (when given), in eval mode
+    (dropout and stochastic depth the identity), parameters frozen."""
     if opts.get('weights'):
         load_weights(model, opts['weights'])
     model.eval()
@@ -423,16 +436,28 @@ def efficientnet_b0(opts):
     return model
 
 
-def task_efficientnet_init(opts):
-    """torchvision's own initialization (kaiming-normal fan-out convolutions,
-    unit batchnorm, uniform(±1/sqrt(out)) classifier), with the batchnorm
-    running statistics set to those of one batch: with the initial ones (mean
-    0, variance 1) each depthwise layer scales its input's variance by about
-    2/C in inference mode, and the logits come out ~1e-14; normalized by
-    actual batch statistics, as in a trained network, the activations stay
-    O(1) (and no pass runs on subnormal floats)."""
-    torch.manual_seed(int(opts.get('seed', 0)))
-    model = torchvision.models.efficientnet_b0(num_classes=1000)
+def efficientnet_b0(opts):
+    """torchvision's efficientnet_b0 (1000 classes; moreau.models.efficientnet_b0
+    builds the same modules under the same names), weights from opts['weights']."""
+    return frozen(torchvision.models.efficientnet_b0(num_classes=1000), opts)
+
+
+def resnet50(opts):
+    """torchvision's resnet50 (1000 classes), weights from opts['weights']."""
+    return frozen(torchvision.models.resnet50(num_classes=1000), opts)
+
+
+def calibrated_init(model):
+    """model's own random initialization, with the batchnorm running statistics
+    set to those of one batch of 16 N(0, 1) images (drawn from torch's global
+    generator, after the weights): with the initial ones (mean 0, variance 1)
+    inference-mode batchnorm is the identity, and the activations of a deep
+    net drift far from O(1) (efficientnet_b0: each depthwise layer scales its
+    input's variance by about 2/C, the logits come out ~1e-14; resnet50: the
+    residual branches add up, and the logits reach ~1e2 on N(0, 1) images);
+    normalized by actual batch statistics, as in a trained network, the
+    activations stay O(1) (and no pass runs on subnormal floats). Returns the
+    state_dict without num_batches_tracked."""
     for mod in model.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.reset_running_stats()
@@ -441,20 +466,73 @@ def task_efficientnet_init(opts):
     with torch.no_grad():
         model(torch.randn(16, 3, 224, 224))
     model.eval()
-    sd = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    return {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+
+
+def task_efficientnet_init(opts):
+    """torchvision's efficientnet_b0 with its own initialization (kaiming-normal
+    fan-out convolutions, unit batchnorm, uniform(±1/sqrt(out)) classifier),
+    batchnorm statistics calibrated (calibrated_init), saved as float32
+    safetensors."""
+    torch.manual_seed(int(opts.get('seed', 0)))
+    model = torchvision.models.efficientnet_b0(num_classes=1000)
+    sd = calibrated_init(model)
     save_safetensors(opts['out'], sd)
     return {'num_params': sum(p.numel() for p in model.parameters()), 'tensors': len(sd),
             'torch': torch.__version__}
 
 
-def task_efficientnet_grad(opts):
-    model = efficientnet_b0(opts)
+def task_resnet50_export(opts):
+    """torchvision's resnet50 with its own initialization (kaiming-normal
+    fan-out convolutions, unit batchnorm, uniform(±1/sqrt(in)) fc; seed
+    --seed), batchnorm statistics calibrated (calibrated_init), saved as
+    float32 safetensors (--weights, read back by resnet50_grad and
+    resnet50_moreau) and exported to ONNX (--out) as scripts/export_onnx.py
+    exports: opset 13, batch axis dynamic, eval mode, so the exporter folds
+    each BatchNormalization into the Conv before it. The logits of
+    --check-input (--check-n images, float32, eval mode) let the engine check
+    that it reads the same network before anything is timed."""
+    torch.manual_seed(int(opts.get('seed', 0)))
+    model = torchvision.models.resnet50(num_classes=1000)
+    sd = calibrated_init(model)
+    save_safetensors(opts['weights'], sd)
+    frozen(model, {})
+    torch.onnx.export(model, torch.zeros(1, 3, 224, 224), opts['out'], opset_version=13,
+                      input_names=['input'], output_names=['logits'],
+                      dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}}, do_constant_folding=True)
+    result = {'num_params': sum(p.numel() for p in model.parameters()), 'tensors': len(sd),
+              'onnx_bytes': os.path.getsize(opts['out']), 'torch': torch.__version__}
+    # forward FLOPs per image, counted as the engine's net:flops() counts them
+    # (a multiply-add = 2): conv 2·numel(weight)·Ho·Wo, linear 2·numel(weight)
+    flops = []
+
+    def count(mod, inp, out):
+        area = out.shape[2] * out.shape[3] if isinstance(mod, nn.Conv2d) else 1
+        flops.append(2 * mod.weight.numel() * area)
+
+    hooks = [mod.register_forward_hook(count) for mod in model.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    k = int(opts.get('check_n', 1)) if opts.get('check_input') else 1
+    xc = read_f32(opts['check_input'], (k, 3, 224, 224)) if opts.get('check_input') else torch.zeros(1, 3, 224, 224)
+    with torch.no_grad():
+        yc = model(xc)
+    for h in hooks:
+        h.remove()
+    result['flops'] = sum(flops)
+    if opts.get('check_input'):
+        result['check_logits'] = yc.reshape(-1).tolist()
+    return result
+
+
+def grad_224(model, opts):
+    """Median seconds of forward + input gradient of model at one batch of
+    --batch N(0, 1) 3x224x224 images (class i mod 1000 for item i), the
+    parameter count, and the logits of --check-input (--check-n images)."""
     n = int(opts.get('batch', 16))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((n, 3, 224, 224), generator=gen)
     labels = torch.arange(n) % 1000
     tg = median_seconds(lambda: input_grad(model, x, labels), int(opts.get('repeats', 5)))
-    print(f'bench_torch: efficientnet_b0 batch {n}: forward+grad {tg * 1e3:.1f} ms', file=sys.stderr)
+    print(f'bench_torch: batch {n}: forward+grad {tg * 1e3:.1f} ms', file=sys.stderr)
     result = {'grad_s': tg, 'batch': n, 'num_params': sum(p.numel() for p in model.parameters()),
               'threads': torch.get_num_threads(), 'torch': torch.__version__}
     if opts.get('check_input'):
@@ -465,8 +543,10 @@ def task_efficientnet_grad(opts):
     return result
 
 
-def task_efficientnet_moreau(opts):
-    model = efficientnet_b0(opts)
+def moreau_224(model, opts):
+    """One Sparse MoreauGrad explanation (the settings of the task moreau) of
+    the 3x224x224 image --input for class --label by model: seconds, resident
+    set before and ru_maxrss after; the map to --out."""
     x = read_f32(opts['input'], (1, 3, 224, 224))
     T, m = int(opts.get('T', 20)), int(opts.get('m', 16))
     gen = torch.Generator().manual_seed(int(opts.get('seed', 0)))
@@ -503,9 +583,15 @@ def main(argv):
     elif task == 'efficientnet_init':
         result = task_efficientnet_init(opts)
     elif task == 'efficientnet_grad':
-        result = task_efficientnet_grad(opts)
+        result = grad_224(efficientnet_b0(opts), opts)
     elif task == 'efficientnet_moreau':
-        result = task_efficientnet_moreau(opts)
+        result = moreau_224(efficientnet_b0(opts), opts)
+    elif task == 'resnet50_export':
+        result = task_resnet50_export(opts)
+    elif task == 'resnet50_grad':
+        result = grad_224(resnet50(opts), opts)
+    elif task == 'resnet50_moreau':
+        result = moreau_224(resnet50(opts), opts)
     else:
         raise SystemExit('bench_torch.py: unknown task ' + task)
     sys.stdout.write(json.dumps(result) + '\n')

@@ -59,6 +59,8 @@ describe('command-line argument checks', function()
       ['--batches=1,,2'] = "got '1,,2' (an empty item)",
       ['--only='] = "bench: option 'only' must be a comma-separated list of section names, got '' (an empty item)",
       ['--models=foo'] = "bench: option 'models' must be a comma-separated list of model names",
+      ['--only=resnet5'] = "bench: unknown section 'resnet5' in --only (forward, moreau, peak, train, batch, methods, " ..
+        "imagenet, resnet50, precision, denormals)",
     } do
       local out, rc = moreau('bench ' .. args)
       assert.are_not.equal(0, rc, out)
@@ -68,6 +70,7 @@ describe('command-line argument checks', function()
     local out, rc = moreau('bench --help')
     assert.are.equal(0, rc, out)
     assert.truthy(out:find('--only=forward,moreau,peak,train,batch,methods', 1, true), out)
+    assert.truthy(out:find('resnet50 (only when named)', 1, true), out)
   end)
 
   it('explain checks --label against the model card before loading the weights', function()

@@ -230,6 +230,32 @@ describe('silu and sigmoid (the vectorized e^{-|x|})', function()
   end)
 end)
 
+describe('activations and NaN', function()
+  it('a NaN input gives a NaN output, as in PyTorch (relu and softplus hid it as 0)', function()
+    -- A network's input is refused when it holds a NaN, so the NaN is made
+    -- inside: 0 times an infinite weight. n = 20000 takes the vectorized and
+    -- threaded loops, n = 7 the short ones.
+    for _, n in ipairs { 7, 20000 } do
+      local x = T.zeros { 1, n }
+      local p = x:data()
+      for i = 0, n - 1 do p[i] = (i % 3 == 1) and 0 or (i % 5) - 2.5 end
+      for _, case in ipairs { { 'relu' }, { 'softplus' }, { 'softplus', { beta = 10 } }, { 'silu' }, { 'sigmoid' },
+        { 'tanh' }, { 'clip', { min = 0, max = 6 } }, { 'hardsigmoid' }, { 'hardswish' }, { 'gelu' } } do
+        local op, attrs = case[1], case[2]
+        local b = nn.builder({ n })
+        local net = b:build(b:op(op, { b:mul_param(b.input, b:param('w', { n })) }, nil, attrs))
+        local w = net:param('w'):data()
+        for i = 0, n - 1 do w[i] = (i % 3 == 1) and math.huge or 1 end
+        local y = net:forward(x):data()
+        for i = 0, n - 1 do
+          local want_nan = i % 3 == 1
+          assert.are.equal(want_nan, y[i] ~= y[i], ('%s (n = %d): entry %d is %s'):format(op, n, i, tostring(y[i])))
+        end
+      end
+    end
+  end)
+end)
+
 -- ------------------------------------------------------------- add and mul
 
 describe('add', function()

@@ -319,8 +319,70 @@ local function child_result(cmd)
   return cjson.decode(line)
 end
 
+--- The Sparse MoreauGrad settings of the section `moreau` (docs/methods.md §7:
+-- reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1, K = min(101, T)), T
+-- iterations of m noisy copies.
+local function sparse_moreaugrad(T_, m, seed)
+  return moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
+    T = T_, m = m, K = math.min(101, T_), seed = seed }
+end
+
+--- The child of a 224x224 section (--child=imagenet, --child=resnet50): net
+-- explains the image o.input (shape) for class o.label with
+-- sparse_moreaugrad(o.T, o.m, o.seed) in this fresh process, writes the map
+-- to o.out, and prints "BENCH_JSON {...}": seconds, peak and prior resident
+-- set, the net's workspace bytes, threads and the methods' memory budget.
+local function explain_child(o, net, shape)
+  local x = read_f32(o.input, shape)
+  local rss_before = proc_status('VmRSS')
+  local t0 = now()
+  local map = sparse_moreaugrad(o.T, o.m, o.seed):explain(net, x, { o.label })
+  local seconds = now() - t0
+  local peak = proc_status('VmHWM')
+  if o.out ~= '' then write_f32(o.out, map) end
+  io.stdout:write('BENCH_JSON ', cjson.encode {
+    seconds = seconds, peak_rss = peak, rss_before = rss_before, workspace = net:workspace_bytes(),
+    threads = moreau.get_num_threads(), budget = moreau.methods.memory_budget(),
+  }, '\n')
+end
+
+--- Runs scripts/bench.lua --child=NAME (explain_child's parent side): the
+-- model file `file`, p.input, p.label and p.out_engine, --imagenet_T
+-- iterations of --imagenet_m copies; returns the child's result.
+local function imagenet_child(name, file, p)
+  return child_result(table.concat({
+    'LUA_PATH=' .. shell_quote(lua_path), shell_quote(luajit), shell_quote(here .. '/bench.lua'),
+    '--child=' .. name, '--weights=' .. shell_quote(file), '--input=' .. shell_quote(p.input),
+    '--label=' .. p.label, '--T=' .. opts.imagenet_T, '--m=' .. opts.imagenet_m,
+    '--threads=' .. opts.threads, '--seed=' .. opts.seed, '--out=' .. shell_quote(p.out_engine),
+    '--precision=' .. opts.precision,
+  }, ' '))
+end
+
+--- Median seconds (--repeats, after one warm-up call) of forward + input
+-- gradient of net (the logit of class i mod 1000 for item i, no weight
+-- gradients) at a batch of N N(0, 1) images 3 x size x size (seed --seed,
+-- stream N); `name` for the progress lines.
+local function time_input_grad(net, N, size, name)
+  local core = require 'moreau.core'
+  local x = T.randn({ N, 3, size, size }, { seed = opts.seed, stream = N })
+  local lab = ffi.new('int32_t[?]', N)
+  for i = 0, N - 1 do lab[i] = i % 1000 end
+  local scores = ffi.new('float[?]', N)
+  local g = T.zeros(x:shape())
+  progress('engine: %s forward + input gradient, batch %d ...', name, N)
+  local t = time_median(function()
+    core.check(core.C.mr_oracle_grad(core.handle(net), core.handle(x), lab, core.C.MR_SCORE_LOGIT, scores,
+      core.handle(g)))
+  end, opts.repeats)
+  progress('engine: %.0f ms', t * 1e3)
+  return t
+end
+
 local B = {
-  cosine = cosine, child_result = child_result,
+  cosine = cosine, child_result = child_result, sparse_moreaugrad = sparse_moreaugrad,
+  time_input_grad = time_input_grad,
+  explain_child = explain_child, imagenet_child = imagenet_child,
   opts = opts, argv = argv, here = here, root = root, list = list, now = now, proc_status = proc_status,
   shell_quote = shell_quote, read_all = read_all, median = median, time_median = time_median,
   write_f32 = write_f32, read_f32 = read_f32, mib = mib, fmt_s = fmt_s, print_table = print_table,

@@ -16,11 +16,8 @@
 -- little). The two models are checked to be the same network: equal
 -- parameter counts, and the logits of a 2-image check batch through both.
 local B = ...
-local ffi = require 'ffi'
-local cjson = require 'cjson'
 local moreau = require 'moreau'
-local core = require 'moreau.core'
-local T, models, C = moreau.tensor, moreau.models, core.C
+local T, models = moreau.tensor, moreau.models
 
 local SIZE = 224
 
@@ -30,39 +27,11 @@ local function build(seed, weights)
   return net
 end
 
---- The Sparse MoreauGrad settings of the section `moreau` (docs/methods.md §7).
-local function method(T_, m, seed)
-  return moreau.methods.moreaugrad { reg = 'l1', rho = 1, gamma = 0.1, eta = 5e-3, sigma = 0.1,
-    T = T_, m = m, K = math.min(101, T_), seed = seed }
-end
-
 --- The child: one explanation in this fresh process; prints "BENCH_JSON {...}".
 local function child(o)
   moreau.set_num_threads(o.threads)
   moreau.set_precision(o.precision)
-  local net = build(o.seed, o.weights)
-  local x = B.read_f32(o.input, { 1, 3, SIZE, SIZE })
-  local rss_before = B.proc_status('VmRSS')
-  local t0 = B.now()
-  local map = method(o.T, o.m, o.seed):explain(net, x, { o.label })
-  local seconds = B.now() - t0
-  local peak = B.proc_status('VmHWM')
-  if o.out ~= '' then B.write_f32(o.out, map) end
-  io.stdout:write('BENCH_JSON ', cjson.encode {
-    seconds = seconds, peak_rss = peak, rss_before = rss_before, workspace = net:workspace_bytes(),
-    threads = moreau.get_num_threads(),
-  }, '\n')
-end
-
-local function engine_child(p)
-  local cmd = table.concat({
-    'LUA_PATH=' .. B.shell_quote(B.lua_path), B.shell_quote(B.luajit), B.shell_quote(B.here .. '/bench.lua'),
-    '--child=imagenet', '--weights=' .. B.shell_quote(p.weights), '--input=' .. B.shell_quote(p.input),
-    '--label=' .. p.label, '--T=' .. B.opts.imagenet_T, '--m=' .. B.opts.imagenet_m,
-    '--threads=' .. B.opts.threads, '--seed=' .. B.opts.seed, '--out=' .. B.shell_quote(p.out_engine),
-    '--precision=' .. B.opts.precision,
-  }, ' ')
-  return B.child_result(cmd)
+  B.explain_child(o, build(o.seed, o.weights), { 1, 3, SIZE, SIZE })
 end
 
 local function max_abs(t)
@@ -88,16 +57,7 @@ local function imagenet_section()
 
   -- (a) forward + input gradient at one batch
   local N = o.imagenet_batch
-  local x = T.randn({ N, 3, SIZE, SIZE }, { seed = o.seed, stream = N })
-  local lab = ffi.new('int32_t[?]', N)
-  for i = 0, N - 1 do lab[i] = i % 1000 end
-  local scores = ffi.new('float[?]', N)
-  local g = T.zeros(x:shape())
-  B.progress('engine: efficientnet_b0 forward + input gradient, batch %d ...', N)
-  local tg = B.time_median(function()
-    core.check(C.mr_oracle_grad(core.handle(net), core.handle(x), lab, C.MR_SCORE_LOGIT, scores, core.handle(g)))
-  end, o.repeats)
-  B.progress('engine: %.0f ms', tg * 1e3)
+  local tg = B.time_input_grad(net, N, SIZE, 'efficientnet_b0')
   local ws = net:workspace_bytes()
 
   -- (b) one explanation: a random image, the class the net ranks first
@@ -108,12 +68,12 @@ local function imagenet_section()
   p.label = B.argmax(net:forward(xe))
   local nparams = net:num_params()
   -- the parent's workspace goes before the child runs (the machine's memory is shared)
-  net, x, g = nil, nil, nil
+  net = nil
   collectgarbage()
   collectgarbage()
   B.progress('engine: Sparse MoreauGrad on efficientnet_b0, T = %d, m = %d (a fresh process) ...', o.imagenet_T,
     o.imagenet_m)
-  local e = engine_child(p)
+  local e = B.imagenet_child('imagenet', p.weights, p)
   B.progress('engine: %.2f s', e.seconds)
 
   local tr, tm, parity, cos
@@ -157,8 +117,10 @@ local function imagenet_section()
   print(('  engine workspace after batch %d: %s; explanation peak resident set: engine %s%s'):format(N, B.mib(ws),
     B.mib(e.peak_rss), tm and (', torch ' .. B.mib(tm.peak_rss)) or ''))
   print('  (Sparse MoreauGrad: docs/methods.md §7, reg l1, rho 1, gamma 0.1, eta 5e-3, sigma 0.1,')
-  print(('  K = %d; each iteration is one forward + input gradient of the m noisy copies as one batch)'):format(
-    math.min(101, o.imagenet_T)))
+  print(('  K = %d; each iteration is one forward + input gradient of the m noisy copies: the engine sends them')
+    :format(math.min(101, o.imagenet_T)))
+  print(('  through in chunks that fit its memory budget (methods.memory_budget, %s), PyTorch all m at once)')
+    :format(B.mib(e.budget)))
   if B.torch_info then
     print(('  torch: torchvision efficientnet_b0, %s parameters, the same weights;'):format(
       tostring(tr.num_params)))

@@ -389,6 +389,7 @@ static int arena_reserve(dnnl_state *s, size_t bytes)
         return 1;
     mr_free(s->arena);
     s->arena = mr_alloc(bytes);
+    mr_cpu_advise_huge(s->arena, bytes);
     s->arena_bytes = s->arena ? bytes : 0;
     return s->arena != NULL;
 }

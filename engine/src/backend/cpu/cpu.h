@@ -29,6 +29,9 @@ const char *mr_conv_backend_info(void);
  * pass, from outside parallel regions. */
 void mr_threads_update(void);
 
+/* Asks for transparent huge pages under a block of 4 MiB or more (a hint; cpu.c). */
+void mr_cpu_advise_huge(void *p, size_t bytes);
+
 /* MR_ESTATE naming the op when a row of the CPU kernel table lacks a pass. */
 int mr_cpu_kernels_check(void);
 
