@@ -95,7 +95,7 @@ return {
     softplus = { type = 'number', default = 0, domain = 'num >= 0',
       help = 'ONNX model: replace every ReLU by softplus(beta = this); 0 keeps ReLU' },
     max_bytes = { type = 'number', default = 0, domain = 'num >= 0',
-      help = "ONNX model: the most bytes its weights and graph may take (0: the loader's default, 256 MB)" },
+      help = "ONNX model: the most bytes its weights and graph may take (0: 256 MiB plus four times the file)" },
     methods = { type = 'list', default = {}, domain = experiment.METHODS, help = 'methods to run (default: all)' },
     fast = { type = 'bool', default = false, domain = 'bool', help = 'T = 100, m = 8 and fewer samples' },
     seed = { type = 'int', default = 0, domain = 'seed', help = 'seed of every noise draw' },

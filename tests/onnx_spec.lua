@@ -219,7 +219,7 @@ describe('ONNX ReLU -> softplus(beta) on request', function()
     err = fails(models.onnx, D .. 'resnet18.onnx', { softplus = 0 / 0 })
     assert.truthy(err:find("option 'softplus'", 1, true), err)
     err = fails(models.onnx, D .. 'resnet18.onnx', { max_bytes = 1.5 })
-    assert.truthy(err:find("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget), got 1.5",
+    assert.truthy(err:find("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget plus four times the file), got 1.5",
       1, true), err)
     err = fails(models.onnx, D .. 'resnet18.onnx', { beta = 2 })
     assert.truthy(err:find("models.onnx: unknown option 'beta'", 1, true), err)
@@ -382,6 +382,17 @@ describe('ONNX loader errors', function()
   it('a model over the budget, and a file that is not there', function()
     local e = fails(models.onnx, D .. 'resnet18.onnx', { max_bytes = 4096 })
     assert.truthy(e:find('the file (188', 1, true) and e:find('is over the budget of 4096 bytes', 1, true), e)
+    -- the default scales with the file: a model bigger than the loader budget
+    -- loads by default (a full-size ResNet-50, 102 MB, against 256 MiB), and
+    -- a budget a file cannot fill caps what it can make
+    local data = require 'moreau.data'
+    data.set_loader_budget(4096)
+    local ok, net = pcall(models.onnx, D .. 'resnet18.onnx')
+    local too_big = fails(models.onnx, D .. 'tiny_modern.onnx', { max_bytes = 4096 })
+    data.set_loader_budget(nil)
+    assert.is_true(ok, tostring(net))
+    assert.truthy(too_big:find('is over the budget of 4096 bytes (mr_onnx_options.max_bytes; its default is the ' ..
+      'loader budget, mr_set_loader_budget, plus four times the file)', 1, true), too_big)
     e = fails(models.onnx, D .. 'nothing.onnx')
     assert.truthy(e:find('onnx: cannot open ' .. D .. 'nothing.onnx', 1, true), e)
     e = fails(models.onnx, 42)

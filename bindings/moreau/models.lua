@@ -310,7 +310,8 @@ end
 --   log(1 + e^(beta x)) / beta, which differs from ReLU by at most
 --   ln 2 / beta and has curvature for the attacks' Hessian-vector products;
 --   0 keeps ReLU), max_bytes = 0 (the most bytes the model may take: file,
---   parsed form, external data and tensor copies; 0: the loader budget)}
+--   parsed form, external data and tensor copies; 0: the loader budget
+--   plus four times the file's size)}
 -- RETURN: a Net in inference mode; net.model = {name = 'onnx', options =
 --   {path =, softplus =, max_bytes =}}.
 -- Errors (raised with the engine's message, which starts "onnx: PATH: "):
@@ -327,7 +328,7 @@ function models.onnx(path, opts)
   -- a byte count: an integer, past int32 and float32's exact range
   local mb = o.max_bytes
   if type(mb) ~= 'number' or mb ~= mb or mb < 0 or mb ~= math.floor(mb) or mb >= 2 ^ 53 then
-    error(("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget), got %s"):format(
+    error(("models.onnx: option 'max_bytes' must be an integer >= 0 (bytes; 0: the loader budget plus four times the file), got %s"):format(
       options.show(mb)), 2)
   end
   local ffi = require 'ffi'

@@ -906,7 +906,8 @@ typedef struct mr_onnx_options {
                             (curvature for the attacks); 0 (default): keep ReLU */
     int64_t max_bytes;   /* the most bytes the model may take: the file, its parsed form,
                             external data and every float32 copy of a tensor, summed;
-                            0 (default): the loader budget (mr_set_loader_budget) */
+                            0 (default): the loader budget (mr_set_loader_budget) plus
+                            four times the file's size */
 } mr_onnx_options;
 
 /* A network from an ONNX model file (a float32 image or feature classifier:

@@ -22,10 +22,6 @@ local moreau = require 'moreau'
 local T, models = moreau.tensor, moreau.models
 
 local SIZE = 224
--- The loader's budget for this model: the 102 MB file, its parsed form and
--- the tensors' copies take more than the default 256 MiB (which refuses the
--- model at a 512x512x3x3 tensor, 263 MB in).
-local MAX_BYTES = 2 ^ 30
 -- The largest |engine logit - PyTorch logit| accepted, relative to the
 -- largest |logit|: float32 through 53 convolutions, with batchnorm folded into the
 -- convolutions on the engine's side and applied after them on PyTorch's,
@@ -33,7 +29,7 @@ local MAX_BYTES = 2 ^ 30
 -- differs by O(1).
 local PARITY_TOL = 1e-3
 
-local function load(path) return models.onnx(path, { max_bytes = MAX_BYTES }) end
+local function load(path) return models.onnx(path) end -- the default budget scales with the file
 
 --- The child: one explanation in this fresh process; prints "BENCH_JSON {...}".
 local function child(o)

@@ -757,7 +757,7 @@ int mr_net_from_onnx(mr_net **out, const char *path, const mr_onnx_options *opts
     ox_ctx x;
     memset(&x, 0, sizeof x);
     x.opts = opts;
-    int rc = ox_model_open(&x.m, path, opts->max_bytes > 0 ? opts->max_bytes : mr_get_loader_budget());
+    int rc = ox_model_open(&x.m, path, opts->max_bytes); /* 0: the default, set from the file's size */
     if (rc == MR_OK)
         rc = mr_net_new(&x.net);
     if (rc == MR_OK)

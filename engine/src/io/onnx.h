@@ -34,7 +34,7 @@ typedef struct ox_model {
     const char *path;
     char *dir;               /* the model's folder, for external data */
     Onnx__ModelProto *proto;
-    int64_t budget;          /* the most bytes (mr_onnx_options.max_bytes) */
+    int64_t budget;          /* the most bytes (mr_onnx_options.max_bytes; 0 asks ox_model_open for the default) */
     int64_t used;            /* bytes taken so far: file, protobuf, tensors */
     int64_t parse_bytes;     /* bytes the protobuf parser holds now */
     int64_t opset;           /* of the default domain */

@@ -32,7 +32,8 @@ int ox_charge(ox_model *m, int64_t bytes, const char *what)
     if (bytes < 0 || mr_size_add(m->used, bytes, &sum) || sum > m->budget)
         return mr_error(MR_ENOMEM,
                         "onnx: %s: %s (%lld bytes, %lld taken before) is over the budget of %lld bytes "
-                        "(mr_onnx_options.max_bytes, else mr_set_loader_budget)",
+                        "(mr_onnx_options.max_bytes; its default is the loader budget, mr_set_loader_budget, "
+                        "plus four times the file)",
                         m->path, what, (long long)bytes, (long long)m->used, (long long)m->budget);
     m->used = sum;
     return MR_OK;
@@ -88,6 +89,14 @@ int ox_model_open(ox_model *m, const char *path, int64_t budget)
         fclose(f);
         return mr_error(MR_EFORMAT, "onnx: %s: empty file", path);
     }
+    /* budget 0: the loader budget plus four times the file (its bytes and
+     * the parsed form at once, then the float32 constants and the engine's
+     * parameters made from them: 3.2-3.9 times the file for the fixtures), so
+     * what a model may take scales with what it holds on disk and a small
+     * hostile file stays small */
+    if (m->budget == 0 && (mr_size_mul(4, (int64_t)st.st_size, &m->budget) ||
+                           mr_size_add(m->budget, mr_get_loader_budget(), &m->budget)))
+        m->budget = INT64_MAX;
     int rc = ox_charge(m, (int64_t)st.st_size, "the file");
     if (rc < 0) {
         fclose(f);
