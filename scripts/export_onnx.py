@@ -423,6 +423,10 @@ def batch_graph(nodes, out_dims, inits=(), in_dims=('N', 4, 6)):
 
 
 def batch_errors():
+    # a class token concatenated at the fixed batch 1: the exporter leaves it a constant
+    cls = numpy_helper.from_array(np.full((1, 1, 6), 0.5, np.float32), 'cls')
+    save(batch_graph([helper.make_node('Concat', ['cls', 'x'], ['y'], name='tokens', axis=1)], [1, 5, 6], [cls],
+                     in_dims=(1, 4, 6)), 'bad_cls_batch1.onnx')
     # N + 1 as a reshape target: no one number or multiple of N
     save(batch_graph([helper.make_node('Shape', ['x'], ['s'], name='shape'),
                       helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),

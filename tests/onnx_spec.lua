@@ -292,6 +292,13 @@ describe('ONNX loader errors', function()
     assert.is_true(differ > 0, 'the inputs include ones where x * (1/3) rounds differently')
   end)
 
+  it('a class token left constant by a batch-1 export says to export with a dynamic batch axis', function()
+    local e = err_of('bad_cls_batch1.onnx')
+    assert.truthy(e:find("node 'tokens' (#0, Concat): input 0 ('cls') is a constant; moreau maps this op on values " ..
+      "computed from the graph input (exported at the fixed batch 1, a ViT's class token is expanded to a constant: " ..
+      "export with a dynamic batch axis, dynamic_axes)", 1, true), e)
+  end)
+
   it('a NaN weight is refused, naming the tensor (a ReLU would hide it in the logits)', function()
     local e = err_of('bad_nan_weight.onnx')
     assert.truthy(e:find("tensor 'w' holds NaN at element 5; moreau refuses non-finite weights and constants", 1, true), e)

@@ -253,8 +253,11 @@ int ox_in_node_any(ox_ctx *x, int i, int k, ox_value **out)
     if (v->kind != V_NODE)
         return ox_node_error(x, i, MR_ENOTFOUND,
                              "input %d ('%s') is a constant; moreau maps this op on values computed from the "
-                             "graph input",
-                             k, v->name);
+                             "graph input%s",
+                             k, v->name,
+                             x->batch_one ? " (exported at the fixed batch 1, a ViT's class token is expanded to a "
+                                            "constant: export with a dynamic batch axis, dynamic_axes)"
+                                          : "");
     *out = v;
     return MR_OK;
 }

@@ -487,7 +487,7 @@ int ox_const_from_tensor(ox_const **out, ox_model *m, const Onnx__TensorProto *t
     for (int64_t k = 0; rc == MR_OK && !as_int && k < numel; k++)
         if (!isfinite(c->f[k]))
             rc = mr_error(MR_EINVAL, "onnx: %s: tensor '%s' holds %s at element %lld; moreau refuses non-finite "
-                          "weights and constants (PyTorch's logits would be NaN)",
+                          "weights and constants (PyTorch's output would hold NaN or inf)",
                           m->path, name, c->f[k] != c->f[k] ? "NaN" : c->f[k] > 0 ? "+inf" : "-inf", (long long)k);
     if (rc < 0) {
         ox_const_free(c);
