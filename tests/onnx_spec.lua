@@ -531,6 +531,24 @@ describe('moreau explain --model=FILE.onnx', function()
     assert.are.same({ mean = 0, std = 1 }, results.normalization)
   end)
 
+  it('a ViT: DeepLIFT (no LayerNorm rule) is skipped with the reason when every method runs, an error when named', function()
+    local vit = D .. 'vit_tiny.onnx'
+    local x = T.zeros { 1, 3, 32, 32 }
+    for i = 0, x:numel() - 1 do x:data()[i] = 0.5 + 0.4 * math.sin(i / 7) end
+    require('moreau.data').save_png(tmp .. '/v32.png', x)
+    local out, rc = cli.moreau(('explain --model=%s --image=%q --fast --moreaugrad.T=3 --sparse_moreaugrad.T=3 ' ..
+      '--group_moreaugrad.T=3 --out=%q'):format(vit, tmp .. '/v32.png', tmp .. '/vit'))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find("explain: DeepLIFT skipped, the other methods ran: node 74 '/encoder/ln/LayerNormalization' " ..
+      "(layernorm) has no exact DeepLIFT rule", 1, true), out)
+    local results = require('cjson').decode(cli.read(tmp .. '/vit/results.json'))
+    assert.truthy(results.skipped.deeplift and results.methods.group_moreaugrad and not results.methods.deeplift)
+    out, rc = cli.moreau(('explain --model=%s --image=%q --methods=gradient,deeplift --out=%q'):format(vit,
+      tmp .. '/v32.png', tmp .. '/vit2'))
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find('has no exact DeepLIFT rule', 1, true), out)
+  end)
+
   it('an all-zero sparse map names eta and a value on the scale of the model\'s gradient', function()
     local out, rc = cli.moreau(('explain --model=%s --image=%q --methods=sparse_moreaugrad --fast ' ..
       '--sparse_moreaugrad.T=3 --sparse_moreaugrad.eta=1000 --out=%q'):format(D .. 'tiny_ops.onnx',
