@@ -549,6 +549,8 @@ def main_fixtures():
     fixture('tiny_ops', TinyOps(), (3, 16, 16), 2, 3)
     torch.manual_seed(4)
     fixture('tiny_modern', TinyModern(), (3, 16, 16), 2, 4, opset=17)
+    torch.manual_seed(4)  # the same net at opset 14: LayerNorm split into ReduceMean, Sub, Pow, Sqrt, Div
+    fixture('tiny_modern_op14', TinyModern(), (3, 16, 16), 2, 4, opset=14)
     torch.manual_seed(18)
     fixture('resnet18', SmallResNet(BasicBlock, [2, 2, 2, 2], 1 / 16, 10), (3, 32, 32), 2, 18, softplus=True)
     torch.manual_seed(50)

@@ -72,6 +72,9 @@ end
 local PARITY = {
   { name = 'tiny_ops', nodes = 21, curved = true }, -- softplus, sigmoid, tanh: a real HVP
   { name = 'tiny_modern', nodes = 36, curved = true }, -- layernorm, GELU, hardswish, softmax (opset 17)
+  -- the same net at opset 14: LayerNorm split into ReduceMean, Sub, Pow, Sqrt, Div, matched back into one
+  -- `layernorm` (its weight and bias follow as a Mul and an Add: four nodes more)
+  { name = 'tiny_modern_op14', nodes = 40, curved = true, has = 'layernorm' },
   { name = 'resnet18', nodes = 50 },
   { name = 'resnet50', nodes = 123 },
   { name = 'vgg11_bn', nodes = 27 },
@@ -92,6 +95,11 @@ for _, m in ipairs(PARITY) do
 
     it('maps every node the output depends on', function()
       assert.are.equal(m.nodes, #net:nodes())
+      if m.has then
+        local found = false
+        for _, nd in ipairs(net:nodes()) do found = found or nd.op == m.has end
+        assert.is_true(found, m.name .. ' has a ' .. m.has .. ' node')
+      end
       assert.are.equal('onnx', net.model.name)
       local s = t.__x:shape()
       table.remove(s, 1)

@@ -889,8 +889,80 @@ static int map_pad(ox_ctx *x, int i)
     return ox_set_node_output(x, i, 0, id);
 }
 
+/* 1 when node k is a ReduceMean of the value v over its last axis alone,
+ * keeping it (keepdims = 1). */
+static int mean_of_last_axis(ox_ctx *x, int k, const ox_value *v)
+{
+    const Onnx__NodeProto *n = x->g->node[k];
+    int64_t axes[OX_MAX_DIMS], keep;
+    int na;
+    if (!ox_op_is(n, "ReduceMean") || ox_ninputs(n) < 1 || strcmp(n->input[0], v->name) ||
+        ox_axes_of(x, k, 18, axes, &na) < 0 || ox_attr_int(x, k, "keepdims", 1, &keep) < 0)
+        return 0;
+    return na == 1 && keep == 1 && ox_value_axis(v, axes[0]) == v->shape.ndim - 1;
+}
+
+/* LayerNorm as PyTorch exports it before opset 17 (nn.LayerNorm's weight and
+ * bias follow as Mul and Add, mapped on their own):
+ *   m = ReduceMean(x), d = Sub(x, m), v = ReduceMean(Pow(d, 2)),
+ *   y = Div(d, Sqrt(Add(v, eps)))        (means over the last axis, kept)
+ * = (x - E x) / sqrt(Var x + eps), the engine's `layernorm` without
+ * parameters. Matched from the first ReduceMean (node i); 1 when mapped. */
+static int try_layernorm(ox_ctx *x, int i, int *matched)
+{
+    *matched = 0;
+    ox_value *xv = ox_input_value(x, i, 0);
+    if (!xv || xv->kind != V_NODE || !mean_of_last_axis(x, i, xv))
+        return MR_OK;
+    const Onnx__NodeProto *const *g = (const Onnx__NodeProto *const *)x->g->node;
+    int sub = sole_consumer(x, i);
+    if (sub < 0 || !ox_op_is(g[sub], "Sub") || ox_ninputs(g[sub]) != 2 || strcmp(g[sub]->input[0], xv->name) ||
+        strcmp(g[sub]->input[1], g[i]->output[0]))
+        return MR_OK;
+    /* d feeds exactly a Pow (by 2) and the final Div */
+    const char *d = g[sub]->output[0];
+    const ox_value *dv = &x->vals[ox_find_value(x, d)];
+    int pw = -1, div = -1;
+    if (dv->consumers != 2 || dv->is_output)
+        return MR_OK;
+    for (int k = sub + 1; k < (int)x->g->n_node; k++)
+        for (size_t q = 0; q < g[k]->n_input; q++)
+            if (!strcmp(g[k]->input[q], d)) {
+                if (ox_op_is(g[k], "Pow") && q == 0)
+                    pw = k;
+                else if (ox_op_is(g[k], "Div") && q == 0)
+                    div = k;
+            }
+    if (pw < 0 || div < 0 || ox_ninputs(g[pw]) != 2 || !scalar_near(x, ox_input_value(x, pw, 1), 2.0))
+        return MR_OK;
+    int var = sole_consumer(x, pw), add = var >= 0 ? sole_consumer(x, var) : -1;
+    int sq = add >= 0 ? sole_consumer(x, add) : -1;
+    if (sq < 0 || sole_consumer(x, sq) != div || !ox_op_is(g[var], "ReduceMean") ||
+        !mean_of_last_axis(x, var, &x->vals[ox_find_value(x, g[pw]->output[0])]) || !ox_op_is(g[add], "Add") ||
+        ox_ninputs(g[add]) != 2 || !ox_op_is(g[sq], "Sqrt") || ox_ninputs(g[div]) != 2 ||
+        strcmp(g[div]->input[1], g[sq]->output[0]))
+        return MR_OK;
+    int ke = !strcmp(g[add]->input[0], g[var]->output[0]) ? 1 : 0;
+    ox_value *ev = ox_input_value(x, add, ke);
+    float eps;
+    if (!ev || ox_materialize(x, ev) < 0 || ev->kind != V_CONST || !ev->c->f || !scalar_of(ev->c, &eps) ||
+        !(eps > 0) || !isfinite(eps))
+        return MR_OK;
+    mr_op_attrs a = {0};
+    a.eps = eps;
+    int id = ox_add_node(x, div, "layernorm", &xv->node, 1, NULL, 0, &a);
+    MR_TRY(id);
+    x->done[sub] = x->done[pw] = x->done[var] = x->done[add] = x->done[sq] = x->done[div] = 1;
+    *matched = 1;
+    return ox_set_node_output_lay(x, div, 0, id, &xv->lay);
+}
+
 static int map_reduce_mean(ox_ctx *x, int i)
 {
+    int matched;
+    MR_TRY(try_layernorm(x, i, &matched));
+    if (matched)
+        return MR_OK;
     static const char *const known[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
     MR_TRY(ox_check_attrs(x, i, known));
     ox_value *xv = NULL;
