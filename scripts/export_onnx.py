@@ -422,7 +422,28 @@ def batch_graph(nodes, out_dims, inits=(), in_dims=('N', 4, 6)):
     return helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])
 
 
+def rows_graph():
+    """x (N, 4, 16) -> Reshape(x, [-1, 16]) -> MatMul W (16, 3) -> Reshape to
+    (N, 12) through Shape: the tokens of all items as rows, x.reshape(-1, E)."""
+    g = np.random.default_rng(7)
+    w = numpy_helper.from_array(g.standard_normal((16, 3)).astype(np.float32), 'w')
+    i64 = lambda name, vals: helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)  # noqa: E731
+    nodes = [helper.make_node('Reshape', ['x', 'rows_shape'], ['r'], name='rows'),
+             helper.make_node('MatMul', ['r', 'w'], ['m'], name='proj'),
+             helper.make_node('Shape', ['x'], ['s'], name='shape'),
+             helper.make_node('Gather', ['s', 'zero'], ['n'], name='n', axis=0),
+             helper.make_node('Unsqueeze', ['n', 'zero1'], ['n1'], name='n1'),
+             helper.make_node('Concat', ['n1', 'twelve'], ['t'], name='target', axis=0),
+             helper.make_node('Reshape', ['m', 't'], ['y'], name='back')]
+    gr = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 4, 16])],
+                           [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 12])],
+                           [w, i64('rows_shape', [-1, 16]), helper.make_tensor('zero', TensorProto.INT64, [], [0]),
+                            i64('zero1', [0]), i64('twelve', [12])])
+    save(helper.make_model(gr, opset_imports=[helper.make_opsetid('', 13)]), 'rows_reshape.onnx')
+
+
 def batch_errors():
+    rows_graph()
     # a class token concatenated at the fixed batch 1: the exporter leaves it a constant
     cls = numpy_helper.from_array(np.full((1, 1, 6), 0.5, np.float32), 'cls')
     save(batch_graph([helper.make_node('Concat', ['cls', 'x'], ['y'], name='tokens', axis=1)], [1, 5, 6], [cls],

@@ -270,9 +270,10 @@ describe('ONNX loader errors', function()
   end)
 
   it('a Reshape that merges the batch axis with the others names the node', function()
+    -- (N, 4, 8, 8) -> (-1, 2) is read as N outermost, (N*128) x 2; the pooling after it needs N first alone
     local e = err_of('bad_reshape_batch.onnx')
-    assert.truthy(e:find("node 'merge' (#1, Reshape): target shape -1x2 of an Nx4x8x8 input merges the batch axis N " ..
-      "with others", 1, true), e)
+    assert.truthy(e:find("node 'gap' (#3, GlobalAveragePool): input 0 ('a') is (N*128)x2: the batch axis N is not " ..
+      "its first dim alone; moreau maps this op with N first", 1, true), e)
   end)
 
   it('a node name of 5000 characters is cut so the reason survives; a Constant names itself; a declared output shape is shown', function()
@@ -298,6 +299,24 @@ describe('ONNX loader errors', function()
       if f[0] ~= y:data()[i] then differ = differ + 1 end
     end
     assert.is_true(differ > 0, 'the inputs include ones where x * (1/3) rounds differently')
+  end)
+
+  it('x.reshape(-1, E) of N x L x E (every item\'s tokens as rows) keeps N outermost: a MatMul, then back to N x 12', function()
+    local net = models.onnx(D .. 'rows_reshape.onnx')
+    local x = T.randn({ 3, 4, 16 }, { seed = 5 })
+    local y, w = net:forward(x), net:param('w')
+    assert.are.same({ 3, 12 }, y:shape())
+    local px, pw, py = x:data(), w:data(), y:data()
+    for r = 0, 11 do -- row r of the (3*4) x 16 matrix times w (16 x 3)
+      for c = 0, 2 do
+        local s = 0
+        for k = 0, 15 do s = s + px[r * 16 + k] * pw[k * 3 + c] end
+        assert.is_true(math.abs(py[r * 3 + c] - s) <= 1e-5 * math.max(1, math.abs(s)), ('row %d col %d'):format(r, c))
+      end
+    end
+    -- each item alone gives its own rows (N is outermost, items do not mix)
+    local one = net:forward(x:narrow(2, 2))
+    for k = 0, 11 do assert.are.equal(py[12 + k], one:data()[k]) end
   end)
 
   it('a class token left constant by a batch-1 export says to export with a dynamic batch axis', function()

@@ -133,6 +133,19 @@ int ox_map_reshape(ox_ctx *x, int i)
         if (s->nsym)
             memcpy(coef, s->nsym, (size_t)nt * sizeof *coef);
     }
+    /* A literal -1 first, every other entry known (x.reshape(-1, E) of an
+     * N x L x E input: the tokens of all items as rows): under a symbolic N
+     * it stands for N (P / rest), N outermost, and is mapped as that count
+     * of N, like the target PyTorch computes from Shape when it is written
+     * x.reshape(N * L, E). */
+    if (!x->batch_one && ox_lay_is_std(&xv->lay) && t[0] == -1 && coef[0] == 0 && !sa) {
+        int64_t rest = 1, P = mr_shape_numel(&xv->shape);
+        int all_known = 1;
+        for (int k = 1; k < nt && all_known; k++)
+            all_known = coef[k] == 0 && t[k] > 0 && !mr_size_mul(rest, t[k], &rest);
+        if (all_known && P % rest == 0 && P / rest > 1)
+            coef[0] = P / rest;
+    }
     /* a target that says where N goes: an entry counting N, or a 0 copying
      * the input's dim holding N */
     int p = -1;
