@@ -442,8 +442,27 @@ def rows_graph():
     save(helper.make_model(gr, opset_imports=[helper.make_opsetid('', 13)]), 'rows_reshape.onnx')
 
 
+def scale_graph():
+    """An attention scale from a traced shape: d = float(x.shape[2]) (6),
+    y = x * d ** -0.5 / sqrt(d); Pow and Sqrt of constants fold."""
+    i64 = lambda name, vals: helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)  # noqa: E731
+    nodes = [helper.make_node('Shape', ['x'], ['s'], name='shape'),
+             helper.make_node('Gather', ['s', 'two'], ['d_int'], name='head_dim', axis=0),
+             helper.make_node('Cast', ['d_int'], ['d'], name='to_float', to=TensorProto.FLOAT),
+             helper.make_node('Pow', ['d', 'minus_half'], ['scale'], name='pow'),
+             helper.make_node('Sqrt', ['d'], ['root'], name='sqrt'),
+             helper.make_node('Mul', ['x', 'scale'], ['xs'], name='scaled'),
+             helper.make_node('Div', ['xs', 'root'], ['y'], name='y')]
+    g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 4, 6])],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 4, 6])],
+                          [helper.make_tensor('two', TensorProto.INT64, [], [2]),
+                           helper.make_tensor('minus_half', TensorProto.FLOAT, [], [-0.5])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), 'scale_fold.onnx')
+
+
 def batch_errors():
     rows_graph()
+    scale_graph()
     # a class token concatenated at the fixed batch 1: the exporter leaves it a constant
     cls = numpy_helper.from_array(np.full((1, 1, 6), 0.5, np.float32), 'cls')
     save(batch_graph([helper.make_node('Concat', ['cls', 'x'], ['y'], name='tokens', axis=1)], [1, 5, 6], [cls],

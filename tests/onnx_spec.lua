@@ -319,6 +319,19 @@ describe('ONNX loader errors', function()
     for k = 0, 11 do assert.are.equal(py[12 + k], one:data()[k]) end
   end)
 
+  it('an attention scale from a traced shape (Pow and Sqrt of a constant) folds: x * 6^-0.5 / sqrt 6', function()
+    local net = models.onnx(D .. 'scale_fold.onnx')
+    local x = T.randn({ 2, 4, 6 }, { seed = 9 })
+    local y, f = net:forward(x), require('ffi').new('float[3]')
+    f[1] = 6 ^ -0.5
+    f[2] = math.sqrt(6)
+    for e = 0, x:numel() - 1 do
+      f[0] = x:data()[e] * f[1]
+      f[0] = f[0] / f[2]
+      assert.are.equal(f[0], y:data()[e])
+    end
+  end)
+
   it('a class token left constant by a batch-1 export says to export with a dynamic batch axis', function()
     local e = err_of('bad_cls_batch1.onnx')
     assert.truthy(e:find("node 'tokens' (#0, Concat): input 0 ('cls') is a constant; moreau maps this op on values " ..

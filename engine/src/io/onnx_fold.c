@@ -289,13 +289,40 @@ static void strides_of(const ox_const *c, int64_t *st)
     }
 }
 
+/* Pow(a, b) and Sqrt(a) of float constants (numpy broadcasting): an
+ * attention scale PyTorch computes from a traced shape, head_dim ** -0.5 or
+ * sqrt(head_dim), folds to its number. */
+static int fold_pow_sqrt(ox_ctx *x, int i, int is_pow, ox_const *const *in, ox_const **out)
+{
+    const ox_const *a = in[0], *b = is_pow ? in[1] : in[0];
+    if (!a || !b)
+        return ox_node_error(x, i, MR_EFORMAT, "needs %d inputs", is_pow ? 2 : 1);
+    if (!a->f || !b->f)
+        return ox_node_error(x, i, MR_ENOTFOUND, "folding a %s of integers is not supported (FLOAT constants)",
+                             is_pow ? "Pow" : "Sqrt");
+    const ox_const *cs[2] = {a, b};
+    int r;
+    int64_t dims[OX_MAX_DIMS];
+    if (!bcast_dims(cs, 2, &r, dims)) {
+        char d0[160], d1[160];
+        return ox_node_error(x, i, MR_ESHAPE, "constants of dims %s and %s do not broadcast",
+                             ox_dims_str(a->ndim, a->dims, d0, sizeof d0), ox_dims_str(b->ndim, b->dims, d1, sizeof d1));
+    }
+    MR_TRY(fold_new(x, i, 0, r, dims, 0, out));
+    for (int64_t e = 0; e < (*out)->numel; e++) {
+        float fa = a->f[bcast_src(a, r, dims, e)];
+        (*out)->f[e] = is_pow ? powf(fa, b->f[bcast_src(b, r, dims, e)]) : sqrtf(fa);
+    }
+    return MR_OK;
+}
+
 int ox_fold_node(ox_ctx *x, int i, int *folded)
 {
     const Onnx__NodeProto *n = x->g->node[i];
     const char *op = n->op_type;
     static const char *const foldable[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast",
                                            "Squeeze", "Unsqueeze", "Gather", "Mul", "Div", "Add", "Sub",
-                                           "Equal", "Where", "Expand", NULL};
+                                           "Equal", "Where", "Expand", "Pow", "Sqrt", NULL};
     *folded = 0;
     if (!strcmp(op, "Shape")) {
         *folded = 1;
@@ -342,9 +369,14 @@ int ox_fold_node(ox_ctx *x, int i, int *folded)
     ox_const *r = NULL, *c = in[0];
     if (!c)
         return ox_node_error(x, i, MR_EFORMAT, "input 0 is missing");
+    int is_pow = !strcmp(op, "Pow");
     int64_t dims[OX_MAX_DIMS], st[OX_MAX_DIMS];
     char ds[160];
-    if (!strcmp(op, "ConstantOfShape")) {
+    if (is_pow || !strcmp(op, "Sqrt")) {
+        if (sym)
+            return ox_sym_error(x, i, 0, ox_input_value(x, i, 0)->name);
+        MR_TRY(fold_pow_sqrt(x, i, is_pow, in, &r));
+    } else if (!strcmp(op, "ConstantOfShape")) {
         if (c->ndim != 1 || c->numel > OX_MAX_DIMS)
             return ox_node_error(x, i, MR_EFORMAT, "input 'input' must be a 1-D shape");
         for (int d = 0; d < c->numel; d++)
