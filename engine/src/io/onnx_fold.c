@@ -597,6 +597,9 @@ int ox_fold_node(ox_ctx *x, int i, int *folded)
                 if (a < 0 || a >= c->ndim || sp == 0 || j >= in[2]->numel)
                     return ox_node_error(x, i, MR_EFORMAT, "a bad slice");
                 int64_t dim = c->dims[a], b = cget_i(in[1], j), e = cget_i(in[2], j);
+                /* a step longer than the dim takes one entry either way: bound it so the
+                 * counts below cannot overflow (a file may say INT64_MAX) */
+                sp = sp > dim + 1 ? dim + 1 : sp < -(dim + 1) ? -(dim + 1) : sp;
                 if (b < 0)
                     b += dim;
                 if (e < 0)
