@@ -460,7 +460,26 @@ def scale_graph():
     save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), 'scale_fold.onnx')
 
 
+def layernorm_split_graph(second_axis, name):
+    """LayerNorm as torch < opset 17 writes it, over the last axis of x (N, 4, 6); with
+    the variance's ReduceMean over another axis it is not a LayerNorm and must not match."""
+    nodes = [helper.make_node('ReduceMean', ['x'], ['m'], name='mean', axes=[-1]),
+             helper.make_node('Sub', ['x', 'm'], ['d'], name='centre'),
+             helper.make_node('Pow', ['d', 'two'], ['p'], name='square'),
+             helper.make_node('ReduceMean', ['p'], ['v'], name='var', axes=[second_axis]),
+             helper.make_node('Add', ['v', 'eps'], ['ve'], name='plus_eps'),
+             helper.make_node('Sqrt', ['ve'], ['s'], name='std'),
+             helper.make_node('Div', ['d', 's'], ['y'], name='normalized')]
+    g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 4, 6])],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 4, 6])],
+                          [helper.make_tensor('two', TensorProto.FLOAT, [], [2.0]),
+                           helper.make_tensor('eps', TensorProto.FLOAT, [], [1e-5])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), name)
+
+
 def batch_errors():
+    layernorm_split_graph(-1, 'layernorm_split.onnx')
+    layernorm_split_graph(1, 'bad_layernorm_axes.onnx')
     rows_graph()
     scale_graph()
     # a class token concatenated at the fixed batch 1: the exporter leaves it a constant

@@ -332,6 +332,27 @@ describe('ONNX loader errors', function()
     end
   end)
 
+  it('LayerNorm split into seven nodes is one layernorm only when both means are over the last axis', function()
+    local net = models.onnx(D .. 'layernorm_split.onnx')
+    local ops = {}
+    for _, nd in ipairs(net:nodes()) do ops[#ops + 1] = nd.op end
+    assert.are.equal('input layernorm', table.concat(ops, ' '))
+    local x = T.randn({ 2, 4, 6 }, { seed = 3 })
+    local y = net:forward(x)
+    for row = 0, 7 do -- (x - mean) / sqrt(var + eps) over each row of 6, in double
+      local px, m, v = x:data(), 0, 0
+      for k = 0, 5 do m = m + px[row * 6 + k] / 6 end
+      for k = 0, 5 do v = v + (px[row * 6 + k] - m) ^ 2 / 6 end
+      for k = 0, 5 do
+        local want = (px[row * 6 + k] - m) / math.sqrt(v + 1e-5)
+        assert.is_true(math.abs(y:data()[row * 6 + k] - want) <= 1e-5, ('row %d entry %d'):format(row, k))
+      end
+    end
+    -- the variance over axis 1 instead: not a LayerNorm, refused at the broadcast Sub, never mapped as one
+    local e = err_of('bad_layernorm_axes.onnx')
+    assert.truthy(e:find("node 'centre' (#1, Sub)", 1, true), e)
+  end)
+
   it('a class token left constant by a batch-1 export says to export with a dynamic batch axis', function()
     local e = err_of('bad_cls_batch1.onnx')
     assert.truthy(e:find("node 'tokens' (#0, Concat): input 0 ('cls') is a constant; moreau maps this op on values " ..

@@ -889,17 +889,18 @@ static int map_pad(ox_ctx *x, int i)
     return ox_set_node_output(x, i, 0, id);
 }
 
-/* 1 when node k is a ReduceMean of the value v over its last axis alone,
- * keeping it (keepdims = 1). */
-static int mean_of_last_axis(ox_ctx *x, int k, const ox_value *v)
+/* 1 when node k is a ReduceMean of the value named `name`, whose shape and
+ * layout are those of v, over its last axis alone, keeping it
+ * (keepdims = 1). */
+static int mean_of_last_axis(ox_ctx *x, int k, const char *name, const ox_value *v)
 {
     const Onnx__NodeProto *n = x->g->node[k];
     int64_t axes[OX_MAX_DIMS], keep;
     int na;
-    if (!ox_op_is(n, "ReduceMean") || ox_ninputs(n) < 1 || strcmp(n->input[0], v->name) ||
+    if (!ox_op_is(n, "ReduceMean") || ox_ninputs(n) < 1 || strcmp(n->input[0], name) ||
         ox_axes_of(x, k, 18, axes, &na) < 0 || ox_attr_int(x, k, "keepdims", 1, &keep) < 0)
         return 0;
-    return na == 1 && keep == 1 && ox_value_axis(v, axes[0]) == v->shape.ndim - 1;
+    return na == 1 && keep == 1 && v->shape.ndim >= 1 && ox_value_axis(v, axes[0]) == v->shape.ndim - 1;
 }
 
 /* LayerNorm as PyTorch exports it before opset 17 (nn.LayerNorm's weight and
@@ -912,7 +913,7 @@ static int try_layernorm(ox_ctx *x, int i, int *matched)
 {
     *matched = 0;
     ox_value *xv = ox_input_value(x, i, 0);
-    if (!xv || xv->kind != V_NODE || !mean_of_last_axis(x, i, xv))
+    if (!xv || xv->kind != V_NODE || !mean_of_last_axis(x, i, xv->name, xv))
         return MR_OK;
     const Onnx__NodeProto *const *g = (const Onnx__NodeProto *const *)x->g->node;
     int sub = sole_consumer(x, i);
@@ -938,7 +939,7 @@ static int try_layernorm(ox_ctx *x, int i, int *matched)
     int var = sole_consumer(x, pw), add = var >= 0 ? sole_consumer(x, var) : -1;
     int sq = add >= 0 ? sole_consumer(x, add) : -1;
     if (sq < 0 || sole_consumer(x, sq) != div || !ox_op_is(g[var], "ReduceMean") ||
-        !mean_of_last_axis(x, var, &x->vals[ox_find_value(x, g[pw]->output[0])]) || !ox_op_is(g[add], "Add") ||
+        !mean_of_last_axis(x, var, g[pw]->output[0], xv) || !ox_op_is(g[add], "Add") || /* Pow keeps x's shape */
         ox_ninputs(g[add]) != 2 || !ox_op_is(g[sq], "Sqrt") || ox_ninputs(g[div]) != 2 ||
         strcmp(g[div]->input[1], g[sq]->output[0]))
         return MR_OK;
